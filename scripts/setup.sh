@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package Swarm needs (idempotent, non-interactive) and builds the release
+# binary into build/. Usage: scripts/setup.sh [--deps-only]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libabsl-dev                 # Status/StatusOr, strings, synchronization
+  libzmq3-dev cppzmq-dev      # ZeroMQ sockets and their C++ binding
+  capnproto libcapnp-dev      # wire-format schema compiler and runtime
+  libzstd-dev                 # activation compression
+  libboost-dev                # Boost.Beast / Asio for the HTTP gateway
+  libopendht-dev              # Kademlia DHT for peer discovery
+  libpcre2-dev                # Unicode-aware regexes for BPE pre-tokenizers
+  libcli11-dev                # command-line parsing
+  nlohmann-json3-dev          # JSON for the HTTP API and benchmark output
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+[[ "${1:-}" == "--deps-only" ]] && exit 0
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+cmake --build build --target swarm >&2

@@ -1,0 +1,22 @@
+// Subcommands of the `swarm` binary. Each Add*Command registers its flags on `app` and a callback
+// that builds the components it needs; main() lists them all (no global registry).
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace swarm::cli {
+
+// Exit code a subcommand callback stores for main() to return.
+struct ExitCode {
+  int value = 0;
+};
+
+void AddInspectCommand(CLI::App& app, ExitCode& exit_code);
+void AddTokenizeCommand(CLI::App& app, ExitCode& exit_code);
+void AddGenerateCommand(CLI::App& app, ExitCode& exit_code);
+void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code);
+void AddBenchCommand(CLI::App& app, ExitCode& exit_code);
+
+}  // namespace swarm::cli

@@ -1,0 +1,30 @@
+// Plain reference arithmetic on every weight type: obviously-correct code that optimized and device
+// kernels are tested against. Layouts and rounding follow llama.cpp's *_ref functions bit for bit.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ggml_type.h"
+
+namespace swarm::kernels {
+
+// dst: [n] floats from a row of `n` elements of `type` (n a multiple of the block size).
+void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
+
+// dst: one row of `n` elements of `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q8_K), rounded as
+// llama.cpp's quantize_row_*_ref.
+void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
+
+// Reference dot product of a weight row with float activations: dequantize, then accumulate in
+// double, so the result does not depend on summation order beyond float rounding of the output.
+float DotRowReference(GgmlType type, const void* row, const float* x, int64_t n);
+
+// The activation type a weight type's integer dot product uses (as ggml's vec_dot_type):
+// Q8_0 for Q8_0/Q4_0, Q8_K for Q4_K/Q6_K; F32 for float weight types.
+GgmlType VecDotType(GgmlType weight_type);
+
+// Integer dot product as llama.cpp computes it: `row` of `type`, `x_quant` already quantized to
+// VecDotType(type) by QuantizeRow. Plain scalar code.
+float VecDotQuantizedReference(GgmlType type, const void* row, const void* x_quant, int64_t n);
+
+}  // namespace swarm::kernels

@@ -1,0 +1,39 @@
+// Hyper-parameters of a Llama-family model, read from GGUF metadata and checked for consistency.
+// A value type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+
+namespace swarm::model {
+
+class GgufFile;
+
+struct ModelConfig {
+  std::string architecture;  // "llama" or "qwen2"
+  std::string name;          // general.name, may be empty
+  int64_t n_layer = 0;
+  int64_t n_embd = 0;
+  int64_t n_ff = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;  // n_embd / n_head
+  int64_t n_vocab = 0;
+  int64_t n_ctx_train = 0;
+  float rms_eps = 1e-5f;
+  float rope_freq_base = 10000.0f;
+  kernels::RopeStyle rope_style = kernels::RopeStyle::kAdjacentPairs;
+  bool qkv_bias = false;  // qwen2
+  // Stable identity of the model's weights (architecture, shapes and a hash of the tensor table),
+  // so peers serving slices of the same model agree on it.
+  std::string model_id;
+
+  int64_t kv_dim() const { return head_dim * n_head_kv; }
+};
+
+absl::StatusOr<ModelConfig> ReadModelConfig(const GgufFile& file);
+
+}  // namespace swarm::model
