@@ -1,4 +1,5 @@
-// IEEE half (fp16) and bfloat16 conversions, bit-exact with ggml's reference (round to nearest even).
+// IEEE half (fp16) and bfloat16 conversions, bit-exact with ggml's reference (round to nearest
+// even).
 #pragma once
 
 #include <cstdint>
@@ -38,10 +39,10 @@ inline uint16_t FloatToHalf(float f) {
   const uint32_t bits = FloatToBits(f);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
   const uint32_t abs = bits & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | 0x7e00;               // NaN
-  if (abs >= 0x477ff000) return sign | 0x7c00;              // rounds to >= 65520: infinity
-  if (abs < 0x38800000) {                                   // below the smallest normal half
-    if (abs < 0x33000000) return sign;                      // rounds to zero
+  if (abs > 0x7f800000) return sign | 0x7e00;   // NaN
+  if (abs >= 0x477ff000) return sign | 0x7c00;  // rounds to >= 65520: infinity
+  if (abs < 0x38800000) {                       // below the smallest normal half
+    if (abs < 0x33000000) return sign;          // rounds to zero
     const uint32_t exponent = abs >> 23;
     const uint32_t mantissa = (abs & 0x7fffff) | 0x800000;  // implicit bit
     const uint32_t shift = 126 - exponent;                  // 14..24
@@ -51,7 +52,7 @@ inline uint16_t FloatToHalf(float f) {
     if (remainder > halfway || (remainder == halfway && (half_mantissa & 1))) ++half_mantissa;
     return sign | static_cast<uint16_t>(half_mantissa);
   }
-  uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);       // round to nearest even at bit 13
+  uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // round to nearest even at bit 13
   return sign | static_cast<uint16_t>((rounded - 0x38000000) >> 13);
 }
 

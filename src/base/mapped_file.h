@@ -1,5 +1,6 @@
-// A read-only memory mapping of a whole file (RAII). Owned by whoever opened it; the bytes stay valid
-// until it is destroyed. Pages are touched only when read, so mapping a large model costs no memory.
+// A read-only memory mapping of a whole file (RAII). Owned by whoever opened it; the bytes stay
+// valid until it is destroyed. Pages are touched only when read, so mapping a large model costs no
+// memory.
 #pragma once
 
 #include <cstddef>

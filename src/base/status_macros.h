@@ -8,10 +8,10 @@
 #define SWARM_STATUS_CONCAT_INNER(a, b) a##b
 #define SWARM_STATUS_CONCAT(a, b) SWARM_STATUS_CONCAT_INNER(a, b)
 
-#define SWARM_RETURN_IF_ERROR(expr)                   \
-  do {                                                \
-    ::absl::Status swarm_status_ = (expr);            \
-    if (!swarm_status_.ok()) return swarm_status_;    \
+#define SWARM_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status swarm_status_ = (expr);         \
+    if (!swarm_status_.ok()) return swarm_status_; \
   } while (0)
 
 #define SWARM_ASSIGN_OR_RETURN(lhs, expr) \

@@ -13,10 +13,6 @@ struct ExitCode {
   int value = 0;
 };
 
-void AddInspectCommand(CLI::App& app, ExitCode& exit_code);
-void AddTokenizeCommand(CLI::App& app, ExitCode& exit_code);
-void AddGenerateCommand(CLI::App& app, ExitCode& exit_code);
-void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code);
-void AddBenchCommand(CLI::App& app, ExitCode& exit_code);
+// One line per subcommand (cmd_NAME.cpp).
 
 }  // namespace swarm::cli

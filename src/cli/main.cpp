@@ -6,13 +6,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"swarm: run large language models collectively across volunteer peers"};
   app.require_subcommand(1);
-  app.set_help_all_flag("--help-all", "Show help for every subcommand");
   swarm::cli::ExitCode exit_code;
-  swarm::cli::AddInspectCommand(app, exit_code);
-  swarm::cli::AddTokenizeCommand(app, exit_code);
-  swarm::cli::AddGenerateCommand(app, exit_code);
-  swarm::cli::AddMakeModelCommand(app, exit_code);
-  swarm::cli::AddBenchCommand(app, exit_code);
+  // One line per subcommand.
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -82,7 +82,8 @@ class Backend {
   virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* y) = 0;
   // y: [n] += x
   virtual void Add(float* y, const float* x, int64_t n) = 0;
-  // Writes k, v: [kv_dim, T] into the cache rows positions[t] of k_cache, v_cache: [kv_dim, capacity].
+  // Writes k, v: [kv_dim, T] into the cache rows positions[t] of k_cache, v_cache: [kv_dim,
+  // capacity].
   virtual void StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
                        const int32_t* positions, float* k_cache, float* v_cache) = 0;
   // Causal attention for T query tokens of one sequence: token t attends to cache rows

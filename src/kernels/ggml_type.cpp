@@ -2,20 +2,29 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "base/absl_compat.h"
 #include "base/checked_math.h"
 
 namespace swarm::kernels {
 
 absl::StatusOr<TypeTraits> GetTypeTraits(uint32_t type_id) {
   switch (static_cast<GgmlType>(type_id)) {
-    case GgmlType::kF32: return TypeTraits{"f32", 1, 4};
-    case GgmlType::kF16: return TypeTraits{"f16", 1, 2};
-    case GgmlType::kBF16: return TypeTraits{"bf16", 1, 2};
-    case GgmlType::kQ4_0: return TypeTraits{"q4_0", kQK4_0, sizeof(BlockQ4_0)};
-    case GgmlType::kQ8_0: return TypeTraits{"q8_0", kQK8_0, sizeof(BlockQ8_0)};
-    case GgmlType::kQ4_K: return TypeTraits{"q4_K", kQK_K, sizeof(BlockQ4_K)};
-    case GgmlType::kQ6_K: return TypeTraits{"q6_K", kQK_K, sizeof(BlockQ6_K)};
-    case GgmlType::kQ8_K: return TypeTraits{"q8_K", kQK_K, sizeof(BlockQ8_K)};
+    case GgmlType::kF32:
+      return TypeTraits{"f32", 1, 4};
+    case GgmlType::kF16:
+      return TypeTraits{"f16", 1, 2};
+    case GgmlType::kBF16:
+      return TypeTraits{"bf16", 1, 2};
+    case GgmlType::kQ4_0:
+      return TypeTraits{"q4_0", kQK4_0, sizeof(BlockQ4_0)};
+    case GgmlType::kQ8_0:
+      return TypeTraits{"q8_0", kQK8_0, sizeof(BlockQ8_0)};
+    case GgmlType::kQ4_K:
+      return TypeTraits{"q4_K", kQK_K, sizeof(BlockQ4_K)};
+    case GgmlType::kQ6_K:
+      return TypeTraits{"q6_K", kQK_K, sizeof(BlockQ6_K)};
+    case GgmlType::kQ8_K:
+      return TypeTraits{"q8_K", kQK_K, sizeof(BlockQ8_K)};
   }
   return absl::InvalidArgumentError(absl::StrCat("unsupported tensor type id ", type_id));
 }
@@ -25,7 +34,7 @@ absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n) {
   if (!traits.ok()) return traits.status();
   if (n < 0 || n % traits->block_size != 0) {
     return absl::InvalidArgumentError(absl::StrCat("row of ", n, " elements is not a multiple of ",
-                                                   traits->name, "'s block size ",
+                                                   ToAbsl(traits->name), "'s block size ",
                                                    traits->block_size));
   }
   auto bytes = CheckedMul(static_cast<uint64_t>(n / traits->block_size), traits->type_size);
@@ -34,13 +43,13 @@ absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n) {
 }
 
 absl::StatusOr<GgmlType> ParseGgmlType(std::string_view name) {
-  const std::string lower = absl::AsciiStrToLower(name);
+  const std::string lower = absl::AsciiStrToLower(ToAbsl(name));
   for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0,
                      GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
-    if (absl::AsciiStrToLower(GgmlTypeName(t)) == lower) return t;
+    if (absl::AsciiStrToLower(ToAbsl(GgmlTypeName(t))) == lower) return t;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown weight type '", name, "' (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown weight type '", ToAbsl(name),
+                                                 "' (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)"));
 }
 
 std::string_view GgmlTypeName(GgmlType type) {

@@ -57,7 +57,7 @@ struct BlockQ6_K {
 static_assert(sizeof(BlockQ6_K) == 210);
 
 struct BlockQ8_K {
-  float d;                   // a float, not fp16
+  float d;  // a float, not fp16
   int8_t qs[kQK_K];
   int16_t bsums[kQK_K / 16];  // sums of groups of 16
 };
@@ -75,7 +75,8 @@ inline absl::StatusOr<TypeTraits> GetTypeTraits(GgmlType type) {
   return GetTypeTraits(static_cast<uint32_t>(type));
 }
 
-// Bytes of a row of `n` elements; InvalidArgument if n is not a multiple of the block size or overflows.
+// Bytes of a row of `n` elements; InvalidArgument if n is not a multiple of the block size or
+// overflows.
 absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n);
 
 // Parses "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" (case-insensitive).

@@ -1,7 +1,7 @@
 // Views of a model's weights inside a mapped GGUF file: the tensors of a block range [a, b), or the
-// client part (embeddings, output norm, LM head). Each view's shape and type is validated against the
-// ModelConfig. Views borrow from the GgufFile, which must outlive them. Loading touches no page of
-// any other tensor.
+// client part (embeddings, output norm, LM head). Each view's shape and type is validated against
+// the ModelConfig. Views borrow from the GgufFile, which must outlive them. Loading touches no page
+// of any other tensor.
 #pragma once
 
 #include <cstdint>
@@ -33,11 +33,11 @@ struct ClientWeights {
   kernels::Weight output;       // [n_embd] -> [n_vocab]; token_embd when tied
 };
 
-// Blocks [first, last) of the model. A GGUF slice holds only some blocks: loading one it lacks is an
-// error naming the missing tensor.
+// Blocks [first, last) of the model. A GGUF slice holds only some blocks: loading one it lacks is
+// an error naming the missing tensor.
 absl::StatusOr<std::vector<BlockWeights>> LoadBlockWeights(const GgufFile& file,
-                                                           const ModelConfig& config,
-                                                           int64_t first, int64_t last);
+                                                           const ModelConfig& config, int64_t first,
+                                                           int64_t last);
 
 absl::StatusOr<ClientWeights> LoadClientWeights(const GgufFile& file, const ModelConfig& config);
 

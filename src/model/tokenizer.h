@@ -1,6 +1,6 @@
-// Tokenizers built from GGUF metadata (tokenizer.ggml.*): SentencePiece-style (`llama`) and byte-level
-// BPE (`gpt2`, with the GPT-2, Llama-3 and Qwen2 pre-tokenizers). Immutable after construction:
-// Encode/Decode may be called from any thread.
+// Tokenizers built from GGUF metadata (tokenizer.ggml.*): SentencePiece-style (`llama`) and
+// byte-level BPE (`gpt2`, with the GPT-2, Llama-3 and Qwen2 pre-tokenizers). Immutable after
+// construction: Encode/Decode may be called from any thread.
 #pragma once
 
 #include <cstdint>
