@@ -11,17 +11,18 @@ function(swarm_module name)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
 endfunction()
 
-# swarm_test(NAME SOURCES a.cpp LIBS lib1 lib2 [TIMEOUT s] [LABELS l])
-# A GoogleTest binary whose tests CTest runs one by one.
+# swarm_test(NAME SOURCES a.cpp LIBS lib1 lib2 [NEEDS_BINARY] [TIMEOUT s] [LABELS l])
+# A GoogleTest binary whose tests CTest runs one by one. NEEDS_BINARY: the test runs the `swarm`
+# binary (SWARM_BINARY), so it is built first.
 function(swarm_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "NEEDS_BINARY" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
   target_compile_definitions(${name} PRIVATE
     SWARM_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     SWARM_SHARED_DIR="${PROJECT_SOURCE_DIR}/../shared"
     SWARM_BINARY="${PROJECT_BINARY_DIR}/src/cli/swarm")
-  if(TARGET swarm)
+  if(ARG_NEEDS_BINARY)
     add_dependencies(${name} swarm)
   endif()
   if(NOT ARG_TIMEOUT)

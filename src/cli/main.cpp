@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   swarm::cli::ExitCode exit_code;
   // One line per subcommand.
+  swarm::cli::AddGenerateCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
