@@ -142,7 +142,7 @@ absl::StatusOr<std::string> Subprocess::ReadAll(std::chrono::milliseconds timeou
 
 absl::StatusOr<int> Subprocess::Wait(std::chrono::milliseconds timeout) {
   if (exit_code_.has_value()) return *exit_code_;
-  // waitpid has no timeout: poll a pidfd when available, else a short back-off loop.
+  // waitpid has no timeout: poll with a short exponential back-off (at most 50 ms).
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto delay = std::chrono::milliseconds(1);
   while (true) {

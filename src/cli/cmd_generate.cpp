@@ -1,0 +1,119 @@
+// `swarm generate`: text generation, streamed to stdout. Without peers every block runs in-process
+// (the reference the swarm must match).
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_format.h"
+#include "cli/commands.h"
+#include "cli/sampling_flags.h"
+#include "model/generator.h"
+#include "shard/local_model.h"
+#include "shard/local_pipeline.h"
+
+namespace swarm::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model_path;
+  std::string prompt;
+  int64_t n_predict = 128;
+  model::SamplingParams sampling;
+  kernels::BackendOptions backend;
+  int64_t context = 0;
+  bool ignore_eos = false;
+};
+
+int RunGenerate(const GenerateFlags& flags) {
+  if (auto status = flags.sampling.Validate(); !status.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  const auto load_start = std::chrono::steady_clock::now();
+  auto local = shard::LocalModel::Load(flags.model_path, flags.backend);
+  if (!local.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(local.status().message()).c_str());
+    return 1;
+  }
+  shard::LocalModel& m = **local;
+  const double load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+
+  std::vector<int32_t> prompt;
+  if (m.tokenizer->add_bos() && m.tokenizer->bos_id() >= 0) prompt.push_back(m.tokenizer->bos_id());
+  for (int32_t id : m.tokenizer->Encode(flags.prompt, false, false)) prompt.push_back(id);
+  if (prompt.empty()) {
+    std::fprintf(stderr, "error: the prompt is empty and the model has no BOS token\n");
+    return 2;
+  }
+  const int64_t context =
+      flags.context > 0 ? flags.context : static_cast<int64_t>(prompt.size()) + flags.n_predict;
+  if (static_cast<int64_t>(prompt.size()) + flags.n_predict > context) {
+    std::fprintf(stderr, "error: prompt (%zu tokens) + -n %lld exceeds the context of %lld\n",
+                 prompt.size(), static_cast<long long>(flags.n_predict),
+                 static_cast<long long>(context));
+    return 2;
+  }
+  auto pipeline = shard::LocalPipeline::Create(*m.blocks, context);
+  if (!pipeline.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(pipeline.status().message()).c_str());
+    return 1;
+  }
+  model::Sampler sampler(flags.sampling);
+  model::StreamingDecoder decoder(*m.tokenizer);
+  model::GenerateOptions options;
+  options.max_new_tokens = flags.n_predict;
+  options.stop_at_end_of_generation = !flags.ignore_eos;
+  auto stats = model::Generate(prompt, options, *m.head, **pipeline, sampler, *m.tokenizer,
+                               [&](int32_t token) {
+                                 const std::string text = decoder.Push(token);
+                                 std::fwrite(text.data(), 1, text.size(), stdout);
+                                 std::fflush(stdout);
+                                 return true;
+                               });
+  const std::string tail = decoder.Finish();
+  std::fwrite(tail.data(), 1, tail.size(), stdout);
+  std::fflush(stdout);
+  if (!stats.ok()) {
+    std::fprintf(stderr, "\nerror: %s\n", std::string(stats.status().message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "\nload: %.3f s | prompt: %lld tokens, %.2f tokens/s | generation: %lld tokens, "
+               "%.2f tokens/s | backend %s\n",
+               load_seconds, static_cast<long long>(stats->prompt_tokens),
+               stats->prompt_seconds > 0 ? stats->prompt_tokens / stats->prompt_seconds : 0.0,
+               static_cast<long long>(stats->generated_tokens),
+               stats->generation_seconds > 0
+                   ? (stats->generated_tokens - 1) / stats->generation_seconds
+                   : 0.0,
+               m.backend->name().c_str());
+  return 0;
+}
+
+}  // namespace
+
+void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
+  auto flags = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed to stdout");
+  cmd->footer(
+      "Examples:\n"
+      "  swarm generate -m stories260K.gguf -p \"Once upon a time\" -n 64\n"
+      "  swarm generate -m stories260K.gguf -p \"\" -n 200 --temp 0   # BOS only, greedy");
+  cmd->add_option("-m,--model", flags->model_path, "Model GGUF file")->required();
+  cmd->add_option("-p,--prompt", flags->prompt, "Prompt text (\"\" = BOS alone)");
+  cmd->add_option("-n,--n-predict", flags->n_predict, "Tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("-c,--ctx-size", flags->context, "Context length (0 = prompt + n)");
+  cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-text tokens");
+  cmd->add_option("--backend", flags->backend.name, "auto, reference, cpu")->capture_default_str();
+  cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
+  AddSamplingFlags(*cmd, flags->sampling);
+  cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });
+}
+
+}  // namespace swarm::cli

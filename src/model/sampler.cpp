@@ -1,0 +1,103 @@
+#include "model/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace swarm::model {
+
+absl::Status SamplingParams::Validate() const {
+  if (!(temperature >= 0.0f) || !std::isfinite(temperature)) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0, got ", temperature));
+  }
+  if (!(top_p > 0.0f && top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p));
+  }
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", min_p));
+  }
+  if (!(repeat_penalty > 0.0f) || !std::isfinite(repeat_penalty)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("repeat_penalty must be > 0, got ", repeat_penalty));
+  }
+  if (repeat_last_n < 0) return absl::InvalidArgumentError("repeat_last_n must be >= 0");
+  return absl::OkStatus();
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {
+  const int32_t n_vocab = static_cast<int32_t>(logits.size());
+  candidates_.resize(logits.size());
+  for (int32_t i = 0; i < n_vocab; ++i) candidates_[i] = {i, logits[i]};
+
+  if (params_.repeat_penalty != 1.0f && params_.repeat_last_n > 0) {
+    const size_t n = std::min(history.size(), static_cast<size_t>(params_.repeat_last_n));
+    absl::flat_hash_set<int32_t> recent(history.end() - n, history.end());
+    for (int32_t id : recent) {
+      if (id < 0 || id >= n_vocab) continue;
+      float& logit = candidates_[id].logit;
+      logit = logit > 0 ? logit / params_.repeat_penalty : logit * params_.repeat_penalty;
+    }
+  }
+
+  if (params_.temperature <= 0.0f) {  // greedy: the first of the largest logits
+    int32_t best = 0;
+    for (int32_t i = 1; i < n_vocab; ++i) {
+      if (candidates_[i].logit > candidates_[best].logit) best = i;
+    }
+    return candidates_[best].id;
+  }
+
+  // Sort descending by logit (ties by id, so the order is fully determined).
+  auto by_logit = [](const Candidate& a, const Candidate& b) {
+    return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
+  };
+  size_t keep = candidates_.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
+    keep = static_cast<size_t>(params_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
+  } else {
+    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  }
+  candidates_.resize(keep);
+
+  // Probabilities before temperature, as llama.cpp's default chain (top-k, top-p, min-p, temp).
+  std::vector<double> probs(keep);
+  const double max_logit = candidates_[0].logit;
+  double sum = 0;
+  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(candidates_[i].logit - max_logit);
+  if (params_.top_p < 1.0f) {
+    double cumulative = 0;
+    for (size_t i = 0; i < keep; ++i) {
+      cumulative += probs[i] / sum;
+      if (cumulative >= params_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  if (params_.min_p > 0.0f) {
+    const double threshold = params_.min_p * probs[0];
+    size_t n = 1;
+    while (n < keep && probs[n] >= threshold) ++n;
+    keep = n;
+  }
+
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    total += probs[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);
+  }
+  // A uniform double in [0, 1) from 53 random bits: identical on every platform.
+  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * total;
+  double cumulative = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    cumulative += probs[i];
+    if (u < cumulative) return candidates_[i].id;
+  }
+  return candidates_[keep - 1].id;
+}
+
+}  // namespace swarm::model

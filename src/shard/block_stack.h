@@ -1,0 +1,77 @@
+// A contiguous range of transformer blocks [first, last) ready to run on a backend: the unit of work
+// a peer serves. Forward() runs a batch of sequences (a prompt, or one decode token of many
+// sessions) through every block, so each weight is read once per batch. Owns its weights' backend
+// copies (if any) and scratch buffers; borrows the host weights (the mapped GGUF must outlive it).
+// One thread calls Forward() at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+#include "shard/kv_cache.h"
+
+namespace swarm::shard {
+
+// One sequence's part of a batch: n_tokens consecutive positions starting at the cache's length.
+struct SequenceStep {
+  KvCache* cache = nullptr;
+  int64_t n_tokens = 0;
+};
+
+class BlockStack {
+ public:
+  static absl::StatusOr<std::unique_ptr<BlockStack>> Create(
+      kernels::Backend& backend, const model::ModelConfig& config,
+      const std::vector<model::BlockWeights>& host_blocks);
+
+  int64_t first_block() const { return first_; }
+  int64_t last_block() const { return last_; }
+  int64_t n_blocks() const { return last_ - first_; }
+  const model::ModelConfig& config() const { return config_; }
+  kernels::Backend& backend() { return backend_; }
+
+  absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity);
+  size_t CacheBytesPerToken() const { return KvCache::BytesPerToken(n_blocks(), config_.kv_dim()); }
+
+  // hidden_in, hidden_out: [n_embd, total tokens] in host memory, the steps' tokens concatenated in
+  // order (may alias). Each step's tokens take the positions [cache->length(), + n_tokens); on
+  // success every cache advances by its n_tokens, on failure no cache changes length.
+  absl::Status Forward(std::span<const SequenceStep> steps, const float* hidden_in,
+                       float* hidden_out);
+
+ private:
+  BlockStack(kernels::Backend& backend, const model::ModelConfig& config)
+      : backend_(backend), config_(config) {}
+  absl::Status EnsureScratch(int64_t n_tokens);
+  void RunBlock(const model::BlockWeights& w, int64_t local_layer,
+                std::span<const SequenceStep> steps, int64_t n_tokens);
+
+  kernels::Backend& backend_;
+  model::ModelConfig config_;
+  int64_t first_ = 0;
+  int64_t last_ = 0;
+  std::vector<model::BlockWeights> blocks_;  // backend-resident views
+  std::vector<std::unique_ptr<kernels::Buffer>> weight_storage_;
+
+  // Scratch activations in backend memory, sized for scratch_tokens_ tokens.
+  int64_t scratch_tokens_ = 0;
+  std::unique_ptr<kernels::Buffer> scratch_;
+  float* x_ = nullptr;    // [n_embd, T] residual stream
+  float* xb_ = nullptr;   // [n_embd, T] normed input
+  float* xb2_ = nullptr;  // [n_embd, T] block output before the residual add
+  float* q_ = nullptr;    // [n_embd, T]
+  float* k_ = nullptr;    // [kv_dim, T]
+  float* v_ = nullptr;    // [kv_dim, T]
+  float* att_ = nullptr;  // [n_embd, T]
+  float* hb_ = nullptr;   // [n_ff, T]
+  float* hb2_ = nullptr;  // [n_ff, T]
+  std::vector<int32_t> positions_;  // [T] host
+};
+
+}  // namespace swarm::shard

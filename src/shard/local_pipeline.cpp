@@ -1,0 +1,22 @@
+#include "shard/local_pipeline.h"
+
+#include "absl/status/status.h"
+#include "base/status_macros.h"
+
+namespace swarm::shard {
+
+absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(BlockStack& stack,
+                                                                     int64_t max_length) {
+  if (stack.first_block() != 0 || stack.last_block() != stack.config().n_layer) {
+    return absl::InvalidArgumentError("a local pipeline needs every block of the model");
+  }
+  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(max_length));
+  return std::unique_ptr<LocalPipeline>(new LocalPipeline(stack, std::move(cache)));
+}
+
+absl::Status LocalPipeline::Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) {
+  const SequenceStep step{cache_.get(), n_tokens};
+  return stack_.Forward(std::span<const SequenceStep>(&step, 1), hidden_in, hidden_out);
+}
+
+}  // namespace swarm::shard
