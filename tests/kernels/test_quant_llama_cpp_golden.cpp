@@ -1,0 +1,72 @@
+// Bit-compatibility with llama.cpp: hashes of llama.cpp's own quantize_row_*_ref output and the
+// bits of its scalar ggml_vec_dot_*_generic result, recorded by tools/llama_cpp_golden.cpp from the
+// libggml of llama.cpp as shipped prebuilt (linux-x64) in npm's
+// @node-llama-cpp/linux-x64 3.22.1, on the portable inputs of portable_inputs.h.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/quant_reference.h"
+#include "portable_inputs.h"
+
+namespace swarm::kernels {
+namespace {
+
+struct Golden {
+  GgmlType type;
+  int input_kind;
+  uint64_t bytes_hash;  // FNV-1a 64 of QuantizeRow's output
+  uint32_t dot_bits;    // VecDotQuantizedReference against quantized kNormal activations
+};
+
+constexpr Golden kGolden[] = {
+    // clang-format off
+    {GgmlType::kQ8_0, 0, 0xc31d386153aadb1full, 0xc0758f3eu},
+    {GgmlType::kQ8_0, 1, 0x14f8495c4f46fae4ull, 0xbe5129c6u},
+    {GgmlType::kQ8_0, 2, 0x739a3ef4afba1734ull, 0x4211624du},
+    {GgmlType::kQ8_0, 3, 0xe2b5e3333a6757d4ull, 0xc1e7e629u},
+    {GgmlType::kQ4_0, 0, 0x3b2ab88ba0dcf1abull, 0x409d06e0u},
+    {GgmlType::kQ4_0, 1, 0x452ad9403d830048ull, 0xbe6409dau},
+    {GgmlType::kQ4_0, 2, 0xaf67da4c136518d8ull, 0x421553c1u},
+    {GgmlType::kQ4_0, 3, 0x5d0ccf466aea9a26ull, 0xc286e085u},
+    {GgmlType::kQ4_K, 0, 0x0f22a02075f634eeull, 0xc0568408u},
+    {GgmlType::kQ4_K, 1, 0x30269892ff972000ull, 0xbe280070u},
+    {GgmlType::kQ4_K, 2, 0xaeda6553bdb97850ull, 0x421035f0u},
+    {GgmlType::kQ4_K, 3, 0xbd345332efea8140ull, 0xc168d140u},
+    {GgmlType::kQ6_K, 0, 0x557743f50bedb3fbull, 0xc0613f48u},
+    {GgmlType::kQ6_K, 1, 0x5b4956801ff47b7dull, 0xbe50f74eu},
+    {GgmlType::kQ6_K, 2, 0xbda1056e37556c22ull, 0x42130576u},
+    {GgmlType::kQ6_K, 3, 0xfba1511e6086a34full, 0xc1b88bfbu},
+    {GgmlType::kQ8_K, 0, 0xfd683d1d74ffc3a1ull, 0x00000000u},
+    {GgmlType::kQ8_K, 1, 0x30433469f580cd44ull, 0x00000000u},
+    {GgmlType::kQ8_K, 2, 0xd3cba008064b3d58ull, 0x00000000u},
+    {GgmlType::kQ8_K, 3, 0x36bedb37f1b1fb9bull, 0x00000000u},
+    // clang-format on
+};
+
+TEST(LlamaCppGoldenTest, QuantizeAndVecDotAreBitIdentical) {
+  constexpr int64_t kN = 4096;
+  for (const Golden& g : kGolden) {
+    SCOPED_TRACE(::testing::Message() << GgmlTypeName(g.type) << " input kind " << g.input_kind);
+    const std::vector<float> x =
+        testing::MakeInput(static_cast<testing::InputKind>(g.input_kind), kN, 1000 + g.input_kind);
+    std::vector<uint8_t> q(RowBytes(g.type, kN).value());
+    QuantizeRow(g.type, x.data(), q.data(), kN);
+    EXPECT_EQ(testing::Fnv1a64(q.data(), q.size()), g.bytes_hash);
+    if (g.type == GgmlType::kQ8_K) continue;
+
+    const std::vector<float> a =
+        testing::MakeInput(testing::InputKind::kNormal, kN, 2000 + g.input_kind);
+    const GgmlType act_type = VecDotType(g.type);
+    std::vector<uint8_t> aq(RowBytes(act_type, kN).value());
+    QuantizeRow(act_type, a.data(), aq.data(), kN);
+    const float dot = VecDotQuantizedReference(g.type, q.data(), aq.data(), kN);
+    uint32_t dot_bits;
+    std::memcpy(&dot_bits, &dot, sizeof dot_bits);
+    EXPECT_EQ(dot_bits, g.dot_bits) << "dot " << dot;
+  }
+}
+
+}  // namespace
+}  // namespace swarm::kernels
