@@ -15,5 +15,6 @@ struct ExitCode {
 
 // One line per subcommand (cmd_NAME.cpp).
 void AddGenerateCommand(CLI::App& app, ExitCode& exit_code);
+void AddTokenizeCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   swarm::cli::ExitCode exit_code;
   // One line per subcommand.
   swarm::cli::AddGenerateCommand(app, exit_code);
+  swarm::cli::AddTokenizeCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
