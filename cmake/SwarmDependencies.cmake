@@ -8,8 +8,12 @@ find_package(nlohmann_json REQUIRED)
 find_package(Boost 1.74 REQUIRED)
 find_package(GTest REQUIRED)
 find_package(benchmark REQUIRED)
-find_package(opendht REQUIRED)
 find_package(PkgConfig REQUIRED)
+# OpenDHT's CMake package names these targets without creating them.
+pkg_check_modules(Jsoncpp REQUIRED IMPORTED_TARGET jsoncpp)
+pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
+find_package(msgpack REQUIRED CONFIG PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/cmake/msgpackc-cxx)
+find_package(opendht REQUIRED)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 
