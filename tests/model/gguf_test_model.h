@@ -23,6 +23,7 @@ struct TinyModelSpec {
   int64_t n_vocab = 40;
   kernels::GgmlType matrix_type = kernels::GgmlType::kF32;
   bool tied_output = false;
+  bool rope_freqs = false;     // a global tensor that belongs to no block (as in Llama 3.1)
   std::set<std::string> skip;  // tensor names to leave out
   struct Override {
     kernels::GgmlType type;
@@ -44,6 +45,7 @@ inline std::vector<TinyTensor> TinyModelTensors(const TinyModelSpec& s) {
   std::vector<TinyTensor> t = {{"token_embd.weight", m, {e, s.n_vocab}},
                                {"output_norm.weight", f32, {e}}};
   if (!s.tied_output) t.push_back({"output.weight", m, {e, s.n_vocab}});
+  if (s.rope_freqs) t.push_back({"rope_freqs.weight", f32, {e / s.n_head / 2}});
   for (int64_t il = 0; il < s.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     t.push_back({p + "attn_norm.weight", f32, {e}});
