@@ -1,0 +1,48 @@
+#include "router/ban_list.h"
+
+#include <algorithm>
+
+namespace swarm::router {
+
+BanList::BanList(BanOptions options, Clock clock)
+    : options_(options), clock_(std::move(clock)) {}
+
+absl::Time BanList::ReportFailure(const PeerId& peer) {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = entries_.try_emplace(peer, Entry{options_.initial, absl::InfinitePast()});
+  Entry& e = it->second;
+  // A peer that stayed quiet for a long while after its ban starts over.
+  if (!inserted && now - e.until > options_.max) e.next_ban = options_.initial;
+  const absl::Duration ban = std::min(e.next_ban, options_.max);
+  // A failure reported while already banned (e.g. several in-flight requests failing at once)
+  // extends from now; it still counts as one more failure for the backoff.
+  e.until = std::max(e.until, now + ban);
+  e.next_ban = std::min(ban * options_.multiplier, options_.max);
+  return e.until;
+}
+
+void BanList::ReportSuccess(const PeerId& peer) {
+  absl::MutexLock lock(&mu_);
+  entries_.erase(peer);
+}
+
+bool BanList::IsBanned(const PeerId& peer) const { return BannedUntil(peer) > clock_(); }
+
+absl::Time BanList::BannedUntil(const PeerId& peer) const {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(peer);
+  return it == entries_.end() ? absl::InfinitePast() : it->second.until;
+}
+
+absl::flat_hash_set<PeerId> BanList::Banned() const {
+  const absl::Time now = clock_();
+  absl::flat_hash_set<PeerId> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [peer, e] : entries_) {
+    if (e.until > now) out.insert(peer);
+  }
+  return out;
+}
+
+}  // namespace swarm::router

@@ -1,0 +1,348 @@
+#include "router/route_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <queue>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace swarm::router {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// A peer that may carry part of the route, with its cost terms precomputed.
+struct Candidate {
+  const PeerRecord* record = nullptr;
+  int32_t lo = 0, hi = 0;       // its blocks clipped to [start, end)
+  double block_s = 0;           // compute seconds per block, load included
+  double enter_penalty_s = 0;   // cache penalty, paid once per hop
+  double est_latency_s = 0;     // one-way latency when no peer-to-peer RTT is known
+  int32_t base = 0;             // first Dijkstra state of this peer
+  // One-way latency from this peer to others, where measured: (candidate index, seconds),
+  // sorted by index.
+  std::vector<std::pair<int32_t, double>> known;
+
+  int32_t span() const { return hi - lo; }
+  // entered(i): about to run block i on this peer (i in [lo, hi)).
+  int32_t Entered(int32_t i) const { return base + (i - lo); }
+  // computing(i): has run blocks up to i on this peer (i in (lo, hi]).
+  int32_t Computing(int32_t i) const { return base + span() + (i - lo - 1); }
+};
+
+std::optional<double> KnownLatency(const Candidate& from, int32_t to) {
+  auto it = std::lower_bound(from.known.begin(), from.known.end(), std::make_pair(to, -kInf));
+  if (it != from.known.end() && it->first == to) return it->second;
+  return std::nullopt;
+}
+
+double ClientRttMs(const RouteOptions& o, const PeerId& id) {
+  auto it = o.client_rtt_ms.find(id);
+  return it != o.client_rtt_ms.end() ? it->second : o.default_rtt_ms;
+}
+
+// Measured one-way latency between two records in either direction, preferring `from`'s own.
+std::optional<double> RecordLatencyS(const PeerRecord& from, const PeerRecord& to) {
+  if (auto it = from.rtt_ms.find(to.peer_id); it != from.rtt_ms.end()) return it->second / 2000.0;
+  if (auto it = to.rtt_ms.find(from.peer_id); it != to.rtt_ms.end()) return it->second / 2000.0;
+  return std::nullopt;
+}
+
+std::string FormatBlocks(const std::vector<BlockRange>& ranges) {
+  std::vector<std::string> parts;
+  for (const BlockRange& r : ranges) {
+    parts.push_back(r.size() == 1 ? absl::StrCat(r.first)
+                                  : absl::StrCat(r.first, "..", r.last - 1));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+// Maximal runs of blocks in [start, end) that no range in `covered` touches.
+std::vector<BlockRange> Uncovered(const std::vector<BlockRange>& covered, int32_t start,
+                                  int32_t end) {
+  std::vector<int32_t> delta(end - start + 1, 0);
+  for (const BlockRange& r : covered) {
+    int32_t a = std::max(r.first, start), b = std::min(r.last, end);
+    if (a >= b) continue;
+    delta[a - start]++;
+    delta[b - start]--;
+  }
+  std::vector<BlockRange> out;
+  int32_t depth = 0;
+  for (int32_t i = start; i < end; ++i) {
+    depth += delta[i - start];
+    if (depth > 0) continue;
+    if (!out.empty() && out.back().last == i) {
+      out.back().last = i + 1;
+    } else {
+      out.push_back(BlockRange{i, i + 1});
+    }
+  }
+  return out;
+}
+
+absl::Status ValidateOptions(int64_t n_blocks, const RouteOptions& o, int32_t* start,
+                             int32_t* end) {
+  if (n_blocks <= 0 || n_blocks > kMaxBlocks) {
+    return absl::InvalidArgumentError(absl::StrCat("route: bad block count ", n_blocks));
+  }
+  const int64_t e = o.end_block < 0 ? n_blocks : o.end_block;
+  if (o.start_block < 0 || o.start_block >= e || e > n_blocks) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "route: bad span [%d, %d) for a model of %d blocks", o.start_block, e, n_blocks));
+  }
+  auto finite_nonneg = [](double v) { return std::isfinite(v) && v >= 0; };
+  if (!finite_nonneg(o.default_rtt_ms) || !finite_nonneg(o.load_weight) ||
+      !finite_nonneg(o.cache_shortage_penalty_s) || !finite_nonneg(o.nearly_full_penalty_s) ||
+      !(o.default_tps_per_block > 0 && std::isfinite(o.default_tps_per_block)) ||
+      !(o.nearly_full_fraction >= 0 && o.nearly_full_fraction < 1) || o.cache_tokens_needed < 0) {
+    return absl::InvalidArgumentError("route: option out of range");
+  }
+  for (const auto& [id, ms] : o.client_rtt_ms) {
+    if (!finite_nonneg(ms)) return absl::InvalidArgumentError("route: bad client RTT");
+  }
+  for (const auto& [id, l] : o.load) {
+    if (!finite_nonneg(l)) return absl::InvalidArgumentError("route: bad load");
+  }
+  *start = static_cast<int32_t>(o.start_block);
+  *end = static_cast<int32_t>(e);
+  return absl::OkStatus();
+}
+
+double CachePenalty(const PeerRecord& r, const RouteOptions& o) {
+  const int64_t need = o.cache_tokens_needed;
+  if (need > 0 && r.free_cache_tokens < need) return o.cache_shortage_penalty_s;
+  if (r.total_cache_tokens <= 0) return 0;
+  const double fill = 1.0 - static_cast<double>(r.free_cache_tokens - need) /
+                                static_cast<double>(r.total_cache_tokens);
+  if (fill <= o.nearly_full_fraction) return 0;
+  return o.nearly_full_penalty_s * (fill - o.nearly_full_fraction) / (1.0 - o.nearly_full_fraction);
+}
+
+}  // namespace
+
+absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks,
+                                 const RouteOptions& options) {
+  int32_t start = 0, end = 0;
+  if (absl::Status s = ValidateOptions(n_blocks, options, &start, &end); !s.ok()) return s;
+
+  // Newest record per peer id (the snapshot is untrusted as to duplicates).
+  absl::flat_hash_map<PeerId, const PeerRecord*> newest;
+  for (const PeerRecord& r : peers) {
+    auto [it, inserted] = newest.try_emplace(r.peer_id, &r);
+    if (!inserted && r.seq > it->second->seq) it->second = &r;
+  }
+
+  std::vector<Candidate> cands;
+  std::vector<BlockRange> unusable_ranges;  // served, but by banned or not-yet-online peers
+  for (const auto& [id, rec] : newest) {
+    const PeerRecord& r = *rec;
+    if (r.blocks.first < 0 || r.blocks.last > n_blocks || r.blocks.empty()) continue;
+    const int32_t lo = std::max(r.blocks.first, start), hi = std::min(r.blocks.last, end);
+    if (lo >= hi) continue;
+    if (r.state != PeerState::kOnline || options.banned.contains(id)) {
+      unusable_ranges.push_back(r.blocks);
+      continue;
+    }
+    Candidate c;
+    c.record = rec;
+    c.lo = lo;
+    c.hi = hi;
+    const double tps = r.decode_tps_per_block > 0 ? r.decode_tps_per_block
+                                                  : options.default_tps_per_block;
+    double load = r.active_sessions;
+    if (auto it = options.load.find(id); it != options.load.end()) load += it->second;
+    c.block_s = (1.0 + options.load_weight * load) / tps;
+    c.enter_penalty_s = CachePenalty(r, options);
+    c.est_latency_s = ClientRttMs(options, id) / 2000.0;
+    cands.push_back(std::move(c));
+  }
+  // Deterministic regardless of snapshot order: ties go to the lower peer id.
+  std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
+    return a.record->peer_id < b.record->peer_id;
+  });
+
+  absl::flat_hash_map<PeerId, int32_t> index;
+  index.reserve(cands.size());
+  for (size_t k = 0; k < cands.size(); ++k) index[cands[k].record->peer_id] = static_cast<int32_t>(k);
+  for (size_t k = 0; k < cands.size(); ++k) {
+    for (const auto& [other, ms] : cands[k].record->rtt_ms) {
+      auto it = index.find(other);
+      if (it == index.end() || it->second == static_cast<int32_t>(k)) continue;
+      cands[k].known.emplace_back(it->second, ms / 2000.0);
+    }
+    std::sort(cands[k].known.begin(), cands[k].known.end());
+  }
+  // RTT is symmetric: a measurement only the far side made counts for both directions.
+  std::vector<std::vector<std::pair<int32_t, double>>> reverse(cands.size());
+  for (size_t k = 0; k < cands.size(); ++k) {
+    for (const auto& [q, s] : cands[k].known) {
+      if (!KnownLatency(cands[q], static_cast<int32_t>(k))) {
+        reverse[q].emplace_back(static_cast<int32_t>(k), s);
+      }
+    }
+  }
+  for (size_t k = 0; k < cands.size(); ++k) {
+    if (reverse[k].empty()) continue;
+    cands[k].known.insert(cands[k].known.end(), reverse[k].begin(), reverse[k].end());
+    std::sort(cands[k].known.begin(), cands[k].known.end());
+  }
+
+  // States: per candidate, entered(i) for i in [lo, hi) then computing(i) for i in (lo, hi];
+  // one sink at the end.
+  int32_t n_states = 0;
+  std::vector<int32_t> state_peer;
+  for (size_t k = 0; k < cands.size(); ++k) {
+    cands[k].base = n_states;
+    n_states += 2 * cands[k].span();
+    state_peer.insert(state_peer.end(), 2 * cands[k].span(), static_cast<int32_t>(k));
+  }
+  const int32_t sink = n_states++;
+
+  // Which candidates can be entered at each boundary.
+  std::vector<std::vector<int32_t>> cover(end - start);
+  for (size_t k = 0; k < cands.size(); ++k) {
+    for (int32_t i = cands[k].lo; i < cands[k].hi; ++i) cover[i - start].push_back(static_cast<int32_t>(k));
+  }
+
+  const PeerRecord* upstream = nullptr;
+  const PeerRecord* downstream = nullptr;
+  if (options.upstream_peer) {
+    if (auto it = newest.find(*options.upstream_peer); it != newest.end()) upstream = it->second;
+  }
+  if (options.downstream_peer) {
+    if (auto it = newest.find(*options.downstream_peer); it != newest.end()) {
+      downstream = it->second;
+    }
+  }
+  auto latency_in = [&](const Candidate& q) {
+    if (upstream) {
+      if (auto s = RecordLatencyS(*upstream, *q.record)) return *s;
+    }
+    return q.est_latency_s;
+  };
+  auto latency_out = [&](const Candidate& p) {
+    if (options.downstream_peer) {
+      if (downstream) {
+        if (auto s = RecordLatencyS(*p.record, *downstream)) return *s;
+      }
+      return ClientRttMs(options, *options.downstream_peer) / 2000.0;
+    }
+    return p.est_latency_s;
+  };
+
+  std::vector<double> dist(n_states, kInf);
+  std::vector<int32_t> parent(n_states, -1);
+  using Item = std::pair<double, int32_t>;
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue;
+  auto relax = [&](int32_t state, double d, int32_t from) {
+    if (d < dist[state]) {
+      dist[state] = d;
+      parent[state] = from;
+      queue.emplace(d, state);
+    }
+  };
+  for (int32_t q : cover[0]) {
+    relax(cands[q].Entered(start), latency_in(cands[q]) + cands[q].enter_penalty_s, -1);
+  }
+
+  // Leaving peer p at boundary i for peer q costs p's measured latency to q if known, else q's
+  // estimate, which does not depend on p. So only the first peer to leave at i (the cheapest,
+  // since Dijkstra pops in order) needs to try every q by estimate; later ones only matter for
+  // the q's every earlier one had a measurement for (`pending`), plus their own measured q's.
+  std::vector<char> boundary_seen(end - start, 0);
+  std::vector<std::vector<int32_t>> pending(end - start);
+
+  while (!queue.empty()) {
+    auto [d, s] = queue.top();
+    queue.pop();
+    if (d > dist[s]) continue;
+    if (s == sink) break;
+    const int32_t k = state_peer[s];
+    const Candidate& p = cands[k];
+    const int32_t off = s - p.base;
+    if (off < p.span()) {  // entered(i): run block i
+      const int32_t i = p.lo + off;
+      relax(p.Computing(i + 1), d + p.block_s, s);
+      continue;
+    }
+    const int32_t i = p.lo + (off - p.span()) + 1;  // computing(i)
+    if (i < p.hi) relax(p.Computing(i + 1), d + p.block_s, s);
+    if (i == end) {
+      relax(sink, d + latency_out(p), s);
+      continue;
+    }
+    const int32_t b = i - start;
+    auto enter = [&](int32_t q, double latency) {
+      relax(cands[q].Entered(i), d + latency + cands[q].enter_penalty_s, s);
+    };
+    if (!boundary_seen[b]) {
+      boundary_seen[b] = 1;
+      for (int32_t q : cover[b]) {
+        if (q == k || KnownLatency(p, q)) {
+          pending[b].push_back(q);
+        } else {
+          enter(q, cands[q].est_latency_s);
+        }
+      }
+    } else {
+      auto& list = pending[b];
+      size_t kept = 0;
+      for (int32_t q : list) {
+        if (q != k && !KnownLatency(p, q)) {
+          enter(q, cands[q].est_latency_s);
+        } else {
+          list[kept++] = q;
+        }
+      }
+      list.resize(kept);
+    }
+    for (const auto& [q, latency] : p.known) {
+      if (cands[q].lo <= i && i < cands[q].hi) enter(q, latency);
+    }
+  }
+
+  if (dist[sink] == kInf) {
+    std::vector<BlockRange> usable;
+    for (const Candidate& c : cands) usable.push_back(BlockRange{c.lo, c.hi});
+    const std::vector<BlockRange> holes = Uncovered(usable, start, end);
+    std::string msg =
+        absl::StrCat("no route through blocks ", FormatBlocks({BlockRange{start, end}}),
+                     ": no online peer serves blocks ", FormatBlocks(holes));
+    const bool hint = std::any_of(holes.begin(), holes.end(), [&](const BlockRange& h) {
+      return std::any_of(unusable_ranges.begin(), unusable_ranges.end(), [&](const BlockRange& u) {
+        return u.first < h.last && h.first < u.last;
+      });
+    });
+    if (hint) absl::StrAppend(&msg, " (banned or still-joining peers serve some of them)");
+    return absl::UnavailableError(msg);
+  }
+
+  Route route;
+  route.cost_s = dist[sink];
+  int32_t cur = parent[sink];
+  while (cur >= 0) {
+    const int32_t k = state_peer[cur];
+    const Candidate& p = cands[k];
+    const int32_t last = p.lo + (cur - p.base - p.span()) + 1;
+    while (cur - p.base >= p.span()) cur = parent[cur];  // back to entered(first)
+    const int32_t first = p.lo + (cur - p.base);
+    route.hops.push_back(RouteHop{p.record->peer_id, p.record->address, BlockRange{first, last}});
+    cur = parent[cur];
+  }
+  std::reverse(route.hops.begin(), route.hops.end());
+  return route;
+}
+
+std::string DescribeRoute(const Route& route) {
+  std::vector<std::string> parts;
+  for (const RouteHop& h : route.hops) {
+    parts.push_back(absl::StrCat(h.blocks.first, "..", h.blocks.last - 1, "@", h.peer_id.ShortHex()));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+}  // namespace swarm::router
