@@ -61,9 +61,9 @@ absl::Status ReadSpecialId(const GgufFile& file, std::string_view name, int32_t&
 
 absl::Status CheckSpecialId(std::string_view name, int32_t id, size_t n_vocab) {
   if (id == -1 || (id >= 0 && static_cast<size_t>(id) < n_vocab)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("tokenizer: ", ToAbsl(name), " ", id,
-                                                 " is out of range for a vocabulary of ", n_vocab,
-                                                 " tokens"));
+  return absl::InvalidArgumentError(absl::StrCat("tokenizer: tokenizer.ggml.", ToAbsl(name), " ",
+                                                 id, " is out of range for a vocabulary of ",
+                                                 n_vocab, " tokens"));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
@@ -191,7 +192,8 @@ absl::Status BpeTokenizer::Init(const PreTokenizer& pre) {
     const std::string_view merge = v.merges[rank];
     const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string_view::npos;
     if (space == std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("tokenizer: merge ", rank, " '", ToAbsl(merge),
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer: merge ", rank, " '",
+                                                     absl::CHexEscape(ToAbsl(merge)),
                                                      "' is not two tokens and a space"));
     }
     const std::string_view left = merge.substr(0, space), right = merge.substr(space + 1);
@@ -201,9 +203,9 @@ absl::Status BpeTokenizer::Init(const PreTokenizer& pre) {
     for (auto [id, text] : {std::pair{left_id, left}, std::pair{right_id, right},
                             std::pair{merged_id, std::string_view(merged)}}) {
       if (id < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("tokenizer: merge ", rank, " '",
-                                                       ToAbsl(merge), "' names unknown token '",
-                                                       ToAbsl(text), "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tokenizer: merge ", rank, " '", absl::CHexEscape(ToAbsl(merge)),
+                         "' names unknown token '", absl::CHexEscape(ToAbsl(text)), "'"));
       }
     }
     merges_.try_emplace(PairKey(left_id, right_id), Merge{static_cast<int32_t>(rank), merged_id});
