@@ -1,0 +1,396 @@
+#include "transport/peer_server.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace swarm::transport {
+namespace {
+
+shard::SessionKey KeyOf(const SessionId& id) { return {id.hi, id.lo}; }
+
+bool AllFinite(const std::vector<float>& x) {
+  return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
+}
+
+constexpr std::chrono::milliseconds kIdlePoll{50};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PeerServer>> PeerServer::Create(zmq::context_t& context,
+                                                               shard::BlockStack& stack,
+                                                               const PeerServerOptions& options) {
+  SWARM_ASSIGN_OR_RETURN(auto router, RouterServer::Bind(context, options.listen, options.server));
+  return std::unique_ptr<PeerServer>(new PeerServer(context, stack, options, std::move(router)));
+}
+
+PeerServer::PeerServer(zmq::context_t& context, shard::BlockStack& stack,
+                       const PeerServerOptions& options, std::unique_ptr<RouterServer> router)
+    : context_(context),
+      stack_(stack),
+      options_(options),
+      router_(std::move(router)),
+      sessions_(stack, options.limits) {}
+
+PeerServer::~PeerServer() = default;
+
+absl::Status PeerServer::Run() {
+  auto last_expiry = std::chrono::steady_clock::now();
+  while (!stop_.load()) {
+    // With work queued, only drain what has already arrived, then compute: steps that arrive
+    // during a batch are batched together next time.
+    const auto timeout = pending_.empty() ? kIdlePoll : std::chrono::milliseconds(0);
+    const zmq::socket_ref sockets[] = {router_->socket()};
+    auto readable = PollReadable(sockets, timeout);
+    if (!readable.ok()) {
+      if (stop_.load()) break;
+      return readable.status();
+    }
+    while (true) {
+      auto received = router_->Receive(std::chrono::milliseconds(0));
+      if (!received.ok()) break;  // DeadlineExceeded: nothing more queued
+      Handle(received->routing_id, received->message);
+    }
+    DrainDownstream();
+    if (!pending_.empty()) RunBatch();
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_expiry > std::chrono::seconds(1)) {
+      for (const shard::SessionKey& key : sessions_.ExpireIdle(now)) routes_.erase(key);
+      last_expiry = now;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void PeerServer::Reply(const std::string& routing_id, uint64_t request_id, Message body,
+                       std::optional<Payload> tensor) {
+  auto wire = EncodeMessage(request_id, std::move(body), std::move(tensor));
+  if (!wire.ok()) return;  // our own message broke a limit: nothing sensible to send
+  // Unavailable (the client left) or ResourceExhausted (its queue is full): drop, as UDP would.
+  (void)router_->Send(routing_id, *wire);
+}
+
+void PeerServer::ReplyError(const std::string& routing_id, uint64_t request_id,
+                            const absl::Status& status, std::optional<SessionId> session,
+                            std::optional<uint64_t> step) {
+  ++stats_.errors_sent;
+  Reply(routing_id, request_id, ErrorReply::FromStatus(status, session, step));
+}
+
+void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<WireMessage>& message) {
+  if (!message.ok()) {
+    ReplyError(routing_id, 0, message.status());
+    return;
+  }
+  auto decoded = DecodeMessage(*message);
+  if (!decoded.ok()) {
+    ReplyError(routing_id, PeekRequestId(message->header.bytes()).value_or(0), decoded.status());
+    return;
+  }
+  const uint64_t request_id = decoded->request_id;
+  const shard::BlockStack& stack = stack_;
+  if (std::holds_alternative<InfoRequest>(decoded->body)) {
+    InfoReply info;
+    info.peer_id = options_.peer_id;
+    info.model_id = options_.model_id;
+    info.first_block = static_cast<uint32_t>(stack.first_block());
+    info.last_block = static_cast<uint32_t>(stack.last_block());
+    info.backend = stack_.backend().name();
+    info.forward_tokens_per_sec = options_.forward_tokens_per_sec;
+    info.inference_steps_per_sec = options_.inference_steps_per_sec;
+    info.free_cache_tokens =
+        static_cast<uint64_t>(std::max<int64_t>(0, sessions_.free_cache_tokens()));
+    info.max_session_length = static_cast<uint32_t>(options_.limits.max_session_length);
+    Reply(routing_id, request_id, info);
+  } else if (auto* ping = std::get_if<Ping>(&decoded->body)) {
+    Reply(routing_id, request_id, Pong{ping->nonce, ping->send_time_ns});
+  } else if (auto* open = std::get_if<OpenSession>(&decoded->body)) {
+    if (open->first_block < stack.first_block() || open->last_block > stack.last_block() ||
+        open->first_block >= open->last_block) {
+      ReplyError(routing_id, request_id,
+                 absl::InvalidArgumentError(
+                     absl::StrCat("blocks [", open->first_block, ", ", open->last_block,
+                                  ") are not inside this peer's blocks [", stack.first_block(),
+                                  ", ", stack.last_block(), ")")),
+                 open->session_id);
+      return;
+    }
+    auto session = sessions_.Open(KeyOf(open->session_id), routing_id, open->max_length,
+                                  std::chrono::steady_clock::now());
+    if (!session.ok()) {
+      ReplyError(routing_id, request_id, session.status(), open->session_id);
+      return;
+    }
+    routes_[KeyOf(open->session_id)] = {open->first_block, open->last_block, open->hop_index,
+                                        open->return_outputs, open->output_codec};
+    Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
+  } else if (auto* close = std::get_if<CloseSession>(&decoded->body)) {
+    const shard::SessionKey key = KeyOf(close->session_id);
+    // Steps still queued for it are dropped.
+    std::erase_if(pending_, [&](const PendingStep& p) { return p.key == key; });
+    sessions_.Close(key);
+    routes_.erase(key);
+    Reply(routing_id, request_id, CloseSessionReply{close->session_id});
+  } else if (std::holds_alternative<Step>(decoded->body)) {
+    HandleStep(routing_id, request_id, *decoded);
+  } else if (std::holds_alternative<Forward>(decoded->body)) {
+    HandleForward(routing_id, request_id, *decoded);
+  } else {
+    ReplyError(routing_id, request_id,
+               absl::InvalidArgumentError(absl::StrCat("a peer does not accept ",
+                                                       std::string(MessageName(decoded->body)))));
+  }
+}
+
+void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
+                            DecodedMessage& message) {
+  Step& step = std::get<Step>(message.body);
+  const shard::SessionKey key = KeyOf(step.session_id);
+  shard::Session* session = sessions_.Find(key);
+  if (session == nullptr) {
+    ReplyError(routing_id, request_id,
+               absl::NotFoundError(absl::StrCat("no session ", step.session_id.ToString(),
+                                                " (never opened, closed or expired)")),
+               step.session_id, step.step_id);
+    return;
+  }
+  // From here on errors go to the session's client, who can act on them, not to the upstream
+  // peer that pushed the step.
+  const std::string& client = session->owner;
+  const int64_t n_embd = stack_.config().n_embd;
+  if (step.tensor.shape.size() != 2 || step.tensor.shape[0] != n_embd ||
+      step.tensor.shape[1] != static_cast<uint32_t>(step.n_tokens)) {
+    ReplyError(client, step.step_id,
+               absl::InvalidArgumentError(absl::StrCat("step tensor must be [", n_embd, ", ",
+                                                       step.n_tokens, "] f32 activations")),
+               step.session_id, step.step_id);
+    return;
+  }
+  if (step.start_position + step.n_tokens > session->cache->capacity()) {
+    ReplyError(client, step.step_id,
+               absl::OutOfRangeError(absl::StrCat(
+                   "positions [", step.start_position, ", ", step.start_position + step.n_tokens,
+                   ") exceed the session's max_length ", session->cache->capacity())),
+               step.session_id, step.step_id);
+    return;
+  }
+  auto input = DecodeActivations(message, &codec_workspace_);
+  if (!input.ok()) {
+    ReplyError(client, step.step_id, input.status(), step.session_id, step.step_id);
+    return;
+  }
+  if (!AllFinite(*input)) {
+    ReplyError(client, step.step_id,
+               absl::InvalidArgumentError("step activations hold NaN or infinity"), step.session_id,
+               step.step_id);
+    return;
+  }
+  session->last_used = std::chrono::steady_clock::now();
+  pending_.push_back(PendingStep{key, std::move(step), std::move(*input)});
+}
+
+void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_id,
+                               DecodedMessage& message) {
+  const Forward& forward = std::get<Forward>(message.body);
+  const int64_t n_embd = stack_.config().n_embd;
+  if (forward.first_block < stack_.first_block() || forward.last_block > stack_.last_block() ||
+      forward.first_block >= forward.last_block) {
+    ReplyError(routing_id, request_id, absl::InvalidArgumentError("blocks outside this peer's"));
+    return;
+  }
+  if (forward.start_position != 0 || forward.tensor.shape.size() != 2 ||
+      forward.tensor.shape[0] != n_embd ||
+      forward.tensor.shape[1] != static_cast<uint32_t>(forward.n_tokens) ||
+      forward.n_tokens > options_.max_batch_tokens) {
+    ReplyError(routing_id, request_id,
+               absl::InvalidArgumentError(absl::StrCat("a stateless forward takes [", n_embd,
+                                                       ", n_tokens <= ", options_.max_batch_tokens,
+                                                       "] activations from position 0")));
+    return;
+  }
+  auto input = DecodeActivations(message, &codec_workspace_);
+  if (!input.ok() || !AllFinite(*input)) {
+    ReplyError(routing_id, request_id,
+               input.ok() ? absl::InvalidArgumentError("activations hold NaN or infinity")
+                          : input.status());
+    return;
+  }
+  auto cache = stack_.NewCache(forward.n_tokens);
+  if (!cache.ok()) {
+    ReplyError(routing_id, request_id, cache.status());
+    return;
+  }
+  const shard::SequenceStep seq{cache->get(), forward.n_tokens};
+  std::vector<float> output(input->size());
+  auto status = stack_.Forward({&seq, 1}, forward.first_block, forward.last_block, input->data(),
+                               output.data());
+  if (!status.ok()) {
+    ReplyError(routing_id, request_id, status);
+    return;
+  }
+  auto encoded = EncodeActivations(
+      output, {static_cast<uint32_t>(n_embd), static_cast<uint32_t>(forward.n_tokens)},
+      forward.output_codec, &codec_workspace_);
+  if (!encoded.ok()) {
+    ReplyError(routing_id, request_id, encoded.status());
+    return;
+  }
+  Reply(routing_id, request_id, ForwardOutput{forward.n_tokens, encoded->desc}, encoded->bytes);
+}
+
+void PeerServer::RunBatch() {
+  // Take at most one step per session (its next one), up to the batch token limit, grouped by the
+  // block sub-range the sessions use.
+  std::vector<PendingStep> batch;
+  std::vector<PendingStep> later;
+  absl::flat_hash_set<shard::SessionKey> in_batch;
+  int64_t tokens = 0;
+  for (PendingStep& p : pending_) {
+    const bool fits = batch.empty() || tokens + p.step.n_tokens <= options_.max_batch_tokens;
+    if (fits && in_batch.insert(p.key).second) {
+      tokens += p.step.n_tokens;
+      batch.push_back(std::move(p));
+    } else {
+      later.push_back(std::move(p));
+    }
+  }
+  pending_ = std::move(later);
+
+  const int64_t n_embd = stack_.config().n_embd;
+  // Validate positions now: earlier steps of the same session have run by this point.
+  std::vector<PendingStep*> runnable;
+  for (PendingStep& p : batch) {
+    shard::Session* session = sessions_.Find(p.key);
+    if (session == nullptr) continue;  // closed meanwhile
+    const int64_t length = session->cache->length();
+    if (p.step.start_position > length) {
+      ReplyError(session->owner, p.step.step_id,
+                 absl::InvalidArgumentError(
+                     absl::StrCat("step starts at position ", p.step.start_position,
+                                  " but the session holds only ", length, " positions")),
+                 p.step.session_id, p.step.step_id);
+      continue;
+    }
+    // A step that starts earlier redoes positions (a retried step): forget what follows.
+    if (p.step.start_position < length) (void)session->cache->Truncate(p.step.start_position);
+    runnable.push_back(&p);
+  }
+
+  // Group by sub-range: sessions using the same blocks run as one batch.
+  std::stable_sort(runnable.begin(), runnable.end(), [&](PendingStep* a, PendingStep* b) {
+    const SessionRoute& ra = routes_[a->key];
+    const SessionRoute& rb = routes_[b->key];
+    return std::pair(ra.first_block, ra.last_block) < std::pair(rb.first_block, rb.last_block);
+  });
+  size_t begin = 0;
+  while (begin < runnable.size()) {
+    const SessionRoute range = routes_[runnable[begin]->key];
+    size_t end = begin;
+    std::vector<shard::SequenceStep> steps;
+    std::vector<float> input;
+    while (end < runnable.size() && routes_[runnable[end]->key].first_block == range.first_block &&
+           routes_[runnable[end]->key].last_block == range.last_block) {
+      PendingStep& p = *runnable[end];
+      steps.push_back({sessions_.Find(p.key)->cache.get(), p.step.n_tokens});
+      input.insert(input.end(), p.input.begin(), p.input.end());
+      ++end;
+    }
+    std::vector<float> output(input.size());
+    const auto start = std::chrono::steady_clock::now();
+    const absl::Status status =
+        stack_.Forward(steps, range.first_block, range.last_block, input.data(), output.data());
+    stats_.compute_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++stats_.batches;
+
+    size_t offset = 0;
+    for (size_t i = begin; i < end; ++i) {
+      PendingStep& p = *runnable[i];
+      const shard::Session* session = sessions_.Find(p.key);
+      const SessionRoute& route = routes_[p.key];
+      const size_t n = static_cast<size_t>(p.step.n_tokens * n_embd);
+      if (!status.ok()) {
+        ReplyError(session->owner, p.step.step_id, status, p.step.session_id, p.step.step_id);
+        continue;
+      }
+      ++stats_.steps;
+      stats_.tokens += p.step.n_tokens;
+      std::span<const float> out(output.data() + offset, n);
+      offset += n;
+      const std::vector<uint32_t> shape = {static_cast<uint32_t>(n_embd),
+                                           static_cast<uint32_t>(p.step.n_tokens)};
+      // Push to the next hop first: it is on the critical path; the client's copy is not.
+      if (!p.step.route.empty()) {
+        const Hop next = p.step.route.front();
+        auto encoded = EncodeActivations(out, shape, next.codec, &codec_workspace_);
+        absl::Status pushed = encoded.ok() ? absl::OkStatus() : encoded.status();
+        if (pushed.ok()) {
+          Step forwarded;
+          forwarded.session_id = next.session_id;
+          forwarded.step_id = p.step.step_id;
+          forwarded.start_position = p.step.start_position;
+          forwarded.n_tokens = p.step.n_tokens;
+          forwarded.tensor = encoded->desc;
+          forwarded.route.assign(p.step.route.begin() + 1, p.step.route.end());
+          pushed = PushDownstream(next, std::move(forwarded), encoded->bytes);
+        }
+        if (!pushed.ok()) {
+          ReplyError(session->owner, p.step.step_id,
+                     absl::UnavailableError(absl::StrCat("cannot push to the next hop ",
+                                                         next.address, ": ", pushed.message())),
+                     p.step.session_id, p.step.step_id);
+        }
+      }
+      if (route.return_outputs || p.step.route.empty()) {
+        auto encoded = EncodeActivations(out, shape, route.output_codec, &codec_workspace_);
+        if (!encoded.ok()) {
+          ReplyError(session->owner, p.step.step_id, encoded.status(), p.step.session_id,
+                     p.step.step_id);
+          continue;
+        }
+        StepOutput copy;
+        copy.session_id = p.step.session_id;
+        copy.step_id = p.step.step_id;
+        copy.start_position = p.step.start_position;
+        copy.n_tokens = p.step.n_tokens;
+        copy.hop_index = route.hop_index;
+        copy.first_block = route.first_block;
+        copy.last_block = route.last_block;
+        copy.tensor = encoded->desc;
+        Reply(session->owner, p.step.step_id, std::move(copy), encoded->bytes);
+      }
+    }
+    begin = end;
+  }
+}
+
+absl::StatusOr<DealerClient*> PeerServer::Downstream(const std::string& address) {
+  auto it = downstream_.find(address);
+  if (it != downstream_.end()) return it->second.get();
+  if (downstream_.size() >= 256) downstream_.clear();  // bound the connections a route can make
+  SWARM_ASSIGN_OR_RETURN(auto client,
+                         DealerClient::Connect(context_, address, options_.downstream));
+  DealerClient* raw = client.get();
+  downstream_.emplace(address, std::move(client));
+  return raw;
+}
+
+absl::Status PeerServer::PushDownstream(const Hop& next, Step step, const Payload& tensor) {
+  SWARM_ASSIGN_OR_RETURN(DealerClient * client, Downstream(next.address));
+  SWARM_ASSIGN_OR_RETURN(auto wire, EncodeMessage(step.step_id, std::move(step), tensor));
+  return client->Send(wire);
+}
+
+void PeerServer::DrainDownstream() {
+  // A downstream peer answers a pushed step only when it could not read it; the session's client
+  // hears about failures directly, so these replies are dropped.
+  for (auto& [address, client] : downstream_) {
+    while (client->Receive(std::chrono::milliseconds(0)).ok()) {
+    }
+  }
+}
+
+}  // namespace swarm::transport

@@ -1,0 +1,102 @@
+// The serving loop of a peer: a ZeroMQ ROUTER that answers Info/Ping, opens and closes sessions,
+// and runs steps through the peer's BlockStack. Steps of different sessions that arrive together
+// run as one batch (weights read once per batch). Each step's output is pushed straight to the
+// next hop of its route (peer to peer) and a copy goes back to the client that opened the session.
+// Everything received is validated; a bad message gets an error reply and the peer keeps serving.
+// Single-threaded: Run() owns every socket; Stop() may be called from any thread or a signal.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "shard/block_stack.h"
+#include "shard/session_table.h"
+#include "transport/protocol.h"
+#include "transport/zmq_socket.h"
+
+namespace swarm::transport {
+
+struct PeerServerOptions {
+  std::string listen = "tcp://127.0.0.1:0";
+  std::string peer_id;
+  std::string model_id;
+  shard::SessionLimits limits;
+  int64_t max_batch_tokens = 2048;  // tokens of one batched forward
+  ServerOptions server;             // the ROUTER (limits, CurveZMQ)
+  ClientOptions downstream;         // DEALERs to the next hops
+  // Measured throughput, reported by Info (filled in by whoever measured it).
+  double forward_tokens_per_sec = 0;
+  double inference_steps_per_sec = 0;
+};
+
+struct PeerServerStats {
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  int64_t batches = 0;
+  double compute_seconds = 0;
+  int64_t errors_sent = 0;
+};
+
+class PeerServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<PeerServer>> Create(zmq::context_t& context,
+                                                            shard::BlockStack& stack,
+                                                            const PeerServerOptions& options);
+  ~PeerServer();
+
+  const std::string& endpoint() const { return router_->endpoint(); }
+  // Serves until Stop(). Returns an error only when the socket itself fails.
+  absl::Status Run();
+  void Stop() { stop_.store(true); }
+  const PeerServerStats& stats() const { return stats_; }
+
+ private:
+  struct PendingStep {
+    shard::SessionKey key;
+    Step step;
+    std::vector<float> input;  // [n_embd, n_tokens]
+  };
+  // Per-session routing state the shard's SessionTable does not know about.
+  struct SessionRoute {
+    uint32_t first_block = 0;
+    uint32_t last_block = 0;
+    uint32_t hop_index = 0;
+    bool return_outputs = true;
+    Codec output_codec;
+  };
+
+  PeerServer(zmq::context_t& context, shard::BlockStack& stack, const PeerServerOptions& options,
+             std::unique_ptr<RouterServer> router);
+
+  void Handle(const std::string& routing_id, const absl::StatusOr<WireMessage>& message);
+  void HandleStep(const std::string& routing_id, uint64_t request_id, DecodedMessage& message);
+  void HandleForward(const std::string& routing_id, uint64_t request_id, DecodedMessage& message);
+  void RunBatch();
+  void Reply(const std::string& routing_id, uint64_t request_id, Message body,
+             std::optional<Payload> tensor = std::nullopt);
+  void ReplyError(const std::string& routing_id, uint64_t request_id, const absl::Status& status,
+                  std::optional<SessionId> session = std::nullopt,
+                  std::optional<uint64_t> step = std::nullopt);
+  absl::Status PushDownstream(const Hop& next, Step step, const Payload& tensor);
+  absl::StatusOr<DealerClient*> Downstream(const std::string& address);
+  void DrainDownstream();
+
+  zmq::context_t& context_;
+  shard::BlockStack& stack_;
+  PeerServerOptions options_;
+  std::unique_ptr<RouterServer> router_;
+  shard::SessionTable sessions_;
+  absl::flat_hash_map<shard::SessionKey, SessionRoute> routes_;
+  absl::flat_hash_map<std::string, std::unique_ptr<DealerClient>> downstream_;
+  std::vector<PendingStep> pending_;
+  CodecWorkspace codec_workspace_;
+  PeerServerStats stats_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace swarm::transport

@@ -1,0 +1,238 @@
+// The Swarm wire protocol as C++ value types. A message is a Cap'n Proto header frame
+// (protocol.capnp, read and written only in protocol.cpp) plus, for messages that carry
+// activations, one tensor frame of codec bytes. DecodeMessage treats both frames as hostile: it
+// bounds the Cap'n Proto reader, validates every field and returns InvalidArgument / DataLoss /
+// FailedPrecondition (protocol version) instead of throwing. Pure functions, any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "transport/codec.h"
+#include "transport/payload.h"
+
+namespace swarm::transport {
+
+// Must equal `protocolVersion` in protocol.capnp (checked by a static_assert in protocol.cpp).
+inline constexpr uint16_t kProtocolVersion = 1;
+
+// Limits every decoded message is held to. Far below Cap'n Proto's own limits: a header is a few
+// hundred bytes in practice.
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
+inline constexpr size_t kMaxShortTextBytes = 256;  // ids, addresses, backend names
+inline constexpr size_t kMaxErrorMessageBytes = 4096;
+inline constexpr size_t kMaxRouteHops = 128;
+inline constexpr size_t kMaxTensorDims = 4;
+inline constexpr uint64_t kMaxTensorElements = uint64_t{1} << 26;  // 256 MiB of f32
+inline constexpr uint32_t kMaxBlocks = 4096;
+inline constexpr int32_t kMaxTokensPerStep = 1 << 16;
+inline constexpr int64_t kMaxPosition = int64_t{1} << 24;  // also the longest session
+
+struct SessionId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+  friend bool operator==(const SessionId&, const SessionId&) = default;
+  friend auto operator<=>(const SessionId&, const SessionId&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const SessionId& id) {
+    return H::combine(std::move(h), id.hi, id.lo);
+  }
+  std::string ToString() const;  // 32 hex digits
+};
+
+// Shape and codec of a tensor frame. shape is in ggml order: dimension 0 innermost.
+struct TensorDesc {
+  Codec codec;
+  std::vector<uint32_t> shape;  // e.g. [n_embd, n_tokens]
+  friend bool operator==(const TensorDesc&, const TensorDesc&) = default;
+  uint64_t num_elements() const;  // 0 if the shape is invalid
+};
+
+struct Hop {
+  std::string address;  // a ZeroMQ endpoint, e.g. tcp://10.0.0.5:31337
+  SessionId session_id;
+  Codec codec;  // codec of the link into this hop
+  friend bool operator==(const Hop&, const Hop&) = default;
+};
+
+struct InfoRequest {
+  friend bool operator==(const InfoRequest&, const InfoRequest&) = default;
+};
+
+struct InfoReply {
+  std::string peer_id;
+  std::string model_id;
+  uint32_t first_block = 0;
+  uint32_t last_block = 0;  // exclusive
+  std::string backend;
+  double forward_tokens_per_sec = 0;
+  double inference_steps_per_sec = 0;
+  uint64_t free_cache_tokens = 0;
+  uint32_t max_session_length = 0;
+  friend bool operator==(const InfoReply&, const InfoReply&) = default;
+};
+
+struct OpenSession {
+  SessionId session_id;
+  uint32_t first_block = 0;
+  uint32_t last_block = 0;
+  uint32_t max_length = 0;
+  Codec output_codec;
+  uint32_t hop_index = 0;
+  bool return_outputs = true;
+  friend bool operator==(const OpenSession&, const OpenSession&) = default;
+};
+
+struct OpenSessionReply {
+  SessionId session_id;
+  bool accepted = false;
+  uint32_t granted_length = 0;
+  std::string reason;
+  friend bool operator==(const OpenSessionReply&, const OpenSessionReply&) = default;
+};
+
+// The tensor frame holds the step's input: [n_embd, n_tokens].
+struct Step {
+  SessionId session_id;
+  uint64_t step_id = 0;
+  int64_t start_position = 0;
+  int32_t n_tokens = 0;
+  TensorDesc tensor;
+  std::vector<Hop> route;  // remaining downstream hops, next one first
+  friend bool operator==(const Step&, const Step&) = default;
+};
+
+// The tensor frame holds the output of hop `hop_index`: [n_embd, n_tokens].
+struct StepOutput {
+  SessionId session_id;
+  uint64_t step_id = 0;
+  int64_t start_position = 0;
+  int32_t n_tokens = 0;
+  uint32_t hop_index = 0;
+  uint32_t first_block = 0;
+  uint32_t last_block = 0;
+  TensorDesc tensor;
+  friend bool operator==(const StepOutput&, const StepOutput&) = default;
+};
+
+struct CloseSession {
+  SessionId session_id;
+  friend bool operator==(const CloseSession&, const CloseSession&) = default;
+};
+
+struct CloseSessionReply {
+  SessionId session_id;
+  friend bool operator==(const CloseSessionReply&, const CloseSessionReply&) = default;
+};
+
+// Stateless: the tensor frame ([n_embd, n_tokens] or [n_embd, n_tokens, n_seqs]) runs through
+// blocks [first_block, last_block) with no KV cache kept.
+struct Forward {
+  uint32_t first_block = 0;
+  uint32_t last_block = 0;
+  int64_t start_position = 0;
+  int32_t n_tokens = 0;
+  Codec output_codec;
+  TensorDesc tensor;
+  friend bool operator==(const Forward&, const Forward&) = default;
+};
+
+struct ForwardOutput {
+  int32_t n_tokens = 0;
+  TensorDesc tensor;
+  friend bool operator==(const ForwardOutput&, const ForwardOutput&) = default;
+};
+
+struct ErrorReply {
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  std::string message;
+  std::optional<SessionId> session_id;
+  std::optional<uint64_t> step_id;
+  friend bool operator==(const ErrorReply&, const ErrorReply&) = default;
+
+  static ErrorReply FromStatus(const absl::Status& status,
+                               std::optional<SessionId> session_id = std::nullopt,
+                               std::optional<uint64_t> step_id = std::nullopt);
+  absl::Status ToStatus() const;  // "peer: <message>" with the same code
+};
+
+struct Ping {
+  uint64_t nonce = 0;
+  uint64_t send_time_ns = 0;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+
+struct Pong {
+  uint64_t nonce = 0;
+  uint64_t send_time_ns = 0;
+  friend bool operator==(const Pong&, const Pong&) = default;
+};
+
+using Message =
+    std::variant<InfoRequest, InfoReply, OpenSession, OpenSessionReply, Step, StepOutput,
+                 CloseSession, CloseSessionReply, Forward, ForwardOutput, ErrorReply, Ping, Pong>;
+
+std::string_view MessageName(const Message& message);
+// The tensor a message carries, or null for messages without a tensor frame.
+const TensorDesc* MessageTensor(const Message& message);
+
+// What travels: a header frame and, for Step/StepOutput/Forward/ForwardOutput, a tensor frame.
+struct WireMessage {
+  Payload header;
+  std::optional<Payload> tensor;
+};
+
+struct Envelope {
+  uint64_t request_id = 0;  // echoed by replies
+  Message body;
+  std::optional<Payload> tensor;  // codec bytes for messages that carry a tensor
+};
+
+struct DecodedMessage {
+  uint16_t protocol_version = 0;
+  uint64_t request_id = 0;
+  Message body;
+  std::optional<Payload> tensor;  // validated against the body's TensorDesc (size, codec)
+};
+
+// Checks every field the way DecodeMessage does (tensor frame size included); the same rules on
+// both sides, so an encoder never emits what a decoder refuses.
+absl::Status ValidateMessage(const Message& body, const std::optional<Payload>& tensor);
+
+// InvalidArgument for a message that breaks the limits above.
+absl::StatusOr<WireMessage> EncodeMessage(const Envelope& envelope);
+absl::StatusOr<WireMessage> EncodeMessage(uint64_t request_id, Message body,
+                                          std::optional<Payload> tensor = std::nullopt);
+
+// header: untrusted bytes; tensor: the frame after it, if any.
+// DataLoss: not a readable header, or a tensor frame whose size disagrees with its description.
+// InvalidArgument: a field out of range, a missing or unexpected tensor frame.
+// FailedPrecondition: another protocol version (the message says which).
+absl::StatusOr<DecodedMessage> DecodeMessage(std::span<const uint8_t> header,
+                                             std::optional<Payload> tensor);
+absl::StatusOr<DecodedMessage> DecodeMessage(const WireMessage& wire);
+
+// Best effort: the request id of a header DecodeMessage refused, so the error reply can echo it.
+std::optional<uint64_t> PeekRequestId(std::span<const uint8_t> header);
+
+// Encodes x: [shape] with codec into a tensor frame and its description.
+struct EncodedTensor {
+  TensorDesc desc;
+  Payload bytes;
+};
+absl::StatusOr<EncodedTensor> EncodeActivations(std::span<const float> x,
+                                                std::vector<uint32_t> shape, const Codec& codec,
+                                                CodecWorkspace* workspace = nullptr);
+// Decodes the tensor of a decoded message (Step, StepOutput, Forward, ForwardOutput).
+absl::StatusOr<std::vector<float>> DecodeActivations(const DecodedMessage& message,
+                                                     CodecWorkspace* workspace = nullptr);
+
+}  // namespace swarm::transport

@@ -1,0 +1,278 @@
+#include "transport/zmq_socket.h"
+
+#include <zmq.h>
+
+#include <algorithm>
+#include <climits>
+#include <memory>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "base/absl_compat.h"
+#include "base/status_macros.h"
+#include "transport/zmq_curve.h"
+#include "transport/zmq_status.h"
+
+namespace swarm::transport {
+namespace {
+
+// Frames kept from one incoming message: [routing id] header [tensor]. More is a framing error.
+constexpr size_t kMaxPayloadFrames = 2;
+// libzmq's draft option: with it, a CURVE handshake fails when no ZAP handler answers, so a server
+// that expects an allow-list never falls back to accepting everyone.
+constexpr int kZapEnforceDomain = 93;
+constexpr char kZapDomain[] = "swarm";
+
+absl::Status Caught(const zmq::error_t& e, std::string_view what) {
+  return ZmqErrorToStatus(e.num(), what);
+}
+
+int ClampMs(std::chrono::milliseconds ms) {
+  return static_cast<int>(std::clamp<int64_t>(ms.count(), 0, INT32_MAX));
+}
+
+void ApplyCommon(zmq::socket_t& s, const SocketOptions& o) {
+  s.set(zmq::sockopt::maxmsgsize, o.max_message_bytes);
+  s.set(zmq::sockopt::sndhwm, o.send_hwm);
+  s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+  s.set(zmq::sockopt::linger, ClampMs(o.linger));
+  if (o.heartbeat_interval.count() > 0) {
+    s.set(zmq::sockopt::heartbeat_ivl, ClampMs(o.heartbeat_interval));
+    s.set(zmq::sockopt::heartbeat_timeout, ClampMs(3 * o.heartbeat_interval));
+  }
+}
+
+// A zmq message that shares the payload's bytes instead of copying them; zmq's I/O thread drops
+// the reference when it is done sending.
+zmq::message_t ToZmq(const Payload& p) {
+  if (p.size() < 256 || !p.owner()) return zmq::message_t(p.data(), p.size());
+  auto keep = std::make_unique<std::shared_ptr<const void>>(p.owner());
+  zmq::message_t msg(
+      const_cast<uint8_t*>(p.data()), p.size(),
+      [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); },
+      keep.get());
+  keep.release();  // owned by the message now
+  return msg;
+}
+
+Payload FromZmq(zmq::message_t&& msg) {
+  auto owner = std::make_shared<zmq::message_t>(std::move(msg));
+  std::span<const uint8_t> bytes(static_cast<const uint8_t*>(owner->data()), owner->size());
+  return Payload::Adopt(std::move(owner), bytes);
+}
+
+absl::Status WaitReadable(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+  zmq_pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+  const int rc = zmq_poll(&item, 1, ClampMs(timeout));
+  if (rc < 0) return ZmqErrorToStatus(zmq_errno(), "poll");
+  if (rc == 0) return absl::DeadlineExceededError("no message before the deadline");
+  return absl::OkStatus();
+}
+
+// Reads one whole multipart message (it is already complete once its first frame is readable).
+// Keeps at most `keep` frames and discards the rest, so a hostile sender cannot make this side
+// hold an unbounded list of frames; *total tells how many there were.
+absl::StatusOr<std::vector<zmq::message_t>> ReadParts(zmq::socket_t& s, size_t keep,
+                                                      size_t* total) {
+  std::vector<zmq::message_t> parts;
+  *total = 0;
+  while (true) {
+    zmq::message_t part;
+    auto got = s.recv(part, zmq::recv_flags::dontwait);
+    if (!got) {
+      if (*total == 0) return absl::DeadlineExceededError("no message before the deadline");
+      return absl::InternalError("multipart message ended early");
+    }
+    ++*total;
+    const bool more = part.more();
+    if (parts.size() < keep) parts.push_back(std::move(part));
+    if (!more) return parts;
+  }
+}
+
+absl::StatusOr<WireMessage> ToWireMessage(std::vector<zmq::message_t>& parts, size_t first,
+                                          size_t total) {
+  const size_t payload_frames = total - first;
+  if (payload_frames == 0 || payload_frames > kMaxPayloadFrames) {
+    return absl::InvalidArgumentError(absl::StrCat("message of ", payload_frames,
+                                                   " frames; expected a header and at most one "
+                                                   "tensor frame"));
+  }
+  WireMessage wire;
+  wire.header = FromZmq(std::move(parts[first]));
+  if (payload_frames == 2) wire.tensor = FromZmq(std::move(parts[first + 1]));
+  return wire;
+}
+
+absl::Status SendPayloads(zmq::socket_t& s, const WireMessage& m, zmq::send_flags base,
+                          std::string_view what, absl::StatusCode queue_full) {
+  const bool has_tensor = m.tensor.has_value();
+  auto header = ToZmq(m.header);
+  auto sent = s.send(header, has_tensor ? base | zmq::send_flags::sndmore : base);
+  if (!sent) {
+    return absl::Status(queue_full, absl::StrCat(ToAbsl(what), ": outgoing queue is full"));
+  }
+  if (has_tensor) {
+    auto tensor = ToZmq(*m.tensor);
+    // Later frames of a started message are always accepted.
+    if (!s.send(tensor, base))
+      return absl::InternalError(absl::StrCat(ToAbsl(what), ": partial send"));
+  }
+  return absl::OkStatus();
+}
+
+std::string LastEndpoint(zmq::socket_t& s) { return s.get(zmq::sockopt::last_endpoint); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Bind(zmq::context_t& context,
+                                                                 std::string_view endpoint,
+                                                                 const ServerOptions& options) {
+  const std::string ep(endpoint);
+  try {
+    zmq::socket_t s(context, zmq::socket_type::router);
+    ApplyCommon(s, options);
+    s.set(zmq::sockopt::router_mandatory, true);
+    if (options.curve) {
+      SWARM_RETURN_IF_ERROR(CheckCurveAvailable());
+      SWARM_RETURN_IF_ERROR(ValidateCurveKey(options.curve->secret_key));
+      s.set(zmq::sockopt::curve_server, true);
+      s.set(zmq::sockopt::curve_secretkey, options.curve->secret_key);
+      s.set(zmq::sockopt::zap_domain, kZapDomain);
+      if (const ZapAuthenticator* auth = options.curve->authenticator) {
+        if (auth->context() != &context) {
+          return absl::InvalidArgumentError(
+              "the ZAP authenticator runs on another ZeroMQ context than this server");
+        }
+        const int on = 1;
+        // Best effort: only libzmq builds with draft options know it.
+        (void)zmq_setsockopt(s.handle(), kZapEnforceDomain, &on, sizeof on);
+      }
+    }
+    s.bind(ep);
+    std::string bound = LastEndpoint(s);
+    return std::unique_ptr<RouterServer>(new RouterServer(std::move(s), std::move(bound)));
+  } catch (const zmq::error_t& e) {
+    return Caught(e, absl::StrCat("bind ", ep));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory binding a socket");
+  }
+}
+
+RouterServer::~RouterServer() = default;
+
+absl::StatusOr<RoutedMessage> RouterServer::Receive(std::chrono::milliseconds timeout) {
+  try {
+    SWARM_RETURN_IF_ERROR(WaitReadable(socket_, timeout));
+    size_t total = 0;
+    SWARM_ASSIGN_OR_RETURN(auto parts, ReadParts(socket_, 1 + kMaxPayloadFrames, &total));
+    RoutedMessage routed;
+    routed.routing_id = parts[0].to_string();
+    if (parts.size() > 1) {
+      // Set by our ZAP handler for CURVE clients; absent otherwise.
+      if (const char* user = zmq_msg_gets(parts[1].handle(), "User-Id")) routed.user_id = user;
+    }
+    routed.message = ToWireMessage(parts, 1, total);
+    return routed;
+  } catch (const zmq::error_t& e) {
+    return Caught(e, absl::StrCat("receive on ", endpoint_));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory receiving a message");
+  }
+}
+
+absl::Status RouterServer::Send(std::string_view routing_id, const WireMessage& message) {
+  try {
+    zmq::message_t id(routing_id.data(), routing_id.size());
+    // With ROUTER_MANDATORY an unknown id throws EHOSTUNREACH instead of dropping silently.
+    if (!socket_.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      return absl::ResourceExhaustedError("reply queue to this client is full");
+    }
+    return SendPayloads(socket_, message, zmq::send_flags::dontwait, "reply",
+                        absl::StatusCode::kResourceExhausted);
+  } catch (const zmq::error_t& e) {
+    return Caught(e, "reply to client");
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory sending a message");
+  }
+}
+
+absl::StatusOr<std::unique_ptr<DealerClient>> DealerClient::Connect(zmq::context_t& context,
+                                                                    std::string_view endpoint,
+                                                                    const ClientOptions& options) {
+  const std::string ep(endpoint);
+  try {
+    zmq::socket_t s(context, zmq::socket_type::dealer);
+    ApplyCommon(s, options);
+    s.set(zmq::sockopt::sndtimeo, ClampMs(options.send_timeout));
+    if (options.curve) {
+      SWARM_RETURN_IF_ERROR(CheckCurveAvailable());
+      SWARM_RETURN_IF_ERROR(ValidateCurveKey(options.curve->server_public_key));
+      SWARM_RETURN_IF_ERROR(ValidateCurveKey(options.curve->public_key));
+      SWARM_RETURN_IF_ERROR(ValidateCurveKey(options.curve->secret_key));
+      s.set(zmq::sockopt::curve_serverkey, options.curve->server_public_key);
+      s.set(zmq::sockopt::curve_publickey, options.curve->public_key);
+      s.set(zmq::sockopt::curve_secretkey, options.curve->secret_key);
+    }
+    s.connect(ep);
+    return std::unique_ptr<DealerClient>(new DealerClient(std::move(s), ep));
+  } catch (const zmq::error_t& e) {
+    return Caught(e, absl::StrCat("connect ", ep));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory connecting a socket");
+  }
+}
+
+DealerClient::~DealerClient() = default;
+
+absl::Status DealerClient::Send(const WireMessage& message) {
+  try {
+    return SendPayloads(socket_, message, zmq::send_flags::none,
+                        absl::StrCat("send to ", endpoint_), absl::StatusCode::kDeadlineExceeded);
+  } catch (const zmq::error_t& e) {
+    return Caught(e, absl::StrCat("send to ", endpoint_));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory sending a message");
+  }
+}
+
+absl::StatusOr<WireMessage> DealerClient::Receive(std::chrono::milliseconds timeout) {
+  try {
+    SWARM_RETURN_IF_ERROR(WaitReadable(socket_, timeout));
+    size_t total = 0;
+    SWARM_ASSIGN_OR_RETURN(auto parts, ReadParts(socket_, kMaxPayloadFrames, &total));
+    return ToWireMessage(parts, 0, total);
+  } catch (const zmq::error_t& e) {
+    return Caught(e, absl::StrCat("receive from ", endpoint_));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory receiving a message");
+  }
+}
+
+absl::StatusOr<WireMessage> DealerClient::ReceiveUntil(
+    std::chrono::steady_clock::time_point deadline) {
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return Receive(std::max(left, std::chrono::milliseconds(0)));
+}
+
+absl::StatusOr<std::vector<size_t>> PollReadable(std::span<const zmq::socket_ref> sockets,
+                                                 std::chrono::milliseconds timeout) {
+  std::vector<zmq_pollitem_t> items;
+  items.reserve(sockets.size());
+  for (zmq::socket_ref s : sockets) {
+    zmq_pollitem_t item{};
+    item.socket = s.handle();
+    item.events = ZMQ_POLLIN;
+    items.push_back(item);
+  }
+  const int rc = zmq_poll(items.data(), static_cast<int>(items.size()), ClampMs(timeout));
+  if (rc < 0) return ZmqErrorToStatus(zmq_errno(), "poll");
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].revents & ZMQ_POLLIN) ready.push_back(i);
+  }
+  return ready;
+}
+
+}  // namespace swarm::transport
