@@ -1,0 +1,36 @@
+// Where the swarm client, the transport and the in-process engine report what they measure (peer
+// step latency, failovers, bytes per codec, KV-cache use). It lives in base so that any module can
+// report without depending on the gateway; the gateway's MetricsRegistry implements it. An
+// implementation must be thread-safe: it is called from many generation threads at once.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace swarm {
+
+class MetricsSink {
+ public:
+  virtual ~MetricsSink() = default;
+
+  // One forward step on one peer as the client saw it (send to reply), in seconds.
+  virtual void ObservePeerStep(std::string_view peer_id, double seconds) = 0;
+  // A failed peer was routed around during a generation.
+  virtual void AddFailover() = 0;
+  // Activation bytes put on the wire, after compression, per codec name ("f16", "int8+zstd", ...).
+  virtual void AddBytesSent(std::string_view codec, uint64_t bytes) = 0;
+  // KV-cache tokens in use and the budget, per peer (or "local" for the in-process engine).
+  virtual void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens,
+                             int64_t capacity_tokens) = 0;
+};
+
+// Discards everything: for callers that were given no sink.
+class NullMetricsSink final : public MetricsSink {
+ public:
+  void ObservePeerStep(std::string_view, double) override {}
+  void AddFailover() override {}
+  void AddBytesSent(std::string_view, uint64_t) override {}
+  void SetKvCacheUse(std::string_view, int64_t, int64_t) override {}
+};
+
+}  // namespace swarm

@@ -1,0 +1,225 @@
+#include "gateway/api_server.h"
+
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/dashboard.h"
+#include "gateway/openai_api.h"
+#include "gateway/request_log.h"
+
+namespace swarm::gateway {
+namespace {
+
+using nlohmann::json;
+
+HttpHeaders Cors() { return {{"Access-Control-Allow-Origin", "*"}}; }
+
+}  // namespace
+
+// Routes requests. Cheap endpoints are answered on the I/O thread; generations become jobs.
+class ApiServer::Handler final : public HttpHandler {
+ public:
+  Handler(const ApiServerOptions& options, CompletionEngine& engine, ChatTemplateKind chat_template,
+          MetricsRegistry& metrics)
+      : options_(options),
+        engine_(engine),
+        metrics_(metrics),
+        log_(options.recent_requests),
+        api_(engine, chat_template, OpenAiOptions{options.max_tokens_limit}, metrics, log_),
+        start_(std::chrono::steady_clock::now()) {}
+
+  HttpDispatch Handle(HttpRequest request) override {
+    std::string path = request.path;
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    const std::string& method = request.method;
+
+    if (method == "OPTIONS") {
+      // CORS preflight, so browser clients on other origins can call the API.
+      return Answer("options",
+                    HttpResponse{204,
+                                 "text/plain",
+                                 "",
+                                 {{"Access-Control-Allow-Origin", "*"},
+                                  {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                                  {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                                  {"Access-Control-Max-Age", "86400"}}});
+    }
+    struct Route {
+      const char* path;
+      const char* method;
+      const char* endpoint;  // metrics label
+    };
+    static constexpr Route kRoutes[] = {
+        {"/", "GET", "dashboard"},
+        {"/api/swarm", "GET", "api_swarm"},
+        {"/metrics", "GET", "metrics"},
+        {"/health", "GET", "health"},
+        {"/v1/models", "GET", "models"},
+        {"/v1/completions", "POST", "completions"},
+        {"/v1/chat/completions", "POST", "chat_completions"},
+    };
+    const Route* route = nullptr;
+    for (const Route& r : kRoutes) {
+      if (path == r.path) route = &r;
+    }
+    if (route == nullptr && path.rfind("/v1/models/", 0) == 0) {
+      if (method != "GET") return MethodNotAllowed("models", method, path, "GET");
+      return Answer("models", api_.GetModel(path.substr(std::string("/v1/models/").size())));
+    }
+    if (route == nullptr) {
+      return Answer("other", ErrorResponse({404,
+                                            absl::StrCat("Unknown request URL: ", method, " ", path,
+                                                         ". Please check the URL."),
+                                            "invalid_request_error", "", "unknown_url"}));
+    }
+    if (method != route->method) {
+      return MethodNotAllowed(route->endpoint, method, path, route->method);
+    }
+    const std::string endpoint = route->endpoint;
+    if (endpoint == "dashboard") {
+      return Answer(
+          endpoint,
+          HttpResponse{200, "text/html; charset=utf-8", std::string(DashboardHtml()), {}});
+    }
+    if (endpoint == "api_swarm") {
+      return Answer(
+          endpoint,
+          HttpResponse{200, "application/json",
+                       Dump(SwarmJson(engine_.info(), engine_.Describe(), log_, ServerJson())),
+                       Cors()});
+    }
+    if (endpoint == "metrics") return Answer(endpoint, Metrics());
+    if (endpoint == "health") {
+      return Answer(endpoint, HttpResponse{200, "application/json", R"({"status":"ok"})", {}});
+    }
+    if (endpoint == "models") return Answer(endpoint, api_.ListModels());
+
+    // A generation: everything else, parsing included, runs on a worker.
+    const bool chat = endpoint == "chat_completions";
+    HttpDispatch d;
+    d.job = [this, body = std::move(request.body), chat, endpoint](ResponseWriter& writer) {
+      api_.Complete(body, chat, endpoint, writer);
+    };
+    return d;
+  }
+
+  ChatTemplateKind chat_kind() const { return api_.chat_formatter().kind(); }
+
+  HttpResponse ServerError(int status, const std::string& message) override {
+    metrics_.CountRequest("other", status);
+    std::string type = status >= 500 ? "server_error" : "invalid_request_error";
+    std::string code;
+    if (status == 429) {
+      type = "requests";
+      code = "rate_limit_exceeded";
+    } else if (status == 413) {
+      code = "request_too_large";
+    } else if (status == 431) {
+      code = "headers_too_large";
+    }
+    return ErrorResponse({status, message, type, "", code});
+  }
+
+ private:
+  HttpDispatch Answer(const std::string& endpoint, HttpResponse response) {
+    metrics_.CountRequest(endpoint, response.status);
+    HttpDispatch d;
+    d.response = std::move(response);
+    return d;
+  }
+
+  HttpDispatch MethodNotAllowed(const std::string& endpoint, const std::string& method,
+                                const std::string& path, const std::string& allowed) {
+    HttpResponse r = ErrorResponse(
+        {405,
+         absl::StrCat("Method ", method, " is not allowed for ", path, " (use ", allowed, ")."),
+         "invalid_request_error", "", "method_not_allowed"});
+    r.headers.emplace_back("Allow", allowed);
+    return Answer(endpoint, std::move(r));
+  }
+
+  json ServerJson() const {
+    double total = 0;
+    for (const char* e : {"completions", "chat_completions"}) {
+      total += metrics_.Value("swarm_http_requests_total", {e, "200"});
+    }
+    return {{"uptime_s",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count()},
+            {"active_generations", log_.running()},
+            {"max_concurrent_generations", options_.max_concurrent_generations},
+            {"requests_total", total},
+            {"chat_template", std::string(ChatTemplateName(api_.chat_formatter().kind()))}};
+  }
+
+  HttpResponse Metrics() {
+    // Swarm gauges come from a fresh snapshot at each scrape.
+    const SwarmView view = engine_.Describe();
+    std::map<std::string, double> by_state;
+    std::vector<std::pair<std::vector<std::string>, double>> cache;
+    for (const PeerView& p : view.peers) {
+      by_state[p.state] += 1;
+      if (p.cache_tokens_left >= 0) {
+        cache.push_back({{p.id}, static_cast<double>(p.cache_tokens_left)});
+      }
+    }
+    std::vector<std::pair<std::vector<std::string>, double>> states_series;
+    for (const auto& [state, n] : by_state) states_series.push_back({{state}, n});
+    metrics_.ReplaceGauge("swarm_peers", states_series);
+    metrics_.ReplaceGauge("swarm_peer_cache_tokens_left", cache);
+    std::vector<std::pair<std::vector<std::string>, double>> blocks;
+    const std::vector<BlockCoverage> coverage =
+        ComputeCoverage(view, view.n_blocks > 0 ? view.n_blocks : engine_.info().n_blocks);
+    for (size_t b = 0; b < coverage.size(); ++b) {
+      blocks.push_back({{std::to_string(b)}, static_cast<double>(coverage[b].peers)});
+    }
+    metrics_.ReplaceGauge("swarm_block_peers", blocks);
+    metrics_.Set("swarm_active_generations", {}, log_.running());
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.Render(), {}};
+  }
+
+  ApiServerOptions options_;
+  CompletionEngine& engine_;
+  MetricsRegistry& metrics_;
+  RequestLog log_;
+  OpenAiApi api_;
+  const std::chrono::steady_clock::time_point start_;
+};
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiServerOptions& options,
+                                                            CompletionEngine& engine) {
+  if (options.max_concurrent_generations < 1 || options.max_queued_generations < 0 ||
+      options.max_tokens_limit < 1) {
+    return absl::InvalidArgumentError(
+        "max_concurrent_generations and max_tokens_limit must be >= 1, "
+        "max_queued_generations >= 0");
+  }
+  absl::StatusOr<ChatTemplateKind> chat_template =
+      ResolveChatTemplate(options.chat_template, engine.info().chat_template);
+  if (!chat_template.ok()) return chat_template.status();
+
+  std::unique_ptr<ApiServer> server(new ApiServer());
+  server->metrics_ = std::make_unique<MetricsRegistry>();
+  server->handler_ = std::make_unique<Handler>(options, engine, *chat_template, *server->metrics_);
+  HttpServerOptions http = options.http;
+  http.worker_threads = options.max_concurrent_generations;
+  http.max_queued_jobs = options.max_queued_generations;
+  absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(http, *server->handler_);
+  if (!started.ok()) return started.status();
+  server->http_ = std::move(*started);
+  return server;
+}
+
+ApiServer::~ApiServer() { Stop(); }
+
+void ApiServer::Stop() {
+  if (http_) http_->Stop();
+}
+
+uint16_t ApiServer::port() const { return http_->port(); }
+MetricsRegistry& ApiServer::metrics() { return *metrics_; }
+std::string ApiServer::chat_template_name() const {
+  return std::string(ChatTemplateName(handler_->chat_kind()));
+}
+
+}  // namespace swarm::gateway

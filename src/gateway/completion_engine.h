@@ -1,0 +1,104 @@
+// The gateway's view of text generation: a CompletionEngine turns prompt tokens into a stream of
+// sampled tokens and describes the swarm behind it. The swarm client (router) and the in-process
+// engine (shard::LocalModel) are both adapted to it, so the HTTP layer never knows which one runs.
+// An engine is owned by main() and outlives the server; every method may be called from many
+// request threads at once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "base/metrics_sink.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+
+namespace swarm::gateway {
+
+// What the engine serves. Immutable for the engine's lifetime.
+struct ModelInfo {
+  std::string id;             // the id clients put in "model" (e.g. the GGUF's general.name)
+  std::string name;           // human-readable name, may equal id
+  int32_t n_blocks = 0;       // transformer blocks
+  int32_t n_ctx = 0;          // context length: prompt + completion tokens must fit
+  std::string chat_template;  // tokenizer.chat_template from the GGUF, "" when absent
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // complete prompt, BOS included when the model wants one
+  int32_t max_tokens = 16;      // generate at most this many tokens
+  model::SamplingParams sampling;
+  std::string request_id;  // for logs and the dashboard
+  // Where to report peer steps, failovers, codec bytes. Not owned, may be null; valid during
+  // Generate only.
+  MetricsSink* metrics = nullptr;
+};
+
+// One hop of a route: a peer computing blocks [block_begin, block_end).
+struct RouteHop {
+  std::string peer_id;
+  std::string address;
+  int32_t block_begin = 0;
+  int32_t block_end = 0;
+};
+
+struct GenerationEvent {
+  int32_t token = -1;
+  // The chain of peers that computed this token, in order. Empty when there is no chain to show.
+  // Only valid during the callback.
+  std::span<const RouteHop> route;
+  int32_t failovers = 0;  // failovers so far in this generation
+};
+
+// Called with every sampled token, in order, on the thread that called Generate. Returns false to
+// stop (client gone, stop sequence or end-of-generation seen, server shutting down); the engine
+// must then stop promptly, close its sessions and return OK (or Cancelled).
+using TokenCallback = std::function<bool(const GenerationEvent&)>;
+
+// A snapshot of the swarm for the dashboard and /metrics.
+struct PeerRtt {
+  std::string peer_id;
+  double ms = 0;
+};
+
+struct PeerView {
+  std::string id;
+  std::string address;
+  std::string state;  // "joining", "online", "offline" (or "local" for the in-process engine)
+  int32_t block_begin = 0;
+  int32_t block_end = 0;
+  double throughput = 0;           // announced forward steps per second over its whole span
+  int64_t cache_tokens_left = -1;  // free KV-cache tokens, -1 when unknown
+  std::vector<PeerRtt> rtts;       // measured round trips to the peers of the next blocks
+};
+
+struct SwarmView {
+  int32_t n_blocks = 0;
+  std::vector<PeerView> peers;
+};
+
+class CompletionEngine {
+ public:
+  virtual ~CompletionEngine() = default;
+
+  virtual const ModelInfo& info() const = 0;
+  // The model's tokenizer; lives as long as the engine.
+  virtual const model::Tokenizer& tokenizer() const = 0;
+
+  // Generates up to request.max_tokens tokens after request.prompt, calling on_token with each one.
+  // End-of-generation tokens may either be reported (the gateway then stops) or end the generation
+  // without being reported. Blocks until done. Errors: InvalidArgument (bad request),
+  // ResourceExhausted (no capacity: try later), Unavailable / DeadlineExceeded (no route, peers
+  // failed beyond recovery), anything else is internal. Tokens already reported stay valid.
+  virtual absl::Status Generate(const GenerationRequest& request,
+                                const TokenCallback& on_token) = 0;
+
+  // A snapshot of the swarm. Must return promptly (a cached view, no network round trips): it is
+  // called on the server's I/O threads.
+  virtual SwarmView Describe() const = 0;
+};
+
+}  // namespace swarm::gateway

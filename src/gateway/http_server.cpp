@@ -1,0 +1,679 @@
+#include "gateway/http_server.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+
+namespace swarm::gateway {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+constexpr size_t kReadChunk = 4096;
+// Lingering close: after an error response sent before the request was read to the end (413,
+// 431), keep reading and discarding for a moment so the client's unread bytes do not make the
+// kernel reset the connection before the client has read the response.
+constexpr std::chrono::milliseconds kLingerTime{1000};
+
+// Fixed worker threads with a bounded queue. TrySubmit refuses instead of waiting.
+class WorkerPool {
+ public:
+  WorkerPool(int threads, int max_queued) : capacity_(threads + max_queued) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~WorkerPool() { Stop(); }
+
+  bool TrySubmit(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ || running_ + static_cast<int>(queue_.size()) >= capacity_) return false;
+      queue_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return true;
+  }
+
+  // Runs what is queued (jobs see their clients gone by then), then joins.
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  int busy() const {
+    std::lock_guard lock(mu_);
+    return running_ + static_cast<int>(queue_.size());
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        ++running_;
+      }
+      job();
+      std::lock_guard lock(mu_);
+      --running_;
+    }
+  }
+
+  const int capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  int running_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Shared between a session (I/O strand) and the job writing its response (worker thread).
+struct StreamState {
+  std::atomic<bool> gone{false};
+};
+
+}  // namespace
+
+class Session;
+
+class HttpServer::Impl {
+ public:
+  Impl(const HttpServerOptions& options, HttpHandler& handler)
+      : options_(options),
+        handler_(handler),
+        acceptor_(net::make_strand(ioc_)),
+        retry_timer_(acceptor_.get_executor()),
+        pool_(options.worker_threads, options.max_queued_jobs) {}
+
+  absl::Status Listen();
+  void Run();
+  void Stop();
+
+  const HttpServerOptions& options() const { return options_; }
+  HttpHandler& handler() { return handler_; }
+  WorkerPool& pool() { return pool_; }
+  bool stopping() const { return stopping_.load(); }
+  uint16_t port() const { return port_; }
+  int open_connections() const {
+    std::lock_guard lock(sessions_mu_);
+    return static_cast<int>(sessions_.size());
+  }
+
+  void Register(Session* s) {
+    std::lock_guard lock(sessions_mu_);
+    sessions_.insert(s);
+  }
+  void Unregister(Session* s) {
+    std::lock_guard lock(sessions_mu_);
+    sessions_.erase(s);
+  }
+
+ private:
+  void Accept();
+
+  HttpServerOptions options_;
+  HttpHandler& handler_;
+  std::atomic<bool> stopping_{false};
+  bool stopped_ = false;
+  uint16_t port_ = 0;
+  // Declared before ioc_: sessions still queued in ioc_ unregister while it is destroyed.
+  mutable std::mutex sessions_mu_;
+  std::unordered_set<Session*> sessions_;  // live sessions, for Stop()
+  net::io_context ioc_;
+  tcp::acceptor acceptor_;
+  net::steady_timer retry_timer_;
+  std::vector<std::thread> io_threads_;
+  // Declared after ioc_: queued jobs hold sessions, whose sockets need ioc_.
+  WorkerPool pool_;
+};
+
+namespace {
+
+http::status ToStatus(int code) { return static_cast<http::status>(code); }
+
+}  // namespace
+
+// One connection. Every member is used on the connection's strand only, except `stream_`'s flag.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server)
+      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+    server_.Register(this);
+    beast::error_code ec;
+    auto ep = socket_.remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  ~Session() { server_.Unregister(this); }
+
+  void Start() {
+    net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+  }
+
+  // From any thread: close the connection (server stopping).
+  void CloseFromOutside() {
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+  // Used by the job's writer, from a worker thread: runs `op` on the strand and waits for the
+  // result. False when the session is closed or the io_context dropped the operation.
+  bool RunOnStrand(std::function<void(std::function<void(bool)>)> op);
+
+  // On the strand.
+  void WriteWhole(const HttpResponse& r, std::function<void(bool)> done);
+  void WriteStreamHeader(int status, const std::string& content_type, const HttpHeaders& headers,
+                         std::function<void(bool)> done);
+  void WriteChunk(std::string data, std::function<void(bool)> done);
+  void WriteLastChunk(std::function<void(bool)> done);
+  void OnJobDone(bool response_complete);
+
+  const std::shared_ptr<StreamState>& stream() const { return stream_; }
+
+ private:
+  void Arm(std::chrono::milliseconds d) {
+    ++timer_gen_;
+    timer_.expires_after(d);
+    timer_.async_wait([self = shared_from_this(), gen = timer_gen_](beast::error_code ec) {
+      if (ec || gen != self->timer_gen_) return;
+      self->Close();
+    });
+  }
+  void Disarm() {
+    ++timer_gen_;
+    timer_.cancel();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    if (stream_) stream_->gone = true;
+    Disarm();
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  // Sends what is left and closes after the client had a moment to read it.
+  void LingeringClose() {
+    if (closed_) return;
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    Arm(kLingerTime);
+    Drain();
+  }
+  void Drain() {
+    auto scratch = std::make_shared<std::array<char, kReadChunk>>();
+    socket_.async_read_some(net::buffer(*scratch),
+                            [self = shared_from_this(), scratch](beast::error_code ec, size_t) {
+                              if (ec || self->closed_) {
+                                self->Close();
+                                return;
+                              }
+                              self->Drain();
+                            });
+  }
+
+  void ReadRequest() {
+    if (closed_) return;
+    if (server_.stopping()) {
+      Close();
+      return;
+    }
+    parser_.emplace();
+    parser_->header_limit(server_.options().max_header_bytes);
+    parser_->body_limit(server_.options().max_body_bytes);
+    if (buffer_.size() == 0) {
+      Arm(server_.options().idle_timeout);
+      StartRawRead();
+      return;
+    }
+    ReadRest();
+  }
+
+  // A plain read into buffer_: waits for the first byte of the next request, and while a job runs,
+  // notices a client that closes the connection (so its generation stops at once).
+  void StartRawRead() {
+    reading_raw_ = true;
+    socket_.async_read_some(
+        buffer_.prepare(kReadChunk),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRawRead(ec, n); });
+  }
+
+  void OnRawRead(beast::error_code ec, size_t n) {
+    reading_raw_ = false;
+    if (closed_) return;
+    if (ec == net::error::operation_aborted) {
+      // Cancelled by OnJobDone to read the next request.
+      if (!job_running_) ReadRequest();
+      return;
+    }
+    if (ec) {
+      Close();  // EOF or reset: the client is gone, and with it any generation for it
+      return;
+    }
+    buffer_.commit(n);
+    if (!job_running_) {
+      ReadRest();
+    } else if (buffer_.size() <
+               server_.options().max_header_bytes + server_.options().max_body_bytes) {
+      StartRawRead();  // a pipelined request: keep it, and keep watching
+    }
+  }
+
+  void ReadRest() {
+    Arm(server_.options().request_timeout);
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
+  }
+
+  void OnRequest(beast::error_code ec);
+  void Dispatch();
+  void RespondError(int status, const std::string& message, bool linger);
+
+  HttpServer::Impl& server_;
+  tcp::socket socket_;
+  net::steady_timer timer_;
+  uint64_t timer_gen_ = 0;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::string remote_;
+  bool keep_alive_ = false;
+  bool closed_ = false;
+  bool reading_raw_ = false;
+  bool job_running_ = false;
+  std::shared_ptr<StreamState> stream_;
+  // The streamed response in progress (kept alive until written).
+  std::shared_ptr<http::response<http::empty_body>> stream_header_;
+  std::shared_ptr<http::response_serializer<http::empty_body>> stream_serializer_;
+};
+
+namespace {
+
+class SessionWriter final : public ResponseWriter {
+ public:
+  SessionWriter(std::shared_ptr<Session> session, std::shared_ptr<StreamState> stream,
+                const HttpServer::Impl& server)
+      : session_(std::move(session)), stream_(std::move(stream)), server_(server) {}
+
+  bool Send(const HttpResponse& response) override {
+    if (state_ != State::kNone) return false;
+    state_ = State::kDone;
+    return session_->RunOnStrand(
+        [&](std::function<void(bool)> done) { session_->WriteWhole(response, std::move(done)); });
+  }
+  bool BeginStream(int status, const std::string& content_type,
+                   const HttpHeaders& headers) override {
+    if (state_ != State::kNone) return false;
+    state_ = State::kStreaming;
+    return session_->RunOnStrand([&](std::function<void(bool)> done) {
+      session_->WriteStreamHeader(status, content_type, headers, std::move(done));
+    });
+  }
+  bool Write(std::string data) override {
+    if (state_ != State::kStreaming) return false;
+    if (data.empty()) return !client_gone();  // an empty chunk would end the body
+    return session_->RunOnStrand([&](std::function<void(bool)> done) {
+      session_->WriteChunk(std::move(data), std::move(done));
+    });
+  }
+  bool EndStream() override {
+    if (state_ != State::kStreaming) return false;
+    state_ = State::kDone;
+    return session_->RunOnStrand(
+        [&](std::function<void(bool)> done) { session_->WriteLastChunk(std::move(done)); });
+  }
+  bool client_gone() const override { return stream_->gone.load() || server_.stopping(); }
+
+  bool complete() const { return state_ == State::kDone; }
+
+ private:
+  enum class State { kNone, kStreaming, kDone };
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<StreamState> stream_;
+  const HttpServer::Impl& server_;
+  State state_ = State::kNone;
+};
+
+}  // namespace
+
+bool Session::RunOnStrand(std::function<void(std::function<void(bool)>)> op) {
+  if (stream_->gone.load() || server_.stopping()) return false;
+  auto promise = std::make_shared<std::promise<bool>>();
+  std::future<bool> result = promise->get_future();
+  net::post(socket_.get_executor(), [self = shared_from_this(), op = std::move(op), promise] {
+    if (self->closed_) {
+      promise->set_value(false);
+      return;
+    }
+    op([promise](bool ok) { promise->set_value(ok); });
+  });
+  try {
+    return result.get();
+  } catch (const std::future_error&) {
+    return false;  // the io_context was destroyed with the operation still queued
+  }
+}
+
+void Session::WriteWhole(const HttpResponse& r, std::function<void(bool)> done) {
+  auto res = std::make_shared<http::response<http::string_body>>(ToStatus(r.status), 11);
+  res->set(http::field::server, "swarm");
+  res->set(http::field::content_type, r.content_type);
+  for (const auto& [name, value] : r.headers) res->set(name, value);
+  res->keep_alive(keep_alive_);
+  res->body() = r.body;
+  res->prepare_payload();
+  Arm(server_.options().write_timeout);
+  http::async_write(
+      socket_, *res,
+      [self = shared_from_this(), res, done = std::move(done)](beast::error_code ec, size_t) {
+        self->Disarm();
+        if (ec) self->Close();
+        done(!ec);
+      });
+}
+
+void Session::WriteStreamHeader(int status, const std::string& content_type,
+                                const HttpHeaders& headers, std::function<void(bool)> done) {
+  stream_header_ = std::make_shared<http::response<http::empty_body>>(ToStatus(status), 11);
+  stream_header_->set(http::field::server, "swarm");
+  stream_header_->set(http::field::content_type, content_type);
+  for (const auto& [name, value] : headers) stream_header_->set(name, value);
+  stream_header_->keep_alive(keep_alive_);
+  stream_header_->chunked(true);
+  stream_serializer_ =
+      std::make_shared<http::response_serializer<http::empty_body>>(*stream_header_);
+  Arm(server_.options().write_timeout);
+  http::async_write_header(
+      socket_, *stream_serializer_,
+      [self = shared_from_this(), done = std::move(done)](beast::error_code ec, size_t) {
+        self->Disarm();
+        if (ec) self->Close();
+        done(!ec);
+      });
+}
+
+void Session::WriteChunk(std::string data, std::function<void(bool)> done) {
+  auto owned = std::make_shared<std::string>(std::move(data));
+  Arm(server_.options().write_timeout);
+  net::async_write(
+      socket_, http::make_chunk(net::buffer(*owned)),
+      [self = shared_from_this(), owned, done = std::move(done)](beast::error_code ec, size_t) {
+        self->Disarm();
+        if (ec) self->Close();
+        done(!ec);
+      });
+}
+
+void Session::WriteLastChunk(std::function<void(bool)> done) {
+  Arm(server_.options().write_timeout);
+  net::async_write(
+      socket_, http::make_chunk_last(),
+      [self = shared_from_this(), done = std::move(done)](beast::error_code ec, size_t) {
+        self->Disarm();
+        if (ec) self->Close();
+        done(!ec);
+      });
+}
+
+void Session::OnRequest(beast::error_code ec) {
+  Disarm();
+  if (closed_) return;
+  if (ec == http::error::end_of_stream || ec == net::error::eof ||
+      ec == net::error::connection_reset || ec == net::error::operation_aborted) {
+    Close();
+    return;
+  }
+  if (ec == http::error::body_limit) {
+    RespondError(413,
+                 absl::StrCat("Request body too large (the limit is ",
+                              server_.options().max_body_bytes, " bytes)."),
+                 /*linger=*/true);
+    return;
+  }
+  if (ec == http::error::header_limit) {
+    RespondError(431,
+                 absl::StrCat("Request headers too large (the limit is ",
+                              server_.options().max_header_bytes, " bytes)."),
+                 /*linger=*/true);
+    return;
+  }
+  if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
+    RespondError(400, absl::StrCat("Malformed HTTP request: ", ec.message()), /*linger=*/true);
+    return;
+  }
+  if (ec) {
+    Close();
+    return;
+  }
+  Dispatch();
+}
+
+void Session::RespondError(int status, const std::string& message, bool linger) {
+  keep_alive_ = false;
+  HttpResponse r;
+  try {
+    r = server_.handler().ServerError(status, message);
+  } catch (const std::exception&) {
+    r = HttpResponse{status, "text/plain", message, {}};
+  }
+  WriteWhole(r, [self = shared_from_this(), linger](bool ok) {
+    if (!ok) return;
+    if (linger) {
+      self->LingeringClose();
+    } else {
+      self->Close();
+    }
+  });
+}
+
+void Session::Dispatch() {
+  http::request<http::string_body> req = parser_->release();
+  keep_alive_ = req.keep_alive();
+  HttpRequest request;
+  request.method = std::string(req.method_string());
+  request.target = std::string(req.target());
+  request.path = request.target.substr(0, request.target.find('?'));
+  for (const auto& field : req) {
+    request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  request.body = std::move(req.body());
+  request.remote = remote_;
+
+  HttpDispatch dispatch;
+  try {
+    dispatch = server_.handler().Handle(std::move(request));
+  } catch (const std::exception& e) {
+    RespondError(500, absl::StrCat("Internal error: ", e.what()), /*linger=*/false);
+    return;
+  }
+  if (dispatch.response || !dispatch.job) {
+    HttpResponse r = dispatch.response ? std::move(*dispatch.response)
+                                       : server_.handler().ServerError(500, "No response.");
+    WriteWhole(r, [self = shared_from_this()](bool ok) {
+      if (!ok) return;
+      if (self->keep_alive_) {
+        self->ReadRequest();
+      } else {
+        self->Close();
+      }
+    });
+    return;
+  }
+
+  stream_ = std::make_shared<StreamState>();
+  job_running_ = true;
+  auto self = shared_from_this();
+  const bool accepted = server_.pool().TrySubmit(
+      [self, stream = stream_, job = std::move(dispatch.job), &server = server_] {
+        SessionWriter writer(self, stream, server);
+        try {
+          job(writer);
+        } catch (const std::exception&) {
+          // The job failed before finishing its response; OnJobDone closes or answers 500.
+        }
+        const bool complete = writer.complete();
+        net::post(self->socket_.get_executor(), [self, complete] { self->OnJobDone(complete); });
+      });
+  if (!accepted) {
+    job_running_ = false;
+    stream_.reset();
+    const bool stopping = server_.stopping();
+    HttpResponse r = server_.handler().ServerError(
+        stopping ? 503 : 429, stopping ? "The server is shutting down."
+                                       : "Too many requests in progress; try again shortly.");
+    WriteWhole(r, [self](bool ok) {
+      if (!ok) return;
+      if (self->keep_alive_) {
+        self->ReadRequest();
+      } else {
+        self->Close();
+      }
+    });
+    return;
+  }
+  StartRawRead();
+}
+
+void Session::OnJobDone(bool response_complete) {
+  job_running_ = false;
+  stream_header_.reset();
+  stream_serializer_.reset();
+  if (closed_) return;
+  if (!response_complete) {
+    // Half a stream cannot be repaired; nothing written can still become an error response.
+    Close();
+    return;
+  }
+  if (!keep_alive_ || server_.stopping()) {
+    Close();
+    return;
+  }
+  if (reading_raw_) {
+    beast::error_code ec;
+    socket_.cancel(ec);  // OnRawRead(operation_aborted) continues with ReadRequest()
+    return;
+  }
+  ReadRequest();
+}
+
+absl::Status HttpServer::Impl::Listen() {
+  beast::error_code ec;
+  net::ip::address address = net::ip::make_address(options_.host, ec);
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("bad listen address '", options_.host, "'"));
+  tcp::endpoint endpoint(address, options_.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port, ": ", ec.message()));
+  }
+  port_ = acceptor_.local_endpoint(ec).port();
+  return absl::OkStatus();
+}
+
+void HttpServer::Impl::Accept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || stopping_) return;
+    if (ec) {
+      // E.g. out of file descriptors: try again shortly instead of spinning.
+      retry_timer_.expires_after(std::chrono::milliseconds(100));
+      retry_timer_.async_wait([this](beast::error_code e) {
+        if (!e && !stopping_) Accept();
+      });
+      return;
+    }
+    if (open_connections() >= options_.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(socket), *this)->Start();
+    }
+    Accept();
+  });
+}
+
+void HttpServer::Impl::Run() {
+  Accept();
+  for (int i = 0; i < options_.io_threads; ++i) {
+    io_threads_.emplace_back([this] {
+      for (;;) {
+        try {
+          ioc_.run();
+          return;
+        } catch (const std::exception&) {
+          // A handler threw (bad_alloc): keep serving the other connections.
+        }
+      }
+    });
+  }
+}
+
+void HttpServer::Impl::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_ = true;
+  net::post(acceptor_.get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+    retry_timer_.cancel();
+  });
+  {
+    std::lock_guard lock(sessions_mu_);
+    for (Session* s : sessions_) {
+      if (auto live = s->weak_from_this().lock()) live->CloseFromOutside();
+    }
+  }
+  pool_.Stop();  // jobs see client_gone() and return; their writes fail fast
+  ioc_.stop();
+  for (std::thread& t : io_threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                              HttpHandler& handler) {
+  if (options.io_threads < 1 || options.worker_threads < 1 || options.max_queued_jobs < 0 ||
+      options.max_connections < 1 || options.max_header_bytes < 256) {
+    return absl::InvalidArgumentError("HttpServerOptions: thread counts and limits must be >= 1");
+  }
+  auto impl = std::make_unique<Impl>(options, handler);
+  absl::Status st = impl->Listen();
+  if (!st.ok()) return st;
+  impl->Run();
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() { Stop(); }
+void HttpServer::Stop() { impl_->Stop(); }
+uint16_t HttpServer::port() const { return impl_->port(); }
+int HttpServer::open_connections() const { return impl_->open_connections(); }
+int HttpServer::running_jobs() const { return impl_->pool().busy(); }
+
+}  // namespace swarm::gateway

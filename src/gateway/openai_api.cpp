@@ -1,0 +1,315 @@
+#include "gateway/openai_api.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/text_stream.h"
+
+namespace swarm::gateway {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+HttpHeaders SseHeaders() {
+  return {{"Cache-Control", "no-cache"},
+          {"X-Accel-Buffering", "no"},
+          {"Access-Control-Allow-Origin", "*"}};
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+ApiError ContextError(int32_t n_ctx, int64_t prompt, int64_t completion, bool chat) {
+  if (completion < 0) {
+    return {
+        400,
+        absl::StrCat("This model's maximum context length is ", n_ctx, " tokens. However, your ",
+                     chat ? "messages" : "prompt", " resulted in ", prompt,
+                     " tokens. Please reduce the length of the ", chat ? "messages." : "prompt."),
+        "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded"};
+  }
+  return {400,
+          absl::StrCat("This model's maximum context length is ", n_ctx,
+                       " tokens. However, you requested ", prompt + completion, " tokens (", prompt,
+                       " in the ", chat ? "messages" : "prompt", ", ", completion,
+                       " in the completion). Please reduce the length of the ",
+                       chat ? "messages" : "prompt", " or completion."),
+          "invalid_request_error", "max_tokens", "context_length_exceeded"};
+}
+
+}  // namespace
+
+ApiError EngineError(const absl::Status& status) {
+  const std::string msg(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return {400, msg, "invalid_request_error", "", ""};
+    case absl::StatusCode::kResourceExhausted:
+      return {503, absl::StrCat("The swarm is out of capacity: ", msg), "server_error", "",
+              "overloaded"};
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return {503, absl::StrCat("The swarm cannot serve this request now: ", msg), "server_error",
+              "", "unavailable"};
+    default:
+      return {500, absl::StrCat("Internal error: ", msg), "server_error", "", ""};
+  }
+}
+
+HttpResponse ErrorResponse(const ApiError& error) {
+  return HttpResponse{
+      error.status, "application/json", ErrorBody(error), {{"Access-Control-Allow-Origin", "*"}}};
+}
+
+OpenAiApi::OpenAiApi(CompletionEngine& engine, ChatTemplateKind chat_template,
+                     const OpenAiOptions& options, MetricsRegistry& metrics, RequestLog& log)
+    : engine_(engine),
+      formatter_(chat_template, engine.tokenizer()),
+      options_(options),
+      metrics_(metrics),
+      log_(log),
+      created_(static_cast<int64_t>(std::time(nullptr))),
+      rng_(std::random_device{}()) {}
+
+std::string OpenAiApi::NewId(const char* prefix) {
+  uint64_t a, b;
+  {
+    std::lock_guard lock(rng_mu_);
+    a = rng_();
+    b = rng_();
+  }
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016llx%08llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b & 0xffffffffu));
+  return std::string(prefix) + buf;
+}
+
+uint64_t OpenAiApi::NewSeed() {
+  std::lock_guard lock(rng_mu_);
+  return rng_();
+}
+
+HttpResponse OpenAiApi::ListModels() const {
+  const ModelInfo& info = engine_.info();
+  json model = {{"id", info.id}, {"object", "model"}, {"created", created_}, {"owned_by", "swarm"}};
+  json body = {{"object", "list"}, {"data", json::array({model})}};
+  return {200, "application/json", Dump(body), {{"Access-Control-Allow-Origin", "*"}}};
+}
+
+HttpResponse OpenAiApi::GetModel(const std::string& id) const {
+  const ModelInfo& info = engine_.info();
+  if (id != info.id) {
+    return ErrorResponse({404, absl::StrCat("The model '", id, "' does not exist"),
+                          "invalid_request_error", "model", "model_not_found"});
+  }
+  json model = {{"id", info.id}, {"object", "model"}, {"created", created_}, {"owned_by", "swarm"}};
+  return {200, "application/json", Dump(model), {{"Access-Control-Allow-Origin", "*"}}};
+}
+
+void OpenAiApi::Fail(ResponseWriter& writer, const std::string& endpoint, const ApiError& error) {
+  metrics_.CountRequest(endpoint, error.status);
+  writer.Send(ErrorResponse(error));
+}
+
+void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& endpoint,
+                         ResponseWriter& writer) {
+  if (writer.client_gone()) {
+    metrics_.CountRequest(endpoint, 499);  // gone while queued
+    return;
+  }
+  const ModelInfo& info = engine_.info();
+  const model::Tokenizer& tokenizer = engine_.tokenizer();
+
+  RequestLimits limits;
+  limits.n_vocab = tokenizer.n_vocab();
+  limits.max_tokens_limit = options_.max_tokens_limit;
+  CompletionParams params;
+  if (auto error = ParseCompletionRequest(body, chat, limits, &params)) {
+    Fail(writer, endpoint, *error);
+    return;
+  }
+
+  // The prompt. Chat content never has its control-token text parsed (no injection); a raw
+  // completion prompt may name special tokens, as in llama.cpp, since its author writes the whole
+  // prompt anyway.
+  std::vector<int32_t> prompt;
+  std::string echo_text;
+  if (chat) {
+    absl::StatusOr<std::vector<int32_t>> ids = formatter_.Tokenize(params.messages);
+    if (!ids.ok()) {
+      Fail(writer, endpoint,
+           {400, std::string(ids.status().message()), "invalid_request_error", "messages", ""});
+      return;
+    }
+    prompt = std::move(*ids);
+  } else if (params.prompt_text) {
+    prompt = tokenizer.Encode(*params.prompt_text, tokenizer.add_bos(), /*parse_special=*/true);
+    echo_text = *params.prompt_text;
+  } else {
+    prompt = params.prompt_tokens;
+    if (params.echo) echo_text = tokenizer.Decode(prompt);
+  }
+  if (prompt.empty()) {
+    Fail(writer, endpoint,
+         {400, "The prompt is empty (and this model adds no BOS token).", "invalid_request_error",
+          "prompt", ""});
+    return;
+  }
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  if (n_prompt >= info.n_ctx) {
+    Fail(writer, endpoint, ContextError(info.n_ctx, n_prompt, -1, chat));
+    return;
+  }
+  const int64_t room = info.n_ctx - n_prompt;
+  int32_t max_tokens;
+  if (params.max_tokens) {
+    if (*params.max_tokens > room) {
+      Fail(writer, endpoint, ContextError(info.n_ctx, n_prompt, *params.max_tokens, chat));
+      return;
+    }
+    max_tokens = *params.max_tokens;
+  } else {
+    // OpenAI's defaults: 16 for completions, the rest of the context for chat.
+    max_tokens =
+        static_cast<int32_t>(std::min<int64_t>(chat ? options_.max_tokens_limit : 16, room));
+  }
+  if (!params.seed_given) params.sampling.seed = NewSeed();
+
+  std::vector<std::string> stops = params.stop;
+  if (chat) {
+    for (const std::string& s : formatter_.stop_strings()) stops.push_back(s);
+  }
+  TextStream text(tokenizer, std::move(stops), /*trim_leading_space=*/chat);
+
+  ResponseMeta meta;
+  meta.id = NewId(chat ? "chatcmpl-" : "cmpl-");
+  meta.created = static_cast<int64_t>(std::time(nullptr));
+  meta.model = info.id;
+
+  std::shared_ptr<RequestLog::Record> record = log_.Begin(meta.id, endpoint, n_prompt);
+  metrics_.Set("swarm_active_generations", {}, log_.running());
+
+  // State of the response as the callback builds it.
+  bool started = false;  // stream headers (and the chat role chunk) sent
+  bool gone = false;     // the client is gone or a write failed
+  std::string finish_reason;
+  std::string full_text = params.echo ? echo_text : "";
+  int64_t n_completion = 0;
+  const Clock::time_point t0 = Clock::now();
+  Clock::time_point last = t0;
+
+  auto begin_stream = [&]() -> bool {
+    if (started) return true;
+    started = true;
+    if (!writer.BeginStream(200, "text/event-stream", SseHeaders())) return false;
+    if (chat) return writer.Write(SseEvent(ChatChunkJson(meta, true, std::string(), "")));
+    if (params.echo && !echo_text.empty()) {
+      return writer.Write(SseEvent(CompletionChunkJson(meta, echo_text, "")));
+    }
+    return true;
+  };
+  auto emit = [&](const std::string& piece) -> bool {
+    if (piece.empty()) return true;
+    if (!params.stream) {
+      full_text += piece;
+      return true;
+    }
+    return writer.Write(SseEvent(chat ? ChatChunkJson(meta, false, piece, "")
+                                      : CompletionChunkJson(meta, piece, "")));
+  };
+
+  GenerationRequest request;
+  request.prompt = std::move(prompt);
+  request.max_tokens = max_tokens;
+  request.sampling = params.sampling;
+  request.request_id = meta.id;
+  request.metrics = &metrics_;
+
+  absl::Status status;
+  if (max_tokens > 0) {
+    status = engine_.Generate(request, [&](const GenerationEvent& event) -> bool {
+      if (gone || writer.client_gone()) {
+        gone = true;
+        return false;
+      }
+      const Clock::time_point now = Clock::now();
+      if (n_completion == 0) {
+        metrics_.ObserveTimeToFirstToken(Seconds(now - t0));
+      } else {
+        metrics_.ObserveTokenLatency(Seconds(now - last));
+      }
+      last = now;
+      ++n_completion;
+      log_.OnToken(record, event);
+      if (params.stream && !begin_stream()) {
+        gone = true;
+        return false;
+      }
+      if (tokenizer.IsEndOfGeneration(event.token)) {
+        finish_reason = "stop";
+        return false;
+      }
+      if (!emit(text.Push(event.token))) {
+        gone = true;
+        return false;
+      }
+      if (text.stopped()) {
+        finish_reason = "stop";
+        return false;
+      }
+      return n_completion < max_tokens;
+    });
+  }
+  metrics_.AddTokens(n_prompt, n_completion);
+
+  auto finish_log = [&](const char* how) {
+    log_.Finish(record, how);
+    metrics_.Set("swarm_active_generations", {}, log_.running());
+  };
+  if (gone) {
+    finish_log("cancelled");
+    metrics_.CountRequest(endpoint, 499);
+    if (started) writer.EndStream();  // fails harmlessly when the client is really gone
+    return;
+  }
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+    finish_log("error");
+    const ApiError error = EngineError(status);
+    metrics_.CountRequest(endpoint, started ? 200 : error.status);
+    if (!started) {
+      writer.Send(ErrorResponse(error));
+    } else {
+      // Headers are out: report the error in the stream, where the OpenAI clients look for it.
+      writer.Write(SseEvent(ErrorJson(error)));
+      writer.EndStream();
+    }
+    return;
+  }
+  if (finish_reason.empty()) {
+    if (!emit(text.Finish())) gone = true;
+    finish_reason = n_completion >= max_tokens ? "length" : "stop";
+  }
+  finish_log("done");
+  const Usage usage{n_prompt, n_completion};
+  metrics_.CountRequest(endpoint, 200);
+  if (!params.stream) {
+    writer.Send({200,
+                 "application/json",
+                 Dump(chat ? ChatCompletionJson(meta, full_text, finish_reason, usage)
+                           : CompletionJson(meta, full_text, finish_reason, usage)),
+                 {{"Access-Control-Allow-Origin", "*"}}});
+    return;
+  }
+  if (gone || !begin_stream()) return;
+  const json last_chunk = chat ? ChatChunkJson(meta, false, std::nullopt, finish_reason)
+                               : CompletionChunkJson(meta, "", finish_reason);
+  if (!writer.Write(SseEvent(last_chunk))) return;
+  if (params.include_usage && !writer.Write(SseEvent(UsageChunkJson(meta, chat, usage)))) return;
+  if (!writer.Write(std::string(kSseDone))) return;
+  writer.EndStream();
+}
+
+}  // namespace swarm::gateway
