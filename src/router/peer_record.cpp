@@ -394,9 +394,11 @@ absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes) {
     double ms = 0;
     SWARM_RETURN_IF_ERROR(rd.Bytes(peer.data(), peer.size(), "RTT entry"));
     SWARM_RETURN_IF_ERROR(rd.F64(&ms, "RTT entry"));
-    if (!r.rtt_ms.emplace(PeerId(peer), ms).second) {
-      return absl::InvalidArgumentError("peer record: duplicate RTT entry");
+    // Canonical order (as serialized from the map): strictly increasing ids, no duplicates.
+    if (!r.rtt_ms.empty() && !(r.rtt_ms.rbegin()->first < PeerId(peer))) {
+      return absl::InvalidArgumentError("peer record: RTT entries out of order or duplicated");
     }
+    r.rtt_ms.emplace_hint(r.rtt_ms.end(), PeerId(peer), ms);
   }
   SWARM_RETURN_IF_ERROR(rd.Int(&r.expiry_unix_ms, "expiry"));
   SWARM_RETURN_IF_ERROR(rd.Int(&r.seq, "sequence number"));

@@ -7,11 +7,11 @@
 #include <array>
 #include <compare>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -102,8 +102,9 @@ struct PeerRecord {
   int64_t total_cache_tokens = 0;  // 0 = unknown
   int32_t active_sessions = 0;
 
-  // Measured round-trip times to peers that serve the blocks following this one's.
-  std::map<PeerId, double> rtt_ms;
+  // Measured round-trip times to peers that serve the blocks following this one's. (A B-tree:
+  // the route builder walks these for every peer, and std::map's node hopping dominated.)
+  absl::btree_map<PeerId, double> rtt_ms;
 
   // UDP port of the peer's DHT node (its host is the one in `address`); 0 = none. Lets peers
   // that see each other's records contact each other directly, so a small swarm does not fall

@@ -1,9 +1,11 @@
 #include "router/route_builder.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <queue>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,6 +15,15 @@ namespace swarm::router {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Peer ids are SHA-1 digests: 8 of their bytes, mixed, hash as well as all 20, for less work.
+struct PeerIdHash {
+  size_t operator()(const PeerId& id) const {
+    uint64_t v;
+    std::memcpy(&v, id.bytes().data(), sizeof(v));
+    return absl::Hash<uint64_t>{}(v);
+  }
+};
 
 // A peer that may carry part of the route, with its cost terms precomputed.
 struct Candidate {
@@ -27,10 +38,9 @@ struct Candidate {
   std::vector<std::pair<int32_t, double>> known;
 
   int32_t span() const { return hi - lo; }
-  // entered(i): about to run block i on this peer (i in [lo, hi)).
-  int32_t Entered(int32_t i) const { return base + (i - lo); }
-  // computing(i): has run blocks up to i on this peer (i in (lo, hi]).
-  int32_t Computing(int32_t i) const { return base + span() + (i - lo - 1); }
+  // The Dijkstra state "has run blocks up to i on this peer" (i in (lo, hi]); a hop that enters
+  // the peer at boundary i goes straight to Computing(i + 1).
+  int32_t Computing(int32_t i) const { return base + (i - lo - 1); }
 };
 
 std::optional<double> KnownLatency(const Candidate& from, int32_t to) {
@@ -142,7 +152,7 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     const PeerRecord& r = *rec;
     if (r.blocks.first < 0 || r.blocks.last > n_blocks || r.blocks.empty()) continue;
     const int32_t lo = std::max(r.blocks.first, start), hi = std::min(r.blocks.last, end);
-    if (lo >= hi) continue;
+    if (lo >= hi || r.state == PeerState::kOffline) continue;
     if (r.state != PeerState::kOnline || options.banned.contains(id)) {
       unusable_ranges.push_back(r.blocks);
       continue;
@@ -165,40 +175,49 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     return a.record->peer_id < b.record->peer_id;
   });
 
-  absl::flat_hash_map<PeerId, int32_t> index;
+  absl::flat_hash_map<PeerId, int32_t, PeerIdHash> index;
   index.reserve(cands.size());
   for (size_t k = 0; k < cands.size(); ++k) index[cands[k].record->peer_id] = static_cast<int32_t>(k);
+  // Measured latencies, both directions (RTT is symmetric: a measurement only the far side made
+  // counts too), kept only where the route could actually step from one peer to the other: p
+  // can end a hop at boundaries (p.lo, p.hi], q can start one at [q.lo, q.hi).
+  auto can_follow = [&](int32_t p, int32_t q) {
+    return std::max(cands[p].lo + 1, cands[q].lo) <= std::min(cands[p].hi, cands[q].hi - 1);
+  };
+  struct Measured {
+    int32_t to;
+    bool reverse;  // measured by the far side: used only if the near side has no measurement
+    double seconds;
+    bool operator<(const Measured& o) const { return std::tie(to, reverse) < std::tie(o.to, o.reverse); }
+  };
+  std::vector<std::vector<Measured>> measured(cands.size());
   for (size_t k = 0; k < cands.size(); ++k) {
+    const int32_t p = static_cast<int32_t>(k);
     for (const auto& [other, ms] : cands[k].record->rtt_ms) {
       auto it = index.find(other);
-      if (it == index.end() || it->second == static_cast<int32_t>(k)) continue;
-      cands[k].known.emplace_back(it->second, ms / 2000.0);
-    }
-    std::sort(cands[k].known.begin(), cands[k].known.end());
-  }
-  // RTT is symmetric: a measurement only the far side made counts for both directions.
-  std::vector<std::vector<std::pair<int32_t, double>>> reverse(cands.size());
-  for (size_t k = 0; k < cands.size(); ++k) {
-    for (const auto& [q, s] : cands[k].known) {
-      if (!KnownLatency(cands[q], static_cast<int32_t>(k))) {
-        reverse[q].emplace_back(static_cast<int32_t>(k), s);
-      }
+      if (it == index.end() || it->second == p) continue;
+      const int32_t q = it->second;
+      if (can_follow(p, q)) measured[p].push_back({q, false, ms / 2000.0});
+      if (can_follow(q, p)) measured[q].push_back({p, true, ms / 2000.0});
     }
   }
   for (size_t k = 0; k < cands.size(); ++k) {
-    if (reverse[k].empty()) continue;
-    cands[k].known.insert(cands[k].known.end(), reverse[k].begin(), reverse[k].end());
-    std::sort(cands[k].known.begin(), cands[k].known.end());
+    auto& list = measured[k];
+    std::sort(list.begin(), list.end());
+    auto& known = cands[k].known;
+    known.reserve(list.size());
+    for (const Measured& m : list) {
+      if (known.empty() || known.back().first != m.to) known.emplace_back(m.to, m.seconds);
+    }
   }
 
-  // States: per candidate, entered(i) for i in [lo, hi) then computing(i) for i in (lo, hi];
-  // one sink at the end.
+  // States: per candidate, computing(i) for i in (lo, hi]; one sink at the end.
   int32_t n_states = 0;
   std::vector<int32_t> state_peer;
   for (size_t k = 0; k < cands.size(); ++k) {
     cands[k].base = n_states;
-    n_states += 2 * cands[k].span();
-    state_peer.insert(state_peer.end(), 2 * cands[k].span(), static_cast<int32_t>(k));
+    n_states += cands[k].span();
+    state_peer.insert(state_peer.end(), cands[k].span(), static_cast<int32_t>(k));
   }
   const int32_t sink = n_states++;
 
@@ -246,7 +265,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     }
   };
   for (int32_t q : cover[0]) {
-    relax(cands[q].Entered(start), latency_in(cands[q]) + cands[q].enter_penalty_s, -1);
+    const Candidate& c = cands[q];
+    relax(c.Computing(start + 1), latency_in(c) + c.enter_penalty_s + c.block_s, -1);
   }
 
   // Leaving peer p at boundary i for peer q costs p's measured latency to q if known, else q's
@@ -263,13 +283,7 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     if (s == sink) break;
     const int32_t k = state_peer[s];
     const Candidate& p = cands[k];
-    const int32_t off = s - p.base;
-    if (off < p.span()) {  // entered(i): run block i
-      const int32_t i = p.lo + off;
-      relax(p.Computing(i + 1), d + p.block_s, s);
-      continue;
-    }
-    const int32_t i = p.lo + (off - p.span()) + 1;  // computing(i)
+    const int32_t i = p.lo + (s - p.base) + 1;  // computing(i)
     if (i < p.hi) relax(p.Computing(i + 1), d + p.block_s, s);
     if (i == end) {
       relax(sink, d + latency_out(p), s);
@@ -277,7 +291,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     }
     const int32_t b = i - start;
     auto enter = [&](int32_t q, double latency) {
-      relax(cands[q].Entered(i), d + latency + cands[q].enter_penalty_s, s);
+      const Candidate& c = cands[q];
+      relax(c.Computing(i + 1), d + latency + c.enter_penalty_s + c.block_s, s);
     };
     if (!boundary_seen[b]) {
       boundary_seen[b] = 1;
@@ -325,10 +340,11 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
   route.cost_s = dist[sink];
   int32_t cur = parent[sink];
   while (cur >= 0) {
-    const int32_t k = state_peer[cur];
-    const Candidate& p = cands[k];
-    const int32_t last = p.lo + (cur - p.base - p.span()) + 1;
-    while (cur - p.base >= p.span()) cur = parent[cur];  // back to entered(first)
+    const Candidate& p = cands[state_peer[cur]];
+    const int32_t last = p.lo + (cur - p.base) + 1;
+    // Back along this peer's blocks to where the hop entered it (a transition never stays on
+    // the same peer, so a parent on another peer, or none, marks the hop's start).
+    while (parent[cur] >= 0 && state_peer[parent[cur]] == state_peer[cur]) cur = parent[cur];
     const int32_t first = p.lo + (cur - p.base);
     route.hops.push_back(RouteHop{p.record->peer_id, p.record->address, BlockRange{first, last}});
     cur = parent[cur];

@@ -1,0 +1,62 @@
+#include "router/ban_list.h"
+
+#include <gtest/gtest.h>
+
+namespace swarm::router {
+namespace {
+
+class FakeClock {
+ public:
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  BanList::Clock AsClock() {
+    return [this] { return now; };
+  }
+};
+
+TEST(BanListTest, ExponentialBackoffWithCapAndReset) {
+  FakeClock clock;
+  BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(8), 2.0}, clock.AsClock());
+  const PeerId a = PeerId::FromName("a"), b = PeerId::FromName("b");
+  EXPECT_FALSE(bans.IsBanned(a));
+
+  // Bans of 1, 2, 4, 8, 8 s: each retried right after the previous ban ends.
+  const int expected_s[] = {1, 2, 4, 8, 8};
+  for (int len : expected_s) {
+    const absl::Time start = clock.now;
+    EXPECT_EQ(bans.ReportFailure(a), start + absl::Seconds(len));
+    EXPECT_TRUE(bans.IsBanned(a));
+    EXPECT_FALSE(bans.IsBanned(b));
+    clock.now = start + absl::Seconds(len) - absl::Milliseconds(1);
+    EXPECT_TRUE(bans.IsBanned(a)) << "ban of " << len << " s ended early";
+    clock.now = start + absl::Seconds(len);
+    EXPECT_FALSE(bans.IsBanned(a)) << "ban of " << len << " s did not end";
+  }
+
+  // Success resets the backoff.
+  bans.ReportSuccess(a);
+  EXPECT_EQ(bans.ReportFailure(a), clock.now + absl::Seconds(1));
+}
+
+TEST(BanListTest, BannedSetAndQuietPeriodReset) {
+  FakeClock clock;
+  BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(10), 2.0}, clock.AsClock());
+  const PeerId a = PeerId::FromName("a"), b = PeerId::FromName("b"), c = PeerId::FromName("c");
+  bans.ReportFailure(a);
+  bans.ReportFailure(a);  // now banned until +2 s, next ban 4 s
+  bans.ReportFailure(b);  // until +1 s
+  EXPECT_EQ(bans.Banned(), (absl::flat_hash_set<PeerId>{a, b}));
+  EXPECT_FALSE(bans.Banned().contains(c));
+  clock.now += absl::Milliseconds(1500);
+  EXPECT_EQ(bans.Banned(), (absl::flat_hash_set<PeerId>{a}));
+  EXPECT_EQ(bans.BannedUntil(c), absl::InfinitePast());
+
+  // Retried soon: backoff keeps growing (4 s).
+  clock.now += absl::Seconds(1);
+  EXPECT_EQ(bans.ReportFailure(a), clock.now + absl::Seconds(4));
+  // After a long quiet period (longer than the cap past the ban's end) it starts over at 1 s.
+  clock.now += absl::Seconds(4) + absl::Seconds(11);
+  EXPECT_EQ(bans.ReportFailure(a), clock.now + absl::Seconds(1));
+}
+
+}  // namespace
+}  // namespace swarm::router
