@@ -49,6 +49,8 @@ class ZapAuthenticator {
   ZapAuthenticator(const ZapAuthenticator&) = delete;
   ZapAuthenticator& operator=(const ZapAuthenticator&) = delete;
 
+  // Takes effect at the next handshake. libzmq does not retry a handshake the server refused:
+  // a refused client must open a new socket to try again.
   absl::Status SetAllowedKeys(const std::vector<std::string>& allowed_keys);
   bool IsAllowed(std::string_view public_key_z85) const;
 
