@@ -299,7 +299,9 @@ absl::StatusOr<std::vector<ChatPiece>> ChatFormatter::Render(
 
 std::optional<int32_t> ChatFormatter::MarkerToken(std::string_view marker) const {
   std::vector<int32_t> ids = tokenizer_.Encode(marker, /*add_bos=*/false, /*parse_special=*/true);
-  if (ids.size() == 1 && tokenizer_.TokenText(ids[0]) == marker) return ids[0];
+  if (ids.size() == 1 && tokenizer_.IsSpecial(ids[0]) && tokenizer_.TokenText(ids[0]) == marker) {
+    return ids[0];
+  }
   return std::nullopt;
 }
 

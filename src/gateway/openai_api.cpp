@@ -182,7 +182,9 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   if (chat) {
     for (const std::string& s : formatter_.stop_strings()) stops.push_back(s);
   }
-  TextStream text(tokenizer, std::move(stops), /*trim_leading_space=*/chat);
+  // Text right after BOS (or another special token) drops SPM's leading space, as Decode() does.
+  TextStream text(tokenizer, std::move(stops), /*at_start=*/tokenizer.IsSpecial(prompt.back()),
+                  /*trim_leading_space=*/chat);
 
   ResponseMeta meta;
   meta.id = NewId(chat ? "chatcmpl-" : "cmpl-");

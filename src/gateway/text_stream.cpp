@@ -3,83 +3,25 @@
 #include <algorithm>
 
 namespace swarm::gateway {
-namespace {
-
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-
-// Length of the character a lead byte starts, 0 when it cannot start one.
-int SequenceLength(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if (lead >= 0xC2 && lead <= 0xDF) return 2;
-  if (lead >= 0xE0 && lead <= 0xEF) return 3;
-  if (lead >= 0xF0 && lead <= 0xF4) return 4;
-  return 0;
-}
-
-// Whether `c` may follow `lead` at position `i` (1-based) of a sequence; rules out overlong forms,
-// surrogates and code points above U+10FFFF (RFC 3629).
-bool ValidContinuation(unsigned char lead, int i, unsigned char c) {
-  if (i == 1) {
-    if (lead == 0xE0) return c >= 0xA0 && c <= 0xBF;
-    if (lead == 0xED) return c >= 0x80 && c <= 0x9F;
-    if (lead == 0xF0) return c >= 0x90 && c <= 0xBF;
-    if (lead == 0xF4) return c >= 0x80 && c <= 0x8F;
-  }
-  return c >= 0x80 && c <= 0xBF;
-}
-
-}  // namespace
-
-void DrainUtf8(std::string& bytes, std::string& out, bool final) {
-  size_t i = 0;
-  const size_t n = bytes.size();
-  while (i < n) {
-    const auto lead = static_cast<unsigned char>(bytes[i]);
-    const int len = SequenceLength(lead);
-    if (len == 0) {
-      out += kReplacement;
-      ++i;
-      continue;
-    }
-    int have = 1;
-    while (have < len && i + have < n &&
-           ValidContinuation(lead, have, static_cast<unsigned char>(bytes[i + have]))) {
-      ++have;
-    }
-    if (have == len) {
-      out.append(bytes, i, len);
-      i += len;
-    } else if (i + have == n && !final) {
-      break;  // incomplete so far: wait for the next token's bytes
-    } else {
-      out += kReplacement;  // one replacement for the maximal invalid subpart
-      i += have;
-    }
-  }
-  bytes.erase(0, i);
-}
-
 TextStream::TextStream(const model::Tokenizer& tokenizer, std::vector<std::string> stops,
-                       bool trim_leading_space)
-    : tokenizer_(tokenizer), trim_leading_space_(trim_leading_space) {
+                       bool at_start, bool trim_leading_space)
+    : decoder_(tokenizer, at_start), trim_leading_space_(trim_leading_space) {
   for (std::string& s : stops) {
     if (!s.empty()) stops_.push_back(std::move(s));
   }
 }
 
-std::string TextStream::Push(int32_t token) { return PushBytes(tokenizer_.TokenBytes(token)); }
-
-std::string TextStream::PushBytes(std::string_view bytes) {
+std::string TextStream::Push(int32_t token) {
   if (stopped_) return {};
-  raw_.append(bytes);
-  DrainUtf8(raw_, text_, /*final=*/false);
+  text_ += decoder_.Push(token);
   return Release();
 }
 
 std::string TextStream::Finish() {
   if (stopped_) return {};
-  DrainUtf8(raw_, text_, /*final=*/true);
+  text_ += decoder_.Finish();
   std::string out = Release();
+  if (stopped_) return out;
   out += text_;  // a partial stop sequence that never completed is ordinary text
   text_.clear();
   return out;
@@ -98,7 +40,6 @@ std::string TextStream::Release() {
   if (stop_at != std::string::npos) {
     std::string out = text_.substr(0, stop_at);
     text_.clear();
-    raw_.clear();
     stopped_ = true;
     return out;
   }

@@ -1,0 +1,47 @@
+// The in-process engine behind the CompletionEngine interface: every block runs in this process
+// (shard::LocalModel), which is what `swarm api` serves without peers and what the gateway's tests
+// run against. The client head and block stack serve one sequence at a time, so generations take
+// turns on a mutex. Owns the model; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "gateway/completion_engine.h"
+#include "kernels/backend_factory.h"
+#include "shard/local_model.h"
+
+namespace swarm::gateway {
+
+struct LocalEngineOptions {
+  kernels::BackendOptions backend;
+  int32_t n_ctx = 0;  // context length; 0: the model's training context
+  std::string model_id;  // the id clients use; "" derives one from the GGUF (general.name or file)
+};
+
+class LocalEngine final : public CompletionEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalEngine>> Load(const std::string& gguf_path,
+                                                           const LocalEngineOptions& options);
+
+  const ModelInfo& info() const override { return info_; }
+  const model::Tokenizer& tokenizer() const override { return *model_->tokenizer; }
+  absl::Status Generate(const GenerationRequest& request, const TokenCallback& on_token) override;
+  SwarmView Describe() const override;
+
+ private:
+  LocalEngine(std::unique_ptr<shard::LocalModel> model, ModelInfo info);
+
+  std::unique_ptr<shard::LocalModel> model_;
+  const ModelInfo info_;
+  std::mutex run_mu_;  // one generation at a time
+  mutable std::mutex stats_mu_;
+  double steps_per_second_ ABSL_GUARDED_BY(stats_mu_) = 0;  // moving average of decode speed
+  int64_t tokens_in_use_ ABSL_GUARDED_BY(stats_mu_) = 0;
+};
+
+}  // namespace swarm::gateway
