@@ -35,10 +35,11 @@ RoutedMessage ServeOne(RouterServer& server) {
   EXPECT_TRUE(routed.ok()) << routed.status();
   if (!routed.ok()) return RoutedMessage{"", "", routed.status()};
   if (!routed->message.ok()) {
-    EXPECT_TRUE(server.Send(routed->routing_id,
-                            EncodeMessage(0, ErrorReply::FromStatus(routed->message.status()))
-                                .value())
-                    .ok());
+    EXPECT_TRUE(
+        server
+            .Send(routed->routing_id,
+                  EncodeMessage(0, ErrorReply::FromStatus(routed->message.status())).value())
+            .ok());
     return std::move(*routed);
   }
   auto request = DecodeMessage(*routed->message);
@@ -175,10 +176,9 @@ TEST(ZmqTest, FramingAndDecodingErrorsGetErrorReplies) {
     EXPECT_EQ(zmq_poll(&item, 1, 5000), 1);
     EXPECT_TRUE(raw.recv(header, zmq::recv_flags::dontwait));
     EXPECT_FALSE(header.more());
-    auto decoded =
-        DecodeMessage(std::span<const uint8_t>(static_cast<const uint8_t*>(header.data()),
-                                               header.size()),
-                      std::nullopt);
+    auto decoded = DecodeMessage(
+        std::span<const uint8_t>(static_cast<const uint8_t*>(header.data()), header.size()),
+        std::nullopt);
     EXPECT_TRUE(decoded.ok()) << decoded.status();
     if (!decoded.ok()) return {};
     return std::get<ErrorReply>(decoded->body);
@@ -334,8 +334,8 @@ TEST_F(CurveServerTest, PlainClientGetsNothingThrough) {
 TEST_F(CurveServerTest, ClientWithTheWrongServerKeyGetsNothingThrough) {
   ClientOptions options;
   const CurveKeyPair impostor = GenerateCurveKeyPair().value();
-  options.curve = CurveClientOptions{impostor.public_key, allowed_keys_.public_key,
-                                     allowed_keys_.secret_key};
+  options.curve =
+      CurveClientOptions{impostor.public_key, allowed_keys_.public_key, allowed_keys_.secret_key};
   auto client = DealerClient::Connect(context_, server_->endpoint(), options).value();
   ASSERT_TRUE(client->Send(PingMessage(10)).ok());
   EXPECT_EQ(server_->Receive(200ms).status().code(), StatusCode::kDeadlineExceeded);
