@@ -16,5 +16,8 @@ struct ExitCode {
 // One line per subcommand (cmd_NAME.cpp).
 void AddGenerateCommand(CLI::App& app, ExitCode& exit_code);
 void AddTokenizeCommand(CLI::App& app, ExitCode& exit_code);
+void AddInspectCommand(CLI::App& app, ExitCode& exit_code);
+void AddSliceCommand(CLI::App& app, ExitCode& exit_code);
+void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli
