@@ -1,5 +1,12 @@
 // Plain reference arithmetic on every weight type: obviously-correct code that optimized and device
 // kernels are tested against. Layouts and rounding follow llama.cpp's *_ref functions bit for bit.
+// Pure functions, callable from any thread. `n` is always a multiple of the type's block size
+// (callers validate shapes with RowBytes first); pointers are host memory.
+//
+// Bit-compatibility holds for IEEE float arithmetic without contraction into fused multiply-adds
+// (the default for this project's flags); tests/kernels/test_quant_llama_cpp_golden.cpp checks it
+// against llama.cpp's own library. One deliberate difference: an all-zero Q8_K block gets zero
+// bsums, where ggml leaves them unwritten.
 #pragma once
 
 #include <cstdint>
