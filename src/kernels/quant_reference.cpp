@@ -29,7 +29,7 @@ int NearestInt(float x) {
 // Converts an already rounded float to int8 the way a C cast does for in-range values; out-of-range
 // values saturate and NaN becomes 0 instead of being undefined behavior.
 int8_t SaturateToInt8(float v) {
-  if (!(v == v)) return 0;
+  if (std::isnan(v)) return 0;
   return static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
 }
 

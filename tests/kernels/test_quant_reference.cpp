@@ -574,14 +574,19 @@ TEST(DotTest, VecDotQuantizedMatchesDotRow) {
         SCOPED_TRACE(testing::Message() << GgmlTypeName(type) << " n=" << n << " seed=" << seed);
         EXPECT_NEAR(vec_dot, exact, 1e-5 * magnitude);
         EXPECT_LE(std::fabs(vec_dot - dot), quant_error_bound + 1e-5 * magnitude);
-        // Stated relative bound: the activation quantization moves the result by < 1% of
-        // |w| |x| (measured ~0.1%).
+        // Stated per-type bound on |vec_dot - dot| / (|w| |x|): float weights take the float
+        // path (exact up to rounding); Q8_0 activations (blocks of 32) move the result by at most
+        // 0.086% and Q8_K ones (blocks of 256, coarser steps) by 0.12%, measured over 400 rows of
+        // this distribution. The bounds leave ~2.3x room.
+        const double bound = act_type == GgmlType::kF32    ? 1e-6
+                             : act_type == GgmlType::kQ8_0 ? 2e-3
+                                                           : 3e-3;
         double w2 = 0, x2 = 0;
         for (int64_t i = 0; i < n; ++i) {
           w2 += static_cast<double>(wd[i]) * wd[i];
           x2 += static_cast<double>(x[i]) * x[i];
         }
-        EXPECT_LE(std::fabs(vec_dot - dot), 0.01 * std::sqrt(w2 * x2));
+        EXPECT_LE(std::fabs(vec_dot - dot), bound * std::sqrt(w2 * x2));
       }
     }
   }
