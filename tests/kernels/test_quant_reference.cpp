@@ -571,7 +571,7 @@ TEST(DotTest, VecDotQuantizedMatchesDotRow) {
         }
         const float vec_dot = VecDotQuantizedReference(type, wq.data(), xq.data(), n);
         const float dot = DotRowReference(type, wq.data(), x.data(), n);
-        SCOPED_TRACE(testing::Message() << GgmlTypeName(type) << " n=" << n << " seed=" << seed);
+        SCOPED_TRACE(::testing::Message() << GgmlTypeName(type) << " n=" << n << " seed=" << seed);
         EXPECT_NEAR(vec_dot, exact, 1e-5 * magnitude);
         EXPECT_LE(std::fabs(vec_dot - dot), quant_error_bound + 1e-5 * magnitude);
         // Stated per-type bound on |vec_dot - dot| / (|w| |x|): float weights take the float
