@@ -229,12 +229,14 @@ class GgufParser {
     // Each tensor info takes at least 24 bytes and each key/value pair at least 13: counts beyond
     // what the file could hold are rejected before anything is allocated for them.
     if (n_kv_ > remaining() / 13) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metadata count ", n_kv_, " is impossible for a file of ", bytes_.size(), " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metadata count ", n_kv_, " cannot fit in the ", remaining(),
+                       " bytes after the header (truncated or corrupt file)"));
     }
     if (n_tensors_ > remaining() / 24) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor count ", n_tensors_, " is impossible for a file of ", bytes_.size(), " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor count ", n_tensors_, " cannot fit in the ", remaining(),
+                       " bytes after the header (truncated or corrupt file)"));
     }
     return absl::OkStatus();
   }
