@@ -1,0 +1,339 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "base/absl_compat.h"
+#include "kernels/quant_reference.h"
+
+namespace swarm::kernels::cpu {
+namespace {
+
+constexpr std::align_val_t kAlignment{64};
+
+class HostBuffer : public Buffer {
+ public:
+  HostBuffer(void* data, size_t size) : data_(data), size_(size) {}
+  ~HostBuffer() override { ::operator delete(data_, kAlignment); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  void* data() override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  void* data_;
+  size_t size_;
+};
+
+// Below this many multiply-adds a matrix product runs on the calling thread alone: waking the
+// workers would cost more than it saves. The split never changes results (kernels.h).
+constexpr double kParallelMatMulWork = 1 << 15;
+// Element-wise operations: elements per thread worth the dispatch.
+constexpr int64_t kParallelElements = 1 << 14;
+// Rows of a matrix product handed out together (a multiple of every kernel's row tile).
+constexpr int64_t kRowGrain = 16;
+
+uint8_t* Align64(uint8_t* p) {
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendOptions& options) {
+  const CpuFeatures features = DetectCpuFeatures();
+  const Isa isa = options.isa.value_or(BestIsa(features));
+  if (!IsaSupported(isa, features)) {
+    return absl::InvalidArgumentError(absl::StrCat("this processor cannot run the ",
+                                                   ToAbsl(IsaName(isa)),
+                                                   " kernels (it has: ", features.Summary(), ")"));
+  }
+  if (options.threads < 0 || options.threads > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("bad thread count ", options.threads));
+  }
+  const int threads = options.threads > 0 ? options.threads : PhysicalCoreCount();
+  return std::unique_ptr<CpuBackend>(new CpuBackend(KernelsFor(isa), threads));
+}
+
+std::string CpuBackend::name() const { return absl::StrCat("cpu-", ToAbsl(IsaName(kernels_.isa))); }
+
+absl::StatusOr<std::unique_ptr<Buffer>> CpuBackend::Allocate(size_t bytes) {
+  void* data = ::operator new(std::max<size_t>(bytes, 1), kAlignment, std::nothrow);
+  if (data == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes, " bytes"));
+  }
+  return std::make_unique<HostBuffer>(data, bytes);
+}
+
+absl::StatusOr<Weight> CpuBackend::PrepareWeight(
+    const Weight& host, std::vector<std::unique_ptr<Buffer>>& /*storage*/) {
+  auto row_bytes = RowBytes(host.type, host.n_in);
+  if (!row_bytes.ok()) return row_bytes.status();
+  if (host.type == GgmlType::kQ8_K) {
+    return absl::InvalidArgumentError("q8_K is an activation type, not a weight type");
+  }
+  return host;
+}
+
+absl::Status CpuBackend::CopyToBackend(void* dst, const void* host_src, size_t bytes) {
+  if (bytes > 0 && dst != host_src) std::memcpy(dst, host_src, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopyToHost(void* host_dst, const void* src, size_t bytes) {
+  if (bytes > 0 && host_dst != src) std::memcpy(host_dst, src, bytes);
+  return absl::OkStatus();
+}
+
+uint8_t* CpuBackend::ScratchX8(size_t bytes) {
+  if (bytes > x8_bytes_) {
+    x8_raw_.reset(new uint8_t[bytes + 64]);
+    x8_ = Align64(x8_raw_.get());
+    x8_bytes_ = bytes;
+  }
+  return x8_;
+}
+
+float* CpuBackend::ScratchAttention(size_t floats_per_thread) {
+  if (floats_per_thread > attention_floats_) {
+    attention_raw_.reset(new float[floats_per_thread * pool_.size() + 16]);
+    attention_scratch_ =
+        reinterpret_cast<float*>(Align64(reinterpret_cast<uint8_t*>(attention_raw_.get())));
+    attention_floats_ = floats_per_thread;
+  }
+  return attention_scratch_;
+}
+
+void CpuBackend::Record(const char* kind, GgmlType type, int64_t n_out, int64_t n_in,
+                        int64_t n_tokens, std::chrono::steady_clock::time_point start, double flops,
+                        double weight_bytes) {
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string name = kind;
+  if (n_in > 0) {
+    absl::StrAppend(&name, " ", ToAbsl(GgmlTypeName(type)), " ", n_out, "x", n_in,
+                    n_tokens == 1 ? " T=1" : " T>1");
+  }
+  for (OpProfile& p : profile_) {
+    if (p.name == name) {
+      ++p.calls;
+      p.seconds += seconds;
+      p.flops += flops;
+      p.weight_bytes += weight_bytes;
+      return;
+    }
+  }
+  profile_.push_back(OpProfile{std::move(name), 1, seconds, flops, weight_bytes});
+}
+
+// y: [n_out, T] = w · x, x: [n_in, T]
+void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float* y) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  const int slot = MatMulSlot(w.type);
+  auto row_bytes = RowBytes(w.type, w.n_in);
+  if (slot < 0 || !row_bytes.ok() || kernels_.matmul[slot] == nullptr) {
+    // Unreachable for weights that went through PrepareWeight; make the misuse visible.
+    std::fill(y, y + w.n_out * n_tokens, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  MatMulArgs args;
+  args.type = w.type;
+  args.w = static_cast<const uint8_t*>(w.data);
+  args.row_bytes = *row_bytes;
+  args.n_in = w.n_in;
+  args.n_out = w.n_out;
+  args.n_tokens = n_tokens;
+  args.y = y;
+  if (UsesX8(w.type)) {
+    const X8Layout layout = MakeX8Layout(w.n_in, X8Group(w.type));
+    uint8_t* x8 = ScratchX8(layout.bytes * static_cast<size_t>(n_tokens));
+    const QuantizeX8Fn quantize = kernels_.quantize_x8;
+    const int64_t n_in = w.n_in;
+    auto quantize_tokens = [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) quantize(x + t * n_in, layout, x8 + t * layout.bytes);
+    };
+    if (n_tokens * n_in >= kParallelElements) {
+      pool_.ParallelFor(n_tokens, 1, quantize_tokens);
+    } else {
+      quantize_tokens(0, n_tokens);
+    }
+    args.x = x8;
+    args.x_stride = layout.bytes;
+  } else {
+    args.x = reinterpret_cast<const uint8_t*>(x);
+    args.x_stride = static_cast<size_t>(w.n_in) * sizeof(float);
+  }
+  const MatMulFn fn = kernels_.matmul[slot];
+  const double work =
+      static_cast<double>(w.n_in) * static_cast<double>(w.n_out) * static_cast<double>(n_tokens);
+  if (work < kParallelMatMulWork || pool_.size() == 1) {
+    fn(args, 0, w.n_out);
+  } else {
+    pool_.ParallelFor(w.n_out, kRowGrain, [&](int64_t r0, int64_t r1) { fn(args, r0, r1); });
+  }
+  if (profiling_) {
+    Record("matmul", w.type, w.n_out, w.n_in, n_tokens, start, 2 * work,
+           static_cast<double>(*row_bytes) * static_cast<double>(w.n_out));
+  }
+}
+
+void CpuBackend::AddBias(float* y, const float* bias, int64_t n_out, int64_t n_tokens) {
+  for (int64_t t = 0; t < n_tokens; ++t) kernels_.add(y + t * n_out, bias, n_out);
+}
+
+// out: [table.n_in, n]
+void CpuBackend::GetRows(const Weight& table, const int32_t* ids, int64_t n, float* out) {
+  auto row_bytes = RowBytes(table.type, table.n_in);
+  if (!row_bytes.ok()) {
+    std::fill(out, out + table.n_in * n, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  const auto* rows = static_cast<const uint8_t*>(table.data);
+  for (int64_t i = 0; i < n; ++i) {
+    DequantizeRow(table.type, rows + ids[i] * *row_bytes, out + i * table.n_in, table.n_in);
+  }
+}
+
+void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t n_tokens,
+                         float eps, float* y) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) kernels_.rms_norm(x + t * n, weight, n, eps, y + t * n);
+  };
+  if (n * n_tokens >= 2 * kParallelElements) {
+    pool_.ParallelFor(n_tokens, 1, run);
+  } else {
+    run(0, n_tokens);
+  }
+  if (profiling_) Record("rms_norm", GgmlType::kF32, 0, 0, n_tokens, start, 0, 0);
+}
+
+// x: [head_dim * n_heads, T]. As the reference: the angle of pair i at position p is
+// p * freq_base^(-2i/head_dim) in double, so the rotation is bit-identical to it.
+void CpuBackend::Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
+                      const int32_t* positions, float freq_base, RopeStyle style) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  const int64_t half = head_dim / 2;
+  if (static_cast<int64_t>(inv_freq_.size()) != half) inv_freq_.resize(half);
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq_[i] = std::pow(static_cast<double>(freq_base),
+                            -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  }
+  const size_t per_thread = static_cast<size_t>(2 * half);
+  if (rope_cs_.size() < per_thread * pool_.size()) rope_cs_.resize(per_thread * pool_.size());
+  auto run = [&](int thread, int64_t t0, int64_t t1) {
+    double* cs = rope_cs_.data() + per_thread * thread;
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t i = 0; i < half; ++i) {
+        const double theta = positions[t] * inv_freq_[i];
+        cs[2 * i] = std::cos(theta);
+        cs[2 * i + 1] = std::sin(theta);
+      }
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* head = x + t * head_dim * n_heads + h * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          float& a = style == RopeStyle::kNeox ? head[i] : head[2 * i];
+          float& b = style == RopeStyle::kNeox ? head[i + half] : head[2 * i + 1];
+          const double a0 = a;
+          const double b0 = b;
+          a = static_cast<float>(a0 * cs[2 * i] - b0 * cs[2 * i + 1]);
+          b = static_cast<float>(a0 * cs[2 * i + 1] + b0 * cs[2 * i]);
+        }
+      }
+    }
+  };
+  const int threads = pool_.size();
+  if (n_tokens >= 2 * threads && n_tokens * head_dim * n_heads >= kParallelElements) {
+    pool_.Run([&](int i) { run(i, n_tokens * i / threads, n_tokens * (i + 1) / threads); });
+  } else {
+    run(0, 0, n_tokens);
+  }
+  if (profiling_) Record("rope", GgmlType::kF32, 0, 0, n_tokens, start, 0, 0);
+}
+
+void CpuBackend::SwiGlu(const float* gate, const float* up, int64_t n, float* y) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  if (n >= 2 * kParallelElements) {
+    pool_.ParallelFor(n, 64, [&](int64_t i0, int64_t i1) {
+      kernels_.swiglu(gate + i0, up + i0, i1 - i0, y + i0);
+    });
+  } else {
+    kernels_.swiglu(gate, up, n, y);
+  }
+  if (profiling_) Record("swiglu", GgmlType::kF32, 0, 0, 1, start, 0, 0);
+}
+
+void CpuBackend::Add(float* y, const float* x, int64_t n) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  if (n >= 4 * kParallelElements) {
+    pool_.ParallelFor(n, 64,
+                      [&](int64_t i0, int64_t i1) { kernels_.add(y + i0, x + i0, i1 - i0); });
+  } else {
+    kernels_.add(y, x, n);
+  }
+  if (profiling_) Record("add", GgmlType::kF32, 0, 0, 1, start, 0, 0);
+}
+
+// k, v: [kv_dim, T] -> column positions[t] of k_cache, v_cache: [kv_dim, capacity]
+void CpuBackend::StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
+                         const int32_t* positions, float* k_cache, float* v_cache) {
+  const size_t bytes = static_cast<size_t>(kv_dim) * sizeof(float);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    std::memcpy(k_cache + positions[t] * kv_dim, k + t * kv_dim, bytes);
+    std::memcpy(v_cache + positions[t] * kv_dim, v + t * kv_dim, bytes);
+  }
+}
+
+// q, out: [head_dim * n_head, T]; caches: [head_dim * n_head_kv, capacity]
+void CpuBackend::Attention(const float* q, const float* k_cache, const float* v_cache,
+                           const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
+                           float* out) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  AttentionArgs args;
+  args.q = q;
+  args.k_cache = k_cache;
+  args.v_cache = v_cache;
+  args.shape = shape;
+  args.positions = positions;
+  args.out = out;
+  args.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
+  const size_t per_thread =
+      AlignUp64(static_cast<size_t>(AttentionScratchFloats(shape)) * sizeof(float)) / sizeof(float);
+  float* scratch = ScratchAttention(per_thread);
+  const int64_t tasks = n_tokens * shape.n_head_kv;
+  int64_t visible = 0;
+  for (int64_t t = 0; t < n_tokens; ++t) visible += positions[t] + 1;
+  const double work = static_cast<double>(visible) * static_cast<double>(shape.n_head) *
+                      static_cast<double>(shape.head_dim);
+  const int threads = pool_.size();
+  if (work < kParallelMatMulWork || threads == 1 || tasks == 1) {
+    kernels_.attention(args, 0, tasks, scratch);
+  } else {
+    pool_.Run([&](int i) {
+      float* mine = scratch + per_thread * i;
+      if (n_tokens >= threads) {
+        // A prompt: token t goes to thread t % threads, so early (short) and late (long) rows
+        // are shared evenly.
+        for (int64_t t = i; t < n_tokens; t += threads) {
+          kernels_.attention(args, t * shape.n_head_kv, (t + 1) * shape.n_head_kv, mine);
+        }
+      } else {
+        // Decode: split the (token, KV head) tasks.
+        const int64_t b = tasks * i / threads, e = tasks * (i + 1) / threads;
+        if (b < e) kernels_.attention(args, b, e, mine);
+      }
+    });
+  }
+  if (profiling_) Record("attention", GgmlType::kF32, 0, 0, n_tokens, start, 0, 0);
+}
+
+}  // namespace swarm::kernels::cpu

@@ -1,0 +1,150 @@
+// The optimized CPU backend's kernel tables: one per instruction-set level (generic C++, AVX2,
+// AVX-512), each filled by files compiled with that level's flags (*_avx2.cpp, *_avx512.cpp) and
+// chosen at run time. Kernels are plain functions over raw pointers; they allocate nothing and may
+// be called from any thread on disjoint outputs.
+//
+// Determinism contract, which every matrix kernel keeps: the value of y[t, r] is computed by the
+// same sequence of instructions whatever the row range, the tile it falls in, the number of tokens
+// in the call and the token's place among them. Results therefore do not depend on the thread
+// count or on how sequences are batched together.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/ggml_type.h"
+
+namespace swarm::kernels::cpu {
+
+// ---- quantized activations ---------------------------------------------------------------------
+// The quantized weight types take activations quantized once per MatMul to 8 bits: one scale per
+// group of 32 values for Q8_0/Q4_0 (as ggml's Q8_0), per 256 for Q4_K/Q6_K (as ggml's Q8_K; the
+// last group may be shorter). Layout of one token of k values (k a multiple of 32), each part
+// 64-byte aligned:
+//   int8  qs[kp]          kp = k rounded up to 64; qs[i] = round(x[i] * 127 / amax(group)), 0 past
+//   k float d[groups]       amax / 127 per group; groups = ceil(kp / group), 0 for groups past k
+//   int16 bsum16[kp / 16] sums of qs over 16 values
+//   int32 bsum32[kp / 32] sums of qs over 32 values
+//   float fsum32[kp / 32] d * bsum32 (the mins term of Q4_K)
+struct X8Layout {
+  int64_t k = 0;
+  int64_t group = 0;  // 32 or 256
+  int64_t kp = 0;
+  int64_t groups = 0;
+  size_t d_offset = 0;
+  size_t bsum16_offset = 0;
+  size_t bsum32_offset = 0;
+  size_t fsum32_offset = 0;
+  size_t bytes = 0;  // per token, a multiple of 64
+};
+
+constexpr size_t AlignUp64(size_t n) { return (n + 63) / 64 * 64; }
+
+constexpr X8Layout MakeX8Layout(int64_t k, int64_t group) {
+  X8Layout l;
+  l.k = k;
+  l.group = group;
+  l.kp = (k + 63) / 64 * 64;
+  l.groups = (l.kp + group - 1) / group;
+  l.d_offset = AlignUp64(static_cast<size_t>(l.kp));
+  l.bsum16_offset = l.d_offset + AlignUp64(static_cast<size_t>(l.groups) * 4);
+  l.bsum32_offset = l.bsum16_offset + AlignUp64(static_cast<size_t>(l.kp / 16) * 2);
+  l.fsum32_offset = l.bsum32_offset + AlignUp64(static_cast<size_t>(l.kp / 32) * 4);
+  l.bytes = l.fsum32_offset + AlignUp64(static_cast<size_t>(l.kp / 32) * 4);
+  return l;
+}
+
+// The activation group size a quantized weight type's kernels expect.
+inline int64_t X8Group(GgmlType type) {
+  return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K ? 256 : 32;
+}
+
+// ---- matrix products ---------------------------------------------------------------------------
+struct MatMulArgs {
+  GgmlType type = GgmlType::kF32;
+  const uint8_t* w = nullptr;  // weight row r at w + r * row_bytes
+  size_t row_bytes = 0;
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+  // Token t's activations at x + t * x_stride: n_in floats for F32/F16/BF16 weights, the X8Layout
+  // MakeX8Layout(n_in, X8Group(type)) for the quantized types.
+  const uint8_t* x = nullptr;
+  size_t x_stride = 0;
+  int64_t n_tokens = 0;
+  float* y = nullptr;  // [n_out, n_tokens]
+};
+
+// Computes y rows [row_begin, row_end) for every token.
+using MatMulFn = void (*)(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Quantizes one token's l.k floats into the layout l at dst.
+using QuantizeX8Fn = void (*)(const float* x, const X8Layout& l, uint8_t* dst);
+
+// ---- attention ---------------------------------------------------------------------------------
+struct AttentionArgs {
+  const float* q = nullptr;        // [head_dim * n_head, T]
+  const float* k_cache = nullptr;  // [head_dim * n_head_kv, capacity]
+  const float* v_cache = nullptr;
+  AttentionShape shape;
+  const int32_t* positions = nullptr;  // [T]
+  float* out = nullptr;                // [head_dim * n_head, T]
+  float scale = 1.0f;                  // 1 / sqrt(head_dim)
+};
+
+// Scratch one attention task needs, in floats, for a given shape (independent of the context).
+int64_t AttentionScratchFloats(const AttentionShape& shape);
+// Runs tasks [begin, end): task i is (token i / n_head_kv, KV head i % n_head_kv) and computes the
+// n_head / n_head_kv query heads that share that KV head. scratch: AttentionScratchFloats floats.
+using AttentionFn = void (*)(const AttentionArgs& args, int64_t begin, int64_t end, float* scratch);
+
+// Positions processed per chunk of the online softmax (fixed, so that no scratch grows with the
+// context and results do not depend on anything but the inputs).
+inline constexpr int64_t kAttentionChunk = 128;
+
+struct KernelTable {
+  Isa isa = Isa::kGeneric;
+  // Indexed by MatMulSlot(type); null for types the table lacks.
+  MatMulFn matmul[7] = {};
+  QuantizeX8Fn quantize_x8 = nullptr;
+  // One token: y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (y may alias x).
+  void (*rms_norm)(const float* x, const float* w, int64_t n, float eps, float* y) = nullptr;
+  // y = silu(g) * u (y may alias g).
+  void (*swiglu)(const float* g, const float* u, int64_t n, float* y) = nullptr;
+  void (*add)(float* y, const float* x, int64_t n) = nullptr;
+  AttentionFn attention = nullptr;
+};
+
+// Slot of a weight type in KernelTable::matmul, or -1.
+inline int MatMulSlot(GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32:
+      return 0;
+    case GgmlType::kF16:
+      return 1;
+    case GgmlType::kBF16:
+      return 2;
+    case GgmlType::kQ8_0:
+      return 3;
+    case GgmlType::kQ4_0:
+      return 4;
+    case GgmlType::kQ4_K:
+      return 5;
+    case GgmlType::kQ6_K:
+      return 6;
+    default:
+      return -1;
+  }
+}
+
+inline bool UsesX8(GgmlType type) {
+  return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K ||
+         type == GgmlType::kQ6_K;
+}
+
+const KernelTable& GenericKernels();
+const KernelTable& Avx2Kernels();
+const KernelTable& Avx512Kernels();
+const KernelTable& KernelsFor(Isa isa);
+
+}  // namespace swarm::kernels::cpu

@@ -1,0 +1,130 @@
+// AVX-512 matrix products for the float weight types (F32, F16, BF16) against f32 activations.
+// Each output y[t, r] is the dot product of weight row r and token t, accumulated in 16 lanes
+// (lane i takes the elements k with k % 16 == i, in order of k; a masked step takes the tail) and
+// summed by Hsum at the end: the same instructions for every tile shape, so results do not depend
+// on threads or batching. Weights are converted in registers, never expanded in memory.
+#include <algorithm>
+
+#include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/simd_avx512.h"  // first: brings in immintrin.h
+
+namespace swarm::kernels::cpu::avx512 {
+namespace {
+
+struct F32Weights {
+  static __m512 Load(const uint8_t* row, int64_t k) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  }
+  static __m512 LoadMasked(const uint8_t* row, int64_t k, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + k);
+  }
+};
+
+struct F16Weights {
+  static __m512 Load(const uint8_t* row, int64_t k) {
+    return LoadF16(reinterpret_cast<const uint16_t*>(row) + k);
+  }
+  static __m512 LoadMasked(const uint8_t* row, int64_t k, __mmask16 m) {
+    return LoadF16Masked(reinterpret_cast<const uint16_t*>(row) + k, m);
+  }
+};
+
+struct BF16Weights {
+  static __m512 Load(const uint8_t* row, int64_t k) {
+    return LoadBF16(reinterpret_cast<const uint16_t*>(row) + k);
+  }
+  static __m512 LoadMasked(const uint8_t* row, int64_t k, __mmask16 m) {
+    return LoadBF16Masked(reinterpret_cast<const uint16_t*>(row) + k, m);
+  }
+};
+
+// y[t + j, r + i] for i < R, j < C.
+template <class W, int R, int C>
+void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  const float* xs[C];
+  for (int j = 0; j < C; ++j) xs[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride);
+  __m512 acc[R][C];
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  const int64_t n = a.n_in;
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    __m512 xv[C];
+    for (int j = 0; j < C; ++j) xv[j] = _mm512_loadu_ps(xs[j] + k);
+    for (int i = 0; i < R; ++i) {
+      const __m512 wv = W::Load(rows[i], k);
+      for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
+    }
+  }
+  if (k < n) {
+    const __mmask16 m = TailMask(n - k);
+    __m512 xv[C];
+    for (int j = 0; j < C; ++j) xv[j] = _mm512_maskz_loadu_ps(m, xs[j] + k);
+    for (int i = 0; i < R; ++i) {
+      const __m512 wv = W::LoadMasked(rows[i], k, m);
+      for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// Row tile of the matrix-vector product (one token): enough independent accumulators to hide the
+// FMA latency while the weights stream from memory.
+constexpr int kVecRows = 8;
+// Register tile of the matrix-matrix product: each weight vector serves kCols tokens, each
+// activation vector kRows rows.
+constexpr int kRows = 4;
+constexpr int kCols = 4;
+// Tokens whose activations stay cache-resident while the row tiles stream past them.
+constexpr int64_t kPanel = 64;
+
+template <class W, int R>
+void TileCols(const MatMulArgs& a, int64_t r, int64_t t, int64_t cols) {
+  switch (cols) {
+    case 1:
+      return Tile<W, R, 1>(a, r, t);
+    case 2:
+      return Tile<W, R, 2>(a, r, t);
+    case 3:
+      return Tile<W, R, 3>(a, r, t);
+    default:
+      return Tile<W, R, 4>(a, r, t);
+  }
+}
+
+template <class W>
+void MatMul(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  if (a.n_tokens == 1) {
+    int64_t r = r0;
+    for (; r + kVecRows <= r1; r += kVecRows) Tile<W, kVecRows, 1>(a, r, 0);
+    for (; r < r1; ++r) Tile<W, 1, 1>(a, r, 0);
+    return;
+  }
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<W, kRows>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+    for (; r < r1; ++r) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<W, 1>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void MatMulF32(const MatMulArgs& a, int64_t r0, int64_t r1) { MatMul<F32Weights>(a, r0, r1); }
+void MatMulF16(const MatMulArgs& a, int64_t r0, int64_t r1) { MatMul<F16Weights>(a, r0, r1); }
+void MatMulBF16(const MatMulArgs& a, int64_t r0, int64_t r1) { MatMul<BF16Weights>(a, r0, r1); }
+
+}  // namespace swarm::kernels::cpu::avx512

@@ -1,0 +1,349 @@
+// AVX-512 VNNI matrix products for the quantized weight types against X8 activations (kernels.h).
+// Weights are unpacked in registers (never expanded in memory) and multiplied with integer dot
+// products: vpdpbusd for Q8_0/Q4_0 (unsigned weights, the offset removed by starting the
+// accumulator at -offset * sum(x)), vpmaddubsw + vpdpwssd for the K-quants (the 16-bit pair sums
+// times the sub-block scales, accumulated in 32 bits over a super-block). Float work happens once
+// per 64 values (Q8_0/Q4_0, whose activations have a scale per 32) or per 256 (K-quants).
+//
+// Every output y[t, r] is accumulated by one fixed sequence of instructions whatever the tile
+// (R rows x C tokens) it is computed in, so results do not depend on threads or batching.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/simd_avx512.h"  // first: brings in immintrin.h
+
+namespace swarm::kernels::cpu::avx512 {
+namespace {
+
+struct X8Token {
+  const int8_t* qs;
+  const float* d;
+  const int16_t* bsum16;
+  const int32_t* bsum32;
+  const float* fsum32;
+};
+
+X8Token ViewToken(const MatMulArgs& a, const X8Layout& l, int64_t t) {
+  const uint8_t* base = a.x + t * a.x_stride;
+  return {reinterpret_cast<const int8_t*>(base), reinterpret_cast<const float*>(base + l.d_offset),
+          reinterpret_cast<const int16_t*>(base + l.bsum16_offset),
+          reinterpret_cast<const int32_t*>(base + l.bsum32_offset),
+          reinterpret_cast<const float*>(base + l.fsum32_offset)};
+}
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+__m512i Load512(const void* p) { return _mm512_loadu_si512(p); }
+__m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+__m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+
+// ---- Q8_0 and Q4_0: two 32-blocks per step --------------------------------------------------
+
+struct Q8_0Weights {
+  static constexpr int64_t kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr int kOffsetShift = 7;  // stored as w + 128
+  // Blocks b and b+1 as 64 unsigned bytes.
+  static __m512i LoadPair(const uint8_t* b) {
+    const __m512i z =
+        _mm512_inserti64x4(_mm512_castsi256_si512(Load256(b + 2)), Load256(b + 36), 1);
+    return _mm512_xor_si512(z, _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+  // Block b alone in the low half; the high half's bytes meet zero activations.
+  static __m512i LoadSingle(const uint8_t* b) {
+    return _mm512_xor_si512(_mm512_zextsi256_si512(Load256(b + 2)),
+                            _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+};
+
+struct Q4_0Weights {
+  static constexpr int64_t kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr int kOffsetShift = 3;  // nibbles are w + 8
+  static __m512i LoadPair(const uint8_t* b) {
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(b + 2)),
+                                              Load128(b + 2 + kBlockBytes), 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+    // [a_lo, b_lo, a_hi, b_hi] -> [a_lo, a_hi, b_lo, b_hi]: elements in order.
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static __m512i LoadSingle(const uint8_t* b) {
+    const __m128i v = Load128(b + 2);
+    const __m256i y = _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
+        _mm256_set1_epi8(0x0f));
+    return _mm512_zextsi256_si512(y);
+  }
+};
+
+// Scales of blocks a and b as [da x 8, db x 8].
+__m512 PairScale(uint16_t da, uint16_t db) {
+  return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(db)),
+                                          _mm_set1_epi16(static_cast<short>(da))));
+}
+
+template <class W, int R, int C>
+void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
+  __m512 acc[R][C];
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  const int64_t n_blocks = a.n_in / 32;
+  auto step = [&](int64_t b, bool pair) {
+    __m512i xv[C];
+    __m512i corr[C];
+    __m512 dx[C];
+    for (int j = 0; j < C; ++j) {
+      xv[j] = Load512(xs[j].qs + 32 * b);
+      // Lanes 0 and 8 start at -offset * sum(x) of blocks b and b+1 (0 past the end).
+      const __m512i sums = _mm512_maskz_expand_epi32(
+          0x0101, _mm512_castsi128_si512(
+                      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(xs[j].bsum32 + b))));
+      corr[j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, W::kOffsetShift));
+      // Activation scales of blocks b and b+1 (0 past the end).
+      dx[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(xs[j].d[b])),
+                                 _mm256_set1_ps(xs[j].d[b + 1]), 1);
+    }
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = rows[i] + b * W::kBlockBytes;
+      const __m512i wv = pair ? W::LoadPair(blk) : W::LoadSingle(blk);
+      const __m512 dw = PairScale(LoadU16(blk), pair ? LoadU16(blk + W::kBlockBytes) : uint16_t{0});
+      for (int j = 0; j < C; ++j) {
+        const __m512i s = _mm512_dpbusd_epi32(corr[j], wv, xv[j]);
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx[j]), acc[i][j]);
+      }
+    }
+  };
+  int64_t b = 0;
+  for (; b + 2 <= n_blocks; b += 2) step(b, true);
+  if (b < n_blocks) step(b, false);
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// ---- Q4_K -----------------------------------------------------------------------------------
+
+// The 8 6-bit scales and 8 6-bit mins of a Q4_K super-block, as bytes (ggml's utmp unpacking).
+void UnpackScalesQ4K(const uint8_t* packed, uint64_t* scales, uint64_t* mins) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+  const uint32_t aux = u[1] & kMask1;
+  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  u[2] = aux;
+  u[0] &= kMask1;
+  *scales = u[0] | (uint64_t{u[1]} << 32);
+  *mins = u[2] | (uint64_t{u[3]} << 32);
+}
+
+// Per step s (64 values = sub-blocks 2s, 2s+1), the 16-bit lanes of vpmaddubsw's result take
+// sub-block 2s (lanes 0-15) and 2s+1 (lanes 16-31).
+__m512i StepIndexQ4K(int s) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(2 * s))),
+                            _mm256_set1_epi16(static_cast<short>(2 * s + 1)), 1);
+}
+
+template <int R, int C>
+void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
+  __m512 acc[R][C];
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  const __m512i idx[4] = {StepIndexQ4K(0), StepIndexQ4K(1), StepIndexQ4K(2), StepIndexQ4K(3)};
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    for (int i = 0; i < R; ++i) {
+      const auto* blk = reinterpret_cast<const BlockQ4_K*>(rows[i]) + sb;
+      uint64_t sc8, m8;
+      UnpackScalesQ4K(blk->scales, &sc8, &m8);
+      const __m512i sc16 =
+          _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
+      const float d = HalfToFloat1(blk->d);
+      const __m256 mins = _mm256_mul_ps(
+          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8)))),
+          _mm256_set1_ps(HalfToFloat1(blk->dmin)));
+      __m512i isum[C];
+      for (int j = 0; j < C; ++j) isum[j] = _mm512_setzero_si512();
+      for (int s = 0; s < 4; ++s) {
+        const __m256i v = Load256(blk->qs + 32 * s);
+        const __m512i wq = _mm512_and_si512(
+            _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
+        const __m512i scs = _mm512_permutexvar_epi16(idx[s], sc16);
+        for (int j = 0; j < C; ++j) {
+          const __m512i p = _mm512_maddubs_epi16(wq, Load512(xs[j].qs + kQK_K * sb + 64 * s));
+          isum[j] = _mm512_dpwssd_epi32(isum[j], p, scs);
+        }
+      }
+      for (int j = 0; j < C; ++j) {
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
+        // The mins term, sum over sub-blocks of dmin * m * d_x * sum(x), in lanes 0-7.
+        acc[i][j] = _mm512_mask3_fnmadd_ps(
+            _mm512_castps256_ps512(mins),
+            _mm512_castps256_ps512(_mm256_loadu_ps(xs[j].fsum32 + 8 * sb)), acc[i][j], 0x00ff);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// ---- Q6_K -----------------------------------------------------------------------------------
+
+// Step s covers 16-value groups 4s..4s+3: 16-bit lane l takes group 4s + l / 8.
+__m512i StepIndexQ6K(int s) {
+  alignas(64) int16_t idx[32];
+  for (int l = 0; l < 32; ++l) idx[l] = static_cast<int16_t>(4 * s + l / 8);
+  return _mm512_load_si512(idx);
+}
+
+template <int R, int C>
+void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
+  __m512 acc[R][C];
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  const __m512i idx[4] = {StepIndexQ6K(0), StepIndexQ6K(1), StepIndexQ6K(2), StepIndexQ6K(3)};
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i low2 = _mm512_set1_epi8(0x03);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    for (int i = 0; i < R; ++i) {
+      const auto* blk = reinterpret_cast<const BlockQ6_K*>(rows[i]) + sb;
+      const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(blk->scales));
+      const __m512i scz = _mm512_castsi256_si512(sc16);
+      // The quants are stored as q + 32: start each sum at -32 * sum over groups of scale * sum(x).
+      const __m256i neg32 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+      const float d = HalfToFloat1(blk->d);
+      __m512i isum[C];
+      for (int j = 0; j < C; ++j) {
+        isum[j] = _mm512_zextsi256_si512(_mm256_madd_epi16(neg32, Load256(xs[j].bsum16 + 16 * sb)));
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = Load512(blk->ql + 64 * h);
+        const __m256i qh = Load256(blk->qh + 32 * h);
+        const __m512i qhz =
+            _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        const __m512i u[2] = {
+            _mm512_or_si512(_mm512_and_si512(ql, low4),
+                            _mm512_slli_epi16(_mm512_and_si512(qhz, low2), 4)),
+            _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qhz, 4), low2), 4))};
+        for (int half = 0; half < 2; ++half) {
+          const int s = 2 * h + half;
+          const __m512i scs = _mm512_permutexvar_epi16(idx[s], scz);
+          for (int j = 0; j < C; ++j) {
+            const __m512i p =
+                _mm512_maddubs_epi16(u[half], Load512(xs[j].qs + kQK_K * sb + 64 * s));
+            isum[j] = _mm512_dpwssd_epi32(isum[j], p, scs);
+          }
+        }
+      }
+      for (int j = 0; j < C; ++j) {
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// ---- drivers --------------------------------------------------------------------------------
+
+constexpr int kVecRows = 8;  // rows per tile of a matrix-vector product
+constexpr int kRows = 4;     // matrix-matrix register tile
+constexpr int kCols = 3;
+constexpr int64_t kPanel = 48;  // tokens whose activations stay cache-resident
+
+template <class K, int R>
+void TileCols(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t, int64_t cols) {
+  switch (cols) {
+    case 1:
+      return K::template Run<R, 1>(a, l, r, t);
+    case 2:
+      return K::template Run<R, 2>(a, l, r, t);
+    default:
+      return K::template Run<R, 3>(a, l, r, t);
+  }
+}
+
+template <class K>
+void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  const X8Layout l = MakeX8Layout(a.n_in, X8Group(a.type));
+  if (a.n_tokens == 1) {
+    int64_t r = r0;
+    for (; r + kVecRows <= r1; r += kVecRows) K::template Run<kVecRows, 1>(a, l, r, 0);
+    for (; r < r1; ++r) K::template Run<1, 1>(a, l, r, 0);
+    return;
+  }
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<K, kRows>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+    for (; r < r1; ++r) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<K, 1>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+  }
+}
+
+template <class W>
+struct Q32Kernel {
+  template <int R, int C>
+  static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+    TileQ32<W, R, C>(a, l, r, t);
+  }
+};
+struct Q4KKernel {
+  template <int R, int C>
+  static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+    TileQ4K<R, C>(a, l, r, t);
+  }
+};
+struct Q6KKernel {
+  template <int R, int C>
+  static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+    TileQ6K<R, C>(a, l, r, t);
+  }
+};
+
+}  // namespace
+
+void MatMulQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  Drive<Q32Kernel<Q8_0Weights>>(a, r0, r1);
+}
+void MatMulQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  Drive<Q32Kernel<Q4_0Weights>>(a, r0, r1);
+}
+void MatMulQ4_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q4KKernel>(a, r0, r1); }
+void MatMulQ6_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q6KKernel>(a, r0, r1); }
+
+}  // namespace swarm::kernels::cpu::avx512

@@ -1,0 +1,208 @@
+// AVX-512 element-wise kernels, activation quantization, attention, and the AVX-512 kernel table.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/simd_avx512.h"  // first: brings in immintrin.h
+
+namespace swarm::kernels::cpu::avx512 {
+namespace {
+
+// Same arithmetic as the generic QuantizeX8 (x * (127 / amax), rounded half to even), so both
+// produce identical bytes.
+void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
+  const int64_t k = l.k;
+  auto* qs = reinterpret_cast<int8_t*>(dst);
+  auto* d = reinterpret_cast<float*>(dst + l.d_offset);
+  auto* bsum16 = reinterpret_cast<int16_t*>(dst + l.bsum16_offset);
+  auto* bsum32 = reinterpret_cast<int32_t*>(dst + l.bsum32_offset);
+  auto* fsum32 = reinterpret_cast<float*>(dst + l.fsum32_offset);
+  for (int64_t g = 0; g < l.groups; ++g) {
+    const int64_t begin = l.group * g, end = std::min<int64_t>(k, begin + l.group);  // x32
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t i = begin; i < end; i += 16) {
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    }
+    const float m = Hmax(amax);
+    const __m512 id = _mm512_set1_ps(m > 0.0f ? 127.0f / m : 0.0f);
+    d[g] = m / 127.0f;
+    for (int64_t i = begin; i < end; i += 16) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), id));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + i), _mm512_cvtsepi32_epi8(q));
+      bsum16[i / 16] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+  }
+  for (int64_t i = k; i < l.kp; ++i) qs[i] = 0;
+  for (int64_t j = k / 16; j < l.kp / 16; ++j) bsum16[j] = 0;
+  for (int64_t j = 0; j < l.kp / 32; ++j) {
+    bsum32[j] = bsum16[2 * j] + bsum16[2 * j + 1];
+    fsum32[j] = d[32 * j / l.group] * static_cast<float>(bsum32[j]);
+  }
+}
+
+void RmsNorm(const float* x, const float* w, int64_t n, float eps, float* y) {
+  // Sum of squares in double (8 lanes), as the reference does in one.
+  __m512d acc = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    acc = _mm512_fmadd_pd(v, v, acc);
+  }
+  if (i < n) {
+    const __m512d v =
+        _mm512_cvtps_pd(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << (n - i)) - 1), x + i));
+    acc = _mm512_fmadd_pd(v, v, acc);
+  }
+  const double sum = _mm512_reduce_add_pd(acc);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const __m512 scale = _mm512_set1_ps(1.0f / std::sqrt(mean + eps));
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), scale),
+                                   _mm512_maskz_loadu_ps(m, w + i));
+    _mm512_mask_storeu_ps(y + i, m, v);
+  }
+}
+
+void SwiGlu(const float* g, const float* u, int64_t n, float* y) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 silu =
+        _mm512_div_ps(gv, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, u + i)));
+  }
+}
+
+void Add(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(
+        y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+// q · k over head_dim values (16 lanes, masked tail).
+float Dot(const float* q, const float* k, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, k + i), acc);
+  }
+  return Hsum(acc);
+}
+
+// Online softmax over chunks of kAttentionChunk positions: scores of a chunk, then the running
+// maximum, the rescaled denominator and accumulator.
+void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
+  const int64_t hd = a.shape.head_dim;
+  const int64_t group = a.shape.n_head / a.shape.n_head_kv;
+  const int64_t q_stride = hd * a.shape.n_head;
+  const int64_t kv_stride = hd * a.shape.n_head_kv;
+  float* scores = scratch;                        // [group, chunk]
+  float* acc = scores + group * kAttentionChunk;  // [group, hd]
+  float* max_score = acc + group * hd;            // [group]
+  float* denom = max_score + group;               // [group]
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t t = task / a.shape.n_head_kv;
+    const int64_t kvh = task % a.shape.n_head_kv;
+    const int64_t n_visible = int64_t{a.positions[t]} + 1;
+    const float* q0 = a.q + t * q_stride + kvh * group * hd;
+    for (int64_t g = 0; g < group; ++g) {
+      max_score[g] = -std::numeric_limits<float>::infinity();
+      denom[g] = 0.0f;
+    }
+    std::fill(acc, acc + group * hd, 0.0f);
+    for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
+      const int64_t len = std::min(kAttentionChunk, n_visible - c0);
+      const float* k0 = a.k_cache + c0 * kv_stride + kvh * hd;
+      const float* v0 = a.v_cache + c0 * kv_stride + kvh * hd;
+      // Scores: each key row is loaded once for all the group's query heads.
+      for (int64_t p = 0; p < len; ++p) {
+        for (int64_t g = 0; g < group; ++g) {
+          scores[g * kAttentionChunk + p] = Dot(q0 + g * hd, k0 + p * kv_stride, hd) * a.scale;
+        }
+      }
+      for (int64_t g = 0; g < group; ++g) {
+        float* s = scores + g * kAttentionChunk;
+        __m512 mv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        for (int64_t p = 0; p < len; p += 16) {
+          mv = _mm512_mask_max_ps(mv, TailMask(len - p), mv, _mm512_loadu_ps(s + p));
+        }
+        const float new_max = std::max(max_score[g], Hmax(mv));
+        const __m512 nm = _mm512_set1_ps(new_max);
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t p = 0; p < len; p += 16) {
+          const __mmask16 m = TailMask(len - p);
+          const __m512 e =
+              _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + p), nm)));
+          _mm512_mask_storeu_ps(s + p, m, e);
+          sum = _mm512_add_ps(sum, e);
+        }
+        const float rescale = std::exp(max_score[g] - new_max);
+        denom[g] = denom[g] * rescale + Hsum(sum);
+        max_score[g] = new_max;
+        float* ag = acc + g * hd;
+        const __m512 rv = _mm512_set1_ps(rescale);
+        for (int64_t i = 0; i < hd; i += 16) {
+          const __mmask16 m = TailMask(hd - i);
+          _mm512_mask_storeu_ps(ag + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, ag + i), rv));
+        }
+      }
+      // Weighted values: each value row is loaded once for all the group's heads.
+      for (int64_t i = 0; i < hd; i += 16) {
+        const __mmask16 m = TailMask(hd - i);
+        for (int64_t g = 0; g < group; ++g) {
+          const float* s = scores + g * kAttentionChunk;
+          __m512 av = _mm512_maskz_loadu_ps(m, acc + g * hd + i);
+          for (int64_t p = 0; p < len; ++p) {
+            av = _mm512_fmadd_ps(_mm512_set1_ps(s[p]),
+                                 _mm512_maskz_loadu_ps(m, v0 + p * kv_stride + i), av);
+          }
+          _mm512_mask_storeu_ps(acc + g * hd + i, m, av);
+        }
+      }
+    }
+    for (int64_t g = 0; g < group; ++g) {
+      float* out = a.out + t * q_stride + (kvh * group + g) * hd;
+      const __m512 inv = _mm512_set1_ps(1.0f / denom[g]);
+      for (int64_t i = 0; i < hd; i += 16) {
+        const __mmask16 m = TailMask(hd - i);
+        _mm512_mask_storeu_ps(out + i, m,
+                              _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + g * hd + i), inv));
+      }
+    }
+  }
+}
+
+KernelTable MakeTable() {
+  KernelTable t = GenericKernelTable();
+  t.isa = Isa::kAvx512;
+  t.matmul[MatMulSlot(GgmlType::kF32)] = MatMulF32;
+  t.matmul[MatMulSlot(GgmlType::kF16)] = MatMulF16;
+  t.matmul[MatMulSlot(GgmlType::kBF16)] = MatMulBF16;
+  t.matmul[MatMulSlot(GgmlType::kQ8_0)] = MatMulQ8_0;
+  t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0;
+  t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQ4_K;
+  t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_K;
+  t.quantize_x8 = QuantizeX8;
+  t.rms_norm = RmsNorm;
+  t.swiglu = SwiGlu;
+  t.add = Add;
+  t.attention = Attention;
+  return t;
+}
+
+}  // namespace
+}  // namespace swarm::kernels::cpu::avx512
+
+namespace swarm::kernels::cpu {
+
+const KernelTable& Avx512Kernels() {
+  static const KernelTable table = avx512::MakeTable();
+  return table;
+}
+
+}  // namespace swarm::kernels::cpu

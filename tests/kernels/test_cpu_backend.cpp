@@ -1,0 +1,397 @@
+// The optimized CPU backend against the reference, for every instruction-set level this processor
+// runs (generic, AVX2, AVX-512): the conformance harness (every op, every weight type, NMSE
+// bounds), odd shapes that cross the kernels' tile, panel and group boundaries, and the
+// determinism contract: bit-identical results for any thread count and any batching of tokens.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend_conformance.h"
+#include "kernels/backend_factory.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu_reference_backend.h"
+#include "kernels/quant_reference.h"
+
+namespace swarm::kernels::cpu {
+namespace {
+
+using testing::BackendConformanceTest;
+using testing::BackendUnderTest;
+using testing::Nmse;
+using testing::Op;
+
+std::vector<Isa> AvailableIsas() {
+  const CpuFeatures features = DetectCpuFeatures();
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (IsaSupported(isa, features)) isas.push_back(isa);
+  }
+  return isas;
+}
+
+std::unique_ptr<CpuBackend> MakeCpu(Isa isa, int threads) {
+  CpuBackendOptions options;
+  options.isa = isa;
+  options.threads = threads;
+  auto backend = CpuBackend::Create(options);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  return backend.ok() ? std::move(*backend) : nullptr;
+}
+
+std::vector<BackendUnderTest> ConformanceBackends() {
+  std::vector<BackendUnderTest> list;
+  for (Isa isa : AvailableIsas()) {
+    list.push_back({absl::StrCat("cpu_", std::string(IsaName(isa))),
+                    [isa] { return std::unique_ptr<Backend>(MakeCpu(isa, 2)); }});
+  }
+  // Model-sized rows (2048) and long contexts, on the level this machine would use.
+  const Isa best = AvailableIsas().back();
+  BackendUnderTest large{absl::StrCat("cpu_", std::string(IsaName(best)), "_large"),
+                         [best] { return std::unique_ptr<Backend>(MakeCpu(best, 2)); }};
+  large.options.large_shapes = true;
+  list.push_back(large);
+  return list;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, BackendConformanceTest, ::testing::ValuesIn(ConformanceBackends()),
+                         testing::BackendUnderTestName);
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
+                               GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+
+struct HostMatrix {
+  std::vector<uint8_t> bytes;
+  Weight weight;
+};
+
+// Random weights with a few large values per row (as real checkpoints have), quantized by the
+// reference.
+HostMatrix RandomMatrix(std::mt19937& rng, GgmlType type, int64_t n_in, int64_t n_out) {
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  std::vector<float> values(static_cast<size_t>(n_in * n_out));
+  for (float& v : values) v = normal(rng);
+  for (int64_t r = 0; r < n_out; ++r) values[r * n_in + (r * 7) % n_in] *= 8.0f;
+  HostMatrix m;
+  const size_t row_bytes = RowBytes(type, n_in).value();
+  m.bytes.resize(row_bytes * n_out);
+  for (int64_t r = 0; r < n_out; ++r) {
+    QuantizeRow(type, values.data() + r * n_in, m.bytes.data() + r * row_bytes, n_in);
+  }
+  m.weight = Weight{type, n_in, n_out, m.bytes.data()};
+  return m;
+}
+
+std::vector<float> RandomVector(std::mt19937& rng, size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+std::vector<float> RunMatMul(Backend& b, const Weight& w, const std::vector<float>& x,
+                             int64_t n_tokens) {
+  std::vector<float> y(static_cast<size_t>(w.n_out * n_tokens));
+  b.MatMul(w, x.data(), n_tokens, y.data());
+  return y;
+}
+
+bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::vector<int64_t> RowLengths(GgmlType type) {
+  switch (GetTypeTraits(type).value().block_size) {
+    case 1:
+      return {1, 15, 17, 100, 257};
+    case 32:
+      return {32, 160, 288};  // odd block counts, two activation groups
+    default:
+      return {256, 768};
+  }
+}
+
+class CpuKernelTest : public ::testing::TestWithParam<Isa> {};
+
+std::string IsaParamName(const ::testing::TestParamInfo<Isa>& info) {
+  return std::string(IsaName(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, CpuKernelTest, ::testing::ValuesIn(AvailableIsas()), IsaParamName);
+
+// ---- matrix products -------------------------------------------------------------------------
+
+// Shapes that cross every tile boundary: row tiles (8 for vectors, 4 for matrices), token tiles
+// (3 or 4), token panels (48 or 64), odd block counts and partial activation groups.
+TEST_P(CpuKernelTest, MatMulOddShapesMatchReference) {
+  std::mt19937 rng(7);
+  auto cpu = MakeCpu(GetParam(), 3);
+  CpuReferenceBackend reference;
+  for (GgmlType type : kTypes) {
+    for (int64_t n_in : RowLengths(type)) {
+      // At least 32 outputs each: the NMSE of a few outputs is noisy.
+      for (auto [n_out, n_tokens] :
+           {std::pair<int64_t, int64_t>{1, 40}, {33, 1}, {9, 4}, {20, 2}, {13, 5}, {6, 67}}) {
+        const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
+        const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
+        const std::vector<float> got = RunMatMul(*cpu, w.weight, x, n_tokens);
+        const std::vector<float> want = RunMatMul(reference, w.weight, x, n_tokens);
+        const double nmse = Nmse(got.data(), want.data(), got.size());
+        EXPECT_LE(nmse, testing::DefaultNmseBound(Op::kMatMul, type))
+            << GgmlTypeName(type) << " n_in=" << n_in << " n_out=" << n_out << " T=" << n_tokens;
+      }
+    }
+  }
+}
+
+// Each token's outputs are bit-identical whether it runs alone or among others (at any place),
+// and whatever the number of threads.
+TEST_P(CpuKernelTest, MatMulIsIndependentOfBatchingAndThreads) {
+  std::mt19937 rng(11);
+  auto one = MakeCpu(GetParam(), 1);
+  auto two = MakeCpu(GetParam(), 2);
+  auto three = MakeCpu(GetParam(), 3);
+  for (GgmlType type : kTypes) {
+    const int64_t n_in = GetTypeTraits(type).value().block_size == 1 ? 200 : 512;
+    const int64_t n_out = 75, n_tokens = 53;
+    const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
+    const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
+    const std::vector<float> batch = RunMatMul(*one, w.weight, x, n_tokens);
+    EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, x, n_tokens), batch)) << GgmlTypeName(type);
+    EXPECT_TRUE(BitIdentical(RunMatMul(*three, w.weight, x, n_tokens), batch))
+        << GgmlTypeName(type);
+    for (int64_t t : {int64_t{0}, int64_t{4}, n_tokens - 1}) {
+      const std::vector<float> xt(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
+      const std::vector<float> want(batch.begin() + t * n_out, batch.begin() + (t + 1) * n_out);
+      EXPECT_TRUE(BitIdentical(RunMatMul(*one, w.weight, xt, 1), want))
+          << GgmlTypeName(type) << " token " << t << " alone, 1 thread";
+      EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xt, 1), want))
+          << GgmlTypeName(type) << " token " << t << " alone, 2 threads";
+    }
+    // Tokens 10..12 as a batch of their own.
+    const std::vector<float> xs(x.begin() + 10 * n_in, x.begin() + 13 * n_in);
+    const std::vector<float> want(batch.begin() + 10 * n_out, batch.begin() + 13 * n_out);
+    EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xs, 3), want)) << GgmlTypeName(type);
+  }
+}
+
+// The SIMD activation quantizers write the same bytes as the portable one.
+TEST_P(CpuKernelTest, QuantizeX8MatchesGeneric) {
+  std::mt19937 rng(3);
+  for (int64_t k : {32, 96, 256, 288, 2048}) {
+    for (int64_t group : {32, 256}) {
+      std::vector<float> x = RandomVector(rng, static_cast<size_t>(k), 3.0f);
+      x[1] = 0.5f * 127.0f / 127.0f;  // exercise exact halves after scaling
+      const X8Layout l = MakeX8Layout(k, group);
+      std::vector<uint8_t> want(l.bytes, 0xAB), got(l.bytes, 0xAB);
+      GenericKernels().quantize_x8(x.data(), l, want.data());
+      KernelsFor(GetParam()).quantize_x8(x.data(), l, got.data());
+      // Compare the defined parts (alignment padding between them is left as is).
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), static_cast<size_t>(l.kp))) << k;
+      EXPECT_EQ(0, std::memcmp(got.data() + l.d_offset, want.data() + l.d_offset,
+                               static_cast<size_t>(l.groups) * 4))
+          << k;
+      EXPECT_EQ(0, std::memcmp(got.data() + l.bsum16_offset, want.data() + l.bsum16_offset,
+                               static_cast<size_t>(l.kp / 16) * 2))
+          << k;
+      EXPECT_EQ(0, std::memcmp(got.data() + l.bsum32_offset, want.data() + l.bsum32_offset,
+                               static_cast<size_t>(l.kp / 32) * 4))
+          << k;
+      EXPECT_EQ(0, std::memcmp(got.data() + l.fsum32_offset, want.data() + l.fsum32_offset,
+                               static_cast<size_t>(l.kp / 32) * 4))
+          << k;
+    }
+  }
+}
+
+// An outlier activation channel (as LLMs have) costs Q8_0/Q4_0 accuracy only in its own 32-block:
+// their activations are scaled per 32 values, as ggml's Q8_0.
+TEST_P(CpuKernelTest, OutlierActivationsStayWithinBounds) {
+  std::mt19937 rng(13);
+  auto cpu = MakeCpu(GetParam(), 2);
+  CpuReferenceBackend reference;
+  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+    const int64_t n_in = 512, n_out = 32, n_tokens = 4;
+    const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
+    std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t) x[t * n_in + 5] *= 50.0f;
+    const std::vector<float> got = RunMatMul(*cpu, w.weight, x, n_tokens);
+    const std::vector<float> want = RunMatMul(reference, w.weight, x, n_tokens);
+    EXPECT_LE(Nmse(got.data(), want.data(), got.size()),
+              testing::DefaultNmseBound(Op::kMatMul, type))
+        << GgmlTypeName(type);
+  }
+}
+
+// Zero rows and zero activations give exact zeros (no NaN from a 0/0 scale).
+TEST_P(CpuKernelTest, ZeroInputsGiveZero) {
+  auto cpu = MakeCpu(GetParam(), 2);
+  for (GgmlType type : kTypes) {
+    const int64_t n_in = 256, n_out = 5, n_tokens = 3;
+    std::vector<float> zeros(static_cast<size_t>(n_in * n_out), 0.0f);
+    std::vector<uint8_t> bytes(RowBytes(type, n_in).value() * n_out);
+    for (int64_t r = 0; r < n_out; ++r) {
+      QuantizeRow(type, zeros.data(), bytes.data() + r * RowBytes(type, n_in).value(), n_in);
+    }
+    std::mt19937 rng(1);
+    const Weight w{type, n_in, n_out, bytes.data()};
+    for (const std::vector<float>& x :
+         {RandomVector(rng, static_cast<size_t>(n_in * n_tokens)),
+          std::vector<float>(static_cast<size_t>(n_in * n_tokens), 0.0f)}) {
+      for (float v : RunMatMul(*cpu, w, x, n_tokens)) EXPECT_EQ(v, 0.0f) << GgmlTypeName(type);
+    }
+    const HostMatrix rw = RandomMatrix(rng, type, n_in, n_out);
+    for (float v :
+         RunMatMul(*cpu, rw.weight, std::vector<float>(n_in * n_tokens, 0.0f), n_tokens)) {
+      EXPECT_EQ(v, 0.0f) << GgmlTypeName(type);
+    }
+  }
+}
+
+// ---- attention -------------------------------------------------------------------------------
+
+struct AttentionCase {
+  AttentionShape shape;
+  int64_t start;     // cache positions already filled
+  int64_t n_tokens;  // query tokens after them
+};
+
+std::vector<float> RunAttention(Backend& b, const AttentionCase& c, const std::vector<float>& q,
+                                const std::vector<float>& k, const std::vector<float>& v) {
+  std::vector<int32_t> positions(static_cast<size_t>(c.n_tokens));
+  std::iota(positions.begin(), positions.end(), static_cast<int32_t>(c.start));
+  std::vector<float> out(q.size());
+  b.Attention(q.data(), k.data(), v.data(), c.shape, c.n_tokens, positions.data(), out.data());
+  return out;
+}
+
+// Contexts longer than the online softmax's chunk, grouped-query shapes, odd head sizes; and the
+// output is bit-identical for 1 and 3 threads and for each token alone.
+TEST_P(CpuKernelTest, AttentionLongContextsMatchReference) {
+  std::mt19937 rng(5);
+  auto one = MakeCpu(GetParam(), 1);
+  auto three = MakeCpu(GetParam(), 3);
+  CpuReferenceBackend reference;
+  const AttentionCase cases[] = {{{4, 4, 8}, 300, 3},
+                                 {{8, 2, 24}, 129, 2},
+                                 {{32, 4, 64}, 260, 1},
+                                 {{6, 1, 80}, 0, 40},
+                                 {{2, 2, 16}, 255, 1}};
+  for (const AttentionCase& c : cases) {
+    const int64_t capacity = c.start + c.n_tokens;
+    const int64_t q_dim = c.shape.n_head * c.shape.head_dim;
+    const int64_t kv_dim = c.shape.n_head_kv * c.shape.head_dim;
+    const std::vector<float> q = RandomVector(rng, static_cast<size_t>(q_dim * c.n_tokens), 0.7f);
+    const std::vector<float> k = RandomVector(rng, static_cast<size_t>(kv_dim * capacity));
+    const std::vector<float> v = RandomVector(rng, static_cast<size_t>(kv_dim * capacity));
+    const std::vector<float> want = RunAttention(reference, c, q, k, v);
+    const std::vector<float> got = RunAttention(*one, c, q, k, v);
+    EXPECT_LE(Nmse(got.data(), want.data(), got.size()),
+              testing::DefaultNmseBound(Op::kAttention, GgmlType::kF32))
+        << "n_head=" << c.shape.n_head << " n_head_kv=" << c.shape.n_head_kv
+        << " head_dim=" << c.shape.head_dim << " start=" << c.start;
+    EXPECT_TRUE(BitIdentical(RunAttention(*three, c, q, k, v), got));
+    const AttentionCase last{c.shape, c.start + c.n_tokens - 1, 1};
+    const std::vector<float> q_last(q.end() - q_dim, q.end());
+    const std::vector<float> got_last = RunAttention(*three, last, q_last, k, v);
+    EXPECT_TRUE(BitIdentical(got_last, std::vector<float>(got.end() - q_dim, got.end())));
+  }
+}
+
+// ---- element-wise ops on model-sized rows ------------------------------------------------------
+
+TEST_P(CpuKernelTest, ElementwiseOpsMatchReference) {
+  std::mt19937 rng(9);
+  auto cpu = MakeCpu(GetParam(), 2);
+  CpuReferenceBackend reference;
+  for (int64_t n : {1, 17, 2048, 5633}) {
+    const int64_t n_tokens = 3;
+    const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n * n_tokens));
+    const std::vector<float> u = RandomVector(rng, static_cast<size_t>(n * n_tokens));
+    const std::vector<float> w = RandomVector(rng, static_cast<size_t>(n));
+    std::vector<float> got(x.size()), want(x.size());
+    cpu->RmsNorm(x.data(), w.data(), n, n_tokens, 1e-5f, got.data());
+    reference.RmsNorm(x.data(), w.data(), n, n_tokens, 1e-5f, want.data());
+    EXPECT_LE(Nmse(got.data(), want.data(), got.size()), 1e-12) << "rms_norm " << n;
+    cpu->SwiGlu(x.data(), u.data(), n * n_tokens, got.data());
+    reference.SwiGlu(x.data(), u.data(), n * n_tokens, want.data());
+    EXPECT_LE(Nmse(got.data(), want.data(), got.size()), 1e-12) << "swiglu " << n;
+    got = x;
+    want = x;
+    cpu->Add(got.data(), u.data(), n * n_tokens);
+    reference.Add(want.data(), u.data(), n * n_tokens);
+    EXPECT_TRUE(BitIdentical(got, want)) << "add " << n;
+  }
+  // Rope computes its angles as the reference does: bit-identical.
+  for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
+    const int64_t head_dim = 64, n_heads = 4, n_tokens = 40;
+    std::vector<float> got = RandomVector(rng, static_cast<size_t>(head_dim * n_heads * n_tokens));
+    std::vector<float> want = got;
+    std::vector<int32_t> positions(n_tokens);
+    std::iota(positions.begin(), positions.end(), 1000);
+    cpu->Rope(got.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
+    reference.Rope(want.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
+    EXPECT_TRUE(BitIdentical(got, want));
+  }
+}
+
+// ---- backend construction ----------------------------------------------------------------------
+
+TEST(CpuBackendTest, FactoryNames) {
+  BackendOptions options;
+  for (const char* name : {"auto", "cpu", "cpu:generic"}) {
+    options.name = name;
+    auto backend = MakeBackend(options);
+    ASSERT_TRUE(backend.ok()) << name << ": " << backend.status();
+    EXPECT_EQ((*backend)->name().substr(0, 4), "cpu-") << name;
+  }
+  options.name = "reference";
+  auto reference = MakeBackend(options);
+  ASSERT_TRUE(reference.ok());
+  EXPECT_EQ((*reference)->name(), "reference");
+  options.name = "cpu:sse9";
+  EXPECT_EQ(MakeBackend(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.name = "gpu";
+  EXPECT_EQ(MakeBackend(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.name = "cpu";
+  options.threads = -3;
+  EXPECT_EQ(MakeBackend(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CpuBackendTest, ChoosesTheBestSupportedIsaAndRefusesOthers) {
+  const CpuFeatures features = DetectCpuFeatures();
+  auto best = CpuBackend::Create({});
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ((*best)->isa(), BestIsa(features));
+  EXPECT_GE((*best)->threads(), 1);
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    CpuBackendOptions options;
+    options.isa = isa;
+    EXPECT_EQ(CpuBackend::Create(options).ok(), IsaSupported(isa, features)) << IsaName(isa);
+  }
+}
+
+TEST(CpuFeaturesTest, SummaryAndCoreCount) {
+  const CpuFeatures f = DetectCpuFeatures();
+  EXPECT_FALSE(f.Summary().empty());
+  EXPECT_GE(PhysicalCoreCount(), 1);
+  // AVX-512 implies AVX2 in what the backend requires.
+  if (f.avx512) {
+    EXPECT_TRUE(f.avx2);
+  }
+  // Asking for AMX must be harmless where it is absent or refused.
+  const bool granted = RequestAmxPermission();
+  if (!f.amx_tile) {
+    EXPECT_FALSE(granted);
+  }
+}
+
+}  // namespace
+}  // namespace swarm::kernels::cpu
