@@ -74,7 +74,8 @@ int RunGenerate(const GenerateFlags& flags) {
                                  std::fflush(stdout);
                                  return true;
                                });
-  const std::string tail = decoder.Finish();
+  // The text ends with a newline, as llama2.c's and llama.cpp's command-line tools end theirs.
+  const std::string tail = decoder.Finish() + "\n";
   std::fwrite(tail.data(), 1, tail.size(), stdout);
   std::fflush(stdout);
   if (!stats.ok()) {
@@ -82,7 +83,7 @@ int RunGenerate(const GenerateFlags& flags) {
     return 1;
   }
   std::fprintf(stderr,
-               "\nload: %.3f s | prompt: %lld tokens, %.2f tokens/s | generation: %lld tokens, "
+               "load: %.3f s | prompt: %lld tokens, %.2f tokens/s | generation: %lld tokens, "
                "%.2f tokens/s | backend %s\n",
                load_seconds, static_cast<long long>(stats->prompt_tokens),
                stats->prompt_seconds > 0 ? stats->prompt_tokens / stats->prompt_seconds : 0.0,

@@ -80,8 +80,13 @@ absl::Status BlockStack::EnsureScratch(int64_t n_tokens) {
   return absl::OkStatus();
 }
 
-absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, const float* hidden_in,
-                                 float* hidden_out) {
+absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
+                                 const float* hidden_in, float* hidden_out) {
+  if (first < first_ || last > last_ || first >= last) {
+    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", ", last,
+                                                   ") are not inside this peer's blocks [", first_,
+                                                   ", ", last_, ")"));
+  }
   int64_t total = 0;
   for (const SequenceStep& step : steps) {
     if (step.cache == nullptr || step.n_tokens <= 0) {
@@ -105,7 +110,7 @@ absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, const floa
   }
   const size_t hidden_bytes = static_cast<size_t>(config_.n_embd * total) * sizeof(float);
   SWARM_RETURN_IF_ERROR(backend_.CopyToBackend(x_, hidden_in, hidden_bytes));
-  for (int64_t l = 0; l < n_blocks(); ++l) RunBlock(blocks_[l], l, steps, total);
+  for (int64_t l = first - first_; l < last - first_; ++l) RunBlock(blocks_[l], l, steps, total);
   SWARM_RETURN_IF_ERROR(backend_.CopyToHost(hidden_out, x_, hidden_bytes));
   SWARM_RETURN_IF_ERROR(backend_.Synchronize());
   for (const SequenceStep& step : steps) step.cache->Advance(step.n_tokens);

@@ -43,7 +43,13 @@ class BlockStack {
   // order (may alias). Each step's tokens take the positions [cache->length(), + n_tokens); on
   // success every cache advances by its n_tokens, on failure no cache changes length.
   absl::Status Forward(std::span<const SequenceStep> steps, const float* hidden_in,
-                       float* hidden_out);
+                       float* hidden_out) {
+    return Forward(steps, first_, last_, hidden_in, hidden_out);
+  }
+  // The same over a sub-range [first, last) of this stack's blocks (a route may use part of a
+  // peer's span). Caches are indexed by model layer, so a session may use any fixed sub-range.
+  absl::Status Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
+                       const float* hidden_in, float* hidden_out);
 
  private:
   BlockStack(kernels::Backend& backend, const model::ModelConfig& config)

@@ -1,10 +1,10 @@
-#include "model/sampler.h"
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "model/sampler.h"
 
 namespace swarm::model {
 namespace {

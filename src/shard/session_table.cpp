@@ -1,0 +1,63 @@
+#include "shard/session_table.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace swarm::shard {
+
+absl::StatusOr<Session*> SessionTable::Open(const SessionKey& key, std::string owner,
+                                            int64_t max_length,
+                                            std::chrono::steady_clock::time_point now) {
+  if (sessions_.contains(key)) return absl::AlreadyExistsError("session id already in use");
+  if (max_length <= 0 || max_length > limits_.max_session_length) {
+    return absl::InvalidArgumentError(absl::StrCat("session length ", max_length,
+                                                   " outside 1..", limits_.max_session_length));
+  }
+  if (static_cast<int64_t>(sessions_.size()) >= limits_.max_sessions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many sessions (", limits_.max_sessions, "); try another peer"));
+  }
+  if (max_length > free_cache_tokens()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache budget exhausted: ", max_length, " tokens asked, ", free_cache_tokens(),
+        " of ", limits_.cache_tokens, " free; try another peer"));
+  }
+  auto session = std::make_unique<Session>();
+  session->key = key;
+  session->owner = std::move(owner);
+  session->last_used = now;
+  SWARM_ASSIGN_OR_RETURN(session->cache, stack_.NewCache(max_length));
+  reserved_tokens_ += max_length;
+  Session* raw = session.get();
+  sessions_.emplace(key, std::move(session));
+  return raw;
+}
+
+Session* SessionTable::Find(const SessionKey& key) {
+  auto it = sessions_.find(key);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+bool SessionTable::Close(const SessionKey& key) {
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return false;
+  reserved_tokens_ -= it->second->cache->capacity();
+  sessions_.erase(it);
+  return true;
+}
+
+std::vector<SessionKey> SessionTable::ExpireIdle(std::chrono::steady_clock::time_point now) {
+  std::vector<SessionKey> expired;
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (now - it->second->last_used > limits_.idle_timeout) {
+      reserved_tokens_ -= it->second->cache->capacity();
+      expired.push_back(it->first);
+      sessions_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return expired;
+}
+
+}  // namespace swarm::shard
