@@ -83,11 +83,7 @@ class ApiServer::Handler final : public HttpHandler {
           HttpResponse{200, "text/html; charset=utf-8", std::string(DashboardHtml()), {}});
     }
     if (endpoint == "api_swarm") {
-      return Answer(
-          endpoint,
-          HttpResponse{200, "application/json",
-                       Dump(SwarmJson(engine_.info(), engine_.Describe(), log_, ServerJson())),
-                       Cors()});
+      return Answer(endpoint, HttpResponse{200, "application/json", Dump(Snapshot()), Cors()});
     }
     if (endpoint == "metrics") return Answer(endpoint, Metrics());
     if (endpoint == "health") {
@@ -102,6 +98,10 @@ class ApiServer::Handler final : public HttpHandler {
       api_.Complete(body, chat, endpoint, writer);
     };
     return d;
+  }
+
+  json Snapshot() const {
+    return SwarmJson(engine_.info(), engine_.Describe(), log_, ServerJson());
   }
 
   ChatTemplateKind chat_kind() const { return api_.chat_formatter().kind(); }
@@ -218,6 +218,7 @@ void ApiServer::Stop() {
 
 uint16_t ApiServer::port() const { return http_->port(); }
 MetricsRegistry& ApiServer::metrics() { return *metrics_; }
+nlohmann::json ApiServer::SwarmSnapshot() const { return handler_->Snapshot(); }
 std::string ApiServer::chat_template_name() const {
   return std::string(ChatTemplateName(handler_->chat_kind()));
 }

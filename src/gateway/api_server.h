@@ -12,6 +12,7 @@
 #include "gateway/completion_engine.h"
 #include "gateway/http_server.h"
 #include "gateway/metrics.h"
+#include "nlohmann/json.hpp"
 
 namespace swarm::gateway {
 
@@ -39,6 +40,8 @@ class ApiServer {
   MetricsRegistry& metrics();
   // The chat format in use (detected or chosen), e.g. "llama2".
   std::string chat_template_name() const;
+  // What GET /api/swarm returns; also after Stop().
+  nlohmann::json SwarmSnapshot() const;
 
   class Handler;
 

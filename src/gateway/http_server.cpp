@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio.hpp"
@@ -28,18 +29,37 @@ constexpr size_t kReadChunk = 4096;
 // kernel reset the connection before the client has read the response.
 constexpr std::chrono::milliseconds kLingerTime{1000};
 
-// Fixed worker threads with a bounded queue. TrySubmit refuses instead of waiting.
+// A job's claim on the pool's capacity. Released when the job returns, or earlier, when the job
+// starts its last write: a client that sends its next request as soon as it has the answer must
+// not find the slot of its previous request still taken.
+class Admission {
+ public:
+  explicit Admission(std::function<void()> release) : release_(std::move(release)) {}
+  void Release() {
+    if (!released_.exchange(true)) release_();
+  }
+
+ private:
+  std::function<void()> release_;
+  std::atomic<bool> released_{false};
+};
+
+// Fixed worker threads; at most threads + max_queued jobs admitted at once. TrySubmit refuses
+// instead of waiting.
 class WorkerPool {
  public:
+  using Job = std::function<void(Admission&)>;
+
   WorkerPool(int threads, int max_queued) : capacity_(threads + max_queued) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
   }
   ~WorkerPool() { Stop(); }
 
-  bool TrySubmit(std::function<void()> job) {
+  bool TrySubmit(Job job) {
     {
       std::lock_guard lock(mu_);
-      if (stopping_ || running_ + static_cast<int>(queue_.size()) >= capacity_) return false;
+      if (stopping_ || admitted_ >= capacity_) return false;
+      ++admitted_;
       queue_.push_back(std::move(job));
     }
     cv_.notify_one();
@@ -60,32 +80,34 @@ class WorkerPool {
 
   int busy() const {
     std::lock_guard lock(mu_);
-    return running_ + static_cast<int>(queue_.size());
+    return admitted_;
   }
 
  private:
   void Run() {
     for (;;) {
-      std::function<void()> job;
+      Job job;
       {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
         job = std::move(queue_.front());
         queue_.pop_front();
-        ++running_;
       }
-      job();
-      std::lock_guard lock(mu_);
-      --running_;
+      Admission admission([this] {
+        std::lock_guard lock(mu_);
+        --admitted_;
+      });
+      job(admission);
+      admission.Release();
     }
   }
 
   const int capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  int running_ = 0;
+  std::deque<Job> queue_;
+  int admitted_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
@@ -275,7 +297,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     buffer_.commit(n);
     if (!job_running_) {
-      ReadRest();
+      ReadRequest();  // a fresh parser: the last one may have finished the previous request
     } else if (buffer_.size() <
                server_.options().max_header_bytes + server_.options().max_body_bytes) {
       StartRawRead();  // a pipelined request: keep it, and keep watching
@@ -315,12 +337,16 @@ namespace {
 class SessionWriter final : public ResponseWriter {
  public:
   SessionWriter(std::shared_ptr<Session> session, std::shared_ptr<StreamState> stream,
-                const HttpServer::Impl& server)
-      : session_(std::move(session)), stream_(std::move(stream)), server_(server) {}
+                const HttpServer::Impl& server, Admission& admission)
+      : session_(std::move(session)),
+        stream_(std::move(stream)),
+        server_(server),
+        admission_(admission) {}
 
   bool Send(const HttpResponse& response) override {
     if (state_ != State::kNone) return false;
     state_ = State::kDone;
+    admission_.Release();
     return session_->RunOnStrand(
         [&](std::function<void(bool)> done) { session_->WriteWhole(response, std::move(done)); });
   }
@@ -342,6 +368,7 @@ class SessionWriter final : public ResponseWriter {
   bool EndStream() override {
     if (state_ != State::kStreaming) return false;
     state_ = State::kDone;
+    admission_.Release();
     return session_->RunOnStrand(
         [&](std::function<void(bool)> done) { session_->WriteLastChunk(std::move(done)); });
   }
@@ -354,6 +381,7 @@ class SessionWriter final : public ResponseWriter {
   std::shared_ptr<Session> session_;
   std::shared_ptr<StreamState> stream_;
   const HttpServer::Impl& server_;
+  Admission& admission_;
   State state_ = State::kNone;
 };
 
@@ -526,9 +554,10 @@ void Session::Dispatch() {
   stream_ = std::make_shared<StreamState>();
   job_running_ = true;
   auto self = shared_from_this();
-  const bool accepted = server_.pool().TrySubmit(
-      [self, stream = stream_, job = std::move(dispatch.job), &server = server_] {
-        SessionWriter writer(self, stream, server);
+  const bool accepted =
+      server_.pool().TrySubmit([self, stream = stream_, job = std::move(dispatch.job),
+                                &server = server_](Admission& admission) {
+        SessionWriter writer(self, stream, server, admission);
         try {
           job(writer);
         } catch (const std::exception&) {

@@ -50,9 +50,9 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
   if (n_prompt == 0) return absl::InvalidArgumentError("the prompt has no tokens");
   if (request.max_tokens < 0 || n_prompt + request.max_tokens > info_.n_ctx) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt (", n_prompt, " tokens) + max_tokens (", request.max_tokens,
-                     ") exceeds the context of ", info_.n_ctx));
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", n_prompt, " tokens) + max_tokens (",
+                                                   request.max_tokens, ") exceeds the context of ",
+                                                   info_.n_ctx));
   }
   const int32_t n_vocab = tokenizer().n_vocab();
   for (int32_t id : request.prompt) {
@@ -100,9 +100,8 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     event.route = route;
     return on_token(event);
   };
-  absl::StatusOr<model::GenerationStats> stats =
-      model::Generate(request.prompt, options, *model_->head, **pipeline, sampler, tokenizer(),
-                      on_sampled);
+  absl::StatusOr<model::GenerationStats> stats = model::Generate(
+      request.prompt, options, *model_->head, **pipeline, sampler, tokenizer(), on_sampled);
   {
     std::lock_guard lock(stats_mu_);
     tokens_in_use_ = 0;

@@ -19,7 +19,7 @@ namespace swarm::gateway {
 
 struct LocalEngineOptions {
   kernels::BackendOptions backend;
-  int32_t n_ctx = 0;  // context length; 0: the model's training context
+  int32_t n_ctx = 0;     // context length; 0: the model's training context
   std::string model_id;  // the id clients use; "" derives one from the GGUF (general.name or file)
 };
 

@@ -125,7 +125,8 @@ TEST(TextStream, MultiByteCharactersAreSentWhole) {
   EXPECT_EQ(parts[4], "\xE2\x82\xAC");
   // A character that never completes becomes U+FFFD at the end.
   TextStream t(tok, {}, true, false);
-  EXPECT_EQ(Join(PushAll(t, {TokenNamed(tok, "<0xE2>"), TokenNamed(tok, "<0x82>")})), "\xEF\xBF\xBD");
+  EXPECT_EQ(Join(PushAll(t, {TokenNamed(tok, "<0xE2>"), TokenNamed(tok, "<0x82>")})),
+            "\xEF\xBF\xBD");
 }
 
 TEST(TextStream, TrimsLeadingSpacesForChat) {
