@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -264,6 +265,75 @@ TEST(MalformedVocabulary, DirectConstruction) {
   t = MakeTokenizer(v);
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_THAT((*t)->Encode("aa", false, true), ::testing::ElementsAre(1, 1));
+}
+
+// Hostile but structurally valid vocabularies: random texts (invalid UTF-8, U+2581, fragments of
+// special tokens), random types, scores and special ids. Building either fails cleanly or gives a
+// tokenizer that encodes and decodes anything without a crash (this is for ASan/UBSan to watch)
+// and only ever emits ids inside the vocabulary.
+TEST(MalformedVocabulary, RandomVocabulariesNeverCrash) {
+  std::mt19937 rng(20240607);
+  const std::vector<std::string> atoms = {"a",      "b", "<",      "|",      ">",
+                                          "\u2581", " ", "\xC3",   "\xA9",   "\xFF",
+                                          "\n",     "s", "<0x41>", "\u0120", ""};
+  const auto random_text = [&](int max_atoms) {
+    std::string s;
+    const int n = static_cast<int>(rng() % (max_atoms + 1));
+    for (int i = 0; i < n; ++i) s += atoms[rng() % atoms.size()];
+    return s;
+  };
+  int built = 0;
+  for (int round = 0; round < 60; ++round) {
+    Vocabulary v;
+    v.type = round % 2 == 0 ? VocabType::kSpm : VocabType::kBpe;
+    v.pre = std::vector<std::string>{"gpt2", "llama-bpe", "qwen2", "smollm"}[rng() % 4];
+    const int n = 1 + static_cast<int>(rng() % 40);
+    for (int i = 0; i < n; ++i) {
+      v.tokens.push_back(random_text(3));
+      // Byte type only for "<0x41>" (others are rejected, tested above).
+      const auto type = static_cast<TokenType>(rng() % 7);
+      v.token_types.push_back(
+          type == TokenType::kByte && v.tokens.back() != "<0x41>" ? TokenType::kNormal : type);
+      const float scores[] = {0.0f, -1.0f, 2.5f, -INFINITY, INFINITY};
+      v.scores.push_back(scores[rng() % 5]);
+    }
+    if (v.type == VocabType::kBpe) {
+      // Some merges of existing tokens, whose results are then added to the vocabulary.
+      for (int i = 0; i < 20; ++i) {
+        const std::string& a = v.tokens[rng() % v.tokens.size()];
+        const std::string& b = v.tokens[rng() % v.tokens.size()];
+        if (a.empty() || b.empty() || a[0] == ' ') continue;
+        v.merges.push_back(a + " " + b);
+        v.tokens.push_back(a + b);
+        v.token_types.push_back(TokenType::kNormal);
+        v.scores.push_back(0.0f);
+      }
+    } else if (rng() % 4 != 0) {
+      v.unk_id = static_cast<int32_t>(rng() % v.tokens.size());
+    }
+    if (rng() % 2 == 0) v.bos_id = static_cast<int32_t>(rng() % v.tokens.size());
+    if (rng() % 2 == 0) v.eos_id = static_cast<int32_t>(rng() % v.tokens.size());
+    auto t = MakeTokenizer(v);
+    if (!t.ok()) {
+      EXPECT_FALSE(t.status().message().empty());
+      continue;
+    }
+    ++built;
+    for (int i = 0; i < 20; ++i) {
+      const std::string text = random_text(12);
+      for (bool special : {false, true}) {
+        const std::vector<int32_t> ids = (*t)->Encode(text, special, special);
+        for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < (*t)->n_vocab());
+        (*t)->Decode(ids);
+        StreamingDecoder d(**t);
+        for (int32_t id : ids) d.Push(id);
+        d.Push(-1);
+        d.Push((*t)->n_vocab());
+        d.Finish();
+      }
+    }
+  }
+  EXPECT_GT(built, 10);  // the test must exercise tokenizers, not just rejections
 }
 
 }  // namespace
