@@ -1,0 +1,46 @@
+#include <algorithm>
+
+#include "kernels/cuda/add.cuh"
+#include "kernels/cuda/common.cuh"
+
+namespace swarm::kernels::gpu {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535;
+
+__global__ void AddKernel(float* y, const float* x, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] += x[i];
+  }
+}
+
+__global__ void AddBiasKernel(float* y, const float* __restrict__ bias, int64_t n_out, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] += bias[i % n_out];
+  }
+}
+
+unsigned GridFor(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>(CeilDiv(n, kThreads), kMaxBlocks));
+}
+
+}  // namespace
+
+cudaError_t LaunchAdd(float* y, const float* x, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  AddKernel<<<GridFor(n), kThreads, 0, stream>>>(y, x, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAddBias(float* y, const float* bias, int64_t n_out, int64_t n_tokens,
+                          cudaStream_t stream) {
+  if (n_out <= 0 || n_tokens <= 0) return cudaSuccess;
+  const int64_t n = n_out * n_tokens;
+  AddBiasKernel<<<GridFor(n), kThreads, 0, stream>>>(y, bias, n_out, n);
+  return cudaGetLastError();
+}
+
+}  // namespace swarm::kernels::gpu

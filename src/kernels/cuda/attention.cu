@@ -1,0 +1,355 @@
+#include <algorithm>
+
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/common.cuh"
+
+namespace swarm::kernels::gpu {
+namespace {
+
+// ---- decode ------------------------------------------------------------------------------------
+
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeThreads = kDecodeWarps * kWarpSize;
+constexpr int kHeadsPerBlock = 8;  // query heads of one KV head handled by one block
+constexpr int kMaxSplits = 32;
+
+// Each lane holds elements lane + 32e (e < EPL) of a head vector; each warp walks every
+// kDecodeWarps-th cache row of the block's range with an online softmax per query head, then the
+// warps' states are merged in shared memory.
+// grid: x = n_head_kv * head_blocks, y = split, z = token.
+template <int EPL>
+__global__ void __launch_bounds__(kDecodeThreads)
+    AttentionDecodeKernel(const float* __restrict__ q, const float* __restrict__ k_cache,
+                          const float* __restrict__ v_cache, int n_head, int n_head_kv,
+                          int head_dim, const int32_t* __restrict__ positions,
+                          float* __restrict__ out, float* __restrict__ partials) {
+  const int group = n_head / n_head_kv;
+  const int head_blocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
+  const int kv_head = blockIdx.x / head_blocks;
+  const int h0 = kv_head * group + (blockIdx.x % head_blocks) * kHeadsPerBlock;
+  const int nh = min(kHeadsPerBlock, kv_head * group + group - h0);
+  const int split = blockIdx.y, n_splits = gridDim.y;
+  const int64_t t = blockIdx.z;
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  const int64_t q_stride = static_cast<int64_t>(head_dim) * n_head;
+  const int64_t kv_stride = static_cast<int64_t>(head_dim) * n_head_kv;
+  const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
+
+  const int64_t n_visible = static_cast<int64_t>(positions[t]) + 1;
+  const int64_t chunk = (n_visible + n_splits - 1) / n_splits;
+  const int64_t begin = split * chunk;
+  const int64_t end = min(begin + chunk, n_visible);
+
+  float qr[kHeadsPerBlock][EPL];
+#pragma unroll
+  for (int h = 0; h < kHeadsPerBlock; ++h) {
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) {
+      const int d = lane + kWarpSize * e;
+      qr[h][e] = h < nh && d < head_dim ? q[t * q_stride + (h0 + h) * head_dim + d] : 0.0f;
+    }
+  }
+  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][EPL];
+#pragma unroll
+  for (int h = 0; h < kHeadsPerBlock; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) acc[h][e] = 0.0f;
+  }
+
+  for (int64_t p = begin + warp; p < end; p += kDecodeWarps) {
+    const float* kp = k_cache + p * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+    const float* vp = v_cache + p * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+    float kr[EPL], vr[EPL];
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) {
+      const int d = lane + kWarpSize * e;
+      kr[e] = d < head_dim ? kp[d] : 0.0f;
+      vr[e] = d < head_dim ? vp[d] : 0.0f;
+    }
+#pragma unroll
+    for (int h = 0; h < kHeadsPerBlock; ++h) {
+      if (h < nh) {
+        float s = 0.0f;
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) s += qr[h][e] * kr[e];
+        s = WarpSum(s) * scale;
+        const float m_new = fmaxf(m[h], s);
+        const float correction = expf(m[h] - m_new);  // 0 while m[h] is -inf
+        const float weight = expf(s - m_new);
+        l[h] = l[h] * correction + weight;
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) acc[h][e] = acc[h][e] * correction + weight * vr[e];
+        m[h] = m_new;
+      }
+    }
+  }
+
+  __shared__ float shared_m[kDecodeWarps][kHeadsPerBlock];
+  __shared__ float shared_l[kDecodeWarps][kHeadsPerBlock];
+  __shared__ float shared_acc[kDecodeWarps][kHeadsPerBlock][EPL * kWarpSize];
+#pragma unroll
+  for (int h = 0; h < kHeadsPerBlock; ++h) {
+    if (lane == 0) {
+      shared_m[warp][h] = m[h];
+      shared_l[warp][h] = l[h];
+    }
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) shared_acc[warp][h][lane + kWarpSize * e] = acc[h][e];
+  }
+  __syncthreads();
+
+  for (int i = threadIdx.x; i < nh * head_dim; i += kDecodeThreads) {
+    const int h = i / head_dim, d = i % head_dim;
+    float m_max = -INFINITY;
+    for (int w = 0; w < kDecodeWarps; ++w) m_max = fmaxf(m_max, shared_m[w][h]);
+    float sum = 0.0f, o = 0.0f;
+    if (m_max != -INFINITY) {
+      for (int w = 0; w < kDecodeWarps; ++w) {
+        const float f = expf(shared_m[w][h] - m_max);
+        sum += shared_l[w][h] * f;
+        o += shared_acc[w][h][d] * f;
+      }
+    }
+    if (n_splits == 1) {
+      out[t * q_stride + static_cast<int64_t>(h0 + h) * head_dim + d] = o / sum;
+    } else {
+      float* part = partials + ((t * n_head + h0 + h) * n_splits + split) *
+                                   (static_cast<int64_t>(head_dim) + 2);
+      part[d] = o;
+      if (d == 0) {
+        part[head_dim] = m_max;
+        part[head_dim + 1] = sum;
+      }
+    }
+  }
+}
+
+// Merges the splits of one (head, token): grid x = head, y = token; one thread per dimension.
+__global__ void AttentionCombineKernel(const float* __restrict__ partials, int n_head, int head_dim,
+                                       int n_splits, float* __restrict__ out) {
+  const int h = blockIdx.x;
+  const int64_t t = blockIdx.y;
+  const int64_t stride = static_cast<int64_t>(head_dim) + 2;
+  const float* parts = partials + (t * n_head + h) * n_splits * stride;
+  float m_max = -INFINITY;
+  for (int s = 0; s < n_splits; ++s) m_max = fmaxf(m_max, parts[s * stride + head_dim]);
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float sum = 0.0f, o = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+      const float m = parts[s * stride + head_dim];
+      if (m == -INFINITY) continue;  // an empty split
+      const float f = expf(m - m_max);
+      sum += parts[s * stride + head_dim + 1] * f;
+      o += parts[s * stride + d] * f;
+    }
+    out[t * head_dim * n_head + static_cast<int64_t>(h) * head_dim + d] = o / sum;
+  }
+}
+
+// ---- prompt ------------------------------------------------------------------------------------
+
+constexpr int kQTile = 16;
+constexpr int kKTile = 32;
+constexpr int kPromptThreads = 128;
+constexpr int kThreadsPerQuery = kPromptThreads / kQTile;  // 8, consecutive lanes of one warp
+
+size_t PromptSharedBytes(int head_dim) {
+  return sizeof(float) *
+         (static_cast<size_t>(kQTile) * head_dim + static_cast<size_t>(kKTile) * (head_dim + 1) +
+          static_cast<size_t>(kKTile) * head_dim + kQTile * kKTile);
+}
+
+// grid: x = query head, y = tile of kQTile tokens. Thread (qi = tid / 8, j = tid % 8) owns query
+// qi's scores for cache columns j + 8c and its output dimensions j + 8k.
+template <int kMaxDim>
+__global__ void __launch_bounds__(kPromptThreads)
+    AttentionPromptKernel(const float* __restrict__ q, const float* __restrict__ k_cache,
+                          const float* __restrict__ v_cache, int n_head, int n_head_kv,
+                          int head_dim, int64_t n_tokens, const int32_t* __restrict__ positions,
+                          float* __restrict__ out) {
+  extern __shared__ float smem[];
+  float* q_tile = smem;                              // [kQTile][head_dim]
+  float* k_tile = q_tile + kQTile * head_dim;        // [kKTile][head_dim + 1]
+  float* v_tile = k_tile + kKTile * (head_dim + 1);  // [kKTile][head_dim]
+  float* p_tile = v_tile + kKTile * head_dim;        // [kQTile][kKTile]
+  __shared__ int shared_kv_end;
+
+  const int h = blockIdx.x;
+  const int kv_head = h / (n_head / n_head_kv);
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kQTile;
+  const int qi = threadIdx.x / kThreadsPerQuery, j = threadIdx.x % kThreadsPerQuery;
+  const int64_t t = t0 + qi;
+  const bool valid = t < n_tokens;
+  const int64_t position = valid ? positions[t] : -1;
+  const int64_t q_stride = static_cast<int64_t>(head_dim) * n_head;
+  const int64_t kv_stride = static_cast<int64_t>(head_dim) * n_head_kv;
+  const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
+
+  if (threadIdx.x == 0) {
+    int64_t last = -1;
+    for (int i = 0; i < kQTile && t0 + i < n_tokens; ++i) {
+      last = max(last, static_cast<int64_t>(positions[t0 + i]));
+    }
+    shared_kv_end = static_cast<int>(last + 1);
+  }
+  for (int i = threadIdx.x; i < kQTile * head_dim; i += kPromptThreads) {
+    const int qq = i / head_dim, d = i % head_dim;
+    q_tile[i] = t0 + qq < n_tokens
+                    ? q[(t0 + qq) * q_stride + static_cast<int64_t>(h) * head_dim + d]
+                    : 0.0f;
+  }
+  __syncthreads();
+  const int kv_end = shared_kv_end;
+
+  constexpr int kDimsPerThread = kMaxDim / kThreadsPerQuery;
+  float o[kDimsPerThread];
+#pragma unroll
+  for (int k = 0; k < kDimsPerThread; ++k) o[k] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+
+  for (int p0 = 0; p0 < kv_end; p0 += kKTile) {
+    __syncthreads();  // the previous tile is no longer read
+    for (int i = threadIdx.x; i < kKTile * head_dim; i += kPromptThreads) {
+      const int r = i / head_dim, d = i % head_dim;
+      const int64_t p = p0 + r;
+      const int64_t src = p * kv_stride + static_cast<int64_t>(kv_head) * head_dim + d;
+      k_tile[r * (head_dim + 1) + d] = p < kv_end ? k_cache[src] : 0.0f;
+      v_tile[r * head_dim + d] = p < kv_end ? v_cache[src] : 0.0f;
+    }
+    __syncthreads();
+
+    float s[kKTile / kThreadsPerQuery];
+    float row_max = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < kKTile / kThreadsPerQuery; ++c) {
+      const int col = j + kThreadsPerQuery * c;
+      float dot = 0.0f;
+      for (int d = 0; d < head_dim; ++d)
+        dot += q_tile[qi * head_dim + d] * k_tile[col * (head_dim + 1) + d];
+      s[c] = valid && p0 + col <= position ? dot * scale : -INFINITY;
+      row_max = fmaxf(row_max, s[c]);
+    }
+#pragma unroll
+    for (int offset = kThreadsPerQuery / 2; offset > 0; offset >>= 1) {
+      row_max = fmaxf(row_max, __shfl_xor_sync(kFullMask, row_max, offset));
+    }
+    const float m_new = fmaxf(m, row_max);
+    // A row with nothing visible yet (only rows past n_tokens) keeps weights 0 and no NaN.
+    const float correction = m_new == -INFINITY ? 1.0f : expf(m - m_new);
+    float row_sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kKTile / kThreadsPerQuery; ++c) {
+      const float w = s[c] == -INFINITY ? 0.0f : expf(s[c] - m_new);
+      p_tile[qi * kKTile + j + kThreadsPerQuery * c] = w;
+      row_sum += w;
+    }
+#pragma unroll
+    for (int offset = kThreadsPerQuery / 2; offset > 0; offset >>= 1) {
+      row_sum += __shfl_xor_sync(kFullMask, row_sum, offset);
+    }
+    l = l * correction + row_sum;
+    m = m_new;
+    __syncwarp();  // p_tile's row qi is written and read by the same 8 lanes
+#pragma unroll
+    for (int k = 0; k < kDimsPerThread; ++k) {
+      const int d = j + kThreadsPerQuery * k;
+      if (d < head_dim) {
+        float acc = o[k] * correction;
+        for (int col = 0; col < kKTile; ++col) {
+          acc += p_tile[qi * kKTile + col] * v_tile[col * head_dim + d];
+        }
+        o[k] = acc;
+      }
+    }
+  }
+
+  if (valid) {
+#pragma unroll
+    for (int k = 0; k < kDimsPerThread; ++k) {
+      const int d = j + kThreadsPerQuery * k;
+      if (d < head_dim) out[t * q_stride + static_cast<int64_t>(h) * head_dim + d] = o[k] / l;
+    }
+  }
+}
+
+template <int kMaxDim>
+cudaError_t LaunchPrompt(const AttentionArgs& a, cudaStream_t stream) {
+  const size_t shared = PromptSharedBytes(static_cast<int>(a.head_dim));
+  if (shared > 48 * 1024) {
+    const cudaError_t e =
+        cudaFuncSetAttribute(AttentionPromptKernel<kMaxDim>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+    if (e != cudaSuccess) return e;
+  }
+  constexpr int64_t kMaxTilesPerLaunch = 65535;  // gridDim.y limit
+  const int64_t tiles = (a.n_tokens + kQTile - 1) / kQTile;
+  for (int64_t first = 0; first < tiles; first += kMaxTilesPerLaunch) {
+    const int64_t count = std::min(tiles - first, kMaxTilesPerLaunch);
+    const int64_t t0 = first * kQTile;
+    const int64_t q_stride = a.head_dim * a.n_head;
+    const dim3 grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(count));
+    AttentionPromptKernel<kMaxDim><<<grid, kPromptThreads, shared, stream>>>(
+        a.q + t0 * q_stride, a.k_cache, a.v_cache, static_cast<int>(a.n_head),
+        static_cast<int>(a.n_head_kv), static_cast<int>(a.head_dim),
+        std::min(a.n_tokens - t0, count * kQTile), a.positions + t0, a.out + t0 * q_stride);
+  }
+  return cudaGetLastError();
+}
+
+template <int EPL>
+cudaError_t LaunchDecode(const AttentionArgs& a, cudaStream_t stream) {
+  const int64_t group = a.n_head / a.n_head_kv;
+  const int64_t head_blocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
+  const dim3 grid(static_cast<unsigned>(a.n_head_kv * head_blocks),
+                  static_cast<unsigned>(a.n_splits), static_cast<unsigned>(a.n_tokens));
+  AttentionDecodeKernel<EPL><<<grid, kDecodeThreads, 0, stream>>>(
+      a.q, a.k_cache, a.v_cache, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
+      static_cast<int>(a.head_dim), a.positions, a.out, a.partials);
+  if (a.n_splits > 1) {
+    const dim3 combine_grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.n_tokens));
+    const unsigned threads = static_cast<unsigned>(
+        std::min<int64_t>(kMaxHeadDim, (a.head_dim + kWarpSize - 1) / kWarpSize * kWarpSize));
+    AttentionCombineKernel<<<combine_grid, threads, 0, stream>>>(
+        a.partials, static_cast<int>(a.n_head), static_cast<int>(a.head_dim), a.n_splits, a.out);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+int AttentionDecodeSplits(int64_t n_head, int64_t n_head_kv, int64_t n_tokens, int sm_count) {
+  if (n_head_kv <= 0 || n_tokens <= 0) return 1;
+  const int64_t group = n_head / n_head_kv;
+  const int64_t blocks = n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock) * n_tokens;
+  const int64_t splits = (2 * static_cast<int64_t>(std::max(sm_count, 1)) + blocks - 1) / blocks;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(kMaxSplits, splits)));
+}
+
+int64_t AttentionPartialFloats(int64_t n_head, int64_t head_dim, int64_t n_tokens, int n_splits) {
+  if (n_tokens > kDecodeMaxTokens || n_splits <= 1) return 0;
+  return n_splits * n_head * n_tokens * (head_dim + 2);
+}
+
+cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t stream) {
+  if (a.n_tokens <= 0) return cudaSuccess;
+  if (a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0 || a.head_dim <= 0 ||
+      a.head_dim > kMaxHeadDim || a.n_head > 65535) {
+    return cudaErrorInvalidValue;
+  }
+  if (a.n_tokens <= kDecodeMaxTokens) {
+    if (a.n_splits < 1 || a.n_splits > kMaxSplits || (a.n_splits > 1 && a.partials == nullptr)) {
+      return cudaErrorInvalidValue;
+    }
+    if (a.head_dim <= 32) return LaunchDecode<1>(a, stream);
+    if (a.head_dim <= 64) return LaunchDecode<2>(a, stream);
+    if (a.head_dim <= 128) return LaunchDecode<4>(a, stream);
+    return LaunchDecode<8>(a, stream);
+  }
+  if (a.head_dim <= 64) return LaunchPrompt<64>(a, stream);
+  if (a.head_dim <= 128) return LaunchPrompt<128>(a, stream);
+  return LaunchPrompt<256>(a, stream);
+}
+
+}  // namespace swarm::kernels::gpu

@@ -1,0 +1,400 @@
+#include "shard/multi_gpu_stack.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/checked_math.h"
+#include "base/status_macros.h"
+#if SWARM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/nccl_link.h"
+#endif
+
+namespace swarm::shard {
+
+// One backend's share of the blocks with its weights and scratch activations.
+struct MultiGpuStack::Segment {
+  kernels::Backend* backend = nullptr;
+  size_t index = 0;  // position in segments_ and in each Cache's parts
+#if SWARM_HAVE_CUDA
+  kernels::CudaBackend* cuda = nullptr;  // backend, when it is a CUDA backend
+#endif
+  int64_t first = 0;
+  int64_t last = 0;
+  std::vector<model::BlockWeights> blocks;  // backend-resident views
+  std::vector<std::unique_ptr<kernels::Buffer>> storage;
+
+  std::unique_ptr<kernels::Buffer> scratch;
+  float* x = nullptr;    // [n_embd, T] residual stream
+  float* xb = nullptr;   // [n_embd, T] normed input
+  float* xb2 = nullptr;  // [n_embd, T] block output before the residual add
+  float* q = nullptr;    // [n_embd, T]
+  float* k = nullptr;    // [kv_dim, T]
+  float* v = nullptr;    // [kv_dim, T]
+  float* att = nullptr;  // [n_embd, T]
+  float* hb = nullptr;   // [n_ff, T]
+  float* hb2 = nullptr;  // [n_ff, T]
+};
+
+// The captured graphs of one batch shape, one per segment; empty until the shape's second step.
+struct MultiGpuStack::GraphSet {
+#if SWARM_HAVE_CUDA
+  std::vector<std::unique_ptr<kernels::StepGraph>> graphs;
+#endif
+};
+
+struct MultiGpuStack::Link {
+#if SWARM_HAVE_CUDA
+  std::unique_ptr<kernels::NcclLink> nccl;
+#endif
+};
+
+namespace {
+
+absl::StatusOr<kernels::Weight> Prepare(kernels::Backend& backend, const kernels::Weight& host,
+                                        std::vector<std::unique_ptr<kernels::Buffer>>& storage) {
+  if (host.data == nullptr) return host;  // absent optional tensor (e.g. no QKV bias)
+  return backend.PrepareWeight(host, storage);
+}
+
+}  // namespace
+
+MultiGpuStack::MultiGpuStack(const model::ModelConfig& config, const MultiGpuOptions& options)
+    : config_(config), options_(options) {}
+
+MultiGpuStack::~MultiGpuStack() {
+  // Graphs first: they name the segments' scratch and the caches' memory.
+  graphs_.clear();
+}
+
+absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
+    std::vector<kernels::Backend*> backends, const model::ModelConfig& config,
+    const std::vector<model::BlockWeights>& host_blocks, const MultiGpuOptions& options) {
+  if (host_blocks.empty()) return absl::InvalidArgumentError("a block stack needs >= 1 block");
+  if (backends.empty()) return absl::InvalidArgumentError("a block stack needs >= 1 backend");
+  for (size_t i = 0; i < host_blocks.size(); ++i) {
+    if (host_blocks[i].layer != host_blocks.front().layer + static_cast<int64_t>(i)) {
+      return absl::InvalidArgumentError("block weights are not a contiguous range");
+    }
+  }
+  const int64_t n_blocks = static_cast<int64_t>(host_blocks.size());
+  const int64_t n_backends = static_cast<int64_t>(backends.size());
+  if (n_backends > n_blocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(n_backends, " devices for ", n_blocks, " blocks: each needs at least one"));
+  }
+  std::unique_ptr<MultiGpuStack> stack(new MultiGpuStack(config, options));
+  stack->first_ = host_blocks.front().layer;
+  stack->last_ = host_blocks.back().layer + 1;
+
+  int64_t next = 0;
+  bool all_cuda = true;
+  for (int64_t i = 0; i < n_backends; ++i) {
+    if (backends[i] == nullptr) return absl::InvalidArgumentError("null backend");
+    auto segment = std::make_unique<Segment>();
+    segment->backend = backends[i];
+    segment->index = static_cast<size_t>(i);
+#if SWARM_HAVE_CUDA
+    segment->cuda = dynamic_cast<kernels::CudaBackend*>(backends[i]);
+    all_cuda = all_cuda && segment->cuda != nullptr;
+#else
+    all_cuda = false;
+#endif
+    const int64_t count = n_blocks / n_backends + (i < n_blocks % n_backends ? 1 : 0);
+    segment->first = stack->first_ + next;
+    segment->last = segment->first + count;
+    for (int64_t b = next; b < next + count; ++b) {
+      const model::BlockWeights& host = host_blocks[b];
+      kernels::Backend& be = *segment->backend;
+      auto& storage = segment->storage;
+      model::BlockWeights w = host;
+      SWARM_ASSIGN_OR_RETURN(w.attn_norm, Prepare(be, host.attn_norm, storage));
+      SWARM_ASSIGN_OR_RETURN(w.wq, Prepare(be, host.wq, storage));
+      SWARM_ASSIGN_OR_RETURN(w.wk, Prepare(be, host.wk, storage));
+      SWARM_ASSIGN_OR_RETURN(w.wv, Prepare(be, host.wv, storage));
+      SWARM_ASSIGN_OR_RETURN(w.bq, Prepare(be, host.bq, storage));
+      SWARM_ASSIGN_OR_RETURN(w.bk, Prepare(be, host.bk, storage));
+      SWARM_ASSIGN_OR_RETURN(w.bv, Prepare(be, host.bv, storage));
+      SWARM_ASSIGN_OR_RETURN(w.wo, Prepare(be, host.wo, storage));
+      SWARM_ASSIGN_OR_RETURN(w.ffn_norm, Prepare(be, host.ffn_norm, storage));
+      SWARM_ASSIGN_OR_RETURN(w.w_gate, Prepare(be, host.w_gate, storage));
+      SWARM_ASSIGN_OR_RETURN(w.w_up, Prepare(be, host.w_up, storage));
+      SWARM_ASSIGN_OR_RETURN(w.w_down, Prepare(be, host.w_down, storage));
+      segment->blocks.push_back(w);
+    }
+    next += count;
+    stack->segments_.push_back(std::move(segment));
+  }
+  stack->all_cuda_ = all_cuda;
+  stack->link_ = std::make_unique<Link>();
+#if SWARM_HAVE_CUDA
+  if (all_cuda && n_backends > 1) {
+    std::vector<kernels::CudaBackend*> cuda;
+    for (const auto& s : stack->segments_) cuda.push_back(s->cuda);
+    SWARM_ASSIGN_OR_RETURN(stack->link_->nccl, kernels::NcclLink::Create(std::move(cuda)));
+  }
+#endif
+  // Uploads run asynchronously: surface any failure now rather than at the first step.
+  SWARM_RETURN_IF_ERROR(stack->SynchronizeAll());
+  return stack;
+}
+
+std::pair<int64_t, int64_t> MultiGpuStack::segment_blocks(int i) const {
+  return {segments_[i]->first, segments_[i]->last};
+}
+
+bool MultiGpuStack::uses_nccl() const {
+#if SWARM_HAVE_CUDA
+  return link_->nccl != nullptr && link_->nccl->uses_nccl();
+#else
+  return false;
+#endif
+}
+
+absl::StatusOr<std::unique_ptr<MultiGpuStack::Cache>> MultiGpuStack::NewCache(int64_t capacity) {
+  auto cache = std::make_unique<Cache>();
+  for (const auto& segment : segments_) {
+    SWARM_ASSIGN_OR_RETURN(auto part,
+                           KvCache::Create(*segment->backend, segment->last - segment->first,
+                                           config_.kv_dim(), capacity));
+    cache->parts_.push_back(std::move(part));
+  }
+  return cache;
+}
+
+absl::Status MultiGpuStack::EnsureScratch(int64_t n_tokens) {
+  if (n_tokens <= scratch_tokens_) return absl::OkStatus();
+  // Captured graphs name the old scratch and host buffers.
+  graphs_.clear();
+  graph_lru_.clear();
+  const int64_t n_embd = config_.n_embd, kv = config_.kv_dim(), n_ff = config_.n_ff;
+  // x, xb, xb2, q, att: n_embd each; k, v: kv_dim each; hb, hb2: n_ff each.
+  const uint64_t per_token = 5 * n_embd + 2 * kv + 2 * n_ff;
+  auto floats = CheckedMul(per_token, static_cast<uint64_t>(n_tokens));
+  auto bytes = floats ? CheckedMul(*floats, sizeof(float)) : std::nullopt;
+  if (!bytes) return absl::ResourceExhaustedError("scratch size overflows");
+  for (const auto& segment : segments_) {
+    Segment& s = *segment;
+    s.scratch.reset();
+    SWARM_ASSIGN_OR_RETURN(s.scratch, s.backend->Allocate(*bytes));
+    float* p = static_cast<float*>(s.scratch->data());
+    auto take = [&](int64_t rows) {
+      float* view = p;
+      p += rows * n_tokens;
+      return view;
+    };
+    s.x = take(n_embd);
+    s.xb = take(n_embd);
+    s.xb2 = take(n_embd);
+    s.q = take(n_embd);
+    s.att = take(n_embd);
+    s.k = take(kv);
+    s.v = take(kv);
+    s.hb = take(n_ff);
+    s.hb2 = take(n_ff);
+  }
+  positions_.assign(static_cast<size_t>(n_tokens), 0);
+  host_in_.assign(static_cast<size_t>(n_embd * n_tokens), 0.0f);
+  host_out_.assign(static_cast<size_t>(n_embd * n_tokens), 0.0f);
+  bounce_.assign(static_cast<size_t>(n_embd * n_tokens), 0.0f);
+  scratch_tokens_ = n_tokens;
+  return absl::OkStatus();
+}
+
+absl::Status MultiGpuStack::Forward(std::span<const Step> steps, const float* hidden_in,
+                                    float* hidden_out) {
+  int64_t total = 0;
+  bool decode = true;
+  for (const Step& step : steps) {
+    if (step.cache == nullptr || step.n_tokens <= 0) {
+      return absl::InvalidArgumentError("a step needs a cache and at least one token");
+    }
+    if (step.cache->parts_.size() != segments_.size()) {
+      return absl::InvalidArgumentError("the cache belongs to another block stack");
+    }
+    if (step.n_tokens > step.cache->capacity() - step.cache->length()) {
+      return absl::OutOfRangeError(absl::StrCat("step of ", step.n_tokens, " tokens at position ",
+                                                step.cache->length(), " exceeds the cache of ",
+                                                step.cache->capacity(), " positions"));
+    }
+    total += step.n_tokens;
+    decode = decode && step.n_tokens == 1;
+  }
+  if (total == 0) return absl::InvalidArgumentError("empty batch");
+  SWARM_RETURN_IF_ERROR(EnsureScratch(total));
+  size_t i = 0;
+  for (const Step& step : steps) {
+    for (int64_t t = 0; t < step.n_tokens; ++t) {
+      positions_[i++] = static_cast<int32_t>(step.cache->length() + t);
+    }
+  }
+
+  bool done = false;
+  if (decode && all_cuda_ && options_.use_graphs) {
+    SWARM_ASSIGN_OR_RETURN(done, ForwardGraphs(steps, total, hidden_in, hidden_out));
+  }
+  if (!done) SWARM_RETURN_IF_ERROR(ForwardEager(steps, total, hidden_in, hidden_out));
+  for (const Step& step : steps) {
+    for (auto& part : step.cache->parts_) part->Advance(step.n_tokens);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MultiGpuStack::ForwardEager(std::span<const Step> steps, int64_t n_tokens,
+                                         const float* hidden_in, float* hidden_out) {
+  const size_t bytes = static_cast<size_t>(config_.n_embd * n_tokens) * sizeof(float);
+  Segment& first = *segments_.front();
+  SWARM_RETURN_IF_ERROR(first.backend->CopyToBackend(first.x, hidden_in, bytes));
+  for (int i = 0; i < n_segments(); ++i) {
+    RunBlocks(*segments_[i], steps, n_tokens);
+    if (i + 1 < n_segments()) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
+  }
+  Segment& last = *segments_.back();
+  SWARM_RETURN_IF_ERROR(last.backend->CopyToHost(hidden_out, last.x, bytes));
+  return SynchronizeAll();
+}
+
+absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, int64_t n_tokens,
+                                                  const float* hidden_in, float* hidden_out) {
+#if !SWARM_HAVE_CUDA
+  (void)steps, (void)n_tokens, (void)hidden_in, (void)hidden_out;
+  return false;
+#else
+  // The graphs bake in every sequence's KV addresses (and, through them, capacities).
+  std::vector<const void*> key;
+  for (const Step& step : steps) {
+    for (auto& part : step.cache->parts_) {
+      key.push_back(part->keys(0));
+      key.push_back(reinterpret_cast<const void*>(static_cast<uintptr_t>(part->capacity())));
+    }
+  }
+  auto it = graphs_.find(key);
+  graph_lru_.remove(key);
+  graph_lru_.push_front(key);
+  if (it == graphs_.end()) {
+    // First sighting: run it eagerly, which also allocates any scratch the capture will need.
+    graphs_[key] = std::make_unique<GraphSet>();
+    while (graph_lru_.size() > std::max<size_t>(options_.max_graphs, 1)) {
+      graphs_.erase(graph_lru_.back());
+      graph_lru_.pop_back();
+    }
+    return false;
+  }
+  GraphSet& set = *it->second;
+  const size_t bytes = static_cast<size_t>(config_.n_embd * n_tokens) * sizeof(float);
+  auto drop = [&] {
+    graphs_.erase(key);
+    graph_lru_.remove(key);
+  };
+  if (set.graphs.empty()) {
+    // Inputs and positions come from this stack's own host buffers at fixed addresses.
+    const size_t staging =
+        2 * bytes + 8 * static_cast<size_t>(n_tokens) * sizeof(int32_t) + (size_t{64} << 10);
+    for (int i = 0; i < n_segments(); ++i) {
+      Segment& s = *segments_[i];
+      SWARM_RETURN_IF_ERROR(s.cuda->BeginCapture(staging));
+      absl::Status status = absl::OkStatus();
+      if (i == 0) status = s.backend->CopyToBackend(s.x, host_in_.data(), bytes);
+      RunBlocks(s, steps, n_tokens);
+      if (status.ok() && i + 1 == n_segments()) {
+        status = s.backend->CopyToHost(host_out_.data(), s.x, bytes);
+      }
+      auto graph = s.cuda->EndCapture();
+      if (!status.ok() || !graph.ok()) {
+        // Not capturable (e.g. scratch the eager path has yet to allocate): stay eager.
+        drop();
+        return false;
+      }
+      set.graphs.push_back(std::move(*graph));
+    }
+  }
+  std::memcpy(host_in_.data(), hidden_in, bytes);
+  for (int i = 0; i < n_segments(); ++i) {
+    const absl::Status launched = segments_[i]->cuda->Launch(*set.graphs[i]);
+    if (absl::IsFailedPrecondition(launched)) {
+      // Stale (a backend reallocated its scratch): the eager path redoes the whole step, and
+      // rewrites whatever an earlier segment's replay already stored.
+      drop();
+      return false;
+    }
+    SWARM_RETURN_IF_ERROR(launched);
+    if (i + 1 < n_segments()) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
+  }
+  SWARM_RETURN_IF_ERROR(SynchronizeAll());
+  std::memcpy(hidden_out, host_out_.data(), bytes);
+  ++graph_replays_;
+  return true;
+#endif
+}
+
+absl::Status MultiGpuStack::PassOn(int from, int64_t n_tokens) {
+  Segment& src = *segments_[from];
+  Segment& dst = *segments_[from + 1];
+  const size_t count = static_cast<size_t>(config_.n_embd * n_tokens);
+#if SWARM_HAVE_CUDA
+  if (link_->nccl != nullptr) return link_->nccl->Transfer(from, src.x, from + 1, dst.x, count);
+#endif
+  // Backends without a device link meet in host memory.
+  SWARM_RETURN_IF_ERROR(src.backend->CopyToHost(bounce_.data(), src.x, count * sizeof(float)));
+  SWARM_RETURN_IF_ERROR(src.backend->Synchronize());
+  return dst.backend->CopyToBackend(dst.x, bounce_.data(), count * sizeof(float));
+}
+
+absl::Status MultiGpuStack::SynchronizeAll() {
+  absl::Status first_error = absl::OkStatus();
+  for (const auto& segment : segments_) {
+    absl::Status status = segment->backend->Synchronize();
+    if (first_error.ok() && !status.ok()) first_error = std::move(status);
+  }
+  return first_error;
+}
+
+// The op sequence of BlockStack::RunBlock, block after block; MultiGpuStackTest checks that both
+// give the same bits.
+void MultiGpuStack::RunBlocks(Segment& s, std::span<const Step> steps, int64_t n_tokens) {
+  kernels::Backend& b = *s.backend;
+  const model::ModelConfig& c = config_;
+  const int64_t n_embd = c.n_embd, kv_dim = c.kv_dim();
+  const kernels::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
+  for (size_t layer = 0; layer < s.blocks.size(); ++layer) {
+    const model::BlockWeights& w = s.blocks[layer];
+    const int64_t local = static_cast<int64_t>(layer);
+    // Attention: x += wo · attention(rope(wq · norm(x)), rope(wk · norm(x)), wv · norm(x))
+    b.RmsNorm(s.x, static_cast<const float*>(w.attn_norm.data), n_embd, n_tokens, c.rms_eps, s.xb);
+    b.MatMul(w.wq, s.xb, n_tokens, s.q);
+    b.MatMul(w.wk, s.xb, n_tokens, s.k);
+    b.MatMul(w.wv, s.xb, n_tokens, s.v);
+    if (w.bq.data != nullptr) {
+      b.AddBias(s.q, static_cast<const float*>(w.bq.data), n_embd, n_tokens);
+      b.AddBias(s.k, static_cast<const float*>(w.bk.data), kv_dim, n_tokens);
+      b.AddBias(s.v, static_cast<const float*>(w.bv.data), kv_dim, n_tokens);
+    }
+    b.Rope(s.q, c.head_dim, c.n_head, n_tokens, positions_.data(), c.rope_freq_base, c.rope_style);
+    b.Rope(s.k, c.head_dim, c.n_head_kv, n_tokens, positions_.data(), c.rope_freq_base,
+           c.rope_style);
+    int64_t offset = 0;
+    for (const Step& step : steps) {
+      KvCache& cache = *step.cache->parts_[s.index];
+      const int32_t* positions = positions_.data() + offset;
+      b.StoreKv(s.k + offset * kv_dim, s.v + offset * kv_dim, kv_dim, step.n_tokens, positions,
+                cache.keys(local), cache.values(local));
+      b.Attention(s.q + offset * n_embd, cache.keys(local), cache.values(local), shape,
+                  step.n_tokens, positions, s.att + offset * n_embd);
+      offset += step.n_tokens;
+    }
+    b.MatMul(w.wo, s.att, n_tokens, s.xb2);
+    b.Add(s.x, s.xb2, n_embd * n_tokens);
+
+    // Feed-forward: x += w_down · (silu(w_gate · norm(x)) * (w_up · norm(x)))
+    b.RmsNorm(s.x, static_cast<const float*>(w.ffn_norm.data), n_embd, n_tokens, c.rms_eps, s.xb);
+    b.MatMul(w.w_gate, s.xb, n_tokens, s.hb);
+    b.MatMul(w.w_up, s.xb, n_tokens, s.hb2);
+    b.SwiGlu(s.hb, s.hb2, c.n_ff * n_tokens, s.hb);
+    b.MatMul(w.w_down, s.hb, n_tokens, s.xb2);
+    b.Add(s.x, s.xb2, n_embd * n_tokens);
+  }
+}
+
+}  // namespace swarm::shard

@@ -1,0 +1,113 @@
+// A block range [first, last) spread over several backends of one peer (its GPUs): backend i runs a
+// contiguous share of the blocks and hands the hidden states to backend i+1 device to device (NCCL
+// send/receive between CUDA devices, a host round trip between other backends). With one CUDA
+// backend it is a BlockStack that captures decode steps as CUDA graphs. Owns the backend copies of
+// its weights and its scratch; borrows the backends and the host weights (both must outlive it).
+// One thread calls Forward() at a time.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+#include "shard/kv_cache.h"
+
+namespace swarm::shard {
+
+struct MultiGpuOptions {
+  // Replays decode steps (every sequence one token) of a batch shape seen before as CUDA graphs,
+  // when every backend is a CUDA backend. Results are bit-identical either way.
+  bool use_graphs = true;
+  size_t max_graphs = 8;  // batch shapes kept (least recently used dropped)
+};
+
+class MultiGpuStack {
+ public:
+  // One sequence's KV caches: one KvCache per backend, for that backend's blocks.
+  class Cache {
+   public:
+    int64_t capacity() const { return parts_.front()->capacity(); }
+    int64_t length() const { return parts_.front()->length(); }
+
+   private:
+    friend class MultiGpuStack;
+    std::vector<std::unique_ptr<KvCache>> parts_;
+  };
+
+  struct Step {
+    Cache* cache = nullptr;
+    int64_t n_tokens = 0;
+  };
+
+  // Splits host_blocks (a contiguous range) over `backends` as evenly as possible, earlier
+  // backends taking the remainder. InvalidArgument when there are more backends than blocks.
+  static absl::StatusOr<std::unique_ptr<MultiGpuStack>> Create(
+      std::vector<kernels::Backend*> backends, const model::ModelConfig& config,
+      const std::vector<model::BlockWeights>& host_blocks, const MultiGpuOptions& options = {});
+  ~MultiGpuStack();
+  MultiGpuStack(const MultiGpuStack&) = delete;
+  MultiGpuStack& operator=(const MultiGpuStack&) = delete;
+
+  int64_t first_block() const { return first_; }
+  int64_t last_block() const { return last_; }
+  int n_segments() const { return static_cast<int>(segments_.size()); }
+  // Blocks [first, last) of segment i (run by backends[i]).
+  std::pair<int64_t, int64_t> segment_blocks(int i) const;
+  // True when activations pass between CUDA devices through NCCL.
+  bool uses_nccl() const;
+  // Decode steps replayed from a captured graph so far (for tests and benchmarks).
+  int64_t graph_replays() const { return graph_replays_; }
+
+  absl::StatusOr<std::unique_ptr<Cache>> NewCache(int64_t capacity);
+
+  // As BlockStack::Forward: hidden_in, hidden_out: [n_embd, total tokens] host memory (may alias);
+  // every cache advances by its n_tokens on success, none on failure.
+  absl::Status Forward(std::span<const Step> steps, const float* hidden_in, float* hidden_out);
+
+ private:
+  struct Segment;
+  struct GraphSet;
+  struct Link;
+
+  MultiGpuStack(const model::ModelConfig& config, const MultiGpuOptions& options);
+  absl::Status EnsureScratch(int64_t n_tokens);
+  absl::Status ForwardEager(std::span<const Step> steps, int64_t n_tokens, const float* hidden_in,
+                            float* hidden_out);
+  // Runs the step through captured graphs: OK(true) when it ran, OK(false) when the eager path
+  // must run it (first sighting of the shape, or a graph gone stale).
+  absl::StatusOr<bool> ForwardGraphs(std::span<const Step> steps, int64_t n_tokens,
+                                     const float* hidden_in, float* hidden_out);
+  void RunBlocks(Segment& segment, std::span<const Step> steps, int64_t n_tokens);
+  absl::Status PassOn(int from, int64_t n_tokens);
+  absl::Status SynchronizeAll();
+
+  model::ModelConfig config_;
+  MultiGpuOptions options_;
+  int64_t first_ = 0;
+  int64_t last_ = 0;
+  std::vector<std::unique_ptr<Segment>> segments_;
+  std::unique_ptr<Link> link_;  // NCCL, when every backend is a CUDA backend
+  bool all_cuda_ = false;
+
+  int64_t scratch_tokens_ = 0;
+  // Host memory at fixed addresses (captured graphs read and write them on every replay).
+  std::vector<int32_t> positions_;  // [T]
+  std::vector<float> host_in_;      // [n_embd, T]
+  std::vector<float> host_out_;     // [n_embd, T]
+  std::vector<float> bounce_;       // [n_embd, T] between non-CUDA backends
+
+  // Captured decode steps by batch shape: the KV buffers of every sequence (graphs bake in their
+  // addresses). A shape is captured the second time it is seen.
+  std::map<std::vector<const void*>, std::unique_ptr<GraphSet>> graphs_;
+  std::list<std::vector<const void*>> graph_lru_;  // most recent first
+  int64_t graph_replays_ = 0;
+};
+
+}  // namespace swarm::shard

@@ -1,0 +1,325 @@
+// MultiGpuStack and the GPU engine on the real stories260K model. On CPU backends (always run): the
+// spread-out stack gives bit-identical hidden states to BlockStack for any number of segments. On
+// a GPU (skipped, with the reason, where none is present): the reference text exactly, from the
+// CUDA backend alone, from a stack split over GPU segments with CUDA graphs, over two GPUs with
+// NCCL when there are two, and from a chain of a CPU peer and a GPU peer.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/backend_factory.h"
+#include "kernels/cpu_reference_backend.h"
+#include "model/generator.h"
+#include "model/gguf.h"
+#include "model/model_weights.h"
+#include "shard/block_stack.h"
+#include "shard/local_model.h"
+#include "shard/local_pipeline.h"
+#include "shard/multi_gpu_stack.h"
+#if SWARM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+#if SWARM_HAVE_CUDA && defined(__SANITIZE_ADDRESS__)
+// See tests/kernels/test_cuda_backend.cpp: lets the CUDA driver start under ASan.
+extern "C" const char* __asan_default_options() { return "protect_shadow_gap=0"; }
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:libcuda.so\nleak:libcudart.so\nleak:libcublas\nleak:libnccl.so\n";
+}
+#endif
+
+namespace swarm::shard {
+namespace {
+
+const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// All blocks of the model through a MultiGpuStack, for the generator.
+class MultiPipeline : public model::BlockPipeline {
+ public:
+  MultiPipeline(MultiGpuStack& stack, std::unique_ptr<MultiGpuStack::Cache> cache)
+      : stack_(stack), cache_(std::move(cache)) {}
+  absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override {
+    const MultiGpuStack::Step step{cache_.get(), n_tokens};
+    return stack_.Forward({&step, 1}, hidden_in, hidden_out);
+  }
+
+ private:
+  MultiGpuStack& stack_;
+  std::unique_ptr<MultiGpuStack::Cache> cache_;
+};
+
+// Blocks [0, k) on one stack and [k, L) on another: two peers of a chain, in-process.
+class ChainPipeline : public model::BlockPipeline {
+ public:
+  ChainPipeline(BlockStack& a, BlockStack& b, int64_t capacity)
+      : a_(a), b_(b), cache_a_(*a.NewCache(capacity)), cache_b_(*b.NewCache(capacity)) {}
+  absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override {
+    const SequenceStep sa{cache_a_.get(), n_tokens}, sb{cache_b_.get(), n_tokens};
+    std::vector<float> between(static_cast<size_t>(a_.config().n_embd * n_tokens));
+    absl::Status status = a_.Forward({&sa, 1}, hidden_in, between.data());
+    if (!status.ok()) return status;
+    return b_.Forward({&sb, 1}, between.data(), hidden_out);
+  }
+
+ private:
+  BlockStack& a_;
+  BlockStack& b_;
+  std::unique_ptr<KvCache> cache_a_, cache_b_;
+};
+
+class MultiGpuStackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kernels::BackendOptions options;
+    options.name = "reference";
+    auto m = LocalModel::Load(kModel, options);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+    auto blocks = model::LoadBlockWeights(*model_->file, model_->config, 0, model_->config.n_layer);
+    ASSERT_TRUE(blocks.ok()) << blocks.status();
+    blocks_ = std::move(*blocks);
+  }
+
+  std::vector<float> Embed(const std::vector<int32_t>& tokens) {
+    std::vector<float> x(model_->config.n_embd * tokens.size());
+    EXPECT_TRUE(model_->head->Embed(tokens, x.data()).ok());
+    return x;
+  }
+
+  // The greedy 200-token continuation of BOS through `blocks`, with the CPU client head.
+  std::string Greedy(model::BlockPipeline& blocks) {
+    model::SamplingParams greedy;
+    greedy.temperature = 0;
+    model::Sampler sampler(greedy);
+    model::StreamingDecoder decoder(*model_->tokenizer);
+    std::string text;
+    model::GenerateOptions options;
+    options.max_new_tokens = 200;
+    const std::vector<int32_t> prompt = {model_->tokenizer->bos_id()};
+    auto stats = model::Generate(prompt, options, *model_->head, blocks, sampler,
+                                 *model_->tokenizer, [&](int32_t token) {
+                                   text += decoder.Push(token);
+                                   return true;
+                                 });
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return text + decoder.Finish();
+  }
+
+  std::string ReferenceText() {
+    return ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt");
+  }
+
+  std::unique_ptr<LocalModel> model_;
+  std::vector<model::BlockWeights> blocks_;
+};
+
+// Segments on separate CPU backends (activations meet in host memory) give the same bits as one
+// BlockStack, for prompts, decode steps and a batch of two sequences.
+TEST_F(MultiGpuStackTest, MatchesBlockStackBitForBitOnCpuBackends) {
+  const int64_t n_layer = model_->config.n_layer;
+  for (int n_backends : {1, 2, 3, 5}) {
+    std::vector<std::unique_ptr<kernels::Backend>> owned;
+    std::vector<kernels::Backend*> backends;
+    for (int i = 0; i < n_backends; ++i) {
+      owned.push_back(kernels::MakeCpuReferenceBackend());
+      backends.push_back(owned.back().get());
+    }
+    auto multi = MultiGpuStack::Create(backends, model_->config, blocks_);
+    ASSERT_TRUE(multi.ok()) << multi.status();
+    ASSERT_EQ((*multi)->n_segments(), n_backends);
+    EXPECT_EQ((*multi)->segment_blocks(0).first, 0);
+    EXPECT_EQ((*multi)->segment_blocks(n_backends - 1).second, n_layer);
+    EXPECT_FALSE((*multi)->uses_nccl());
+
+    auto a_single = *model_->blocks->NewCache(16), b_single = *model_->blocks->NewCache(16);
+    auto a_multi = *(*multi)->NewCache(16), b_multi = *(*multi)->NewCache(16);
+    auto run = [&](const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+      std::vector<float> x = Embed(a), xb = Embed(b);
+      x.insert(x.end(), xb.begin(), xb.end());
+      std::vector<float> expected(x.size()), actual(x.size());
+      const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
+      const SequenceStep single[] = {{a_single.get(), na}, {b_single.get(), nb}};
+      const MultiGpuStack::Step spread[] = {{a_multi.get(), na}, {b_multi.get(), nb}};
+      ASSERT_TRUE(model_->blocks->Forward(single, x.data(), expected.data()).ok());
+      ASSERT_TRUE((*multi)->Forward(spread, x.data(), actual.data()).ok());
+      ASSERT_EQ(actual, expected) << n_backends << " backends";
+    };
+    run({1, 403, 407, 261}, {1, 261});
+    run({300}, {42});
+    run({17}, {18});
+    EXPECT_EQ(a_multi->length(), 6);
+    EXPECT_EQ(b_multi->length(), 4);
+  }
+}
+
+TEST_F(MultiGpuStackTest, RefusesBadInput) {
+  std::vector<std::unique_ptr<kernels::Backend>> owned;
+  std::vector<kernels::Backend*> backends;
+  for (int i = 0; i < 6; ++i) {
+    owned.push_back(kernels::MakeCpuReferenceBackend());
+    backends.push_back(owned.back().get());
+  }
+  auto too_many = MultiGpuStack::Create(backends, model_->config, blocks_);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument) << too_many.status();
+
+  backends.resize(2);
+  auto stack = MultiGpuStack::Create(backends, model_->config, blocks_);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  auto other = MultiGpuStack::Create({backends[0]}, model_->config, blocks_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto foreign = *(*other)->NewCache(4);
+  auto cache = *(*stack)->NewCache(4);
+  std::vector<float> x = Embed({1, 2, 3, 4, 5});
+  std::vector<float> y(x.size());
+  const MultiGpuStack::Step wrong{foreign.get(), 1};
+  EXPECT_EQ((*stack)->Forward({&wrong, 1}, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  const MultiGpuStack::Step too_long{cache.get(), 5};
+  EXPECT_EQ((*stack)->Forward({&too_long, 1}, x.data(), y.data()).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(cache->length(), 0);
+}
+
+#if SWARM_HAVE_CUDA
+
+class CudaEngineTest : public MultiGpuStackTest {
+ protected:
+  void SetUp() override {
+    auto count = kernels::CudaDeviceCount();
+    if (!count.ok()) GTEST_SKIP() << "no CUDA GPU: " << count.status().message();
+    n_devices_ = *count;
+    MultiGpuStackTest::SetUp();
+  }
+
+  std::unique_ptr<kernels::CudaBackend> Cuda(int device) {
+    kernels::CudaBackendOptions options;
+    options.device = device;
+    auto backend = kernels::CudaBackend::Create(options);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    return backend.ok() ? std::move(*backend) : nullptr;
+  }
+
+  int n_devices_ = 0;
+};
+
+// `swarm generate --backend cuda` in-process: every block and the head on the GPU.
+TEST_F(CudaEngineTest, ReferenceTextOnTheGpu) {
+  kernels::BackendOptions options;
+  options.name = "cuda";
+  auto gpu = LocalModel::Load(kModel, options);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  auto pipeline = LocalPipeline::Create(*(*gpu)->blocks, 256);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  model::SamplingParams greedy;
+  greedy.temperature = 0;
+  model::Sampler sampler(greedy);
+  model::StreamingDecoder decoder(*(*gpu)->tokenizer);
+  std::string text;
+  model::GenerateOptions generate;
+  generate.max_new_tokens = 200;
+  const std::vector<int32_t> prompt = {(*gpu)->tokenizer->bos_id()};
+  auto stats = model::Generate(prompt, generate, *(*gpu)->head, **pipeline, sampler,
+                               *(*gpu)->tokenizer, [&](int32_t token) {
+                                 text += decoder.Push(token);
+                                 return true;
+                               });
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(text + decoder.Finish(), ReferenceText());
+}
+
+// Two segments on one GPU (the degenerate multi-GPU case: a device copy between them), decode
+// steps replayed from CUDA graphs.
+TEST_F(CudaEngineTest, ReferenceTextFromGraphsOnSegmentsOfOneGpu) {
+  auto a = Cuda(0), b = Cuda(0);
+  ASSERT_TRUE(a && b);
+  auto stack = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  MultiPipeline pipeline(**stack, *(*stack)->NewCache(256));
+  EXPECT_EQ(Greedy(pipeline), ReferenceText());
+  EXPECT_GT((*stack)->graph_replays(), 150) << "decode steps should replay captured graphs";
+}
+
+TEST_F(CudaEngineTest, GraphsAndEagerStepsGiveTheSameBits) {
+  auto gpu = Cuda(0);
+  ASSERT_TRUE(gpu);
+  MultiGpuOptions eager_options;
+  eager_options.use_graphs = false;
+  auto graphs = MultiGpuStack::Create({gpu.get()}, model_->config, blocks_);
+  auto eager = MultiGpuStack::Create({gpu.get()}, model_->config, blocks_, eager_options);
+  ASSERT_TRUE(graphs.ok() && eager.ok());
+  auto cg = *(*graphs)->NewCache(64), ce = *(*eager)->NewCache(64);
+  std::vector<int32_t> tokens = {1, 403, 407};
+  for (int i = 0; i < 20; ++i) {
+    const std::vector<float> x = Embed(tokens);
+    std::vector<float> yg(x.size()), ye(x.size());
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    const MultiGpuStack::Step sg{cg.get(), n}, se{ce.get(), n};
+    ASSERT_TRUE((*graphs)->Forward({&sg, 1}, x.data(), yg.data()).ok());
+    ASSERT_TRUE((*eager)->Forward({&se, 1}, x.data(), ye.data()).ok());
+    ASSERT_EQ(yg, ye) << "step " << i;
+    tokens = {static_cast<int32_t>(100 + i)};
+  }
+  EXPECT_GT((*graphs)->graph_replays(), 10);
+  EXPECT_EQ((*eager)->graph_replays(), 0);
+}
+
+TEST_F(CudaEngineTest, ReferenceTextOverTwoGpusWithNccl) {
+  if (n_devices_ < 2) GTEST_SKIP() << "needs two GPUs, " << n_devices_ << " present";
+  auto a = Cuda(0), b = Cuda(1);
+  ASSERT_TRUE(a && b);
+  auto stack = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  EXPECT_TRUE((*stack)->uses_nccl());
+  MultiPipeline pipeline(**stack, *(*stack)->NewCache(256));
+  EXPECT_EQ(Greedy(pipeline), ReferenceText());
+}
+
+// A chain of one CPU peer (blocks 0-1) and one GPU peer (blocks 2-4).
+TEST_F(CudaEngineTest, ChainOfACpuPeerAndAGpuPeer) {
+  auto gpu = Cuda(0);
+  ASSERT_TRUE(gpu);
+  const int64_t k = 2;
+  auto cpu_weights = model::LoadBlockWeights(*model_->file, model_->config, 0, k);
+  auto gpu_weights =
+      model::LoadBlockWeights(*model_->file, model_->config, k, model_->config.n_layer);
+  ASSERT_TRUE(cpu_weights.ok() && gpu_weights.ok());
+  auto cpu_stack = BlockStack::Create(*model_->backend, model_->config, *cpu_weights);
+  auto gpu_stack = BlockStack::Create(*gpu, model_->config, *gpu_weights);
+  ASSERT_TRUE(cpu_stack.ok()) << cpu_stack.status();
+  ASSERT_TRUE(gpu_stack.ok()) << gpu_stack.status();
+  ChainPipeline chain(**cpu_stack, **gpu_stack, 256);
+  EXPECT_EQ(Greedy(chain), ReferenceText());
+}
+
+// Device memory exhausted at start-up is a clear ResourceExhausted error, not a crash.
+TEST_F(CudaEngineTest, ACacheLargerThanTheGpuIsResourceExhausted) {
+  auto gpu = Cuda(0);
+  ASSERT_TRUE(gpu);
+  auto stack = MultiGpuStack::Create({gpu.get()}, model_->config, blocks_);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  // 5 blocks x 2 x 32 floats per position: 2^40 positions is 1.3 PiB.
+  auto cache = (*stack)->NewCache(int64_t{1} << 40);
+  EXPECT_EQ(cache.status().code(), absl::StatusCode::kResourceExhausted) << cache.status();
+  auto fine = (*stack)->NewCache(64);
+  EXPECT_TRUE(fine.ok()) << fine.status();
+}
+
+#else
+
+TEST(CudaEngine, Skipped) { GTEST_SKIP() << "this build has no CUDA backend (no toolkit found)"; }
+
+#endif  // SWARM_HAVE_CUDA
+
+}  // namespace
+}  // namespace swarm::shard
