@@ -7,12 +7,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "cli/commands.h"
 #include "cli/sampling_flags.h"
 #include "model/generator.h"
 #include "shard/local_model.h"
+#include "router/chain_session.h"
 #include "shard/local_pipeline.h"
+#include "transport/codec.h"
 
 namespace swarm::cli {
 namespace {
@@ -25,7 +29,30 @@ struct GenerateFlags {
   kernels::BackendOptions backend;
   int64_t context = 0;
   bool ignore_eos = false;
+  std::vector<std::string> peers;  // a fixed chain, in order
+  std::string codec = "f32";
 };
+
+// The blocks run through a fixed chain of peers: each peer's whole span, in the given order.
+absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenChain(zmq::context_t& context,
+                                                                const GenerateFlags& flags,
+                                                                const model::ModelConfig& config,
+                                                                int64_t max_length) {
+  router::ChainOptions options;
+  SWARM_ASSIGN_OR_RETURN(options.codec, transport::ParseCodec(flags.codec));
+  options.max_length = max_length;
+  std::vector<router::ChainHop> hops;
+  for (const std::string& address : flags.peers) {
+    SWARM_ASSIGN_OR_RETURN(auto info, router::QueryInfo(context, address, options.open_timeout));
+    if (info.model_id != config.model_id) {
+      return absl::FailedPreconditionError(absl::StrCat("peer ", address, " serves model ",
+                                                        info.model_id, ", not ", config.model_id));
+    }
+    hops.push_back({address, info.first_block, info.last_block, info.peer_id});
+  }
+  return router::ChainSession::Open(context, std::move(hops), config.n_layer, config.n_embd,
+                                    options);
+}
 
 int RunGenerate(const GenerateFlags& flags) {
   if (auto status = flags.sampling.Validate(); !status.ok()) {
@@ -33,7 +60,8 @@ int RunGenerate(const GenerateFlags& flags) {
     return 2;
   }
   const auto load_start = std::chrono::steady_clock::now();
-  auto local = shard::LocalModel::Load(flags.model_path, flags.backend);
+  // With peers the client holds only the embeddings, output norm, head and tokenizer.
+  auto local = shard::LocalModel::Load(flags.model_path, flags.backend, flags.peers.empty());
   if (!local.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(local.status().message()).c_str());
     return 1;
@@ -57,17 +85,31 @@ int RunGenerate(const GenerateFlags& flags) {
                  static_cast<long long>(context));
     return 2;
   }
-  auto pipeline = shard::LocalPipeline::Create(*m.blocks, context);
-  if (!pipeline.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(pipeline.status().message()).c_str());
-    return 1;
+  zmq::context_t zmq_context(1);
+  std::unique_ptr<model::BlockPipeline> pipeline;
+  router::ChainSession* chain = nullptr;
+  if (flags.peers.empty()) {
+    auto local_pipeline = shard::LocalPipeline::Create(*m.blocks, context);
+    if (!local_pipeline.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(local_pipeline.status().message()).c_str());
+      return 1;
+    }
+    pipeline = std::move(*local_pipeline);
+  } else {
+    auto opened = OpenChain(zmq_context, flags, m.config, context);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    chain = opened->get();
+    pipeline = std::move(*opened);
   }
   model::Sampler sampler(flags.sampling);
   model::StreamingDecoder decoder(*m.tokenizer);
   model::GenerateOptions options;
   options.max_new_tokens = flags.n_predict;
   options.stop_at_end_of_generation = !flags.ignore_eos;
-  auto stats = model::Generate(prompt, options, *m.head, **pipeline, sampler, *m.tokenizer,
+  auto stats = model::Generate(prompt, options, *m.head, *pipeline, sampler, *m.tokenizer,
                                [&](int32_t token) {
                                  const std::string text = decoder.Push(token);
                                  std::fwrite(text.data(), 1, text.size(), stdout);
@@ -92,6 +134,15 @@ int RunGenerate(const GenerateFlags& flags) {
                    ? (stats->generated_tokens - 1) / stats->generation_seconds
                    : 0.0,
                m.backend->name().c_str());
+  if (chain != nullptr) {
+    for (size_t i = 0; i < chain->hops().size(); ++i) {
+      const router::ChainHop& hop = chain->hops()[i];
+      const router::HopTiming& t = chain->timings()[i];
+      std::fprintf(stderr, "hop %zu: %s blocks %u..%u: %lld steps, %.2f ms/step\n", i,
+                   hop.address.c_str(), hop.first_block, hop.last_block,
+                   static_cast<long long>(t.steps), t.steps ? 1e3 * t.seconds / t.steps : 0.0);
+    }
+  }
   return 0;
 }
 
@@ -103,7 +154,9 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->footer(
       "Examples:\n"
       "  swarm generate -m stories260K.gguf -p \"Once upon a time\" -n 64\n"
-      "  swarm generate -m stories260K.gguf -p \"\" -n 200 --temp 0   # BOS only, greedy");
+      "  swarm generate -m stories260K.gguf -p \"\" -n 200 --temp 0   # BOS only, greedy\n"
+      "  swarm generate -m stories260K.gguf --peers tcp://127.0.0.1:5001,tcp://127.0.0.1:5002 "
+      "-p \"Once\"");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file")->required();
   cmd->add_option("-p,--prompt", flags->prompt, "Prompt text (\"\" = BOS alone)");
   cmd->add_option("-n,--n-predict", flags->n_predict, "Tokens to generate")
@@ -113,6 +166,12 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-text tokens");
   cmd->add_option("--backend", flags->backend.name, "auto, reference, cpu")->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
+  cmd->add_option("--peers", flags->peers,
+                  "A fixed chain of peers (ZeroMQ endpoints, comma-separated, in block order)")
+      ->delimiter(',');
+  cmd->add_option("--codec", flags->codec,
+                  "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
+      ->capture_default_str();
   AddSamplingFlags(*cmd, flags->sampling);
   cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });
 }

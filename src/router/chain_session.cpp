@@ -1,0 +1,245 @@
+#include "router/chain_session.h"
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace swarm::router {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using transport::DecodedMessage;
+using transport::DecodeMessage;
+using transport::EncodeMessage;
+
+transport::SessionId RandomSessionId() {
+  std::random_device device;
+  auto draw = [&] { return (static_cast<uint64_t>(device()) << 32) | device(); };
+  return {draw(), draw()};
+}
+
+std::string Describe(const ChainHop& hop) {
+  return absl::StrCat("peer ", hop.address, " (blocks ", hop.first_block, "..", hop.last_block,
+                      ")");
+}
+
+// The status with the hop named first, same code.
+absl::Status Attribute(const absl::Status& status, const ChainHop& hop) {
+  return absl::Status(status.code(), absl::StrCat(Describe(hop), ": ", status.message()));
+}
+
+// Waits for the reply to `request_id` on one socket, skipping anything else.
+absl::StatusOr<DecodedMessage> AwaitReply(transport::DealerClient& socket, uint64_t request_id,
+                                          Clock::time_point deadline) {
+  while (true) {
+    SWARM_ASSIGN_OR_RETURN(auto wire, socket.ReceiveUntil(deadline));
+    auto decoded = DecodeMessage(wire);
+    if (!decoded.ok()) return decoded.status();
+    if (decoded->request_id != request_id) continue;  // a late reply to something earlier
+    if (auto* error = std::get_if<transport::ErrorReply>(&decoded->body)) {
+      return error->ToStatus();
+    }
+    return decoded;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const std::string& address,
+                                               std::chrono::milliseconds timeout,
+                                               const transport::ClientOptions& socket_options) {
+  SWARM_ASSIGN_OR_RETURN(auto socket,
+                         transport::DealerClient::Connect(context, address, socket_options));
+  const uint64_t request_id = 1;
+  SWARM_ASSIGN_OR_RETURN(auto wire, EncodeMessage(request_id, transport::InfoRequest{}));
+  SWARM_RETURN_IF_ERROR(socket->Send(wire));
+  auto reply = AwaitReply(*socket, request_id, Clock::now() + timeout);
+  if (!reply.ok()) {
+    return absl::Status(reply.status().code(),
+                        absl::StrCat("peer ", address, ": ", reply.status().message()));
+  }
+  auto* info = std::get_if<transport::InfoReply>(&reply->body);
+  if (info == nullptr) return absl::DataLossError(absl::StrCat("peer ", address, ": not an info reply"));
+  return *info;
+}
+
+absl::StatusOr<std::unique_ptr<ChainSession>> ChainSession::Open(zmq::context_t& context,
+                                                                 std::vector<ChainHop> hops,
+                                                                 int64_t n_layer, int64_t n_embd,
+                                                                 const ChainOptions& options) {
+  if (hops.empty()) return absl::InvalidArgumentError("a chain needs at least one peer");
+  uint32_t expected = 0;
+  for (const ChainHop& hop : hops) {
+    if (hop.first_block != expected || hop.last_block <= hop.first_block) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the chain does not cover the blocks in order: ", Describe(hop), " follows block ",
+          expected));
+    }
+    expected = hop.last_block;
+  }
+  if (expected != n_layer) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the chain ends at block ", expected, " of ", n_layer));
+  }
+  SWARM_RETURN_IF_ERROR(transport::ValidateCodec(options.codec));
+  std::unique_ptr<ChainSession> session(new ChainSession(context, std::move(hops), n_embd, options));
+  session->links_.resize(session->hops_.size());
+  session->timings_.resize(session->hops_.size());
+  for (size_t i = 0; i < session->hops_.size(); ++i) {
+    SWARM_RETURN_IF_ERROR(session->OpenLink(i));
+  }
+  return session;
+}
+
+absl::Status ChainSession::OpenLink(size_t hop) {
+  Link& link = links_[hop];
+  const ChainHop& where = hops_[hop];
+  auto socket = transport::DealerClient::Connect(context_, where.address, options_.socket);
+  if (!socket.ok()) return Attribute(socket.status(), where);
+  link.socket = std::move(*socket);
+  link.session_id = RandomSessionId();
+  link.history.clear();
+  transport::OpenSession open;
+  open.session_id = link.session_id;
+  open.first_block = where.first_block;
+  open.last_block = where.last_block;
+  open.max_length = static_cast<uint32_t>(options_.max_length);
+  open.output_codec = options_.codec;
+  open.hop_index = static_cast<uint32_t>(hop);
+  open.return_outputs = true;
+  const uint64_t request_id = next_request_id_++;
+  auto wire = EncodeMessage(request_id, open);
+  if (!wire.ok()) return wire.status();
+  if (auto sent = link.socket->Send(*wire); !sent.ok()) return Attribute(sent, where);
+  auto reply = AwaitReply(*link.socket, request_id, Clock::now() + options_.open_timeout);
+  if (!reply.ok()) return Attribute(reply.status(), where);
+  auto* accepted = std::get_if<transport::OpenSessionReply>(&reply->body);
+  if (accepted == nullptr || !accepted->accepted) {
+    return Attribute(absl::UnavailableError(accepted ? accepted->reason : "unexpected reply"),
+                     where);
+  }
+  return absl::OkStatus();
+}
+
+void ChainSession::CloseLink(size_t hop) {
+  Link& link = links_[hop];
+  if (link.socket == nullptr) return;
+  auto wire = EncodeMessage(next_request_id_++, transport::CloseSession{link.session_id});
+  if (wire.ok()) (void)link.socket->Send(*wire);  // fire and forget; idle expiry is the backstop
+}
+
+ChainSession::~ChainSession() {
+  for (size_t i = 0; i < links_.size(); ++i) CloseLink(i);
+}
+
+absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) {
+  failed_hop_ = -1;
+  if (n_tokens <= 0 || position_ + n_tokens > options_.max_length) {
+    return absl::OutOfRangeError(absl::StrCat("positions up to ", position_ + n_tokens,
+                                              " exceed the session length ",
+                                              options_.max_length));
+  }
+  const size_t n_values = static_cast<size_t>(n_embd_ * n_tokens);
+  const uint64_t step_id = next_step_id_++;
+  const std::vector<uint32_t> shape = {static_cast<uint32_t>(n_embd_),
+                                       static_cast<uint32_t>(n_tokens)};
+  SWARM_ASSIGN_OR_RETURN(auto encoded,
+                         transport::EncodeActivations(std::span<const float>(hidden_in, n_values),
+                                                      shape, options_.codec, &workspace_));
+  transport::Step step;
+  step.session_id = links_[0].session_id;
+  step.step_id = step_id;
+  step.start_position = position_;
+  step.n_tokens = static_cast<int32_t>(n_tokens);
+  step.tensor = encoded.desc;
+  for (size_t i = 1; i < hops_.size(); ++i) {
+    step.route.push_back({hops_[i].address, links_[i].session_id, options_.codec});
+  }
+  SWARM_ASSIGN_OR_RETURN(auto wire, EncodeMessage(step_id, std::move(step), encoded.bytes));
+  const auto start = Clock::now();
+  if (auto sent = links_[0].socket->Send(wire); !sent.ok()) {
+    failed_hop_ = 0;
+    return Attribute(sent, hops_[0]);
+  }
+
+  // Collect every hop's output: the copies of intermediate hops are the next hops' inputs.
+  std::vector<std::vector<float>> outputs(hops_.size());
+  std::vector<Clock::time_point> arrived(hops_.size());
+  size_t received = 0;
+  const auto deadline = start + options_.step_timeout;
+  std::vector<zmq::socket_ref> sockets;
+  for (Link& link : links_) sockets.push_back(link.socket->socket());
+  while (received < hops_.size()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto readable = transport::PollReadable(sockets, std::max(left, std::chrono::milliseconds(0)));
+    if (!readable.ok()) return readable.status();
+    if (readable->empty()) {
+      for (size_t i = 0; i < hops_.size(); ++i) {
+        if (outputs[i].empty()) {
+          failed_hop_ = static_cast<int>(i);
+          return Attribute(absl::DeadlineExceededError(absl::StrCat(
+                               "no output for step ", step_id, " within ",
+                               options_.step_timeout.count(), " ms")),
+                           hops_[i]);
+        }
+      }
+    }
+    for (size_t i : *readable) {
+      while (true) {
+        auto message = links_[i].socket->Receive(std::chrono::milliseconds(0));
+        if (!message.ok()) {
+          if (absl::IsDeadlineExceeded(message.status())) break;
+          failed_hop_ = static_cast<int>(i);
+          return Attribute(message.status(), hops_[i]);
+        }
+        auto decoded = DecodeMessage(*message);
+        if (!decoded.ok()) {
+          failed_hop_ = static_cast<int>(i);
+          return Attribute(absl::DataLossError(decoded.status().message()), hops_[i]);
+        }
+        if (auto* error = std::get_if<transport::ErrorReply>(&decoded->body)) {
+          const bool ours = !error->step_id.has_value() || *error->step_id == step_id;
+          if (!ours) continue;
+          failed_hop_ = static_cast<int>(i);
+          return Attribute(error->ToStatus(), hops_[i]);
+        }
+        auto* output = std::get_if<transport::StepOutput>(&decoded->body);
+        if (output == nullptr || output->step_id != step_id ||
+            !(output->session_id == links_[i].session_id) || !outputs[i].empty()) {
+          continue;  // stale or unrelated
+        }
+        if (output->n_tokens != n_tokens || output->start_position != position_) {
+          failed_hop_ = static_cast<int>(i);
+          return Attribute(absl::DataLossError("output for the wrong positions"), hops_[i]);
+        }
+        auto values = transport::DecodeActivations(*decoded, &workspace_);
+        if (!values.ok() || values->size() != n_values) {
+          failed_hop_ = static_cast<int>(i);
+          return Attribute(absl::DataLossError(values.ok() ? "output of the wrong size"
+                                                           : values.status().message()),
+                           hops_[i]);
+        }
+        outputs[i] = std::move(*values);
+        arrived[i] = Clock::now();
+        ++received;
+      }
+    }
+  }
+
+  links_[0].history.insert(links_[0].history.end(), hidden_in, hidden_in + n_values);
+  for (size_t i = 1; i < hops_.size(); ++i) {
+    links_[i].history.insert(links_[i].history.end(), outputs[i - 1].begin(), outputs[i - 1].end());
+  }
+  auto previous = start;
+  for (size_t i = 0; i < hops_.size(); ++i) {
+    timings_[i].steps += 1;
+    timings_[i].seconds += std::chrono::duration<double>(arrived[i] - previous).count();
+    previous = std::max(previous, arrived[i]);
+  }
+  std::copy(outputs.back().begin(), outputs.back().end(), hidden_out);
+  position_ += n_tokens;
+  return absl::OkStatus();
+}
+
+}  // namespace swarm::router
