@@ -70,17 +70,16 @@ using Pcre2MatchData = std::unique_ptr<pcre2_match_data, Pcre2MatchDataDeleter>;
 absl::StatusOr<Pcre2Code> CompileRegex(const char* pattern) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  // MATCH_INVALID_UTF: input text is untrusted; invalid UTF-8 simply matches nothing and stays in
-  // its own piece (byte-level BPE encodes any bytes).
-  pcre2_code* code =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
-                    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset, nullptr);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
     return absl::InternalError(absl::StrCat("tokenizer: regex does not compile at ", offset, ": ",
                                             reinterpret_cast<const char*>(message)));
   }
+  // Much faster where the JIT is available; pcre2_match falls back to the interpreter otherwise.
+  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
   return Pcre2Code(code);
 }
 
@@ -214,37 +213,64 @@ absl::Status BpeTokenizer::Init(const PreTokenizer& pre) {
 }
 
 std::vector<std::string_view> BpeTokenizer::Split(std::string_view text) const {
+  // Untrusted text may hold invalid UTF-8: each invalid stretch becomes a word of its own (no
+  // pattern could match it) and the regexes see only valid stretches, which lets PCRE2 skip its
+  // UTF check; checking on every call would make splitting quadratic in the text length.
+  struct Piece {
+    std::string_view text;
+    bool valid;
+  };
+  std::vector<Piece> pieces;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = pos;
+    const bool valid = ScanUtf8(text, pos).kind == Utf8Scan::kValid;
+    while (end < text.size()) {
+      const Utf8Scan scan = ScanUtf8(text, end);
+      if ((scan.kind == Utf8Scan::kValid) != valid) break;
+      end += scan.length;
+    }
+    pieces.push_back({text.substr(pos, end - pos), valid});
+    pos = end;
+  }
+
   // As llama.cpp's unicode_regex_split: each regex cuts every piece at its matches, keeping both
   // the matches and the text between them.
-  std::vector<std::string_view> pieces = {text};
-  std::vector<std::string_view> next;
+  std::vector<Piece> next;
   for (const Pcre2Code& regex : regexes_) {
     Pcre2MatchData match(pcre2_match_data_create_from_pattern(regex.get(), nullptr));
     next.clear();
-    for (std::string_view piece : pieces) {
-      const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
+    for (const Piece& piece : pieces) {
+      const std::string_view p = piece.text;
+      const auto* subject = reinterpret_cast<PCRE2_SPTR>(p.data());
       size_t done = 0;  // end of the last piece emitted
       size_t start = 0;
-      while (start < piece.size() && match != nullptr) {
-        const int rc =
-            pcre2_match(regex.get(), subject, piece.size(), start, 0, match.get(), nullptr);
+      while (piece.valid && start < p.size() && match != nullptr) {
+        int rc = pcre2_match(regex.get(), subject, p.size(), start, PCRE2_NO_UTF_CHECK, match.get(),
+                             nullptr);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {  // e.g. the JIT stack: try the interpreter
+          rc = pcre2_match(regex.get(), subject, p.size(), start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                           match.get(), nullptr);
+        }
         if (rc < 0) break;  // no match (or a resource limit): the rest stays one piece
         const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());
         const size_t begin = ovector[0], end = ovector[1];
-        if (begin < done || end > piece.size() || end < begin) break;  // cannot happen
+        if (begin < done || end > p.size() || end < begin) break;  // cannot happen
         if (end == begin) {  // no pattern here matches empty, but never loop on one
-          start = end + 1;
+          start = end + ScanUtf8(p, end).length;
           continue;
         }
-        if (begin > done) next.push_back(piece.substr(done, begin - done));
-        next.push_back(piece.substr(begin, end - begin));
+        if (begin > done) next.push_back({p.substr(done, begin - done), true});
+        next.push_back({p.substr(begin, end - begin), true});
         done = start = end;
       }
-      if (done < piece.size()) next.push_back(piece.substr(done));
+      if (done < p.size()) next.push_back({p.substr(done), piece.valid});
     }
     pieces.swap(next);
   }
-  return pieces;
+  std::vector<std::string_view> words;
+  words.reserve(pieces.size());
+  for (const Piece& piece : pieces) words.push_back(piece.text);
+  return words;
 }
 
 void BpeTokenizer::EncodeText(std::string_view text, bool /*after_special*/,
