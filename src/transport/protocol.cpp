@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <random>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -515,6 +516,12 @@ absl::StatusOr<kj::Array<capnp::word>> AlignedWords(std::span<const uint8_t> hea
 }  // namespace
 
 std::string SessionId::ToString() const { return absl::StrFormat("%016x%016x", hi, lo); }
+
+SessionId SessionId::Random() {
+  std::random_device rd;
+  auto next64 = [&rd] { return (static_cast<uint64_t>(rd()) << 32) ^ rd(); };
+  return SessionId{next64(), next64()};
+}
 
 uint64_t TensorDesc::num_elements() const {
   if (shape.empty() || shape.size() > kMaxTensorDims) return 0;

@@ -46,6 +46,9 @@ struct SessionId {
     return H::combine(std::move(h), id.hi, id.lo);
   }
   std::string ToString() const;  // 32 hex digits
+  // 128 random bits from the OS (std::random_device): unguessable, so one client cannot step
+  // into another's session on a shared peer.
+  static SessionId Random();
 };
 
 // Shape and codec of a tensor frame. shape is in ggml order: dimension 0 innermost.

@@ -102,6 +102,13 @@ TEST(ProtocolTest, EveryMessageRoundTrips) {
   EXPECT_EQ(kinds.size(), std::variant_size_v<Message>);
 }
 
+TEST(ProtocolTest, RandomSessionIdsDiffer) {
+  const SessionId a = SessionId::Random(), b = SessionId::Random();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.ToString().size(), 32u);
+  EXPECT_EQ(SessionId({1, 2}).ToString(), "00000000000000010000000000000002");
+}
+
 TEST(ProtocolTest, ActivationsRoundTripThroughAStep) {
   const std::vector<float> x = Ramp(64 * 5);
   for (const char* codec : {"f32", "f16", "bf16+zstd", "int8"}) {
