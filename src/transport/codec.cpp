@@ -69,8 +69,9 @@ void EncodeInt8(const float* x, size_t n, const Codec& codec, uint8_t* out) {
     float absmax = 0.0f;
     bool finite = true;
     for (size_t i = begin; i < end; ++i) {
-      if (!std::isfinite(x[i])) finite = false;
-      absmax = std::max(absmax, std::fabs(x[i]));
+      const float a = std::fabs(x[i]);
+      finite &= (a <= std::numeric_limits<float>::max());  // false for NaN and Inf
+      absmax = a > absmax ? a : absmax;
     }
     float scale = finite ? absmax / 127.0f : std::numeric_limits<float>::quiet_NaN();
     scale = StoredScale(scale, codec.scale_f16);
@@ -79,11 +80,16 @@ void EncodeInt8(const float* x, size_t n, const Codec& codec, uint8_t* out) {
     } else {
       Store<float>(scales + b * 4, scale);
     }
-    const bool usable = std::isfinite(scale) && scale > 0.0f;
+    if (!(std::isfinite(scale) && scale > 0.0f)) {
+      std::memset(qs + begin, 0, end - begin);
+      continue;
+    }
+    const float inverse = 1.0f / scale;
     for (size_t i = begin; i < end; ++i) {
-      float q = usable ? std::nearbyint(x[i] / scale) : 0.0f;
-      q = std::clamp(q, -127.0f, 127.0f);
-      qs[i] = static_cast<int8_t>(q);
+      // Clamp first (a rounded-down f16 scale can push |x / scale| past 127), then round to
+      // nearest even by adding and removing 1.5 * 2^23; exact for |v| < 2^22.
+      const float v = std::clamp(x[i] * inverse, -127.0f, 127.0f);
+      qs[i] = static_cast<int8_t>((v + 12582912.0f) - 12582912.0f);
     }
   }
 }
