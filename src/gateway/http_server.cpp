@@ -304,8 +304,37 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // The header first, to answer "Expect: 100-continue" (curl sends it for larger bodies and
+  // otherwise waits a second before sending the body), then the body; one deadline for both.
   void ReadRest() {
     Arm(server_.options().request_timeout);
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec || closed_) {
+      OnRequest(ec);
+      return;
+    }
+    if (!parser_->is_done() &&
+        beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      auto res = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+      http::async_write(socket_, *res,
+                        [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                          if (ec) {
+                            self->Close();
+                            return;
+                          }
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
     http::async_read(
         socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });

@@ -564,6 +564,27 @@ TEST_F(ApiServerTest, HttpLevelErrors) {
   EXPECT_EQ(observed_->started(), 0);
 }
 
+TEST_F(ApiServerTest, ExpectContinueIsAnswered) {
+  StartServer();
+  Client c(port());
+  const std::string body = json{{"prompt", "a"}, {"max_tokens", 2}}.dump();
+  const std::string head =
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  net::write(c.socket(), net::buffer(head));
+  // The interim response comes before the client has sent any of the body.
+  beast::flat_buffer buffer;
+  http::response<http::empty_body> interim;
+  http::read(c.socket(), buffer, interim);
+  EXPECT_EQ(interim.result(), http::status::continue_);
+  net::write(c.socket(), net::buffer(body));
+  Response r;
+  http::read(c.socket(), buffer, r);
+  EXPECT_EQ(r.result_int(), 200) << r.body();
+}
+
 TEST_F(ApiServerTest, SlowClientIsClosedWhileOthersAreServed) {
   ApiServerOptions options;
   options.http.request_timeout = std::chrono::milliseconds(300);

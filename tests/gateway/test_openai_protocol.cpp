@@ -157,6 +157,16 @@ TEST(OpenAiProtocol, MalformedJson) {
   }
 }
 
+TEST(OpenAiProtocol, DeeplyNestedJsonIsAnErrorNotACrash) {
+  const size_t depth = 200000;
+  EXPECT_EQ(ParseError(std::string(depth, '['), false).status, 400);
+  EXPECT_EQ(ParseError(std::string(depth, '[') + std::string(depth, ']'), false).param, "body");
+  EXPECT_EQ(
+      ParseError("{\"prompt\": " + std::string(depth, '[') + std::string(depth, ']') + "}", false)
+          .param,
+      "prompt");
+}
+
 TEST(OpenAiProtocol, ErrorBodyShape) {
   EXPECT_EQ(
       ErrorBody({400, "Bad.", "invalid_request_error", "", ""}),
