@@ -231,11 +231,17 @@ absl::Status MultiGpuStack::Forward(std::span<const Step> steps, const float* hi
     }
   }
 
-  bool done = false;
+  absl::StatusOr<bool> done = false;
   if (decode && all_cuda_ && options_.use_graphs) {
-    SWARM_ASSIGN_OR_RETURN(done, ForwardGraphs(steps, total, hidden_in, hidden_out));
+    done = ForwardGraphs(steps, total, hidden_in, hidden_out);
   }
-  if (!done) SWARM_RETURN_IF_ERROR(ForwardEager(steps, total, hidden_in, hidden_out));
+  absl::Status status = done.status();
+  if (status.ok() && !*done) status = ForwardEager(steps, total, hidden_in, hidden_out);
+  if (!status.ok()) {
+    // Drain the queues: nothing may later write into this stack's host buffers.
+    SynchronizeAll().IgnoreError();
+    return status;
+  }
   for (const Step& step : steps) {
     for (auto& part : step.cache->parts_) part->Advance(step.n_tokens);
   }

@@ -136,6 +136,12 @@ TEST(CudaFactory, BadDeviceNameIsInvalidArgument) {
   EXPECT_EQ(backend.status().code(), absl::StatusCode::kInvalidArgument) << backend.status();
 }
 
+#else
+
+TEST(CudaPresence, ConformanceRunsOnlyWithAGpu) {
+  GTEST_SKIP() << "this build has no CUDA backend (no toolkit found at configure time)";
+}
+
 #endif  // SWARM_HAVE_CUDA
 
 // Runs everywhere: with a GPU "cuda" is the GPU backend; without one (or without a CUDA build) it

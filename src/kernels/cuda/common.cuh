@@ -6,8 +6,16 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cuda/device_types.h"
+
+// `#pragma unroll` for code that the host compiler also sees (host-device functions).
+#ifdef __CUDA_ARCH__
+#define SWARM_UNROLL _Pragma("unroll")
+#else
+#define SWARM_UNROLL
+#endif
 
 namespace swarm::kernels::gpu {
 
@@ -30,22 +38,56 @@ __device__ __forceinline__ double WarpSum(double v) {
   return v;
 }
 
-__device__ __forceinline__ float HalfBitsToFloat(uint16_t bits) {
+// Read-only loads: through the read-only data cache on the device, plain loads when the same code
+// runs on the host (dequantize_check.cu runs the dequantizers on the CPU to test their layout).
+template <class T>
+__host__ __device__ __forceinline__ T Ldg(const T* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
+// Products and differences rounded separately (no fused multiply-add), as the reference computes.
+__host__ __device__ __forceinline__ float MulRn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+__host__ __device__ __forceinline__ float SubRn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+__host__ __device__ __forceinline__ float HalfBitsToFloat(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
 
-__device__ __forceinline__ float Bf16BitsToFloat(uint16_t bits) {
-  return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+__host__ __device__ __forceinline__ float Bf16BitsToFloat(uint16_t bits) {
+  const uint32_t word = static_cast<uint32_t>(bits) << 16;
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(word);
+#else
+  float f;
+  std::memcpy(&f, &word, sizeof f);
+  return f;
+#endif
 }
 
 // GGUF blocks are packed (Q8_0: 34 bytes, Q6_K: 210 bytes), so their fields are only 2-byte
-// aligned: read them 16 bits at a time through the read-only cache.
-__device__ __forceinline__ uint16_t LoadU16(const uint8_t* p) {
-  return __ldg(reinterpret_cast<const unsigned short*>(p));
+// aligned: read them 16 bits at a time.
+__host__ __device__ __forceinline__ uint16_t LoadU16(const uint8_t* p) {
+  return Ldg(reinterpret_cast<const unsigned short*>(p));
 }
 
 // 4 consecutive bytes at a 2-byte aligned address, little endian.
-__device__ __forceinline__ uint32_t LoadU32Unaligned2(const uint8_t* p) {
+__host__ __device__ __forceinline__ uint32_t LoadU32Unaligned2(const uint8_t* p) {
   return static_cast<uint32_t>(LoadU16(p)) | (static_cast<uint32_t>(LoadU16(p + 2)) << 16);
 }
 

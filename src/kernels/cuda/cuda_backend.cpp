@@ -201,6 +201,8 @@ struct StepGraph::Impl {
 
   ~Impl() {
     cudaSetDevice(device);
+    // A replay may still be reading or writing the pinned staging freed after this.
+    cudaDeviceSynchronize();
     if (exec != nullptr) cudaGraphExecDestroy(exec);
   }
 };

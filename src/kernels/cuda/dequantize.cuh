@@ -3,7 +3,7 @@
 // of kRunLen consecutive elements at element offsets off[r] inside the block. Values are rounded
 // exactly as quant_reference.cpp's DequantizeRow (no fused multiply-add where the reference has
 // a separate multiply and subtract), so a dequantized weight is bit-identical to the reference.
-// Included only by .cu files (nvcc).
+// Included only by .cu files (nvcc); host-callable too, so the layout is tested without a GPU.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +19,11 @@ struct Quant;
 template <int kFloatRun>
 struct Quant<WType::kQ8_0, kFloatRun> {
   static constexpr int kBlock = 32, kBytes = 34, kChunks = 4, kRuns = 1, kRunLen = 8;
-  __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v, int* off) {
+  __host__ __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v,
+                                                       int* off) {
     const float d = HalfBitsToFloat(LoadU16(block));
     const uint8_t* q = block + 2 + 8 * c;
-#pragma unroll
+    SWARM_UNROLL
     for (int i = 0; i < 4; ++i) {
       const uint16_t w = LoadU16(q + 2 * i);
       v[2 * i] = static_cast<float>(static_cast<int8_t>(w & 0xff)) * d;
@@ -37,10 +38,11 @@ struct Quant<WType::kQ8_0, kFloatRun> {
 template <int kFloatRun>
 struct Quant<WType::kQ4_0, kFloatRun> {
   static constexpr int kBlock = 32, kBytes = 18, kChunks = 4, kRuns = 2, kRunLen = 4;
-  __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v, int* off) {
+  __host__ __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v,
+                                                       int* off) {
     const float d = HalfBitsToFloat(LoadU16(block));
     const uint32_t q = LoadU32Unaligned2(block + 2 + 4 * c);
-#pragma unroll
+    SWARM_UNROLL
     for (int k = 0; k < 4; ++k) {
       const int byte = static_cast<int>((q >> (8 * k)) & 0xff);
       v[k] = static_cast<float>((byte & 0x0f) - 8) * d;
@@ -57,16 +59,18 @@ struct Quant<WType::kQ4_0, kFloatRun> {
 template <int kFloatRun>
 struct Quant<WType::kQ4_K, kFloatRun> {
   static constexpr int kBlock = 256, kBytes = 144, kChunks = 16, kRuns = 2, kRunLen = 8;
-  __device__ __forceinline__ static void ScaleMin(const uint8_t* scales, int j, int* sc, int* m) {
+  __host__ __device__ __forceinline__ static void ScaleMin(const uint8_t* scales, int j, int* sc,
+                                                           int* m) {
     if (j < 4) {
-      *sc = __ldg(scales + j) & 63;
-      *m = __ldg(scales + j + 4) & 63;
+      *sc = Ldg(scales + j) & 63;
+      *m = Ldg(scales + j + 4) & 63;
     } else {
-      *sc = (__ldg(scales + j + 4) & 0x0f) | ((__ldg(scales + j - 4) >> 6) << 4);
-      *m = (__ldg(scales + j + 4) >> 4) | ((__ldg(scales + j) >> 6) << 4);
+      *sc = (Ldg(scales + j + 4) & 0x0f) | ((Ldg(scales + j - 4) >> 6) << 4);
+      *m = (Ldg(scales + j + 4) >> 4) | ((Ldg(scales + j) >> 6) << 4);
     }
   }
-  __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v, int* off) {
+  __host__ __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v,
+                                                       int* off) {
     const int group = c / 4, part = c % 4;
     const float d = HalfBitsToFloat(LoadU16(block));
     const float dmin = HalfBitsToFloat(LoadU16(block + 2));
@@ -76,13 +80,13 @@ struct Quant<WType::kQ4_K, kFloatRun> {
     ScaleMin(block + 4, 2 * group + 1, &sc, &m);
     const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(m);
     // Blocks are 144 bytes and rows start 256-byte aligned, so qs + 8k is 8-byte aligned.
-    const uint2 q = __ldg(reinterpret_cast<const uint2*>(block + 16 + 32 * group + 8 * part));
-#pragma unroll
+    const uint2 q = Ldg(reinterpret_cast<const uint2*>(block + 16 + 32 * group + 8 * part));
+    SWARM_UNROLL
     for (int k = 0; k < 8; ++k) {
       const uint32_t word = k < 4 ? q.x : q.y;
       const int byte = static_cast<int>((word >> (8 * (k % 4))) & 0xff);
-      v[k] = __fsub_rn(__fmul_rn(d1, static_cast<float>(byte & 0x0f)), m1);
-      v[8 + k] = __fsub_rn(__fmul_rn(d2, static_cast<float>(byte >> 4)), m2);
+      v[k] = SubRn(MulRn(d1, static_cast<float>(byte & 0x0f)), m1);
+      v[8 + k] = SubRn(MulRn(d2, static_cast<float>(byte >> 4)), m2);
     }
     off[0] = 64 * group + 8 * part;
     off[1] = 64 * group + 32 + 8 * part;
@@ -95,7 +99,8 @@ struct Quant<WType::kQ4_K, kFloatRun> {
 template <int kFloatRun>
 struct Quant<WType::kQ6_K, kFloatRun> {
   static constexpr int kBlock = 256, kBytes = 210, kChunks = 16, kRuns = 4, kRunLen = 4;
-  __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v, int* off) {
+  __host__ __device__ __forceinline__ static void Load(const uint8_t* block, int c, float* v,
+                                                       int* off) {
     const int half = c / 8, l0 = 4 * (c % 8);
     const uint32_t ql_lo = LoadU32Unaligned2(block + 64 * half + l0);
     const uint32_t ql_hi = LoadU32Unaligned2(block + 64 * half + 32 + l0);
@@ -103,11 +108,10 @@ struct Quant<WType::kQ6_K, kFloatRun> {
     const auto* scales = reinterpret_cast<const int8_t*>(block + 192 + 8 * half);
     const int is = l0 / 16;
     const float d = HalfBitsToFloat(LoadU16(block + 208));
-    const float ds[4] = {d * static_cast<float>(__ldg(scales + is)),
-                         d * static_cast<float>(__ldg(scales + is + 2)),
-                         d * static_cast<float>(__ldg(scales + is + 4)),
-                         d * static_cast<float>(__ldg(scales + is + 6))};
-#pragma unroll
+    const float ds[4] = {
+        d * static_cast<float>(Ldg(scales + is)), d * static_cast<float>(Ldg(scales + is + 2)),
+        d * static_cast<float>(Ldg(scales + is + 4)), d * static_cast<float>(Ldg(scales + is + 6))};
+    SWARM_UNROLL
     for (int k = 0; k < 4; ++k) {
       const int a = static_cast<int>((ql_lo >> (8 * k)) & 0xff);
       const int b = static_cast<int>((ql_hi >> (8 * k)) & 0xff);
@@ -117,7 +121,7 @@ struct Quant<WType::kQ6_K, kFloatRun> {
       v[8 + k] = ds[2] * static_cast<float>(((a >> 4) | (((h >> 4) & 3) << 4)) - 32);
       v[12 + k] = ds[3] * static_cast<float>(((b >> 4) | (((h >> 6) & 3) << 4)) - 32);
     }
-#pragma unroll
+    SWARM_UNROLL
     for (int r = 0; r < 4; ++r) off[r] = 128 * half + l0 + 32 * r;
   }
 };
@@ -129,21 +133,22 @@ struct FloatQuant {
   static constexpr int kElemBytes = kType == WType::kF32 ? 4 : 2;
   static constexpr int kBlock = kFloatRun, kBytes = kFloatRun * kElemBytes, kChunks = 1, kRuns = 1,
                        kRunLen = kFloatRun;
-  __device__ __forceinline__ static float Convert(uint16_t bits) {
+  __host__ __device__ __forceinline__ static float Convert(uint16_t bits) {
     return kType == WType::kF16 ? HalfBitsToFloat(bits) : Bf16BitsToFloat(bits);
   }
-  __device__ __forceinline__ static void Load(const uint8_t* block, int /*c*/, float* v, int* off) {
+  __host__ __device__ __forceinline__ static void Load(const uint8_t* block, int /*c*/, float* v,
+                                                       int* off) {
     off[0] = 0;
     if constexpr (kType == WType::kF32) {
       if constexpr (kFloatRun == 4) {
-        const float4 f = __ldg(reinterpret_cast<const float4*>(block));
+        const float4 f = Ldg(reinterpret_cast<const float4*>(block));
         v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
       } else {
-        v[0] = __ldg(reinterpret_cast<const float*>(block));
+        v[0] = Ldg(reinterpret_cast<const float*>(block));
       }
     } else {
       if constexpr (kFloatRun == 4) {
-        const uint2 h = __ldg(reinterpret_cast<const uint2*>(block));
+        const uint2 h = Ldg(reinterpret_cast<const uint2*>(block));
         v[0] = Convert(static_cast<uint16_t>(h.x & 0xffff));
         v[1] = Convert(static_cast<uint16_t>(h.x >> 16));
         v[2] = Convert(static_cast<uint16_t>(h.y & 0xffff));
