@@ -66,8 +66,13 @@ int RunLinkEmulator(const LinkEmulatorFlags& flags) {
     std::fprintf(stderr, "error: %s\n", std::string(emulator.status().message()).c_str());
     return 1;
   }
-  auto mbit = [](double v) { return v > 0 ? std::to_string(v) + " Mbit/s" : "unlimited"; };
-  std::printf("%s -> %s (forward: %.3f ms, %s; backward: %.3f ms, %s)\n",
+  auto mbit = [](double v) {
+    if (v <= 0) return std::string("unlimited");
+    char text[64];
+    std::snprintf(text, sizeof text, "%g Mbit/s", v);
+    return std::string(text);
+  };
+  std::printf("%s -> %s (forward: %g ms, %s; backward: %g ms, %s)\n",
               (*emulator)->endpoint().c_str(), flags.target.c_str(), flags.latency_ms,
               mbit(flags.bandwidth_mbit).c_str(), reverse_latency, mbit(reverse_bandwidth).c_str());
   std::fflush(stdout);
