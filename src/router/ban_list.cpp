@@ -4,8 +4,7 @@
 
 namespace swarm::router {
 
-BanList::BanList(BanOptions options, Clock clock)
-    : options_(options), clock_(std::move(clock)) {}
+BanList::BanList(BanOptions options, Clock clock) : options_(options), clock_(std::move(clock)) {}
 
 absl::Time BanList::ReportFailure(const PeerId& peer) {
   const absl::Time now = clock_();

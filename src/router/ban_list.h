@@ -27,7 +27,8 @@ class BanList {
  public:
   using Clock = std::function<absl::Time()>;
 
-  explicit BanList(BanOptions options = {}, Clock clock = [] { return absl::Now(); });
+  explicit BanList(
+      BanOptions options = {}, Clock clock = [] { return absl::Now(); });
 
   // Bans `peer` from now for its current backoff, then grows the backoff. Returns the end of
   // the ban.

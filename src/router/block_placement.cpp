@@ -113,16 +113,15 @@ absl::StatusOr<BlockRange> ChooseBlocks(const RegistrySnapshot& snapshot, int64_
     return absl::InvalidArgumentError(absl::StrCat("placement: bad block count ", n_blocks));
   }
   if (num_blocks_to_serve <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("placement: number of blocks to serve must be positive, got ",
-                     num_blocks_to_serve));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "placement: number of blocks to serve must be positive, got ", num_blocks_to_serve));
   }
   if (!std::isfinite(my_tps_per_block) || my_tps_per_block < 0) {
     return absl::InvalidArgumentError("placement: bad throughput");
   }
   const int64_t w = std::min(num_blocks_to_serve, n_blocks);
-  return ChooseBlocksFromThroughput(SwarmThroughput(snapshot, n_blocks),
-                                    w, PeerBlockThroughput(my_tps_per_block, w));
+  return ChooseBlocksFromThroughput(SwarmThroughput(snapshot, n_blocks), w,
+                                    PeerBlockThroughput(my_tps_per_block, w));
 }
 
 std::optional<BlockRange> ShouldMove(const RegistrySnapshot& snapshot, const PeerRecord& me,

@@ -1,10 +1,9 @@
 #include "router/dht_registry.h"
 
 #include <fcntl.h>
+#include <opendht.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <opendht.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -55,9 +54,8 @@ struct PendingOp {
   // Waits until done, the registry stops, or the deadline. Returns {done, ok}.
   std::pair<bool, bool> Wait(absl::Time deadline) {
     absl::MutexLock lock(&shared->mu);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared->mu) {
-      return done || shared->stopping;
-    };
+    auto ready = [this]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared->mu) { return done || shared->stopping; };
     shared->mu.AwaitWithDeadline(absl::Condition(&ready), deadline);
     return {done, ok};
   }
@@ -150,7 +148,8 @@ absl::Status WritePrivateFile(const std::string& path, const dht::Blob& data) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<dht::crypto::Identity> IdentityFromKey(std::shared_ptr<dht::crypto::PrivateKey> key) {
+absl::StatusOr<dht::crypto::Identity> IdentityFromKey(
+    std::shared_ptr<dht::crypto::PrivateKey> key) {
   // The certificate only carries the public key (its id is what peers see); regenerating it on
   // load keeps the file a plain private key.
   auto cert = std::make_shared<dht::crypto::Certificate>(
@@ -159,7 +158,7 @@ absl::StatusOr<dht::crypto::Identity> IdentityFromKey(std::shared_ptr<dht::crypt
 }
 
 absl::StatusOr<dht::crypto::Identity> LoadOrCreateIdentity(const std::string& path,
-                                                            unsigned key_bits) {
+                                                           unsigned key_bits) {
   try {
     if (path.empty()) return dht::crypto::generateIdentity("swarm-peer", {}, key_bits);
     struct stat st;
@@ -177,7 +176,8 @@ absl::StatusOr<dht::crypto::Identity> LoadOrCreateIdentity(const std::string& pa
     if (errno != ENOENT) {
       return absl::UnavailableError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
     }
-    auto key = std::make_shared<dht::crypto::PrivateKey>(dht::crypto::PrivateKey::generate(key_bits));
+    auto key =
+        std::make_shared<dht::crypto::PrivateKey>(dht::crypto::PrivateKey::generate(key_bits));
     SWARM_RETURN_IF_ERROR(WritePrivateFile(path, key->serialize()));
     return IdentityFromKey(std::move(key));
   } catch (const std::exception& e) {
@@ -202,8 +202,7 @@ absl::Status ValidateOptions(const DhtRegistryOptions& o) {
   for (const std::string& p : o.initial_peers) {
     auto hp = ParseHostPort(p);
     if (!hp.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad initial peer: ", hp.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("bad initial peer: ", hp.status().message()));
     }
   }
   return absl::OkStatus();
@@ -255,8 +254,11 @@ class DhtRegistry::Impl {
                              LoadOrCreateIdentity(options_.identity_path, options_.key_bits));
       config.dht_config.id = identity_;
       peer_id_ = ToPeerId(identity_.second->getId());
+      // Derived from the key, so a restarted peer replaces its previous value instead of
+      // leaving a stale copy behind.
       absl::MutexLock lock(&publish_mu_);
-      value_id_ = NewValueId();
+      std::memcpy(&value_id_, identity_.second->getId().data(), sizeof(value_id_));
+      if (value_id_ == dht::Value::INVALID_ID) value_id_ = 1;
     }
     dht::DhtRunner::Context context;
     std::weak_ptr<SharedState> weak = shared_;
@@ -358,8 +360,10 @@ class DhtRegistry::Impl {
   absl::StatusOr<RegistrySnapshot> Snapshot(const std::string& model_id) {
     SWARM_RETURN_IF_ERROR(ValidateModelId(model_id));
     const absl::Time deadline = absl::Now() + options_.op_timeout;
-    if (!options_.initial_peers.empty() && !WaitConnected(deadline) && KnownNodes() == 0) {
-      return absl::UnavailableError("not connected to the swarm's DHT");
+    if (!options_.initial_peers.empty() && KnownNodes() == 0) {
+      // Lost every node (OpenDHT keeps retrying the initial peers): give it until the deadline.
+      WaitConnected(deadline);
+      if (KnownNodes() == 0) return absl::UnavailableError("not connected to the swarm's DHT");
     }
     std::vector<std::shared_ptr<dht::Value>> values = Get(model_id, deadline);
     return Verify(values, model_id);
@@ -440,19 +444,21 @@ class DhtRegistry::Impl {
     value->user_type = std::string(kPeerRecordUserType);
     auto op = std::make_shared<PendingOp>(shared_);
     try {
-      runner_.putSigned(ModelKey(record.model_id), value, [op](bool ok) { op->Finish(ok); },
-                        /*permanent=*/false);
+      runner_.putSigned(
+          ModelKey(record.model_id), value, [op](bool ok) { op->Finish(ok); },
+          /*permanent=*/false);
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("DHT put failed: ", e.what()));
     }
     auto [done, ok] = op->Wait(now + options_.op_timeout);
     if (!done) {
-      return absl::UnavailableError(
-          absl::StrCat("publishing the peer record timed out after ",
-                       absl::FormatDuration(options_.op_timeout)));
+      return absl::UnavailableError(absl::StrCat("publishing the peer record timed out after ",
+                                                 absl::FormatDuration(options_.op_timeout)));
     }
-    // The DHT thread set value->seq before completing the op.
-    if (value->seq >= kMaxDhtSeqBeforeNewId) value_id_ = NewValueId();
+    // The DHT thread set value->seq before completing the op. Near the 16-bit limit, or when a
+    // put was refused (possibly because the stored copy's seq is at the limit), continue under
+    // a fresh value id; older copies lose to newer records by our own seq and expire.
+    if (value->seq >= kMaxDhtSeqBeforeNewId || (!ok && KnownNodes() > 0)) value_id_ = NewValueId();
     if (!ok) {
       // The first node of a new swarm has nobody to store at: its own copy is all there is.
       if (options_.initial_peers.empty() && KnownNodes() == 0) return absl::OkStatus();

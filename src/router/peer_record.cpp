@@ -22,9 +22,7 @@ constexpr size_t kRttEntrySize = PeerId::kSize + 8;
 
 class Writer {
  public:
-  void Bytes(const void* data, size_t size) {
-    out_.append(static_cast<const char*>(data), size);
-  }
+  void Bytes(const void* data, size_t size) { out_.append(static_cast<const char*>(data), size); }
   template <typename T>
   void Int(T v) {
     static_assert(std::is_integral_v<T>);
@@ -265,14 +263,15 @@ absl::Status ValidatePeerRecord(const PeerRecord& r) {
     }
   } else {
     auto hp = ParseTcpAddress(r.address);
-    if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("peer record: ", hp.status().message()));
+    if (!hp.ok())
+      return absl::InvalidArgumentError(absl::StrCat("peer record: ", hp.status().message()));
   }
   if (r.model_id.empty() || r.model_id.size() > kMaxModelIdLength || !IsPrintable(r.model_id)) {
     return absl::InvalidArgumentError("peer record: model id empty, too long or not printable");
   }
   if (r.blocks.first < 0 || r.blocks.last > kMaxBlocks || r.blocks.first >= r.blocks.last) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "peer record: bad block range [%d, %d)", r.blocks.first, r.blocks.last));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("peer record: bad block range [%d, %d)", r.blocks.first, r.blocks.last));
   }
   if (r.state != PeerState::kJoining && r.state != PeerState::kOnline &&
       r.state != PeerState::kOffline) {
@@ -337,8 +336,8 @@ std::string SerializePeerRecord(const PeerRecord& r) {
 
 absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes) {
   if (bytes.size() > kMaxSerializedRecordSize) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("peer record of %d bytes exceeds %d", bytes.size(), kMaxSerializedRecordSize));
+    return absl::InvalidArgumentError(absl::StrFormat("peer record of %d bytes exceeds %d",
+                                                      bytes.size(), kMaxSerializedRecordSize));
   }
   Reader rd(bytes);
   char magic[sizeof(kMagic)];

@@ -1,8 +1,8 @@
 #include "router/route_builder.h"
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <queue>
 #include <tuple>
@@ -25,28 +25,40 @@ struct PeerIdHash {
   }
 };
 
+// Entering peer q at a boundary i, with everything the inner loop needs in one place:
+// the state reached is state0 + i (q has run block i), at cost `cost` (latency, cache penalty
+// and block i's compute).
+struct Entry {
+  int32_t q = 0;
+  int32_t lo = 0, hi = 0;  // q can be entered at boundaries [lo, hi)
+  int32_t state0 = 0;
+  double cost = 0;
+};
+
 // A peer that may carry part of the route, with its cost terms precomputed.
 struct Candidate {
   const PeerRecord* record = nullptr;
-  int32_t lo = 0, hi = 0;       // its blocks clipped to [start, end)
-  double block_s = 0;           // compute seconds per block, load included
-  double enter_penalty_s = 0;   // cache penalty, paid once per hop
-  double est_latency_s = 0;     // one-way latency when no peer-to-peer RTT is known
-  int32_t base = 0;             // first Dijkstra state of this peer
-  // One-way latency from this peer to others, where measured: (candidate index, seconds),
-  // sorted by index.
-  std::vector<std::pair<int32_t, double>> known;
+  int32_t lo = 0, hi = 0;      // its blocks clipped to [start, end)
+  double block_s = 0;          // compute seconds per block, load included
+  double enter_penalty_s = 0;  // cache penalty, paid once per hop
+  double est_latency_s = 0;    // one-way latency when no peer-to-peer RTT is known
+  int32_t base = 0;            // first Dijkstra state of this peer
+  // Peers this one has a measured latency to (either side measured), sorted by q.
+  std::vector<Entry> known;
 
   int32_t span() const { return hi - lo; }
   // The Dijkstra state "has run blocks up to i on this peer" (i in (lo, hi]); a hop that enters
   // the peer at boundary i goes straight to Computing(i + 1).
   int32_t Computing(int32_t i) const { return base + (i - lo - 1); }
+  Entry EnterBy(int32_t q, double latency_s) const {
+    return Entry{q, lo, hi, base - lo, latency_s + enter_penalty_s + block_s};
+  }
 };
 
-std::optional<double> KnownLatency(const Candidate& from, int32_t to) {
-  auto it = std::lower_bound(from.known.begin(), from.known.end(), std::make_pair(to, -kInf));
-  if (it != from.known.end() && it->first == to) return it->second;
-  return std::nullopt;
+bool HasMeasurement(const Candidate& from, int32_t to) {
+  auto it = std::lower_bound(from.known.begin(), from.known.end(), to,
+                             [](const Entry& e, int32_t q) { return e.q < q; });
+  return it != from.known.end() && it->q == to;
 }
 
 double ClientRttMs(const RouteOptions& o, const PeerId& id) {
@@ -161,8 +173,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     c.record = rec;
     c.lo = lo;
     c.hi = hi;
-    const double tps = r.decode_tps_per_block > 0 ? r.decode_tps_per_block
-                                                  : options.default_tps_per_block;
+    const double tps =
+        r.decode_tps_per_block > 0 ? r.decode_tps_per_block : options.default_tps_per_block;
     double load = r.active_sessions;
     if (auto it = options.load.find(id); it != options.load.end()) load += it->second;
     c.block_s = (1.0 + options.load_weight * load) / tps;
@@ -175,9 +187,20 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     return a.record->peer_id < b.record->peer_id;
   });
 
+  // States: per candidate, computing(i) for i in (lo, hi]; one sink at the end.
+  int32_t n_states = 0;
+  std::vector<int32_t> state_peer;
+  for (size_t k = 0; k < cands.size(); ++k) {
+    cands[k].base = n_states;
+    n_states += cands[k].span();
+    state_peer.insert(state_peer.end(), cands[k].span(), static_cast<int32_t>(k));
+  }
+  const int32_t sink = n_states++;
+
   absl::flat_hash_map<PeerId, int32_t, PeerIdHash> index;
   index.reserve(cands.size());
-  for (size_t k = 0; k < cands.size(); ++k) index[cands[k].record->peer_id] = static_cast<int32_t>(k);
+  for (size_t k = 0; k < cands.size(); ++k)
+    index[cands[k].record->peer_id] = static_cast<int32_t>(k);
   // Measured latencies, both directions (RTT is symmetric: a measurement only the far side made
   // counts too), kept only where the route could actually step from one peer to the other: p
   // can end a hop at boundaries (p.lo, p.hi], q can start one at [q.lo, q.hi).
@@ -188,7 +211,9 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     int32_t to;
     bool reverse;  // measured by the far side: used only if the near side has no measurement
     double seconds;
-    bool operator<(const Measured& o) const { return std::tie(to, reverse) < std::tie(o.to, o.reverse); }
+    bool operator<(const Measured& o) const {
+      return std::tie(to, reverse) < std::tie(o.to, o.reverse);
+    }
   };
   std::vector<std::vector<Measured>> measured(cands.size());
   for (size_t k = 0; k < cands.size(); ++k) {
@@ -207,24 +232,16 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     auto& known = cands[k].known;
     known.reserve(list.size());
     for (const Measured& m : list) {
-      if (known.empty() || known.back().first != m.to) known.emplace_back(m.to, m.seconds);
+      if (known.empty() || known.back().q != m.to)
+        known.push_back(cands[m.to].EnterBy(m.to, m.seconds));
     }
   }
 
-  // States: per candidate, computing(i) for i in (lo, hi]; one sink at the end.
-  int32_t n_states = 0;
-  std::vector<int32_t> state_peer;
+  // Which candidates can be entered at each boundary, at their estimated latency.
+  std::vector<std::vector<Entry>> cover(end - start);
   for (size_t k = 0; k < cands.size(); ++k) {
-    cands[k].base = n_states;
-    n_states += cands[k].span();
-    state_peer.insert(state_peer.end(), cands[k].span(), static_cast<int32_t>(k));
-  }
-  const int32_t sink = n_states++;
-
-  // Which candidates can be entered at each boundary.
-  std::vector<std::vector<int32_t>> cover(end - start);
-  for (size_t k = 0; k < cands.size(); ++k) {
-    for (int32_t i = cands[k].lo; i < cands[k].hi; ++i) cover[i - start].push_back(static_cast<int32_t>(k));
+    const Entry e = cands[k].EnterBy(static_cast<int32_t>(k), cands[k].est_latency_s);
+    for (int32_t i = cands[k].lo; i < cands[k].hi; ++i) cover[i - start].push_back(e);
   }
 
   const PeerRecord* upstream = nullptr;
@@ -264,8 +281,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
       queue.emplace(d, state);
     }
   };
-  for (int32_t q : cover[0]) {
-    const Candidate& c = cands[q];
+  for (const Entry& e : cover[0]) {
+    const Candidate& c = cands[e.q];
     relax(c.Computing(start + 1), latency_in(c) + c.enter_penalty_s + c.block_s, -1);
   }
 
@@ -274,7 +291,7 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
   // since Dijkstra pops in order) needs to try every q by estimate; later ones only matter for
   // the q's every earlier one had a measurement for (`pending`), plus their own measured q's.
   std::vector<char> boundary_seen(end - start, 0);
-  std::vector<std::vector<int32_t>> pending(end - start);
+  std::vector<std::vector<Entry>> pending(end - start);
 
   while (!queue.empty()) {
     auto [d, s] = queue.top();
@@ -290,33 +307,29 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
       continue;
     }
     const int32_t b = i - start;
-    auto enter = [&](int32_t q, double latency) {
-      const Candidate& c = cands[q];
-      relax(c.Computing(i + 1), d + latency + c.enter_penalty_s + c.block_s, s);
-    };
     if (!boundary_seen[b]) {
       boundary_seen[b] = 1;
-      for (int32_t q : cover[b]) {
-        if (q == k || KnownLatency(p, q)) {
-          pending[b].push_back(q);
+      for (const Entry& e : cover[b]) {
+        if (e.q == k || HasMeasurement(p, e.q)) {
+          pending[b].push_back(e);
         } else {
-          enter(q, cands[q].est_latency_s);
+          relax(e.state0 + i, d + e.cost, s);
         }
       }
     } else {
       auto& list = pending[b];
       size_t kept = 0;
-      for (int32_t q : list) {
-        if (q != k && !KnownLatency(p, q)) {
-          enter(q, cands[q].est_latency_s);
+      for (const Entry& e : list) {
+        if (e.q != k && !HasMeasurement(p, e.q)) {
+          relax(e.state0 + i, d + e.cost, s);
         } else {
-          list[kept++] = q;
+          list[kept++] = e;
         }
       }
       list.resize(kept);
     }
-    for (const auto& [q, latency] : p.known) {
-      if (cands[q].lo <= i && i < cands[q].hi) enter(q, latency);
+    for (const Entry& e : p.known) {
+      if (e.lo <= i && i < e.hi) relax(e.state0 + i, d + e.cost, s);
     }
   }
 
@@ -328,9 +341,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
         absl::StrCat("no route through blocks ", FormatBlocks({BlockRange{start, end}}),
                      ": no online peer serves blocks ", FormatBlocks(holes));
     const bool hint = std::any_of(holes.begin(), holes.end(), [&](const BlockRange& h) {
-      return std::any_of(unusable_ranges.begin(), unusable_ranges.end(), [&](const BlockRange& u) {
-        return u.first < h.last && h.first < u.last;
-      });
+      return std::any_of(unusable_ranges.begin(), unusable_ranges.end(),
+                         [&](const BlockRange& u) { return u.first < h.last && h.first < u.last; });
     });
     if (hint) absl::StrAppend(&msg, " (banned or still-joining peers serve some of them)");
     return absl::UnavailableError(msg);
@@ -356,7 +368,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
 std::string DescribeRoute(const Route& route) {
   std::vector<std::string> parts;
   for (const RouteHop& h : route.hops) {
-    parts.push_back(absl::StrCat(h.blocks.first, "..", h.blocks.last - 1, "@", h.peer_id.ShortHex()));
+    parts.push_back(
+        absl::StrCat(h.blocks.first, "..", h.blocks.last - 1, "@", h.peer_id.ShortHex()));
   }
   return absl::StrJoin(parts, " ");
 }

@@ -1,6 +1,6 @@
-#include "router/ban_list.h"
-
 #include <gtest/gtest.h>
+
+#include "router/ban_list.h"
 
 namespace swarm::router {
 namespace {

@@ -1,8 +1,8 @@
-#include "router/block_placement.h"
-
 #include <gtest/gtest.h>
 
 #include <random>
+
+#include "router/block_placement.h"
 
 namespace swarm::router {
 namespace {
@@ -153,8 +153,8 @@ TEST(BlockPlacementTest, NeverUncoversABlockOnlyItServes) {
     for (int k = 0; k < peers; ++k) {
       const int a = static_cast<int>(rng() % n);
       const int b = a + 1 + static_cast<int>(rng() % (n - a));
-      s.push_back(Peer("r" + std::to_string(trial) + "_" + std::to_string(k), a, b,
-                       50 + rng() % 3000));
+      s.push_back(
+          Peer("r" + std::to_string(trial) + "_" + std::to_string(k), a, b, 50 + rng() % 3000));
     }
     const PeerRecord me = s[rng() % s.size()];
     const std::vector<double> before = SwarmThroughput(s, n);
@@ -183,8 +183,7 @@ TEST(BlockPlacementTest, MovesOnlyForAClearImprovement) {
   EXPECT_EQ(*move, (BlockRange{4, 8}));
   // Nearly balanced: the weakest block has 1000 tokens/s and a slow peer cannot raise that by
   // 20% anywhere: stay.
-  RegistrySnapshot balanced = {Peer("a", 0, 4, 400), Peer("b", 0, 4, 4000),
-                               Peer("c", 4, 8, 4000)};
+  RegistrySnapshot balanced = {Peer("a", 0, 4, 400), Peer("b", 0, 4, 4000), Peer("c", 4, 8, 4000)};
   EXPECT_FALSE(ShouldMove(balanced, balanced[0], 8).has_value());
   // The snapshot's (stale) record of `me` is ignored: counted, its claimed blocks 4..7 at a huge
   // throughput would make staying look right.

@@ -1,9 +1,9 @@
-#include "router/peer_record.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
+
+#include "router/peer_record.h"
 
 namespace swarm::router {
 namespace {
@@ -101,8 +101,8 @@ TEST(PeerRecordTest, RandomBytesAndMutationsNeverCrash) {
 // Offset of the RTT count in FullRecord's encoding: magic+version, id, two strings, the fixed
 // fields, then the transport key.
 size_t RttCountOffset(const PeerRecord& r) {
-  return 5 + 20 + 2 + r.address.size() + 2 + r.model_id.size() + 4 + 4 + 1 + 8 * 3 + 8 + 8 + 4 +
-         2 + 1 + r.transport_key.size();
+  return 5 + 20 + 2 + r.address.size() + 2 + r.model_id.size() + 4 + 4 + 1 + 8 * 3 + 8 + 8 + 4 + 2 +
+         1 + r.transport_key.size();
 }
 
 TEST(PeerRecordTest, AbsurdSizesRejectedBeforeAllocation) {
@@ -196,8 +196,8 @@ TEST(AddressTest, ParseHostPort) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->host, "peer.example.org");
   EXPECT_EQ(c->port, 65535);
-  for (const char* bad : {"", ":1", "host:", "host:abc", "host:123456", "[::1]80", "[]:1",
-                          "a b:1", "host:-1"}) {
+  for (const char* bad :
+       {"", ":1", "host:", "host:abc", "host:123456", "[::1]80", "[]:1", "a b:1", "host:-1"}) {
     EXPECT_FALSE(ParseHostPort(bad).ok()) << bad;
   }
   EXPECT_FALSE(ParseTcpAddress("127.0.0.1:5").ok());

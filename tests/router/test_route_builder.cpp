@@ -1,5 +1,3 @@
-#include "router/route_builder.h"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,6 +8,8 @@
 #include <limits>
 #include <map>
 #include <random>
+
+#include "router/route_builder.h"
 
 namespace swarm::router {
 namespace {
@@ -431,8 +431,10 @@ TEST(RouteBuilderTest, ThousandPeersEightyBlocksIsFast) {
     best_cpu_ms = std::min(best_cpu_ms, cpu);
     if (run == 0) std::printf("route: %s (%.4f s)\n", DescribeRoute(*route).c_str(), route->cost_s);
   }
-  std::printf("BuildRoute, %d peers x %d blocks, 32 RTTs each: best of %d = %.3f ms wall, "
-              "%.3f ms CPU\n", kPeers, kBlocks, kRuns, best_ms, best_cpu_ms);
+  std::printf(
+      "BuildRoute, %d peers x %d blocks, 32 RTTs each: best of %d = %.3f ms wall, "
+      "%.3f ms CPU\n",
+      kPeers, kBlocks, kRuns, best_ms, best_cpu_ms);
   EXPECT_LT(best_ms, 1000.0);  // generous: the point is the printed figure, not a timing test
 }
 
