@@ -15,6 +15,8 @@
 #include "model/generator.h"
 #include "shard/local_model.h"
 #include "router/chain_session.h"
+#include "router/dht_registry.h"
+#include "router/swarm_hop_provider.h"
 #include "shard/local_pipeline.h"
 #include "transport/codec.h"
 
@@ -30,17 +32,55 @@ struct GenerateFlags {
   int64_t context = 0;
   bool ignore_eos = false;
   std::vector<std::string> peers;  // a fixed chain, in order
+  std::vector<std::string> initial_peers;  // DHT bootstrap: route through the swarm
+  std::string dht_bind = "0.0.0.0";
+  double route_wait_s = 20;
+  int64_t min_step_timeout_ms = 2000;
   std::string codec = "f32";
 };
+
+// The parts of a swarm client that outlive the session opening: the DHT node and the router.
+struct SwarmClient {
+  std::unique_ptr<router::DhtRegistry> registry;
+  std::unique_ptr<router::SwarmHopProvider> provider;
+};
+
+absl::StatusOr<router::ChainOptions> MakeChainOptions(const GenerateFlags& flags,
+                                                      int64_t max_length) {
+  router::ChainOptions options;
+  SWARM_ASSIGN_OR_RETURN(options.codec, transport::ParseCodec(flags.codec));
+  options.max_length = max_length;
+  options.min_step_timeout = std::chrono::milliseconds(flags.min_step_timeout_ms);
+  return options;
+}
+
+// The blocks run through a chain the router builds from the swarm's DHT records, with failover.
+absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
+    zmq::context_t& context, const GenerateFlags& flags, const model::ModelConfig& config,
+    int64_t max_length, SwarmClient& client) {
+  SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length));
+  router::DhtRegistryOptions dht;
+  dht.bind_address = flags.dht_bind;
+  dht.initial_peers = flags.initial_peers;
+  dht.client_only = true;
+  SWARM_ASSIGN_OR_RETURN(client.registry, router::DhtRegistry::Create(dht));
+  router::SwarmHopProviderOptions provider_options;
+  provider_options.model_id = config.model_id;
+  provider_options.n_blocks = config.n_layer;
+  provider_options.cache_tokens_needed = max_length;
+  provider_options.route_wait = absl::Milliseconds(static_cast<int64_t>(flags.route_wait_s * 1e3));
+  client.provider = std::make_unique<router::SwarmHopProvider>(*client.registry, provider_options);
+  SWARM_ASSIGN_OR_RETURN(auto hops, client.provider->InitialRoute());
+  return router::ChainSession::Open(context, std::move(hops), config.n_layer, config.n_embd,
+                                    options, client.provider.get());
+}
 
 // The blocks run through a fixed chain of peers: each peer's whole span, in the given order.
 absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenChain(zmq::context_t& context,
                                                                 const GenerateFlags& flags,
                                                                 const model::ModelConfig& config,
                                                                 int64_t max_length) {
-  router::ChainOptions options;
-  SWARM_ASSIGN_OR_RETURN(options.codec, transport::ParseCodec(flags.codec));
-  options.max_length = max_length;
+  SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length));
   std::vector<router::ChainHop> hops;
   for (const std::string& address : flags.peers) {
     SWARM_ASSIGN_OR_RETURN(auto info, router::QueryInfo(context, address, options.open_timeout));
@@ -61,7 +101,8 @@ int RunGenerate(const GenerateFlags& flags) {
   }
   const auto load_start = std::chrono::steady_clock::now();
   // With peers the client holds only the embeddings, output norm, head and tokenizer.
-  auto local = shard::LocalModel::Load(flags.model_path, flags.backend, flags.peers.empty());
+  const bool in_process = flags.peers.empty() && flags.initial_peers.empty();
+  auto local = shard::LocalModel::Load(flags.model_path, flags.backend, in_process);
   if (!local.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(local.status().message()).c_str());
     return 1;
@@ -88,7 +129,8 @@ int RunGenerate(const GenerateFlags& flags) {
   zmq::context_t zmq_context(1);
   std::unique_ptr<model::BlockPipeline> pipeline;
   router::ChainSession* chain = nullptr;
-  if (flags.peers.empty()) {
+  SwarmClient swarm_client;
+  if (in_process) {
     auto local_pipeline = shard::LocalPipeline::Create(*m.blocks, context);
     if (!local_pipeline.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(local_pipeline.status().message()).c_str());
@@ -96,7 +138,9 @@ int RunGenerate(const GenerateFlags& flags) {
     }
     pipeline = std::move(*local_pipeline);
   } else {
-    auto opened = OpenChain(zmq_context, flags, m.config, context);
+    auto opened = flags.peers.empty()
+                      ? OpenSwarmChain(zmq_context, flags, m.config, context, swarm_client)
+                      : OpenChain(zmq_context, flags, m.config, context);
     if (!opened.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(opened.status().message()).c_str());
       return 1;
@@ -135,6 +179,10 @@ int RunGenerate(const GenerateFlags& flags) {
                    : 0.0,
                m.backend->name().c_str());
   if (chain != nullptr) {
+    if (chain->failovers() > 0) {
+      std::fprintf(stderr, "failovers: %d, %.3f s replacing peers and replaying history\n",
+                   chain->failovers(), chain->failover_seconds());
+    }
     for (size_t i = 0; i < chain->hops().size(); ++i) {
       const router::ChainHop& hop = chain->hops()[i];
       const router::HopTiming& t = chain->timings()[i];
@@ -169,6 +217,19 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--peers", flags->peers,
                   "A fixed chain of peers (ZeroMQ endpoints, comma-separated, in block order)")
       ->delimiter(',');
+  cmd->add_option("--initial-peers", flags->initial_peers,
+                  "DHT nodes of the swarm (host:port, comma-separated): route automatically")
+      ->delimiter(',');
+  cmd->add_option("--dht-bind", flags->dht_bind, "Address of this client's DHT node")
+      ->capture_default_str();
+  cmd->add_option("--route-wait", flags->route_wait_s,
+                  "Seconds to wait for peers covering every block before giving up")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--min-step-timeout-ms", flags->min_step_timeout_ms,
+                  "A peer silent this long (or 20x its usual step time) is replaced")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{3600000}));
   cmd->add_option("--codec", flags->codec,
                   "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
       ->capture_default_str();

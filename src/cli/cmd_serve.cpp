@@ -1,11 +1,18 @@
-// `swarm serve`: a volunteer peer hosting a contiguous range of a model's blocks.
+// `swarm serve`: a volunteer peer hosting a contiguous range of a model's blocks. It runs a DHT
+// node, announces a signed record of what it serves (refreshed periodically), picks its blocks
+// itself with --num-blocks, and moves when that would strengthen the swarm's weakest block.
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
 #include "cli/commands.h"
@@ -13,7 +20,11 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "router/block_placement.h"
+#include "router/dht_registry.h"
+#include "router/peer_record.h"
 #include "shard/block_stack.h"
+#include "shard/throughput_probe.h"
 #include "transport/peer_server.h"
 
 namespace swarm::cli {
@@ -22,12 +33,24 @@ namespace {
 struct ServeFlags {
   std::string model_path;
   std::string blocks;
+  int64_t num_blocks = 0;
   std::string listen = "tcp://127.0.0.1:0";
+  std::string public_host;
   int64_t cache_tokens = 16384;
   int64_t max_length = 2048;
   int64_t idle_timeout_s = 300;
   kernels::BackendOptions backend;
   std::string peer_id;
+  // Discovery.
+  bool no_dht = false;
+  std::vector<std::string> initial_peers;
+  std::string dht_bind = "0.0.0.0";
+  int dht_port = 0;
+  std::string identity;
+  double announce_interval_s = 5;
+  double record_ttl_s = 60;
+  double rebalance_interval_s = 30;
+  std::string throughput_cache;
 };
 
 sigset_t StopSignals() {
@@ -35,76 +58,286 @@ sigset_t StopSignals() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGUSR1);  // SignalStopper's own wake-up at destruction
+  sigaddset(&signals, SIGUSR1);  // SignalWatcher's own wake-up at destruction
   return signals;
 }
 
-// Stops the server from a dedicated thread that waits for SIGINT/SIGTERM, so no signal handler
-// touches the server. The signals must be blocked (BlockStopSignals) before any thread starts,
-// ZeroMQ's included, so that only this thread receives them.
+// Blocked before any thread starts (ZeroMQ's and OpenDHT's included), so that only the
+// SignalWatcher's thread receives them.
 void BlockStopSignals() {
   const sigset_t signals = StopSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
-class SignalStopper {
+// Why the serving loop ended, shared between the signal thread, the announcer and main.
+class StopReason {
  public:
-  explicit SignalStopper(transport::PeerServer& server) : signals_(StopSignals()) {
-    waiter_ = std::thread([this, &server] {
+  void Shutdown() { Set(kShutdown); }
+  void Move(router::BlockRange range) {
+    std::lock_guard lock(mu_);
+    if (reason_ == kNone) {
+      reason_ = kMove;
+      move_to_ = range;
+    }
+    cv_.notify_all();
+  }
+  bool shutdown() {
+    std::lock_guard lock(mu_);
+    return reason_ == kShutdown;
+  }
+  std::optional<router::BlockRange> move_to() {
+    std::lock_guard lock(mu_);
+    if (reason_ != kMove) return std::nullopt;
+    return move_to_;
+  }
+  void Reset() {
+    std::lock_guard lock(mu_);
+    if (reason_ == kMove) reason_ = kNone;
+  }
+  // Waits up to `timeout`; true if a stop was requested meanwhile.
+  bool WaitFor(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return reason_ != kNone; });
+  }
+
+ private:
+  enum Reason { kNone, kShutdown, kMove };
+  void Set(Reason r) {
+    std::lock_guard lock(mu_);
+    reason_ = r;
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Reason reason_ = kNone;
+  router::BlockRange move_to_;
+};
+
+// Waits for SIGINT/SIGTERM on its own thread and requests shutdown; no signal handler runs.
+class SignalWatcher {
+ public:
+  SignalWatcher(StopReason& reason, std::function<void()> on_signal)
+      : signals_(StopSignals()), on_signal_(std::move(on_signal)) {
+    waiter_ = std::thread([this, &reason] {
       int signal = 0;
       sigwait(&signals_, &signal);
-      server.Stop();
+      if (signal == SIGUSR1) return;
+      reason.Shutdown();
+      on_signal_();
     });
   }
-  ~SignalStopper() {
+  ~SignalWatcher() {
     pthread_kill(waiter_.native_handle(), SIGUSR1);
     waiter_.join();
   }
 
  private:
   sigset_t signals_;
+  std::function<void()> on_signal_;
   std::thread waiter_;
 };
+
+std::string HostOf(const std::string& endpoint) {
+  // tcp://HOST:PORT
+  const size_t scheme = endpoint.find("://");
+  const size_t colon = endpoint.rfind(':');
+  if (scheme == std::string::npos || colon == std::string::npos || colon < scheme + 3) return "";
+  return endpoint.substr(scheme + 3, colon - scheme - 3);
+}
+
+std::string PublicAddress(const std::string& endpoint, const std::string& public_host) {
+  std::string host = public_host;
+  if (host.empty()) {
+    host = HostOf(endpoint);
+    if (host == "0.0.0.0" || host == "*") host = "127.0.0.1";
+  }
+  const size_t colon = endpoint.rfind(':');
+  return absl::StrCat("tcp://", host, endpoint.substr(colon));
+}
+
+std::string DefaultCacheDirectory() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+    return absl::StrCat(xdg, "/swarm");
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return absl::StrCat(home, "/.cache/swarm");
+  }
+  return "";
+}
+
+absl::StatusOr<shard::Throughput> Throughput(shard::BlockStack& stack, const ServeFlags& flags,
+                                             const model::ModelConfig& config,
+                                             const std::string& backend_name) {
+  const std::string directory =
+      flags.throughput_cache.empty() ? DefaultCacheDirectory() : flags.throughput_cache;
+  const std::string key = absl::StrCat(config.model_id, "-", backend_name, "-t",
+                                       flags.backend.threads, "-b", stack.n_blocks());
+  if (!directory.empty()) {
+    auto cached = shard::LoadCachedThroughput(directory, key);
+    if (cached.ok()) return cached;
+  }
+  SWARM_ASSIGN_OR_RETURN(auto measured, shard::MeasureThroughput(stack));
+  if (!directory.empty()) (void)shard::StoreCachedThroughput(directory, key, measured);
+  return measured;
+}
+
+router::PeerRecord MakeRecord(const std::string& address, const model::ModelConfig& config,
+                              const shard::BlockStack& stack, router::PeerState state,
+                              const shard::Throughput& throughput, int64_t free_tokens,
+                              int64_t total_tokens, int64_t sessions) {
+  router::PeerRecord record;
+  record.address = address;
+  record.model_id = config.model_id;
+  record.blocks = {static_cast<int32_t>(stack.first_block()),
+                   static_cast<int32_t>(stack.last_block())};
+  record.state = state;
+  record.decode_tps_per_block = throughput.decode_tps_per_block;
+  record.prompt_tps_per_block = throughput.prompt_tps_per_block;
+  record.free_cache_tokens = free_tokens;
+  record.total_cache_tokens = total_tokens;
+  record.active_sessions = static_cast<int32_t>(sessions);
+  return record;
+}
 
 absl::Status Serve(const ServeFlags& flags) {
   BlockStopSignals();
   SWARM_ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(flags.model_path));
   SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(*file));
+  SWARM_ASSIGN_OR_RETURN(auto backend, kernels::MakeBackend(flags.backend));
+
+  StopReason stop;
+  std::mutex server_mu;
+  transport::PeerServer* running_server = nullptr;  // guarded by server_mu
+  auto stop_server = [&] {
+    std::lock_guard lock(server_mu);
+    if (running_server != nullptr) running_server->Stop();
+  };
+  SignalWatcher watcher(stop, stop_server);
+
+  std::unique_ptr<router::DhtRegistry> registry;
+  if (!flags.no_dht) {
+    router::DhtRegistryOptions dht;
+    dht.bind_address = flags.dht_bind;
+    dht.port = static_cast<uint16_t>(flags.dht_port);
+    dht.initial_peers = flags.initial_peers;
+    dht.identity_path = flags.identity;
+    dht.record_ttl = absl::Milliseconds(static_cast<int64_t>(flags.record_ttl_s * 1e3));
+    dht.refresh_interval = absl::Milliseconds(
+        static_cast<int64_t>(std::min(flags.announce_interval_s, flags.record_ttl_s / 2) * 1e3));
+    SWARM_ASSIGN_OR_RETURN(registry, router::DhtRegistry::Create(dht));
+  }
+  const std::string peer_id = registry ? registry->peer_id().ToHex() : flags.peer_id;
+
+  // The blocks: given, or chosen where the swarm is weakest.
   std::pair<int64_t, int64_t> range = {0, config.n_layer};
   if (!flags.blocks.empty()) {
     SWARM_ASSIGN_OR_RETURN(range, ParseBlockRange(flags.blocks, config.n_layer));
+  } else if (flags.num_blocks > 0) {
+    router::RegistrySnapshot snapshot;
+    if (registry) {
+      auto read = registry->Snapshot(config.model_id);
+      if (read.ok()) snapshot = std::move(*read);
+    }
+    SWARM_ASSIGN_OR_RETURN(auto chosen, router::ChooseBlocks(snapshot, config.n_layer,
+                                                             flags.num_blocks, 0));
+    range = {chosen.first, chosen.last};
   }
-  SWARM_ASSIGN_OR_RETURN(auto backend, kernels::MakeBackend(flags.backend));
-  SWARM_ASSIGN_OR_RETURN(auto weights,
-                         model::LoadBlockWeights(*file, config, range.first, range.second));
-  SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backend, config, weights));
 
+  std::string listen = flags.listen;
   zmq::context_t context(1);
-  transport::PeerServerOptions options;
-  options.listen = flags.listen;
-  options.model_id = config.model_id;
-  options.peer_id = flags.peer_id;
-  options.limits.cache_tokens = flags.cache_tokens;
-  options.limits.max_session_length = flags.max_length;
-  options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
-  SWARM_ASSIGN_OR_RETURN(auto server, transport::PeerServer::Create(context, *stack, options));
-  SignalStopper stopper(*server);
-  // The first line of stdout says where the peer listens (scripts and tests read it).
-  std::printf("listening on %s blocks %lld:%lld\n", server->endpoint().c_str(),
-              static_cast<long long>(range.first), static_cast<long long>(range.second));
-  std::fflush(stdout);
-  std::fprintf(stderr, "serve: model %s, blocks [%lld, %lld) of %lld, backend %s, cache %lld tokens\n",
-               config.model_id.c_str(), static_cast<long long>(range.first),
-               static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
-               backend->name().c_str(), static_cast<long long>(flags.cache_tokens));
-  SWARM_RETURN_IF_ERROR(server->Run());
-  const transport::PeerServerStats& s = server->stats();
-  std::fprintf(stderr,
-               "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.3f s computing, "
-               "%lld errors sent\n",
-               static_cast<long long>(s.steps), static_cast<long long>(s.tokens),
-               static_cast<long long>(s.batches), s.compute_seconds,
-               static_cast<long long>(s.errors_sent));
+  while (true) {
+    SWARM_ASSIGN_OR_RETURN(auto weights,
+                           model::LoadBlockWeights(*file, config, range.first, range.second));
+    SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backend, config, weights));
+    SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, backend->name()));
+
+    transport::PeerServerOptions options;
+    options.listen = listen;
+    options.model_id = config.model_id;
+    options.peer_id = peer_id;
+    options.limits.cache_tokens = flags.cache_tokens;
+    options.limits.max_session_length = flags.max_length;
+    options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
+    options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack->n_blocks();
+    options.inference_steps_per_sec = throughput.decode_tps_per_block / stack->n_blocks();
+    SWARM_ASSIGN_OR_RETURN(auto server, transport::PeerServer::Create(context, *stack, options));
+    listen = server->endpoint();  // a move rebinds the same port
+    const std::string address = PublicAddress(server->endpoint(), flags.public_host);
+    {
+      std::lock_guard lock(server_mu);
+      running_server = server.get();
+    }
+    if (stop.shutdown()) break;
+    // The first line of stdout says where the peer listens (scripts and tests read it).
+    std::printf("listening on %s blocks %lld:%lld peer %s dht %d\n", server->endpoint().c_str(),
+                static_cast<long long>(range.first), static_cast<long long>(range.second),
+                peer_id.c_str(), registry ? registry->port() : 0);
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "serve: model %s, blocks [%lld, %lld) of %lld, backend %s, cache %lld tokens, "
+                 "%.0f decode / %.0f prompt tokens/s per block\n",
+                 config.model_id.c_str(), static_cast<long long>(range.first),
+                 static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
+                 backend->name().c_str(), static_cast<long long>(flags.cache_tokens),
+                 throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
+
+    // Announce while serving; rebalance when placement is automatic.
+    std::thread announcer;
+    if (registry) {
+      announcer = std::thread([&] {
+        auto last_rebalance = std::chrono::steady_clock::now();
+        while (true) {
+          const router::PeerRecord record =
+              MakeRecord(address, config, *stack, router::PeerState::kOnline,
+                         throughput, server->free_cache_tokens(), flags.cache_tokens,
+                         server->active_sessions());
+          (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
+          const auto now = std::chrono::steady_clock::now();
+          if (flags.num_blocks > 0 && flags.blocks.empty() &&
+              now - last_rebalance > std::chrono::milliseconds(
+                                         static_cast<int64_t>(flags.rebalance_interval_s * 1e3))) {
+            last_rebalance = now;
+            auto snapshot = registry->Snapshot(config.model_id);
+            router::PeerRecord me = record;
+            me.peer_id = registry->peer_id();
+            if (snapshot.ok()) {
+              if (auto move = router::ShouldMove(*snapshot, me, config.n_layer)) {
+                stop.Move(*move);
+                server->Stop();
+                return;
+              }
+            }
+          }
+          if (stop.WaitFor(std::chrono::milliseconds(
+                  static_cast<int64_t>(flags.announce_interval_s * 1e3)))) {
+            return;
+          }
+        }
+      });
+    }
+    absl::Status served = server->Run();
+    {
+      std::lock_guard lock(server_mu);
+      running_server = nullptr;
+    }
+    if (!stop.move_to()) stop.Shutdown();  // the loop ended on its own: wake the announcer
+    if (announcer.joinable()) announcer.join();
+    const transport::PeerServerStats& s = server->stats();
+    std::fprintf(stderr,
+                 "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.3f s "
+                 "computing, %lld errors sent\n",
+                 static_cast<long long>(s.steps), static_cast<long long>(s.tokens),
+                 static_cast<long long>(s.batches), s.compute_seconds,
+                 static_cast<long long>(s.errors_sent));
+    SWARM_RETURN_IF_ERROR(served);
+    const auto move = stop.move_to();
+    if (!move || stop.shutdown()) break;
+    std::fprintf(stderr, "serve: moving to blocks [%d, %d) where the swarm is weaker\n",
+                 move->first, move->last);
+    range = {move->first, move->last};
+    stop.Reset();
+  }
+  if (registry) (void)registry->Withdraw();
   return absl::OkStatus();
 }
 
@@ -115,13 +348,21 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
   CLI::App* cmd = app.add_subcommand("serve", "Host a range of a model's blocks for the swarm");
   cmd->footer(
       "Examples:\n"
-      "  swarm serve -m stories260K.gguf --blocks 0:3 --listen tcp://127.0.0.1:0\n"
-      "  swarm serve -m part.gguf --blocks 3:5 --listen tcp://0.0.0.0:31337 --cache-tokens 65536");
+      "  swarm serve -m stories260K.gguf --num-blocks 2                # start a new swarm\n"
+      "  swarm serve -m stories260K.gguf --num-blocks 2 --initial-peers 127.0.0.1:4000\n"
+      "  swarm serve -m part.gguf --blocks 3:5 --listen tcp://0.0.0.0:31337 --no-dht");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file (whole model or a slice)")
       ->required();
-  cmd->add_option("--blocks", flags->blocks, "Blocks to serve, A:B (A inclusive, B exclusive)");
+  auto* blocks =
+      cmd->add_option("--blocks", flags->blocks, "Blocks to serve, A:B (A inclusive, B exclusive)");
+  cmd->add_option("--num-blocks", flags->num_blocks,
+                  "Serve this many blocks where the swarm is weakest (and move when useful)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))
+      ->excludes(blocks);
   cmd->add_option("--listen", flags->listen, "ZeroMQ endpoint to bind (port 0: any free port)")
       ->capture_default_str();
+  cmd->add_option("--public-host", flags->public_host,
+                  "Host others reach this peer at (default: the --listen host)");
   cmd->add_option("--cache-tokens", flags->cache_tokens, "KV-cache budget in tokens, all sessions")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
@@ -133,7 +374,31 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
   cmd->add_option("--backend", flags->backend.name, "auto, reference, cpu")->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
-  cmd->add_option("--peer-id", flags->peer_id, "Name this peer reports (default: none)");
+  cmd->add_option("--peer-id", flags->peer_id, "Name reported with --no-dht (else the key's id)");
+  cmd->add_flag("--no-dht", flags->no_dht, "Static mode: no DHT node, no announcements");
+  cmd->add_option("--initial-peers", flags->initial_peers,
+                  "DHT nodes to join (host:port, comma-separated); none: start a new swarm")
+      ->delimiter(',');
+  cmd->add_option("--dht-bind", flags->dht_bind, "Address of this peer's DHT node")
+      ->capture_default_str();
+  cmd->add_option("--dht-port", flags->dht_port, "UDP port of the DHT node (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--identity", flags->identity,
+                  "Private-key file (created if missing) so the peer keeps its id");
+  cmd->add_option("--announce-interval", flags->announce_interval_s,
+                  "Seconds between announcements of this peer's record")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
+  cmd->add_option("--record-ttl", flags->record_ttl_s, "Seconds a record lives unless refreshed")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 600.0));
+  cmd->add_option("--rebalance-interval", flags->rebalance_interval_s,
+                  "Seconds between checks whether moving would help the swarm (--num-blocks)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
+  cmd->add_option("--throughput-cache", flags->throughput_cache,
+                  "Folder caching measured throughput (default: ~/.cache/swarm)");
   cmd->callback([flags, &exit_code] {
     absl::Status status = Serve(*flags);
     if (!status.ok()) {

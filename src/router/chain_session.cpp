@@ -67,7 +67,8 @@ absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const st
 absl::StatusOr<std::unique_ptr<ChainSession>> ChainSession::Open(zmq::context_t& context,
                                                                  std::vector<ChainHop> hops,
                                                                  int64_t n_layer, int64_t n_embd,
-                                                                 const ChainOptions& options) {
+                                                                 const ChainOptions& options,
+                                                                 HopProvider* provider) {
   if (hops.empty()) return absl::InvalidArgumentError("a chain needs at least one peer");
   uint32_t expected = 0;
   for (const ChainHop& hop : hops) {
@@ -83,18 +84,27 @@ absl::StatusOr<std::unique_ptr<ChainSession>> ChainSession::Open(zmq::context_t&
         absl::StrCat("the chain ends at block ", expected, " of ", n_layer));
   }
   SWARM_RETURN_IF_ERROR(transport::ValidateCodec(options.codec));
-  std::unique_ptr<ChainSession> session(new ChainSession(context, std::move(hops), n_embd, options));
+  std::unique_ptr<ChainSession> session(
+      new ChainSession(context, std::move(hops), n_embd, options, provider));
   session->links_.resize(session->hops_.size());
   session->timings_.resize(session->hops_.size());
-  for (size_t i = 0; i < session->hops_.size(); ++i) {
-    SWARM_RETURN_IF_ERROR(session->OpenLink(i));
+  size_t i = 0;
+  while (i < session->hops_.size()) {
+    absl::Status opened = session->OpenLink(session->hops_[i], i, session->links_[i]);
+    if (opened.ok()) {
+      ++i;
+      continue;
+    }
+    if (provider == nullptr) return opened;
+    // Nothing to replay yet: replacing the hop is just finding other peers (opened already).
+    const size_t before = session->hops_.size();
+    SWARM_RETURN_IF_ERROR(session->ReplaceHop(i));
+    i += session->hops_.size() - before + 1;
   }
   return session;
 }
 
-absl::Status ChainSession::OpenLink(size_t hop) {
-  Link& link = links_[hop];
-  const ChainHop& where = hops_[hop];
+absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Link& link) {
   auto socket = transport::DealerClient::Connect(context_, where.address, options_.socket);
   if (!socket.ok()) return Attribute(socket.status(), where);
   link.socket = std::move(*socket);
@@ -106,7 +116,7 @@ absl::Status ChainSession::OpenLink(size_t hop) {
   open.last_block = where.last_block;
   open.max_length = static_cast<uint32_t>(options_.max_length);
   open.output_codec = options_.codec;
-  open.hop_index = static_cast<uint32_t>(hop);
+  open.hop_index = static_cast<uint32_t>(hop_index);
   open.return_outputs = true;
   const uint64_t request_id = next_request_id_++;
   auto wire = EncodeMessage(request_id, open);
@@ -122,103 +132,113 @@ absl::Status ChainSession::OpenLink(size_t hop) {
   return absl::OkStatus();
 }
 
-void ChainSession::CloseLink(size_t hop) {
-  Link& link = links_[hop];
+void ChainSession::CloseLink(Link& link) {
   if (link.socket == nullptr) return;
   auto wire = EncodeMessage(next_request_id_++, transport::CloseSession{link.session_id});
   if (wire.ok()) (void)link.socket->Send(*wire);  // fire and forget; idle expiry is the backstop
+  link.socket.reset();
 }
 
 ChainSession::~ChainSession() {
-  for (size_t i = 0; i < links_.size(); ++i) CloseLink(i);
+  for (Link& link : links_) CloseLink(link);
 }
 
-absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) {
-  failed_hop_ = -1;
-  if (n_tokens <= 0 || position_ + n_tokens > options_.max_length) {
-    return absl::OutOfRangeError(absl::StrCat("positions up to ", position_ + n_tokens,
-                                              " exceed the session length ",
-                                              options_.max_length));
-  }
+std::chrono::milliseconds ChainSession::StepTimeout(int64_t n_tokens) const {
+  const double per_token =
+      seconds_per_token_ >= 0
+          ? seconds_per_token_
+          : std::chrono::duration<double>(options_.initial_step_estimate).count();
+  const auto expected = std::chrono::milliseconds(
+      static_cast<int64_t>(1e3 * options_.step_timeout_factor * per_token * n_tokens));
+  return std::max(options_.min_step_timeout, expected);
+}
+
+absl::Status ChainSession::RunStep(std::span<const ChainHop> hops, std::span<Link> links,
+                                   int64_t start, int64_t n_tokens, const float* input,
+                                   std::vector<std::vector<float>>& outputs,
+                                   std::vector<Clock::time_point>& arrived, int* failed) {
+  *failed = -1;
   const size_t n_values = static_cast<size_t>(n_embd_ * n_tokens);
   const uint64_t step_id = next_step_id_++;
   const std::vector<uint32_t> shape = {static_cast<uint32_t>(n_embd_),
                                        static_cast<uint32_t>(n_tokens)};
-  SWARM_ASSIGN_OR_RETURN(auto encoded,
-                         transport::EncodeActivations(std::span<const float>(hidden_in, n_values),
-                                                      shape, options_.codec, &workspace_));
+  SWARM_ASSIGN_OR_RETURN(
+      auto encoded, transport::EncodeActivations(std::span<const float>(input, n_values), shape,
+                                                 options_.codec, &workspace_));
   transport::Step step;
-  step.session_id = links_[0].session_id;
+  step.session_id = links[0].session_id;
   step.step_id = step_id;
-  step.start_position = position_;
+  step.start_position = start;
   step.n_tokens = static_cast<int32_t>(n_tokens);
   step.tensor = encoded.desc;
-  for (size_t i = 1; i < hops_.size(); ++i) {
-    step.route.push_back({hops_[i].address, links_[i].session_id, options_.codec});
+  for (size_t i = 1; i < hops.size(); ++i) {
+    step.route.push_back({hops[i].address, links[i].session_id, options_.codec});
   }
   SWARM_ASSIGN_OR_RETURN(auto wire, EncodeMessage(step_id, std::move(step), encoded.bytes));
-  const auto start = Clock::now();
-  if (auto sent = links_[0].socket->Send(wire); !sent.ok()) {
-    failed_hop_ = 0;
-    return Attribute(sent, hops_[0]);
+  const auto sent_at = Clock::now();
+  if (auto sent = links[0].socket->Send(wire); !sent.ok()) {
+    *failed = 0;
+    return Attribute(sent, hops[0]);
   }
 
   // Collect every hop's output: the copies of intermediate hops are the next hops' inputs.
-  std::vector<std::vector<float>> outputs(hops_.size());
-  std::vector<Clock::time_point> arrived(hops_.size());
+  outputs.assign(hops.size(), {});
+  arrived.assign(hops.size(), sent_at);
   size_t received = 0;
-  const auto deadline = start + options_.step_timeout;
+  const auto timeout = StepTimeout(n_tokens);
+  const auto deadline = sent_at + timeout;
   std::vector<zmq::socket_ref> sockets;
-  for (Link& link : links_) sockets.push_back(link.socket->socket());
-  while (received < hops_.size()) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  for (Link& link : links) sockets.push_back(link.socket->socket());
+  while (received < hops.size()) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     auto readable = transport::PollReadable(sockets, std::max(left, std::chrono::milliseconds(0)));
     if (!readable.ok()) return readable.status();
     if (readable->empty()) {
-      for (size_t i = 0; i < hops_.size(); ++i) {
+      // The first hop without an output is the one that stalled (the earlier ones answered).
+      for (size_t i = 0; i < hops.size(); ++i) {
         if (outputs[i].empty()) {
-          failed_hop_ = static_cast<int>(i);
+          *failed = static_cast<int>(i);
           return Attribute(absl::DeadlineExceededError(absl::StrCat(
-                               "no output for step ", step_id, " within ",
-                               options_.step_timeout.count(), " ms")),
-                           hops_[i]);
+                               "no output for step ", step_id, " within ", timeout.count(), " ms")),
+                           hops[i]);
         }
       }
     }
     for (size_t i : *readable) {
       while (true) {
-        auto message = links_[i].socket->Receive(std::chrono::milliseconds(0));
+        auto message = links[i].socket->Receive(std::chrono::milliseconds(0));
         if (!message.ok()) {
           if (absl::IsDeadlineExceeded(message.status())) break;
-          failed_hop_ = static_cast<int>(i);
-          return Attribute(message.status(), hops_[i]);
+          *failed = static_cast<int>(i);
+          return Attribute(message.status(), hops[i]);
         }
         auto decoded = DecodeMessage(*message);
         if (!decoded.ok()) {
-          failed_hop_ = static_cast<int>(i);
-          return Attribute(absl::DataLossError(decoded.status().message()), hops_[i]);
+          *failed = static_cast<int>(i);
+          return Attribute(absl::DataLossError(decoded.status().message()), hops[i]);
         }
         if (auto* error = std::get_if<transport::ErrorReply>(&decoded->body)) {
           const bool ours = !error->step_id.has_value() || *error->step_id == step_id;
           if (!ours) continue;
-          failed_hop_ = static_cast<int>(i);
-          return Attribute(error->ToStatus(), hops_[i]);
+          *failed = static_cast<int>(i);
+          return Attribute(error->ToStatus(), hops[i]);
         }
         auto* output = std::get_if<transport::StepOutput>(&decoded->body);
         if (output == nullptr || output->step_id != step_id ||
-            !(output->session_id == links_[i].session_id) || !outputs[i].empty()) {
+            !(output->session_id == links[i].session_id) || !outputs[i].empty()) {
           continue;  // stale or unrelated
         }
-        if (output->n_tokens != n_tokens || output->start_position != position_) {
-          failed_hop_ = static_cast<int>(i);
-          return Attribute(absl::DataLossError("output for the wrong positions"), hops_[i]);
+        if (output->n_tokens != n_tokens || output->start_position != start) {
+          *failed = static_cast<int>(i);
+          return Attribute(absl::DataLossError("output for the wrong positions"), hops[i]);
         }
         auto values = transport::DecodeActivations(*decoded, &workspace_);
         if (!values.ok() || values->size() != n_values) {
-          failed_hop_ = static_cast<int>(i);
+          *failed = static_cast<int>(i);
           return Attribute(absl::DataLossError(values.ok() ? "output of the wrong size"
                                                            : values.status().message()),
-                           hops_[i]);
+                           hops[i]);
         }
         outputs[i] = std::move(*values);
         arrived[i] = Clock::now();
@@ -226,20 +246,106 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
       }
     }
   }
-
-  links_[0].history.insert(links_[0].history.end(), hidden_in, hidden_in + n_values);
-  for (size_t i = 1; i < hops_.size(); ++i) {
-    links_[i].history.insert(links_[i].history.end(), outputs[i - 1].begin(), outputs[i - 1].end());
-  }
-  auto previous = start;
-  for (size_t i = 0; i < hops_.size(); ++i) {
-    timings_[i].steps += 1;
-    timings_[i].seconds += std::chrono::duration<double>(arrived[i] - previous).count();
-    previous = std::max(previous, arrived[i]);
-  }
-  std::copy(outputs.back().begin(), outputs.back().end(), hidden_out);
-  position_ += n_tokens;
   return absl::OkStatus();
+}
+
+absl::Status ChainSession::ReplaceHop(size_t i) {
+  const auto start = Clock::now();
+  const ChainHop failed = hops_[i];
+  provider_->ReportFailure(failed);
+  std::vector<float> history = std::move(links_[i].history);
+  CloseLink(links_[i]);
+  absl::Status last_error = absl::UnavailableError("no replacement tried");
+  for (int attempt = 0; attempt < options_.max_failovers_per_step; ++attempt) {
+    SWARM_ASSIGN_OR_RETURN(std::vector<ChainHop> replacement,
+                           provider_->Replace(failed.first_block, failed.last_block));
+    if (replacement.empty()) return absl::InternalError("the provider offered no hops");
+    std::vector<Link> links(replacement.size());
+    bool opened = true;
+    for (size_t j = 0; j < replacement.size() && opened; ++j) {
+      last_error = OpenLink(replacement[j], i + j, links[j]);
+      if (!last_error.ok()) {
+        provider_->ReportFailure(replacement[j]);
+        opened = false;
+      }
+    }
+    if (!opened) {
+      for (Link& link : links) CloseLink(link);
+      continue;
+    }
+    // Rebuild the new peers' KV caches: the failed hop's inputs, as one batch.
+    if (position_ > 0) {
+      std::vector<std::vector<float>> outputs;
+      std::vector<Clock::time_point> arrived;
+      int failed_index = -1;
+      last_error = RunStep(replacement, links, 0, position_, history.data(), outputs, arrived,
+                           &failed_index);
+      if (!last_error.ok()) {
+        if (failed_index >= 0) provider_->ReportFailure(replacement[failed_index]);
+        for (Link& link : links) CloseLink(link);
+        continue;
+      }
+      links[0].history = history;
+      for (size_t j = 1; j < links.size(); ++j) links[j].history = std::move(outputs[j - 1]);
+    }
+    hops_.erase(hops_.begin() + i);
+    hops_.insert(hops_.begin() + i, replacement.begin(), replacement.end());
+    links_.erase(links_.begin() + i);
+    links_.insert(links_.begin() + i, std::make_move_iterator(links.begin()),
+                  std::make_move_iterator(links.end()));
+    timings_.erase(timings_.begin() + i);
+    timings_.insert(timings_.begin() + i, replacement.size(), HopTiming{});
+    ++failovers_;
+    failover_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError(
+      absl::StrCat("could not replace ", Describe(failed), ": ", last_error.message()));
+}
+
+absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) {
+  failed_hop_ = -1;
+  if (n_tokens <= 0 || position_ + n_tokens > options_.max_length) {
+    return absl::OutOfRangeError(absl::StrCat("positions up to ", position_ + n_tokens,
+                                              " exceed the session length ", options_.max_length));
+  }
+  const size_t n_values = static_cast<size_t>(n_embd_ * n_tokens);
+  std::vector<std::vector<float>> outputs;
+  std::vector<Clock::time_point> arrived;
+  for (int attempt = 0;; ++attempt) {
+    const auto start = Clock::now();
+    int failed = -1;
+    absl::Status status =
+        RunStep(hops_, links_, position_, n_tokens, hidden_in, outputs, arrived, &failed);
+    if (status.ok()) {
+      links_[0].history.insert(links_[0].history.end(), hidden_in, hidden_in + n_values);
+      for (size_t i = 1; i < hops_.size(); ++i) {
+        links_[i].history.insert(links_[i].history.end(), outputs[i - 1].begin(),
+                                 outputs[i - 1].end());
+      }
+      auto previous = start;
+      for (size_t i = 0; i < hops_.size(); ++i) {
+        timings_[i].steps += 1;
+        timings_[i].seconds += std::chrono::duration<double>(arrived[i] - previous).count();
+        previous = std::max(previous, arrived[i]);
+      }
+      const double per_token =
+          std::chrono::duration<double>(arrived.back() - start).count() / n_tokens;
+      seconds_per_token_ =
+          seconds_per_token_ < 0 ? per_token : 0.8 * seconds_per_token_ + 0.2 * per_token;
+      std::copy(outputs.back().begin(), outputs.back().end(), hidden_out);
+      position_ += n_tokens;
+      return absl::OkStatus();
+    }
+    failed_hop_ = failed;
+    if (provider_ == nullptr || failed < 0 || attempt >= options_.max_failovers_per_step) {
+      return status;
+    }
+    // Replace the failed hop, then run the whole step again: the hops before it redo the same
+    // positions (a peer truncates its cache to a step's start), which with deterministic kernels
+    // gives the same outputs.
+    SWARM_RETURN_IF_ERROR(ReplaceHop(static_cast<size_t>(failed)));
+  }
 }
 
 }  // namespace swarm::router

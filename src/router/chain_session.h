@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,26 @@ struct ChainOptions {
   transport::Codec codec;  // activations on every link and in the copies back
   int64_t max_length = 512;
   std::chrono::milliseconds open_timeout{10000};
-  std::chrono::milliseconds step_timeout{60000};
+  // A step fails when the chain has not answered within
+  // max(min_step_timeout, step_timeout_factor x the expected time of the step), the expected time
+  // being a running average of earlier steps' time per token (initial_step_estimate at first).
+  std::chrono::milliseconds min_step_timeout{2000};
+  double step_timeout_factor = 20;
+  std::chrono::milliseconds initial_step_estimate{1000};
+  int max_failovers_per_step = 8;
   transport::ClientOptions socket;
+};
+
+// Finds peers to replace a failed hop: the router behind a swarm session. Failed peers are
+// reported so they are not offered again (for a while).
+class HopProvider {
+ public:
+  virtual ~HopProvider() = default;
+  virtual void ReportFailure(const ChainHop& hop) = 0;
+  virtual void ReportSuccess(const ChainHop& hop) = 0;
+  // Hops that together run blocks [first, last), in order. Unavailable (naming the missing blocks)
+  // when no peers can be found within the provider's patience.
+  virtual absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) = 0;
 };
 
 // Per-hop timing as the client sees it: when each hop's output arrived after the step was sent.
@@ -48,11 +67,13 @@ absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const st
 
 class ChainSession : public model::BlockPipeline {
  public:
-  // Opens a session on every hop. The hops must cover [0, n_layer) in order.
+  // Opens a session on every hop. The hops must cover [0, n_layer) in order. With a provider,
+  // a failed hop is replaced and its history replayed; without one, a failure is final.
   static absl::StatusOr<std::unique_ptr<ChainSession>> Open(zmq::context_t& context,
                                                             std::vector<ChainHop> hops,
                                                             int64_t n_layer, int64_t n_embd,
-                                                            const ChainOptions& options);
+                                                            const ChainOptions& options,
+                                                            HopProvider* provider = nullptr);
   ~ChainSession() override;  // closes the sessions (best effort)
 
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
@@ -60,6 +81,9 @@ class ChainSession : public model::BlockPipeline {
   int64_t position() const { return position_; }
   // After a failed Forward: the hop that failed (-1 if unknown).
   int failed_hop() const { return failed_hop_; }
+  // Hops replaced so far, and the time spent replacing them (failure detection excluded).
+  int failovers() const { return failovers_; }
+  double failover_seconds() const { return failover_seconds_; }
   const std::vector<ChainHop>& hops() const { return hops_; }
   const std::vector<HopTiming>& timings() const { return timings_; }
   // hop's inputs so far: [n_embd, position()]
@@ -73,10 +97,23 @@ class ChainSession : public model::BlockPipeline {
   };
 
   ChainSession(zmq::context_t& context, std::vector<ChainHop> hops, int64_t n_embd,
-               const ChainOptions& options)
-      : context_(context), hops_(std::move(hops)), n_embd_(n_embd), options_(options) {}
-  absl::Status OpenLink(size_t hop);
-  void CloseLink(size_t hop);
+               const ChainOptions& options, HopProvider* provider)
+      : context_(context),
+        hops_(std::move(hops)),
+        n_embd_(n_embd),
+        options_(options),
+        provider_(provider) {}
+  absl::Status OpenLink(const ChainHop& hop, size_t hop_index, Link& link);
+  void CloseLink(Link& link);
+  // Runs positions [start, start + n_tokens) through hops[0..], collecting every hop's output.
+  // On failure *failed is the index (into `hops`) of the hop to blame.
+  absl::Status RunStep(std::span<const ChainHop> hops, std::span<Link> links, int64_t start,
+                       int64_t n_tokens, const float* input,
+                       std::vector<std::vector<float>>& outputs,
+                       std::vector<std::chrono::steady_clock::time_point>& arrived, int* failed);
+  // Replaces hop i by peers from the provider and replays its history through them.
+  absl::Status ReplaceHop(size_t i);
+  std::chrono::milliseconds StepTimeout(int64_t n_tokens) const;
 
   zmq::context_t& context_;
   std::vector<ChainHop> hops_;
@@ -84,8 +121,12 @@ class ChainSession : public model::BlockPipeline {
   ChainOptions options_;
   std::vector<Link> links_;
   std::vector<HopTiming> timings_;
+  HopProvider* provider_;
   int64_t position_ = 0;
   int failed_hop_ = -1;
+  int failovers_ = 0;
+  double failover_seconds_ = 0;
+  double seconds_per_token_ = -1;  // running average of step time per token; < 0: none yet
   uint64_t next_step_id_ = 1;
   uint64_t next_request_id_ = 1;
   transport::CodecWorkspace workspace_;

@@ -33,7 +33,9 @@ PeerServer::PeerServer(zmq::context_t& context, shard::BlockStack& stack,
       stack_(stack),
       options_(options),
       router_(std::move(router)),
-      sessions_(stack, options.limits) {}
+      sessions_(stack, options.limits) {
+  free_cache_tokens_.store(sessions_.free_cache_tokens());
+}
 
 PeerServer::~PeerServer() = default;
 
@@ -56,6 +58,8 @@ absl::Status PeerServer::Run() {
     }
     DrainDownstream();
     if (!pending_.empty()) RunBatch();
+    free_cache_tokens_.store(sessions_.free_cache_tokens());
+    active_sessions_.store(static_cast<int64_t>(sessions_.size()));
     const auto now = std::chrono::steady_clock::now();
     if (now - last_expiry > std::chrono::seconds(1)) {
       for (const shard::SessionKey& key : sessions_.ExpireIdle(now)) routes_.erase(key);

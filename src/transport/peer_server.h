@@ -53,7 +53,11 @@ class PeerServer {
   // Serves until Stop(). Returns an error only when the socket itself fails.
   absl::Status Run();
   void Stop() { stop_.store(true); }
+  // Only after Run() returned (the loop thread writes them).
   const PeerServerStats& stats() const { return stats_; }
+  // Readable from any thread while Run() serves (for announcements).
+  int64_t free_cache_tokens() const { return free_cache_tokens_.load(); }
+  int64_t active_sessions() const { return active_sessions_.load(); }
 
  private:
   struct PendingStep {
@@ -97,6 +101,8 @@ class PeerServer {
   CodecWorkspace codec_workspace_;
   PeerServerStats stats_;
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> free_cache_tokens_{0};
+  std::atomic<int64_t> active_sessions_{0};
 };
 
 }  // namespace swarm::transport

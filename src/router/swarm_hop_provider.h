@@ -1,0 +1,57 @@
+// Routes a client's session through the swarm: reads the model's peer records from the DHT,
+// builds the cheapest chain (route_builder.h) avoiding banned peers, and finds replacements for
+// failed hops. Spreads this client's sessions over replicas by counting the sessions it placed on
+// each peer. Owned by the client; one thread at a time (the session's).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "router/ban_list.h"
+#include "router/chain_session.h"
+#include "router/dht_registry.h"
+#include "router/route_builder.h"
+
+namespace swarm::router {
+
+struct SwarmHopProviderOptions {
+  std::string model_id;
+  int64_t n_blocks = 0;
+  int64_t cache_tokens_needed = 0;
+  // How long to keep looking (re-reading the registry) when no route covers the blocks.
+  absl::Duration route_wait = absl::Seconds(20);
+  absl::Duration poll_interval = absl::Milliseconds(250);
+  BanOptions bans;
+};
+
+class SwarmHopProvider : public HopProvider {
+ public:
+  SwarmHopProvider(DhtRegistry& registry, const SwarmHopProviderOptions& options)
+      : registry_(registry), options_(options), bans_(options.bans) {}
+
+  // A chain over every block.
+  absl::StatusOr<std::vector<ChainHop>> InitialRoute() { return Route(0, options_.n_blocks); }
+
+  void ReportFailure(const ChainHop& hop) override;
+  void ReportSuccess(const ChainHop& hop) override;
+  absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) override {
+    return Route(first, last);
+  }
+
+  // The last snapshot read (for status displays and the gateway's dashboard).
+  const RegistrySnapshot& last_snapshot() const { return snapshot_; }
+
+ private:
+  absl::StatusOr<std::vector<ChainHop>> Route(int64_t first, int64_t last);
+
+  DhtRegistry& registry_;
+  SwarmHopProviderOptions options_;
+  BanList bans_;
+  absl::flat_hash_map<PeerId, double> load_;
+  RegistrySnapshot snapshot_;
+};
+
+}  // namespace swarm::router
