@@ -15,11 +15,14 @@ struct ExitCode {
 
 // One line per subcommand (cmd_NAME.cpp).
 void AddGenerateCommand(CLI::App& app, ExitCode& exit_code);
+void AddBenchCommand(CLI::App& app, ExitCode& exit_code);
 void AddServeCommand(CLI::App& app, ExitCode& exit_code);
+void AddStatusCommand(CLI::App& app, ExitCode& exit_code);
 void AddTokenizeCommand(CLI::App& app, ExitCode& exit_code);
 void AddInspectCommand(CLI::App& app, ExitCode& exit_code);
 void AddSliceCommand(CLI::App& app, ExitCode& exit_code);
 void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code);
 void AddLinkEmulatorCommand(CLI::App& app, ExitCode& exit_code);
+void AddDemoCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli

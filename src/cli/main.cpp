@@ -9,12 +9,15 @@ int main(int argc, char** argv) {
   swarm::cli::ExitCode exit_code;
   // One line per subcommand.
   swarm::cli::AddGenerateCommand(app, exit_code);
+  swarm::cli::AddBenchCommand(app, exit_code);
   swarm::cli::AddServeCommand(app, exit_code);
+  swarm::cli::AddStatusCommand(app, exit_code);
   swarm::cli::AddTokenizeCommand(app, exit_code);
   swarm::cli::AddInspectCommand(app, exit_code);
   swarm::cli::AddSliceCommand(app, exit_code);
   swarm::cli::AddMakeModelCommand(app, exit_code);
   swarm::cli::AddLinkEmulatorCommand(app, exit_code);
+  swarm::cli::AddDemoCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
