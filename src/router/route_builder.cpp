@@ -15,6 +15,8 @@ namespace swarm::router {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Bound on the search graph (peer-blocks); a snapshot is untrusted and could claim anything.
+constexpr int64_t kMaxStates = int64_t{1} << 24;
 
 // Peer ids are SHA-1 digests: 8 of their bytes, mixed, hash as well as all 20, for less work.
 struct PeerIdHash {
@@ -188,8 +190,15 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
   });
 
   // States: per candidate, computing(i) for i in (lo, hi]; one sink at the end.
+  int64_t total_span = 0;
+  for (const Candidate& c : cands) total_span += c.span();
+  if (total_span >= kMaxStates) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "route: ", cands.size(), " peers over ", end - start, " blocks are too many to search"));
+  }
   int32_t n_states = 0;
   std::vector<int32_t> state_peer;
+  state_peer.reserve(total_span);
   for (size_t k = 0; k < cands.size(); ++k) {
     cands[k].base = n_states;
     n_states += cands[k].span();

@@ -146,6 +146,7 @@ TEST(BlockPlacementTest, NeverUncoversABlockOnlyItServes) {
   EXPECT_FALSE(ShouldMove(lonely, lonely[0], 8).has_value());
   // Randomised: whatever ShouldMove returns keeps every covered block covered.
   std::mt19937 rng(11);
+  int moves = 0;
   for (int trial = 0; trial < 300; ++trial) {
     const int n = 4 + static_cast<int>(rng() % 20);
     RegistrySnapshot s;
@@ -160,6 +161,7 @@ TEST(BlockPlacementTest, NeverUncoversABlockOnlyItServes) {
     const std::vector<double> before = SwarmThroughput(s, n);
     auto m = ShouldMove(s, me, n);
     if (!m) continue;
+    ++moves;
     EXPECT_EQ(m->size(), me.blocks.size());
     RegistrySnapshot after = s;
     for (PeerRecord& p : after) {
@@ -172,6 +174,7 @@ TEST(BlockPlacementTest, NeverUncoversABlockOnlyItServes) {
       }
     }
   }
+  EXPECT_GT(moves, 30) << "the randomised check hardly exercised moves";
 }
 
 TEST(BlockPlacementTest, MovesOnlyForAClearImprovement) {
