@@ -149,7 +149,9 @@ int RunGenerate(const GenerateFlags& flags) {
     pipeline = std::move(*opened);
   }
   model::Sampler sampler(flags.sampling);
-  model::StreamingDecoder decoder(*m.tokenizer);
+  // SPM drops the space before the first word only when the text starts right after BOS.
+  const bool at_start = prompt.size() == 1 && prompt[0] == m.tokenizer->bos_id();
+  model::StreamingDecoder decoder(*m.tokenizer, at_start);
   model::GenerateOptions options;
   options.max_new_tokens = flags.n_predict;
   options.stop_at_end_of_generation = !flags.ignore_eos;
