@@ -1,0 +1,596 @@
+// The swarm as real processes on loopback: `swarm serve` peers (SWARM_BINARY) on one DHT, and a
+// client that routes through the DHT records. Peers are killed (SIGKILL), frozen (SIGSTOP) or
+// stopped (SIGTERM) mid-generation, and the greedy text must still be exactly the reference.
+// The six-peer swarm is shared by the tests of one suite (dead peers are restarted before each).
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/subprocess.h"
+#include "model/generator.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "router/chain_session.h"
+#include "router/dht_registry.h"
+#include "router/swarm_hop_provider.h"
+#include "shard/local_model.h"
+
+namespace swarm::swarm_test {
+namespace {
+
+const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string kReferencePath = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
+constexpr int kTokens = 200;
+constexpr auto kStartTimeout = std::chrono::seconds(120);
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The reference file is `swarm generate`'s stdout: the text and a trailing newline.
+std::string ReferenceText() {
+  std::string text = ReadFile(kReferencePath);
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+// Seeded, printed, overridable (SWARM_TEST_SEED) so a failing draw can be replayed.
+uint32_t TestSeed() {
+  uint32_t seed = 20261122;
+  if (const char* env = std::getenv("SWARM_TEST_SEED")) (void)absl::SimpleAtoi(env, &seed);
+  return seed;
+}
+
+// One `swarm serve` process and what its first stdout line said.
+struct Peer {
+  std::unique_ptr<Subprocess> process;
+  std::vector<std::string> args;  // after "serve"
+  std::string address;
+  std::string peer_id;  // 40 hex
+  std::string blocks;   // "A:B" as served
+  uint16_t dht_port = 0;
+  std::string log_path;
+  bool alive() const { return process != nullptr && process->running(); }
+};
+
+std::vector<std::string> CommonServeArgs() {
+  return {"-m",           kModel,  "--listen",         "tcp://127.0.0.1:0", "--dht-bind",
+          "127.0.0.1",    "--backend", "reference",    "--announce-interval", "0.2",
+          "--record-ttl", "3"};
+}
+
+// Starts `swarm serve` with `args` (after the common ones); ReadListening() finishes the start.
+void Launch(Peer& peer, std::vector<std::string> args) {
+  static int counter = 0;
+  peer.args = std::move(args);
+  peer.log_path =
+      absl::StrCat(::testing::TempDir(), "swarm-peer-", ::getpid(), "-", counter++, ".log");
+  Subprocess::Options options;
+  options.argv = {SWARM_BINARY, "serve"};
+  for (const std::string& a : CommonServeArgs()) options.argv.push_back(a);
+  for (const std::string& a : peer.args) options.argv.push_back(a);
+  options.stderr_path = peer.log_path;
+  auto process = Subprocess::Start(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  peer.process = std::move(*process);
+}
+
+// "listening on tcp://127.0.0.1:PORT blocks A:B peer <40-hex id> dht <udp port>"
+void ReadListening(Peer& peer) {
+  ASSERT_NE(peer.process, nullptr);
+  auto line = peer.process->ReadLine(kStartTimeout);
+  ASSERT_TRUE(line.ok() && absl::StartsWith(*line, "listening on "))
+      << (line.ok() ? *line : line.status().ToString()) << "\n"
+      << ReadFile(peer.log_path);
+  std::vector<std::string> w = absl::StrSplit(*line, ' ');
+  ASSERT_GE(w.size(), 9u) << *line;
+  peer.address = w[2];
+  peer.blocks = w[4];
+  peer.peer_id = w[6];
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(w[8], &port)) << *line;
+  peer.dht_port = static_cast<uint16_t>(port);
+}
+
+std::string Bootstrap(const Peer& peer) { return absl::StrCat("127.0.0.1:", peer.dht_port); }
+
+std::unique_ptr<router::DhtRegistry> ClientRegistry(const std::string& bootstrap) {
+  router::DhtRegistryOptions options;
+  options.bind_address = "127.0.0.1";
+  options.initial_peers = {bootstrap};
+  options.client_only = true;
+  options.op_timeout = absl::Seconds(2);
+  auto registry = router::DhtRegistry::Create(options);
+  EXPECT_TRUE(registry.ok()) << registry.status();
+  return registry.ok() ? std::move(*registry) : nullptr;
+}
+
+// Polls the registry until `done(snapshot)` or the deadline; the last snapshot.
+router::RegistrySnapshot WaitForSnapshot(router::DhtRegistry& registry, const std::string& model_id,
+                                         const std::function<bool(const router::RegistrySnapshot&)>& done,
+                                         std::chrono::seconds timeout = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  router::RegistrySnapshot last;
+  while (true) {
+    auto snapshot = registry.Snapshot(model_id);
+    if (snapshot.ok()) {
+      last = *snapshot;
+      if (done(last)) return last;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+bool Online(const router::PeerRecord& r) { return r.state == router::PeerState::kOnline; }
+
+// Every block of [0, n_blocks) served by at least `replicas` online records.
+bool Covered(const router::RegistrySnapshot& s, int64_t n_blocks, int replicas = 1) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    int n = 0;
+    for (const auto& r : s) n += Online(r) && r.blocks.Contains(b);
+    if (n < replicas) return false;
+  }
+  return true;
+}
+
+std::string Describe(const router::RegistrySnapshot& s) {
+  std::string out;
+  for (const auto& r : s) {
+    absl::StrAppend(&out, r.peer_id.ShortHex(), " ", r.address, " ", r.blocks.first, ":",
+                    r.blocks.last, " ", std::string(router::PeerStateName(r.state)), "\n");
+  }
+  return out;
+}
+
+// The in-process client: head + tokenizer locally, blocks through the swarm.
+struct GenerationResult {
+  absl::Status status;
+  std::string text;
+  int failovers = 0;
+  std::vector<router::ChainHop> initial_route;  // as the provider first chose it
+};
+
+class SwarmClient {
+ public:
+  explicit SwarmClient(const std::string& bootstrap) {
+    auto local = shard::LocalModel::Load(kModel, kernels::BackendOptions{.name = "reference"},
+                                         /*load_blocks=*/false);
+    EXPECT_TRUE(local.ok()) << local.status();
+    if (!local.ok()) return;
+    model_ = std::move(*local);
+    registry_ = ClientRegistry(bootstrap);
+  }
+  bool ok() const { return model_ != nullptr && registry_ != nullptr; }
+  const shard::LocalModel& model() const { return *model_; }
+  router::DhtRegistry& registry() { return *registry_; }
+
+  // Greedy BOS-only generation; on_token(step, session) runs after each sampled token
+  // (step counts from 1).
+  GenerationResult Generate(const std::function<void(int, router::ChainSession&)>& on_token,
+                            std::chrono::milliseconds min_step_timeout) {
+    GenerationResult result;
+    const model::ModelConfig& config = model_->config;
+    router::SwarmHopProviderOptions provider_options;
+    provider_options.model_id = config.model_id;
+    provider_options.n_blocks = config.n_layer;
+    provider_options.cache_tokens_needed = kTokens + 1;
+    provider_options.route_wait = absl::Seconds(20);
+    router::SwarmHopProvider provider(*registry_, provider_options);
+    auto hops = provider.InitialRoute();
+    if (!hops.ok()) {
+      result.status = hops.status();
+      return result;
+    }
+    result.initial_route = *hops;
+    router::ChainOptions options;
+    options.max_length = kTokens + 1;
+    options.min_step_timeout = min_step_timeout;
+    zmq::context_t context(1);
+    auto session = router::ChainSession::Open(context, *hops, config.n_layer, config.n_embd,
+                                              options, &provider);
+    if (!session.ok()) {
+      result.status = session.status();
+      return result;
+    }
+    const model::Tokenizer& tokenizer = *model_->tokenizer;
+    std::vector<int32_t> prompt = {tokenizer.bos_id()};
+    model::SamplingParams params;
+    params.temperature = 0;
+    model::Sampler sampler(params);
+    model::StreamingDecoder decoder(tokenizer, /*at_start=*/true);
+    model::GenerateOptions generate_options;
+    generate_options.max_new_tokens = kTokens;
+    int step = 0;
+    auto stats = model::Generate(prompt, generate_options, *model_->head, **session, sampler,
+                                 tokenizer, [&](int32_t token) {
+                                   result.text += decoder.Push(token);
+                                   on_token(++step, **session);
+                                   return true;
+                                 });
+    result.text += decoder.Finish();
+    result.status = stats.status();
+    result.failovers = (*session)->failovers();
+    return result;
+  }
+
+ private:
+  std::unique_ptr<shard::LocalModel> model_;
+  std::unique_ptr<router::DhtRegistry> registry_;
+};
+
+// Six peers, two replicas of every span of stories260K's five blocks.
+class SixPeerSwarm : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    peers_ = new std::vector<Peer>(6);
+    const char* ranges[] = {"0:2", "0:2", "2:4", "2:4", "4:5", "4:5"};
+    Peer& first = (*peers_)[0];
+    Launch(first, {"--blocks", ranges[0]});
+    ReadListening(first);
+    for (size_t i = 1; i < peers_->size(); ++i) {
+      Launch((*peers_)[i], {"--blocks", ranges[i], "--initial-peers", Bootstrap(first)});
+    }
+    for (size_t i = 1; i < peers_->size(); ++i) ReadListening((*peers_)[i]);
+  }
+  static void TearDownTestSuite() {
+    delete peers_;  // Subprocess kills and reaps what is left
+    peers_ = nullptr;
+  }
+
+  // Restarts peers an earlier test killed (bootstrapping from a live one), then waits until the
+  // client sees two online replicas of every block.
+  void SetUp() override {
+    ASSERT_NE(peers_, nullptr);
+    const Peer* live = nullptr;
+    for (const Peer& p : *peers_) {
+      if (p.alive() && p.dht_port != 0) live = &p;
+    }
+    ASSERT_NE(live, nullptr);
+    const std::string bootstrap = Bootstrap(*live);
+    std::vector<Peer*> restarted;
+    for (Peer& p : *peers_) {
+      if (p.alive()) continue;
+      if (p.process) (void)p.process->Signal(SIGKILL);  // a frozen one, to be sure
+      p.process.reset();
+      Launch(p, {"--blocks", p.blocks, "--initial-peers", bootstrap});
+      restarted.push_back(&p);
+    }
+    for (Peer* p : restarted) ReadListening(*p);
+    client_ = std::make_unique<SwarmClient>(bootstrap);
+    ASSERT_TRUE(client_->ok());
+    // Records of peers that died stay until their TTL; count only the live peers' ids.
+    const int64_t n_blocks = client_->model().config.n_layer;
+    auto snapshot =
+        WaitForSnapshot(*registry(), client_->model().config.model_id, [&](const auto& s) {
+          router::RegistrySnapshot live_records;
+          for (const auto& r : s) {
+            for (const Peer& p : *peers_) {
+              if (p.alive() && r.peer_id.ToHex() == p.peer_id) live_records.push_back(r);
+            }
+          }
+          return Covered(live_records, n_blocks, 2);
+        });
+    ASSERT_GE(snapshot.size(), 6u) << Describe(snapshot);
+  }
+
+  router::DhtRegistry* registry() { return &client_->registry(); }
+
+  Peer* PeerAt(const std::string& address) {
+    for (Peer& p : *peers_) {
+      if (p.address == address) return &p;
+    }
+    return nullptr;
+  }
+
+  static std::vector<Peer>* peers_;
+  std::unique_ptr<SwarmClient> client_;
+};
+std::vector<Peer>* SixPeerSwarm::peers_ = nullptr;
+
+
+// Kills (or freezes) the peer behind a random hop of the current route at each chosen step; the
+// spans of earlier victims are avoided so the swarm always keeps a replica of every block.
+struct Fault {
+  int step;
+  int signal;
+};
+
+class FaultInjector {
+ public:
+  FaultInjector(SixPeerSwarm* fixture, std::vector<Peer>& peers, std::vector<Fault> faults,
+                uint32_t seed)
+      : peers_(peers), faults_(std::move(faults)), rng_(seed) {
+    (void)fixture;
+  }
+
+  void operator()(int step, router::ChainSession& session) {
+    for (const Fault& fault : faults_) {
+      if (fault.step != step) continue;
+      std::vector<Peer*> candidates;
+      for (const router::ChainHop& hop : session.hops()) {
+        for (Peer& p : peers_) {
+          if (p.address != hop.address || !p.alive()) continue;
+          bool span_hit = false;
+          for (const Peer* v : victims_) span_hit |= v->blocks == p.blocks;
+          if (!span_hit) candidates.push_back(&p);
+        }
+      }
+      ASSERT_FALSE(candidates.empty()) << "no peer of the route to hit at step " << step;
+      Peer* victim = candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng_)];
+      std::printf("step %d: signal %d to peer %s (blocks %s, pid %d)\n", step, fault.signal,
+                  victim->address.c_str(), victim->blocks.c_str(), victim->process->pid());
+      ASSERT_TRUE(victim->process->Signal(fault.signal).ok());
+      victims_.push_back(victim);
+      hit_.push_back({victim, fault.signal});
+    }
+  }
+
+  // SIGCONT for frozen victims, then SIGKILL for all (SetUp restarts them).
+  void Cleanup() {
+    for (auto& [peer, signal] : hit_) {
+      if (signal == SIGSTOP) (void)peer->process->Signal(SIGCONT);
+      (void)peer->process->Signal(SIGKILL);
+      (void)peer->process->Wait(std::chrono::seconds(30));
+    }
+  }
+  size_t hits() const { return hit_.size(); }
+
+ private:
+  std::vector<Peer>& peers_;
+  std::vector<Fault> faults_;
+  std::mt19937 rng_;
+  std::vector<Peer*> victims_;
+  std::vector<std::pair<Peer*, int>> hit_;
+};
+
+void RunWithFaults(SixPeerSwarm* fixture, SwarmClient& client, std::vector<Peer>& peers,
+                   std::vector<int> signals, std::chrono::milliseconds min_step_timeout) {
+  const uint32_t seed = TestSeed();
+  std::mt19937 rng(seed);
+  std::vector<Fault> faults;
+  // Steps spread over the run, strictly increasing, never the very last token.
+  int lo = 2;
+  for (size_t i = 0; i < signals.size(); ++i) {
+    const int hi = static_cast<int>((i + 1) * (kTokens - 10) / signals.size());
+    const int step = std::uniform_int_distribution<int>(lo, hi)(rng);
+    faults.push_back({step, signals[i]});
+    lo = step + 1;
+  }
+  std::printf("seed %u (SWARM_TEST_SEED to replay):", seed);
+  for (const Fault& f : faults) std::printf(" signal %d at step %d;", f.signal, f.step);
+  std::printf("\n");
+  FaultInjector injector(fixture, peers, faults, seed);
+  GenerationResult result = client.Generate(std::ref(injector), min_step_timeout);
+  injector.Cleanup();
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(injector.hits(), signals.size());
+  EXPECT_GE(result.failovers, static_cast<int>(signals.size()));
+  EXPECT_EQ(result.text, ReferenceText());
+}
+
+TEST_F(SixPeerSwarm, NoFaultGivesTheReferenceText) {
+  GenerationResult result = client_->Generate([](int, router::ChainSession&) {},
+                                              std::chrono::milliseconds(2000));
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(result.failovers, 0);
+  EXPECT_EQ(result.text, ReferenceText());
+}
+
+TEST_F(SixPeerSwarm, PeerKilledMidGenerationIsReplaced) {
+  RunWithFaults(this, *client_, *peers_, {SIGKILL}, std::chrono::milliseconds(500));
+}
+
+TEST_F(SixPeerSwarm, PeerFrozenMidGenerationIsReplaced) {
+  RunWithFaults(this, *client_, *peers_, {SIGSTOP}, std::chrono::milliseconds(500));
+}
+
+TEST_F(SixPeerSwarm, TwoSuccessiveFailuresAreSurvived) {
+  RunWithFaults(this, *client_, *peers_, {SIGKILL, SIGKILL}, std::chrono::milliseconds(500));
+}
+
+// A record that lies: a DHT identity of the test's own announces another peer's address with a
+// wider block range than that peer serves. The peer refuses the blocks it does not hold at
+// OpenSession; the client bans the liar's id and still produces the reference text.
+TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
+  Peer* honest = nullptr;
+  for (Peer& p : *peers_) {
+    if (p.alive() && p.blocks == "0:2") honest = &p;
+  }
+  ASSERT_NE(honest, nullptr);
+  router::DhtRegistryOptions options;
+  options.bind_address = "127.0.0.1";
+  options.initial_peers = {Bootstrap(*honest)};
+  options.key_bits = 1024;
+  options.record_ttl = absl::Seconds(3);
+  options.refresh_interval = absl::Milliseconds(200);
+  auto liar = router::DhtRegistry::Create(options);
+  ASSERT_TRUE(liar.ok()) << liar.status();
+  router::PeerRecord record;
+  record.address = honest->address;
+  record.model_id = client_->model().config.model_id;
+  record.blocks = {0, static_cast<int32_t>(client_->model().config.n_layer)};
+  record.state = router::PeerState::kOnline;
+  // Far faster than anyone else, so the route builder prefers the one-hop lie.
+  record.decode_tps_per_block = 1e6;
+  record.prompt_tps_per_block = 1e6;
+  record.network_tps = 1e6;
+  record.free_cache_tokens = 1 << 20;
+  record.total_cache_tokens = 1 << 20;
+  absl::Status announced = (*liar)->Announce(record);
+  ASSERT_TRUE(announced.ok() || absl::IsUnavailable(announced)) << announced;
+  const router::PeerId liar_id = (*liar)->peer_id();
+  auto snapshot = WaitForSnapshot(*registry(), record.model_id, [&](const auto& s) {
+    for (const auto& r : s) {
+      if (r.peer_id == liar_id) return true;
+    }
+    return false;
+  });
+  bool seen = false;
+  for (const auto& r : snapshot) seen |= r.peer_id == liar_id;
+  ASSERT_TRUE(seen) << Describe(snapshot);
+
+  GenerationResult result = client_->Generate([](int, router::ChainSession&) {},
+                                              std::chrono::milliseconds(2000));
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(result.text, ReferenceText());
+  // The lie was on the route the client first chose (else this test proves nothing).
+  bool lie_routed = false;
+  for (const router::ChainHop& hop : result.initial_route) {
+    lie_routed |= hop.peer_id == liar_id.ToHex();
+  }
+  EXPECT_TRUE(lie_routed) << Describe(snapshot);
+  (void)(*liar)->Withdraw();
+}
+
+// Fewer blocks served than the model has: `swarm generate` gives up after --route-wait with a
+// message naming the missing blocks.
+TEST(SwarmCoverage, ClientNamesMissingBlocks) {
+  Peer peer;
+  Launch(peer, {"--blocks", "0:2"});
+  ReadListening(peer);
+  const std::string err_path =
+      absl::StrCat(::testing::TempDir(), "swarm-generate-", ::getpid(), ".err");
+  Subprocess::Options options;
+  options.argv = {SWARM_BINARY,    "generate", "-m",          kModel, "--initial-peers",
+                  Bootstrap(peer), "--dht-bind", "127.0.0.1", "--route-wait", "1",
+                  "-p",            "",          "-n",         "20",   "--temp", "0"};
+  options.stderr_path = err_path;
+  auto client = Subprocess::Start(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  (void)(*client)->ReadAll(std::chrono::seconds(120));
+  auto code = (*client)->Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  const std::string err = ReadFile(err_path);
+  EXPECT_NE(*code, 0) << err;
+  EXPECT_NE(err.find("no online peer serves blocks 2"), std::string::npos) << err;
+  std::filesystem::remove(err_path);
+}
+
+// Peers that choose their own blocks (--num-blocks 2), started one at a time, cover the model;
+// when a block's only server leaves, another peer moves to cover it.
+TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
+  auto local = shard::LocalModel::Load(kModel, kernels::BackendOptions{.name = "reference"},
+                                       /*load_blocks=*/false);
+  ASSERT_TRUE(local.ok()) << local.status();
+  const int64_t n_blocks = (*local)->config.n_layer;
+  const std::string model_id = (*local)->config.model_id;
+  std::vector<Peer> peers(4);
+  std::unique_ptr<router::DhtRegistry> registry;
+  const std::vector<std::string> placement = {"--num-blocks", "2", "--rebalance-interval", "0.5"};
+  for (size_t i = 0; i < peers.size(); ++i) {
+    std::vector<std::string> args = placement;
+    if (i > 0) {
+      args.push_back("--initial-peers");
+      args.push_back(Bootstrap(peers[0]));
+    }
+    Launch(peers[i], args);
+    ReadListening(peers[i]);
+    if (registry == nullptr) registry = ClientRegistry(Bootstrap(peers[0]));
+    ASSERT_NE(registry, nullptr);
+    // The next peer starts once this one's record is visible, so it sees where the gaps are.
+    const std::string id = peers[i].peer_id;
+    auto s = WaitForSnapshot(*registry, model_id, [&](const auto& snap) {
+      for (const auto& r : snap) {
+        if (r.peer_id.ToHex() == id && Online(r)) return true;
+      }
+      return false;
+    });
+    std::printf("after peer %zu (%s):\n%s", i, peers[i].blocks.c_str(), Describe(s).c_str());
+  }
+  auto s = WaitForSnapshot(*registry, model_id,
+                           [&](const auto& snap) { return Covered(snap, n_blocks); });
+  ASSERT_TRUE(Covered(s, n_blocks)) << Describe(s);
+
+  // A peer that is the only server of some block (one exists: 4 peers x 2 blocks over 5 blocks
+  // leave at most 3 blocks doubly served). Prefer one that is not the bootstrap node.
+  Peer* leaver = nullptr;
+  for (size_t i = peers.size(); i-- > 0 && leaver == nullptr;) {
+    for (const auto& r : s) {
+      if (r.peer_id.ToHex() != peers[i].peer_id) continue;
+      for (int32_t b = r.blocks.first; b < r.blocks.last; ++b) {
+        int n = 0;
+        for (const auto& o : s) n += Online(o) && o.blocks.Contains(b);
+        if (n == 1) leaver = &peers[i];
+      }
+    }
+  }
+  ASSERT_NE(leaver, nullptr) << Describe(s);
+  std::printf("stopping %s (blocks %s)\n", leaver->peer_id.c_str(), leaver->blocks.c_str());
+  ASSERT_TRUE(leaver->process->Signal(SIGTERM).ok());
+  auto code = leaver->process->Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << ReadFile(leaver->log_path);
+  const std::string gone = leaver->peer_id;
+  s = WaitForSnapshot(
+      *registry, model_id,
+      [&](const auto& snap) {
+        router::RegistrySnapshot rest;
+        for (const auto& r : snap) {
+          if (r.peer_id.ToHex() != gone) rest.push_back(r);
+        }
+        return Covered(rest, n_blocks);
+      },
+      std::chrono::seconds(60));
+  router::RegistrySnapshot rest;
+  for (const auto& r : s) {
+    if (r.peer_id.ToHex() != gone) rest.push_back(r);
+  }
+  EXPECT_TRUE(Covered(rest, n_blocks)) << Describe(s);
+}
+
+// The node everyone bootstrapped from leaves: a new peer and a client join through another
+// peer's DHT port, and the client generates the reference text.
+TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
+  std::vector<Peer> peers(3);
+  Launch(peers[0], {"--blocks", "0:2"});
+  ReadListening(peers[0]);
+  Launch(peers[1], {"--blocks", "2:4", "--initial-peers", Bootstrap(peers[0])});
+  Launch(peers[2], {"--blocks", "4:5", "--initial-peers", Bootstrap(peers[0])});
+  ReadListening(peers[1]);
+  ReadListening(peers[2]);
+  ASSERT_TRUE(peers[0].process->Signal(SIGTERM).ok());
+  auto code = peers[0].process->Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << ReadFile(peers[0].log_path);
+
+  Peer newcomer;
+  Launch(newcomer, {"--blocks", "0:2", "--initial-peers", Bootstrap(peers[1])});
+  ReadListening(newcomer);
+  SwarmClient client(Bootstrap(peers[2]));
+  ASSERT_TRUE(client.ok());
+  auto s = WaitForSnapshot(client.registry(), client.model().config.model_id, [&](const auto& snap) {
+    router::RegistrySnapshot live;
+    for (const auto& r : snap) {
+      if (r.peer_id.ToHex() != peers[0].peer_id) live.push_back(r);
+    }
+    return Covered(live, client.model().config.n_layer);
+  });
+  GenerationResult result =
+      client.Generate([](int, router::ChainSession&) {}, std::chrono::milliseconds(2000));
+  ASSERT_TRUE(result.status.ok()) << result.status << "\n" << Describe(s);
+  EXPECT_EQ(result.text, ReferenceText());
+}
+
+}  // namespace
+}  // namespace swarm::swarm_test
