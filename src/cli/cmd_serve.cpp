@@ -1,6 +1,7 @@
 // `swarm serve`: a volunteer peer hosting a contiguous range of a model's blocks. It runs a DHT
 // node, announces a signed record of what it serves (refreshed periodically), picks its blocks
 // itself with --num-blocks, and moves when that would strengthen the swarm's weakest block.
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
@@ -260,7 +262,18 @@ absl::Status Serve(const ServeFlags& flags) {
     options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
     options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack->n_blocks();
     options.inference_steps_per_sec = throughput.decode_tps_per_block / stack->n_blocks();
-    SWARM_ASSIGN_OR_RETURN(auto server, transport::PeerServer::Create(context, *stack, options));
+    // After a move the old socket's port is released by ZeroMQ's I/O thread asynchronously,
+    // so binding it again at once can fail with EADDRINUSE: retry briefly.
+    const bool rebinding = listen != flags.listen;
+    auto created = transport::PeerServer::Create(context, *stack, options);
+    for (int attempt = 0; rebinding && !created.ok() && attempt < 50 &&
+                          absl::StrContains(created.status().message(), "Address already in use");
+         ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      created = transport::PeerServer::Create(context, *stack, options);
+    }
+    SWARM_RETURN_IF_ERROR(created.status());
+    std::unique_ptr<transport::PeerServer> server = std::move(*created);
     listen = server->endpoint();  // a move rebinds the same port
     const std::string address = PublicAddress(server->endpoint(), flags.public_host);
     {
