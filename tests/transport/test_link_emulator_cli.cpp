@@ -18,8 +18,10 @@ using namespace std::chrono_literals;
 TEST(LinkEmulatorCliTest, AddsLatencyBetweenZeroMqPeers) {
   zmq::context_t context;
   auto server = RouterServer::Bind(context, "tcp://127.0.0.1:0").value();
-  auto proc = Subprocess::Start({{SWARM_BINARY, "link-emulator", "--target", server->endpoint(),
-                                  "--latency-ms", "15", "--bandwidth-mbit", "100"}});
+  Subprocess::Options options;
+  options.argv = {SWARM_BINARY, "link-emulator",    "--target", server->endpoint(), "--latency-ms",
+                  "15",         "--bandwidth-mbit", "100"};
+  auto proc = Subprocess::Start(options);
   ASSERT_TRUE(proc.ok()) << proc.status();
   // The first line names the endpoint to connect to.
   auto line = (*proc)->ReadLine(10s);
@@ -46,8 +48,10 @@ TEST(LinkEmulatorCliTest, AddsLatencyBetweenZeroMqPeers) {
 }
 
 TEST(LinkEmulatorCliTest, BadFlagsFail) {
-  auto proc = Subprocess::Start(
-      {{SWARM_BINARY, "link-emulator", "--target", "nonsense"}, true, "/dev/null"});
+  Subprocess::Options options;
+  options.argv = {SWARM_BINARY, "link-emulator", "--target", "nonsense"};
+  options.stderr_path = "/dev/null";
+  auto proc = Subprocess::Start(options);
   ASSERT_TRUE(proc.ok());
   auto code = (*proc)->Wait(10s);
   ASSERT_TRUE(code.ok());
