@@ -2,6 +2,7 @@
 // client that routes through the DHT records. Peers are killed (SIGKILL), frozen (SIGSTOP) or
 // stopped (SIGTERM) mid-generation, and the greedy text must still be exactly the reference.
 // The six-peer swarm is shared by the tests of one suite (dead peers are restarted before each).
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -74,8 +73,8 @@ struct Peer {
 };
 
 std::vector<std::string> CommonServeArgs() {
-  return {"-m",           kModel,  "--listen",         "tcp://127.0.0.1:0", "--dht-bind",
-          "127.0.0.1",    "--backend", "reference",    "--announce-interval", "0.2",
+  return {"-m",           kModel,      "--listen",  "tcp://127.0.0.1:0",   "--dht-bind",
+          "127.0.0.1",    "--backend", "reference", "--announce-interval", "0.2",
           "--record-ttl", "3"};
 }
 
@@ -126,9 +125,10 @@ std::unique_ptr<router::DhtRegistry> ClientRegistry(const std::string& bootstrap
 }
 
 // Polls the registry until `done(snapshot)` or the deadline; the last snapshot.
-router::RegistrySnapshot WaitForSnapshot(router::DhtRegistry& registry, const std::string& model_id,
-                                         const std::function<bool(const router::RegistrySnapshot&)>& done,
-                                         std::chrono::seconds timeout = std::chrono::seconds(30)) {
+router::RegistrySnapshot WaitForSnapshot(
+    router::DhtRegistry& registry, const std::string& model_id,
+    const std::function<bool(const router::RegistrySnapshot&)>& done,
+    std::chrono::seconds timeout = std::chrono::seconds(30)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   router::RegistrySnapshot last;
   while (true) {
@@ -308,7 +308,6 @@ class SixPeerSwarm : public ::testing::Test {
 };
 std::vector<Peer>* SixPeerSwarm::peers_ = nullptr;
 
-
 // Kills (or freezes) the peer behind a random hop of the current route at each chosen step; the
 // spans of earlier victims are avoided so the swarm always keeps a replica of every block.
 struct Fault {
@@ -318,11 +317,8 @@ struct Fault {
 
 class FaultInjector {
  public:
-  FaultInjector(SixPeerSwarm* fixture, std::vector<Peer>& peers, std::vector<Fault> faults,
-                uint32_t seed)
-      : peers_(peers), faults_(std::move(faults)), rng_(seed) {
-    (void)fixture;
-  }
+  FaultInjector(std::vector<Peer>& peers, std::vector<Fault> faults, uint32_t seed)
+      : peers_(peers), faults_(std::move(faults)), rng_(seed) {}
 
   void operator()(int step, router::ChainSession& session) {
     for (const Fault& fault : faults_) {
@@ -337,7 +333,8 @@ class FaultInjector {
         }
       }
       ASSERT_FALSE(candidates.empty()) << "no peer of the route to hit at step " << step;
-      Peer* victim = candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng_)];
+      Peer* victim =
+          candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng_)];
       std::printf("step %d: signal %d to peer %s (blocks %s, pid %d)\n", step, fault.signal,
                   victim->address.c_str(), victim->blocks.c_str(), victim->process->pid());
       ASSERT_TRUE(victim->process->Signal(fault.signal).ok());
@@ -364,8 +361,8 @@ class FaultInjector {
   std::vector<std::pair<Peer*, int>> hit_;
 };
 
-void RunWithFaults(SixPeerSwarm* fixture, SwarmClient& client, std::vector<Peer>& peers,
-                   std::vector<int> signals, std::chrono::milliseconds min_step_timeout) {
+void RunWithFaults(SwarmClient& client, std::vector<Peer>& peers, std::vector<int> signals,
+                   std::chrono::milliseconds min_step_timeout) {
   const uint32_t seed = TestSeed();
   std::mt19937 rng(seed);
   std::vector<Fault> faults;
@@ -380,7 +377,7 @@ void RunWithFaults(SixPeerSwarm* fixture, SwarmClient& client, std::vector<Peer>
   std::printf("seed %u (SWARM_TEST_SEED to replay):", seed);
   for (const Fault& f : faults) std::printf(" signal %d at step %d;", f.signal, f.step);
   std::printf("\n");
-  FaultInjector injector(fixture, peers, faults, seed);
+  FaultInjector injector(peers, faults, seed);
   GenerationResult result = client.Generate(std::ref(injector), min_step_timeout);
   injector.Cleanup();
   ASSERT_TRUE(result.status.ok()) << result.status;
@@ -390,23 +387,23 @@ void RunWithFaults(SixPeerSwarm* fixture, SwarmClient& client, std::vector<Peer>
 }
 
 TEST_F(SixPeerSwarm, NoFaultGivesTheReferenceText) {
-  GenerationResult result = client_->Generate([](int, router::ChainSession&) {},
-                                              std::chrono::milliseconds(2000));
+  GenerationResult result =
+      client_->Generate([](int, router::ChainSession&) {}, std::chrono::milliseconds(2000));
   ASSERT_TRUE(result.status.ok()) << result.status;
   EXPECT_EQ(result.failovers, 0);
   EXPECT_EQ(result.text, ReferenceText());
 }
 
 TEST_F(SixPeerSwarm, PeerKilledMidGenerationIsReplaced) {
-  RunWithFaults(this, *client_, *peers_, {SIGKILL}, std::chrono::milliseconds(500));
+  RunWithFaults(*client_, *peers_, {SIGKILL}, std::chrono::milliseconds(500));
 }
 
 TEST_F(SixPeerSwarm, PeerFrozenMidGenerationIsReplaced) {
-  RunWithFaults(this, *client_, *peers_, {SIGSTOP}, std::chrono::milliseconds(500));
+  RunWithFaults(*client_, *peers_, {SIGSTOP}, std::chrono::milliseconds(500));
 }
 
 TEST_F(SixPeerSwarm, TwoSuccessiveFailuresAreSurvived) {
-  RunWithFaults(this, *client_, *peers_, {SIGKILL, SIGKILL}, std::chrono::milliseconds(500));
+  RunWithFaults(*client_, *peers_, {SIGKILL, SIGKILL}, std::chrono::milliseconds(500));
 }
 
 // A record that lies: a DHT identity of the test's own announces another peer's address with a
@@ -450,8 +447,8 @@ TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
   for (const auto& r : snapshot) seen |= r.peer_id == liar_id;
   ASSERT_TRUE(seen) << Describe(snapshot);
 
-  GenerationResult result = client_->Generate([](int, router::ChainSession&) {},
-                                              std::chrono::milliseconds(2000));
+  GenerationResult result =
+      client_->Generate([](int, router::ChainSession&) {}, std::chrono::milliseconds(2000));
   ASSERT_TRUE(result.status.ok()) << result.status;
   EXPECT_EQ(result.text, ReferenceText());
   // The lie was on the route the client first chose (else this test proves nothing).
@@ -472,9 +469,22 @@ TEST(SwarmCoverage, ClientNamesMissingBlocks) {
   const std::string err_path =
       absl::StrCat(::testing::TempDir(), "swarm-generate-", ::getpid(), ".err");
   Subprocess::Options options;
-  options.argv = {SWARM_BINARY,    "generate", "-m",          kModel, "--initial-peers",
-                  Bootstrap(peer), "--dht-bind", "127.0.0.1", "--route-wait", "1",
-                  "-p",            "",          "-n",         "20",   "--temp", "0"};
+  options.argv = {SWARM_BINARY,
+                  "generate",
+                  "-m",
+                  kModel,
+                  "--initial-peers",
+                  Bootstrap(peer),
+                  "--dht-bind",
+                  "127.0.0.1",
+                  "--route-wait",
+                  "1",
+                  "-p",
+                  "",
+                  "-n",
+                  "20",
+                  "--temp",
+                  "0"};
   options.stderr_path = err_path;
   auto client = Subprocess::Start(options);
   ASSERT_TRUE(client.ok()) << client.status();
@@ -562,6 +572,11 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
 // The node everyone bootstrapped from leaves: a new peer and a client join through another
 // peer's DHT port, and the client generates the reference text.
 TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto phase = [&](const char* what) {
+    std::printf("%.2f s: %s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), what);
+  };
   std::vector<Peer> peers(3);
   Launch(peers[0], {"--blocks", "0:2"});
   ReadListening(peers[0]);
@@ -569,25 +584,32 @@ TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
   Launch(peers[2], {"--blocks", "4:5", "--initial-peers", Bootstrap(peers[0])});
   ReadListening(peers[1]);
   ReadListening(peers[2]);
+  phase("three peers listening");
   ASSERT_TRUE(peers[0].process->Signal(SIGTERM).ok());
   auto code = peers[0].process->Wait(std::chrono::seconds(60));
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0) << ReadFile(peers[0].log_path);
 
+  phase("bootstrap node stopped");
   Peer newcomer;
   Launch(newcomer, {"--blocks", "0:2", "--initial-peers", Bootstrap(peers[1])});
   ReadListening(newcomer);
+  phase("newcomer listening");
   SwarmClient client(Bootstrap(peers[2]));
   ASSERT_TRUE(client.ok());
-  auto s = WaitForSnapshot(client.registry(), client.model().config.model_id, [&](const auto& snap) {
-    router::RegistrySnapshot live;
-    for (const auto& r : snap) {
-      if (r.peer_id.ToHex() != peers[0].peer_id) live.push_back(r);
-    }
-    return Covered(live, client.model().config.n_layer);
-  });
+  phase("client joined");
+  auto s =
+      WaitForSnapshot(client.registry(), client.model().config.model_id, [&](const auto& snap) {
+        router::RegistrySnapshot live;
+        for (const auto& r : snap) {
+          if (r.peer_id.ToHex() != peers[0].peer_id) live.push_back(r);
+        }
+        return Covered(live, client.model().config.n_layer);
+      });
+  phase("client sees every block");
   GenerationResult result =
       client.Generate([](int, router::ChainSession&) {}, std::chrono::milliseconds(2000));
+  phase("generated");
   ASSERT_TRUE(result.status.ok()) << result.status << "\n" << Describe(s);
   EXPECT_EQ(result.text, ReferenceText());
 }
