@@ -85,8 +85,11 @@ Pieces RenderInst(const Conversation& c, bool llama2) {
   Pieces p;
   Bos(p);
   const bool continues = EndsWithAssistant(c);
-  for (size_t i = 0; i < c.turns.size(); ++i) {
-    const Turn& t = c.turns[i];
+  // Only system messages: one [INST] block still carries the system prompt.
+  const std::vector<Turn> only_system = {Turn{}};
+  const std::vector<Turn>& turns = c.turns.empty() ? only_system : c.turns;
+  for (size_t i = 0; i < turns.size(); ++i) {
+    const Turn& t = turns[i];
     if (i > 0 && llama2) Bos(p);
     std::string user = t.user;
     if (i == 0 && !c.system.empty()) {
@@ -97,7 +100,7 @@ Pieces RenderInst(const Conversation& c, bool llama2) {
     Text(p, " " + user + " ");
     Marker(p, "[/INST]");
     if (!t.has_assistant) continue;
-    const bool last = i + 1 == c.turns.size();
+    const bool last = i + 1 == turns.size();
     if (last && continues) {
       Text(p, llama2 ? " " + t.assistant : t.assistant);
     } else {

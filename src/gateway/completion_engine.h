@@ -35,6 +35,11 @@ struct GenerationRequest {
   // Where to report peer steps, failovers, codec bytes. Not owned, may be null; valid during
   // Generate only.
   MetricsSink* metrics = nullptr;
+  // True once nobody wants the result any more (client gone, server stopping). Cheap and
+  // thread-safe; may be empty. An engine that waits without producing tokens (for a turn, a
+  // route, a failover) should check it between waits and then return Cancelled; between tokens,
+  // on_token returning false says the same.
+  std::function<bool()> is_cancelled;
 };
 
 // One hop of a route: a peer computing blocks [block_begin, block_end).

@@ -376,6 +376,7 @@ class SessionWriter final : public ResponseWriter {
     if (state_ != State::kNone) return false;
     state_ = State::kDone;
     admission_.Release();
+    if (client_gone()) return false;
     return session_->RunOnStrand(
         [&](std::function<void(bool)> done) { session_->WriteWhole(response, std::move(done)); });
   }
@@ -383,13 +384,15 @@ class SessionWriter final : public ResponseWriter {
                    const HttpHeaders& headers) override {
     if (state_ != State::kNone) return false;
     state_ = State::kStreaming;
+    if (client_gone()) return false;
     return session_->RunOnStrand([&](std::function<void(bool)> done) {
       session_->WriteStreamHeader(status, content_type, headers, std::move(done));
     });
   }
   bool Write(std::string data) override {
     if (state_ != State::kStreaming) return false;
-    if (data.empty()) return !client_gone();  // an empty chunk would end the body
+    if (client_gone()) return false;
+    if (data.empty()) return true;  // an empty chunk would end the body
     return session_->RunOnStrand([&](std::function<void(bool)> done) {
       session_->WriteChunk(std::move(data), std::move(done));
     });
@@ -398,6 +401,7 @@ class SessionWriter final : public ResponseWriter {
     if (state_ != State::kStreaming) return false;
     state_ = State::kDone;
     admission_.Release();
+    if (client_gone()) return false;
     return session_->RunOnStrand(
         [&](std::function<void(bool)> done) { session_->WriteLastChunk(std::move(done)); });
   }
@@ -417,7 +421,6 @@ class SessionWriter final : public ResponseWriter {
 }  // namespace
 
 bool Session::RunOnStrand(std::function<void(std::function<void(bool)>)> op) {
-  if (stream_->gone.load() || server_.stopping()) return false;
   auto promise = std::make_shared<std::promise<bool>>();
   std::future<bool> result = promise->get_future();
   net::post(socket_.get_executor(), [self = shared_from_this(), op = std::move(op), promise] {

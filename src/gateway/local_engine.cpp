@@ -64,6 +64,10 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   if (request.max_tokens == 0) return absl::OkStatus();
 
   std::lock_guard run_lock(run_mu_);
+  // The client may have left while this request waited for its turn.
+  if (request.is_cancelled && request.is_cancelled()) {
+    return absl::CancelledError("cancelled before it started");
+  }
   const int64_t capacity = n_prompt + request.max_tokens;
   absl::StatusOr<std::unique_ptr<shard::LocalPipeline>> pipeline =
       shard::LocalPipeline::Create(*model_->blocks, capacity);

@@ -229,6 +229,7 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   request.sampling = params.sampling;
   request.request_id = meta.id;
   request.metrics = &metrics_;
+  request.is_cancelled = [&writer] { return writer.client_gone(); };
 
   absl::Status status;
   if (max_tokens > 0) {
@@ -266,6 +267,8 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
     });
   }
   metrics_.AddTokens(n_prompt, n_completion);
+  // E.g. the client left while the request waited for the engine: no token was ever produced.
+  if (writer.client_gone()) gone = true;
 
   auto finish_log = [&](const char* how) {
     log_.Finish(record, how);

@@ -229,6 +229,15 @@ TEST(ChatTemplate, AssistantLastIsContinued) {
   EXPECT_EQ(RenderText(ChatTemplateKind::kLlama2, m), "<s>[INST] Hi [/INST] Once upon");
 }
 
+TEST(ChatTemplate, SystemOnly) {
+  const std::vector<ChatMessage> m = {{"system", "Be kind."}};
+  EXPECT_EQ(RenderText(ChatTemplateKind::kLlama2, m),
+            "<s>[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\n [/INST]");
+  EXPECT_EQ(RenderText(ChatTemplateKind::kMistral, m), "<s>[INST] Be kind.\n\n [/INST]");
+  EXPECT_EQ(RenderText(ChatTemplateKind::kChatMl, m),
+            "<s><|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(ChatTemplate, RejectsUnknownRolesAndNoMessages) {
   ChatFormatter f(ChatTemplateKind::kChatMl, Stories());
   EXPECT_FALSE(f.Tokenize({{"tool", "x"}}).ok());

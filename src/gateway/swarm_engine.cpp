@@ -1,0 +1,154 @@
+#include "gateway/swarm_engine.h"
+
+#include <algorithm>
+
+#include "base/status_macros.h"
+#include "model/client_head.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "router/chain_session.h"
+#include "router/swarm_hop_provider.h"
+#include "transport/codec.h"
+
+namespace swarm::gateway {
+
+absl::StatusOr<std::unique_ptr<SwarmEngine>> SwarmEngine::Create(
+    const std::string& gguf_path, const SwarmEngineOptions& options) {
+  std::unique_ptr<SwarmEngine> engine(new SwarmEngine());
+  engine->options_ = options;
+  SWARM_ASSIGN_OR_RETURN(engine->file_, model::GgufFile::Open(gguf_path));
+  SWARM_ASSIGN_OR_RETURN(engine->config_, model::ReadModelConfig(*engine->file_));
+  SWARM_ASSIGN_OR_RETURN(engine->tokenizer_, model::Tokenizer::FromGguf(*engine->file_));
+  SWARM_ASSIGN_OR_RETURN(engine->client_weights_,
+                         model::LoadClientWeights(*engine->file_, engine->config_));
+  SWARM_RETURN_IF_ERROR(transport::ParseCodec(options.codec).status());
+  ModelInfo& info = engine->info_;
+  info.name = engine->config_.name.empty() ? engine->config_.model_id : engine->config_.name;
+  info.id = options.model_id.empty() ? info.name : options.model_id;
+  info.n_blocks = static_cast<int32_t>(engine->config_.n_layer);
+  info.n_ctx =
+      options.n_ctx > 0 ? options.n_ctx : static_cast<int32_t>(engine->config_.n_ctx_train);
+  auto chat_template = engine->file_->GetString("tokenizer.chat_template");
+  if (chat_template.ok()) info.chat_template = std::string(*chat_template);
+
+  router::DhtRegistryOptions dht;
+  dht.bind_address = options.dht_bind;
+  dht.initial_peers = options.initial_peers;
+  dht.client_only = true;
+  SWARM_ASSIGN_OR_RETURN(engine->registry_, router::DhtRegistry::Create(dht));
+  engine->view_.n_blocks = info.n_blocks;
+  engine->refresher_ = std::thread([e = engine.get()] { e->RefreshLoop(); });
+  return engine;
+}
+
+SwarmEngine::~SwarmEngine() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
+}
+
+void SwarmEngine::RefreshLoop() {
+  while (true) {
+    auto snapshot = registry_->Snapshot(config_.model_id);
+    if (snapshot.ok()) {
+      SwarmView view;
+      view.n_blocks = static_cast<int32_t>(config_.n_layer);
+      for (const router::PeerRecord& p : *snapshot) {
+        PeerView peer;
+        peer.id = p.peer_id.ToHex();
+        peer.address = p.address;
+        peer.state = std::string(router::PeerStateName(p.state));
+        peer.block_begin = p.blocks.first;
+        peer.block_end = p.blocks.last;
+        peer.throughput = p.blocks.size() > 0 ? p.decode_tps_per_block / p.blocks.size() : 0.0;
+        peer.cache_tokens_left = p.free_cache_tokens;
+        for (const auto& [id, ms] : p.rtt_ms) peer.rtts.push_back({id.ToHex(), ms});
+        view.peers.push_back(std::move(peer));
+      }
+      std::lock_guard lock(view_mu_);
+      view_ = std::move(view);
+    }
+    std::unique_lock lock(stop_mu_);
+    if (stop_cv_.wait_for(
+            lock,
+            std::chrono::milliseconds(static_cast<int64_t>(options_.refresh_interval_s * 1e3)),
+            [&] { return stopping_; })) {
+      return;
+    }
+  }
+}
+
+SwarmView SwarmEngine::Describe() const {
+  std::lock_guard lock(view_mu_);
+  return view_;
+}
+
+absl::Status SwarmEngine::Generate(const GenerationRequest& request,
+                                   const TokenCallback& on_token) {
+  if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  const int64_t max_length = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (max_length > info_.n_ctx) {
+    return absl::InvalidArgumentError("prompt and max_tokens exceed the context length");
+  }
+  // Per request: a client head on its own backend (zero-copy views of the mapped weights), a
+  // route and a chain session. Nothing is shared between requests but the DHT node.
+  SWARM_ASSIGN_OR_RETURN(auto backend, kernels::MakeBackend(options_.backend));
+  SWARM_ASSIGN_OR_RETURN(auto head, model::ClientHead::Create(*backend, config_, client_weights_));
+  router::SwarmHopProviderOptions provider_options;
+  provider_options.model_id = config_.model_id;
+  provider_options.n_blocks = config_.n_layer;
+  provider_options.cache_tokens_needed = max_length;
+  provider_options.route_wait =
+      absl::Milliseconds(static_cast<int64_t>(options_.route_wait_s * 1e3));
+  router::SwarmHopProvider provider(*registry_, provider_options);
+  SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
+  router::ChainOptions chain_options;
+  SWARM_ASSIGN_OR_RETURN(chain_options.codec, transport::ParseCodec(options_.codec));
+  chain_options.max_length = max_length;
+  chain_options.min_step_timeout = std::chrono::milliseconds(options_.min_step_timeout_ms);
+  SWARM_ASSIGN_OR_RETURN(auto session,
+                         router::ChainSession::Open(context_, std::move(hops), config_.n_layer,
+                                                    config_.n_embd, chain_options, &provider));
+
+  model::Sampler sampler(request.sampling);
+  model::GenerateOptions generate_options;
+  generate_options.max_new_tokens = request.max_tokens;
+  std::vector<RouteHop> route;
+  int reported_failovers = 0;
+  auto stats = model::Generate(
+      request.prompt, generate_options, *head, *session, sampler, *tokenizer_, [&](int32_t token) {
+        if (route.empty() || session->failovers() != reported_failovers) {
+          route.clear();
+          for (const router::ChainHop& hop : session->hops()) {
+            route.push_back({hop.peer_id, hop.address, static_cast<int32_t>(hop.first_block),
+                             static_cast<int32_t>(hop.last_block)});
+          }
+          if (request.metrics != nullptr) {
+            for (int i = reported_failovers; i < session->failovers(); ++i) {
+              request.metrics->AddFailover();
+            }
+          }
+          reported_failovers = session->failovers();
+        }
+        GenerationEvent event;
+        event.token = token;
+        event.route = route;
+        event.failovers = session->failovers();
+        return on_token(event);
+      });
+  if (request.metrics != nullptr) {
+    const auto& timings = session->timings();
+    for (size_t i = 0; i < timings.size() && i < session->hops().size(); ++i) {
+      if (timings[i].steps > 0) {
+        request.metrics->ObservePeerStep(session->hops()[i].peer_id,
+                                         timings[i].seconds / timings[i].steps);
+      }
+    }
+  }
+  return stats.ok() ? absl::OkStatus() : stats.status();
+}
+
+}  // namespace swarm::gateway

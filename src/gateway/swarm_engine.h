@@ -1,0 +1,71 @@
+// The swarm behind the CompletionEngine interface: each request gets its own route through the
+// DHT's peers (router::SwarmHopProvider) and its own chain session with failover
+// (router::ChainSession); this process holds only the client part of the model (embeddings,
+// output norm, head, tokenizer). Describe() serves a view of the registry refreshed by a
+// background thread. Owns the DHT client node; thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "absl/status/statusor.h"
+#include "gateway/completion_engine.h"
+#include "kernels/backend_factory.h"
+#include "model/gguf.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+#include "router/dht_registry.h"
+
+namespace swarm::gateway {
+
+struct SwarmEngineOptions {
+  std::vector<std::string> initial_peers;
+  std::string dht_bind = "0.0.0.0";
+  kernels::BackendOptions backend;  // for the client head
+  std::string codec = "f32";
+  int32_t n_ctx = 0;     // 0: the model's training context
+  std::string model_id;  // the id clients use; "" derives one from the GGUF
+  double route_wait_s = 20;
+  int64_t min_step_timeout_ms = 2000;
+  double refresh_interval_s = 2;
+};
+
+class SwarmEngine final : public CompletionEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<SwarmEngine>> Create(const std::string& gguf_path,
+                                                             const SwarmEngineOptions& options);
+  ~SwarmEngine() override;
+
+  const ModelInfo& info() const override { return info_; }
+  const model::Tokenizer& tokenizer() const override { return *tokenizer_; }
+  absl::Status Generate(const GenerationRequest& request, const TokenCallback& on_token) override;
+  SwarmView Describe() const override;
+
+ private:
+  SwarmEngine() = default;
+  void RefreshLoop();
+
+  SwarmEngineOptions options_;
+  std::unique_ptr<model::GgufFile> file_;
+  model::ModelConfig config_;
+  std::unique_ptr<model::Tokenizer> tokenizer_;
+  model::ClientWeights client_weights_;
+  ModelInfo info_;
+  std::unique_ptr<router::DhtRegistry> registry_;
+  zmq::context_t context_{1};
+
+  mutable std::mutex view_mu_;
+  SwarmView view_;  // guarded by view_mu_
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;  // guarded by stop_mu_
+  std::thread refresher_;
+};
+
+}  // namespace swarm::gateway
