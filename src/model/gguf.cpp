@@ -221,8 +221,10 @@ class GgufParser {
     }
     SWARM_ASSIGN_OR_RETURN(file_.version_, Read<uint32_t>("version"));
     if (file_.version_ != 2 && file_.version_ != 3) {
+      const bool big_endian = file_.version_ == 0x02000000 || file_.version_ == 0x03000000;
       return absl::InvalidArgumentError(
-          absl::StrCat("unsupported GGUF version ", file_.version_, " (supported: 2 and 3)"));
+          absl::StrCat("unsupported GGUF version ", file_.version_, " (supported: 2 and 3)",
+                       big_endian ? "; this looks like a big-endian GGUF" : ""));
     }
     SWARM_ASSIGN_OR_RETURN(n_tensors_, Read<uint64_t>("tensor count"));
     SWARM_ASSIGN_OR_RETURN(n_kv_, Read<uint64_t>("metadata count"));

@@ -122,6 +122,9 @@ TEST_F(GgufMalformed, WrongMagicAndVersion) {
     b.Header(0, 0, version);
     EXPECT_OPEN_FAILS(b, kInvalidArgument, "unsupported GGUF version");
   }
+  Bytes big_endian;
+  big_endian.Header(0, 0, 0x03000000);
+  EXPECT_OPEN_FAILS(big_endian, kInvalidArgument, "big-endian");
   Bytes v2;
   v2.Header(0, 1, 2).Str("k").U32(kTypeU32).U32(5);
   ASSERT_TRUE(Open(v2).ok()) << Open(v2);
