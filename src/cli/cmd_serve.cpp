@@ -337,7 +337,7 @@ absl::Status Serve(const ServeFlags& flags) {
     if (announcer.joinable()) announcer.join();
     const transport::PeerServerStats& s = server->stats();
     std::fprintf(stderr,
-                 "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.3f s "
+                 "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.6f s "
                  "computing, %lld errors sent\n",
                  static_cast<long long>(s.steps), static_cast<long long>(s.tokens),
                  static_cast<long long>(s.batches), s.compute_seconds,
