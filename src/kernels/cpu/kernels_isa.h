@@ -7,6 +7,10 @@
 
 #include "kernels/cpu/kernels.h"
 
+// Fully unrolls a loop over a kernel's register tile, so that its accumulators live in registers
+// (GCC at -O2 would otherwise keep arrays of vectors in memory).
+#define SWARM_UNROLL _Pragma("GCC unroll 16")
+
 namespace swarm::kernels::cpu {
 
 // The generic table, as a starting point the SIMD tables override entry by entry.
@@ -32,4 +36,19 @@ void MatMulQ4_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ6_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
+}  // namespace swarm::kernels::cpu
+
+// Machine-probe loops (machine_probe.h), per ISA: ReadSum reads n bytes (n a multiple of 256,
+// p 64-byte aligned) and returns a value that depends on all of them; FmaLoop runs `iters`
+// iterations of kFmaChains independent fp32 FMA chains of the ISA's vector width.
+namespace swarm::kernels::cpu {
+inline constexpr int kFmaChains = 12;
+namespace avx512 {
+uint64_t ReadSum(const uint8_t* p, size_t n);
+float FmaLoop(int64_t iters);  // 16 lanes
+}  // namespace avx512
+namespace avx2 {
+uint64_t ReadSum(const uint8_t* p, size_t n);
+float FmaLoop(int64_t iters);  // 8 lanes
+}  // namespace avx2
 }  // namespace swarm::kernels::cpu

@@ -12,6 +12,7 @@ namespace swarm::kernels::cpu::avx512 {
 namespace {
 
 struct F32Weights {
+  static constexpr int64_t kBytes = 4;
   static __m512 Load(const uint8_t* row, int64_t k) {
     return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -21,6 +22,7 @@ struct F32Weights {
 };
 
 struct F16Weights {
+  static constexpr int64_t kBytes = 2;
   static __m512 Load(const uint8_t* row, int64_t k) {
     return LoadF16(reinterpret_cast<const uint16_t*>(row) + k);
   }
@@ -30,6 +32,7 @@ struct F16Weights {
 };
 
 struct BF16Weights {
+  static constexpr int64_t kBytes = 2;
   static __m512 Load(const uint8_t* row, int64_t k) {
     return LoadBF16(reinterpret_cast<const uint16_t*>(row) + k);
   }
@@ -42,33 +45,51 @@ struct BF16Weights {
 template <class W, int R, int C>
 void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
   const uint8_t* rows[R];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
   const float* xs[C];
+  SWARM_UNROLL
   for (int j = 0; j < C; ++j) xs[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride);
   __m512 acc[R][C];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   const int64_t n = a.n_in;
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
     __m512 xv[C];
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) xv[j] = _mm512_loadu_ps(xs[j] + k);
+    SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
+      if constexpr (C == 1) {
+        // A vector product streams R rows at once, R page-sized streams the hardware prefetcher
+        // ramps up slowly on: fetch the next tile's rows into L2 one tile ahead.
+        _mm_prefetch(reinterpret_cast<const char*>(rows[i] + R * a.row_bytes) + k * W::kBytes,
+                     _MM_HINT_T1);
+      }
       const __m512 wv = W::Load(rows[i], k);
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
     }
   }
   if (k < n) {
     const __mmask16 m = TailMask(n - k);
     __m512 xv[C];
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) xv[j] = _mm512_maskz_loadu_ps(m, xs[j] + k);
+    SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const __m512 wv = W::LoadMasked(rows[i], k, m);
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
     }
   }
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
   }
 }
@@ -78,23 +99,27 @@ void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
 constexpr int kVecRows = 8;
 // Register tile of the matrix-matrix product: each weight vector serves kCols tokens, each
 // activation vector kRows rows.
-constexpr int kRows = 4;
+#ifndef SWARM_DEV_ROWS
+constexpr int kRows = 6;
 constexpr int kCols = 4;
+#else
+constexpr int kRows = SWARM_DEV_ROWS;
+constexpr int kCols = SWARM_DEV_COLS;
+#endif
 // Tokens whose activations stay cache-resident while the row tiles stream past them.
+#ifndef SWARM_DEV_PANEL
 constexpr int64_t kPanel = 64;
+#else
+constexpr int64_t kPanel = SWARM_DEV_PANEL;
+#endif
 
-template <class W, int R>
+// Tile<W, R, cols> for a run-time cols in [1, C].
+template <class W, int R, int C>
 void TileCols(const MatMulArgs& a, int64_t r, int64_t t, int64_t cols) {
-  switch (cols) {
-    case 1:
-      return Tile<W, R, 1>(a, r, t);
-    case 2:
-      return Tile<W, R, 2>(a, r, t);
-    case 3:
-      return Tile<W, R, 3>(a, r, t);
-    default:
-      return Tile<W, R, 4>(a, r, t);
+  if constexpr (C > 1) {
+    if (cols < C) return TileCols<W, R, C - 1>(a, r, t, cols);
   }
+  Tile<W, R, C>(a, r, t);
 }
 
 template <class W>
@@ -110,12 +135,12 @@ void MatMul(const MatMulArgs& a, int64_t r0, int64_t r1) {
     int64_t r = r0;
     for (; r + kRows <= r1; r += kRows) {
       for (int64_t t = tp; t < tp_end; t += kCols) {
-        TileCols<W, kRows>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+        TileCols<W, kRows, kCols>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
       }
     }
     for (; r < r1; ++r) {
       for (int64_t t = tp; t < tp_end; t += kCols) {
-        TileCols<W, 1>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+        TileCols<W, 1, kCols>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
       }
     }
   }

@@ -89,11 +89,15 @@ __m512 PairScale(uint16_t da, uint16_t db) {
 template <class W, int R, int C>
 void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   const uint8_t* rows[R];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
   X8Token xs[C];
+  SWARM_UNROLL
   for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
   __m512 acc[R][C];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   const int64_t n_blocks = a.n_in / 32;
@@ -101,6 +105,7 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     __m512i xv[C];
     __m512i corr[C];
     __m512 dx[C];
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) {
       xv[j] = Load512(xs[j].qs + 32 * b);
       // Lanes 0 and 8 start at -offset * sum(x) of blocks b and b+1 (0 past the end).
@@ -112,10 +117,12 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
       dx[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(xs[j].d[b])),
                                  _mm256_set1_ps(xs[j].d[b + 1]), 1);
     }
+    SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* blk = rows[i] + b * W::kBlockBytes;
       const __m512i wv = pair ? W::LoadPair(blk) : W::LoadSingle(blk);
       const __m512 dw = PairScale(LoadU16(blk), pair ? LoadU16(blk + W::kBlockBytes) : uint16_t{0});
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         const __m512i s = _mm512_dpbusd_epi32(corr[j], wv, xv[j]);
         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx[j]), acc[i][j]);
@@ -125,7 +132,9 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   int64_t b = 0;
   for (; b + 2 <= n_blocks; b += 2) step(b, true);
   if (b < n_blocks) step(b, false);
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
   }
 }
@@ -156,17 +165,22 @@ __m512i StepIndexQ4K(int s) {
 template <int R, int C>
 void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   const uint8_t* rows[R];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
   X8Token xs[C];
+  SWARM_UNROLL
   for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
   __m512 acc[R][C];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   const __m512i idx[4] = {StepIndexQ4K(0), StepIndexQ4K(1), StepIndexQ4K(2), StepIndexQ4K(3)};
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
+    SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(rows[i]) + sb;
       uint64_t sc8, m8;
@@ -178,17 +192,21 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8)))),
           _mm256_set1_ps(HalfToFloat1(blk->dmin)));
       __m512i isum[C];
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) isum[j] = _mm512_setzero_si512();
+      SWARM_UNROLL
       for (int s = 0; s < 4; ++s) {
         const __m256i v = Load256(blk->qs + 32 * s);
         const __m512i wq = _mm512_and_si512(
             _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
         const __m512i scs = _mm512_permutexvar_epi16(idx[s], sc16);
+        SWARM_UNROLL
         for (int j = 0; j < C; ++j) {
           const __m512i p = _mm512_maddubs_epi16(wq, Load512(xs[j].qs + kQK_K * sb + 64 * s));
           isum[j] = _mm512_dpwssd_epi32(isum[j], p, scs);
         }
       }
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * xs[j].d[sb]),
                                     acc[i][j]);
@@ -199,7 +217,9 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
       }
     }
   }
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
   }
 }
@@ -216,11 +236,15 @@ __m512i StepIndexQ6K(int s) {
 template <int R, int C>
 void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   const uint8_t* rows[R];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
   X8Token xs[C];
+  SWARM_UNROLL
   for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
   __m512 acc[R][C];
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   const __m512i idx[4] = {StepIndexQ6K(0), StepIndexQ6K(1), StepIndexQ6K(2), StepIndexQ6K(3)};
@@ -228,6 +252,7 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   const __m512i low2 = _mm512_set1_epi8(0x03);
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
+    SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* blk = reinterpret_cast<const BlockQ6_K*>(rows[i]) + sb;
       const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(blk->scales));
@@ -236,9 +261,11 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
       const __m256i neg32 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
       const float d = HalfToFloat1(blk->d);
       __m512i isum[C];
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         isum[j] = _mm512_zextsi256_si512(_mm256_madd_epi16(neg32, Load256(xs[j].bsum16 + 16 * sb)));
       }
+      SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         const __m512i ql = Load512(blk->ql + 64 * h);
         const __m256i qh = Load256(blk->qh + 32 * h);
@@ -250,9 +277,11 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
             _mm512_or_si512(
                 _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
                 _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qhz, 4), low2), 4))};
+        SWARM_UNROLL
         for (int half = 0; half < 2; ++half) {
           const int s = 2 * h + half;
           const __m512i scs = _mm512_permutexvar_epi16(idx[s], scz);
+          SWARM_UNROLL
           for (int j = 0; j < C; ++j) {
             const __m512i p =
                 _mm512_maddubs_epi16(u[half], Load512(xs[j].qs + kQK_K * sb + 64 * s));
@@ -260,13 +289,16 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
           }
         }
       }
+      SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * xs[j].d[sb]),
                                     acc[i][j]);
       }
     }
   }
+  SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
     for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
   }
 }
@@ -274,20 +306,23 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
 // ---- drivers --------------------------------------------------------------------------------
 
 constexpr int kVecRows = 8;  // rows per tile of a matrix-vector product
-constexpr int kRows = 4;     // matrix-matrix register tile
+#ifndef SWARM_DEV_ROWS
+constexpr int kRows = 4;  // matrix-matrix register tile
 constexpr int kCols = 3;
 constexpr int64_t kPanel = 48;  // tokens whose activations stay cache-resident
+#else
+constexpr int kRows = SWARM_DEV_ROWS;
+constexpr int kCols = SWARM_DEV_COLS;
+constexpr int64_t kPanel = SWARM_DEV_PANEL;
+#endif
 
-template <class K, int R>
+// K::Run<R, cols> for a run-time cols in [1, C].
+template <class K, int R, int C>
 void TileCols(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t, int64_t cols) {
-  switch (cols) {
-    case 1:
-      return K::template Run<R, 1>(a, l, r, t);
-    case 2:
-      return K::template Run<R, 2>(a, l, r, t);
-    default:
-      return K::template Run<R, 3>(a, l, r, t);
+  if constexpr (C > 1) {
+    if (cols < C) return TileCols<K, R, C - 1>(a, l, r, t, cols);
   }
+  K::template Run<R, C>(a, l, r, t);
 }
 
 template <class K>
@@ -304,12 +339,12 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
     int64_t r = r0;
     for (; r + kRows <= r1; r += kRows) {
       for (int64_t t = tp; t < tp_end; t += kCols) {
-        TileCols<K, kRows>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
+        TileCols<K, kRows, kCols>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
       }
     }
     for (; r < r1; ++r) {
       for (int64_t t = tp; t < tp_end; t += kCols) {
-        TileCols<K, 1>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
+        TileCols<K, 1, kCols>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
       }
     }
   }

@@ -1,16 +1,214 @@
 // AVX2 element-wise kernels, activation quantization, attention, and the AVX2 kernel table.
-#include <immintrin.h>
+#include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/simd_avx2.h"
+
+namespace swarm::kernels::cpu::avx2 {
+namespace {
+
+// Same arithmetic as the generic QuantizeX8 (x * (127 / amax), rounded half to even), so both
+// produce identical bytes.
+void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
+  const int64_t k = l.k;
+  auto* qs = reinterpret_cast<int8_t*>(dst);
+  auto* d = reinterpret_cast<float*>(dst + l.d_offset);
+  auto* bsum16 = reinterpret_cast<int16_t*>(dst + l.bsum16_offset);
+  auto* bsum32 = reinterpret_cast<int32_t*>(dst + l.bsum32_offset);
+  auto* fsum32 = reinterpret_cast<float*>(dst + l.fsum32_offset);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  // packs interleaves 128-bit lanes; this puts the 32 bytes back in order.
+  const __m256i unshuffle = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t g = 0; g < l.groups; ++g) {
+    const int64_t begin = l.group * g, end = std::min<int64_t>(k, begin + l.group);  // x32
+    __m256 amax = _mm256_setzero_ps();
+    for (int64_t i = begin; i < end; i += 8) {
+      amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+    }
+    const float m = Hmax(amax);
+    const __m256 id = _mm256_set1_ps(m > 0.0f ? 127.0f / m : 0.0f);
+    d[g] = m / 127.0f;
+    for (int64_t i = begin; i < end; i += 32) {
+      __m256i q[4];
+      for (int v = 0; v < 4; ++v) {
+        q[v] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * v), id));
+      }
+      bsum16[i / 16] = static_cast<int16_t>(HsumI32(_mm256_add_epi32(q[0], q[1])));
+      bsum16[i / 16 + 1] = static_cast<int16_t>(HsumI32(_mm256_add_epi32(q[2], q[3])));
+      const __m256i b =
+          _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + i),
+                          _mm256_permutevar8x32_epi32(b, unshuffle));
+    }
+  }
+  for (int64_t i = k; i < l.kp; ++i) qs[i] = 0;
+  for (int64_t j = k / 16; j < l.kp / 16; ++j) bsum16[j] = 0;
+  for (int64_t j = 0; j < l.kp / 32; ++j) {
+    bsum32[j] = bsum16[2 * j] + bsum16[2 * j + 1];
+    fsum32[j] = d[32 * j / l.group] * static_cast<float>(bsum32[j]);
+  }
+}
+
+void RmsNorm(const float* x, const float* w, int64_t n, float eps, float* y) {
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    acc = _mm256_fmadd_pd(v, v, acc);
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, acc);
+  double sum = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+  for (; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float s = 1.0f / std::sqrt(mean + eps);
+  const __m256 scale = _mm256_set1_ps(s);
+  for (i = 0; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(
+        y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale), _mm256_loadu_ps(w + i)));
+  }
+  for (; i < n; ++i) y[i] = (x[i] * s) * w[i];
+}
+
+void SwiGlu(const float* g, const float* u, int64_t n, float* y) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    const __m256 gv = _mm256_maskload_ps(g + i, m);
+    const __m256 silu =
+        _mm256_div_ps(gv, _mm256_add_ps(one, Exp(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+    _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(silu, _mm256_maskload_ps(u + i, m)));
+  }
+}
+
+void Add(float* y, const float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+  }
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+float Dot(const float* q, const float* k, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, m), _mm256_maskload_ps(k + i, m), acc);
+  }
+  return Hsum(acc);
+}
+
+// As the AVX-512 attention: online softmax over chunks of kAttentionChunk positions.
+void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
+  const int64_t hd = a.shape.head_dim;
+  const int64_t group = a.shape.n_head / a.shape.n_head_kv;
+  const int64_t q_stride = hd * a.shape.n_head;
+  const int64_t kv_stride = hd * a.shape.n_head_kv;
+  float* scores = scratch;                        // [group, chunk]
+  float* acc = scores + group * kAttentionChunk;  // [group, hd]
+  float* max_score = acc + group * hd;            // [group]
+  float* denom = max_score + group;               // [group]
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t t = task / a.shape.n_head_kv;
+    const int64_t kvh = task % a.shape.n_head_kv;
+    const int64_t n_visible = int64_t{a.positions[t]} + 1;
+    const float* q0 = a.q + t * q_stride + kvh * group * hd;
+    for (int64_t g = 0; g < group; ++g) {
+      max_score[g] = neg_inf;
+      denom[g] = 0.0f;
+    }
+    std::fill(acc, acc + group * hd, 0.0f);
+    for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
+      const int64_t len = std::min(kAttentionChunk, n_visible - c0);
+      const float* k0 = a.k_cache + c0 * kv_stride + kvh * hd;
+      const float* v0 = a.v_cache + c0 * kv_stride + kvh * hd;
+      for (int64_t p = 0; p < len; ++p) {
+        for (int64_t g = 0; g < group; ++g) {
+          scores[g * kAttentionChunk + p] = Dot(q0 + g * hd, k0 + p * kv_stride, hd) * a.scale;
+        }
+      }
+      for (int64_t g = 0; g < group; ++g) {
+        float* s = scores + g * kAttentionChunk;
+        __m256 mv = _mm256_set1_ps(neg_inf);
+        for (int64_t p = 0; p < len; p += 8) {
+          const __m256i m = TailMask(len - p);
+          mv = _mm256_max_ps(mv,
+                             _mm256_blendv_ps(_mm256_set1_ps(neg_inf), _mm256_maskload_ps(s + p, m),
+                                              _mm256_castsi256_ps(m)));
+        }
+        const float new_max = std::max(max_score[g], Hmax(mv));
+        const __m256 nm = _mm256_set1_ps(new_max);
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t p = 0; p < len; p += 8) {
+          const __m256i m = TailMask(len - p);
+          const __m256 e = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_maskload_ps(s + p, m), nm)),
+                                         _mm256_castsi256_ps(m));
+          _mm256_maskstore_ps(s + p, m, e);
+          sum = _mm256_add_ps(sum, e);
+        }
+        const float rescale = std::exp(max_score[g] - new_max);
+        denom[g] = denom[g] * rescale + Hsum(sum);
+        max_score[g] = new_max;
+        float* ag = acc + g * hd;
+        const __m256 rv = _mm256_set1_ps(rescale);
+        for (int64_t i = 0; i < hd; i += 8) {
+          const __m256i m = TailMask(hd - i);
+          _mm256_maskstore_ps(ag + i, m, _mm256_mul_ps(_mm256_maskload_ps(ag + i, m), rv));
+        }
+      }
+      for (int64_t i = 0; i < hd; i += 8) {
+        const __m256i m = TailMask(hd - i);
+        for (int64_t g = 0; g < group; ++g) {
+          const float* s = scores + g * kAttentionChunk;
+          __m256 av = _mm256_maskload_ps(acc + g * hd + i, m);
+          for (int64_t p = 0; p < len; ++p) {
+            av = _mm256_fmadd_ps(_mm256_set1_ps(s[p]),
+                                 _mm256_maskload_ps(v0 + p * kv_stride + i, m), av);
+          }
+          _mm256_maskstore_ps(acc + g * hd + i, m, av);
+        }
+      }
+    }
+    for (int64_t g = 0; g < group; ++g) {
+      float* out = a.out + t * q_stride + (kvh * group + g) * hd;
+      const __m256 inv = _mm256_set1_ps(1.0f / denom[g]);
+      for (int64_t i = 0; i < hd; i += 8) {
+        const __m256i m = TailMask(hd - i);
+        _mm256_maskstore_ps(out + i, m,
+                            _mm256_mul_ps(_mm256_maskload_ps(acc + g * hd + i, m), inv));
+      }
+    }
+  }
+}
+
+KernelTable MakeTable() {
+  KernelTable t = GenericKernelTable();
+  t.isa = Isa::kAvx2;
+  t.matmul[MatMulSlot(GgmlType::kF32)] = MatMulF32;
+  t.matmul[MatMulSlot(GgmlType::kF16)] = MatMulF16;
+  t.matmul[MatMulSlot(GgmlType::kBF16)] = MatMulBF16;
+  t.matmul[MatMulSlot(GgmlType::kQ8_0)] = MatMulQ8_0;
+  t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0;
+  t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQ4_K;
+  t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_K;
+  t.quantize_x8 = QuantizeX8;
+  t.rms_norm = RmsNorm;
+  t.swiglu = SwiGlu;
+  t.add = Add;
+  t.attention = Attention;
+  return t;
+}
+
+}  // namespace
+}  // namespace swarm::kernels::cpu::avx2
 
 namespace swarm::kernels::cpu {
 
 const KernelTable& Avx2Kernels() {
-  static const KernelTable table = [] {
-    KernelTable t = GenericKernelTable();
-    t.isa = Isa::kAvx2;
-    return t;
-  }();
+  static const KernelTable table = avx2::MakeTable();
   return table;
 }
 

@@ -36,8 +36,18 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 ThreadPool::~ThreadPool() {
   stop_.store(true, std::memory_order_seq_cst);
   epoch_.fetch_add(1, std::memory_order_seq_cst);
-  epoch_.notify_all();
+  WakeWorkers();
   for (std::thread& t : workers_) t.join();
+}
+
+// Sleeping uses a mutex and condition variables rather than std::atomic::wait/notify, whose
+// libstdc++ 12 implementation can miss wake-ups. Both sides follow the same pattern: the sleeper
+// announces itself (seq_cst) before re-checking its condition under the mutex; the waker changes
+// the condition (seq_cst) before reading the announcement, and takes the mutex before notifying,
+// so a sleeper is either seen or sees the change.
+void ThreadPool::WakeWorkers() {
+  { std::lock_guard<std::mutex> lock(sleep_mu_); }
+  work_cv_.notify_all();
 }
 
 int ThreadPool::RunTasks(uint32_t epoch) {
@@ -59,7 +69,8 @@ int ThreadPool::RunTasks(uint32_t epoch) {
     ++ran;
     if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == n_threads_ &&
         caller_sleeping_.load(std::memory_order_seq_cst) != 0) {
-      done_.notify_all();
+      { std::lock_guard<std::mutex> lock(sleep_mu_); }
+      done_cv_.notify_all();
     }
     c = claim_.load(std::memory_order_acquire);
   }
@@ -74,16 +85,14 @@ void ThreadPool::RunImpl(Call call, const void* ctx) {
   // seq_cst pairs with the workers' seq_cst increment of sleeping_workers_: either a worker sees
   // the new epoch before it sleeps, or this thread sees it sleeping and wakes it.
   epoch_.store(epoch, std::memory_order_seq_cst);
-  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
+  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) WakeWorkers();
 
   RunTasks(epoch);
 
   if (!SpinUntil([&] { return done_.load(std::memory_order_acquire) == n_threads_; })) {
+    std::unique_lock<std::mutex> lock(sleep_mu_);
     caller_sleeping_.store(1, std::memory_order_seq_cst);
-    for (int done = done_.load(std::memory_order_seq_cst); done != n_threads_;
-         done = done_.load(std::memory_order_seq_cst)) {
-      done_.wait(done, std::memory_order_seq_cst);
-    }
+    done_cv_.wait(lock, [&] { return done_.load(std::memory_order_seq_cst) == n_threads_; });
     caller_sleeping_.store(0, std::memory_order_relaxed);
   }
 }
@@ -93,10 +102,9 @@ void ThreadPool::WorkerMain() {
   uint32_t seen = 0;
   for (;;) {
     if (!SpinUntil([&] { return epoch_.load(std::memory_order_acquire) != seen; })) {
+      std::unique_lock<std::mutex> lock(sleep_mu_);
       sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
-      while (epoch_.load(std::memory_order_seq_cst) == seen) {
-        epoch_.wait(seen, std::memory_order_seq_cst);
-      }
+      work_cv_.wait(lock, [&] { return epoch_.load(std::memory_order_seq_cst) != seen; });
       sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
     }
     seen = epoch_.load(std::memory_order_acquire);

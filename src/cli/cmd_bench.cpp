@@ -1,0 +1,368 @@
+// `swarm bench`: prompt-processing and generation speed of a model on this machine, as fractions of
+// the machine's own limits measured in the same run: generation against the memory-bandwidth bound
+// (weight bytes read per token / read bandwidth), prompt processing against the fp32 FMA peak.
+// Prints JSON on stdout (and to --json FILE), a summary on stderr.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/machine_probe.h"
+#include "model/model_weights.h"
+#include "nlohmann/json.hpp"
+#include "shard/local_model.h"
+#include "shard/local_pipeline.h"
+
+namespace swarm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct BenchFlags {
+  std::string model_path;
+  kernels::BackendOptions backend;
+  int64_t prompt_tokens = 512;
+  int64_t gen_tokens = 64;
+  int repetitions = 3;
+  bool profile = false;
+  bool machine_only = false;
+  int64_t bandwidth_mib = 1024;
+  std::string json_path;
+};
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+json MachineJson(const kernels::MachineFigures& m) {
+  json peaks = json::object();
+  for (const auto& [isa, flops] : m.fma_peak_per_isa) peaks[isa] = flops / 1e9;
+  return {{"cpu", m.cpu},
+          {"features", m.features},
+          {"threads", m.threads},
+          {"read_bandwidth_gb_per_s", m.read_bandwidth / 1e9},
+          {"bandwidth_buffer_mib", static_cast<double>(m.bandwidth_buffer_bytes) / (1 << 20)},
+          {"fma_peak_gflops", m.fma_peak / 1e9},
+          {"fma_peak_isa", m.peak_isa},
+          {"fma_peak_gflops_per_isa", peaks}};
+}
+
+// What the model costs: bytes of weights read for one generated token, and multiply-adds.
+struct ModelCost {
+  double block_weight_bytes = 0;      // all blocks, norms included
+  double client_bytes_per_token = 0;  // output norm + LM head + one embedding row
+  double block_matmul_params = 0;     // multiply-adds per token in the blocks' matrices
+  double head_params = 0;             // LM head multiply-adds
+  std::map<std::string, double> bytes_by_type;
+  std::string main_type;
+};
+
+double WeightBytes(const kernels::Weight& w) {
+  if (w.data == nullptr) return 0;
+  auto row = kernels::RowBytes(w.type, w.n_in);
+  return row.ok() ? static_cast<double>(*row) * static_cast<double>(w.n_out) : 0;
+}
+
+absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
+  ModelCost c;
+  auto blocks = model::LoadBlockWeights(*m.file, m.config, 0, m.config.n_layer);
+  if (!blocks.ok()) return blocks.status();
+  for (const model::BlockWeights& b : *blocks) {
+    for (const kernels::Weight* w : {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv}) {
+      c.block_weight_bytes += WeightBytes(*w);
+    }
+    for (const kernels::Weight* w : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
+      c.block_weight_bytes += WeightBytes(*w);
+      c.block_matmul_params += static_cast<double>(w->n_in) * static_cast<double>(w->n_out);
+      c.bytes_by_type[std::string(kernels::GgmlTypeName(w->type))] += WeightBytes(*w);
+    }
+  }
+  auto client = model::LoadClientWeights(*m.file, m.config);
+  if (!client.ok()) return client.status();
+  c.client_bytes_per_token =
+      WeightBytes(client->output) + WeightBytes(client->output_norm) +
+      WeightBytes(client->token_embd) /
+          static_cast<double>(std::max<int64_t>(client->token_embd.n_out, 1));
+  c.head_params = static_cast<double>(client->output.n_in) * client->output.n_out;
+  double best = -1;
+  for (const auto& [type, bytes] : c.bytes_by_type) {
+    if (bytes > best) {
+      best = bytes;
+      c.main_type = type;
+    }
+  }
+  return c;
+}
+
+// Attention multiply-adds of n tokens at positions start.. (QK and PV), all layers.
+double AttentionMacs(const model::ModelConfig& cfg, int64_t start, int64_t n) {
+  double visible = 0;
+  for (int64_t t = 0; t < n; ++t) visible += static_cast<double>(start + t + 1);
+  return 2.0 * visible * static_cast<double>(cfg.n_head * cfg.head_dim) *
+         static_cast<double>(cfg.n_layer);
+}
+
+json ProfileJson(const std::vector<kernels::cpu::OpProfile>& ops) {
+  double total = 0;
+  for (const auto& op : ops) total += op.seconds;
+  std::vector<kernels::cpu::OpProfile> sorted = ops;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+  json list = json::array();
+  for (const auto& op : sorted) {
+    json o = {{"op", op.name},
+              {"calls", op.calls},
+              {"seconds", op.seconds},
+              {"share", total > 0 ? op.seconds / total : 0.0}};
+    if (op.flops > 0 && op.seconds > 0) o["gflops"] = op.flops / op.seconds / 1e9;
+    if (op.weight_bytes > 0 && op.seconds > 0) {
+      o["weight_gb_per_s"] = op.weight_bytes / op.seconds / 1e9;
+    }
+    list.push_back(o);
+  }
+  return list;
+}
+
+int RunBench(const BenchFlags& flags) {
+  kernels::BackendOptions backend_options = flags.backend;
+  const int threads =
+      backend_options.threads > 0 ? backend_options.threads : kernels::cpu::PhysicalCoreCount();
+  // The probe runs on its own pool of the same size as the backend's (the backend's workers sleep
+  // meanwhile).
+  kernels::MachineFigures machine;
+  {
+    kernels::cpu::ThreadPool pool(threads);
+    kernels::MachineProbeOptions probe;
+    probe.bandwidth_buffer_bytes = static_cast<size_t>(flags.bandwidth_mib) << 20;
+    std::fprintf(stderr, "measuring memory bandwidth and FMA peak on %d threads...\n", threads);
+    auto figures = kernels::ProbeMachine(pool, probe);
+    if (!figures.ok()) return Fail(figures.status());
+    machine = *figures;
+  }
+  json out = {{"machine", MachineJson(machine)}};
+  std::fprintf(stderr, "read bandwidth %.2f GB/s, fp32 FMA peak %.1f GFLOP/s (%s)\n",
+               machine.read_bandwidth / 1e9, machine.fma_peak / 1e9, machine.peak_isa.c_str());
+  if (flags.machine_only) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  if (flags.model_path.empty()) {
+    std::fprintf(stderr, "error: -m MODEL.gguf is required (or --machine)\n");
+    return 2;
+  }
+
+  backend_options.threads = threads;
+  const auto load_start = Clock::now();
+  auto loaded = shard::LocalModel::Load(flags.model_path, backend_options);
+  if (!loaded.ok()) return Fail(loaded.status());
+  shard::LocalModel& m = **loaded;
+  const double load_seconds = Seconds(load_start);
+  auto cost = Cost(m);
+  if (!cost.ok()) return Fail(cost.status());
+  auto* cpu = dynamic_cast<kernels::cpu::CpuBackend*>(m.backend.get());
+  const model::ModelConfig& cfg = m.config;
+  const int64_t n_embd = cfg.n_embd;
+  const int64_t p = flags.prompt_tokens, n = flags.gen_tokens;
+  const int64_t capacity = std::max(p, n + 1) + 1;
+
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>(cfg.n_vocab - 1));
+  std::vector<int32_t> prompt(static_cast<size_t>(p));
+  for (int32_t& t : prompt) t = token(rng);
+  std::vector<float> hidden(static_cast<size_t>(n_embd * std::max<int64_t>(p, 1)));
+  std::vector<float> logits(static_cast<size_t>(cfg.n_vocab));
+
+  // One prompt pass: embed, every block, logits of the last token.
+  auto run_prompt = [&](shard::LocalPipeline& pipe) -> absl::Status {
+    if (auto s = m.head->Embed(prompt, hidden.data()); !s.ok()) return s;
+    if (auto s = pipe.Forward(p, hidden.data(), hidden.data()); !s.ok()) return s;
+    return m.head->Logits(hidden.data() + (p - 1) * n_embd, logits.data());
+  };
+  // n decode steps after one token of context, feeding back the argmax.
+  auto run_generation = [&](shard::LocalPipeline& pipe, int64_t steps) -> absl::Status {
+    int32_t next = prompt[0];
+    for (int64_t i = 0; i <= steps; ++i) {
+      const int32_t ids[1] = {next};
+      if (auto s = m.head->Embed(ids, hidden.data()); !s.ok()) return s;
+      if (auto s = pipe.Forward(1, hidden.data(), hidden.data()); !s.ok()) return s;
+      if (auto s = m.head->Logits(hidden.data(), logits.data()); !s.ok()) return s;
+      next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      if (next < 0 || next >= cfg.n_vocab) next = prompt[0];
+    }
+    return absl::OkStatus();
+  };
+  auto new_pipeline = [&]() { return shard::LocalPipeline::Create(*m.blocks, capacity); };
+
+  // Warm-up: fault in every weight page and size the scratch buffers.
+  {
+    auto pipe = new_pipeline();
+    if (!pipe.ok()) return Fail(pipe.status());
+    if (auto s = run_generation(**pipe, 2); !s.ok()) return Fail(s);
+    auto pipe2 = new_pipeline();
+    if (!pipe2.ok()) return Fail(pipe2.status());
+    if (p > 0) {
+      if (auto s = run_prompt(**pipe2); !s.ok()) return Fail(s);
+    }
+  }
+  std::fprintf(stderr, "%s: %s, %.2f GB of weights per token, backend %s, %d threads\n",
+               flags.model_path.c_str(), cost->main_type.c_str(),
+               (cost->block_weight_bytes + cost->client_bytes_per_token) / 1e9,
+               m.backend->name().c_str(), threads);
+
+  std::vector<double> prompt_seconds, gen_seconds;
+  for (int rep = 0; rep < flags.repetitions; ++rep) {
+    if (p > 0) {
+      auto pipe = new_pipeline();
+      if (!pipe.ok()) return Fail(pipe.status());
+      const auto start = Clock::now();
+      if (auto s = run_prompt(**pipe); !s.ok()) return Fail(s);
+      prompt_seconds.push_back(Seconds(start));
+    }
+    if (n > 0) {
+      auto pipe = new_pipeline();
+      if (!pipe.ok()) return Fail(pipe.status());
+      // The first token (context 0) is not timed: steps 1..n are.
+      if (auto s = run_generation(**pipe, 0); !s.ok()) return Fail(s);
+      const auto start = Clock::now();
+      if (auto s = run_generation(**pipe, n - 1); !s.ok()) return Fail(s);
+      gen_seconds.push_back(Seconds(start));
+    }
+  }
+
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+  };
+  auto best = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
+  };
+  const double bytes_per_token = cost->block_weight_bytes + cost->client_bytes_per_token;
+  out["model"] = {{"path", flags.model_path},       {"name", cfg.name},
+                  {"weight_type", cost->main_type}, {"n_layer", cfg.n_layer},
+                  {"n_embd", cfg.n_embd},           {"n_ff", cfg.n_ff},
+                  {"n_vocab", cfg.n_vocab},         {"weight_bytes_per_token", bytes_per_token},
+                  {"load_seconds", load_seconds}};
+  out["backend"] = {{"name", m.backend->name()}, {"threads", threads}};
+  if (p > 0) {
+    const double macs = static_cast<double>(p) * cost->block_matmul_params + cost->head_params +
+                        AttentionMacs(cfg, 0, p);
+    const double tps = static_cast<double>(p) / mean(prompt_seconds);
+    const double gflops = 2 * macs / mean(prompt_seconds) / 1e9;
+    out["prompt"] = {
+        {"tokens", p},
+        {"repetitions", flags.repetitions},
+        {"seconds_mean", mean(prompt_seconds)},
+        {"tokens_per_second", tps},
+        {"tokens_per_second_best", static_cast<double>(p) / best(prompt_seconds)},
+        {"gflops", gflops},
+        {"fraction_of_fma_peak", machine.fma_peak > 0 ? gflops * 1e9 / machine.fma_peak : 0.0}};
+    std::fprintf(stderr, "prompt %lld tokens: %.2f tokens/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
+                 static_cast<long long>(p), tps, gflops,
+                 100 * out["prompt"]["fraction_of_fma_peak"].get<double>());
+  }
+  if (n > 0) {
+    const double tps = static_cast<double>(n) / mean(gen_seconds);
+    const double bound = machine.read_bandwidth / bytes_per_token;
+    out["generation"] = {{"tokens", n},
+                         {"repetitions", flags.repetitions},
+                         {"seconds_mean", mean(gen_seconds)},
+                         {"tokens_per_second", tps},
+                         {"tokens_per_second_best", static_cast<double>(n) / best(gen_seconds)},
+                         {"bandwidth_bound_tokens_per_second", bound},
+                         {"fraction_of_bandwidth_bound", tps / bound},
+                         {"effective_gb_per_s", tps * bytes_per_token / 1e9}};
+    std::fprintf(stderr,
+                 "generation %lld tokens: %.2f tokens/s, bound %.2f tokens/s = %.1f%% of the "
+                 "bandwidth bound\n",
+                 static_cast<long long>(n), tps, bound, 100 * tps / bound);
+  }
+
+  if (flags.profile && cpu != nullptr) {
+    json profile;
+    cpu->SetProfiling(true);
+    if (p > 0) {
+      cpu->ResetProfile();
+      auto pipe = new_pipeline();
+      if (!pipe.ok()) return Fail(pipe.status());
+      if (auto s = run_prompt(**pipe); !s.ok()) return Fail(s);
+      profile["prompt"] = ProfileJson(cpu->profile());
+    }
+    if (n > 0) {
+      auto pipe = new_pipeline();
+      if (!pipe.ok()) return Fail(pipe.status());
+      if (auto s = run_generation(**pipe, 0); !s.ok()) return Fail(s);
+      cpu->ResetProfile();
+      if (auto s = run_generation(**pipe, std::min<int64_t>(n, 16) - 1); !s.ok()) return Fail(s);
+      profile["generation"] = ProfileJson(cpu->profile());
+    }
+    cpu->SetProfiling(false);
+    out["profile"] = profile;
+  }
+
+  const std::string text = out.dump(2);
+  std::printf("%s\n", text.c_str());
+  if (!flags.json_path.empty()) {
+    std::ofstream file(flags.json_path);
+    file << text << "\n";
+    if (!file) {
+      std::fprintf(stderr, "error: cannot write %s\n", flags.json_path.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app, ExitCode& exit_code) {
+  auto flags = std::make_shared<BenchFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Measure prompt and generation speed against this machine's bandwidth and FMA peak");
+  cmd->footer(
+      "Reports generation tokens/s as a fraction of the memory-bandwidth bound (weight bytes per\n"
+      "token / read bandwidth) and prompt tokens/s as a fraction of the fp32 FMA peak, both\n"
+      "limits measured by this run. JSON on stdout.\n"
+      "Examples:\n"
+      "  swarm bench -m tinyllama-q4k.gguf -t 2\n"
+      "  swarm bench -m tinyllama-f16.gguf -t 2 -p 512 -n 64 --profile --json f16.json\n"
+      "  swarm bench --machine -t 2");
+  cmd->add_option("-m,--model", flags->model_path, "Model GGUF file");
+  cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
+  cmd->add_option("--backend", flags->backend.name, "auto, cpu, cpu:avx2, reference, ...")
+      ->capture_default_str();
+  cmd->add_option("-p,--prompt-tokens", flags->prompt_tokens, "Prompt length (0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
+  cmd->add_option("-n,--gen-tokens", flags->gen_tokens, "Generated tokens (0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
+  cmd->add_option("-r,--repetitions", flags->repetitions, "Timed repetitions (mean reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  cmd->add_flag("--profile", flags->profile, "Add a per-operation time breakdown");
+  cmd->add_flag("--machine", flags->machine_only, "Only measure bandwidth and FMA peak");
+  cmd->add_option("--bandwidth-mib", flags->bandwidth_mib, "Buffer for the bandwidth probe")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 20));
+  cmd->add_option("--json", flags->json_path, "Also write the JSON to this file");
+  cmd->callback([flags, &exit_code] { exit_code.value = RunBench(*flags); });
+}
+
+}  // namespace swarm::cli

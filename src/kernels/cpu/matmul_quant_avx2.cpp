@@ -1,0 +1,330 @@
+// AVX2 matrix products for the quantized weight types against X8 activations (kernels.h). Integer
+// dot products with vpmaddubsw (unsigned x signed bytes to 16-bit pair sums) and vpmaddwd (pairs
+// to 32 bits, times the K-quant sub-block scales); Q8_0 weights, being signed, meet
+// sign(x, w) against |w|. One 32-value block per step. As in the AVX-512 kernels, every output is
+// accumulated by a fixed instruction sequence whatever its tile.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/simd_avx2.h"
+
+namespace swarm::kernels::cpu::avx2 {
+namespace {
+
+struct X8Token {
+  const int8_t* qs;
+  const float* d;
+  const int16_t* bsum16;
+  const int32_t* bsum32;
+  const float* fsum32;
+};
+
+X8Token ViewToken(const MatMulArgs& a, const X8Layout& l, int64_t t) {
+  const uint8_t* base = a.x + t * a.x_stride;
+  return {reinterpret_cast<const int8_t*>(base), reinterpret_cast<const float*>(base + l.d_offset),
+          reinterpret_cast<const int16_t*>(base + l.bsum16_offset),
+          reinterpret_cast<const int32_t*>(base + l.bsum32_offset),
+          reinterpret_cast<const float*>(base + l.fsum32_offset)};
+}
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+__m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+__m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+
+// ---- Q8_0 and Q4_0 ----------------------------------------------------------------------------
+
+template <GgmlType kType, int R, int C>
+void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
+  __m256 acc[R][C];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t n_blocks = a.n_in / 32;
+  constexpr int64_t kBlockBytes =
+      kType == GgmlType::kQ8_0 ? int64_t{sizeof(BlockQ8_0)} : int64_t{sizeof(BlockQ4_0)};
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    __m256i xv[C];
+    __m256i corr[C];
+    __m256 dx[C];
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) {
+      xv[j] = Load256(xs[j].qs + 32 * b);
+      // Q4_0 nibbles are w + 8: lane 0 starts at -8 * sum(x).
+      corr[j] = _mm256_setr_epi32(-8 * xs[j].bsum32[b], 0, 0, 0, 0, 0, 0, 0);
+      dx[j] = _mm256_set1_ps(xs[j].d[b]);
+    }
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = rows[i] + b * kBlockBytes;
+      const __m256 dw = _mm256_set1_ps(HalfToFloat1(LoadU16(blk)));
+      if constexpr (kType == GgmlType::kQ8_0) {
+        const __m256i w = Load256(blk + 2);
+        const __m256i aw = _mm256_sign_epi8(w, w);
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          const __m256i p =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[j], w)), ones);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[j]), acc[i][j]);
+        }
+      } else {
+        const __m128i v = Load128(blk + 2);
+        const __m256i q = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
+            _mm256_set1_epi8(0x0f));
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          const __m256i p =
+              _mm256_add_epi32(corr[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv[j]), ones));
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[j]), acc[i][j]);
+        }
+      }
+    }
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// ---- Q4_K -------------------------------------------------------------------------------------
+
+void UnpackScalesQ4K(const uint8_t* packed, uint8_t* scales, uint8_t* mins) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+  const uint32_t aux = u[1] & kMask1;
+  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  u[2] = aux;
+  u[0] &= kMask1;
+  std::memcpy(scales, u, 8);
+  std::memcpy(mins, u + 2, 8);
+}
+
+template <int R, int C>
+void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
+  __m256 acc[R][C];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const auto* blk = reinterpret_cast<const BlockQ4_K*>(rows[i]) + sb;
+      uint8_t sc[8], m[8];
+      UnpackScalesQ4K(blk->scales, sc, m);
+      uint64_t m8;
+      std::memcpy(&m8, m, 8);
+      const float d = HalfToFloat1(blk->d);
+      const __m256 mins = _mm256_mul_ps(
+          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8)))),
+          _mm256_set1_ps(HalfToFloat1(blk->dmin)));
+      __m256i isum[C];
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) isum[j] = _mm256_setzero_si256();
+      SWARM_UNROLL
+      for (int s = 0; s < 4; ++s) {
+        const __m256i v = Load256(blk->qs + 32 * s);
+        const __m256i lo = _mm256_and_si256(v, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        const __m256i sc_lo = _mm256_set1_epi16(sc[2 * s]);
+        const __m256i sc_hi = _mm256_set1_epi16(sc[2 * s + 1]);
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          const int8_t* xq = xs[j].qs + kQK_K * sb + 64 * s;
+          const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, Load256(xq)), sc_lo);
+          const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, Load256(xq + 32)), sc_hi);
+          isum[j] = _mm256_add_epi32(isum[j], _mm256_add_epi32(p_lo, p_hi));
+        }
+      }
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
+        acc[i][j] = _mm256_fnmadd_ps(mins, _mm256_loadu_ps(xs[j].fsum32 + 8 * sb), acc[i][j]);
+      }
+    }
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// ---- Q6_K -------------------------------------------------------------------------------------
+
+template <int R, int C>
+void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, l, t + j);
+  __m256 acc[R][C];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const auto* blk = reinterpret_cast<const BlockQ6_K*>(rows[i]) + sb;
+      const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(blk->scales));
+      const __m256i neg32 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+      const float d = HalfToFloat1(blk->d);
+      __m256i isum[C];
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        isum[j] = _mm256_madd_epi16(neg32, Load256(xs[j].bsum16 + 16 * sb));
+      }
+      SWARM_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = Load256(blk->ql + 64 * h);
+        const __m256i ql1 = Load256(blk->ql + 64 * h + 32);
+        const __m256i qh = Load256(blk->qh + 32 * h);
+        // The four 32-value quarters of this half, in order of the values.
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                            _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4))};
+        SWARM_UNROLL
+        for (int quarter = 0; quarter < 4; ++quarter) {
+          const int g = 8 * h + 2 * quarter;  // first 16-value group of the quarter
+          const __m256i scs =
+              _mm256_set_m128i(_mm_set1_epi16(blk->scales[g + 1]), _mm_set1_epi16(blk->scales[g]));
+          SWARM_UNROLL
+          for (int j = 0; j < C; ++j) {
+            const __m256i xq = Load256(xs[j].qs + kQK_K * sb + 128 * h + 32 * quarter);
+            isum[j] = _mm256_add_epi32(
+                isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[quarter], xq), scs));
+          }
+        }
+      }
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
+      }
+    }
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+  }
+}
+
+// ---- drivers ----------------------------------------------------------------------------------
+
+constexpr int kVecRows = 4;
+constexpr int kRows = 3;
+constexpr int kCols = 3;
+constexpr int64_t kPanel = 48;
+
+template <class K, int R>
+void TileCols(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t, int64_t cols) {
+  switch (cols) {
+    case 1:
+      return K::template Run<R, 1>(a, l, r, t);
+    case 2:
+      return K::template Run<R, 2>(a, l, r, t);
+    default:
+      return K::template Run<R, 3>(a, l, r, t);
+  }
+}
+
+template <class K>
+void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  const X8Layout l = MakeX8Layout(a.n_in, X8Group(a.type));
+  if (a.n_tokens == 1) {
+    int64_t r = r0;
+    for (; r + kVecRows <= r1; r += kVecRows) K::template Run<kVecRows, 1>(a, l, r, 0);
+    for (; r < r1; ++r) K::template Run<1, 1>(a, l, r, 0);
+    return;
+  }
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<K, kRows>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+    for (; r < r1; ++r) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<K, 1>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+  }
+}
+
+template <GgmlType kType>
+struct Q32Kernel {
+  template <int R, int C>
+  static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+    TileQ32<kType, R, C>(a, l, r, t);
+  }
+};
+struct Q4KKernel {
+  template <int R, int C>
+  static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+    TileQ4K<R, C>(a, l, r, t);
+  }
+};
+struct Q6KKernel {
+  template <int R, int C>
+  static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
+    TileQ6K<R, C>(a, l, r, t);
+  }
+};
+
+}  // namespace
+
+void MatMulQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  Drive<Q32Kernel<GgmlType::kQ8_0>>(a, r0, r1);
+}
+void MatMulQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  Drive<Q32Kernel<GgmlType::kQ4_0>>(a, r0, r1);
+}
+void MatMulQ4_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q4KKernel>(a, r0, r1); }
+void MatMulQ6_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q6KKernel>(a, r0, r1); }
+
+}  // namespace swarm::kernels::cpu::avx2

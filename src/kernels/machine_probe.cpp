@@ -1,0 +1,141 @@
+#include "kernels/machine_probe.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/kernels_isa.h"
+
+namespace swarm::kernels {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+uint64_t ReadSumGeneric(const uint8_t* p, size_t n) {
+  const auto* q = reinterpret_cast<const uint64_t*>(p);
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  for (size_t i = 0; i < n / 8; i += 4) {
+    a += q[i];
+    b += q[i + 1];
+    c += q[i + 2];
+    d += q[i + 3];
+  }
+  return a + b + c + d;
+}
+
+}  // namespace
+
+absl::StatusOr<double> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
+                                            size_t* used_bytes) {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) {
+    buffer_bytes = std::min(buffer_bytes, static_cast<size_t>(pages) * page / 8);
+  }
+  const int threads = pool.size();
+  // Each thread's slice is a multiple of 4 KiB.
+  const size_t slice = std::max<size_t>(buffer_bytes / threads / 4096, 1) * 4096;
+  buffer_bytes = slice * threads;
+  if (used_bytes != nullptr) *used_bytes = buffer_bytes;
+  std::unique_ptr<uint8_t[]> raw(new (std::nothrow) uint8_t[buffer_bytes + 64]);
+  if (raw == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", buffer_bytes, " bytes"));
+  }
+  uint8_t* buffer =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw.get()) + 63) & ~uintptr_t{63});
+  // Touch every page from the thread that will read it (first-touch placement on NUMA machines).
+  pool.Run([&](int i) { std::memset(buffer + slice * i, i + 1, slice); });
+
+  const cpu::CpuFeatures features = cpu::DetectCpuFeatures();
+  uint64_t (*read)(const uint8_t*, size_t) = ReadSumGeneric;
+#if !defined(SWARM_CPU_NO_X86_KERNELS)
+  if (cpu::IsaSupported(cpu::Isa::kAvx512, features)) {
+    read = cpu::avx512::ReadSum;
+  } else if (cpu::IsaSupported(cpu::Isa::kAvx2, features)) {
+    read = cpu::avx2::ReadSum;
+  }
+#endif
+  std::atomic<uint64_t> sink{0};
+  double best = 0;
+  for (int pass = 0; pass < std::max(passes, 1); ++pass) {
+    const auto start = Clock::now();
+    pool.Run([&](int i) { sink.fetch_add(read(buffer + slice * i, slice)); });
+    best = std::max(best, static_cast<double>(buffer_bytes) / Seconds(start));
+  }
+  if (sink.load() == 42) best += 0;  // the sums are used
+  return best;
+}
+
+double MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds) {
+  float (*loop)(int64_t) = nullptr;
+  int lanes = 0;
+#if !defined(SWARM_CPU_NO_X86_KERNELS)
+  if (isa == cpu::Isa::kAvx512) {
+    loop = cpu::avx512::FmaLoop;
+    lanes = 16;
+  } else if (isa == cpu::Isa::kAvx2) {
+    loop = cpu::avx2::FmaLoop;
+    lanes = 8;
+  }
+#endif
+  if (loop == nullptr) return 0;
+  // Calibrate the iteration count on one thread.
+  int64_t iters = 1 << 16;
+  for (;;) {
+    const auto start = Clock::now();
+    volatile float sink = loop(iters);
+    (void)sink;
+    const double s = Seconds(start);
+    if (s > seconds / 4 || iters > (int64_t{1} << 40)) {
+      iters = static_cast<int64_t>(static_cast<double>(iters) * seconds / std::max(s, 1e-9));
+      break;
+    }
+    iters *= 4;
+  }
+  iters = std::max<int64_t>(iters, 1);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = Clock::now();
+    pool.Run([&](int) {
+      volatile float sink = loop(iters);
+      (void)sink;
+    });
+    const double flops = static_cast<double>(iters) * cpu::kFmaChains * lanes * 2 * pool.size();
+    best = std::max(best, flops / Seconds(start));
+  }
+  return best;
+}
+
+absl::StatusOr<MachineFigures> ProbeMachine(cpu::ThreadPool& pool,
+                                            const MachineProbeOptions& options) {
+  MachineFigures f;
+  const cpu::CpuFeatures features = cpu::DetectCpuFeatures();
+  f.threads = pool.size();
+  f.cpu = features.brand;
+  f.features = features.Summary();
+  auto bandwidth = MeasureReadBandwidth(pool, options.bandwidth_buffer_bytes,
+                                        options.bandwidth_passes, &f.bandwidth_buffer_bytes);
+  if (!bandwidth.ok()) return bandwidth.status();
+  f.read_bandwidth = *bandwidth;
+  for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
+    if (!cpu::IsaSupported(isa, features)) continue;
+    const double peak = MeasureFmaPeak(pool, isa, options.fma_seconds);
+    f.fma_peak_per_isa.emplace_back(std::string(cpu::IsaName(isa)), peak);
+    if (peak > f.fma_peak) {
+      f.fma_peak = peak;
+      f.peak_isa = std::string(cpu::IsaName(isa));
+    }
+  }
+  return f;
+}
+
+}  // namespace swarm::kernels

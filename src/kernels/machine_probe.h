@@ -1,0 +1,46 @@
+// Measures the two machine figures the benchmark divides by, in the same process that runs the
+// model: the memory read bandwidth (all threads streaming a buffer far larger than the caches,
+// with the best vector loads the processor has) and the fp32 FMA peak (independent FMA chains on
+// every thread, per instruction-set level). Free functions; they use the caller's thread pool.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace swarm::kernels {
+
+struct MachineProbeOptions {
+  size_t bandwidth_buffer_bytes = size_t{1} << 30;  // clamped to an eighth of physical memory
+  int bandwidth_passes = 5;                         // the best pass counts
+  double fma_seconds = 0.2;                         // per measurement; the best of 3 counts
+};
+
+struct MachineFigures {
+  int threads = 0;
+  std::string cpu;            // brand string
+  std::string features;       // CpuFeatures::Summary()
+  double read_bandwidth = 0;  // bytes/s, all threads together
+  size_t bandwidth_buffer_bytes = 0;
+  std::string peak_isa;  // the level whose FMA peak is `fma_peak`: the best this CPU runs
+  double fma_peak = 0;   // fp32 flop/s (2 per FMA), all threads together
+  std::vector<std::pair<std::string, double>> fma_peak_per_isa;
+};
+
+// Read bandwidth in bytes/s with every thread of `pool` reading its own slice of one buffer.
+absl::StatusOr<double> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
+                                            size_t* used_bytes = nullptr);
+
+// fp32 FMA rate in flop/s on every thread of `pool` with `isa`'s widest FMA (the generic level has
+// none: 0).
+double MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds);
+
+absl::StatusOr<MachineFigures> ProbeMachine(cpu::ThreadPool& pool,
+                                            const MachineProbeOptions& options = {});
+
+}  // namespace swarm::kernels
