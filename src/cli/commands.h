@@ -17,6 +17,7 @@ struct ExitCode {
 void AddGenerateCommand(CLI::App& app, ExitCode& exit_code);
 void AddBenchCommand(CLI::App& app, ExitCode& exit_code);
 void AddServeCommand(CLI::App& app, ExitCode& exit_code);
+void AddApiCommand(CLI::App& app, ExitCode& exit_code);
 void AddStatusCommand(CLI::App& app, ExitCode& exit_code);
 void AddTokenizeCommand(CLI::App& app, ExitCode& exit_code);
 void AddInspectCommand(CLI::App& app, ExitCode& exit_code);

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   swarm::cli::AddGenerateCommand(app, exit_code);
   swarm::cli::AddBenchCommand(app, exit_code);
   swarm::cli::AddServeCommand(app, exit_code);
+  swarm::cli::AddApiCommand(app, exit_code);
   swarm::cli::AddStatusCommand(app, exit_code);
   swarm::cli::AddTokenizeCommand(app, exit_code);
   swarm::cli::AddInspectCommand(app, exit_code);

@@ -1,0 +1,136 @@
+// `swarm api`: the OpenAI-compatible HTTP gateway with the swarm dashboard and Prometheus
+// metrics, in front of the swarm (--initial-peers) or, without peers, the in-process engine.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/numbers.h"
+#include "base/status_macros.h"
+#include "cli/commands.h"
+#include "gateway/api_server.h"
+#include "gateway/local_engine.h"
+#include "gateway/swarm_engine.h"
+
+namespace swarm::cli {
+namespace {
+
+struct ApiFlags {
+  std::string model_path;
+  std::vector<std::string> initial_peers;
+  std::string listen = "127.0.0.1:8080";
+  std::string dht_bind = "0.0.0.0";
+  std::string codec = "f32";
+  std::string chat_template;
+  std::string model_id;
+  int concurrency = 4;
+  int32_t max_tokens_limit = 4096;
+  int32_t n_ctx = 0;
+  kernels::BackendOptions backend;
+  double route_wait_s = 20;
+};
+
+absl::Status ParseListen(const std::string& listen, std::string& host, uint16_t& port) {
+  const size_t colon = listen.rfind(':');
+  uint32_t value = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &value) ||
+      value > 65535) {
+    return absl::InvalidArgumentError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080");
+  }
+  host = listen.substr(0, colon);
+  if (host.empty()) host = "0.0.0.0";
+  port = static_cast<uint16_t>(value);
+  return absl::OkStatus();
+}
+
+absl::Status RunApi(const ApiFlags& flags) {
+  // Signals wait for sigwait() below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::unique_ptr<gateway::CompletionEngine> engine;
+  if (flags.initial_peers.empty()) {
+    gateway::LocalEngineOptions options;
+    options.backend = flags.backend;
+    options.n_ctx = flags.n_ctx;
+    options.model_id = flags.model_id;
+    SWARM_ASSIGN_OR_RETURN(engine, gateway::LocalEngine::Load(flags.model_path, options));
+  } else {
+    gateway::SwarmEngineOptions options;
+    options.initial_peers = flags.initial_peers;
+    options.dht_bind = flags.dht_bind;
+    options.backend = flags.backend;
+    options.codec = flags.codec;
+    options.n_ctx = flags.n_ctx;
+    options.model_id = flags.model_id;
+    options.route_wait_s = flags.route_wait_s;
+    SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(flags.model_path, options));
+  }
+  gateway::ApiServerOptions options;
+  SWARM_RETURN_IF_ERROR(ParseListen(flags.listen, options.http.host, options.http.port));
+  options.max_concurrent_generations = flags.concurrency;
+  options.max_tokens_limit = flags.max_tokens_limit;
+  options.chat_template = flags.chat_template;
+  SWARM_ASSIGN_OR_RETURN(auto server, gateway::ApiServer::Start(options, *engine));
+  std::printf("listening on http://%s:%u (model %s, chat template %s)\n",
+              options.http.host.c_str(), server->port(), engine->info().id.c_str(),
+              server->chat_template_name().c_str());
+  std::fflush(stdout);
+  int signal = 0;
+  sigwait(&signals, &signal);
+  server->Stop();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
+  auto flags = std::make_shared<ApiFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "api", "OpenAI-compatible HTTP API, swarm dashboard (/) and metrics (/metrics)");
+  cmd->footer(
+      "Examples:\n"
+      "  swarm api -m stories260K.gguf --initial-peers 127.0.0.1:4000 --listen 127.0.0.1:8080\n"
+      "  swarm api -m stories260K.gguf --listen 127.0.0.1:0     # in-process, any free port\n"
+      "  curl http://127.0.0.1:8080/v1/completions -d '{\"prompt\":\"Once\",\"max_tokens\":20}'");
+  cmd->add_option("-m,--model", flags->model_path, "Model GGUF (its client part is used)")
+      ->required();
+  cmd->add_option("--initial-peers", flags->initial_peers,
+                  "DHT nodes of the swarm (host:port, comma-separated); none: in-process")
+      ->delimiter(',');
+  cmd->add_option("--listen", flags->listen, "HOST:PORT to serve HTTP on (port 0: any free port)")
+      ->capture_default_str();
+  cmd->add_option("--dht-bind", flags->dht_bind, "Address of this client's DHT node")
+      ->capture_default_str();
+  cmd->add_option("--codec", flags->codec, "Activation codec: f32, f16, bf16, int8 (+zstd)")
+      ->capture_default_str();
+  cmd->add_option("--chat-template", flags->chat_template,
+                  "llama2, llama3, chatml, mistral, zephyr or plain (default: detect from GGUF)");
+  cmd->add_option("--model-id", flags->model_id, "Model id clients use (default: the GGUF name)");
+  cmd->add_option("--concurrency", flags->concurrency, "Generations at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--max-tokens-limit", flags->max_tokens_limit, "Largest max_tokens accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("-c,--ctx-size", flags->n_ctx, "Context length (0: the model's)");
+  cmd->add_option("--route-wait", flags->route_wait_s, "Seconds to wait for a route")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--backend", flags->backend.name, "Backend of the client head (and in-process)")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
+  cmd->callback([flags, &exit_code] {
+    absl::Status status = RunApi(*flags);
+    if (!status.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
+      exit_code.value = 1;
+    }
+  });
+}
+
+}  // namespace swarm::cli
