@@ -1,0 +1,170 @@
+// Helpers for the chain tests: real `swarm serve` processes on loopback (SWARM_BINARY), the
+// in-process client (router::ChainSession + a LocalModel), the stories260K reference, and a
+// pipeline that runs the chain and the in-process engine side by side on the same inputs to
+// measure the error the chain introduces. One thread uses each object.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/subprocess.h"
+#include "model/generator.h"
+#include "router/chain_session.h"
+#include "shard/local_model.h"
+#include "shard/local_pipeline.h"
+
+namespace swarm::chain_test {
+
+inline const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+inline const std::string kReferenceText = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
+inline constexpr int kReferenceTokens = 200;
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// One `swarm serve` process. Its stderr goes to a file in the test's temporary folder.
+struct Peer {
+  std::unique_ptr<Subprocess> process;
+  std::string address;
+  uint32_t first = 0;
+  uint32_t last = 0;
+  std::string log_path;
+};
+
+// Starts one peer per range (all at once, then waits for every "listening on" line).
+inline std::vector<Peer> StartPeers(const std::string& model,
+                                    const std::vector<std::pair<uint32_t, uint32_t>>& ranges,
+                                    const std::vector<std::string>& extra_args = {}) {
+  std::vector<Peer> peers(ranges.size());
+  static int counter = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    Peer& peer = peers[i];
+    peer.first = ranges[i].first;
+    peer.last = ranges[i].second;
+    peer.log_path =
+        absl::StrCat(::testing::TempDir(), "chain-peer-", ::getpid(), "-", counter++, ".log");
+    Subprocess::Options options;
+    options.argv = {SWARM_BINARY, "serve",
+                    "-m",         model,
+                    "--blocks",   absl::StrCat(peer.first, ":", peer.last),
+                    "--listen",   "tcp://127.0.0.1:0"};
+    options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
+    options.stderr_path = peer.log_path;
+    auto process = Subprocess::Start(options);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (process.ok()) peer.process = std::move(*process);
+  }
+  for (Peer& peer : peers) {
+    if (peer.process == nullptr) continue;
+    auto line = peer.process->ReadLine(std::chrono::seconds(120));
+    EXPECT_TRUE(line.ok() && absl::StartsWith(*line, "listening on "))
+        << (line.ok() ? *line : line.status().ToString()) << "\n"
+        << ReadFile(peer.log_path);
+    if (!line.ok()) continue;
+    std::vector<std::string> words = absl::StrSplit(*line, ' ');
+    if (words.size() >= 3) peer.address = words[2];
+  }
+  return peers;
+}
+
+// SIGTERM, then the exit status (0: stopped cleanly; under ASan also: no leak found).
+inline int StopPeer(Peer& peer) {
+  if (peer.process == nullptr) return -1;
+  (void)peer.process->Signal(SIGTERM);
+  auto code = peer.process->Wait(std::chrono::seconds(60));
+  return code.ok() ? *code : -1;
+}
+
+inline std::vector<router::ChainHop> HopsOf(const std::vector<const Peer*>& chain) {
+  std::vector<router::ChainHop> hops;
+  for (const Peer* peer : chain) hops.push_back({peer->address, peer->first, peer->last, ""});
+  return hops;
+}
+
+// Runs `chain` and, when set, `reference` on the same inputs; the chain's outputs go on.
+// Accumulates the error of the chain's final hidden states against the reference's.
+class ComparingPipeline : public model::BlockPipeline {
+ public:
+  ComparingPipeline(model::BlockPipeline& chain, model::BlockPipeline* reference, int64_t n_embd)
+      : chain_(chain), reference_(reference), n_embd_(n_embd) {}
+
+  absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override {
+    const size_t n = static_cast<size_t>(n_embd_ * n_tokens);
+    input_.assign(hidden_in, hidden_in + n);  // hidden_in may alias hidden_out
+    absl::Status status = chain_.Forward(n_tokens, input_.data(), hidden_out);
+    if (!status.ok() || reference_ == nullptr) return status;
+    expected_.resize(n);
+    status = reference_->Forward(n_tokens, input_.data(), expected_.data());
+    if (!status.ok()) return status;
+    for (size_t i = 0; i < n; ++i) {
+      const double d = static_cast<double>(hidden_out[i]) - expected_[i];
+      error_ += d * d;
+      energy_ += static_cast<double>(expected_[i]) * expected_[i];
+    }
+    return absl::OkStatus();
+  }
+  // sum((chain - reference)^2) / sum(reference^2) over every position so far.
+  double nmse() const { return energy_ > 0 ? error_ / energy_ : error_; }
+
+ private:
+  model::BlockPipeline& chain_;
+  model::BlockPipeline* reference_;
+  int64_t n_embd_;
+  std::vector<float> input_, expected_;
+  double error_ = 0, energy_ = 0;
+};
+
+struct Generation {
+  std::vector<int32_t> tokens;
+  std::string text;  // as `swarm generate` prints it (ends with a newline)
+  double nmse = 0;   // only when run against a reference
+};
+
+// Greedy generation from BOS, the way `swarm generate -p "" --temp 0` runs it.
+inline absl::StatusOr<Generation> GenerateGreedy(shard::LocalModel& client,
+                                                 model::BlockPipeline& blocks, int n_tokens,
+                                                 model::BlockPipeline* reference = nullptr) {
+  ComparingPipeline pipeline(blocks, reference, client.config.n_embd);
+  model::SamplingParams params;
+  params.temperature = 0;
+  model::Sampler sampler(params);
+  model::StreamingDecoder decoder(*client.tokenizer);
+  model::GenerateOptions options;
+  options.max_new_tokens = n_tokens;
+  Generation out;
+  const std::vector<int32_t> prompt = {client.tokenizer->bos_id()};
+  auto stats = model::Generate(prompt, options, *client.head, pipeline, sampler, *client.tokenizer,
+                               [&](int32_t token) {
+                                 out.tokens.push_back(token);
+                                 out.text += decoder.Push(token);
+                                 return true;
+                               });
+  if (!stats.ok()) return stats.status();
+  out.text += decoder.Finish() + "\n";
+  out.nmse = pipeline.nmse();
+  return out;
+}
+
+// Tokens equal before the first divergence.
+inline int Agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return static_cast<int>(i);
+}
+
+}  // namespace swarm::chain_test
