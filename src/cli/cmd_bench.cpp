@@ -4,6 +4,8 @@
 // Prints JSON on stdout (and to --json FILE), a summary on stderr.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <time.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -43,6 +45,13 @@ struct BenchFlags {
 
 double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// CPU time of the whole process: wall time x threads when nothing else competed for the cores.
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 int Fail(const absl::Status& status) {
@@ -225,14 +234,16 @@ int RunBench(const BenchFlags& flags) {
                (cost->block_weight_bytes + cost->client_bytes_per_token) / 1e9,
                m.backend->name().c_str(), threads);
 
-  std::vector<double> prompt_seconds, gen_seconds;
+  std::vector<double> prompt_seconds, gen_seconds, prompt_cpu, gen_cpu;
   for (int rep = 0; rep < flags.repetitions; ++rep) {
     if (p > 0) {
       auto pipe = new_pipeline();
       if (!pipe.ok()) return Fail(pipe.status());
       const auto start = Clock::now();
+      const double cpu_start = ProcessCpuSeconds();
       if (auto s = run_prompt(**pipe); !s.ok()) return Fail(s);
       prompt_seconds.push_back(Seconds(start));
+      prompt_cpu.push_back(ProcessCpuSeconds() - cpu_start);
     }
     if (n > 0) {
       auto pipe = new_pipeline();
@@ -240,8 +251,10 @@ int RunBench(const BenchFlags& flags) {
       // The first token (context 0) is not timed: steps 1..n are.
       if (auto s = run_generation(**pipe, 0); !s.ok()) return Fail(s);
       const auto start = Clock::now();
+      const double cpu_start = ProcessCpuSeconds();
       if (auto s = run_generation(**pipe, n - 1); !s.ok()) return Fail(s);
       gen_seconds.push_back(Seconds(start));
+      gen_cpu.push_back(ProcessCpuSeconds() - cpu_start);
     }
   }
 
@@ -272,7 +285,10 @@ int RunBench(const BenchFlags& flags) {
         {"tokens_per_second", tps},
         {"tokens_per_second_best", static_cast<double>(p) / best(prompt_seconds)},
         {"gflops", gflops},
-        {"fraction_of_fma_peak", machine.fma_peak > 0 ? gflops * 1e9 / machine.fma_peak : 0.0}};
+        {"fraction_of_fma_peak", machine.fma_peak > 0 ? gflops * 1e9 / machine.fma_peak : 0.0},
+        // Below 1 when other processes took the cores (or threads waited): the figures are then
+        // pessimistic.
+        {"cpu_utilization", mean(prompt_cpu) / (mean(prompt_seconds) * threads)}};
     std::fprintf(stderr, "prompt %lld tokens: %.2f tokens/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
                  static_cast<long long>(p), tps, gflops,
                  100 * out["prompt"]["fraction_of_fma_peak"].get<double>());
@@ -287,7 +303,8 @@ int RunBench(const BenchFlags& flags) {
                          {"tokens_per_second_best", static_cast<double>(n) / best(gen_seconds)},
                          {"bandwidth_bound_tokens_per_second", bound},
                          {"fraction_of_bandwidth_bound", tps / bound},
-                         {"effective_gb_per_s", tps * bytes_per_token / 1e9}};
+                         {"effective_gb_per_s", tps * bytes_per_token / 1e9},
+                         {"cpu_utilization", mean(gen_cpu) / (mean(gen_seconds) * threads)}};
     std::fprintf(stderr,
                  "generation %lld tokens: %.2f tokens/s, bound %.2f tokens/s = %.1f%% of the "
                  "bandwidth bound\n",

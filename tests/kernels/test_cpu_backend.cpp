@@ -112,7 +112,7 @@ std::vector<int64_t> RowLengths(GgmlType type) {
     case 1:
       return {1, 15, 17, 100, 257};
     case 32:
-      return {32, 160, 288};  // odd block counts, two activation groups
+      return {32, 160, 288, 544, 1088};  // odd block counts; lane groups with tails
     default:
       return {256, 768};
   }
@@ -186,10 +186,11 @@ TEST_P(CpuKernelTest, MatMulIsIndependentOfBatchingAndThreads) {
 TEST_P(CpuKernelTest, QuantizeX8MatchesGeneric) {
   std::mt19937 rng(3);
   for (int64_t k : {32, 96, 256, 288, 2048}) {
-    for (int64_t group : {32, 256}) {
+    for (auto [group, order] :
+         {std::pair<int64_t, int>{32, 0}, {256, 0}, {32, kX8LanesQ8_0}, {32, kX8LanesQ4_0}}) {
       std::vector<float> x = RandomVector(rng, static_cast<size_t>(k), 3.0f);
       x[1] = 0.5f * 127.0f / 127.0f;  // exercise exact halves after scaling
-      const X8Layout l = MakeX8Layout(k, group);
+      const X8Layout l = MakeX8Layout(k, group, order);
       std::vector<uint8_t> want(l.bytes, 0xAB), got(l.bytes, 0xAB);
       GenericKernels().quantize_x8(x.data(), l, want.data());
       KernelsFor(GetParam()).quantize_x8(x.data(), l, got.data());

@@ -149,7 +149,8 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
   args.n_tokens = n_tokens;
   args.y = y;
   if (UsesX8(w.type)) {
-    const X8Layout layout = MakeX8Layout(w.n_in, X8Group(w.type));
+    const X8Layout layout =
+        MakeX8Layout(w.n_in, X8Group(w.type), kernels_.x8_lanes ? X8LaneOrder(w.type) : 0);
     uint8_t* x8 = ScratchX8(layout.bytes * static_cast<size_t>(n_tokens));
     const QuantizeX8Fn quantize = kernels_.quantize_x8;
     const int64_t n_in = w.n_in;
@@ -163,6 +164,7 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
     }
     args.x = x8;
     args.x_stride = layout.bytes;
+    args.x8 = layout;
   } else {
     args.x = reinterpret_cast<const uint8_t*>(x);
     args.x_stride = static_cast<size_t>(w.n_in) * sizeof(float);

@@ -37,12 +37,22 @@ struct X8Layout {
   size_t bsum16_offset = 0;
   size_t bsum32_offset = 0;
   size_t fsum32_offset = 0;
+  // Optional lane section (X8LaneOrder): for each of the lane_groups full 512-value groups, the
+  // group's 16 blocks of 32 laid out for kernels that keep one block per 32-bit lane:
+  //   int8  qt[8][16][4]  qt[c][L] = bytes 4c..4c+3 of block BlockOfLane(order, L)
+  //   float dx[16]        its scale
+  //   int32 corr[16]      -(offset of the weight type) * sum of its bytes (see X8LaneOrder)
+  int lane_order = 0;
+  int64_t lane_groups = 0;
+  size_t lanes_offset = 0;
   size_t bytes = 0;  // per token, a multiple of 64
 };
 
+inline constexpr size_t kX8LaneGroupBytes = 8 * 64 + 64 + 64;
+
 constexpr size_t AlignUp64(size_t n) { return (n + 63) / 64 * 64; }
 
-constexpr X8Layout MakeX8Layout(int64_t k, int64_t group) {
+constexpr X8Layout MakeX8Layout(int64_t k, int64_t group, int lane_order = 0) {
   X8Layout l;
   l.k = k;
   l.group = group;
@@ -52,13 +62,33 @@ constexpr X8Layout MakeX8Layout(int64_t k, int64_t group) {
   l.bsum16_offset = l.d_offset + AlignUp64(static_cast<size_t>(l.groups) * 4);
   l.bsum32_offset = l.bsum16_offset + AlignUp64(static_cast<size_t>(l.kp / 16) * 2);
   l.fsum32_offset = l.bsum32_offset + AlignUp64(static_cast<size_t>(l.kp / 32) * 4);
-  l.bytes = l.fsum32_offset + AlignUp64(static_cast<size_t>(l.kp / 32) * 4);
+  l.lanes_offset = l.fsum32_offset + AlignUp64(static_cast<size_t>(l.kp / 32) * 4);
+  l.lane_order = lane_order;
+  l.lane_groups = lane_order != 0 ? k / 512 : 0;
+  l.bytes = l.lanes_offset + static_cast<size_t>(l.lane_groups) * kX8LaneGroupBytes;
   return l;
 }
+
+// Lane orders of the X8 lane section, one per weight layout whose SIMD transpose yields it:
+// 1 for Q8_0 (offset 128: the kernels see w + 128), 2 for Q4_0 (offset 8: nibbles are w + 8).
+inline constexpr int kX8LanesQ8_0 = 1;
+inline constexpr int kX8LanesQ4_0 = 2;
+
+// The block (0..15 within its 512-value group) whose data lane L (0..15) holds.
+constexpr int BlockOfLane(int order, int lane) {
+  const int q = lane / 4, k = lane % 4;
+  return order == kX8LanesQ8_0 ? 8 * (q / 2) + q % 2 + 2 * k : q + 4 * k;
+}
+
+inline int X8LaneOffset(int order) { return order == kX8LanesQ8_0 ? 128 : 8; }
 
 // The activation group size a quantized weight type's kernels expect.
 inline int64_t X8Group(GgmlType type) {
   return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K ? 256 : 32;
+}
+
+inline int X8LaneOrder(GgmlType type) {
+  return type == GgmlType::kQ8_0 ? kX8LanesQ8_0 : type == GgmlType::kQ4_0 ? kX8LanesQ4_0 : 0;
 }
 
 // ---- matrix products ---------------------------------------------------------------------------
@@ -69,8 +99,9 @@ struct MatMulArgs {
   int64_t n_in = 0;
   int64_t n_out = 0;
   // Token t's activations at x + t * x_stride: n_in floats for F32/F16/BF16 weights, the X8Layout
-  // MakeX8Layout(n_in, X8Group(type)) for the quantized types.
+  // x8 for the quantized types.
   const uint8_t* x = nullptr;
+  X8Layout x8;
   size_t x_stride = 0;
   int64_t n_tokens = 0;
   float* y = nullptr;  // [n_out, n_tokens]
@@ -104,6 +135,8 @@ inline constexpr int64_t kAttentionChunk = 128;
 
 struct KernelTable {
   Isa isa = Isa::kGeneric;
+  // Whether the Q8_0/Q4_0 kernels read the X8 lane section (the quantizer must then fill it).
+  bool x8_lanes = false;
   // Indexed by MatMulSlot(type); null for types the table lacks.
   MatMulFn matmul[7] = {};
   QuantizeX8Fn quantize_x8 = nullptr;

@@ -154,7 +154,7 @@ float DotQ6K(const uint8_t* row, const X8View& x, int64_t n) {
 
 template <GgmlType kType>
 void MatMulQuant(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const X8Layout layout = MakeX8Layout(a.n_in, X8Group(kType));
+  const X8Layout& layout = a.x8;
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     const X8View x = ViewX8(a.x + t * a.x_stride, layout);
     for (int64_t r = r0; r < r1; ++r) {
@@ -200,6 +200,7 @@ void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
     bsum32[j] = bsum16[2 * j] + bsum16[2 * j + 1];
     fsum32[j] = d[32 * j / l.group] * static_cast<float>(bsum32[j]);
   }
+  FillX8Lanes(l, dst);
 }
 
 // ---- element-wise and attention ----------------------------------------------------------------
@@ -277,6 +278,24 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
 }
 
 }  // namespace
+
+void FillX8Lanes(const X8Layout& l, uint8_t* dst) {
+  const auto* qs = dst;
+  const auto* d = reinterpret_cast<const float*>(dst + l.d_offset);
+  const auto* bsum32 = reinterpret_cast<const int32_t*>(dst + l.bsum32_offset);
+  const int32_t offset = l.lane_order != 0 ? X8LaneOffset(l.lane_order) : 0;
+  for (int64_t g = 0; g < l.lane_groups; ++g) {
+    uint8_t* out = dst + l.lanes_offset + g * kX8LaneGroupBytes;
+    auto* dx = reinterpret_cast<float*>(out + 8 * 64);
+    auto* corr = reinterpret_cast<int32_t*>(out + 9 * 64);
+    for (int lane = 0; lane < 16; ++lane) {
+      const int64_t b = 16 * g + BlockOfLane(l.lane_order, lane);
+      for (int c = 0; c < 8; ++c) std::memcpy(out + 64 * c + 4 * lane, qs + 32 * b + 4 * c, 4);
+      dx[lane] = d[b];
+      corr[lane] = -offset * bsum32[b];
+    }
+  }
+}
 
 KernelTable GenericKernelTable() {
   KernelTable t;

@@ -16,6 +16,10 @@ namespace swarm::kernels::cpu {
 // The generic table, as a starting point the SIMD tables override entry by entry.
 KernelTable GenericKernelTable();
 
+// Fills the lane section of an X8 token (l.lane_groups groups; nothing when there is none) from
+// its natural sections, which must be complete.
+void FillX8Lanes(const X8Layout& l, uint8_t* dst);
+
 namespace avx512 {
 void MatMulF32(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulF16(const MatMulArgs& args, int64_t row_begin, int64_t row_end);

@@ -11,6 +11,7 @@ namespace swarm::kernels::cpu::avx2 {
 namespace {
 
 struct F32Weights {
+  static constexpr int64_t kBytes = 4;
   static __m256 Load(const uint8_t* row, int64_t k) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -18,6 +19,7 @@ struct F32Weights {
 };
 
 struct F16Weights {
+  static constexpr int64_t kBytes = 2;
   static __m256 Load(const uint8_t* row, int64_t k) {
     return LoadF16(reinterpret_cast<const uint16_t*>(row) + k);
   }
@@ -27,6 +29,7 @@ struct F16Weights {
 };
 
 struct BF16Weights {
+  static constexpr int64_t kBytes = 2;
   static __m256 Load(const uint8_t* row, int64_t k) {
     return LoadBF16(reinterpret_cast<const uint16_t*>(row) + k);
   }
@@ -58,6 +61,11 @@ void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
     for (int j = 0; j < C; ++j) xv[j] = _mm256_loadu_ps(xs[j] + k);
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
+      if constexpr (C == 1) {
+        // A vector product streams R rows at once: fetch the next tile's rows into L2.
+        _mm_prefetch(reinterpret_cast<const char*>(rows[i] + R * a.row_bytes) + k * W::kBytes,
+                     _MM_HINT_T1);
+      }
       const __m256 wv = W::Load(rows[i], k);
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);

@@ -99,19 +99,10 @@ void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
 constexpr int kVecRows = 8;
 // Register tile of the matrix-matrix product: each weight vector serves kCols tokens, each
 // activation vector kRows rows.
-#ifndef SWARM_DEV_ROWS
 constexpr int kRows = 6;
 constexpr int kCols = 4;
-#else
-constexpr int kRows = SWARM_DEV_ROWS;
-constexpr int kCols = SWARM_DEV_COLS;
-#endif
 // Tokens whose activations stay cache-resident while the row tiles stream past them.
-#ifndef SWARM_DEV_PANEL
 constexpr int64_t kPanel = 64;
-#else
-constexpr int64_t kPanel = SWARM_DEV_PANEL;
-#endif
 
 // Tile<W, R, cols> for a run-time cols in [1, C].
 template <class W, int R, int C>

@@ -39,6 +39,16 @@ uint16_t LoadU16(const uint8_t* p) {
 }
 
 __m512i Load512(const void* p) { return _mm512_loadu_si512(p); }
+
+// A vector product (one token) streams R rows at once, R short streams the hardware prefetcher
+// ramps up slowly on: fetch the bytes the next row tile will need at this point into L2.
+template <int R, int C>
+inline void PrefetchNextTile(const uint8_t* p, size_t row_bytes, size_t bytes) {
+  if constexpr (C == 1) {
+    const char* q = reinterpret_cast<const char*>(p + R * row_bytes);
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(q + off, _MM_HINT_T1);
+  }
+}
 __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
@@ -58,6 +68,37 @@ struct Q8_0Weights {
     return _mm512_xor_si512(_mm512_zextsi256_si512(Load256(b + 2)),
                             _mm512_set1_epi8(static_cast<char>(0x80)));
   }
+  // Blocks b..b+15 transposed to one block per 32-bit lane (lane L holds block
+  // BlockOfLane(kX8LanesQ8_0, L)): w[c] holds bytes 4c..4c+3 of each block, as unsigned w + 128.
+  // A 16 x 8 transpose of 32-bit words in three stages of in-lane unpacks and lane shuffles.
+  static void LoadLanes(const uint8_t* b, __m512i w[8]) {
+    __m512i z[8];  // z[p]: blocks 2p and 2p+1
+    SWARM_UNROLL
+    for (int p = 0; p < 8; ++p) {
+      z[p] = _mm512_inserti64x4(_mm512_castsi256_si512(Load256(b + 2 * p * kBlockBytes + 2)),
+                                Load256(b + (2 * p + 1) * kBlockBytes + 2), 1);
+    }
+    __m512i v[8];  // v[4h + c]: chunks c and c+4 of blocks 8h..8h+7
+    SWARM_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const __m512i lo01 = _mm512_unpacklo_epi32(z[4 * h], z[4 * h + 1]);
+      const __m512i hi01 = _mm512_unpackhi_epi32(z[4 * h], z[4 * h + 1]);
+      const __m512i lo23 = _mm512_unpacklo_epi32(z[4 * h + 2], z[4 * h + 3]);
+      const __m512i hi23 = _mm512_unpackhi_epi32(z[4 * h + 2], z[4 * h + 3]);
+      v[4 * h + 0] = _mm512_unpacklo_epi64(lo01, lo23);
+      v[4 * h + 1] = _mm512_unpackhi_epi64(lo01, lo23);
+      v[4 * h + 2] = _mm512_unpacklo_epi64(hi01, hi23);
+      v[4 * h + 3] = _mm512_unpackhi_epi64(hi01, hi23);
+    }
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    SWARM_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      w[c] = _mm512_xor_si512(_mm512_shuffle_i64x2(v[c], v[4 + c], _MM_SHUFFLE(2, 0, 2, 0)), bias);
+      w[c + 4] =
+          _mm512_xor_si512(_mm512_shuffle_i64x2(v[c], v[4 + c], _MM_SHUFFLE(3, 1, 3, 1)), bias);
+    }
+  }
+  static constexpr int kLaneOrder = kX8LanesQ8_0;
 };
 
 struct Q4_0Weights {
@@ -78,12 +119,53 @@ struct Q4_0Weights {
         _mm256_set1_epi8(0x0f));
     return _mm512_zextsi256_si512(y);
   }
+  // Blocks b..b+15 transposed to one block per 32-bit lane (lane L holds block
+  // BlockOfLane(kX8LanesQ4_0, L)): w[c] holds values 4c..4c+3 of each block (c < 4: low nibbles
+  // of bytes 4c.., c >= 4: high nibbles of bytes 4(c-4)..). A 16 x 4 transpose of 32-bit words.
+  static void LoadLanes(const uint8_t* b, __m512i w[8]) {
+    __m512i y[4];  // y[m]: blocks 4m..4m+3, one per 128-bit lane
+    SWARM_UNROLL
+    for (int m = 0; m < 4; ++m) {
+      const uint8_t* q = b + 4 * m * kBlockBytes + 2;
+      __m512i v = _mm512_castsi128_si512(Load128(q));
+      v = _mm512_inserti32x4(v, Load128(q + kBlockBytes), 1);
+      v = _mm512_inserti32x4(v, Load128(q + 2 * kBlockBytes), 2);
+      y[m] = _mm512_inserti32x4(v, Load128(q + 3 * kBlockBytes), 3);
+    }
+    const __m512i lo01 = _mm512_unpacklo_epi32(y[0], y[1]);
+    const __m512i hi01 = _mm512_unpackhi_epi32(y[0], y[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi32(y[2], y[3]);
+    const __m512i hi23 = _mm512_unpackhi_epi32(y[2], y[3]);
+    const __m512i d[4] = {_mm512_unpacklo_epi64(lo01, lo23), _mm512_unpackhi_epi64(lo01, lo23),
+                          _mm512_unpacklo_epi64(hi01, hi23), _mm512_unpackhi_epi64(hi01, hi23)};
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    SWARM_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      w[c] = _mm512_and_si512(d[c], low4);
+      w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(d[c], 4), low4);
+    }
+  }
+  static constexpr int kLaneOrder = kX8LanesQ4_0;
 };
 
 // Scales of blocks a and b as [da x 8, db x 8].
 __m512 PairScale(uint16_t da, uint16_t db) {
   return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(db)),
                                           _mm_set1_epi16(static_cast<short>(da))));
+}
+
+// The scales of blocks b..b+15 in lane order: one gather of the 32-bit words at the blocks'
+// starts (their low half is the fp16 scale).
+// The scales of blocks b..b+15 in lane order. (Scalar loads: a gather is slower here, and stalls
+// the stream of misses when the weights come from memory.)
+template <class W>
+__m512 LaneScales(const uint8_t* b) {
+  alignas(32) uint16_t h[16];
+  SWARM_UNROLL
+  for (int lane = 0; lane < 16; ++lane) {
+    h[lane] = LoadU16(b + BlockOfLane(W::kLaneOrder, lane) * W::kBlockBytes);
+  }
+  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h)));
 }
 
 template <class W, int R, int C>
@@ -120,6 +202,7 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* blk = rows[i] + b * W::kBlockBytes;
+      PrefetchNextTile<R, C>(blk, a.row_bytes, (pair ? 2 : 1) * W::kBlockBytes);
       const __m512i wv = pair ? W::LoadPair(blk) : W::LoadSingle(blk);
       const __m512 dw = PairScale(LoadU16(blk), pair ? LoadU16(blk + W::kBlockBytes) : uint16_t{0});
       SWARM_UNROLL
@@ -129,7 +212,29 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
       }
     }
   };
-  int64_t b = 0;
+  // Full 512-value groups: one block per 32-bit lane, so one float conversion per 16 blocks.
+  for (int64_t g = 0; g < l.lane_groups; ++g) {
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = rows[i] + 16 * g * W::kBlockBytes;
+      PrefetchNextTile<R, C>(blk, a.row_bytes, 16 * W::kBlockBytes);
+      __m512i wv[8];
+      W::LoadLanes(blk, wv);
+      const __m512 dw = LaneScales<W>(blk);
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        const uint8_t* xl = a.x + (t + j) * a.x_stride + l.lanes_offset + g * kX8LaneGroupBytes;
+        __m512i s = Load512(xl + 9 * 64);  // starts at -offset * sum(x)
+        SWARM_UNROLL
+        for (int c = 0; c < 8; ++c) s = _mm512_dpbusd_epi32(s, wv[c], Load512(xl + 64 * c));
+        acc[i][j] = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(s),
+            _mm512_mul_ps(dw, _mm512_loadu_ps(reinterpret_cast<const float*>(xl + 8 * 64))),
+            acc[i][j]);
+      }
+    }
+  }
+  int64_t b = 16 * l.lane_groups;
   for (; b + 2 <= n_blocks; b += 2) step(b, true);
   if (b < n_blocks) step(b, false);
   SWARM_UNROLL
@@ -183,6 +288,7 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(rows[i]) + sb;
+      PrefetchNextTile<R, C>(reinterpret_cast<const uint8_t*>(blk), a.row_bytes, sizeof(BlockQ4_K));
       uint64_t sc8, m8;
       UnpackScalesQ4K(blk->scales, &sc8, &m8);
       const __m512i sc16 =
@@ -255,6 +361,7 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* blk = reinterpret_cast<const BlockQ6_K*>(rows[i]) + sb;
+      PrefetchNextTile<R, C>(reinterpret_cast<const uint8_t*>(blk), a.row_bytes, sizeof(BlockQ6_K));
       const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(blk->scales));
       const __m512i scz = _mm512_castsi256_si512(sc16);
       // The quants are stored as q + 32: start each sum at -32 * sum over groups of scale * sum(x).
@@ -305,16 +412,8 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
 
 // ---- drivers --------------------------------------------------------------------------------
 
-constexpr int kVecRows = 8;  // rows per tile of a matrix-vector product
-#ifndef SWARM_DEV_ROWS
-constexpr int kRows = 4;  // matrix-matrix register tile
-constexpr int kCols = 3;
+constexpr int kVecRows = 8;     // rows per tile of a matrix-vector product
 constexpr int64_t kPanel = 48;  // tokens whose activations stay cache-resident
-#else
-constexpr int kRows = SWARM_DEV_ROWS;
-constexpr int kCols = SWARM_DEV_COLS;
-constexpr int64_t kPanel = SWARM_DEV_PANEL;
-#endif
 
 // K::Run<R, cols> for a run-time cols in [1, C].
 template <class K, int R, int C>
@@ -327,13 +426,14 @@ void TileCols(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t, int6
 
 template <class K>
 void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const X8Layout l = MakeX8Layout(a.n_in, X8Group(a.type));
+  const X8Layout& l = a.x8;
   if (a.n_tokens == 1) {
     int64_t r = r0;
     for (; r + kVecRows <= r1; r += kVecRows) K::template Run<kVecRows, 1>(a, l, r, 0);
     for (; r < r1; ++r) K::template Run<1, 1>(a, l, r, 0);
     return;
   }
+  constexpr int kRows = K::kRows, kCols = K::kCols;
   for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
     const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
     int64_t r = r0;
@@ -350,20 +450,24 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// Register tiles of the matrix-matrix products (rows x tokens), measured best on Zen 5.
 template <class W>
 struct Q32Kernel {
+  static constexpr int kRows = 3, kCols = 4;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     TileQ32<W, R, C>(a, l, r, t);
   }
 };
 struct Q4KKernel {
+  static constexpr int kRows = 6, kCols = 4;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     TileQ4K<R, C>(a, l, r, t);
   }
 };
 struct Q6KKernel {
+  static constexpr int kRows = 4, kCols = 4;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     TileQ6K<R, C>(a, l, r, t);

@@ -49,6 +49,7 @@ void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
     bsum32[j] = bsum16[2 * j] + bsum16[2 * j + 1];
     fsum32[j] = d[32 * j / l.group] * static_cast<float>(bsum32[j]);
   }
+  FillX8Lanes(l, dst);
 }
 
 void RmsNorm(const float* x, const float* w, int64_t n, float eps, float* y) {

@@ -39,6 +39,7 @@ void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
     bsum32[j] = bsum16[2 * j] + bsum16[2 * j + 1];
     fsum32[j] = d[32 * j / l.group] * static_cast<float>(bsum32[j]);
   }
+  FillX8Lanes(l, dst);
 }
 
 void RmsNorm(const float* x, const float* w, int64_t n, float eps, float* y) {
@@ -180,6 +181,7 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
 KernelTable MakeTable() {
   KernelTable t = GenericKernelTable();
   t.isa = Isa::kAvx512;
+  t.x8_lanes = true;
   t.matmul[MatMulSlot(GgmlType::kF32)] = MatMulF32;
   t.matmul[MatMulSlot(GgmlType::kF16)] = MatMulF16;
   t.matmul[MatMulSlot(GgmlType::kBF16)] = MatMulBF16;

@@ -2,15 +2,16 @@
 // calling thread run one parallel region at a time (Run). A region is size() tasks; any thread
 // claims the next unclaimed task, so a worker the OS has descheduled delays nothing (the caller
 // runs its task) while which task computes what stays fixed. Workers spin briefly between regions
-// (a decode step issues hundreds of short regions back to back) and then sleep on a condition variable, so an
-// idle pool costs nothing. Run() allocates nothing. One thread calls Run() at a time (the thread
-// that drives the backend); the pool owns its workers and joins them on destruction.
+// (a decode step issues hundreds of short regions back to back) and then sleep on a condition
+// variable, so an idle pool costs nothing. Run() allocates nothing. One thread calls Run() at a
+// time (the thread that drives the backend); the pool owns its workers and joins them on
+// destruction.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -78,7 +79,7 @@ class ThreadPool {
   std::atomic<int> done_{0};  // tasks of the current region finished
   std::atomic<int> caller_sleeping_{0};
   std::atomic<bool> stop_{false};
-  std::mutex sleep_mu_;  // only for sleeping and waking (see WakeWorkers)
+  std::mutex sleep_mu_;              // only for sleeping and waking (see WakeWorkers)
   std::condition_variable work_cv_;  // workers wait here for a new epoch
   std::condition_variable done_cv_;  // the caller waits here for its region to finish
 };
