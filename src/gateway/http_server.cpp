@@ -178,7 +178,8 @@ http::status ToStatus(int code) { return static_cast<http::status>(code); }
 
 }  // namespace
 
-// One connection. Every member is used on the connection's strand only, except `stream_`'s flag.
+// One connection. Every member is used on the connection's strand only; the job running for it
+// shares only the StreamState.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl& server)
@@ -210,8 +211,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void WriteChunk(std::string data, std::function<void(bool)> done);
   void WriteLastChunk(std::function<void(bool)> done);
   void OnJobDone(bool response_complete);
-
-  const std::shared_ptr<StreamState>& stream() const { return stream_; }
 
  private:
   void Arm(std::chrono::milliseconds d) {
