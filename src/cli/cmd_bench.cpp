@@ -4,8 +4,6 @@
 // Prints JSON on stdout (and to --json FILE), a summary on stderr.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <time.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -47,12 +45,7 @@ double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// CPU time of the whole process: wall time x threads when nothing else competed for the cores.
-double ProcessCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
+using kernels::ProcessCpuSeconds;
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
@@ -66,8 +59,10 @@ json MachineJson(const kernels::MachineFigures& m) {
           {"features", m.features},
           {"threads", m.threads},
           {"read_bandwidth_gb_per_s", m.read_bandwidth / 1e9},
+          {"read_bandwidth_cpu_gb_per_s", m.read_bandwidth_cpu / 1e9},
           {"bandwidth_buffer_mib", static_cast<double>(m.bandwidth_buffer_bytes) / (1 << 20)},
           {"fma_peak_gflops", m.fma_peak / 1e9},
+          {"fma_peak_cpu_gflops", m.fma_peak_cpu / 1e9},
           {"fma_peak_isa", m.peak_isa},
           {"fma_peak_gflops_per_isa", peaks}};
 }
@@ -273,42 +268,58 @@ int RunBench(const BenchFlags& flags) {
                   {"n_vocab", cfg.n_vocab},         {"weight_bytes_per_token", bytes_per_token},
                   {"load_seconds", load_seconds}};
   out["backend"] = {{"name", m.backend->name()}, {"threads", threads}};
+  // Figures per second of wall time, and per second of process CPU time / threads ("_cpu": what
+  // the same run gets on cores nobody else uses; see kernels::Rate).
   if (p > 0) {
     const double macs = static_cast<double>(p) * cost->block_matmul_params + cost->head_params +
                         AttentionMacs(cfg, 0, p);
-    const double tps = static_cast<double>(p) / mean(prompt_seconds);
-    const double gflops = 2 * macs / mean(prompt_seconds) / 1e9;
+    const double wall = mean(prompt_seconds), cpu_norm = mean(prompt_cpu) / threads;
+    const double gflops = 2 * macs / wall / 1e9, gflops_cpu = 2 * macs / cpu_norm / 1e9;
     out["prompt"] = {
         {"tokens", p},
         {"repetitions", flags.repetitions},
-        {"seconds_mean", mean(prompt_seconds)},
-        {"tokens_per_second", tps},
+        {"seconds_mean", wall},
+        {"tokens_per_second", static_cast<double>(p) / wall},
         {"tokens_per_second_best", static_cast<double>(p) / best(prompt_seconds)},
         {"gflops", gflops},
         {"fraction_of_fma_peak", machine.fma_peak > 0 ? gflops * 1e9 / machine.fma_peak : 0.0},
-        // Below 1 when other processes took the cores (or threads waited): the figures are then
-        // pessimistic.
-        {"cpu_utilization", mean(prompt_cpu) / (mean(prompt_seconds) * threads)}};
-    std::fprintf(stderr, "prompt %lld tokens: %.2f tokens/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
-                 static_cast<long long>(p), tps, gflops,
-                 100 * out["prompt"]["fraction_of_fma_peak"].get<double>());
+        // Below 1 when other processes took the cores (or threads waited): the wall-time figures
+        // are then pessimistic, and the _cpu ones tell what the code does.
+        {"cpu_utilization", cpu_norm / wall},
+        {"tokens_per_second_cpu", static_cast<double>(p) / cpu_norm},
+        {"gflops_cpu", gflops_cpu},
+        {"fraction_of_fma_peak_cpu",
+         machine.fma_peak_cpu > 0 ? gflops_cpu * 1e9 / machine.fma_peak_cpu : 0.0}};
+    std::fprintf(stderr,
+                 "prompt %lld tokens: %.2f tokens/s, %.1f GFLOP/s = %.1f%% of FMA peak "
+                 "(cpu-time: %.2f tokens/s, %.1f%%; utilization %.2f)\n",
+                 static_cast<long long>(p), static_cast<double>(p) / wall, gflops,
+                 100 * out["prompt"]["fraction_of_fma_peak"].get<double>(),
+                 static_cast<double>(p) / cpu_norm,
+                 100 * out["prompt"]["fraction_of_fma_peak_cpu"].get<double>(), cpu_norm / wall);
   }
   if (n > 0) {
-    const double tps = static_cast<double>(n) / mean(gen_seconds);
+    const double wall = mean(gen_seconds), cpu_norm = mean(gen_cpu) / threads;
+    const double tps = static_cast<double>(n) / wall, tps_cpu = static_cast<double>(n) / cpu_norm;
     const double bound = machine.read_bandwidth / bytes_per_token;
+    const double bound_cpu = machine.read_bandwidth_cpu / bytes_per_token;
     out["generation"] = {{"tokens", n},
                          {"repetitions", flags.repetitions},
-                         {"seconds_mean", mean(gen_seconds)},
+                         {"seconds_mean", wall},
                          {"tokens_per_second", tps},
                          {"tokens_per_second_best", static_cast<double>(n) / best(gen_seconds)},
                          {"bandwidth_bound_tokens_per_second", bound},
                          {"fraction_of_bandwidth_bound", tps / bound},
                          {"effective_gb_per_s", tps * bytes_per_token / 1e9},
-                         {"cpu_utilization", mean(gen_cpu) / (mean(gen_seconds) * threads)}};
+                         {"cpu_utilization", cpu_norm / wall},
+                         {"tokens_per_second_cpu", tps_cpu},
+                         {"bandwidth_bound_cpu_tokens_per_second", bound_cpu},
+                         {"fraction_of_bandwidth_bound_cpu", tps_cpu / bound_cpu}};
     std::fprintf(stderr,
                  "generation %lld tokens: %.2f tokens/s, bound %.2f tokens/s = %.1f%% of the "
-                 "bandwidth bound\n",
-                 static_cast<long long>(n), tps, bound, 100 * tps / bound);
+                 "bandwidth bound (cpu-time: %.2f tokens/s, %.1f%%; utilization %.2f)\n",
+                 static_cast<long long>(n), tps, bound, 100 * tps / bound, tps_cpu,
+                 100 * tps_cpu / bound_cpu, cpu_norm / wall);
   }
 
   if (flags.profile && cpu != nullptr) {

@@ -1,5 +1,6 @@
 #include "kernels/machine_probe.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,8 +36,14 @@ uint64_t ReadSumGeneric(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-absl::StatusOr<double> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
-                                            size_t* used_bytes) {
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+absl::StatusOr<Rate> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
+                                          size_t* used_bytes) {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0) {
     buffer_bytes = std::min(buffer_bytes, static_cast<size_t>(pages) * page / 8);
@@ -65,17 +72,20 @@ absl::StatusOr<double> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer
   }
 #endif
   std::atomic<uint64_t> sink{0};
-  double best = 0;
+  Rate best;
   for (int pass = 0; pass < std::max(passes, 1); ++pass) {
     const auto start = Clock::now();
+    const double cpu_start = ProcessCpuSeconds();
     pool.Run([&](int i) { sink.fetch_add(read(buffer + slice * i, slice)); });
-    best = std::max(best, static_cast<double>(buffer_bytes) / Seconds(start));
+    const double bytes = static_cast<double>(buffer_bytes);
+    best.wall = std::max(best.wall, bytes / Seconds(start));
+    best.cpu = std::max(best.cpu, bytes * threads / (ProcessCpuSeconds() - cpu_start));
   }
-  if (sink.load() == 42) best += 0;  // the sums are used
+  if (sink.load() == 42) best.wall += 0;  // the sums are used
   return best;
 }
 
-double MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds) {
+Rate MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds) {
   float (*loop)(int64_t) = nullptr;
   int lanes = 0;
 #if !defined(SWARM_CPU_NO_X86_KERNELS)
@@ -87,7 +97,7 @@ double MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds) {
     lanes = 8;
   }
 #endif
-  if (loop == nullptr) return 0;
+  if (loop == nullptr) return {};
   // Calibrate the iteration count on one thread.
   int64_t iters = 1 << 16;
   for (;;) {
@@ -102,15 +112,17 @@ double MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds) {
     iters *= 4;
   }
   iters = std::max<int64_t>(iters, 1);
-  double best = 0;
+  Rate best;
   for (int rep = 0; rep < 3; ++rep) {
     const auto start = Clock::now();
+    const double cpu_start = ProcessCpuSeconds();
     pool.Run([&](int) {
       volatile float sink = loop(iters);
       (void)sink;
     });
     const double flops = static_cast<double>(iters) * cpu::kFmaChains * lanes * 2 * pool.size();
-    best = std::max(best, flops / Seconds(start));
+    best.wall = std::max(best.wall, flops / Seconds(start));
+    best.cpu = std::max(best.cpu, flops * pool.size() / (ProcessCpuSeconds() - cpu_start));
   }
   return best;
 }
@@ -125,13 +137,15 @@ absl::StatusOr<MachineFigures> ProbeMachine(cpu::ThreadPool& pool,
   auto bandwidth = MeasureReadBandwidth(pool, options.bandwidth_buffer_bytes,
                                         options.bandwidth_passes, &f.bandwidth_buffer_bytes);
   if (!bandwidth.ok()) return bandwidth.status();
-  f.read_bandwidth = *bandwidth;
+  f.read_bandwidth = bandwidth->wall;
+  f.read_bandwidth_cpu = bandwidth->cpu;
   for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
     if (!cpu::IsaSupported(isa, features)) continue;
-    const double peak = MeasureFmaPeak(pool, isa, options.fma_seconds);
-    f.fma_peak_per_isa.emplace_back(std::string(cpu::IsaName(isa)), peak);
-    if (peak > f.fma_peak) {
-      f.fma_peak = peak;
+    const Rate peak = MeasureFmaPeak(pool, isa, options.fma_seconds);
+    f.fma_peak_per_isa.emplace_back(std::string(cpu::IsaName(isa)), peak.wall);
+    if (peak.wall > f.fma_peak) {
+      f.fma_peak = peak.wall;
+      f.fma_peak_cpu = peak.cpu;
       f.peak_isa = std::string(cpu::IsaName(isa));
     }
   }

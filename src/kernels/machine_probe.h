@@ -21,24 +21,37 @@ struct MachineProbeOptions {
   double fma_seconds = 0.2;                         // per measurement; the best of 3 counts
 };
 
+// A rate measured two ways: per second of wall time (what a user sees), and per second of the
+// process's CPU time divided by its threads (what the same work gets on cores nobody else uses;
+// threads waiting for each other still count, so it is never optimistic about the code itself).
+struct Rate {
+  double wall = 0;
+  double cpu = 0;
+};
+
+// CPU time of the whole process so far, in seconds.
+double ProcessCpuSeconds();
+
 struct MachineFigures {
   int threads = 0;
-  std::string cpu;            // brand string
-  std::string features;       // CpuFeatures::Summary()
-  double read_bandwidth = 0;  // bytes/s, all threads together
+  std::string cpu;                // brand string
+  std::string features;           // CpuFeatures::Summary()
+  double read_bandwidth = 0;      // bytes/s, all threads together
+  double read_bandwidth_cpu = 0;  // per CPU second / threads (Rate::cpu)
   size_t bandwidth_buffer_bytes = 0;
-  std::string peak_isa;  // the level whose FMA peak is `fma_peak`: the best this CPU runs
-  double fma_peak = 0;   // fp32 flop/s (2 per FMA), all threads together
+  std::string peak_isa;     // the level whose FMA peak is `fma_peak`: the best this CPU runs
+  double fma_peak = 0;      // fp32 flop/s (2 per FMA), all threads together
+  double fma_peak_cpu = 0;  // per CPU second / threads (Rate::cpu)
   std::vector<std::pair<std::string, double>> fma_peak_per_isa;
 };
 
 // Read bandwidth in bytes/s with every thread of `pool` reading its own slice of one buffer.
-absl::StatusOr<double> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
-                                            size_t* used_bytes = nullptr);
+absl::StatusOr<Rate> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
+                                          size_t* used_bytes = nullptr);
 
 // fp32 FMA rate in flop/s on every thread of `pool` with `isa`'s widest FMA (the generic level has
 // none: 0).
-double MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds);
+Rate MeasureFmaPeak(cpu::ThreadPool& pool, cpu::Isa isa, double seconds);
 
 absl::StatusOr<MachineFigures> ProbeMachine(cpu::ThreadPool& pool,
                                             const MachineProbeOptions& options = {});

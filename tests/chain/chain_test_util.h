@@ -9,10 +9,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -37,13 +39,27 @@ inline std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// One `swarm serve` process. Its stderr goes to a file in the test's temporary folder.
+// One `swarm serve` process. Its stderr goes to a file in the test's temporary folder, removed
+// with the Peer (after the process, which the Subprocess kills if it still runs).
 struct Peer {
   std::unique_ptr<Subprocess> process;
   std::string address;
   uint32_t first = 0;
   uint32_t last = 0;
   std::string log_path;
+
+  Peer() = default;
+  Peer(Peer&& other) noexcept
+      : process(std::move(other.process)),
+        address(std::move(other.address)),
+        first(other.first),
+        last(other.last),
+        log_path(std::exchange(other.log_path, std::string())) {}
+  Peer& operator=(Peer&&) = delete;
+  ~Peer() {
+    process.reset();
+    if (!log_path.empty()) std::remove(log_path.c_str());
+  }
 };
 
 // Starts one peer per range (all at once, then waits for every "listening on" line).

@@ -256,6 +256,26 @@ TEST_P(CpuKernelTest, ZeroInputsGiveZero) {
   }
 }
 
+// A product whose input has the same bytes as the previous one reuses its quantization; an input
+// changed in place (same pointer) is quantized again.
+TEST_P(CpuKernelTest, InputsChangedInPlaceAreQuantizedAgain) {
+  std::mt19937 rng(17);
+  auto cpu = MakeCpu(GetParam(), 2);
+  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_K}) {
+    const int64_t n_in = 512, n_out = 40;
+    const HostMatrix a = RandomMatrix(rng, type, n_in, n_out);
+    const HostMatrix b = RandomMatrix(rng, type, n_in, n_out);
+    std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in));
+    const std::vector<float> want_a = RunMatMul(*cpu, a.weight, x, 1);
+    const std::vector<float> want_b = RunMatMul(*cpu, b.weight, x, 1);
+    EXPECT_TRUE(BitIdentical(RunMatMul(*cpu, a.weight, x, 1), want_a));
+    x[7] += 1.0f;
+    auto fresh = MakeCpu(GetParam(), 2);
+    EXPECT_TRUE(BitIdentical(RunMatMul(*cpu, b.weight, x, 1), RunMatMul(*fresh, b.weight, x, 1)));
+    EXPECT_FALSE(BitIdentical(RunMatMul(*cpu, b.weight, x, 1), want_b));
+  }
+}
+
 // ---- attention -------------------------------------------------------------------------------
 
 struct AttentionCase {

@@ -34,8 +34,11 @@ class HostBuffer : public Buffer {
 constexpr double kParallelMatMulWork = 1 << 15;
 // Element-wise operations: elements per thread worth the dispatch.
 constexpr int64_t kParallelElements = 1 << 14;
-// Rows of a matrix product handed out together (a multiple of every kernel's row tile).
+// Rows of a matrix product handed out together.
 constexpr int64_t kRowGrain = 16;
+// Inputs up to this many floats (a batch of decode steps) are remembered for reuse of their
+// quantization; larger ones (prompts) are quantized again, comparing would cost as much.
+constexpr size_t kX8SourceFloats = size_t{1} << 16;
 
 uint8_t* Align64(uint8_t* p) {
   return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
@@ -90,6 +93,7 @@ absl::Status CpuBackend::CopyToHost(void* host_dst, const void* src, size_t byte
 
 uint8_t* CpuBackend::ScratchX8(size_t bytes) {
   if (bytes > x8_bytes_) {
+    x8_source_valid_ = false;
     x8_raw_.reset(new uint8_t[bytes + 64]);
     x8_ = Align64(x8_raw_.get());
     x8_bytes_ = bytes;
@@ -152,15 +156,30 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
     const X8Layout layout =
         MakeX8Layout(w.n_in, X8Group(w.type), kernels_.x8_lanes ? X8LaneOrder(w.type) : 0);
     uint8_t* x8 = ScratchX8(layout.bytes * static_cast<size_t>(n_tokens));
-    const QuantizeX8Fn quantize = kernels_.quantize_x8;
     const int64_t n_in = w.n_in;
-    auto quantize_tokens = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) quantize(x + t * n_in, layout, x8 + t * layout.bytes);
-    };
-    if (n_tokens * n_in >= kParallelElements) {
-      pool_.ParallelFor(n_tokens, 1, quantize_tokens);
-    } else {
-      quantize_tokens(0, n_tokens);
+    const size_t x_floats = static_cast<size_t>(n_in * n_tokens);
+    // The products of a block that share an input (wq, wk, wv; w_gate, w_up) quantize it once:
+    // reuse the previous quantization when the input bytes and the layout are the same.
+    const bool same_input = x8_source_valid_ && x8_source_layout_.k == layout.k &&
+                            x8_source_layout_.group == layout.group &&
+                            x8_source_layout_.lane_order == layout.lane_order &&
+                            x8_source_.size() == x_floats &&
+                            std::memcmp(x8_source_.data(), x, x_floats * sizeof(float)) == 0;
+    if (!same_input) {
+      const QuantizeX8Fn quantize = kernels_.quantize_x8;
+      auto quantize_tokens = [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) quantize(x + t * n_in, layout, x8 + t * layout.bytes);
+      };
+      if (n_tokens * n_in >= kParallelElements) {
+        pool_.ParallelFor(n_tokens, 1, quantize_tokens);
+      } else {
+        quantize_tokens(0, n_tokens);
+      }
+      x8_source_valid_ = x_floats <= kX8SourceFloats;
+      if (x8_source_valid_) {
+        x8_source_.assign(x, x + x_floats);
+        x8_source_layout_ = layout;
+      }
     }
     args.x = x8;
     args.x_stride = layout.bytes;

@@ -87,6 +87,10 @@ class CpuBackend : public Backend {
   std::unique_ptr<uint8_t[]> x8_raw_;
   uint8_t* x8_ = nullptr;
   size_t x8_bytes_ = 0;
+  // The floats x8_ holds the quantization of (small inputs only), to skip quantizing them again.
+  std::vector<float> x8_source_;
+  X8Layout x8_source_layout_;
+  bool x8_source_valid_ = false;
   std::unique_ptr<float[]> attention_raw_;
   float* attention_scratch_ = nullptr;
   size_t attention_floats_ = 0;   // per thread

@@ -9,6 +9,54 @@
 namespace swarm::kernels::cpu::avx512 {
 namespace {
 
+// The lane section (kernels.h, X8Layout) from the natural one: the same 16 x 8 transpose of 32-bit
+// words the Q8_0 kernel applies to its weights, then, for Q4_0's lane order, a lane permutation.
+void FillLanes(const X8Layout& l, uint8_t* dst) {
+  if (l.lane_order == 0) return;
+  alignas(64) int32_t block_of_lane[16], q8_lane_of_block[16], from_q8_lane[16];
+  for (int lane = 0; lane < 16; ++lane) {
+    block_of_lane[lane] = BlockOfLane(l.lane_order, lane);
+    q8_lane_of_block[BlockOfLane(kX8LanesQ8_0, lane)] = lane;
+  }
+  for (int lane = 0; lane < 16; ++lane) from_q8_lane[lane] = q8_lane_of_block[block_of_lane[lane]];
+  const __m512i blocks = _mm512_load_si512(block_of_lane);
+  const __m512i permute = _mm512_load_si512(from_q8_lane);
+  const bool q8_order = l.lane_order == kX8LanesQ8_0;
+  const __m512i offset = _mm512_set1_epi32(-X8LaneOffset(l.lane_order));
+  const auto* d = reinterpret_cast<const float*>(dst + l.d_offset);
+  const auto* bsum32 = reinterpret_cast<const int32_t*>(dst + l.bsum32_offset);
+  for (int64_t g = 0; g < l.lane_groups; ++g) {
+    const uint8_t* qs = dst + 512 * g;
+    uint8_t* out = dst + l.lanes_offset + g * kX8LaneGroupBytes;
+    __m512i z[8];  // z[p]: blocks 2p and 2p+1
+    for (int p = 0; p < 8; ++p) z[p] = _mm512_loadu_si512(qs + 64 * p);
+    __m512i v[8];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i lo01 = _mm512_unpacklo_epi32(z[4 * h], z[4 * h + 1]);
+      const __m512i hi01 = _mm512_unpackhi_epi32(z[4 * h], z[4 * h + 1]);
+      const __m512i lo23 = _mm512_unpacklo_epi32(z[4 * h + 2], z[4 * h + 3]);
+      const __m512i hi23 = _mm512_unpackhi_epi32(z[4 * h + 2], z[4 * h + 3]);
+      v[4 * h + 0] = _mm512_unpacklo_epi64(lo01, lo23);
+      v[4 * h + 1] = _mm512_unpackhi_epi64(lo01, lo23);
+      v[4 * h + 2] = _mm512_unpacklo_epi64(hi01, hi23);
+      v[4 * h + 3] = _mm512_unpackhi_epi64(hi01, hi23);
+    }
+    for (int c = 0; c < 4; ++c) {
+      __m512i lo = _mm512_shuffle_i64x2(v[c], v[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+      __m512i hi = _mm512_shuffle_i64x2(v[c], v[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+      if (!q8_order) {
+        lo = _mm512_permutexvar_epi32(permute, lo);
+        hi = _mm512_permutexvar_epi32(permute, hi);
+      }
+      _mm512_storeu_si512(out + 64 * c, lo);
+      _mm512_storeu_si512(out + 64 * (c + 4), hi);
+    }
+    _mm512_storeu_ps(out + 8 * 64, _mm512_permutexvar_ps(blocks, _mm512_loadu_ps(d + 16 * g)));
+    const __m512i sums = _mm512_permutexvar_epi32(blocks, _mm512_loadu_si512(bsum32 + 16 * g));
+    _mm512_storeu_si512(out + 9 * 64, _mm512_mullo_epi32(sums, offset));
+  }
+}
+
 // Same arithmetic as the generic QuantizeX8 (x * (127 / amax), rounded half to even), so both
 // produce identical bytes.
 void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
@@ -39,7 +87,7 @@ void QuantizeX8(const float* x, const X8Layout& l, uint8_t* dst) {
     bsum32[j] = bsum16[2 * j] + bsum16[2 * j + 1];
     fsum32[j] = d[32 * j / l.group] * static_cast<float>(bsum32[j]);
   }
-  FillX8Lanes(l, dst);
+  FillLanes(l, dst);
 }
 
 void RmsNorm(const float* x, const float* w, int64_t n, float eps, float* y) {

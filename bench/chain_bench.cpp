@@ -1,0 +1,342 @@
+// Generation through a chain of real peer processes against the in-process engine, in one run:
+// tokens/s and per-token latency in-process, through N peers on loopback, and through N peers
+// behind emulated WAN links (a LinkEmulator in front of every peer, so every transit -- client to
+// the first peer, peer to peer, last peer back to the client -- pays the one-way latency and the
+// bandwidth). With peer-to-peer push a decode step makes N + 1 transits, so the floor of a step is
+// the in-process per-token time plus (N + 1) one-way latencies. Prints one JSON line per setup.
+//
+// Usage: chain_bench --swarm build/src/cli/swarm -m MODEL.gguf [--peers 2,4]
+//                    [--latency-ms 0,10,50] [--bandwidth-mbit 100] [-n 32] [--warmup 4]
+//                    [--codec f32] [-t THREADS] [--prompt "..."] [--rounds 3]
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/status_macros.h"
+#include "base/subprocess.h"
+#include "model/generator.h"
+#include "router/chain_session.h"
+#include "shard/local_model.h"
+#include "shard/local_pipeline.h"
+#include "transport/codec.h"
+#include "transport/link_emulator.h"
+
+namespace {
+
+using namespace swarm;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Flags {
+  std::string swarm_binary;
+  std::string model;
+  std::vector<int> peers = {2, 4};
+  std::vector<double> latencies_ms = {0, 10, 50};
+  double bandwidth_mbit = 100;
+  int64_t n_tokens = 32;
+  int64_t warmup = 4;
+  std::string codec = "f32";
+  int threads = 0;
+  std::string backend = "auto";
+  std::string prompt = "Once upon a time";
+  int rounds = 3;
+};
+
+struct Latency {
+  double median_ms = 0, mean_ms = 0, p90_ms = 0, min_ms = 0;
+  double prompt_ms = 0;
+  std::vector<double> samples_ms;
+};
+
+Latency Summarize(std::vector<double> samples, double prompt_ms) {
+  Latency l;
+  l.samples_ms = samples;
+  l.prompt_ms = prompt_ms;
+  if (samples.empty()) return l;
+  std::sort(samples.begin(), samples.end());
+  l.median_ms = samples[samples.size() / 2];
+  l.p90_ms = samples[std::min(samples.size() - 1, samples.size() * 9 / 10)];
+  l.min_ms = samples.front();
+  l.mean_ms = std::accumulate(samples.begin(), samples.end(), 0.0) / samples.size();
+  return l;
+}
+
+// Greedy decoding of warmup + n tokens (no stop at end-of-text: the weights are random); the
+// latency of a token is the time between two successive sampled tokens, after the warm-up.
+absl::StatusOr<Latency> Measure(shard::LocalModel& m, model::BlockPipeline& blocks,
+                                const std::vector<int32_t>& prompt, const Flags& flags) {
+  model::SamplingParams params;
+  params.temperature = 0;
+  model::Sampler sampler(params);
+  model::GenerateOptions options;
+  options.max_new_tokens = flags.warmup + flags.n_tokens + 1;
+  options.stop_at_end_of_generation = false;
+  std::vector<Clock::time_point> stamps;
+  const auto start = Clock::now();
+  SWARM_RETURN_IF_ERROR(
+      model::Generate(prompt, options, *m.head, blocks, sampler, *m.tokenizer, [&](int32_t) {
+        stamps.push_back(Clock::now());
+        return true;
+      }).status());
+  std::vector<double> samples;
+  for (size_t i = flags.warmup + 1; i < stamps.size(); ++i) {
+    samples.push_back(std::chrono::duration<double, std::milli>(stamps[i] - stamps[i - 1]).count());
+  }
+  return Summarize(samples,
+                   std::chrono::duration<double, std::milli>(stamps.front() - start).count());
+}
+
+json LatencyJson(const Latency& l) {
+  return {{"per_token_ms_median", l.median_ms},
+          {"per_token_ms_mean", l.mean_ms},
+          {"per_token_ms_p90", l.p90_ms},
+          {"per_token_ms_min", l.min_ms},
+          {"tokens_per_s", l.mean_ms > 0 ? 1e3 / l.mean_ms : 0},
+          {"prompt_ms", l.prompt_ms}};
+}
+
+struct PeerProcess {
+  std::unique_ptr<Subprocess> process;
+  std::string address;
+  int64_t first = 0, last = 0;
+};
+
+absl::StatusOr<std::vector<PeerProcess>> StartPeers(const Flags& flags, int n, int64_t n_layer,
+                                                    int64_t max_length) {
+  std::vector<PeerProcess> peers(n);
+  for (int i = 0; i < n; ++i) {
+    PeerProcess& p = peers[i];
+    p.first = i * n_layer / n;
+    p.last = (i + 1) * n_layer / n;
+    Subprocess::Options options;
+    options.argv = {flags.swarm_binary,
+                    "serve",
+                    "-m",
+                    flags.model,
+                    "--blocks",
+                    absl::StrCat(p.first, ":", p.last),
+                    "--listen",
+                    "tcp://127.0.0.1:0",
+                    "--backend",
+                    flags.backend,
+                    "--max-length",
+                    std::to_string(max_length)};
+    if (flags.threads > 0) {
+      options.argv.insert(options.argv.end(), {"--threads", std::to_string(flags.threads)});
+    }
+    options.stderr_path = "/dev/null";
+    SWARM_ASSIGN_OR_RETURN(p.process, Subprocess::Start(options));
+  }
+  for (PeerProcess& p : peers) {
+    SWARM_ASSIGN_OR_RETURN(std::string line, p.process->ReadLine(std::chrono::minutes(5)));
+    if (!absl::StartsWith(line, "listening on ")) {
+      return absl::UnavailableError(absl::StrCat("peer did not start: ", line));
+    }
+    std::vector<std::string> words = absl::StrSplit(line, ' ');
+    p.address = words.at(2);
+  }
+  return peers;
+}
+
+void StopPeers(std::vector<PeerProcess>& peers) {
+  for (PeerProcess& p : peers) (void)p.process->Signal(SIGTERM);
+  for (PeerProcess& p : peers) (void)p.process->Wait(std::chrono::seconds(30));
+}
+
+// One measured setup: the in-process engine, or n peers behind links of a one-way latency.
+struct Setup {
+  int n_peers = 0;  // 0: in-process
+  double latency_ms = 0;
+  std::vector<double> samples_ms;
+  std::vector<double> prompt_ms;
+  std::vector<double> hop_ms;  // summed over rounds, per hop
+  int64_t hop_steps = 0;
+};
+
+int Run(const Flags& flags) {
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  };
+  auto codec = transport::ParseCodec(flags.codec);
+  if (!codec.ok()) return fail(codec.status());
+  kernels::BackendOptions backend;
+  backend.name = flags.backend;
+  backend.threads = flags.threads;
+  // The in-process engine (every block) and the client of the chains (its head) in one model.
+  auto local = shard::LocalModel::Load(flags.model, backend, /*load_blocks=*/true);
+  if (!local.ok()) return fail(local.status());
+  shard::LocalModel& m = **local;
+  std::vector<int32_t> prompt;
+  if (m.tokenizer->add_bos() && m.tokenizer->bos_id() >= 0) prompt.push_back(m.tokenizer->bos_id());
+  for (int32_t id : m.tokenizer->Encode(flags.prompt, false, false)) prompt.push_back(id);
+  const int64_t max_length =
+      static_cast<int64_t>(prompt.size()) + flags.warmup + flags.n_tokens + 2;
+  const std::string model_name = m.config.name.empty() ? flags.model : m.config.name;
+  const double activation_bytes =
+      static_cast<double>(transport::RawEncodedSize(*codec, m.config.n_embd).value_or(0));
+
+  // Every peer set runs for the whole benchmark, so the rounds can interleave the setups: each
+  // round measures the in-process engine and then every chain, and drift on a shared machine
+  // spreads over all of them alike.
+  std::map<int, std::vector<PeerProcess>> peer_sets;
+  for (int n : flags.peers) {
+    if (n < 1 || n > m.config.n_layer) return fail(absl::InvalidArgumentError("bad --peers"));
+    if (peer_sets.contains(n)) continue;
+    auto peers = StartPeers(flags, n, m.config.n_layer, max_length);
+    if (!peers.ok()) return fail(peers.status());
+    peer_sets[n] = std::move(*peers);
+  }
+  std::vector<Setup> setups = {Setup{}};
+  for (int n : flags.peers) {
+    for (double l : flags.latencies_ms) setups.push_back(Setup{n, l, {}, {}, {}, 0});
+  }
+
+  zmq::context_t context(1);
+  for (int round = 0; round < flags.rounds; ++round) {
+    for (Setup& setup : setups) {
+      absl::StatusOr<Latency> latency;
+      if (setup.n_peers == 0) {
+        auto pipeline = shard::LocalPipeline::Create(*m.blocks, max_length);
+        if (!pipeline.ok()) return fail(pipeline.status());
+        latency = Measure(m, **pipeline, prompt, flags);
+      } else {
+        std::vector<std::unique_ptr<transport::LinkEmulator>> links;
+        std::vector<router::ChainHop> hops;
+        for (const PeerProcess& p : peer_sets[setup.n_peers]) {
+          std::string address = p.address;
+          if (setup.latency_ms > 0) {
+            transport::LinkEmulatorOptions link;
+            link.target = p.address;
+            link.forward.latency =
+                std::chrono::microseconds(static_cast<int64_t>(setup.latency_ms * 1e3));
+            link.forward.bandwidth_bytes_per_sec = flags.bandwidth_mbit * 1e6 / 8;
+            link.backward = link.forward;
+            auto emulator = transport::LinkEmulator::Start(link);
+            if (!emulator.ok()) return fail(emulator.status());
+            address = (*emulator)->endpoint();
+            links.push_back(std::move(*emulator));
+          }
+          hops.push_back(
+              {address, static_cast<uint32_t>(p.first), static_cast<uint32_t>(p.last), ""});
+        }
+        router::ChainOptions options;
+        options.codec = *codec;
+        options.max_length = max_length;
+        auto chain =
+            router::ChainSession::Open(context, hops, m.config.n_layer, m.config.n_embd, options);
+        if (!chain.ok()) return fail(chain.status());
+        latency = Measure(m, **chain, prompt, flags);
+        if (latency.ok()) {
+          setup.hop_ms.resize((*chain)->timings().size());
+          for (size_t h = 0; h < setup.hop_ms.size(); ++h) {
+            setup.hop_ms[h] += 1e3 * (*chain)->timings()[h].seconds;
+          }
+          setup.hop_steps += (*chain)->timings().front().steps;
+        }
+      }
+      if (!latency.ok()) return fail(latency.status());
+      setup.samples_ms.insert(setup.samples_ms.end(), latency->samples_ms.begin(),
+                              latency->samples_ms.end());
+      setup.prompt_ms.push_back(latency->prompt_ms);
+      std::fprintf(stderr, "round %d: %s %d peers, %g ms links: median %.2f ms/token\n", round,
+                   setup.n_peers ? "chain" : "in-process", setup.n_peers, setup.latency_ms,
+                   latency->median_ms);
+    }
+  }
+  for (auto& [n, peers] : peer_sets) StopPeers(peers);
+
+  // Each setup's median per-token latency against the in-process median (target 1.05x), and with
+  // links against the floor: compute plus one one-way latency per transit (target 1.1x).
+  const Latency baseline = Summarize(setups[0].samples_ms, setups[0].prompt_ms.front());
+  std::printf("%s\n", json({{"bench", "chain"},
+                            {"setup", "in-process"},
+                            {"model", model_name},
+                            {"n_layer", m.config.n_layer},
+                            {"backend", m.backend->name()},
+                            {"rounds", flags.rounds},
+                            {"latency", LatencyJson(baseline)}})
+                          .dump()
+                          .c_str());
+  std::fprintf(stderr, "\n%-6s %-10s %12s %12s %10s %8s\n", "peers", "one-way ms", "token ms",
+               "floor ms", "tokens/s", "ratio");
+  std::fprintf(stderr, "%-6s %-10s %12.2f %12s %10.2f\n", "-", "-", baseline.median_ms, "-",
+               baseline.mean_ms > 0 ? 1e3 / baseline.mean_ms : 0.0);
+  for (size_t i = 1; i < setups.size(); ++i) {
+    const Setup& setup = setups[i];
+    const Latency latency = Summarize(setup.samples_ms, setup.prompt_ms.front());
+    const int transits = setup.n_peers + 1;
+    const double l = setup.latency_ms;
+    const double floor_ms = baseline.median_ms + transits * l;
+    const double serialization_ms =
+        l > 0 ? transits * activation_bytes * 8 / (flags.bandwidth_mbit * 1e6) * 1e3 : 0;
+    json hop_ms = json::array();
+    for (double h : setup.hop_ms) hop_ms.push_back(setup.hop_steps ? h / setup.hop_steps : 0);
+    json line = {{"bench", "chain"},
+                 {"setup", l > 0 ? "peers+links" : "peers"},
+                 {"model", model_name},
+                 {"n_peers", setup.n_peers},
+                 {"transits_per_step", transits},
+                 {"codec", transport::CodecName(*codec)},
+                 {"one_way_latency_ms", l},
+                 {"bandwidth_mbit", l > 0 ? flags.bandwidth_mbit : 0},
+                 {"activation_bytes_per_transit", activation_bytes},
+                 {"hop_ms_per_step", hop_ms},
+                 {"latency", LatencyJson(latency)},
+                 {"in_process_per_token_ms_median", baseline.median_ms},
+                 {"floor_ms", floor_ms},
+                 {"serialization_ms_per_step", serialization_ms},
+                 {"ratio_to_floor", latency.median_ms / floor_ms},
+                 {"target", l > 0 ? 1.1 : 1.05}};
+    std::printf("%s\n", line.dump().c_str());
+    std::fprintf(stderr, "%-6d %-10g %12.2f %12.2f %10.2f %7.3fx (target %.2fx)\n", setup.n_peers,
+                 l, latency.median_ms, floor_ms, latency.mean_ms > 0 ? 1e3 / latency.mean_ms : 0.0,
+                 latency.median_ms / floor_ms, l > 0 ? 1.1 : 1.05);
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Generation through chains of peer processes vs. the in-process engine"};
+  Flags flags;
+  app.add_option("--swarm", flags.swarm_binary, "The swarm binary (runs `swarm serve`)")
+      ->required();
+  app.add_option("-m,--model", flags.model, "Model GGUF")->required();
+  app.add_option("--peers", flags.peers, "Peer counts")->delimiter(',')->capture_default_str();
+  app.add_option("--latency-ms", flags.latencies_ms, "One-way latencies (0: no emulator)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--bandwidth-mbit", flags.bandwidth_mbit, "Emulated link bandwidth")
+      ->capture_default_str();
+  app.add_option("-n", flags.n_tokens, "Measured tokens per setup")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{2}, int64_t{4096}));
+  app.add_option("--warmup", flags.warmup, "Tokens before measuring")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1024}));
+  app.add_option("--codec", flags.codec, "Activation codec")->capture_default_str();
+  app.add_option("-t,--threads", flags.threads, "CPU threads per process (0: physical cores)");
+  app.add_option("--backend", flags.backend, "Backend of the client and peers")
+      ->capture_default_str();
+  app.add_option("--prompt", flags.prompt, "Prompt")->capture_default_str();
+  app.add_option("--rounds", flags.rounds, "Rounds over all setups (interleaved)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  CLI11_PARSE(app, argc, argv);
+  return Run(flags);
+}
