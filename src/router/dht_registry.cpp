@@ -28,6 +28,10 @@ namespace {
 // replaced; before it wraps we switch to a fresh value id (the old copy expires on its own).
 constexpr uint16_t kMaxDhtSeqBeforeNewId = 60000;
 constexpr absl::Duration kRepingInterval = absl::Minutes(5);
+// When a node seems cut off, how often it may ping every remembered endpoint again.
+constexpr absl::Duration kRecontactInterval = absl::Seconds(1);
+// Bounds the memory a flood of (verified but numerous) records can take.
+constexpr size_t kMaxRememberedEndpoints = 4096;
 constexpr size_t kMaxIdentityFileSize = 64 * 1024;
 
 // Everything OpenDHT callbacks touch. Shared with the callbacks, so it outlives the registry
@@ -360,13 +364,22 @@ class DhtRegistry::Impl {
   absl::StatusOr<RegistrySnapshot> Snapshot(const std::string& model_id) {
     SWARM_RETURN_IF_ERROR(ValidateModelId(model_id));
     const absl::Time deadline = absl::Now() + options_.op_timeout;
-    if (!options_.initial_peers.empty() && KnownNodes() == 0) {
-      // Lost every node (OpenDHT keeps retrying the initial peers): give it until the deadline.
-      WaitConnected(deadline);
-      if (KnownNodes() == 0) return absl::UnavailableError("not connected to the swarm's DHT");
+    if (KnownNodes() == 0) {
+      // Lost every node: besides the initial peers (which OpenDHT keeps retrying), contact the
+      // DHT nodes of every peer seen in earlier records, then give it until the deadline.
+      ContactKnownPeers(/*everyone=*/true);
+      if (!options_.initial_peers.empty() || HasSeenPeers()) {
+        WaitConnected(deadline);
+        if (KnownNodes() == 0) return absl::UnavailableError("not connected to the swarm's DHT");
+      }
     }
     std::vector<std::shared_ptr<dht::Value>> values = Get(model_id, deadline);
-    return Verify(values, model_id);
+    RegistrySnapshot snapshot = Verify(values, model_id);
+    // Remember the peers' DHT nodes: if the nodes this one knows leave (the bootstrap node
+    // among them), those are the way back into the swarm. An empty answer may mean exactly that.
+    RememberPeers(snapshot);
+    ContactKnownPeers(/*everyone=*/snapshot.empty());
+    return snapshot;
   }
 
  private:
@@ -505,18 +518,47 @@ class DhtRegistry::Impl {
   void ExchangePeers(const std::string& model_id) {
     std::vector<std::shared_ptr<dht::Value>> values =
         Get(model_id, absl::Now() + options_.op_timeout);
-    const absl::Time now = absl::Now();
-    for (const PeerRecord& r : Verify(values, model_id)) {
+    RememberPeers(Verify(values, model_id));
+    ContactKnownPeers(/*everyone=*/false);
+  }
+
+  // Adds the DHT endpoints of `snapshot`'s peers (other than this node) to those to contact.
+  void RememberPeers(const RegistrySnapshot& snapshot) {
+    absl::MutexLock lock(&contact_mu_);
+    for (const PeerRecord& r : snapshot) {
       if (r.peer_id == peer_id_ || r.dht_port == 0) continue;
       auto hp = ParseTcpAddress(r.address);
       if (!hp.ok() || hp->host == "0.0.0.0" || hp->host == "::") continue;
-      const std::string endpoint = absl::StrCat(hp->host, ":", r.dht_port);
-      auto [it, inserted] = pinged_.try_emplace(endpoint, absl::InfinitePast());
-      if (now - it->second < kRepingInterval) continue;
-      it->second = now;
+      if (known_endpoints_.size() >= kMaxRememberedEndpoints) break;
+      known_endpoints_.try_emplace(absl::StrCat(hp->host, ":", r.dht_port), absl::InfinitePast());
+    }
+  }
+
+  bool HasSeenPeers() {
+    absl::MutexLock lock(&contact_mu_);
+    return !known_endpoints_.empty();
+  }
+
+  // Pings the remembered endpoints not pinged for kRepingInterval (or, with `everyone`, not in
+  // the last kRecontactInterval): a node that answers joins this node's routing table.
+  void ContactKnownPeers(bool everyone) {
+    std::vector<std::string> endpoints;
+    {
+      absl::MutexLock lock(&contact_mu_);
+      const absl::Time now = absl::Now();
+      const absl::Duration interval = everyone ? kRecontactInterval : kRepingInterval;
+      for (auto& [endpoint, pinged] : known_endpoints_) {
+        if (now - pinged < interval) continue;
+        pinged = now;
+        endpoints.push_back(endpoint);
+      }
+    }
+    for (const std::string& endpoint : endpoints) {
+      auto hp = ParseHostPort(endpoint);
+      if (!hp.ok()) continue;
       try {
         for (const dht::SockAddr& addr :
-             dht::SockAddr::resolve(hp->host, std::to_string(r.dht_port))) {
+             dht::SockAddr::resolve(hp->host, std::to_string(hp->port))) {
           runner_.bootstrap(addr);
         }
       } catch (const std::exception& e) {
@@ -548,8 +590,11 @@ class DhtRegistry::Impl {
   uint64_t schedule_version_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread refresh_thread_;
 
+  // DHT endpoints ("host:port") of peers seen in records, and when each was last pinged.
+  absl::Mutex contact_mu_;
+  absl::flat_hash_map<std::string, absl::Time> known_endpoints_ ABSL_GUARDED_BY(contact_mu_);
+
   // Refresh thread only.
-  absl::flat_hash_map<std::string, absl::Time> pinged_;
   std::mt19937 rng_{std::random_device{}()};
   std::uniform_real_distribution<double> jitter_{0.9, 1.1};
 };

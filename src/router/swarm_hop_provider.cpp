@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace swarm::router {
 
@@ -16,6 +17,38 @@ void SwarmHopProvider::ReportSuccess(const ChainHop& hop) {
   if (id.ok()) bans_.ReportSuccess(*id);
 }
 
+absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
+    const RegistrySnapshot& snapshot, int64_t first, int64_t last) {
+  RouteOptions route_options;
+  route_options.start_block = first;
+  route_options.end_block = last;
+  route_options.banned = bans_.Banned();
+  route_options.load = load_;
+  route_options.cache_tokens_needed = options_.cache_tokens_needed;
+  SWARM_ASSIGN_OR_RETURN(router::Route route,
+                         BuildRoute(snapshot, options_.n_blocks, route_options));
+  std::vector<ChainHop> hops;
+  for (const RouteHop& hop : route.hops) {
+    hops.push_back({hop.address, static_cast<uint32_t>(hop.blocks.first),
+                    static_cast<uint32_t>(hop.blocks.last), hop.peer_id.ToHex()});
+    load_[hop.peer_id] += 1;
+  }
+  return hops;
+}
+
+absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::Replace(uint32_t first, uint32_t last) {
+  const absl::Time now = absl::Now();
+  if (!snapshot_.empty() && now - snapshot_time_ <= options_.cached_snapshot_age) {
+    RegistrySnapshot unexpired;
+    for (const PeerRecord& r : snapshot_) {
+      if (r.expiry_unix_ms > absl::ToUnixMillis(now)) unexpired.push_back(r);
+    }
+    auto hops = RouteThrough(unexpired, first, last);
+    if (hops.ok()) return hops;
+  }
+  return Route(first, last);
+}
+
 absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::Route(int64_t first, int64_t last) {
   const absl::Time deadline = absl::Now() + options_.route_wait;
   absl::Status last_error = absl::UnavailableError("no registry snapshot read");
@@ -23,23 +56,10 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::Route(int64_t first, int
     auto snapshot = registry_.Snapshot(options_.model_id);
     if (snapshot.ok()) {
       snapshot_ = std::move(*snapshot);
-      RouteOptions route_options;
-      route_options.start_block = first;
-      route_options.end_block = last;
-      route_options.banned = bans_.Banned();
-      route_options.load = load_;
-      route_options.cache_tokens_needed = options_.cache_tokens_needed;
-      auto route = BuildRoute(snapshot_, options_.n_blocks, route_options);
-      if (route.ok()) {
-        std::vector<ChainHop> hops;
-        for (const RouteHop& hop : route->hops) {
-          hops.push_back({hop.address, static_cast<uint32_t>(hop.blocks.first),
-                          static_cast<uint32_t>(hop.blocks.last), hop.peer_id.ToHex()});
-          load_[hop.peer_id] += 1;
-        }
-        return hops;
-      }
-      last_error = route.status();
+      snapshot_time_ = absl::Now();
+      auto hops = RouteThrough(snapshot_, first, last);
+      if (hops.ok()) return hops;
+      last_error = hops.status();
     } else {
       last_error = snapshot.status();
     }

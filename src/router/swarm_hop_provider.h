@@ -24,6 +24,10 @@ struct SwarmHopProviderOptions {
   // How long to keep looking (re-reading the registry) when no route covers the blocks.
   absl::Duration route_wait = absl::Seconds(20);
   absl::Duration poll_interval = absl::Milliseconds(250);
+  // A replacement is first looked for in the last snapshot read, if it is at most this old
+  // (records past their expiry are skipped): failover then costs no DHT round trip. The DHT is
+  // read when the cached records offer no route.
+  absl::Duration cached_snapshot_age = absl::Seconds(10);
   BanOptions bans;
 };
 
@@ -37,21 +41,23 @@ class SwarmHopProvider : public HopProvider {
 
   void ReportFailure(const ChainHop& hop) override;
   void ReportSuccess(const ChainHop& hop) override;
-  absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) override {
-    return Route(first, last);
-  }
+  absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) override;
 
   // The last snapshot read (for status displays and the gateway's dashboard).
   const RegistrySnapshot& last_snapshot() const { return snapshot_; }
 
  private:
   absl::StatusOr<std::vector<ChainHop>> Route(int64_t first, int64_t last);
+  // The route over [first, last) through `snapshot` avoiding banned peers, counted in load_.
+  absl::StatusOr<std::vector<ChainHop>> RouteThrough(const RegistrySnapshot& snapshot,
+                                                     int64_t first, int64_t last);
 
   DhtRegistry& registry_;
   SwarmHopProviderOptions options_;
   BanList bans_;
   absl::flat_hash_map<PeerId, double> load_;
   RegistrySnapshot snapshot_;
+  absl::Time snapshot_time_ = absl::InfinitePast();
 };
 
 }  // namespace swarm::router

@@ -168,6 +168,7 @@ struct GenerationResult {
   absl::Status status;
   std::string text;
   int failovers = 0;
+  double failover_seconds = 0;
   std::vector<router::ChainHop> initial_route;  // as the provider first chose it
 };
 
@@ -222,15 +223,25 @@ class SwarmClient {
     model::GenerateOptions generate_options;
     generate_options.max_new_tokens = kTokens;
     int step = 0;
-    auto stats = model::Generate(prompt, generate_options, *model_->head, **session, sampler,
-                                 tokenizer, [&](int32_t token) {
-                                   result.text += decoder.Push(token);
-                                   on_token(++step, **session);
-                                   return true;
-                                 });
+    auto last_token_at = std::chrono::steady_clock::now();
+    auto stats = model::Generate(
+        prompt, generate_options, *model_->head, **session, sampler, tokenizer, [&](int32_t token) {
+          // Slow steps (a failover) are printed: recovery time.
+          const auto now = std::chrono::steady_clock::now();
+          const double ms = std::chrono::duration<double, std::milli>(now - last_token_at).count();
+          if (step > 0 && ms > 100) {
+            std::printf("step %d took %.0f ms\n", step + 1, ms);
+          }
+          result.text += decoder.Push(token);
+          on_token(++step, **session);
+          last_token_at = std::chrono::steady_clock::now();
+          return true;
+        });
     result.text += decoder.Finish();
     result.status = stats.status();
     result.failovers = (*session)->failovers();
+    result.failover_seconds = (*session)->failover_seconds();
+    std::printf("%d failovers, %.2f s replacing hops\n", result.failovers, result.failover_seconds);
     return result;
   }
 
