@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -109,6 +111,13 @@ absl::StatusOr<std::unique_ptr<addrinfo, AddrInfoDeleter>> Resolve(const TcpEndp
   return std::unique_ptr<addrinfo, AddrInfoDeleter>(result);
 }
 
+// Best effort: a thread that may not change its policy keeps the normal one.
+void RaiseToRealtime() {
+  sched_param param{};
+  param.sched_priority = 1;  // the lowest real-time priority: above every normal thread
+  (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
+}
+
 void SetNoDelay(int fd) {
   const int on = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
@@ -172,6 +181,7 @@ struct LinkEmulator::Connection {
         target_fd(target),
         wake_fd(wake),
         max_in_flight(std::max<size_t>(o.max_in_flight_bytes, 64 * 1024)),
+        realtime(o.realtime_threads),
         forward(client, target, o.forward, forward_bytes),
         backward(target, client, o.backward, backward_bytes) {}
 
@@ -185,10 +195,17 @@ struct LinkEmulator::Connection {
   }
 
   void Start() {
-    threads[0] = std::thread([this] { ReadLoop(forward); });
-    threads[1] = std::thread([this] { WriteLoop(forward); });
-    threads[2] = std::thread([this] { ReadLoop(backward); });
-    threads[3] = std::thread([this] { WriteLoop(backward); });
+    // Readers too: a late reader stamps a chunk's arrival late.
+    auto run = [this](void (Connection::*loop)(Pipe&), Pipe& pipe) {
+      return std::thread([this, loop, &pipe] {
+        if (realtime) RaiseToRealtime();
+        (this->*loop)(pipe);
+      });
+    };
+    threads[0] = run(&Connection::ReadLoop, forward);
+    threads[1] = run(&Connection::WriteLoop, forward);
+    threads[2] = run(&Connection::ReadLoop, backward);
+    threads[3] = run(&Connection::WriteLoop, backward);
   }
 
   bool finished() const { return running.load() == 0; }
@@ -279,6 +296,7 @@ struct LinkEmulator::Connection {
   const int target_fd;
   const int wake_fd;
   const size_t max_in_flight;
+  const bool realtime;
   Pipe forward;
   Pipe backward;
   std::atomic<int> running{4};

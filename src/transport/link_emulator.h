@@ -43,6 +43,11 @@ struct LinkEmulatorOptions {
   // Bytes in flight per direction before the proxy stops reading (TCP backpressure then slows
   // the sender, as a real bottleneck would).
   size_t max_in_flight_bytes = size_t{16} << 20;
+  // Run the threads that move bytes at real-time priority (SCHED_FIFO) where the process may
+  // (root or CAP_SYS_NICE; silently normal priority otherwise). On a busy machine a normal thread
+  // can wake several milliseconds after its timer, and that delay would add to the latency being
+  // emulated; a wire does not wait for a CPU. The threads only block in poll and in timed waits.
+  bool realtime_threads = true;
 };
 
 // The timing model of one direction, separate from the sockets so it can be tested exactly.
