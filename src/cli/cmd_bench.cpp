@@ -122,6 +122,50 @@ double AttentionMacs(const model::ModelConfig& cfg, int64_t start, int64_t n) {
          static_cast<double>(cfg.n_layer);
 }
 
+// Operation kind of a profile line: "matmul f16 5632x2048 T>1" -> "matmul f16"; others as named.
+std::string OpCategory(const std::string& name) {
+  if (name.rfind("matmul ", 0) != 0) return name;
+  const size_t type_end = name.find(' ', 7);
+  return type_end == std::string::npos ? name : name.substr(0, type_end);
+}
+
+// Per kind of operation (matmul by weight type, attention, rms_norm, rope, quantize_x8, ...):
+// seconds and share of the pass's wall time; "other" is the time outside the backend's operations
+// (embedding, the client head's glue, sampling, pipeline bookkeeping).
+json CategoriesJson(const std::vector<kernels::cpu::OpProfile>& ops, double wall_seconds) {
+  std::map<std::string, kernels::cpu::OpProfile> by_kind;
+  double total = 0;
+  for (const auto& op : ops) {
+    kernels::cpu::OpProfile& k = by_kind[OpCategory(op.name)];
+    k.name = OpCategory(op.name);
+    k.calls += op.calls;
+    k.seconds += op.seconds;
+    k.flops += op.flops;
+    k.weight_bytes += op.weight_bytes;
+    total += op.seconds;
+  }
+  std::vector<kernels::cpu::OpProfile> sorted;
+  for (auto& [name, k] : by_kind) sorted.push_back(k);
+  if (wall_seconds > total) {
+    sorted.push_back(kernels::cpu::OpProfile{"other", 0, wall_seconds - total, 0, 0});
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+  json list = json::array();
+  const double denominator = std::max(wall_seconds, total);
+  for (const auto& k : sorted) {
+    json o = {{"op", k.name},
+              {"calls", k.calls},
+              {"seconds", k.seconds},
+              {"share_of_wall", denominator > 0 ? k.seconds / denominator : 0.0}};
+    if (k.flops > 0 && k.seconds > 0) o["gflops"] = k.flops / k.seconds / 1e9;
+    if (k.weight_bytes > 0 && k.seconds > 0)
+      o["weight_gb_per_s"] = k.weight_bytes / k.seconds / 1e9;
+    list.push_back(o);
+  }
+  return list;
+}
+
 json ProfileJson(const std::vector<kernels::cpu::OpProfile>& ops) {
   double total = 0;
   for (const auto& op : ops) total += op.seconds;
@@ -326,19 +370,27 @@ int RunBench(const BenchFlags& flags) {
     json profile;
     cpu->SetProfiling(true);
     if (p > 0) {
-      cpu->ResetProfile();
       auto pipe = new_pipeline();
       if (!pipe.ok()) return Fail(pipe.status());
+      cpu->ResetProfile();
+      const auto start = Clock::now();
       if (auto s = run_prompt(**pipe); !s.ok()) return Fail(s);
+      const double wall = Seconds(start);
       profile["prompt"] = ProfileJson(cpu->profile());
+      profile["prompt_by_kind"] = CategoriesJson(cpu->profile(), wall);
+      profile["prompt_wall_seconds"] = wall;
     }
     if (n > 0) {
       auto pipe = new_pipeline();
       if (!pipe.ok()) return Fail(pipe.status());
       if (auto s = run_generation(**pipe, 0); !s.ok()) return Fail(s);
       cpu->ResetProfile();
+      const auto start = Clock::now();
       if (auto s = run_generation(**pipe, std::min<int64_t>(n, 16) - 1); !s.ok()) return Fail(s);
+      const double wall = Seconds(start);
       profile["generation"] = ProfileJson(cpu->profile());
+      profile["generation_by_kind"] = CategoriesJson(cpu->profile(), wall);
+      profile["generation_wall_seconds"] = wall;
     }
     cpu->SetProfiling(false);
     out["profile"] = profile;

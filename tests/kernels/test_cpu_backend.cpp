@@ -304,7 +304,11 @@ TEST_P(CpuKernelTest, AttentionLongContextsMatchReference) {
                                  {{8, 2, 24}, 129, 2},
                                  {{32, 4, 64}, 260, 1},
                                  {{6, 1, 80}, 0, 40},
-                                 {{2, 2, 16}, 255, 1}};
+                                 {{2, 2, 16}, 255, 1},
+                                 // Head groups of 3 and 5 (register blocks of 4 heads with a
+                                 // remainder), head sizes with a masked tail vector.
+                                 {{9, 3, 40}, 140, 2},
+                                 {{10, 2, 100}, 37, 3}};
   for (const AttentionCase& c : cases) {
     const int64_t capacity = c.start + c.n_tokens;
     const int64_t q_dim = c.shape.n_head * c.shape.head_dim;
@@ -324,6 +328,31 @@ TEST_P(CpuKernelTest, AttentionLongContextsMatchReference) {
     const std::vector<float> got_last = RunAttention(*three, last, q_last, k, v);
     EXPECT_TRUE(BitIdentical(got_last, std::vector<float>(got.end() - q_dim, got.end())));
   }
+}
+
+// ---- profile ----------------------------------------------------------------------------------
+
+// `swarm bench --profile` reads these lines: the activations' quantization apart from the weight
+// kernel, each matrix product by type, shape and decode/prompt.
+TEST_P(CpuKernelTest, ProfileSeparatesQuantizationFromTheProduct) {
+  std::mt19937 rng(19);
+  auto cpu = MakeCpu(GetParam(), 2);
+  const HostMatrix w = RandomMatrix(rng, GgmlType::kQ8_0, 256, 40);
+  cpu->SetProfiling(true);
+  RunMatMul(*cpu, w.weight, RandomVector(rng, 256), 1);
+  RunMatMul(*cpu, w.weight, RandomVector(rng, 256 * 3), 3);
+  cpu->SetProfiling(false);
+  RunMatMul(*cpu, w.weight, RandomVector(rng, 256), 1);
+  std::vector<std::string> names;
+  for (const OpProfile& op : cpu->profile()) {
+    names.push_back(op.name);
+    EXPECT_GE(op.seconds, 0.0) << op.name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"quantize_x8", "matmul q8_0 40x256 T=1",
+                                             "matmul q8_0 40x256 T>1"}));
+  EXPECT_EQ(cpu->profile()[0].calls, 2);
+  cpu->ResetProfile();
+  EXPECT_TRUE(cpu->profile().empty());
 }
 
 // ---- element-wise ops on model-sized rows ------------------------------------------------------

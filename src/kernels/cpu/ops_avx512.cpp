@@ -133,14 +133,82 @@ void Add(float* y, const float* x, int64_t n) {
   }
 }
 
-// q · k over head_dim values (16 lanes, masked tail).
-float Dot(const float* q, const float* k, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = TailMask(n - i);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, k + i), acc);
+// scores[g * kAttentionChunk + p] = (q_g · k_p) * scale for g < G, p < len: each key row is
+// loaded once for G query heads, whose G dot products run interleaved (independent chains). Every
+// score is one chain of fused multiply-adds over 16 lanes (masked tail) and a fixed-order Hsum.
+template <int G>
+void Scores(const float* q0, const float* k0, int64_t hd, int64_t kv_stride, int64_t len,
+            float scale, float* scores) {
+  for (int64_t p = 0; p < len; ++p) {
+    const float* k = k0 + p * kv_stride;
+    __m512 acc[G];
+    SWARM_UNROLL
+    for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 16) {
+      const __mmask16 m = TailMask(hd - i);
+      const __m512 kv = _mm512_maskz_loadu_ps(m, k + i);
+      SWARM_UNROLL
+      for (int g = 0; g < G; ++g) {
+        acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q0 + g * hd + i), kv, acc[g]);
+      }
+    }
+    SWARM_UNROLL
+    for (int g = 0; g < G; ++g) scores[g * kAttentionChunk + p] = Hsum(acc[g]) * scale;
   }
-  return Hsum(acc);
+}
+
+// acc[g][i] += sum over p of s[g][p] * v_p[i], for G heads and V vectors of 16 values from
+// vector i0: G * V accumulators stay in registers while the positions stream past, each value
+// row loaded once for G heads. Every element sees the same fused multiply-adds in the same order
+// (p ascending) as a loop over one (g, i) at a time.
+template <int G, int V>
+void WeightedValues(const float* scores, const float* v0, int64_t hd, int64_t kv_stride,
+                    int64_t len, int64_t i0, float* acc) {
+  __mmask16 m[V];
+  __m512 av[G][V];
+  SWARM_UNROLL
+  for (int j = 0; j < V; ++j) m[j] = TailMask(hd - (i0 + j) * 16);
+  SWARM_UNROLL
+  for (int g = 0; g < G; ++g) {
+    SWARM_UNROLL
+    for (int j = 0; j < V; ++j)
+      av[g][j] = _mm512_maskz_loadu_ps(m[j], acc + g * hd + (i0 + j) * 16);
+  }
+  for (int64_t p = 0; p < len; ++p) {
+    __m512 vv[V];
+    SWARM_UNROLL
+    for (int j = 0; j < V; ++j)
+      vv[j] = _mm512_maskz_loadu_ps(m[j], v0 + p * kv_stride + (i0 + j) * 16);
+    SWARM_UNROLL
+    for (int g = 0; g < G; ++g) {
+      const __m512 sv = _mm512_set1_ps(scores[g * kAttentionChunk + p]);
+      SWARM_UNROLL
+      for (int j = 0; j < V; ++j) av[g][j] = _mm512_fmadd_ps(sv, vv[j], av[g][j]);
+    }
+  }
+  SWARM_UNROLL
+  for (int g = 0; g < G; ++g) {
+    SWARM_UNROLL
+    for (int j = 0; j < V; ++j) _mm512_mask_storeu_ps(acc + g * hd + (i0 + j) * 16, m[j], av[g][j]);
+  }
+}
+
+template <int G>
+void WeightedValuesHeads(const float* scores, const float* v0, int64_t hd, int64_t kv_stride,
+                         int64_t len, float* acc) {
+  const int64_t nv = (hd + 15) / 16;
+  int64_t i0 = 0;
+  for (; i0 + 4 <= nv; i0 += 4) WeightedValues<G, 4>(scores, v0, hd, kv_stride, len, i0, acc);
+  switch (nv - i0) {
+    case 3:
+      return WeightedValues<G, 3>(scores, v0, hd, kv_stride, len, i0, acc);
+    case 2:
+      return WeightedValues<G, 2>(scores, v0, hd, kv_stride, len, i0, acc);
+    case 1:
+      return WeightedValues<G, 1>(scores, v0, hd, kv_stride, len, i0, acc);
+    default:
+      return;
+  }
 }
 
 // Online softmax over chunks of kAttentionChunk positions: scores of a chunk, then the running
@@ -168,10 +236,23 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
       const int64_t len = std::min(kAttentionChunk, n_visible - c0);
       const float* k0 = a.k_cache + c0 * kv_stride + kvh * hd;
       const float* v0 = a.v_cache + c0 * kv_stride + kvh * hd;
-      // Scores: each key row is loaded once for all the group's query heads.
-      for (int64_t p = 0; p < len; ++p) {
-        for (int64_t g = 0; g < group; ++g) {
-          scores[g * kAttentionChunk + p] = Dot(q0 + g * hd, k0 + p * kv_stride, hd) * a.scale;
+      // Scores: each key row is loaded once for up to 4 query heads of the group.
+      for (int64_t g = 0; g < group; g += 4) {
+        const float* qg = q0 + g * hd;
+        float* sg = scores + g * kAttentionChunk;
+        switch (std::min<int64_t>(4, group - g)) {
+          case 4:
+            Scores<4>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            break;
+          case 3:
+            Scores<3>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            break;
+          case 2:
+            Scores<2>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            break;
+          default:
+            Scores<1>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            break;
         }
       }
       for (int64_t g = 0; g < group; ++g) {
@@ -200,17 +281,23 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
           _mm512_mask_storeu_ps(ag + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, ag + i), rv));
         }
       }
-      // Weighted values: each value row is loaded once for all the group's heads.
-      for (int64_t i = 0; i < hd; i += 16) {
-        const __mmask16 m = TailMask(hd - i);
-        for (int64_t g = 0; g < group; ++g) {
-          const float* s = scores + g * kAttentionChunk;
-          __m512 av = _mm512_maskz_loadu_ps(m, acc + g * hd + i);
-          for (int64_t p = 0; p < len; ++p) {
-            av = _mm512_fmadd_ps(_mm512_set1_ps(s[p]),
-                                 _mm512_maskz_loadu_ps(m, v0 + p * kv_stride + i), av);
-          }
-          _mm512_mask_storeu_ps(acc + g * hd + i, m, av);
+      // Weighted values: each value row is loaded once for up to 4 heads of the group.
+      for (int64_t g = 0; g < group; g += 4) {
+        const float* sg = scores + g * kAttentionChunk;
+        float* ag = acc + g * hd;
+        switch (std::min<int64_t>(4, group - g)) {
+          case 4:
+            WeightedValuesHeads<4>(sg, v0, hd, kv_stride, len, ag);
+            break;
+          case 3:
+            WeightedValuesHeads<3>(sg, v0, hd, kv_stride, len, ag);
+            break;
+          case 2:
+            WeightedValuesHeads<2>(sg, v0, hd, kv_stride, len, ag);
+            break;
+          default:
+            WeightedValuesHeads<1>(sg, v0, hd, kv_stride, len, ag);
+            break;
         }
       }
     }
