@@ -16,18 +16,33 @@ PACKAGES=(
   libcli11-dev                # command-line parsing
   nlohmann-json3-dev          # JSON for the HTTP API and benchmark output
   libgtest-dev libgmock-dev libbenchmark-dev
+  chromium                    # headless browser: the dashboard test renders the page
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run the official OpenAI client against the gateway in the tests. Asked for by
+# command, not package: a machine may have Node.js from elsewhere, whose nodejs bundles npm and
+# conflicts with Debian's npm package.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The `openai` npm package, into tests/gateway/node_modules (ignored by git; no lock file).
+if [[ ! -f tests/gateway/node_modules/openai/package.json ]]; then
+  echo "setup: installing the openai npm package into tests/gateway/node_modules" >&2
+  # A failure is not fatal here: the test that needs the package says what is missing.
+  npm install --prefix tests/gateway --no-audit --no-fund --no-package-lock --no-save \
+    --loglevel=error openai@4 >&2 ||
+    echo "setup: warning: could not install the openai npm package (test_openai_node will fail)" >&2
 fi
 
 [[ "${1:-}" == "--deps-only" ]] && exit 0

@@ -1,5 +1,6 @@
 // `swarm api`: the OpenAI-compatible HTTP gateway with the swarm dashboard and Prometheus
 // metrics, in front of the swarm (--initial-peers) or, without peers, the in-process engine.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -29,6 +30,7 @@ struct ApiFlags {
   int32_t n_ctx = 0;
   kernels::BackendOptions backend;
   double route_wait_s = 20;
+  double request_timeout_s = 10;
 };
 
 absl::Status ParseListen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -75,6 +77,8 @@ absl::Status RunApi(const ApiFlags& flags) {
   options.max_concurrent_generations = flags.concurrency;
   options.max_tokens_limit = flags.max_tokens_limit;
   options.chat_template = flags.chat_template;
+  options.http.request_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(flags.request_timeout_s * 1e3));
   SWARM_ASSIGN_OR_RETURN(auto server, gateway::ApiServer::Start(options, *engine));
   std::printf("listening on http://%s:%u (model %s, chat template %s)\n",
               options.http.host.c_str(), server->port(), engine->info().id.c_str(),
@@ -121,6 +125,10 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--route-wait", flags->route_wait_s, "Seconds to wait for a route")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--request-timeout", flags->request_timeout_s,
+                  "Seconds a client may take to send one request (slower ones are closed)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
   cmd->add_option("--backend", flags->backend.name, "Backend of the client head (and in-process)")
       ->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");

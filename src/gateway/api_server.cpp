@@ -101,7 +101,17 @@ class ApiServer::Handler final : public HttpHandler {
   }
 
   json Snapshot() const {
-    return SwarmJson(engine_.info(), engine_.Describe(), log_, ServerJson());
+    json snapshot = SwarmJson(engine_.info(), engine_.Describe(), log_, ServerJson());
+    // What the gateway itself measured of each peer: the mean time of one step through it, seen
+    // from here (compute and network), over the generations so far; null before the first.
+    for (json& peer : snapshot["peers"]) {
+      const std::vector<std::string> labels = {peer["id"].get<std::string>()};
+      const uint64_t n = metrics_.HistogramCount("swarm_peer_step_latency_seconds", labels);
+      peer["step_ms"] =
+          n > 0 ? json(1e3 * metrics_.HistogramSum("swarm_peer_step_latency_seconds", labels) / n)
+                : json(nullptr);
+    }
+    return snapshot;
   }
 
   ChatTemplateKind chat_kind() const { return api_.chat_formatter().kind(); }

@@ -95,8 +95,11 @@ std::string_view DashboardHtml() {
   section { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
             padding: 16px 18px; margin-bottom: 18px; }
   section h2 { font-size: 15px; margin: 0 0 12px; font-weight: 600; }
-  .blocks { display: flex; gap: 2px; height: 38px; }
-  .block { flex: 1 1 0; min-width: 3px; border-radius: 3px; position: relative; }
+  .blocks { display: flex; gap: 3px; height: 52px; }
+  .block { flex: 1 1 0; min-width: 3px; border-radius: 4px; display: flex; flex-direction: column;
+           align-items: center; justify-content: center; overflow: hidden; color: #1d2330;
+           font-size: 13px; font-weight: 600; line-height: 1.25; }
+  .block .sub { font-size: 11px; font-weight: 400; opacity: .8; white-space: nowrap; }
   .axis { display: flex; justify-content: space-between; color: var(--muted); font-size: 12px;
           margin-top: 6px; }
   .legend { display: flex; gap: 18px; color: var(--muted); font-size: 12px; margin-top: 10px; }
@@ -125,7 +128,9 @@ std::string_view DashboardHtml() {
   .hop { background: #edf1fb; color: #2c4fa3; border-radius: 4px; padding: 0 6px; }
   .arrow { color: var(--muted); }
   .empty { color: var(--muted); padding: 10px; }
-  .rtt { color: var(--muted); }
+  .rtt { color: var(--muted); font-size: 12px; }
+  footer { color: var(--muted); font-size: 12px; text-align: center; padding-bottom: 24px; }
+  footer a { color: var(--accent); text-decoration: none; }
 </style>
 </head>
 <body>
@@ -145,7 +150,7 @@ std::string_view DashboardHtml() {
   <section>
     <h2>Blocks</h2>
     <div class="blocks" id="blocks"></div>
-    <div class="axis"><span id="axis-first">0</span><span id="axis-last"></span></div>
+    <div class="axis" id="axis"><span id="axis-first">0</span><span id="axis-last"></span></div>
     <div class="legend">
       <span style="--c: var(--red)">no peer</span>
       <span style="--c: var(--amber)">1 peer</span>
@@ -157,19 +162,22 @@ std::string_view DashboardHtml() {
     <h2>Peers</h2>
     <table>
       <thead><tr><th>Peer</th><th>Address</th><th>State</th><th>Blocks</th>
-        <th class="num">Throughput</th><th class="num">Cache left</th><th>RTT to next</th></tr></thead>
+        <th class="num">Throughput</th><th class="num">Cache left</th>
+        <th class="num" title="Mean time of one step through the peer, as this gateway measured it">Step time</th></tr></thead>
       <tbody id="peers"></tbody>
     </table>
   </section>
   <section>
     <h2>Recent requests</h2>
     <table>
-      <thead><tr><th>Request</th><th>Status</th><th class="num">Tokens</th>
+      <thead><tr><th>Request</th><th>Status</th><th class="num">Tokens in + out</th>
         <th class="num">First token</th><th class="num">Tokens/s</th><th>Route</th></tr></thead>
       <tbody id="requests"></tbody>
     </table>
   </section>
 </main>
+<footer>Refreshed every 2 s from <a href="/api/swarm">/api/swarm</a> ·
+  Prometheus metrics at <a href="/metrics">/metrics</a> · OpenAI-compatible API at /v1</footer>
 <script>
 "use strict";
 function el(tag, props, ...children) {
@@ -193,20 +201,25 @@ function fmt(x, digits) {
 function blockColor(peers, throughput, maxThroughput) {
   if (peers <= 0) return "rgb(214, 69, 69)";
   const base = peers === 1 ? [227, 162, 26] : [35, 152, 90];
-  const t = maxThroughput > 0 ? Math.min(1, throughput / maxThroughput) : 1;
-  const alpha = 0.35 + 0.65 * t;
+  // Square root: a peer 10x slower than the fastest is still clearly served.
+  const t = maxThroughput > 0 ? Math.sqrt(Math.min(1, throughput / maxThroughput)) : 1;
+  const alpha = 0.5 + 0.5 * t;
   return `rgba(${base[0]}, ${base[1]}, ${base[2]}, ${alpha.toFixed(3)})`;
 }
 function renderBlocks(blocks) {
   const root = document.getElementById("blocks");
   const maxT = Math.max(0, ...blocks.map(b => b.throughput));
+  // Numbers inside the cells while they are wide enough to hold them.
+  const labels = blocks.length <= 40;
   root.replaceChildren(...blocks.map(b => el("div", {
     class: "block",
     style: "background:" + blockColor(b.peers, b.throughput, maxT),
     title: `block ${b.index}: ${b.peers} peer${b.peers === 1 ? "" : "s"}, ` +
            `${fmt(b.throughput, 1)} steps/s`,
-  })));
+  }, labels ? String(b.index) : null,
+     labels ? el("span", {class: "sub"}, b.peers === 1 ? "1 peer" : `${b.peers} peers`) : null)));
   document.getElementById("axis-last").textContent = blocks.length ? String(blocks.length - 1) : "";
+  document.getElementById("axis").style.display = labels ? "none" : "";
   const covered = blocks.filter(b => b.peers > 0).length;
   document.getElementById("s-cover").textContent = `${covered} / ${blocks.length}`;
   const weakest = blocks.length ? Math.min(...blocks.map(b => b.peers)) : 0;
@@ -224,16 +237,18 @@ function renderPeers(peers, nBlocks) {
     const [a, b] = p.blocks;
     const left = nBlocks > 0 ? (100 * Math.max(0, a) / nBlocks) : 0;
     const width = nBlocks > 0 ? (100 * Math.max(0, Math.min(b, nBlocks) - Math.max(0, a)) / nBlocks) : 0;
-    const rtts = (p.rtts || []).map(r => `${short(r.peer)} ${fmt(r.ms, 1)} ms`).join(", ");
+    const rtts = (p.rtts || []).map(r => `rtt ${short(r.peer)} ${fmt(r.ms, 1)} ms`).join(", ");
     return el("tr", {},
       el("td", {class: "mono", title: p.id}, short(p.id)),
       el("td", {class: "mono"}, p.address || "–"),
       el("td", {}, el("span", {class: "pill " + p.state}, p.state)),
-      el("td", {}, `${a}–${b}`,
+      el("td", {title: `blocks ${a} to ${b - 1}`}, `[${a}:${b})`,
+         el("span", {class: "rtt"}, ` ${b - a} block${b - a === 1 ? "" : "s"}`),
          el("div", {class: "span"}, el("div", {style: `left:${left}%;width:${width}%`}))),
       el("td", {class: "num"}, fmt(p.throughput, 1) + " steps/s"),
       el("td", {class: "num"}, p.cache_tokens_left < 0 ? "–" : fmt(p.cache_tokens_left, 0) + " tok"),
-      el("td", {class: "rtt"}, rtts || "–"));
+      el("td", {class: "num"}, typeof p.step_ms === "number" ? fmt(p.step_ms, 2) + " ms" : "–",
+         rtts ? el("div", {class: "rtt"}, rtts) : null));
   }));
 }
 function renderRequests(requests) {
@@ -270,9 +285,10 @@ async function refresh() {
     const res = await fetch("/api/swarm", {cache: "no-store"});
     if (!res.ok) throw new Error("HTTP " + res.status);
     const d = await res.json();
+    const name = d.model.name && d.model.name !== d.model.id ? ` (${d.model.name})` : "";
     document.getElementById("model").textContent =
-        `${d.model.name || d.model.id} · ${d.model.n_blocks} blocks · context ${d.model.n_ctx}`;
-    document.title = `Swarm · ${d.model.name || d.model.id}`;
+        `${d.model.id}${name} · ${d.model.n_blocks} blocks · context ${d.model.n_ctx}`;
+    document.title = `Swarm · ${d.model.id}`;
     renderBlocks(d.blocks);
     renderPeers(d.peers, d.model.n_blocks);
     renderRequests(d.requests);

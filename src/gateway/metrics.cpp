@@ -252,4 +252,13 @@ uint64_t MetricsRegistry::HistogramCount(std::string_view family,
   return s == it->second.series.end() ? 0 : s->second.count;
 }
 
+double MetricsRegistry::HistogramSum(std::string_view family,
+                                     const std::vector<std::string>& labels) const {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(family);
+  if (it == families_.end()) return 0;
+  auto s = it->second.series.find(labels);
+  return s == it->second.series.end() ? 0 : s->second.sum;
+}
+
 }  // namespace swarm::gateway

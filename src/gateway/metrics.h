@@ -53,6 +53,8 @@ class MetricsRegistry final : public MetricsSink {
   double Value(std::string_view family, const std::vector<std::string>& labels) const;
   // Number of observations of one histogram series.
   uint64_t HistogramCount(std::string_view family, const std::vector<std::string>& labels) const;
+  // Sum of the observations of one histogram series (0 when absent).
+  double HistogramSum(std::string_view family, const std::vector<std::string>& labels) const;
 
  private:
   enum class Type { kCounter, kGauge, kHistogram };

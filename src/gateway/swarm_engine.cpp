@@ -1,6 +1,7 @@
 #include "gateway/swarm_engine.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "base/status_macros.h"
 #include "model/client_head.h"
@@ -23,8 +24,12 @@ absl::StatusOr<std::unique_ptr<SwarmEngine>> SwarmEngine::Create(
                          model::LoadClientWeights(*engine->file_, engine->config_));
   SWARM_RETURN_IF_ERROR(transport::ParseCodec(options.codec).status());
   ModelInfo& info = engine->info_;
+  // The same id as the in-process engine: the file's stem ("stories260K"), as clients know the
+  // model by its file; the GGUF's general.name is often just the architecture ("llama").
   info.name = engine->config_.name.empty() ? engine->config_.model_id : engine->config_.name;
-  info.id = options.model_id.empty() ? info.name : options.model_id;
+  info.id = options.model_id;
+  if (info.id.empty()) info.id = std::filesystem::path(gguf_path).stem().string();
+  if (info.id.empty()) info.id = info.name;
   info.n_blocks = static_cast<int32_t>(engine->config_.n_layer);
   info.n_ctx =
       options.n_ctx > 0 ? options.n_ctx : static_cast<int32_t>(engine->config_.n_ctx_train);

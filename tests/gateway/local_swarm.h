@@ -1,0 +1,305 @@
+// Test support for the gateway over a real swarm: three `swarm serve` peers of stories260K
+// (blocks 0:2, 2:4, 4:5) on one DHT and a `swarm api` gateway in front of them, all processes of
+// SWARM_BINARY on loopback with ports the OS picks; a blocking HTTP/1.1 client; the greedy
+// reference text. LocalSwarm owns its processes (killed when it is destroyed). One thread.
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/subprocess.h"
+#include "boost/asio.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace swarm::gateway::swarm_test {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using nlohmann::json;
+
+inline const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+inline const std::string kReferencePath = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
+inline constexpr auto kStartTimeout = std::chrono::seconds(60);
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The greedy continuation of BOS, 200 tokens: `swarm generate`'s stdout less its final newline.
+inline std::string ReferenceText() {
+  std::string text = ReadFile(kReferencePath);
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+// A program on PATH, as an absolute path (posix_spawn does not search PATH); "" if absent.
+inline std::string FindProgram(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  if (path == nullptr) return "";
+  for (const std::string& dir : std::vector<std::string>(absl::StrSplit(path, ':'))) {
+    if (dir.empty()) continue;
+    const std::string candidate = dir + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+using Response = http::response<http::string_body>;
+
+// A blocking HTTP/1.1 client on one keep-alive connection.
+class Client {
+ public:
+  explicit Client(uint16_t port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(net::ip::address_v4::loopback(), port));
+  }
+
+  Response Send(http::verb verb, const std::string& target, const std::string& body = "",
+                const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    req.prepare_payload();
+    http::write(socket_, req);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    http::read(socket_, buffer_, parser);
+    return parser.release();
+  }
+  Response Post(const std::string& target, const json& body) {
+    return Send(http::verb::post, target, body.dump());
+  }
+  Response Get(const std::string& target) { return Send(http::verb::get, target); }
+
+  tcp::socket& socket() { return socket_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+
+  // Reads until EOF or an error; true if the server closed the connection.
+  bool WaitClosed() {
+    beast::error_code ec;
+    char buf[1024];
+    while (!ec) socket_.read_some(net::buffer(buf), ec);
+    return ec == net::error::eof || ec == net::error::connection_reset;
+  }
+
+ private:
+  net::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+// The `data:` payloads of a server-sent-event body, in order.
+inline std::vector<std::string> SseData(const std::string& body) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    const size_t end = body.find("\n\n", pos);
+    if (end == std::string::npos) break;
+    const std::string event = body.substr(pos, end - pos);
+    if (absl::StartsWith(event, "data: ")) out.push_back(event.substr(6));
+    pos = end + 2;
+  }
+  return out;
+}
+
+// One `swarm serve` peer as its first stdout line announced it.
+struct PeerProcess {
+  std::unique_ptr<Subprocess> process;
+  std::string address;  // tcp://127.0.0.1:PORT
+  std::string peer_id;  // 40 hex
+  std::string blocks;   // "A:B"
+  uint16_t dht_port = 0;
+  std::string log_path;
+};
+
+struct LocalSwarmOptions {
+  std::vector<std::string> spans = {"0:2", "2:4", "4:5"};
+  std::vector<std::string> serve_args;  // extra `swarm serve` flags, for every peer
+  std::vector<std::string> api_args;    // extra `swarm api` flags
+};
+
+class LocalSwarm {
+ public:
+  // Starts the peers one after the other (each joins the DHT of the first), then the gateway, and
+  // waits until the gateway's /api/swarm lists every peer online. On failure the status names
+  // what failed, with the processes' logs.
+  absl::Status Start(const LocalSwarmOptions& options = {}) {
+    for (const std::string& span : options.spans) {
+      std::vector<std::string> args = {SWARM_BINARY,
+                                       "serve",
+                                       "-m",
+                                       kModel,
+                                       "--blocks",
+                                       span,
+                                       "--listen",
+                                       "tcp://127.0.0.1:0",
+                                       "--dht-bind",
+                                       "127.0.0.1",
+                                       "--backend",
+                                       "reference",
+                                       "--announce-interval",
+                                       "0.2",
+                                       "--record-ttl",
+                                       "3"};
+      for (const std::string& a : options.serve_args) args.push_back(a);
+      if (!peers_.empty()) {
+        args.push_back("--initial-peers");
+        args.push_back(bootstrap());
+      }
+      PeerProcess peer;
+      peer.log_path = NewLogPath("peer");
+      auto process = Launch(args, peer.log_path);
+      if (!process.ok()) return process.status();
+      peer.process = std::move(*process);
+      // "listening on tcp://127.0.0.1:PORT blocks A:B peer <40-hex id> dht <udp port>"
+      auto line = peer.process->ReadLine(kStartTimeout);
+      if (!line.ok() || !absl::StartsWith(*line, "listening on ")) {
+        return Failed(absl::StrCat(
+            "peer ", span, " did not start: ", line.ok() ? *line : line.status().ToString()));
+      }
+      std::vector<std::string> w = absl::StrSplit(*line, ' ');
+      int dht_port = 0;
+      if (w.size() < 9 || !absl::SimpleAtoi(w[8], &dht_port)) {
+        return Failed(absl::StrCat("unexpected line from peer ", span, ": ", *line));
+      }
+      peer.address = w[2];
+      peer.blocks = w[4];
+      peer.peer_id = w[6];
+      peer.dht_port = static_cast<uint16_t>(dht_port);
+      peers_.push_back(std::move(peer));
+    }
+
+    std::vector<std::string> args = {SWARM_BINARY,      "api",       "-m",        kModel,
+                                     "--initial-peers", bootstrap(), "--listen",  "127.0.0.1:0",
+                                     "--dht-bind",      "127.0.0.1", "--backend", "reference"};
+    for (const std::string& a : options.api_args) args.push_back(a);
+    api_log_path_ = NewLogPath("api");
+    auto process = Launch(args, api_log_path_);
+    if (!process.ok()) return process.status();
+    api_ = std::move(*process);
+    // "listening on http://127.0.0.1:PORT (model ID, chat template NAME)"
+    auto line = api_->ReadLine(kStartTimeout);
+    const std::string prefix = "listening on http://127.0.0.1:";
+    if (!line.ok() || !absl::StartsWith(*line, prefix)) {
+      return Failed(
+          absl::StrCat("swarm api did not start: ", line.ok() ? *line : line.status().ToString()));
+    }
+    const std::string rest = line->substr(prefix.size());
+    int port = 0;
+    if (!absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &port) || port <= 0 || port > 65535) {
+      return Failed(absl::StrCat("unexpected line from swarm api: ", *line));
+    }
+    api_port_ = static_cast<uint16_t>(port);
+    return WaitForPeersOnline();
+  }
+
+  uint16_t api_port() const { return api_port_; }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", api_port_); }
+  const std::vector<PeerProcess>& peers() const { return peers_; }
+  Subprocess& api() { return *api_; }
+  std::string bootstrap() const { return absl::StrCat("127.0.0.1:", peers_.front().dht_port); }
+
+  // GET /api/swarm on a fresh connection.
+  json SwarmJson() {
+    Client c(api_port_);
+    return json::parse(c.Get("/api/swarm").body(), nullptr, false);
+  }
+
+  // Polls /api/swarm until `done(it)` or the deadline (the DHT has no event to wait on); the last
+  // answer.
+  template <typename Done>
+  json WaitForSwarm(Done done, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    json last;
+    while (true) {
+      last = SwarmJson();
+      if (last.is_object() && done(last)) return last;
+      if (std::chrono::steady_clock::now() > deadline) return last;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  // Every process's stderr, for failure messages.
+  std::string Logs() const {
+    std::string out;
+    for (const PeerProcess& p : peers_) {
+      absl::StrAppend(&out, "--- peer ", p.blocks, " ---\n", Tail(ReadFile(p.log_path)));
+    }
+    if (!api_log_path_.empty()) {
+      absl::StrAppend(&out, "--- swarm api ---\n", Tail(ReadFile(api_log_path_)));
+    }
+    return out;
+  }
+
+ private:
+  static std::string Tail(const std::string& s) {
+    return s.size() > 4000 ? "..." + s.substr(s.size() - 4000) : s;
+  }
+
+  static std::string NewLogPath(const char* what) {
+    static int counter = 0;
+    return absl::StrCat(::testing::TempDir(), "swarm-gw-", what, "-", ::getpid(), "-", counter++,
+                        ".log");
+  }
+
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Launch(const std::vector<std::string>& argv,
+                                                            const std::string& log_path) {
+    Subprocess::Options options;
+    options.argv = argv;
+    options.stderr_path = log_path;
+    return Subprocess::Start(options);
+  }
+
+  absl::Status Failed(const std::string& what) const {
+    return absl::InternalError(absl::StrCat(what, "\n", Logs()));
+  }
+
+  absl::Status WaitForPeersOnline() {
+    const size_t n = peers_.size();
+    json last = WaitForSwarm([n](const json& s) {
+      size_t online = 0;
+      for (const json& p : s["peers"]) online += p["state"] == "online";
+      return online == n;
+    });
+    size_t online = 0;
+    if (last.is_object()) {
+      for (const json& p : last["peers"]) online += p["state"] == "online";
+    }
+    if (online != n) {
+      return Failed(
+          absl::StrCat("the gateway sees ", online, " of ", n, " peers online: ", last.dump()));
+    }
+    return absl::OkStatus();
+  }
+
+  std::vector<PeerProcess> peers_;
+  std::unique_ptr<Subprocess> api_;
+  std::string api_log_path_;
+  uint16_t api_port_ = 0;
+};
+
+}  // namespace swarm::gateway::swarm_test
