@@ -114,7 +114,8 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str();
   cmd->add_option("--chat-template", flags->chat_template,
                   "llama2, llama3, chatml, mistral, zephyr or plain (default: detect from GGUF)");
-  cmd->add_option("--model-id", flags->model_id, "Model id clients use (default: the GGUF file's stem)");
+  cmd->add_option("--model-id", flags->model_id,
+                  "Model id clients use (default: the GGUF file's stem)");
   cmd->add_option("--concurrency", flags->concurrency, "Generations at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));

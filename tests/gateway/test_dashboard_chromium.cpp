@@ -117,8 +117,8 @@ TEST_F(DashboardChromium, RendersThePeersBlocksAndRoutes) {
 
   // The screenshot, for a person to look at.
   const char* dir = std::getenv("SWARM_SCREENSHOT_DIR");
-  const std::string png =
-      absl::StrCat(dir != nullptr ? std::string(dir) + "/" : ::testing::TempDir(), "dashboard.png");
+  const std::string png = dir != nullptr ? absl::StrCat(dir, "/dashboard.png")
+                                         : absl::StrCat(profile_, "-dashboard.png");
   std::filesystem::remove(png);
   Chromium("--screenshot=" + png, swarm.url() + "/");
   const std::string bytes = ReadFile(png);
