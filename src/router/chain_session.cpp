@@ -1,5 +1,7 @@
 #include "router/chain_session.h"
 
+#include <atomic>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -44,6 +46,27 @@ absl::StatusOr<DecodedMessage> AwaitReply(transport::DealerClient& socket, uint6
   }
 }
 
+// Drains a monitor's events: true when one says the connection was dropped.
+bool ConnectionDropped(zmq::socket_t& monitor) {
+  bool dropped = false;
+  try {
+    while (true) {
+      zmq::message_t event;
+      if (!monitor.recv(event, zmq::recv_flags::dontwait)) break;
+      uint16_t id = 0;
+      if (event.size() >= sizeof(id)) std::memcpy(&id, event.data(), sizeof(id));
+      dropped |= (id & ZMQ_EVENT_DISCONNECTED) != 0;
+      while (monitor.get(zmq::sockopt::rcvmore)) {
+        zmq::message_t rest;
+        if (!monitor.recv(rest, zmq::recv_flags::dontwait)) break;
+      }
+    }
+  } catch (const zmq::error_t&) {
+    // A monitor that cannot be read says nothing; the step's deadline still applies.
+  }
+  return dropped;
+}
+
 }  // namespace
 
 absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const std::string& address,
@@ -60,7 +83,8 @@ absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const st
                         absl::StrCat("peer ", address, ": ", reply.status().message()));
   }
   auto* info = std::get_if<transport::InfoReply>(&reply->body);
-  if (info == nullptr) return absl::DataLossError(absl::StrCat("peer ", address, ": not an info reply"));
+  if (info == nullptr)
+    return absl::DataLossError(absl::StrCat("peer ", address, ": not an info reply"));
   return *info;
 }
 
@@ -73,9 +97,9 @@ absl::StatusOr<std::unique_ptr<ChainSession>> ChainSession::Open(zmq::context_t&
   uint32_t expected = 0;
   for (const ChainHop& hop : hops) {
     if (hop.first_block != expected || hop.last_block <= hop.first_block) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the chain does not cover the blocks in order: ", Describe(hop), " follows block ",
-          expected));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the chain does not cover the blocks in order: ", Describe(hop),
+                       " follows block ", expected));
     }
     expected = hop.last_block;
   }
@@ -98,16 +122,40 @@ absl::StatusOr<std::unique_ptr<ChainSession>> ChainSession::Open(zmq::context_t&
     if (provider == nullptr) return opened;
     // Nothing to replay yet: replacing the hop is just finding other peers (opened already).
     const size_t before = session->hops_.size();
-    SWARM_RETURN_IF_ERROR(session->ReplaceHop(i));
+    FailoverEvent event;
+    event.hop = static_cast<int>(i);
+    event.reason = std::string(opened.message());
+    SWARM_RETURN_IF_ERROR(session->ReplaceHop(i, std::move(event)));
     i += session->hops_.size() - before + 1;
   }
   return session;
 }
 
 absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Link& link) {
-  auto socket = transport::DealerClient::Connect(context_, where.address, options_.socket);
+  transport::ClientOptions socket_options = options_.socket;
+  const bool watch = options_.heartbeat_interval.count() > 0;
+  if (watch && socket_options.heartbeat_interval.count() == 0) {
+    socket_options.heartbeat_interval = options_.heartbeat_interval;
+  }
+  auto socket = transport::DealerClient::Connect(context_, where.address, socket_options);
   if (!socket.ok()) return Attribute(socket.status(), where);
   link.socket = std::move(*socket);
+  if (watch) {
+    static std::atomic<uint64_t> monitors{0};
+    const std::string endpoint = absl::StrCat("inproc://swarm-chain-monitor-", ++monitors);
+    if (zmq_socket_monitor(link.socket->socket().handle(), endpoint.c_str(),
+                           ZMQ_EVENT_DISCONNECTED) != 0) {
+      return Attribute(
+          absl::InternalError(absl::StrCat("socket monitor: ", zmq_strerror(zmq_errno()))), where);
+    }
+    try {
+      link.monitor = zmq::socket_t(context_, zmq::socket_type::pair);
+      link.monitor.set(zmq::sockopt::linger, 0);
+      link.monitor.connect(endpoint);
+    } catch (const zmq::error_t& e) {
+      return Attribute(absl::InternalError(absl::StrCat("socket monitor: ", e.what())), where);
+    }
+  }
   link.session_id = RandomSessionId();
   link.history.clear();
   transport::OpenSession open;
@@ -136,6 +184,10 @@ void ChainSession::CloseLink(Link& link) {
   if (link.socket == nullptr) return;
   auto wire = EncodeMessage(next_request_id_++, transport::CloseSession{link.session_id});
   if (wire.ok()) (void)link.socket->Send(*wire);  // fire and forget; idle expiry is the backstop
+  if (link.monitor) {
+    (void)zmq_socket_monitor(link.socket->socket().handle(), nullptr, 0);
+    link.monitor.close();
+  }
   link.socket.reset();
 }
 
@@ -187,8 +239,16 @@ absl::Status ChainSession::RunStep(std::span<const ChainHop> hops, std::span<Lin
   size_t received = 0;
   const auto timeout = StepTimeout(n_tokens);
   const auto deadline = sent_at + timeout;
+  // The hops' sockets, then the monitors of those that have one.
   std::vector<zmq::socket_ref> sockets;
   for (Link& link : links) sockets.push_back(link.socket->socket());
+  std::vector<size_t> monitored;  // hop of sockets[links.size() + k]
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (links[i].monitor) {
+      sockets.push_back(links[i].monitor);
+      monitored.push_back(i);
+    }
+  }
   while (received < hops.size()) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -205,7 +265,20 @@ absl::Status ChainSession::RunStep(std::span<const ChainHop> hops, std::span<Lin
         }
       }
     }
-    for (size_t i : *readable) {
+    for (size_t k : *readable) {
+      if (k >= links.size()) {
+        // A dropped connection: the peer died (TCP closed) or froze (heartbeats unanswered).
+        // Even if this hop's output is here, its cache is gone for the next step: fail now.
+        const size_t i = monitored[k - links.size()];
+        if (!ConnectionDropped(links[i].monitor)) continue;
+        *failed = static_cast<int>(i);
+        return Attribute(
+            absl::UnavailableError(absl::StrCat("connection lost during step ", step_id,
+                                                " (closed, or heartbeats unanswered for ",
+                                                3 * options_.heartbeat_interval.count(), " ms)")),
+            hops[i]);
+      }
+      const size_t i = k;
       while (true) {
         auto message = links[i].socket->Receive(std::chrono::milliseconds(0));
         if (!message.ok()) {
@@ -249,19 +322,26 @@ absl::Status ChainSession::RunStep(std::span<const ChainHop> hops, std::span<Lin
   return absl::OkStatus();
 }
 
-absl::Status ChainSession::ReplaceHop(size_t i) {
+absl::Status ChainSession::ReplaceHop(size_t i, FailoverEvent event) {
   const auto start = Clock::now();
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   const ChainHop failed = hops_[i];
   provider_->ReportFailure(failed);
   std::vector<float> history = std::move(links_[i].history);
   CloseLink(links_[i]);
   absl::Status last_error = absl::UnavailableError("no replacement tried");
   for (int attempt = 0; attempt < options_.max_failovers_per_step; ++attempt) {
+    ++event.attempts;
+    auto phase = Clock::now();
     SWARM_ASSIGN_OR_RETURN(std::vector<ChainHop> replacement,
                            provider_->Replace(failed.first_block, failed.last_block));
+    event.route_seconds += seconds_since(phase);
     if (replacement.empty()) return absl::InternalError("the provider offered no hops");
     std::vector<Link> links(replacement.size());
     bool opened = true;
+    phase = Clock::now();
     for (size_t j = 0; j < replacement.size() && opened; ++j) {
       last_error = OpenLink(replacement[j], i + j, links[j]);
       if (!last_error.ok()) {
@@ -269,17 +349,20 @@ absl::Status ChainSession::ReplaceHop(size_t i) {
         opened = false;
       }
     }
+    event.open_seconds += seconds_since(phase);
     if (!opened) {
       for (Link& link : links) CloseLink(link);
       continue;
     }
     // Rebuild the new peers' KV caches: the failed hop's inputs, as one batch.
+    phase = Clock::now();
     if (position_ > 0) {
       std::vector<std::vector<float>> outputs;
       std::vector<Clock::time_point> arrived;
       int failed_index = -1;
       last_error = RunStep(replacement, links, 0, position_, history.data(), outputs, arrived,
                            &failed_index);
+      event.replay_seconds += seconds_since(phase);
       if (!last_error.ok()) {
         if (failed_index >= 0) provider_->ReportFailure(replacement[failed_index]);
         for (Link& link : links) CloseLink(link);
@@ -296,7 +379,9 @@ absl::Status ChainSession::ReplaceHop(size_t i) {
     timings_.erase(timings_.begin() + i);
     timings_.insert(timings_.begin() + i, replacement.size(), HopTiming{});
     ++failovers_;
-    failover_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+    failover_seconds_ += seconds_since(start);
+    event.replayed_positions = position_;
+    failover_events_.push_back(std::move(event));
     return absl::OkStatus();
   }
   return absl::UnavailableError(
@@ -344,7 +429,11 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
     // Replace the failed hop, then run the whole step again: the hops before it redo the same
     // positions (a peer truncates its cache to a step's start), which with deterministic kernels
     // gives the same outputs.
-    SWARM_RETURN_IF_ERROR(ReplaceHop(static_cast<size_t>(failed)));
+    FailoverEvent event;
+    event.hop = failed;
+    event.reason = std::string(status.message());
+    event.detect_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    SWARM_RETURN_IF_ERROR(ReplaceHop(static_cast<size_t>(failed), std::move(event)));
   }
 }
 

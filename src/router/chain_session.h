@@ -39,6 +39,13 @@ struct ChainOptions {
   double step_timeout_factor = 20;
   std::chrono::milliseconds initial_step_estimate{1000};
   int max_failovers_per_step = 8;
+  // Liveness that does not wait for the step's deadline: ZMTP heartbeats on every hop's
+  // connection (a frozen peer stops answering them and its connection is dropped after 3
+  // intervals) and a socket monitor that reports a dropped connection (a killed peer's at once,
+  // by its TCP close); the hop then fails at once. socket.heartbeat_interval, when set, is used
+  // for the heartbeats instead. 0: off (only the deadline). The heartbeat timeout (3 intervals)
+  // must stay above the links' round-trip time.
+  std::chrono::milliseconds heartbeat_interval{250};
   transport::ClientOptions socket;
 };
 
@@ -58,6 +65,19 @@ class HopProvider {
 struct HopTiming {
   int64_t steps = 0;
   double seconds = 0;  // sum over steps of (this hop's output time - previous hop's output time)
+};
+
+// One replaced hop, timed: what a failure cost the step it hit. Recovery (failure to the next
+// token) is detect + route + open + replay + the step run again.
+struct FailoverEvent {
+  int hop = -1;                    // index of the failed hop at the time
+  std::string reason;              // why it failed
+  double detect_seconds = 0;       // from sending the step to knowing it failed (0 at Open)
+  double route_seconds = 0;        // asking the provider for replacements
+  double open_seconds = 0;         // opening sessions on them
+  double replay_seconds = 0;       // replaying the span's history through them
+  int64_t replayed_positions = 0;  // the history's length
+  int attempts = 0;                // replacements tried (1 when the first worked)
 };
 
 // Asks a peer for its Info (blocks, model id, throughput).
@@ -84,6 +104,8 @@ class ChainSession : public model::BlockPipeline {
   // Hops replaced so far, and the time spent replacing them (failure detection excluded).
   int failovers() const { return failovers_; }
   double failover_seconds() const { return failover_seconds_; }
+  // Every replacement so far, in order, with its timing.
+  const std::vector<FailoverEvent>& failover_events() const { return failover_events_; }
   const std::vector<ChainHop>& hops() const { return hops_; }
   const std::vector<HopTiming>& timings() const { return timings_; }
   // hop's inputs so far: [n_embd, position()]
@@ -92,6 +114,7 @@ class ChainSession : public model::BlockPipeline {
  private:
   struct Link {
     std::unique_ptr<transport::DealerClient> socket;
+    zmq::socket_t monitor;  // PAIR: the socket's disconnect events (unset without heartbeats)
     transport::SessionId session_id;
     std::vector<float> history;  // [n_embd, position] inputs this hop has processed
   };
@@ -111,8 +134,9 @@ class ChainSession : public model::BlockPipeline {
                        int64_t n_tokens, const float* input,
                        std::vector<std::vector<float>>& outputs,
                        std::vector<std::chrono::steady_clock::time_point>& arrived, int* failed);
-  // Replaces hop i by peers from the provider and replays its history through them.
-  absl::Status ReplaceHop(size_t i);
+  // Replaces hop i by peers from the provider and replays its history through them; `event`
+  // comes with hop, reason and detection filled in.
+  absl::Status ReplaceHop(size_t i, FailoverEvent event);
   std::chrono::milliseconds StepTimeout(int64_t n_tokens) const;
 
   zmq::context_t& context_;
@@ -126,6 +150,7 @@ class ChainSession : public model::BlockPipeline {
   int failed_hop_ = -1;
   int failovers_ = 0;
   double failover_seconds_ = 0;
+  std::vector<FailoverEvent> failover_events_;
   double seconds_per_token_ = -1;  // running average of step time per token; < 0: none yet
   uint64_t next_step_id_ = 1;
   uint64_t next_request_id_ = 1;
