@@ -1,6 +1,9 @@
 // `swarm serve`: a volunteer peer hosting a contiguous range of a model's blocks. It runs a DHT
 // node, announces a signed record of what it serves (refreshed periodically), picks its blocks
 // itself with --num-blocks, and moves when that would strengthen the swarm's weakest block.
+// Life of a range: bind the socket, announce "joining", load and measure, serve and announce
+// "online" (with measured round trips to the peers of the next blocks); on SIGTERM/SIGINT tell
+// the open sessions, announce "offline" and leave the DHT, each step with a short bound.
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -12,9 +15,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/container/btree_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
 #include "cli/commands.h"
@@ -25,6 +30,7 @@
 #include "router/block_placement.h"
 #include "router/dht_registry.h"
 #include "router/peer_record.h"
+#include "router/rtt_probe.h"
 #include "shard/block_stack.h"
 #include "shard/throughput_probe.h"
 #include "transport/peer_server.h"
@@ -52,8 +58,16 @@ struct ServeFlags {
   double announce_interval_s = 5;
   double record_ttl_s = 60;
   double rebalance_interval_s = 30;
+  double rtt_interval_s = 10;
   std::string throughput_cache;
+  bool hold_joining = false;
 };
+
+// Leaving: how long the offline record may wait for acknowledgement, and the DHT node for
+// handing its stored values over. Both keep spreading after we stop waiting; records of peers
+// that stay are refreshed by their owners anyway.
+constexpr absl::Duration kWithdrawWait = absl::Milliseconds(300);
+constexpr absl::Duration kDhtShutdownWait = absl::Milliseconds(200);
 
 sigset_t StopSignals() {
   sigset_t signals;
@@ -61,6 +75,7 @@ sigset_t StopSignals() {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);  // SignalWatcher's own wake-up at destruction
+  sigaddset(&signals, SIGUSR2);  // ends --hold-joining
   return signals;
 }
 
@@ -101,6 +116,16 @@ class StopReason {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return reason_ != kNone; });
   }
+  // --hold-joining: Release() (SIGUSR2) lets the peer load its blocks.
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  void WaitForReleaseOrShutdown() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return released_ || reason_ == kShutdown; });
+  }
 
  private:
   enum Reason { kNone, kShutdown, kMove };
@@ -113,19 +138,28 @@ class StopReason {
   std::condition_variable cv_;
   Reason reason_ = kNone;
   router::BlockRange move_to_;
+  bool released_ = false;
 };
 
 // Waits for SIGINT/SIGTERM on its own thread and requests shutdown; no signal handler runs.
+// SIGUSR2 releases --hold-joining.
 class SignalWatcher {
  public:
   SignalWatcher(StopReason& reason, std::function<void()> on_signal)
       : signals_(StopSignals()), on_signal_(std::move(on_signal)) {
     waiter_ = std::thread([this, &reason] {
-      int signal = 0;
-      sigwait(&signals_, &signal);
-      if (signal == SIGUSR1) return;
-      reason.Shutdown();
-      on_signal_();
+      while (true) {
+        int signal = 0;
+        sigwait(&signals_, &signal);
+        if (signal == SIGUSR1) return;
+        if (signal == SIGUSR2) {
+          reason.Release();
+          continue;
+        }
+        reason.Shutdown();
+        on_signal_();
+        return;
+      }
     });
   }
   ~SignalWatcher() {
@@ -167,13 +201,31 @@ std::string DefaultCacheDirectory() {
   return "";
 }
 
+// Where measured throughput is cached, and under which key (model, backend, threads, span).
+std::string ThroughputDirectory(const ServeFlags& flags) {
+  return flags.throughput_cache.empty() ? DefaultCacheDirectory() : flags.throughput_cache;
+}
+std::string ThroughputKey(const ServeFlags& flags, const model::ModelConfig& config,
+                          const std::string& backend_name, int64_t n_blocks) {
+  return absl::StrCat(config.model_id, "-", backend_name, "-t", flags.backend.threads, "-b",
+                      n_blocks);
+}
+
+// What an earlier run measured for this span, if anything (announced while joining).
+shard::Throughput CachedThroughput(const ServeFlags& flags, const model::ModelConfig& config,
+                                   const std::string& backend_name, int64_t n_blocks) {
+  const std::string directory = ThroughputDirectory(flags);
+  if (directory.empty()) return {};
+  auto cached =
+      shard::LoadCachedThroughput(directory, ThroughputKey(flags, config, backend_name, n_blocks));
+  return cached.ok() ? *cached : shard::Throughput{};
+}
+
 absl::StatusOr<shard::Throughput> Throughput(shard::BlockStack& stack, const ServeFlags& flags,
                                              const model::ModelConfig& config,
                                              const std::string& backend_name) {
-  const std::string directory =
-      flags.throughput_cache.empty() ? DefaultCacheDirectory() : flags.throughput_cache;
-  const std::string key = absl::StrCat(config.model_id, "-", backend_name, "-t",
-                                       flags.backend.threads, "-b", stack.n_blocks());
+  const std::string directory = ThroughputDirectory(flags);
+  const std::string key = ThroughputKey(flags, config, backend_name, stack.n_blocks());
   if (!directory.empty()) {
     auto cached = shard::LoadCachedThroughput(directory, key);
     if (cached.ok()) return cached;
@@ -184,14 +236,13 @@ absl::StatusOr<shard::Throughput> Throughput(shard::BlockStack& stack, const Ser
 }
 
 router::PeerRecord MakeRecord(const std::string& address, const model::ModelConfig& config,
-                              const shard::BlockStack& stack, router::PeerState state,
+                              router::BlockRange blocks, router::PeerState state,
                               const shard::Throughput& throughput, int64_t free_tokens,
                               int64_t total_tokens, int64_t sessions) {
   router::PeerRecord record;
   record.address = address;
   record.model_id = config.model_id;
-  record.blocks = {static_cast<int32_t>(stack.first_block()),
-                   static_cast<int32_t>(stack.last_block())};
+  record.blocks = blocks;
   record.state = state;
   record.decode_tps_per_block = throughput.decode_tps_per_block;
   record.prompt_tps_per_block = throughput.prompt_tps_per_block;
@@ -199,6 +250,43 @@ router::PeerRecord MakeRecord(const std::string& address, const model::ModelConf
   record.total_cache_tokens = total_tokens;
   record.active_sessions = static_cast<int32_t>(sessions);
   return record;
+}
+
+// Round trips to the peers of the next blocks: written by the measuring thread, read by the
+// announcer.
+class RttTable {
+ public:
+  void Set(absl::btree_map<router::PeerId, double> rtt_ms) {
+    std::lock_guard lock(mu_);
+    rtt_ms_ = std::move(rtt_ms);
+  }
+  absl::btree_map<router::PeerId, double> Get() {
+    std::lock_guard lock(mu_);
+    return rtt_ms_;
+  }
+
+ private:
+  std::mutex mu_;
+  absl::btree_map<router::PeerId, double> rtt_ms_;
+};
+
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
+}
+
+// Binds the peer's ROUTER. After a move the old socket's port is released by ZeroMQ's I/O thread
+// asynchronously, so binding it again at once can fail with EADDRINUSE: `rebinding` retries.
+absl::StatusOr<std::unique_ptr<transport::RouterServer>> BindRouter(zmq::context_t& context,
+                                                                    const std::string& listen,
+                                                                    bool rebinding) {
+  auto bound = transport::RouterServer::Bind(context, listen);
+  for (int attempt = 0; rebinding && !bound.ok() && attempt < 50 &&
+                        absl::StrContains(bound.status().message(), "Address already in use");
+       ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    bound = transport::RouterServer::Bind(context, listen);
+  }
+  return bound;
 }
 
 absl::Status Serve(const ServeFlags& flags) {
@@ -226,6 +314,7 @@ absl::Status Serve(const ServeFlags& flags) {
     dht.record_ttl = absl::Milliseconds(static_cast<int64_t>(flags.record_ttl_s * 1e3));
     dht.refresh_interval = absl::Milliseconds(
         static_cast<int64_t>(std::min(flags.announce_interval_s, flags.record_ttl_s / 2) * 1e3));
+    dht.shutdown_timeout = kDhtShutdownWait;
     SWARM_ASSIGN_OR_RETURN(registry, router::DhtRegistry::Create(dht));
   }
   const std::string peer_id = registry ? registry->peer_id().ToHex() : flags.peer_id;
@@ -240,21 +329,43 @@ absl::Status Serve(const ServeFlags& flags) {
       auto read = registry->Snapshot(config.model_id);
       if (read.ok()) snapshot = std::move(*read);
     }
-    SWARM_ASSIGN_OR_RETURN(auto chosen, router::ChooseBlocks(snapshot, config.n_layer,
-                                                             flags.num_blocks, 0));
+    SWARM_ASSIGN_OR_RETURN(auto chosen,
+                           router::ChooseBlocks(snapshot, config.n_layer, flags.num_blocks, 0));
     range = {chosen.first, chosen.last};
   }
 
   std::string listen = flags.listen;
   zmq::context_t context(1);
+  RttTable rtts;
   while (true) {
+    const router::BlockRange blocks{static_cast<int32_t>(range.first),
+                                    static_cast<int32_t>(range.second)};
+    // Bound first, so the joining record has the address the peer will serve at (a move rebinds
+    // the same port).
+    SWARM_ASSIGN_OR_RETURN(auto router, BindRouter(context, listen, listen != flags.listen));
+    listen = router->endpoint();
+    const std::string address = PublicAddress(listen, flags.public_host);
+    if (registry) {
+      // Joining: placement counts this peer (with what an earlier run measured, if anything);
+      // routes leave it out until it is online. Unavailable for a lone node: harmless.
+      (void)registry->Announce(
+          MakeRecord(address, config, blocks, router::PeerState::kJoining,
+                     CachedThroughput(flags, config, backend->name(), blocks.size()),
+                     flags.cache_tokens, flags.cache_tokens, 0));
+    }
+    if (flags.hold_joining) {
+      std::fprintf(stderr, "serve: joining blocks [%d, %d), held until SIGUSR2\n", blocks.first,
+                   blocks.last);
+      stop.WaitForReleaseOrShutdown();
+    }
+    if (stop.shutdown()) break;
+
     SWARM_ASSIGN_OR_RETURN(auto weights,
                            model::LoadBlockWeights(*file, config, range.first, range.second));
     SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backend, config, weights));
     SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, backend->name()));
 
     transport::PeerServerOptions options;
-    options.listen = listen;
     options.model_id = config.model_id;
     options.peer_id = peer_id;
     options.limits.cache_tokens = flags.cache_tokens;
@@ -262,20 +373,8 @@ absl::Status Serve(const ServeFlags& flags) {
     options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
     options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack->n_blocks();
     options.inference_steps_per_sec = throughput.decode_tps_per_block / stack->n_blocks();
-    // After a move the old socket's port is released by ZeroMQ's I/O thread asynchronously,
-    // so binding it again at once can fail with EADDRINUSE: retry briefly.
-    const bool rebinding = listen != flags.listen;
-    auto created = transport::PeerServer::Create(context, *stack, options);
-    for (int attempt = 0; rebinding && !created.ok() && attempt < 50 &&
-                          absl::StrContains(created.status().message(), "Address already in use");
-         ++attempt) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      created = transport::PeerServer::Create(context, *stack, options);
-    }
-    SWARM_RETURN_IF_ERROR(created.status());
-    std::unique_ptr<transport::PeerServer> server = std::move(*created);
-    listen = server->endpoint();  // a move rebinds the same port
-    const std::string address = PublicAddress(server->endpoint(), flags.public_host);
+    std::unique_ptr<transport::PeerServer> server =
+        transport::PeerServer::Create(context, *stack, options, std::move(router));
     {
       std::lock_guard lock(server_mu);
       running_server = server.get();
@@ -294,21 +393,35 @@ absl::Status Serve(const ServeFlags& flags) {
                  backend->name().c_str(), static_cast<long long>(flags.cache_tokens),
                  throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
 
+    // Measure round trips to the peers a chain would push to next (none after the last block).
+    std::thread measurer;
+    if (registry && blocks.last < config.n_layer) {
+      measurer = std::thread([&] {
+        router::RttProber prober(context, router::RttProbeOptions{});
+        router::PeerRecord me;
+        me.peer_id = registry->peer_id();
+        me.blocks = blocks;
+        while (true) {
+          auto snapshot = registry->Snapshot(config.model_id);
+          if (snapshot.ok()) rtts.Set(prober.Measure(router::NextPeers(*snapshot, me)));
+          if (stop.WaitFor(Millis(flags.rtt_interval_s))) return;
+        }
+      });
+    }
     // Announce while serving; rebalance when placement is automatic.
     std::thread announcer;
     if (registry) {
       announcer = std::thread([&] {
         auto last_rebalance = std::chrono::steady_clock::now();
         while (true) {
-          const router::PeerRecord record =
-              MakeRecord(address, config, *stack, router::PeerState::kOnline,
-                         throughput, server->free_cache_tokens(), flags.cache_tokens,
-                         server->active_sessions());
+          router::PeerRecord record = MakeRecord(
+              address, config, blocks, router::PeerState::kOnline, throughput,
+              server->free_cache_tokens(), flags.cache_tokens, server->active_sessions());
+          record.rtt_ms = rtts.Get();
           (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
           const auto now = std::chrono::steady_clock::now();
           if (flags.num_blocks > 0 && flags.blocks.empty() &&
-              now - last_rebalance > std::chrono::milliseconds(
-                                         static_cast<int64_t>(flags.rebalance_interval_s * 1e3))) {
+              now - last_rebalance > Millis(flags.rebalance_interval_s)) {
             last_rebalance = now;
             auto snapshot = registry->Snapshot(config.model_id);
             router::PeerRecord me = record;
@@ -321,10 +434,7 @@ absl::Status Serve(const ServeFlags& flags) {
               }
             }
           }
-          if (stop.WaitFor(std::chrono::milliseconds(
-                  static_cast<int64_t>(flags.announce_interval_s * 1e3)))) {
-            return;
-          }
+          if (stop.WaitFor(Millis(flags.announce_interval_s))) return;
         }
       });
     }
@@ -333,8 +443,13 @@ absl::Status Serve(const ServeFlags& flags) {
       std::lock_guard lock(server_mu);
       running_server = nullptr;
     }
-    if (!stop.move_to()) stop.Shutdown();  // the loop ended on its own: wake the announcer
+    if (!stop.move_to()) {
+      stop.Shutdown();  // the loop may have ended on its own: wake the other threads
+      // Leaving: DHT operations in flight in those threads give up now.
+      if (registry) registry->Interrupt();
+    }
     if (announcer.joinable()) announcer.join();
+    if (measurer.joinable()) measurer.join();
     const transport::PeerServerStats& s = server->stats();
     std::fprintf(stderr,
                  "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.6f s "
@@ -348,9 +463,23 @@ absl::Status Serve(const ServeFlags& flags) {
     std::fprintf(stderr, "serve: moving to blocks [%d, %d) where the swarm is weaker\n",
                  move->first, move->last);
     range = {move->first, move->last};
+    rtts.Set({});
     stop.Reset();
   }
-  if (registry) (void)registry->Withdraw();
+  if (registry) {
+    // Offline, then leave the DHT, each within its bound: the time from SIGTERM to exit.
+    const auto leaving = std::chrono::steady_clock::now();
+    registry->Interrupt();
+    const absl::Status withdrawn = registry->Withdraw(kWithdrawWait);
+    const auto withdrawn_at = std::chrono::steady_clock::now();
+    registry.reset();
+    const auto left = std::chrono::steady_clock::now();
+    std::fprintf(stderr, "serve: left the swarm in %.3f s (offline record %.3f s%s, DHT %.3f s)\n",
+                 std::chrono::duration<double>(left - leaving).count(),
+                 std::chrono::duration<double>(withdrawn_at - leaving).count(),
+                 withdrawn.ok() ? "" : ", not acknowledged",
+                 std::chrono::duration<double>(left - withdrawn_at).count());
+  }
   return absl::OkStatus();
 }
 
@@ -410,8 +539,15 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
                   "Seconds between checks whether moving would help the swarm (--num-blocks)")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 86400.0));
+  cmd->add_option("--rtt-interval", flags->rtt_interval_s,
+                  "Seconds between measurements of round trips to the peers of the next blocks")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
   cmd->add_option("--throughput-cache", flags->throughput_cache,
                   "Folder caching measured throughput (default: ~/.cache/swarm)");
+  cmd->add_flag("--hold-joining", flags->hold_joining,
+                "Announce state joining, then wait for SIGUSR2 before loading (for tests)")
+      ->group("");
   cmd->callback([flags, &exit_code] {
     absl::Status status = Serve(*flags);
     if (!status.ok()) {

@@ -7,6 +7,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "cli/commands.h"
 #include "model/gguf.h"
@@ -30,6 +33,21 @@ std::string Bar(const router::BlockRange& range, int64_t n_blocks) {
   std::string bar;
   for (int64_t b = 0; b < n_blocks; ++b) bar += range.Contains(b) ? '#' : '.';
   return bar;
+}
+
+// "1a2b3c4d 0.4ms, 5e6f7a8b 12ms": the round trips a peer measured to the peers of its next
+// blocks (at most a few shown; --json has them all).
+std::string RttList(const router::PeerRecord& p) {
+  constexpr size_t kShown = 4;
+  std::vector<std::string> parts;
+  for (const auto& [id, ms] : p.rtt_ms) {
+    if (parts.size() == kShown) {
+      parts.push_back(absl::StrCat("+", p.rtt_ms.size() - kShown, " more"));
+      break;
+    }
+    parts.push_back(absl::StrCat(id.ShortHex(), " ", absl::StrFormat("%.3g", ms), "ms"));
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
 }
 
 absl::Status ShowStatus(const StatusFlags& flags) {
@@ -87,14 +105,15 @@ absl::Status ShowStatus(const StatusFlags& flags) {
   }
   std::printf("model %s: %lld blocks, %zu peers\n\n", model_id.c_str(),
               static_cast<long long>(n_blocks), snapshot.size());
-  std::printf("%-10s %-26s %-8s %-*s %10s %12s\n", "peer", "address", "state",
-              static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "tok/s/blk",
-              "cache free");
+  std::printf("%-10s %-26s %-8s %-*s %10s %12s  %s\n", "peer", "address", "state",
+              static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "tok/s/blk", "cache free",
+              "RTT to next peers");
   for (const router::PeerRecord& p : snapshot) {
-    std::printf("%-10s %-26s %-8s %-*s %10.0f %12lld\n", p.peer_id.ShortHex().c_str(),
+    std::printf("%-10s %-26s %-8s %-*s %10.0f %12lld  %s\n", p.peer_id.ShortHex().c_str(),
                 p.address.c_str(), std::string(router::PeerStateName(p.state)).c_str(),
                 static_cast<int>(std::max<int64_t>(n_blocks, 6)), Bar(p.blocks, n_blocks).c_str(),
-                p.decode_tps_per_block, static_cast<long long>(p.free_cache_tokens));
+                p.decode_tps_per_block, static_cast<long long>(p.free_cache_tokens),
+                RttList(p).c_str());
   }
   std::printf("\nreplicas per block: ");
   std::vector<int64_t> missing;

@@ -39,13 +39,16 @@ constexpr size_t kMaxIdentityFileSize = 64 * 1024;
 struct SharedState {
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool interrupted ABSL_GUARDED_BY(mu) = false;  // DhtRegistry::Interrupt()
   bool connected ABSL_GUARDED_BY(mu) = false;
 };
 
 // One DHT operation in flight, completed from the DHT thread.
 struct PendingOp {
-  explicit PendingOp(std::shared_ptr<SharedState> s) : shared(std::move(s)) {}
+  explicit PendingOp(std::shared_ptr<SharedState> s, bool can_interrupt = true)
+      : shared(std::move(s)), interruptible(can_interrupt) {}
   std::shared_ptr<SharedState> shared;
+  const bool interruptible;  // Interrupt() ends the wait
   bool done ABSL_GUARDED_BY(shared->mu) = false;
   bool ok ABSL_GUARDED_BY(shared->mu) = false;
   std::vector<std::shared_ptr<dht::Value>> values ABSL_GUARDED_BY(shared->mu);
@@ -55,11 +58,12 @@ struct PendingOp {
     done = true;
     ok = success;
   }
-  // Waits until done, the registry stops, or the deadline. Returns {done, ok}.
+  // Waits until done, the registry stops or is interrupted, or the deadline. Returns {done, ok}.
   std::pair<bool, bool> Wait(absl::Time deadline) {
     absl::MutexLock lock(&shared->mu);
-    auto ready = [this]()
-                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared->mu) { return done || shared->stopping; };
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared->mu) {
+      return done || shared->stopping || (interruptible && shared->interrupted);
+    };
     shared->mu.AwaitWithDeadline(absl::Condition(&ready), deadline);
     return {done, ok};
   }
@@ -319,6 +323,7 @@ class DhtRegistry::Impl {
     if (options_.client_only) {
       return absl::FailedPreconditionError("a client-only registry cannot announce");
     }
+    if (Interrupted()) return InterruptedError();
     PeerRecord record = input;
     if (record.peer_id.IsZero()) record.peer_id = peer_id_;
     if (record.peer_id != peer_id_) {
@@ -341,14 +346,14 @@ class DhtRegistry::Impl {
     if (old) {
       // Moving to another model: the old model's record goes offline.
       old->state = PeerState::kOffline;
-      if (absl::Status s = PublishLocked(*old); !s.ok()) {
+      if (absl::Status s = PublishLocked(*old, options_.op_timeout); !s.ok()) {
         Log(absl::StrCat("withdrawing the record for ", old->model_id, ": ", s.message()));
       }
     }
-    return PublishLocked(record);
+    return PublishLocked(record, options_.op_timeout);
   }
 
-  absl::Status Withdraw() {
+  absl::Status Withdraw(absl::Duration timeout) {
     absl::MutexLock publish_lock(&publish_mu_);
     std::optional<PeerRecord> record;
     {
@@ -358,11 +363,17 @@ class DhtRegistry::Impl {
     }
     if (!record) return absl::OkStatus();
     record->state = PeerState::kOffline;
-    return PublishLocked(*record);
+    return PublishLocked(*record, std::min(timeout, options_.op_timeout), /*interruptible=*/false);
+  }
+
+  void Interrupt() {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->interrupted = true;
   }
 
   absl::StatusOr<RegistrySnapshot> Snapshot(const std::string& model_id) {
     SWARM_RETURN_IF_ERROR(ValidateModelId(model_id));
+    if (Interrupted()) return InterruptedError();
     const absl::Time deadline = absl::Now() + options_.op_timeout;
     if (KnownNodes() == 0) {
       // Lost every node: besides the initial peers (which OpenDHT keeps retrying), contact the
@@ -389,10 +400,18 @@ class DhtRegistry::Impl {
     return dist(rd);
   }
 
+  bool Interrupted() {
+    absl::MutexLock lock(&shared_->mu);
+    return shared_->interrupted;
+  }
+  static absl::Status InterruptedError() {
+    return absl::UnavailableError("the DHT registry was interrupted (the peer is leaving)");
+  }
+
   bool WaitConnected(absl::Time deadline) {
     absl::MutexLock lock(&shared_->mu);
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu) {
-      return shared_->connected || shared_->stopping;
+      return shared_->connected || shared_->stopping || shared_->interrupted;
     };
     shared_->mu.AwaitWithDeadline(absl::Condition(&ready), deadline);
     return shared_->connected;
@@ -443,8 +462,11 @@ class DhtRegistry::Impl {
     return out;
   }
 
-  // Signs and puts `record` with a fresh expiry and seq; waits for the outcome.
-  absl::Status PublishLocked(PeerRecord record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_) {
+  // Signs and puts `record` with a fresh expiry and seq; waits up to `wait` for the outcome
+  // (or until Interrupt(), when `interruptible`; once interrupted, nothing is put).
+  absl::Status PublishLocked(PeerRecord record, absl::Duration wait, bool interruptible = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_) {
+    if (interruptible && Interrupted()) return InterruptedError();
     const absl::Time now = absl::Now();
     const int64_t now_ms = absl::ToUnixMillis(now);
     record.expiry_unix_ms = absl::ToUnixMillis(now + options_.record_ttl);
@@ -455,7 +477,7 @@ class DhtRegistry::Impl {
     auto value = std::make_shared<dht::Value>(dht::ValueType::USER_DATA.id,
                                               dht::Blob(bytes.begin(), bytes.end()), value_id_);
     value->user_type = std::string(kPeerRecordUserType);
-    auto op = std::make_shared<PendingOp>(shared_);
+    auto op = std::make_shared<PendingOp>(shared_, interruptible);
     try {
       runner_.putSigned(
           ModelKey(record.model_id), value, [op](bool ok) { op->Finish(ok); },
@@ -463,10 +485,10 @@ class DhtRegistry::Impl {
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("DHT put failed: ", e.what()));
     }
-    auto [done, ok] = op->Wait(now + options_.op_timeout);
+    auto [done, ok] = op->Wait(now + wait);
     if (!done) {
-      return absl::UnavailableError(absl::StrCat("publishing the peer record timed out after ",
-                                                 absl::FormatDuration(options_.op_timeout)));
+      return absl::UnavailableError(absl::StrCat(
+          "publishing the peer record: no acknowledgement within ", absl::FormatDuration(wait)));
     }
     // The DHT thread set value->seq before completing the op. Near the 16-bit limit, or when a
     // put was refused (possibly because the stored copy's seq is at the limit), continue under
@@ -503,7 +525,7 @@ class DhtRegistry::Impl {
           record = current_;
         }
         if (record) {
-          absl::Status s = PublishLocked(*record);
+          absl::Status s = PublishLocked(*record, options_.op_timeout);
           if (!s.ok()) Log(absl::StrCat("re-publishing the peer record: ", s.message()));
         }
       }
@@ -612,7 +634,8 @@ uint16_t DhtRegistry::port() const { return impl_->port(); }
 PeerId DhtRegistry::peer_id() const { return impl_->peer_id(); }
 size_t DhtRegistry::KnownNodes() const { return impl_->KnownNodes(); }
 absl::Status DhtRegistry::Announce(const PeerRecord& record) { return impl_->Announce(record); }
-absl::Status DhtRegistry::Withdraw() { return impl_->Withdraw(); }
+absl::Status DhtRegistry::Withdraw(absl::Duration timeout) { return impl_->Withdraw(timeout); }
+void DhtRegistry::Interrupt() { impl_->Interrupt(); }
 absl::StatusOr<RegistrySnapshot> DhtRegistry::Snapshot(const std::string& model_id) {
   return impl_->Snapshot(model_id);
 }

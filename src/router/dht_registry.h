@@ -56,7 +56,8 @@ struct DhtRegistryOptions {
   absl::Duration refresh_interval = absl::Seconds(30);
   absl::Duration max_record_lifetime = absl::Minutes(10);
   // Bound on each blocking DHT operation, on reaching an initial peer at start, and on the
-  // graceful hand-over of stored values when the node leaves.
+  // graceful hand-over of stored values when the node leaves (the destructor takes at most
+  // about shutdown_timeout once Interrupt() or the destructor has woken every waiting call).
   absl::Duration op_timeout = absl::Seconds(5);
   absl::Duration connect_timeout = absl::Seconds(10);
   absl::Duration shutdown_timeout = absl::Seconds(1);
@@ -90,8 +91,16 @@ class DhtRegistry {
   // served from this node and the refresh keeps trying.
   absl::Status Announce(const PeerRecord& record);
 
-  // Publishes the record with state offline and stops refreshing it. OK if nothing was announced.
-  absl::Status Withdraw();
+  // Publishes the record with state offline and stops refreshing it, waiting at most
+  // min(op_timeout, timeout) for the publication to be acknowledged (the offline copy keeps
+  // spreading meanwhile; a peer about to leave passes a short bound). OK if nothing was
+  // announced.
+  absl::Status Withdraw(absl::Duration timeout = absl::InfiniteDuration());
+
+  // For a node about to leave: blocking calls in progress return now, and later ones at once,
+  // with Unavailable (Withdraw() excepted: it still publishes and waits). Lets the threads that
+  // use the registry be joined without waiting out their DHT operations.
+  void Interrupt();
 
   // Live (joining or online, unexpired, correctly signed by the peer they name) records for
   // `model_id`, one per peer, sorted by first block then peer id. Waits up to op_timeout for the

@@ -17,6 +17,8 @@ bool AllFinite(const std::vector<float>& x) {
 }
 
 constexpr std::chrono::milliseconds kIdlePoll{50};
+// How long the goodbye messages to clients may take to leave when the peer stops.
+constexpr std::chrono::milliseconds kShutdownLinger{200};
 
 }  // namespace
 
@@ -24,6 +26,12 @@ absl::StatusOr<std::unique_ptr<PeerServer>> PeerServer::Create(zmq::context_t& c
                                                                shard::BlockStack& stack,
                                                                const PeerServerOptions& options) {
   SWARM_ASSIGN_OR_RETURN(auto router, RouterServer::Bind(context, options.listen, options.server));
+  return std::unique_ptr<PeerServer>(new PeerServer(context, stack, options, std::move(router)));
+}
+
+std::unique_ptr<PeerServer> PeerServer::Create(zmq::context_t& context, shard::BlockStack& stack,
+                                               const PeerServerOptions& options,
+                                               std::unique_ptr<RouterServer> router) {
   return std::unique_ptr<PeerServer>(new PeerServer(context, stack, options, std::move(router)));
 }
 
@@ -66,7 +74,28 @@ absl::Status PeerServer::Run() {
       last_expiry = now;
     }
   }
+  CloseSessionsForShutdown();
   return absl::OkStatus();
+}
+
+void PeerServer::CloseSessionsForShutdown() {
+  if (routes_.empty()) return;
+  const absl::Status leaving = absl::UnavailableError("peer is shutting down");
+  for (const auto& [key, route] : routes_) {
+    shard::Session* session = sessions_.Find(key);
+    if (session == nullptr) continue;
+    ReplyError(session->owner, 0, leaving, SessionId{key.hi, key.lo});
+  }
+  pending_.clear();
+  for (const auto& [key, route] : routes_) sessions_.Close(key);
+  routes_.clear();
+  free_cache_tokens_.store(sessions_.free_cache_tokens());
+  active_sessions_.store(0);
+  // The socket otherwise closes with linger 0, which could drop the messages just queued.
+  try {
+    router_->socket().set(zmq::sockopt::linger, static_cast<int>(kShutdownLinger.count()));
+  } catch (const zmq::error_t&) {
+  }
 }
 
 void PeerServer::Reply(const std::string& routing_id, uint64_t request_id, Message body,

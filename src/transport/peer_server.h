@@ -47,10 +47,17 @@ class PeerServer {
   static absl::StatusOr<std::unique_ptr<PeerServer>> Create(zmq::context_t& context,
                                                             shard::BlockStack& stack,
                                                             const PeerServerOptions& options);
+  // With a ROUTER bound beforehand (options.listen unused): a peer can announce its address
+  // while it is still loading its blocks. Messages that arrive meanwhile wait in the socket.
+  static std::unique_ptr<PeerServer> Create(zmq::context_t& context, shard::BlockStack& stack,
+                                            const PeerServerOptions& options,
+                                            std::unique_ptr<RouterServer> router);
   ~PeerServer();
 
   const std::string& endpoint() const { return router_->endpoint(); }
-  // Serves until Stop(). Returns an error only when the socket itself fails.
+  // Serves until Stop(). Returns an error only when the socket itself fails. On Stop() every
+  // open session's client is told (Unavailable, no step id) so it fails over at once instead
+  // of waiting for a deadline.
   absl::Status Run();
   void Stop() { stop_.store(true); }
   // Only after Run() returned (the loop thread writes them).
@@ -89,6 +96,7 @@ class PeerServer {
   absl::Status PushDownstream(const Hop& next, Step step, const Payload& tensor);
   absl::StatusOr<DealerClient*> Downstream(const std::string& address);
   void DrainDownstream();
+  void CloseSessionsForShutdown();
 
   zmq::context_t& context_;
   shard::BlockStack& stack_;

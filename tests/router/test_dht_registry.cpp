@@ -328,6 +328,34 @@ TEST(DhtRegistryTest, IdentityPersistsAcrossRestarts) {
   std::filesystem::remove_all(dir);
 }
 
+// A peer leaving: after Interrupt() calls fail at once instead of waiting out the DHT, yet
+// Withdraw() still takes the record offline, and the node goes within about shutdown_timeout.
+TEST(DhtRegistryTest, InterruptedNodeStillWithdrawsAndLeavesQuickly) {
+  auto n1 = Start(NodeOptions());
+  ASSERT_TRUE(n1);
+  auto n2 = Start(NodeOptions({Endpoint(*n1)}));
+  auto client_options = NodeOptions({Endpoint(*n1)});
+  client_options.client_only = true;
+  auto client = Start(client_options);
+  ASSERT_TRUE(n2 && client);
+  const PeerId leaver = n2->peer_id();
+  ASSERT_TRUE(n2->Announce(Record(0, 2, 6101)).ok());
+  RegistrySnapshot snap = SnapshotUntil(*client, HasPeers({leaver}));
+  ASSERT_NE(Find(snap, leaver), nullptr);
+
+  n2->Interrupt();
+  EXPECT_EQ(n2->Snapshot(kModel).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(n2->Announce(Record(0, 2, 6101)).code(), absl::StatusCode::kUnavailable);
+  const absl::Status withdrawn = n2->Withdraw(absl::Milliseconds(500));
+  EXPECT_TRUE(withdrawn.ok()) << withdrawn;
+  const absl::Time leaving = absl::Now();
+  n2.reset();
+  // shutdown_timeout is 100 ms here; the bound leaves room for sanitizers.
+  EXPECT_LT(absl::Now() - leaving, absl::Seconds(2));
+  snap = SnapshotUntil(*client, [&](const RegistrySnapshot& s) { return !Find(s, leaver); });
+  EXPECT_EQ(Find(snap, leaver), nullptr);
+}
+
 TEST(DhtRegistryTest, BadOptionsAndUnreachablePeers) {
   auto o = NodeOptions({"no-port-here"});
   EXPECT_EQ(DhtRegistry::Create(o).status().code(), absl::StatusCode::kInvalidArgument);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -154,6 +155,9 @@ TEST(PeerRecordTest, ValidationRejectsBadFields) {
   expect_bad([](PeerRecord& r) { r.active_sessions = -1; }, "negative sessions");
   expect_bad([](PeerRecord& r) { r.rtt_ms[PeerId::FromName("z")] = -3; }, "negative rtt");
   expect_bad([](PeerRecord& r) { r.rtt_ms[PeerId()] = 3; }, "zero id in rtt");
+  expect_bad([](PeerRecord& r) { r.rtt_ms[PeerId::FromName("z")] = std::nan(""); }, "nan rtt");
+  expect_bad([](PeerRecord& r) { r.rtt_ms[PeerId::FromName("z")] = INFINITY; }, "infinite rtt");
+  expect_bad([](PeerRecord& r) { r.rtt_ms[PeerId::FromName("z")] = 2 * kMaxRttMs; }, "absurd rtt");
   expect_bad([](PeerRecord& r) { r.transport_key = "short"; }, "key size");
   expect_bad([](PeerRecord& r) { r.expiry_unix_ms = -5; }, "negative expiry");
   expect_bad(
@@ -172,6 +176,25 @@ TEST(PeerRecordTest, BadStateByteRejected) {
   ASSERT_EQ(bytes[state_off], static_cast<char>(PeerState::kOnline));
   bytes[state_off] = 3;
   EXPECT_FALSE(ParsePeerRecord(bytes).ok());
+}
+
+// The bytes of an RTT value, as an untrusted record could carry them (not through the map).
+TEST(PeerRecordTest, NonFiniteRttBytesRejected) {
+  const PeerRecord r = FullRecord();
+  const size_t first_value = RttCountOffset(r) + 2 + PeerId::kSize;
+  for (double bad :
+       std::initializer_list<double>{std::nan(""), -std::nan(""), INFINITY, -INFINITY, -0.5}) {
+    std::string bytes = SerializePeerRecord(r);
+    std::memcpy(bytes.data() + first_value, &bad, sizeof(bad));  // little-endian host
+    auto parsed = ParsePeerRecord(bytes);
+    EXPECT_FALSE(parsed.ok()) << bad;
+  }
+  std::string bytes = SerializePeerRecord(r);
+  const double fine = 7.25;
+  std::memcpy(bytes.data() + first_value, &fine, sizeof(fine));
+  auto parsed = ParsePeerRecord(bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->rtt_ms.begin()->second, 7.25);
 }
 
 TEST(PeerRecordTest, DuplicateRttEntryRejected) {

@@ -102,6 +102,38 @@ TEST(RouteBuilderTest, PeerToPeerRttChoosesNextHop) {
   EXPECT_EQ(route->hops, Hops({{"a", 0, 2}, {"b1", 2, 4}}, peers));
 }
 
+// What peers announce about their links decides between whole chains, not only the next hop:
+// the faster-computing pair loses when the link between them is slow.
+TEST(RouteBuilderTest, AnnouncedRttsPreferLowLatencyChains) {
+  RegistrySnapshot peers = {Peer("x1", 0, 2, 2000), Peer("x2", 0, 2, 1000), Peer("y1", 2, 4, 2000),
+                            Peer("y2", 2, 4, 1000)};
+  // Without measurements the faster pair wins: 1 ms of compute against 2 ms per span.
+  auto route = BuildRoute(peers, 4);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops, Hops({{"x1", 0, 2}, {"y1", 2, 4}}, peers));
+
+  peers[0].rtt_ms[Id("y1")] = 200;  // x1 -> y1: 100 ms one way
+  peers[0].rtt_ms[Id("y2")] = 150;
+  peers[1].rtt_ms[Id("y1")] = 120;
+  peers[1].rtt_ms[Id("y2")] = 2;  // x2 -> y2: 1 ms one way
+  route = BuildRoute(peers, 4);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops, Hops({{"x2", 0, 2}, {"y2", 2, 4}}, peers));
+  // 25 ms in, 2 ms on x2, 1 ms to y2, 2 ms on y2, 25 ms back.
+  EXPECT_NEAR(route->cost_s, 0.025 + 0.002 + 0.001 + 0.002 + 0.025, 1e-12);
+
+  // A low announced RTT also makes two hops beat one whole-model peer the client sees at the
+  // same distance: x2 -> y2 adds 1 ms, not the 25 ms the client would assume.
+  peers.push_back(Peer("whole", 0, 4, 600));  // 6.7 ms of compute
+  route = BuildRoute(peers, 4);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops, Hops({{"x2", 0, 2}, {"y2", 2, 4}}, peers));
+  peers[1].rtt_ms.clear();
+  route = BuildRoute(peers, 4);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops, Hops({{"whole", 0, 4}}, peers));
+}
+
 TEST(RouteBuilderTest, AvoidsFullCaches) {
   RegistrySnapshot peers = {Peer("fast-full", 0, 4, 5000), Peer("slow-free", 0, 4, 500)};
   peers[0].free_cache_tokens = 100;

@@ -28,6 +28,7 @@
 #include "model/tokenizer.h"
 #include "router/chain_session.h"
 #include "router/dht_registry.h"
+#include "router/route_builder.h"
 #include "router/swarm_hop_provider.h"
 #include "shard/local_model.h"
 
@@ -578,6 +579,104 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
     if (r.peer_id.ToHex() != gone) rest.push_back(r);
   }
   EXPECT_TRUE(Covered(rest, n_blocks)) << Describe(s);
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Sends SIGTERM and waits for the exit; the seconds it took (-1 on failure).
+double TerminateTimed(Peer& peer) {
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(peer.process->Signal(SIGTERM).ok());
+  auto code = peer.process->Wait(std::chrono::seconds(60));
+  const double seconds = SecondsSince(start);
+  EXPECT_TRUE(code.ok()) << code.status();
+  if (!code.ok()) return -1;
+  EXPECT_EQ(*code, 0) << ReadFile(peer.log_path);
+  return seconds;
+}
+
+const router::PeerRecord* FindRecord(const router::RegistrySnapshot& s, const std::string& id) {
+  for (const auto& r : s) {
+    if (r.peer_id.ToHex() == id) return &r;
+  }
+  return nullptr;
+}
+
+// A peer's life as the swarm sees it: "joining" while it loads (held there by --hold-joining
+// until SIGUSR2), never routed through meanwhile; "online", with the round trip its upstream
+// neighbour measured to it; gone from the registry soon after SIGTERM, which it obeys quickly.
+TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
+  auto local = shard::LocalModel::Load(kModel, kernels::BackendOptions{.name = "reference"},
+                                       /*load_blocks=*/false);
+  ASSERT_TRUE(local.ok()) << local.status();
+  const int64_t n_blocks = (*local)->config.n_layer;
+  const std::string model_id = (*local)->config.model_id;
+  Peer head, tail;
+  Launch(head, {"--blocks", "0:2", "--rtt-interval", "0.2"});
+  ReadListening(head);
+  Launch(tail, {"--blocks", "2:5", "--hold-joining", "--initial-peers", Bootstrap(head)});
+  auto registry = ClientRegistry(Bootstrap(head));
+  ASSERT_NE(registry, nullptr);
+
+  // Joining: announced (with the address it will serve at), not routable.
+  auto s = WaitForSnapshot(*registry, model_id, [&](const auto& snap) {
+    for (const auto& r : snap) {
+      if (r.blocks == router::BlockRange{2, 5}) return true;
+    }
+    return false;
+  });
+  const router::PeerRecord* joining = nullptr;
+  for (const auto& r : s) {
+    if (r.blocks == router::BlockRange{2, 5}) joining = &r;
+  }
+  ASSERT_NE(joining, nullptr) << Describe(s);
+  EXPECT_EQ(joining->state, router::PeerState::kJoining) << Describe(s);
+  const router::PeerRecord joining_record = *joining;
+  auto route = router::BuildRoute(s, n_blocks);
+  ASSERT_FALSE(route.ok());
+  EXPECT_NE(route.status().message().find("still-joining"), std::string_view::npos)
+      << route.status();
+
+  // Released: it loads, goes online under the same id and address, and the head measures it.
+  ASSERT_TRUE(tail.process->Signal(SIGUSR2).ok());
+  ReadListening(tail);
+  EXPECT_EQ(joining_record.peer_id.ToHex(), tail.peer_id);
+  EXPECT_EQ(joining_record.address, tail.address);
+  s = WaitForSnapshot(*registry, model_id, [&](const auto& snap) {
+    const router::PeerRecord* h = FindRecord(snap, head.peer_id);
+    const router::PeerRecord* t = FindRecord(snap, tail.peer_id);
+    return h != nullptr && t != nullptr && Online(*t) && !h->rtt_ms.empty();
+  });
+  const router::PeerRecord* h = FindRecord(s, head.peer_id);
+  ASSERT_NE(h, nullptr) << Describe(s);
+  ASSERT_EQ(h->rtt_ms.size(), 1u) << Describe(s);
+  EXPECT_EQ(h->rtt_ms.begin()->first.ToHex(), tail.peer_id);
+  EXPECT_GT(h->rtt_ms.begin()->second, 0);
+  std::printf("head -> tail RTT %.3f ms\n", h->rtt_ms.begin()->second);
+  route = router::BuildRoute(s, n_blocks);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops.size(), 2u) << router::DescribeRoute(*route);
+
+  // Leaving: quick, and withdrawn (offline) well before the 3 s record TTL would hide it.
+  const double tail_exit_s = TerminateTimed(tail);
+  const auto left_at = std::chrono::steady_clock::now();
+  s = WaitForSnapshot(
+      *registry, model_id,
+      [&](const auto& snap) { return FindRecord(snap, tail.peer_id) == nullptr; },
+      std::chrono::seconds(2));
+  const double withdrawn_s = SecondsSince(left_at);
+  EXPECT_EQ(FindRecord(s, tail.peer_id), nullptr) << Describe(s);
+  // The last node of the swarm: nobody to hand anything over to.
+  const double head_exit_s = TerminateTimed(head);
+  std::printf(
+      "SIGTERM to exit: %.3f s (tail), %.3f s (head, last node); withdrawal seen after "
+      "%.3f s\n",
+      tail_exit_s, head_exit_s, withdrawn_s);
+  // Generous for sanitizers and loaded machines; it takes a fraction of a second.
+  EXPECT_LT(tail_exit_s, 3.0);
+  EXPECT_LT(head_exit_s, 3.0);
 }
 
 // The node everyone bootstrapped from leaves: a new peer and a client join through another
