@@ -8,12 +8,17 @@
 // Usage: chain_bench --swarm build/src/cli/swarm -m MODEL.gguf [--peers 2,4]
 //                    [--latency-ms 0,10,50] [--bandwidth-mbit 100] [-n 32] [--warmup 4]
 //                    [--codec f32] [-t THREADS] [--prompt "..."] [--rounds 3]
+#include <sched.h>
 #include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -52,6 +57,7 @@ struct Flags {
   std::string backend = "auto";
   std::string prompt = "Once upon a time";
   int rounds = 3;
+  bool pin_threads = true;
 };
 
 struct Latency {
@@ -107,6 +113,47 @@ json LatencyJson(const Latency& l) {
           {"prompt_ms", l.prompt_ms}};
 }
 
+// Pins the compute threads of process `pid` one per CPU: its main thread (which drives the backend)
+// to cpus[0] and its other threads, the backend's workers, to cpus[1], cpus[2], ... (wrapping);
+// ZeroMQ's threads are left alone. Peers on one machine compute one at a time, but the scheduler
+// counts an idle peer's recent load against the core it last ran on, and may then stack a busy
+// peer's main thread and worker on one core, where the spinning worker and the main thread take
+// turns: the chain would measure that placement, not the chain. One peer per machine never meets
+// it. The in-process engine is pinned the same way. Returns the number of threads pinned.
+int PinComputeThreads(pid_t pid, const std::vector<int>& cpus) {
+  if (cpus.size() < 2) return 0;
+  int pinned = 0;
+  size_t next = 1;
+  std::error_code error;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& entry : std::filesystem::directory_iterator(tasks, error)) {
+    std::string comm;
+    std::getline(std::ifstream(entry.path() / "comm"), comm);
+    if (absl::StartsWith(comm, "ZMQbg")) continue;
+    const pid_t tid = static_cast<pid_t>(std::stol(entry.path().filename().string()));
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cpu = cpus[0];
+    if (tid != pid) {
+      cpu = cpus[next];
+      next = next + 1 < cpus.size() ? next + 1 : 1;
+    }
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(tid, sizeof set, &set) == 0) ++pinned;
+  }
+  return pinned;
+}
+
+std::vector<int> AllowedCpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
 struct PeerProcess {
   std::unique_ptr<Subprocess> process;
   std::string address;
@@ -132,7 +179,8 @@ absl::StatusOr<std::vector<PeerProcess>> StartPeers(const Flags& flags, int n, i
                     "--backend",
                     flags.backend,
                     "--max-length",
-                    std::to_string(max_length)};
+                    std::to_string(max_length),
+                    "--no-dht"};  // a fixed chain: no discovery, no announcer or RTT threads
     if (flags.threads > 0) {
       options.argv.insert(options.argv.end(), {"--threads", std::to_string(flags.threads)});
     }
@@ -176,6 +224,7 @@ int Run(const Flags& flags) {
   backend.name = flags.backend;
   backend.threads = flags.threads;
   // The in-process engine (every block) and the client of the chains (its head) in one model.
+  const std::vector<int> cpus = AllowedCpus();
   auto local = shard::LocalModel::Load(flags.model, backend, /*load_blocks=*/true);
   if (!local.ok()) return fail(local.status());
   shard::LocalModel& m = **local;
@@ -197,8 +246,15 @@ int Run(const Flags& flags) {
     if (peer_sets.contains(n)) continue;
     auto peers = StartPeers(flags, n, m.config.n_layer, max_length);
     if (!peers.ok()) return fail(peers.status());
+    // A peer prints where it listens once its backend (and its workers) exist.
+    if (flags.pin_threads) {
+      for (PeerProcess& p : *peers) PinComputeThreads(p.process->pid(), cpus);
+    }
     peer_sets[n] = std::move(*peers);
   }
+  // This process last: the in-process engine and the chains' client. Threads it starts later
+  // (ZeroMQ's, the link emulators') inherit its main thread's CPU; they mostly wait.
+  if (flags.pin_threads) PinComputeThreads(getpid(), cpus);
   std::vector<Setup> setups = {Setup{}};
   for (int n : flags.peers) {
     for (double l : flags.latencies_ms) setups.push_back(Setup{n, l, {}, {}, {}, 0});
@@ -267,6 +323,8 @@ int Run(const Flags& flags) {
                             {"n_layer", m.config.n_layer},
                             {"backend", m.backend->name()},
                             {"rounds", flags.rounds},
+                            {"threads_flag", flags.threads},
+                            {"pinned_threads", flags.pin_threads && cpus.size() >= 2},
                             {"latency", LatencyJson(baseline)}})
                           .dump()
                           .c_str());
@@ -334,6 +392,9 @@ int main(int argc, char** argv) {
   app.add_option("--backend", flags.backend, "Backend of the client and peers")
       ->capture_default_str();
   app.add_option("--prompt", flags.prompt, "Prompt")->capture_default_str();
+  app.add_option("--pin-threads", flags.pin_threads,
+                 "Pin every process's main thread and backend workers one per CPU")
+      ->capture_default_str();
   app.add_option("--rounds", flags.rounds, "Rounds over all setups (interleaved)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
