@@ -40,11 +40,11 @@ uint16_t LoadU16(const uint8_t* p) {
 
 __m512i Load512(const void* p) { return _mm512_loadu_si512(p); }
 
-// A vector product (one token) streams R rows at once, R short streams the hardware prefetcher
-// ramps up slowly on: fetch the bytes the next row tile will need at this point into L2.
+// A vector product (one token) of R > 1 rows streams R rows at once, R short streams the hardware
+// prefetcher ramps up slowly on: fetch the bytes the next row tile will need at this point into L2.
 template <int R, int C>
 inline void PrefetchNextTile(const uint8_t* p, size_t row_bytes, size_t bytes) {
-  if constexpr (C == 1) {
+  if constexpr (C == 1 && R > 1) {
     const char* q = reinterpret_cast<const char*>(p + R * row_bytes);
     for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(q + off, _MM_HINT_T1);
   }
@@ -412,7 +412,6 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
 
 // ---- drivers --------------------------------------------------------------------------------
 
-constexpr int kVecRows = 8;     // rows per tile of a matrix-vector product
 constexpr int64_t kPanel = 48;  // tokens whose activations stay cache-resident
 
 // K::Run<R, cols> for a run-time cols in [1, C].
@@ -428,6 +427,7 @@ template <class K>
 void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const X8Layout& l = a.x8;
   if (a.n_tokens == 1) {
+    constexpr int kVecRows = K::kVecRows;
     int64_t r = r0;
     for (; r + kVecRows <= r1; r += kVecRows) K::template Run<kVecRows, 1>(a, l, r, 0);
     for (; r < r1; ++r) K::template Run<1, 1>(a, l, r, 0);
@@ -451,8 +451,12 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
 }
 
 // Register tiles of the matrix-matrix products (rows x tokens), measured best on Zen 5.
+// Rows per tile of a matrix-vector product (kVecRows): Q8_0/Q4_0 stream one row at a time, a
+// single sequential stream that the hardware prefetcher follows best (measured on Zen 5: 75-80%
+// of a plain read's rate per core against 65% for 8 interleaved rows).
 template <class W>
 struct Q32Kernel {
+  static constexpr int kVecRows = 1;
   static constexpr int kRows = 3, kCols = 4;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
@@ -460,6 +464,7 @@ struct Q32Kernel {
   }
 };
 struct Q4KKernel {
+  static constexpr int kVecRows = 8;
   static constexpr int kRows = 6, kCols = 4;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
@@ -467,6 +472,7 @@ struct Q4KKernel {
   }
 };
 struct Q6KKernel {
+  static constexpr int kVecRows = 8;
   static constexpr int kRows = 4, kCols = 4;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
