@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -282,6 +283,9 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   }
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
     finish_log("error");
+    // For the operator: the client gets the error too, but only the gateway's log keeps it.
+    std::fprintf(stderr, "gateway: %s failed after %lld tokens: %s\n", meta.id.c_str(),
+                 static_cast<long long>(n_completion), status.ToString().c_str());
     const ApiError error = EngineError(status);
     metrics_.CountRequest(endpoint, started ? 200 : error.status);
     if (!started) {
