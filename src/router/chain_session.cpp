@@ -420,6 +420,7 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
           seconds_per_token_ < 0 ? per_token : 0.8 * seconds_per_token_ + 0.2 * per_token;
       std::copy(outputs.back().begin(), outputs.back().end(), hidden_out);
       position_ += n_tokens;
+      if (provider_ != nullptr) provider_->StepDone();
       return absl::OkStatus();
     }
     failed_hop_ = failed;

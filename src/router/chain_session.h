@@ -59,6 +59,9 @@ class HopProvider {
   // Hops that together run blocks [first, last), in order. Unavailable (naming the missing blocks)
   // when no peers can be found within the provider's patience.
   virtual absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) = 0;
+  // Called after every successful step: a chance to keep what Replace() needs fresh, so that a
+  // failure finds it ready. Must not block.
+  virtual void StepDone() {}
 };
 
 // Per-hop timing as the client sees it: when each hop's output arrived after the step was sent.

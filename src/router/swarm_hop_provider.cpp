@@ -1,5 +1,7 @@
 #include "router/swarm_hop_provider.h"
 
+#include <chrono>
+#include <future>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -36,7 +38,34 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
   return hops;
 }
 
+void SwarmHopProvider::CollectRefresh() {
+  if (!refresh_.valid()) return;
+  if (refresh_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  auto snapshot = refresh_.get();
+  // A read started before the last synchronous one (Route) is older: drop it.
+  if (snapshot.ok() && !snapshot->empty() && refresh_started_ >= snapshot_time_) {
+    snapshot_ = std::move(*snapshot);
+    snapshot_time_ = refresh_started_;
+  }
+}
+
+void SwarmHopProvider::StepDone() {
+  CollectRefresh();
+  if (refresh_.valid() || options_.refresh_interval <= absl::ZeroDuration()) return;
+  const absl::Time now = absl::Now();
+  if (now - refresh_started_ < options_.min_refresh_gap) return;
+  bool due = now - snapshot_time_ >= options_.refresh_interval;
+  const int64_t soon = absl::ToUnixMillis(now + options_.min_refresh_gap);
+  for (const PeerRecord& r : snapshot_) due |= r.expiry_unix_ms <= soon;
+  if (!due) return;
+  refresh_started_ = now;
+  refresh_ = std::async(std::launch::async, [registry = &registry_, model_id = options_.model_id] {
+    return registry->Snapshot(model_id);
+  });
+}
+
 absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::Replace(uint32_t first, uint32_t last) {
+  CollectRefresh();
   const absl::Time now = absl::Now();
   if (!snapshot_.empty() && now - snapshot_time_ <= options_.cached_snapshot_age) {
     RegistrySnapshot unexpired;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ struct SwarmHopProviderOptions {
   // (records past their expiry are skipped): failover then costs no DHT round trip. The DHT is
   // read when the cached records offer no route.
   absl::Duration cached_snapshot_age = absl::Seconds(10);
+  // The snapshot is re-read in the background (StepDone(): one read at a time, never blocking a
+  // step) when it is this old, or when one of its records expires within min_refresh_gap; at
+  // most once per min_refresh_gap. So during a long session a failure finds a usable snapshot
+  // instead of paying a DHT read. Zero: no background reads.
+  absl::Duration refresh_interval = absl::Seconds(4);
+  absl::Duration min_refresh_gap = absl::Seconds(1);
   BanOptions bans;
 };
 
@@ -35,6 +42,8 @@ class SwarmHopProvider : public HopProvider {
  public:
   SwarmHopProvider(DhtRegistry& registry, const SwarmHopProviderOptions& options)
       : registry_(registry), options_(options), bans_(options.bans) {}
+  // Waits for a background read in flight (at most the registry's op_timeout).
+  ~SwarmHopProvider() override = default;
 
   // A chain over every block.
   absl::StatusOr<std::vector<ChainHop>> InitialRoute() { return Route(0, options_.n_blocks); }
@@ -42,6 +51,7 @@ class SwarmHopProvider : public HopProvider {
   void ReportFailure(const ChainHop& hop) override;
   void ReportSuccess(const ChainHop& hop) override;
   absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) override;
+  void StepDone() override;
 
   // The last snapshot read (for status displays and the gateway's dashboard).
   const RegistrySnapshot& last_snapshot() const { return snapshot_; }
@@ -58,6 +68,11 @@ class SwarmHopProvider : public HopProvider {
   absl::flat_hash_map<PeerId, double> load_;
   RegistrySnapshot snapshot_;
   absl::Time snapshot_time_ = absl::InfinitePast();
+  // A background read of the registry, and when it was started.
+  std::future<absl::StatusOr<RegistrySnapshot>> refresh_;
+  absl::Time refresh_started_ = absl::InfinitePast();
+  // Takes the background read's result if it is ready.
+  void CollectRefresh();
 };
 
 }  // namespace swarm::router
