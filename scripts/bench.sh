@@ -60,7 +60,7 @@ print(min(d['prompt']['cpu_utilization'], d['generation']['cpu_utilization']))" 
   cp "$best" "${results_dir}/bench-${type}.json"
 done
 
-command="THREADS=${threads} PROMPT=${prompt} GEN=${gen} REPS=${reps} TYPES=\"${types}\" scripts/bench.sh"
+command="THREADS=${threads} PROMPT=${prompt} GEN=${gen} REPS=${reps} ATTEMPTS=${attempts} TYPES=\"${types}\" scripts/bench.sh"
 table=$(python3 - "$results_dir" "$command" $types <<'PY'
 import json, sys, datetime
 results_dir, command, types = sys.argv[1], sys.argv[2], sys.argv[3:]
