@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/subprocess.h"
 #include "boost/asio.hpp"
@@ -144,9 +145,10 @@ struct LocalSwarmOptions {
 
 class LocalSwarm {
  public:
-  // Starts the peers one after the other (each joins the DHT of the first), then the gateway, and
-  // waits until the gateway's /api/swarm lists every peer online. On failure the status names
-  // what failed, with the processes' logs.
+  // Starts the peers one after the other, each joining the DHT through the ones before (records
+  // live 30 s and are announced every 0.2 s, so a loaded machine does not let them lapse), then
+  // the gateway, and waits until the gateway's /api/swarm lists every peer online. On failure
+  // the status names what failed, with the processes' logs.
   absl::Status Start(const LocalSwarmOptions& options = {}) {
     for (const std::string& span : options.spans) {
       std::vector<std::string> args = {SWARM_BINARY,
@@ -164,11 +166,11 @@ class LocalSwarm {
                                        "--announce-interval",
                                        "0.2",
                                        "--record-ttl",
-                                       "3"};
+                                       "30"};
       for (const std::string& a : options.serve_args) args.push_back(a);
       if (!peers_.empty()) {
         args.push_back("--initial-peers");
-        args.push_back(bootstrap());
+        args.push_back(DhtNodes());
       }
       PeerProcess peer;
       peer.log_path = NewLogPath("peer");
@@ -194,7 +196,7 @@ class LocalSwarm {
     }
 
     std::vector<std::string> args = {SWARM_BINARY,      "api",       "-m",        kModel,
-                                     "--initial-peers", bootstrap(), "--listen",  "127.0.0.1:0",
+                                     "--initial-peers", DhtNodes(),  "--listen",  "127.0.0.1:0",
                                      "--dht-bind",      "127.0.0.1", "--backend", "reference"};
     for (const std::string& a : options.api_args) args.push_back(a);
     api_log_path_ = NewLogPath("api");
@@ -221,7 +223,12 @@ class LocalSwarm {
   std::string url() const { return absl::StrCat("http://127.0.0.1:", api_port_); }
   const std::vector<PeerProcess>& peers() const { return peers_; }
   Subprocess& api() { return *api_; }
-  std::string bootstrap() const { return absl::StrCat("127.0.0.1:", peers_.front().dht_port); }
+  // Every peer's DHT node, "127.0.0.1:A,127.0.0.1:B,...": newcomers join through all of them.
+  std::string DhtNodes() const {
+    std::vector<std::string> nodes;
+    for (const PeerProcess& p : peers_) nodes.push_back(absl::StrCat("127.0.0.1:", p.dht_port));
+    return absl::StrJoin(nodes, ",");
+  }
 
   // GET /api/swarm on a fresh connection.
   json SwarmJson() {
