@@ -33,6 +33,8 @@ constexpr absl::Duration kRecontactInterval = absl::Seconds(1);
 // Bounds the memory a flood of (verified but numerous) records can take.
 constexpr size_t kMaxRememberedEndpoints = 4096;
 constexpr size_t kMaxIdentityFileSize = 64 * 1024;
+// How long a get waits when no other node is known (see Get()).
+constexpr absl::Duration kLocalGetWait = absl::Milliseconds(100);
 
 // Everything OpenDHT callbacks touch. Shared with the callbacks, so it outlives the registry
 // if the DHT thread still holds a callback.
@@ -419,6 +421,10 @@ class DhtRegistry::Impl {
 
   // Raw values under the model's key, as many as arrived before the deadline.
   std::vector<std::shared_ptr<dht::Value>> Get(const std::string& model_id, absl::Time deadline) {
+    // A node that knows no other node (the first of a new swarm, before it has heard back from
+    // anyone) can only answer from its own storage, which get() reports at once; its search
+    // would just wait out the deadline.
+    if (KnownNodes() == 0) deadline = std::min(deadline, absl::Now() + kLocalGetWait);
     auto op = std::make_shared<PendingOp>(shared_);
     try {
       runner_.get(

@@ -613,6 +613,8 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
   ASSERT_TRUE(local.ok()) << local.status();
   const int64_t n_blocks = (*local)->config.n_layer;
   const std::string model_id = (*local)->config.model_id;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto phase = [&](const char* what) { std::printf("%.2f s: %s\n", SecondsSince(t0), what); };
   Peer head, tail;
   Launch(head, {"--blocks", "0:2", "--rtt-interval", "0.2"});
   ReadListening(head);
@@ -632,6 +634,7 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
     if (r.blocks == router::BlockRange{2, 5}) joining = &r;
   }
   ASSERT_NE(joining, nullptr) << Describe(s);
+  phase("joining record seen");
   EXPECT_EQ(joining->state, router::PeerState::kJoining) << Describe(s);
   const router::PeerRecord joining_record = *joining;
   auto route = router::BuildRoute(s, n_blocks);
@@ -642,13 +645,23 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
   // Released: it loads, goes online under the same id and address, and the head measures it.
   ASSERT_TRUE(tail.process->Signal(SIGUSR2).ok());
   ReadListening(tail);
+  phase("released peer listening");
   EXPECT_EQ(joining_record.peer_id.ToHex(), tail.peer_id);
   EXPECT_EQ(joining_record.address, tail.address);
-  s = WaitForSnapshot(*registry, model_id, [&](const auto& snap) {
-    const router::PeerRecord* h = FindRecord(snap, head.peer_id);
-    const router::PeerRecord* t = FindRecord(snap, tail.peer_id);
-    return h != nullptr && t != nullptr && Online(*t) && !h->rtt_ms.empty();
-  });
+  bool tail_online = false;
+  s = WaitForSnapshot(
+      *registry, model_id,
+      [&](const auto& snap) {
+        const router::PeerRecord* h = FindRecord(snap, head.peer_id);
+        const router::PeerRecord* t = FindRecord(snap, tail.peer_id);
+        if (!tail_online && t != nullptr && Online(*t)) {
+          tail_online = true;
+          phase("online");
+        }
+        return h != nullptr && t != nullptr && Online(*t) && !h->rtt_ms.empty();
+      },
+      std::chrono::seconds(60));  // usually under a second; a DHT get can take op_timeout
+  phase("RTT measured");
   const router::PeerRecord* h = FindRecord(s, head.peer_id);
   ASSERT_NE(h, nullptr) << Describe(s);
   ASSERT_EQ(h->rtt_ms.size(), 1u) << Describe(s);
