@@ -273,9 +273,9 @@ absl::Status ChainSession::RunStep(std::span<const ChainHop> hops, std::span<Lin
         if (!ConnectionDropped(links[i].monitor)) continue;
         *failed = static_cast<int>(i);
         return Attribute(
-            absl::UnavailableError(absl::StrCat("connection lost during step ", step_id,
-                                                " (closed, or heartbeats unanswered for ",
-                                                3 * options_.heartbeat_interval.count(), " ms)")),
+            absl::UnavailableError(absl::StrCat(
+                "connection lost during step ", step_id, " (closed, or heartbeats unanswered for ",
+                transport::HeartbeatTimeout(options_.heartbeat_interval).count(), " ms)")),
             hops[i]);
       }
       const size_t i = k;

@@ -40,11 +40,11 @@ struct ChainOptions {
   std::chrono::milliseconds initial_step_estimate{1000};
   int max_failovers_per_step = 8;
   // Liveness that does not wait for the step's deadline: ZMTP heartbeats on every hop's
-  // connection (a frozen peer stops answering them and its connection is dropped after 3
-  // intervals) and a socket monitor that reports a dropped connection (a killed peer's at once,
+  // connection (a frozen peer stops answering them and its connection is dropped after
+  // transport::HeartbeatTimeout(interval): 3 intervals, at least 2 s) and a socket monitor that reports a dropped connection (a killed peer's at once,
   // by its TCP close); the hop then fails at once. socket.heartbeat_interval, when set, is used
-  // for the heartbeats instead. 0: off (only the deadline). The heartbeat timeout (3 intervals)
-  // must stay above the links' round-trip time.
+  // for the heartbeats instead. 0: off (only the deadline). The heartbeat timeout must stay
+  // above the links' round-trip time.
   std::chrono::milliseconds heartbeat_interval{250};
   transport::ClientOptions socket;
 };

@@ -38,7 +38,7 @@ void ApplyCommon(zmq::socket_t& s, const SocketOptions& o) {
   s.set(zmq::sockopt::linger, ClampMs(o.linger));
   if (o.heartbeat_interval.count() > 0) {
     s.set(zmq::sockopt::heartbeat_ivl, ClampMs(o.heartbeat_interval));
-    s.set(zmq::sockopt::heartbeat_timeout, ClampMs(3 * o.heartbeat_interval));
+    s.set(zmq::sockopt::heartbeat_timeout, ClampMs(HeartbeatTimeout(o.heartbeat_interval)));
   }
 }
 

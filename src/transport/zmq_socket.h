@@ -6,6 +6,7 @@
 // safe); hand one to another thread only through a synchronizing operation, never share it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -23,6 +24,13 @@ namespace swarm::transport {
 
 class ZapAuthenticator;
 
+// How long a connection may stay silent before it is dropped, given the heartbeat interval:
+// 3 intervals, but never under 2 s, so that a peer whose process is starved of CPU for a moment
+// (a loaded machine, a sanitizer build) or a link with a long round trip is not taken for dead.
+inline std::chrono::milliseconds HeartbeatTimeout(std::chrono::milliseconds interval) {
+  return std::max(3 * interval, std::chrono::milliseconds(2000));
+}
+
 struct SocketOptions {
   // ZMQ_MAXMSGSIZE: a peer that sends a larger frame is disconnected before the frame is
   // buffered; the socket keeps serving everyone else.
@@ -30,7 +38,7 @@ struct SocketOptions {
   int send_hwm = 1000;  // messages queued per connection before sends fail or wait
   int recv_hwm = 1000;
   std::chrono::milliseconds linger{0};  // pending messages are dropped when the socket closes
-  // ZMTP heartbeats (0 = off): a silent connection is dropped after 3 intervals.
+  // ZMTP heartbeats (0 = off): a silent connection is dropped after HeartbeatTimeout().
   std::chrono::milliseconds heartbeat_interval{0};
 };
 
