@@ -30,6 +30,8 @@ constexpr uint16_t kMaxDhtSeqBeforeNewId = 60000;
 constexpr absl::Duration kRepingInterval = absl::Minutes(5);
 // When a node seems cut off, how often it may ping every remembered endpoint again.
 constexpr absl::Duration kRecontactInterval = absl::Seconds(1);
+// How often a peer reads the records to contact the DHT nodes of peers it does not know yet.
+constexpr absl::Duration kExchangeInterval = absl::Seconds(2);
 // Bounds the memory a flood of (verified but numerous) records can take.
 constexpr size_t kMaxRememberedEndpoints = 4096;
 constexpr size_t kMaxIdentityFileSize = 64 * 1024;
@@ -508,6 +510,13 @@ class DhtRegistry::Impl {
     return absl::OkStatus();
   }
 
+  // How long each DHT operation of a refresh may wait for its outcome (the operation itself goes
+  // on in OpenDHT): short enough that a refresh (its interval, the put, the exchange of peers)
+  // always ends well before the record it renews expires, however slow the DHT is right now.
+  absl::Duration RefreshBudget() const {
+    return std::min(options_.op_timeout, (options_.record_ttl - options_.refresh_interval) / 3);
+  }
+
   void RefreshLoop() {
     absl::MutexLock lock(&mu_);
     while (!stop_) {
@@ -531,11 +540,14 @@ class DhtRegistry::Impl {
           record = current_;
         }
         if (record) {
-          absl::Status s = PublishLocked(*record, options_.op_timeout);
+          absl::Status s = PublishLocked(*record, RefreshBudget());
           if (!s.ok()) Log(absl::StrCat("re-publishing the peer record: ", s.message()));
         }
       }
-      if (record) ExchangePeers(record->model_id);
+      if (record && absl::Now() >= next_exchange_) {
+        next_exchange_ = absl::Now() + std::max(options_.refresh_interval, kExchangeInterval);
+        ExchangePeers(record->model_id);
+      }
       mu_.Lock();
     }
   }
@@ -544,8 +556,7 @@ class DhtRegistry::Impl {
   // heard back from, so without this two peers that joined through the same bootstrap node may
   // never learn about each other, and the swarm splits when that node leaves.
   void ExchangePeers(const std::string& model_id) {
-    std::vector<std::shared_ptr<dht::Value>> values =
-        Get(model_id, absl::Now() + options_.op_timeout);
+    std::vector<std::shared_ptr<dht::Value>> values = Get(model_id, absl::Now() + RefreshBudget());
     RememberPeers(Verify(values, model_id));
     ContactKnownPeers(/*everyone=*/false);
   }
@@ -623,6 +634,7 @@ class DhtRegistry::Impl {
   absl::flat_hash_map<std::string, absl::Time> known_endpoints_ ABSL_GUARDED_BY(contact_mu_);
 
   // Refresh thread only.
+  absl::Time next_exchange_ = absl::InfinitePast();
   std::mt19937 rng_{std::random_device{}()};
   std::uniform_real_distribution<double> jitter_{0.9, 1.1};
 };
