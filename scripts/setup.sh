@@ -40,9 +40,9 @@ fi
 if [[ ! -f tests/gateway/node_modules/openai/package.json ]]; then
   echo "setup: installing the openai npm package into tests/gateway/node_modules" >&2
   # A failure is not fatal here: the test that needs the package says what is missing.
-  npm install --prefix tests/gateway --no-audit --no-fund --no-package-lock --no-save \
-    --loglevel=error openai@4 >&2 ||
-    echo "setup: warning: could not install the openai npm package (test_openai_node will fail)" >&2
+  timeout 180 npm install --prefix tests/gateway --no-audit --no-fund --no-package-lock --no-save \
+    --fetch-retries=1 --fetch-timeout=20000 --loglevel=error openai@4 >&2 ||
+    echo "setup: warning: could not install the openai npm package (test_openai_node will try again, and skip if the registry is unreachable)" >&2
 fi
 
 [[ "${1:-}" == "--deps-only" ]] && exit 0
