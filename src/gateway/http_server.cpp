@@ -5,10 +5,12 @@
 #include <deque>
 #include <exception>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio.hpp"
@@ -703,12 +705,17 @@ void HttpServer::Impl::Stop() {
     acceptor_.close(ec);
     retry_timer_.cancel();
   });
+  // Take references under the lock but close (and possibly drop the last reference, whose
+  // destructor unregisters under the same lock) outside it.
+  std::vector<std::shared_ptr<Session>> live;
   {
     std::lock_guard lock(sessions_mu_);
     for (Session* s : sessions_) {
-      if (auto live = s->weak_from_this().lock()) live->CloseFromOutside();
+      if (auto session = s->weak_from_this().lock()) live.push_back(std::move(session));
     }
   }
+  for (const auto& session : live) session->CloseFromOutside();
+  live.clear();
   pool_.Stop();  // jobs see client_gone() and return; their writes fail fast
   ioc_.stop();
   for (std::thread& t : io_threads_) {
