@@ -4,6 +4,8 @@
 // the first peer, peer to peer, last peer back to the client -- pays the one-way latency and the
 // bandwidth). With peer-to-peer push a decode step makes N + 1 transits, so the floor of a step is
 // the in-process per-token time plus (N + 1) one-way latencies. Prints one JSON line per setup.
+// Every setup is open at once and they take turns token by token (a round: a prompt and
+// warmup + n tokens each), so the machine's drift falls on all of them alike.
 //
 // Usage: chain_bench --swarm build/src/cli/swarm -m MODEL.gguf [--peers 2,4]
 //                    [--latency-ms 0,10,50] [--bandwidth-mbit 100] [-n 32] [--warmup 4]
@@ -79,30 +81,62 @@ Latency Summarize(std::vector<double> samples, double prompt_ms) {
   return l;
 }
 
-// Greedy decoding of warmup + n tokens (no stop at end-of-text: the weights are random); the
-// latency of a token is the time between two successive sampled tokens, after the warm-up.
-absl::StatusOr<Latency> Measure(shard::LocalModel& m, model::BlockPipeline& blocks,
-                                const std::vector<int32_t>& prompt, const Flags& flags) {
-  model::SamplingParams params;
-  params.temperature = 0;
-  model::Sampler sampler(params);
-  model::GenerateOptions options;
-  options.max_new_tokens = flags.warmup + flags.n_tokens + 1;
-  options.stop_at_end_of_generation = false;
-  std::vector<Clock::time_point> stamps;
-  const auto start = Clock::now();
-  SWARM_RETURN_IF_ERROR(
-      model::Generate(prompt, options, *m.head, blocks, sampler, *m.tokenizer, [&](int32_t) {
-        stamps.push_back(Clock::now());
-        return true;
-      }).status());
-  std::vector<double> samples;
-  for (size_t i = flags.warmup + 1; i < stamps.size(); ++i) {
-    samples.push_back(std::chrono::duration<double, std::milli>(stamps[i] - stamps[i - 1]).count());
+// Greedy decoding one token at a time (no stop at end-of-text: the weights are random), so that
+// the setups can take turns token by token. A token's latency is what model::Generate spends
+// between two sampled tokens: embed the last token, run the blocks, the head and the sampler.
+class Decoder {
+ public:
+  Decoder(shard::LocalModel& m, model::BlockPipeline& blocks)
+      : m_(m), blocks_(blocks), sampler_(Greedy()) {}
+
+  // Runs the prompt through the blocks and samples the first token; returns the milliseconds.
+  absl::StatusOr<double> Prompt(const std::vector<int32_t>& prompt) {
+    const auto start = Clock::now();
+    history_ = prompt;
+    hidden_.resize(static_cast<size_t>(m_.config.n_embd) * prompt.size());
+    logits_.resize(static_cast<size_t>(m_.config.n_vocab));
+    SWARM_RETURN_IF_ERROR(m_.head->Embed(prompt, hidden_.data()));
+    SWARM_RETURN_IF_ERROR(Sample(static_cast<int64_t>(prompt.size())));
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
-  return Summarize(samples,
-                   std::chrono::duration<double, std::milli>(stamps.front() - start).count());
-}
+
+  // Decodes one more token; returns its latency in milliseconds.
+  absl::StatusOr<double> Step() {
+    const auto start = Clock::now();
+    const int32_t last = history_.back();
+    SWARM_RETURN_IF_ERROR(m_.head->Embed(std::span<const int32_t>(&last, 1), hidden_.data()));
+    SWARM_RETURN_IF_ERROR(Sample(1));
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
+  // Of the last Step: the milliseconds in the blocks (in-process, or the chain's round trip).
+  double last_forward_ms() const { return last_forward_ms_; }
+
+ private:
+  static model::SamplingParams Greedy() {
+    model::SamplingParams params;
+    params.temperature = 0;
+    return params;
+  }
+  absl::Status Sample(int64_t n_tokens) {
+    // As model::Generate: the head's threads sleep while peers compute.
+    if (blocks_.waits_on_peers()) m_.head->ParkThreads();
+    const auto start = Clock::now();
+    SWARM_RETURN_IF_ERROR(blocks_.Forward(n_tokens, hidden_.data(), hidden_.data()));
+    last_forward_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    const int64_t n_embd = m_.config.n_embd;
+    SWARM_RETURN_IF_ERROR(
+        m_.head->Logits(hidden_.data() + (n_tokens - 1) * n_embd, logits_.data()));
+    history_.push_back(sampler_.Sample(logits_, history_));
+    return absl::OkStatus();
+  }
+
+  shard::LocalModel& m_;
+  model::BlockPipeline& blocks_;
+  model::Sampler sampler_;
+  std::vector<int32_t> history_;
+  std::vector<float> hidden_, logits_;
+  double last_forward_ms_ = 0;
+};
 
 json LatencyJson(const Latency& l) {
   return {{"per_token_ms_median", l.median_ms},
@@ -208,6 +242,7 @@ struct Setup {
   int n_peers = 0;  // 0: in-process
   double latency_ms = 0;
   std::vector<double> samples_ms;
+  std::vector<double> blocks_ms;  // of each sample: the part spent in the blocks (or the chain)
   std::vector<double> prompt_ms;
   std::vector<double> hop_ms;  // summed over rounds, per hop
   int64_t hop_steps = 0;
@@ -257,19 +292,30 @@ int Run(const Flags& flags) {
   if (flags.pin_threads) PinComputeThreads(getpid(), cpus);
   std::vector<Setup> setups = {Setup{}};
   for (int n : flags.peers) {
-    for (double l : flags.latencies_ms) setups.push_back(Setup{n, l, {}, {}, {}, 0});
+    for (double l : flags.latencies_ms) setups.push_back(Setup{n, l, {}, {}, {}, {}, 0});
   }
 
   zmq::context_t context(1);
+  // What one setup holds during a round: its pipeline (and the emulated links in front of its
+  // peers) and its decoder.
+  struct Running {
+    std::unique_ptr<shard::LocalPipeline> local;
+    std::vector<std::unique_ptr<transport::LinkEmulator>> links;
+    std::unique_ptr<router::ChainSession> chain;
+    std::unique_ptr<Decoder> decoder;
+  };
   for (int round = 0; round < flags.rounds; ++round) {
-    for (Setup& setup : setups) {
-      absl::StatusOr<Latency> latency;
+    std::vector<Running> running(setups.size());
+    for (size_t s = 0; s < setups.size(); ++s) {
+      Setup& setup = setups[s];
+      Running& r = running[s];
+      model::BlockPipeline* blocks = nullptr;
       if (setup.n_peers == 0) {
         auto pipeline = shard::LocalPipeline::Create(*m.blocks, max_length);
         if (!pipeline.ok()) return fail(pipeline.status());
-        latency = Measure(m, **pipeline, prompt, flags);
+        r.local = std::move(*pipeline);
+        blocks = r.local.get();
       } else {
-        std::vector<std::unique_ptr<transport::LinkEmulator>> links;
         std::vector<router::ChainHop> hops;
         for (const PeerProcess& p : peer_sets[setup.n_peers]) {
           std::string address = p.address;
@@ -283,7 +329,7 @@ int Run(const Flags& flags) {
             auto emulator = transport::LinkEmulator::Start(link);
             if (!emulator.ok()) return fail(emulator.status());
             address = (*emulator)->endpoint();
-            links.push_back(std::move(*emulator));
+            r.links.push_back(std::move(*emulator));
           }
           hops.push_back(
               {address, static_cast<uint32_t>(p.first), static_cast<uint32_t>(p.last), ""});
@@ -294,22 +340,43 @@ int Run(const Flags& flags) {
         auto chain =
             router::ChainSession::Open(context, hops, m.config.n_layer, m.config.n_embd, options);
         if (!chain.ok()) return fail(chain.status());
-        latency = Measure(m, **chain, prompt, flags);
-        if (latency.ok()) {
-          setup.hop_ms.resize((*chain)->timings().size());
-          for (size_t h = 0; h < setup.hop_ms.size(); ++h) {
-            setup.hop_ms[h] += 1e3 * (*chain)->timings()[h].seconds;
-          }
-          setup.hop_steps += (*chain)->timings().front().steps;
-        }
+        r.chain = std::move(*chain);
+        blocks = r.chain.get();
       }
-      if (!latency.ok()) return fail(latency.status());
-      setup.samples_ms.insert(setup.samples_ms.end(), latency->samples_ms.begin(),
-                              latency->samples_ms.end());
-      setup.prompt_ms.push_back(latency->prompt_ms);
-      std::fprintf(stderr, "round %d: %s %d peers, %g ms links: median %.2f ms/token\n", round,
-                   setup.n_peers ? "chain" : "in-process", setup.n_peers, setup.latency_ms,
-                   latency->median_ms);
+      r.decoder = std::make_unique<Decoder>(m, *blocks);
+      auto prompt_ms = r.decoder->Prompt(prompt);
+      if (!prompt_ms.ok()) return fail(prompt_ms.status());
+      setup.prompt_ms.push_back(*prompt_ms);
+    }
+    // The setups take turns token by token, starting with a different one each time, so drift
+    // on a shared machine (which moves a setup's median by 10-15% from one second to the next
+    // here) falls on all of them alike.
+    std::vector<std::vector<double>> round_ms(setups.size()), fwd_ms(setups.size());
+    for (int64_t t = 0; t < flags.warmup + flags.n_tokens; ++t) {
+      for (size_t k = 0; k < setups.size(); ++k) {
+        const size_t s = (static_cast<size_t>(t) + k) % setups.size();
+        auto ms = running[s].decoder->Step();
+        if (!ms.ok()) return fail(ms.status());
+        if (t >= flags.warmup) round_ms[s].push_back(*ms);
+        if (t >= flags.warmup) fwd_ms[s].push_back(running[s].decoder->last_forward_ms());
+      }
+    }
+    for (size_t s = 0; s < setups.size(); ++s) {
+      Setup& setup = setups[s];
+      setup.samples_ms.insert(setup.samples_ms.end(), round_ms[s].begin(), round_ms[s].end());
+      setup.blocks_ms.insert(setup.blocks_ms.end(), fwd_ms[s].begin(), fwd_ms[s].end());
+      if (const router::ChainSession* chain = running[s].chain.get()) {
+        setup.hop_ms.resize(chain->timings().size());
+        for (size_t h = 0; h < setup.hop_ms.size(); ++h) {
+          setup.hop_ms[h] += 1e3 * chain->timings()[h].seconds;
+        }
+        setup.hop_steps += chain->timings().front().steps;
+      }
+      const Latency latency = Summarize(round_ms[s], 0);
+      std::fprintf(
+          stderr, "round %d: %s %d peers, %g ms links: median %.2f ms/token (%.2f in the blocks)\n",
+          round, setup.n_peers ? "chain" : "in-process", setup.n_peers, setup.latency_ms,
+          latency.median_ms, Summarize(fwd_ms[s], 0).median_ms);
     }
   }
   for (auto& [n, peers] : peer_sets) StopPeers(peers);
@@ -325,7 +392,8 @@ int Run(const Flags& flags) {
                             {"rounds", flags.rounds},
                             {"threads_flag", flags.threads},
                             {"pinned_threads", flags.pin_threads && cpus.size() >= 2},
-                            {"latency", LatencyJson(baseline)}})
+                            {"latency", LatencyJson(baseline)},
+                            {"blocks_ms_median", Summarize(setups[0].blocks_ms, 0).median_ms}})
                           .dump()
                           .c_str());
   std::fprintf(stderr, "\n%-6s %-10s %12s %12s %10s %8s\n", "peers", "one-way ms", "token ms",
@@ -353,6 +421,7 @@ int Run(const Flags& flags) {
                  {"activation_bytes_per_transit", activation_bytes},
                  {"hop_ms_per_step", hop_ms},
                  {"latency", LatencyJson(latency)},
+                 {"blocks_ms_median", Summarize(setup.blocks_ms, 0).median_ms},
                  {"in_process_per_token_ms_median", baseline.median_ms},
                  {"floor_ms", floor_ms},
                  {"serialization_ms_per_step", serialization_ms},

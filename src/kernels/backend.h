@@ -63,6 +63,12 @@ class Backend {
   virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   // Waits for queued operations; reports any deferred device error.
   virtual absl::Status Synchronize() = 0;
+  // The driving thread is about to wait for the network: helper threads that spin between
+  // operations should sleep now and leave the CPU to other processes. Nothing queued is affected.
+  virtual void Park() {}
+  // Work is about to come (a request arrived): helper threads wake now, so that their wake-up
+  // overlaps with decoding the request.
+  virtual void Unpark() {}
 
   // ---- operations (all pointers in backend memory; T = number of tokens) ---------------------
   // y: [w.n_out, T] = w · x, x: [w.n_in, T]. Column t is token t (dimension 0 innermost).

@@ -1,6 +1,6 @@
-// The client's part of a model: token embeddings in, logits out (output norm + LM head). This is all
-// of the model a client holds; the blocks run elsewhere. Borrows the host weights (the mapped GGUF
-// must outlive it). One thread at a time.
+// The client's part of a model: token embeddings in, logits out (output norm + LM head). This is
+// all of the model a client holds; the blocks run elsewhere. Borrows the host weights (the mapped
+// GGUF must outlive it). One thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,8 @@ class ClientHead {
   absl::Status Embed(std::span<const int32_t> tokens, float* out);
   // hidden: [n_embd] host (the last position's final hidden state); logits: [n_vocab] host.
   absl::Status Logits(const float* hidden, float* logits);
+  // The caller is about to wait for peers: the backend's helper threads sleep now (Backend::Park).
+  void ParkThreads() { backend_.Park(); }
 
   const ModelConfig& config() const { return config_; }
 

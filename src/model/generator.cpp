@@ -30,6 +30,8 @@ absl::StatusOr<GenerationStats> Generate(std::span<const int32_t> prompt,
   SWARM_RETURN_IF_ERROR(head.Embed(prompt, hidden.data()));
   int64_t n_tokens = static_cast<int64_t>(prompt.size());
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    // While the peers compute, the head's spinning threads would only take CPU from them.
+    if (blocks.waits_on_peers()) head.ParkThreads();
     SWARM_RETURN_IF_ERROR(blocks.Forward(n_tokens, hidden.data(), hidden.data()));
     SWARM_RETURN_IF_ERROR(head.Logits(hidden.data() + (n_tokens - 1) * n_embd, logits.data()));
     const int32_t token = sampler.Sample(logits, history);

@@ -21,6 +21,8 @@ class BlockPipeline {
   virtual ~BlockPipeline() = default;
   // hidden_in, hidden_out: [n_embd, n_tokens] host memory, the next n_tokens positions.
   virtual absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) = 0;
+  // True when Forward waits for other processes (peers) rather than computing here.
+  virtual bool waits_on_peers() const { return false; }
 };
 
 struct GenerateOptions {

@@ -41,10 +41,10 @@ struct ChainOptions {
   int max_failovers_per_step = 8;
   // Liveness that does not wait for the step's deadline: ZMTP heartbeats on every hop's
   // connection (a frozen peer stops answering them and its connection is dropped after
-  // transport::HeartbeatTimeout(interval): 3 intervals, at least 2 s) and a socket monitor that reports a dropped connection (a killed peer's at once,
-  // by its TCP close); the hop then fails at once. socket.heartbeat_interval, when set, is used
-  // for the heartbeats instead. 0: off (only the deadline). The heartbeat timeout must stay
-  // above the links' round-trip time.
+  // transport::HeartbeatTimeout(interval): 3 intervals, at least 2 s) and a socket monitor that
+  // reports a dropped connection (a killed peer's at once, by its TCP close); the hop then fails at
+  // once. socket.heartbeat_interval, when set, is used for the heartbeats instead. 0: off (only the
+  // deadline). The heartbeat timeout must stay above the links' round-trip time.
   std::chrono::milliseconds heartbeat_interval{250};
   transport::ClientOptions socket;
 };
@@ -100,6 +100,7 @@ class ChainSession : public model::BlockPipeline {
   ~ChainSession() override;  // closes the sessions (best effort)
 
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
+  bool waits_on_peers() const override { return true; }
 
   int64_t position() const { return position_; }
   // After a failed Forward: the hop that failed (-1 if unknown).

@@ -59,13 +59,20 @@ absl::Status PeerServer::Run() {
       if (stop_.load()) break;
       return readable.status();
     }
+    // A message arrived, most likely a step: the backend's threads start waking while it is read.
+    if (!readable->empty()) stack_.backend().Unpark();
     while (true) {
       auto received = router_->Receive(std::chrono::milliseconds(0));
       if (!received.ok()) break;  // DeadlineExceeded: nothing more queued
       Handle(received->routing_id, received->message);
     }
     DrainDownstream();
-    if (!pending_.empty()) RunBatch();
+    if (!pending_.empty()) {
+      RunBatch();
+      // Nothing left to compute: the next step comes from the network, so the backend's threads
+      // sleep now rather than spin while the next peer of the chain computes.
+      if (pending_.empty()) stack_.backend().Park();
+    }
     free_cache_tokens_.store(sessions_.free_cache_tokens());
     active_sessions_.store(static_cast<int64_t>(sessions_.size()));
     const auto now = std::chrono::steady_clock::now();

@@ -70,5 +70,34 @@ TEST(ThreadPoolTest, ManyShortRegionsAndSleepingWorkers) {
   EXPECT_EQ(total.load(), 3001 * 3);
 }
 
+// A peer parks its workers when it waits for the network and unparks them when a request arrives;
+// every order of Park, Unpark, Run and idle gaps (workers spinning, parked or asleep) keeps every
+// region's tasks running exactly once.
+TEST(ThreadPoolTest, ParkAndUnparkInAnyOrderLoseNoWork) {
+  for (int n : {2, 3}) {
+    ThreadPool pool(n);
+    std::atomic<int64_t> total{0};
+    int64_t expected = 0;
+    uint32_t state = 12345;
+    for (int round = 0; round < 2000; ++round) {
+      state = state * 1664525u + 1013904223u;
+      const uint32_t pick = state >> 28;
+      if (pick % 4 == 0) pool.Park();
+      if (pick % 5 == 0) pool.Unpark();
+      if (pick == 7) std::this_thread::sleep_for(std::chrono::microseconds(300));
+      if (pick % 3 != 2) {
+        pool.Run([&](int i) { total.fetch_add(i + 1); });
+        expected += n * (n + 1) / 2;
+      }
+    }
+    pool.Park();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // workers asleep
+    pool.Unpark();
+    pool.Run([&](int i) { total.fetch_add(i + 1); });
+    expected += n * (n + 1) / 2;
+    EXPECT_EQ(total.load(), expected) << n;
+  }
+}
+
 }  // namespace
 }  // namespace swarm::kernels::cpu

@@ -44,6 +44,8 @@ class CpuBackend : public Backend {
   Isa isa() const { return kernels_.isa; }
   int threads() const { return pool_.size(); }
   ThreadPool& pool() { return pool_; }
+  void Park() override { pool_.Park(); }
+  void Unpark() override { pool_.Unpark(); }
 
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override;
   absl::StatusOr<Weight> PrepareWeight(const Weight& host,

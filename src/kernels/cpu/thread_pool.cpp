@@ -50,6 +50,15 @@ void ThreadPool::WakeWorkers() {
   work_cv_.notify_all();
 }
 
+void ThreadPool::Unpark() {
+  parked_.store(false, std::memory_order_release);
+  if (sleeping_workers_.load(std::memory_order_seq_cst) == 0) return;
+  // A worker that wakes without a new epoch spins for its budget and sleeps again.
+  unpark_.fetch_add(1, std::memory_order_seq_cst);
+  { std::lock_guard<std::mutex> lock(sleep_mu_); }
+  work_cv_.notify_all();
+}
+
 int ThreadPool::RunTasks(uint32_t epoch) {
   const Call call = call_.load(std::memory_order_relaxed);
   const void* ctx = ctx_.load(std::memory_order_relaxed);
@@ -77,6 +86,7 @@ int ThreadPool::RunTasks(uint32_t epoch) {
 }
 
 void ThreadPool::RunImpl(Call call, const void* ctx) {
+  parked_.store(false, std::memory_order_relaxed);
   call_.store(call, std::memory_order_relaxed);
   ctx_.store(ctx, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
@@ -101,11 +111,20 @@ void ThreadPool::WorkerMain() {
   // Epoch 0 is the state at construction; a region may be published before this thread starts.
   uint32_t seen = 0;
   for (;;) {
-    if (!SpinUntil([&] { return epoch_.load(std::memory_order_acquire) != seen; })) {
+    const bool woken = SpinUntil([&] {
+      return epoch_.load(std::memory_order_acquire) != seen ||
+             parked_.load(std::memory_order_acquire);
+    });
+    if (!woken || epoch_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(sleep_mu_);
       sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
-      work_cv_.wait(lock, [&] { return epoch_.load(std::memory_order_seq_cst) != seen; });
+      const uint32_t unparks = unpark_.load(std::memory_order_seq_cst);
+      work_cv_.wait(lock, [&] {
+        return epoch_.load(std::memory_order_seq_cst) != seen ||
+               unpark_.load(std::memory_order_seq_cst) != unparks;
+      });
       sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
+      if (epoch_.load(std::memory_order_acquire) == seen) continue;  // unparked: spin again
     }
     seen = epoch_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;

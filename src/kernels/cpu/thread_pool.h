@@ -26,6 +26,15 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
+  // The calling thread is about to wait on something other than this pool (a network reply):
+  // workers still spinning for the next region go to sleep at once instead of after their spin
+  // budget, so they leave the CPU to other processes (on a machine running several peers, the
+  // peer that computes next). The next Run() wakes them as usual.
+  void Park() { parked_.store(true, std::memory_order_release); }
+  // Work is about to come (a request arrived): sleeping workers wake now and spin, so that their
+  // wake-up overlaps with whatever the caller does before its next Run().
+  void Unpark();
+
   // Calls fn(i) once for every task i in [0, size()), on whichever thread claims it first, and
   // returns when every call has returned. fn must not throw.
   template <typename F>
@@ -79,6 +88,8 @@ class ThreadPool {
   std::atomic<int> done_{0};  // tasks of the current region finished
   std::atomic<int> caller_sleeping_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> parked_{false};  // set by Park(), cleared by the next region
+  std::atomic<uint32_t> unpark_{0};  // bumped by Unpark() to wake sleeping workers early
   std::mutex sleep_mu_;              // only for sleeping and waking (see WakeWorkers)
   std::condition_variable work_cv_;  // workers wait here for a new epoch
   std::condition_variable done_cv_;  // the caller waits here for its region to finish
