@@ -79,10 +79,14 @@ else:
 out.append(f"{amx}. Wall-time figures are what the run got; the `cpu` columns divide by the "
            "process's CPU time instead (what the code does when the cores are its own; see "
            "`cpu util`, 1.00 = nothing else ran).\n")
+out.append("`weights read` is the probe's read loop run over the model's own weights where they are "
+           "mapped (the probe's buffer and the weights can land in memory that reads at different "
+           "speeds on a VM); `gen % of weights read` is generation against that plain read.\n")
 out.append("| type | GB/token | read BW GB/s | gen tok/s | bound tok/s | **gen % of bound** | gen % cpu "
+           "| weights read GB/s | **gen % of weights read** "
            "| FMA peak GFLOP/s | prompt tok/s | prompt GFLOP/s | **prompt % of peak** | prompt % cpu "
            "| cpu util |")
-out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t, r in zip(types, runs):
     g, p, mm = r["generation"], r["prompt"], r["machine"]
     util = min(g["cpu_utilization"], p["cpu_utilization"])
@@ -90,7 +94,10 @@ for t, r in zip(types, runs):
                f"| {mm['read_bandwidth_gb_per_s']:.1f} | {g['tokens_per_second']:.2f} "
                f"| {g['bandwidth_bound_tokens_per_second']:.2f} "
                f"| **{100*g['fraction_of_bandwidth_bound']:.0f}%** "
-               f"| {100*g['fraction_of_bandwidth_bound_cpu']:.0f}% | {mm['fma_peak_gflops']:.0f} "
+               f"| {100*g['fraction_of_bandwidth_bound_cpu']:.0f}% "
+               f"| {g.get('weights_read_gb_per_s', 0):.1f} "
+               f"| **{100*g.get('fraction_of_weights_read_bound', 0):.0f}%** "
+               f"| {mm['fma_peak_gflops']:.0f} "
                f"| {p['tokens_per_second']:.1f} | {p['gflops']:.0f} "
                f"| **{100*p['fraction_of_fma_peak']:.0f}%** "
                f"| {100*p['fraction_of_fma_peak_cpu']:.0f}% | {util:.2f} |")

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +50,12 @@ struct MachineFigures {
 // Read bandwidth in bytes/s with every thread of `pool` reading its own slice of one buffer.
 absl::StatusOr<Rate> MeasureReadBandwidth(cpu::ThreadPool& pool, size_t buffer_bytes, int passes,
                                           size_t* used_bytes = nullptr);
+
+// Read rate in bytes/s of given memory regions (e.g. a model's weights where they are mapped),
+// one parallel region per span, each split over the pool's threads in 64-byte-aligned contiguous
+// slices, as a matrix-vector product splits its rows. The best of `passes` counts.
+Rate MeasureReadOf(cpu::ThreadPool& pool, const std::vector<std::span<const uint8_t>>& regions,
+                   int passes);
 
 // fp32 FMA rate in flop/s on every thread of `pool` with `isa`'s widest FMA (the generic level has
 // none: 0).
