@@ -7,7 +7,7 @@
 #
 # Usage: scripts/bench-chain.sh [BUILD_DIR]   (default: build; needs targets swarm, chain_bench,
 #        codec_chain_bench). Environment: TOKENS (default 32), THREADS (0 = physical cores),
-#        TYPE (q8_0), PEERS (2,4), LATENCIES (0,10,50), CODEC (f32), ROUNDS (3),
+#        TYPE (q8_0), PEERS (2,4), LATENCIES (0,10,50), CODEC (f32), ROUNDS (6),
 #        CODEC_TOKENS (50), PIN (1: pin every process's compute threads one per CPU; see
 #        bench/chain_bench.cpp), AUTOGROUP_NICE (unset).
 #
@@ -52,7 +52,7 @@ out="${results_dir}/chain-${stamp}.jsonl"
   echo "{\"bench\":\"chain\",\"setup\":\"machine\",\"nproc\":$(nproc),\"cpu\":\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"autogroup\":\"$(cat /proc/self/autogroup 2>/dev/null || echo none)\",\"commit\":\"$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)\"}"
   "$chain_bench" --swarm "$swarm" -m "$model" --peers "${PEERS:-2,4}" \
     --latency-ms "${LATENCIES:-0,10,50}" --bandwidth-mbit 100 -n "${TOKENS:-32}" --warmup 4 \
-    --codec "${CODEC:-f32}" -t "${THREADS:-0}" --rounds "${ROUNDS:-3}" --pin-threads "${PIN:-1}"
+    --codec "${CODEC:-f32}" -t "${THREADS:-0}" --rounds "${ROUNDS:-6}" --pin-threads "${PIN:-1}"
   # Codecs through a 3-hop chain: stories260K (a trained model, 200 greedy steps) and the
   # TinyLlama-shaped model (its width; random weights, so its agreement means little).
   "$codec_bench"
