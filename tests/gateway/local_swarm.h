@@ -1,7 +1,7 @@
 // Test support for the gateway over a real swarm: three `swarm serve` peers of stories260K
 // (blocks 0:2, 2:4, 4:5) on one DHT and a `swarm api` gateway in front of them, all processes of
-// SWARM_BINARY on loopback with ports the OS picks; a blocking HTTP/1.1 client; the greedy
-// reference text. LocalSwarm owns its processes (killed when it is destroyed). One thread.
+// SWARM_BINARY on loopback with ports the OS picks (the HTTP client and the reference text are in
+// http_test_client.h). LocalSwarm owns its processes (killed when it is destroyed). One thread.
 #pragma once
 
 #include <unistd.h>
@@ -28,6 +28,7 @@
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "gtest/gtest.h"
+#include "http_test_client.h"
 #include "nlohmann/json.hpp"
 
 namespace swarm::gateway::swarm_test {
@@ -37,24 +38,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using nlohmann::json;
+using test_http::Client;
+using test_http::kReferencePath;
+using test_http::ReadFile;
+using test_http::ReferenceText;
+using test_http::Response;
+using test_http::SseData;
 
 inline const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
-inline const std::string kReferencePath = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
 inline constexpr auto kStartTimeout = std::chrono::seconds(60);
-
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The greedy continuation of BOS, 200 tokens: `swarm generate`'s stdout less its final newline.
-inline std::string ReferenceText() {
-  std::string text = ReadFile(kReferencePath);
-  if (!text.empty() && text.back() == '\n') text.pop_back();
-  return text;
-}
 
 // A program on PATH, as an absolute path (posix_spawn does not search PATH); "" if absent.
 inline std::string FindProgram(const std::string& name) {
@@ -66,65 +58,6 @@ inline std::string FindProgram(const std::string& name) {
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return "";
-}
-
-using Response = http::response<http::string_body>;
-
-// A blocking HTTP/1.1 client on one keep-alive connection.
-class Client {
- public:
-  explicit Client(uint16_t port) : socket_(ioc_) {
-    socket_.connect(tcp::endpoint(net::ip::address_v4::loopback(), port));
-  }
-
-  Response Send(http::verb verb, const std::string& target, const std::string& body = "",
-                const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    for (const auto& [k, v] : headers) req.set(k, v);
-    req.body() = body;
-    req.prepare_payload();
-    http::write(socket_, req);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 << 20);
-    http::read(socket_, buffer_, parser);
-    return parser.release();
-  }
-  Response Post(const std::string& target, const json& body) {
-    return Send(http::verb::post, target, body.dump());
-  }
-  Response Get(const std::string& target) { return Send(http::verb::get, target); }
-
-  tcp::socket& socket() { return socket_; }
-  beast::flat_buffer& buffer() { return buffer_; }
-
-  // Reads until EOF or an error; true if the server closed the connection.
-  bool WaitClosed() {
-    beast::error_code ec;
-    char buf[1024];
-    while (!ec) socket_.read_some(net::buffer(buf), ec);
-    return ec == net::error::eof || ec == net::error::connection_reset;
-  }
-
- private:
-  net::io_context ioc_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
-};
-
-// The `data:` payloads of a server-sent-event body, in order.
-inline std::vector<std::string> SseData(const std::string& body) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    const size_t end = body.find("\n\n", pos);
-    if (end == std::string::npos) break;
-    const std::string event = body.substr(pos, end - pos);
-    if (absl::StartsWith(event, "data: ")) out.push_back(event.substr(6));
-    pos = end + 2;
-  }
-  return out;
 }
 
 // One `swarm serve` peer as its first stdout line announced it.

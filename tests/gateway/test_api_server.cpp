@@ -22,6 +22,7 @@
 #include "gateway/chat_template.h"
 #include "gateway/local_engine.h"
 #include "gtest/gtest.h"
+#include "http_test_client.h"
 #include "nlohmann/json.hpp"
 
 namespace swarm::gateway {
@@ -32,22 +33,12 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using nlohmann::json;
+using test_http::Client;
+using test_http::ReferenceText;
+using test_http::Response;
+using test_http::SseData;
 
 const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The reference continuation of BOS, greedy, 200 tokens (the file ends with a newline).
-std::string ReferenceText() {
-  std::string text = ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt");
-  if (!text.empty() && text.back() == '\n') text.pop_back();
-  return text;
-}
 
 // Forwards to the real engine, counting what happens; can hold generation at one token until the
 // test releases it.
@@ -136,65 +127,6 @@ class ObservedEngine final : public CompletionEngine {
   bool paused_ = false;
   bool released_ = false;
 };
-
-using Response = http::response<http::string_body>;
-
-// A blocking HTTP/1.1 client on one keep-alive connection.
-class Client {
- public:
-  explicit Client(uint16_t port) : socket_(ioc_) {
-    socket_.connect(tcp::endpoint(net::ip::address_v4::loopback(), port));
-  }
-
-  Response Send(http::verb verb, const std::string& target, const std::string& body = "",
-                const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    for (const auto& [k, v] : headers) req.set(k, v);
-    req.body() = body;
-    req.prepare_payload();
-    http::write(socket_, req);
-    Response res;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 << 20);
-    http::read(socket_, buffer_, parser);
-    return parser.release();
-  }
-  Response Post(const std::string& target, const json& body) {
-    return Send(http::verb::post, target, body.dump());
-  }
-  Response Get(const std::string& target) { return Send(http::verb::get, target); }
-
-  tcp::socket& socket() { return socket_; }
-
-  // Reads until EOF or an error; true if the server closed the connection.
-  bool WaitClosed() {
-    beast::error_code ec;
-    char buf[1024];
-    while (!ec) socket_.read_some(net::buffer(buf), ec);
-    return ec == net::error::eof || ec == net::error::connection_reset;
-  }
-
- private:
-  net::io_context ioc_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
-};
-
-// The `data:` payloads of a server-sent-event body, in order.
-std::vector<std::string> SseData(const std::string& body) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    size_t end = body.find("\n\n", pos);
-    if (end == std::string::npos) break;
-    std::string event = body.substr(pos, end - pos);
-    if (event.rfind("data: ", 0) == 0) out.push_back(event.substr(6));
-    pos = end + 2;
-  }
-  return out;
-}
 
 json Error(const Response& r) {
   json j = json::parse(r.body(), nullptr, false);
