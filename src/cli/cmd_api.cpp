@@ -130,7 +130,10 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
                   "Seconds a client may take to send one request (slower ones are closed)")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
-  cmd->add_option("--backend", flags->backend.name, "Backend of the client head (and in-process)")
+  cmd->add_option("--backend,--device", flags->backend.name,
+                  "Backend of the client head (and in-process), alias --device: auto (GPU 0 if "
+                  "usable, else cpu), cpu, cpu:generic, cpu:avx2, cpu:avx512, reference, cuda "
+                  "(= cuda:0), cuda:N")
       ->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
   cmd->callback([flags, &exit_code] {

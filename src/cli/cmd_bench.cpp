@@ -453,7 +453,9 @@ void AddBenchCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm bench --machine -t 2");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file");
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
-  cmd->add_option("--backend", flags->backend.name, "auto, cpu, cpu:avx2, reference, ...")
+  cmd->add_option("--backend,--device", flags->backend.name,
+                  "Backend, alias --device: auto (GPU 0 if usable, else cpu), cpu, cpu:generic, "
+                  "cpu:avx2, cpu:avx512, reference, cuda (= cuda:0), cuda:N")
       ->capture_default_str();
   cmd->add_option("-p,--prompt-tokens", flags->prompt_tokens, "Prompt length (0 = skip)")
       ->capture_default_str()

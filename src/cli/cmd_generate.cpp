@@ -214,7 +214,10 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("-c,--ctx-size", flags->context, "Context length (0 = prompt + n)");
   cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-text tokens");
-  cmd->add_option("--backend", flags->backend.name, "auto, reference, cpu")->capture_default_str();
+  cmd->add_option("--backend,--device", flags->backend.name,
+                  "Backend, alias --device: auto (GPU 0 if usable, else cpu), cpu, cpu:generic, "
+                  "cpu:avx2, cpu:avx512, reference, cuda (= cuda:0), cuda:N")
+      ->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
   cmd->add_option("--peers", flags->peers,
                   "A fixed chain of peers (ZeroMQ endpoints, comma-separated, in block order)")

@@ -514,7 +514,10 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--idle-timeout", flags->idle_timeout_s, "Seconds before an idle session ends")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
-  cmd->add_option("--backend", flags->backend.name, "auto, reference, cpu")->capture_default_str();
+  cmd->add_option("--backend,--device", flags->backend.name,
+                  "Backend, alias --device: auto (GPU 0 if usable, else cpu), cpu, cpu:generic, "
+                  "cpu:avx2, cpu:avx512, reference, cuda (= cuda:0), cuda:N")
+      ->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
   cmd->add_option("--peer-id", flags->peer_id, "Name reported with --no-dht (else the key's id)");
   cmd->add_flag("--no-dht", flags->no_dht, "Static mode: no DHT node, no announcements");

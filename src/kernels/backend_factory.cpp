@@ -52,7 +52,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendOptions& optio
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown backend '", options.name,
-                   "' (choose auto, cpu, cpu:generic, cpu:avx2, cpu:avx512 or reference)"));
+                   "' (choose auto, cpu, cpu:generic, cpu:avx2, cpu:avx512, reference, cuda or "
+                   "cuda:N)"));
 }
 
 }  // namespace swarm::kernels

@@ -1,0 +1,107 @@
+// `--device` is another name for `--backend` in `swarm generate`, `serve`, `bench` and `api`: the
+// real binary with the real model gives the same text under either name, and a device it cannot
+// use (an unknown name, a GPU this machine does not have) is a clear error and a non-zero exit,
+// never a crash.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "base/subprocess.h"
+
+namespace swarm {
+namespace {
+
+using std::chrono::seconds;
+
+const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Result {
+  int exit_code = -1;
+  std::string stdout_text;
+  std::string stderr_text;
+};
+
+Result RunSwarm(std::vector<std::string> args) {
+  args.insert(args.begin(), SWARM_BINARY);
+  const std::string stderr_path = testing::TempDir() + "/device_flag_cli_stderr.txt";
+  Subprocess::Options options;
+  options.argv = args;
+  options.stderr_path = stderr_path;
+  auto process = Subprocess::Start(options);
+  EXPECT_TRUE(process.ok()) << process.status();
+  Result result;
+  if (!process.ok()) return result;
+  auto out = (*process)->ReadAll(seconds(120));
+  EXPECT_TRUE(out.ok()) << out.status();
+  result.stdout_text = out.ok() ? *out : "";
+  auto code = (*process)->Wait(seconds(30));
+  EXPECT_TRUE(code.ok()) << code.status();
+  result.exit_code = code.ok() ? *code : -1;
+  result.stderr_text = ReadFile(stderr_path);
+  return result;
+}
+
+TEST(DeviceFlagCliTest, DeviceGivesTheSameTextAsBackend) {
+  for (const char* name : {"cpu", "reference"}) {
+    const std::vector<std::string> common = {"generate", "-m", kModel,   "-p", "Once upon",
+                                             "-n",       "60", "--temp", "0"};
+    std::vector<std::string> with_backend = common, with_device = common;
+    with_backend.insert(with_backend.end(), {"--backend", name});
+    with_device.insert(with_device.end(), {"--device", name});
+    Result a = RunSwarm(with_backend), b = RunSwarm(with_device);
+    EXPECT_EQ(a.exit_code, 0) << a.stderr_text;
+    EXPECT_EQ(b.exit_code, 0) << b.stderr_text;
+    EXPECT_GT(a.stdout_text.size(), 20u) << name;
+    EXPECT_EQ(a.stdout_text, b.stdout_text) << name;
+  }
+}
+
+TEST(DeviceFlagCliTest, DeviceCpuGivesTheReferenceText) {
+  Result r =
+      RunSwarm({"generate", "-m", kModel, "-p", "", "-n", "200", "--temp", "0", "--device", "cpu"});
+  EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_EQ(r.stdout_text, ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt"));
+}
+
+// The command line of each subcommand with a device appended, up to the point where the backend
+// is made (bench measures the machine first: a small probe buffer keeps that short).
+std::vector<std::vector<std::string>> Commands(const std::string& device) {
+  return {
+      {"generate", "-m", kModel, "-p", "x", "-n", "4", "--device", device},
+      {"bench", "-m", kModel, "-p", "8", "-n", "4", "-r", "1", "--bandwidth-mib", "64", "--device",
+       device},
+      {"serve", "-m", kModel, "--blocks", "0:1", "--no-dht", "--listen", "tcp://127.0.0.1:0",
+       "--device", device},
+  };
+}
+
+void ExpectCleanError(const Result& r, const std::string& what, const std::string& command) {
+  EXPECT_NE(r.exit_code, 0) << command;
+  EXPECT_LT(r.exit_code, 128) << command << ": killed by a signal";
+  EXPECT_NE(r.stderr_text.find("error: "), std::string::npos) << command << ": " << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find(what), std::string::npos) << command << ": " << r.stderr_text;
+}
+
+TEST(DeviceFlagCliTest, UnknownDeviceIsAClearError) {
+  for (const auto& args : Commands("banana")) {
+    ExpectCleanError(RunSwarm(args), "unknown backend 'banana'", args[0]);
+  }
+}
+
+// No machine has a hundred GPUs: without CUDA in the build, without a driver or a device, or with
+// fewer GPUs, cuda:99 is an error that names CUDA. cuda:x is not a device name.
+TEST(DeviceFlagCliTest, MissingOrMalformedGpuIsAClearError) {
+  for (const auto& args : Commands("cuda:99")) ExpectCleanError(RunSwarm(args), "CUDA", args[0]);
+  ExpectCleanError(RunSwarm(Commands("cuda:x")[0]), "CUDA", "generate");
+}
+
+}  // namespace
+}  // namespace swarm
