@@ -1,6 +1,8 @@
 // `swarm bench`: prompt-processing and generation speed of a model on this machine, as fractions of
 // the machine's own limits measured in the same run: generation against the memory-bandwidth bound
-// (weight bytes read per token / read bandwidth), prompt processing against the fp32 FMA peak.
+// (weight bytes read per token / read bandwidth), prompt processing against the fp32 FMA peak. On
+// a CUDA backend the card's own limits are measured too (device-to-device copy bandwidth, f16
+// tensor-core GEMM peak) and the same runs are also given as fractions of those.
 // Prints JSON on stdout (and to --json FILE), a summary on stderr.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -14,9 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "kernels/backend_factory.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/thread_pool.h"
+#if SWARM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 #include "kernels/machine_probe.h"
 #include "model/model_weights.h"
 #include "nlohmann/json.hpp"
@@ -65,6 +72,98 @@ json MachineJson(const kernels::MachineFigures& m) {
           {"fma_peak_cpu_gflops", m.fma_peak_cpu / 1e9},
           {"fma_peak_isa", m.peak_isa},
           {"fma_peak_gflops_per_isa", peaks}};
+}
+
+// The limits of a GPU backend's card, measured by this run. A figure that could not be measured
+// stays 0 and its error is reported instead: nothing here is assumed or looked up.
+struct DeviceFigures {
+  bool present = false;  // the backend is a GPU backend
+  std::string backend;
+  int index = 0;
+  std::string name;
+  std::string compute_capability;
+  int sm_count = 0;
+  double memory_bytes = 0;
+  double copy_bytes = 0;
+  double copy_bandwidth = 0;  // bytes read + written per second, device to device
+  std::string copy_error;
+  int gemm_n = 0;
+  double gemm_peak = 0;  // FLOP/s of an n^3 f16 x f16 -> f32 cuBLAS GEMM
+  std::string gemm_error;
+};
+
+#if SWARM_HAVE_CUDA
+DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda) {
+  DeviceFigures d;
+  d.present = true;
+  d.backend = cuda.name();
+  const kernels::CudaDeviceInfo& info = cuda.info();
+  d.index = info.device;
+  d.name = info.name;
+  d.compute_capability = absl::StrCat(info.major, ".", info.minor);
+  d.sm_count = info.sm_count;
+  d.memory_bytes = static_cast<double>(info.total_memory);
+  const size_t copy_bytes = size_t{256} << 20;
+  const int gemm_n = 8192;
+  std::fprintf(stderr,
+               "measuring CUDA device %d (%s): device-to-device copy bandwidth and f16 "
+               "tensor-core GEMM peak...\n",
+               d.index, d.name.c_str());
+  d.copy_bytes = static_cast<double>(copy_bytes);
+  if (auto bandwidth = cuda.MeasureCopyBandwidth(copy_bytes); bandwidth.ok()) {
+    d.copy_bandwidth = *bandwidth;
+  } else {
+    d.copy_error = std::string(bandwidth.status().message());
+  }
+  d.gemm_n = gemm_n;
+  if (auto peak = cuda.MeasureF16GemmPeak(gemm_n); peak.ok()) {
+    d.gemm_peak = *peak;
+  } else {
+    d.gemm_error = std::string(peak.status().message());
+  }
+  if (d.copy_bandwidth > 0) {
+    std::fprintf(stderr, "device copy bandwidth %.1f GB/s (read + write)\n",
+                 d.copy_bandwidth / 1e9);
+  } else {
+    std::fprintf(stderr, "device copy bandwidth not measured: %s\n", d.copy_error.c_str());
+  }
+  if (d.gemm_peak > 0) {
+    std::fprintf(stderr, "f16 tensor-core GEMM peak %.1f TFLOP/s\n", d.gemm_peak / 1e12);
+  } else {
+    std::fprintf(stderr, "f16 tensor-core GEMM peak not measured: %s\n", d.gemm_error.c_str());
+  }
+  return d;
+}
+#endif
+
+// The card's limits for a GPU backend (an empty object when the backend is not one).
+DeviceFigures MeasureDevice([[maybe_unused]] kernels::Backend& backend) {
+#if SWARM_HAVE_CUDA
+  if (auto* cuda = dynamic_cast<kernels::CudaBackend*>(&backend)) return MeasureCudaDevice(*cuda);
+#endif
+  return {};
+}
+
+json DeviceJson(const DeviceFigures& d) {
+  json o = {{"backend", d.backend},
+            {"index", d.index},
+            {"name", d.name},
+            {"compute_capability", d.compute_capability},
+            {"sm_count", d.sm_count},
+            {"memory_gib", d.memory_bytes / (1 << 30)},
+            {"copy_buffer_mib", d.copy_bytes / (1 << 20)},
+            {"f16_gemm_n", d.gemm_n}};
+  if (d.copy_bandwidth > 0) {
+    o["copy_bandwidth_gb_per_s"] = d.copy_bandwidth / 1e9;
+  } else {
+    o["copy_bandwidth_error"] = d.copy_error;
+  }
+  if (d.gemm_peak > 0) {
+    o["f16_gemm_peak_gflops"] = d.gemm_peak / 1e9;
+  } else {
+    o["f16_gemm_peak_error"] = d.gemm_error;
+  }
+  return o;
 }
 
 // What the model costs: bytes of weights read for one generated token, and multiply-adds.
@@ -220,6 +319,11 @@ int RunBench(const BenchFlags& flags) {
   std::fprintf(stderr, "read bandwidth %.2f GB/s, fp32 FMA peak %.1f GFLOP/s (%s)\n",
                machine.read_bandwidth / 1e9, machine.fma_peak / 1e9, machine.peak_isa.c_str());
   if (flags.machine_only) {
+    // With a GPU backend (--device cuda, or auto on a machine with a GPU) the card is measured too.
+    auto backend = kernels::MakeBackend(backend_options);
+    if (!backend.ok()) return Fail(backend.status());
+    const DeviceFigures device = MeasureDevice(**backend);
+    if (device.present) out["device"] = DeviceJson(device);
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
@@ -237,6 +341,7 @@ int RunBench(const BenchFlags& flags) {
   auto cost = Cost(m);
   if (!cost.ok()) return Fail(cost.status());
   auto* cpu = dynamic_cast<kernels::cpu::CpuBackend*>(m.backend.get());
+  const DeviceFigures device = MeasureDevice(*m.backend);
   const model::ModelConfig& cfg = m.config;
   const int64_t n_embd = cfg.n_embd;
   const int64_t p = flags.prompt_tokens, n = flags.gen_tokens;
@@ -326,6 +431,7 @@ int RunBench(const BenchFlags& flags) {
                   {"n_vocab", cfg.n_vocab},         {"weight_bytes_per_token", bytes_per_token},
                   {"load_seconds", load_seconds}};
   out["backend"] = {{"name", m.backend->name()}, {"threads", threads}};
+  if (device.present) out["device"] = DeviceJson(device);
   // Figures per second of wall time, and per second of process CPU time / threads ("_cpu": what
   // the same run gets on cores nobody else uses; see kernels::Rate).
   if (p > 0) {
@@ -355,6 +461,12 @@ int RunBench(const BenchFlags& flags) {
                  100 * out["prompt"]["fraction_of_fma_peak"].get<double>(),
                  static_cast<double>(p) / cpu_norm,
                  100 * out["prompt"]["fraction_of_fma_peak_cpu"].get<double>(), cpu_norm / wall);
+    if (device.gemm_peak > 0) {
+      const double fraction = gflops * 1e9 / device.gemm_peak;
+      out["prompt"]["fraction_of_tensor_core_peak"] = fraction;
+      std::fprintf(stderr, "prompt: %.1f%% of the device's f16 tensor-core GEMM peak\n",
+                   100 * fraction);
+    }
   }
   if (n > 0) {
     const double wall = mean(gen_seconds), cpu_norm = mean(gen_cpu) / threads;
@@ -378,10 +490,31 @@ int RunBench(const BenchFlags& flags) {
                  "bandwidth bound (cpu-time: %.2f tokens/s, %.1f%%; utilization %.2f)\n",
                  static_cast<long long>(n), tps, bound, 100 * tps / bound, tps_cpu,
                  100 * tps_cpu / bound_cpu, cpu_norm / wall);
+    if (device.copy_bandwidth > 0) {
+      // On the card a step reads the weights (blocks and client head all live there) and the KV
+      // cache up to its position: f32 K and V rows of every layer; the timed steps sit at
+      // positions 1..n, so (n + 3) / 2 rows on average.
+      const double kv_bytes = 2.0 * static_cast<double>(cfg.kv_dim()) * sizeof(float) *
+                              static_cast<double>(cfg.n_layer) * (static_cast<double>(n) + 3) / 2;
+      const double device_bytes = bytes_per_token + kv_bytes;
+      const double device_bound = device.copy_bandwidth / device_bytes;
+      out["generation"]["kv_cache_bytes_per_token_mean"] = kv_bytes;
+      out["generation"]["device_bytes_per_token"] = device_bytes;
+      out["generation"]["device_bandwidth_bound_tokens_per_second"] = device_bound;
+      out["generation"]["fraction_of_device_bandwidth_bound"] = tps / device_bound;
+      std::fprintf(stderr,
+                   "generation against the device copy bandwidth: bound %.2f tokens/s, %.1f%% "
+                   "of it\n",
+                   device_bound, 100 * tps / device_bound);
+    }
+  }
+  if (n > 0 && m.backend->host_memory()) {
     // The probe's buffer and the weights may sit in memory that reads at different speeds (on
     // this kind of VM the probe reads 36 or 66 GB/s depending on where its buffer lands), so the
     // weights themselves are also read with the probe's loop, where they are mapped, split over
     // the threads as the products split their rows: the kernels' distance from a plain read.
+    // Only for backends that read the weights from host memory (a GPU reads its own copy).
+    const double tps = static_cast<double>(n) / mean(gen_seconds);
     kernels::cpu::ThreadPool pool(threads);
     const kernels::Rate read = kernels::MeasureReadOf(pool, cost->weight_regions, 5);
     const double read_bound = read.wall / bytes_per_token;
@@ -446,11 +579,14 @@ void AddBenchCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->footer(
       "Reports generation tokens/s as a fraction of the memory-bandwidth bound (weight bytes per\n"
       "token / read bandwidth) and prompt tokens/s as a fraction of the fp32 FMA peak, both\n"
-      "limits measured by this run. JSON on stdout.\n"
+      "limits measured by this run. With a GPU backend (--device cuda[:N]) also against the\n"
+      "card's device-to-device copy bandwidth and f16 tensor-core GEMM peak, measured too.\n"
+      "JSON on stdout.\n"
       "Examples:\n"
       "  swarm bench -m tinyllama-q4k.gguf -t 2\n"
       "  swarm bench -m tinyllama-f16.gguf -t 2 -p 512 -n 64 --profile --json f16.json\n"
-      "  swarm bench --machine -t 2");
+      "  swarm bench --machine -t 2\n"
+      "  swarm bench -m tinyllama-f16.gguf --device cuda:0");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file");
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
   cmd->add_option("--backend,--device", flags->backend.name,

@@ -103,5 +103,23 @@ TEST(DeviceFlagCliTest, MissingOrMalformedGpuIsAClearError) {
   ExpectCleanError(RunSwarm(Commands("cuda:x")[0]), "CUDA", "generate");
 }
 
+// A CPU run of `swarm bench` keeps its CPU figures and has no GPU section: the GPU figures appear
+// only when the backend is a CUDA backend, and only as measured there.
+TEST(DeviceFlagCliTest, BenchOnTheCpuReportsNoDeviceFigures) {
+  Result r = RunSwarm({"bench", "-m", kModel, "-p", "8", "-n", "4", "-r", "1", "--bandwidth-mib",
+                       "64", "-t", "1", "--device", "cpu"});
+  EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
+  for (const char* key : {"\"machine\"", "\"read_bandwidth_gb_per_s\"", "\"fma_peak_gflops\"",
+                          "\"fraction_of_fma_peak\"", "\"fraction_of_bandwidth_bound\"",
+                          "\"weights_read_gb_per_s\""}) {
+    EXPECT_NE(r.stdout_text.find(key), std::string::npos) << key << " missing:\n" << r.stdout_text;
+  }
+  for (const char* key :
+       {"\"device\"", "\"copy_bandwidth_gb_per_s\"", "\"f16_gemm_peak_gflops\"",
+        "\"fraction_of_device_bandwidth_bound\"", "\"fraction_of_tensor_core_peak\""}) {
+    EXPECT_EQ(r.stdout_text.find(key), std::string::npos) << key << " on a CPU run";
+  }
+}
+
 }  // namespace
 }  // namespace swarm
