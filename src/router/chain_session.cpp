@@ -67,6 +67,54 @@ bool ConnectionDropped(zmq::socket_t& monitor) {
   return dropped;
 }
 
+// Sends `wire` and waits until `deadline` for the reply to `request_id`, sending it again every
+// `resend_every` and whenever `monitor` (if set) reports the connection dropped. The request must
+// be one the peer answers the same way when it comes twice.
+absl::StatusOr<DecodedMessage> SendUntilAnswered(transport::DealerClient& socket,
+                                                 zmq::socket_t& monitor,
+                                                 const transport::WireMessage& wire,
+                                                 uint64_t request_id, Clock::time_point deadline,
+                                                 std::chrono::milliseconds resend_every) {
+  SWARM_RETURN_IF_ERROR(socket.Send(wire));
+  auto next_send = Clock::now() + resend_every;
+  std::vector<zmq::socket_ref> sockets = {socket.socket()};
+  if (monitor) sockets.push_back(monitor);
+  while (true) {
+    const auto now = Clock::now();
+    if (now >= deadline) return absl::DeadlineExceededError("no reply in time");
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(deadline, next_send) - now);
+    SWARM_ASSIGN_OR_RETURN(
+        auto readable,
+        transport::PollReadable(sockets, std::max(wait, std::chrono::milliseconds(1))));
+    bool resend = Clock::now() >= next_send;
+    for (size_t k : readable) {
+      if (k == 1) {
+        resend |= ConnectionDropped(monitor);
+        continue;
+      }
+      while (true) {
+        auto message = socket.Receive(std::chrono::milliseconds(0));
+        if (!message.ok()) {
+          if (absl::IsDeadlineExceeded(message.status())) break;
+          return message.status();
+        }
+        auto decoded = DecodeMessage(*message);
+        if (!decoded.ok()) return decoded.status();
+        if (decoded->request_id != request_id) continue;  // a late reply to something earlier
+        if (auto* error = std::get_if<transport::ErrorReply>(&decoded->body)) {
+          return error->ToStatus();
+        }
+        return decoded;
+      }
+    }
+    if (resend) {
+      SWARM_RETURN_IF_ERROR(socket.Send(wire));
+      next_send = Clock::now() + resend_every;
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const std::string& address,
@@ -169,8 +217,9 @@ absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Lin
   const uint64_t request_id = next_request_id_++;
   auto wire = EncodeMessage(request_id, open);
   if (!wire.ok()) return wire.status();
-  if (auto sent = link.socket->Send(*wire); !sent.ok()) return Attribute(sent, where);
-  auto reply = AwaitReply(*link.socket, request_id, Clock::now() + options_.open_timeout);
+  auto reply =
+      SendUntilAnswered(*link.socket, link.monitor, *wire, request_id,
+                        Clock::now() + options_.open_timeout, options_.open_resend_interval);
   if (!reply.ok()) return Attribute(reply.status(), where);
   auto* accepted = std::get_if<transport::OpenSessionReply>(&reply->body);
   if (accepted == nullptr || !accepted->accepted) {

@@ -32,6 +32,10 @@ struct ChainOptions {
   transport::Codec codec;  // activations on every link and in the copies back
   int64_t max_length = 512;
   std::chrono::milliseconds open_timeout{10000};
+  // An opening not answered within this long is sent again (the peer answers a repeated opening
+  // of the same session as the first), and at once when the connection drops: a reconnection
+  // loses what was queued on the old connection.
+  std::chrono::milliseconds open_resend_interval{1000};
   // A step fails when the chain has not answered within
   // max(min_step_timeout, step_timeout_factor x the expected time of the step), the expected time
   // being a running average of earlier steps' time per token (initial_step_estimate at first).

@@ -158,6 +158,19 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
                  open->session_id);
       return;
     }
+    shard::Session* existing = sessions_.Find(KeyOf(open->session_id));
+    const auto route = routes_.find(KeyOf(open->session_id));
+    if (existing != nullptr && route != routes_.end() &&
+        existing->cache->capacity() == open->max_length &&
+        route->second.first_block == open->first_block &&
+        route->second.last_block == open->last_block) {
+      // The same opening again: the client resent it because the first reply was late or lost
+      // (a reconnection drops what was queued). Same answer; the session is left as it is, and
+      // answers go to the connection the client uses now.
+      existing->owner = routing_id;
+      Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
+      return;
+    }
     auto session = sessions_.Open(KeyOf(open->session_id), routing_id, open->max_length,
                                   std::chrono::steady_clock::now());
     if (!session.ok()) {

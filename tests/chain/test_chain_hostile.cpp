@@ -542,5 +542,53 @@ TEST_F(ChainHostileTest, EveryHostileMessageGetsAnErrorAndAGoodSessionStillCompl
   EXPECT_EQ(again->text, reference);
 }
 
+// A client whose opening got no reply in time sends it again: the peer answers a repeated opening
+// of the same session (same blocks and length) as the first and leaves the session as it is; a
+// different opening under an id in use is still refused.
+TEST_F(ChainHostileTest, RepeatedOpeningIsAnsweredLikeTheFirst) {
+  RawClient c(zmq_, peers_[0].address);
+  transport::OpenSession open;
+  open.session_id = SessionId::Random();
+  open.first_block = 0;
+  open.last_block = 2;
+  open.max_length = 64;
+  for (int i = 0; i < 2; ++i) {
+    const uint64_t id = c.NextId();
+    c.Send(id, open);
+    auto reply = c.Await(id);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    auto* accepted = std::get_if<transport::OpenSessionReply>(&reply->body);
+    ASSERT_NE(accepted, nullptr) << transport::MessageName(reply->body);
+    EXPECT_TRUE(accepted->accepted);
+  }
+  // One step, then the same opening again: the session keeps its position.
+  const std::vector<float> x = Activations(kEmbd);
+  auto encoded = transport::EncodeActivations(x, {kEmbd, 1}, transport::ParseCodec("f32").value());
+  ASSERT_TRUE(encoded.ok());
+  transport::Step step = c.MakeStep(open.session_id, 0, 1, c.NextId());
+  step.tensor = encoded->desc;
+  const uint64_t step_id = step.step_id;
+  c.Send(step_id, step, encoded->bytes);
+  auto output = c.Await(step_id);
+  ASSERT_TRUE(output.ok()) << output.status();
+  ASSERT_TRUE(std::holds_alternative<transport::StepOutput>(output->body))
+      << transport::MessageName(output->body);
+  const uint64_t again = c.NextId();
+  c.Send(again, open);
+  auto reply = c.Await(again);
+  ASSERT_TRUE(reply.ok() && std::holds_alternative<transport::OpenSessionReply>(reply->body));
+  // Position 1 is next (position 0 was not forgotten), so a step at 2 is a jump.
+  EXPECT_EQ(c.StepError(c.MakeStep(open.session_id, 2, 1, c.NextId()), x),
+            StatusCode::kInvalidArgument);
+
+  // Another length (or other blocks) under the same id: refused.
+  open.max_length = 32;
+  const uint64_t other = c.NextId();
+  c.Send(other, open);
+  EXPECT_EQ(c.AwaitError(other), StatusCode::kAlreadyExists);
+  c.Close(open.session_id);
+  EXPECT_EQ(FreeCacheTokens(peers_[0]), static_cast<uint64_t>(kCacheTokens));
+}
+
 }  // namespace
 }  // namespace swarm::chain_test
