@@ -94,9 +94,12 @@ void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
   }
 }
 
-// Row tile of the matrix-vector product (one token): enough independent accumulators to hide the
-// FMA latency while the weights stream from memory.
-constexpr int kVecRows = 8;
+// Rows per tile of the matrix-vector product (one token): one. A single sequential stream is what
+// the hardware prefetcher follows best; measured on Zen 5 (2 threads, TinyLlama shape, the same
+// process reading the same weights with a plain loop): f16 82-85% of that read with 8 interleaved
+// rows, 90-104% with one row; bf16 72-81% and 91-99%; f32 91-95% and 100-106%. One row's
+// accumulator chain (an FMA per 16 values) is the limit only above ~50 GB/s.
+constexpr int kVecRows = 1;
 // Register tile of the matrix-matrix product: each weight vector serves kCols tokens, each
 // activation vector kRows rows.
 constexpr int kRows = 6;
@@ -116,9 +119,7 @@ void TileCols(const MatMulArgs& a, int64_t r, int64_t t, int64_t cols) {
 template <class W>
 void MatMul(const MatMulArgs& a, int64_t r0, int64_t r1) {
   if (a.n_tokens == 1) {
-    int64_t r = r0;
-    for (; r + kVecRows <= r1; r += kVecRows) Tile<W, kVecRows, 1>(a, r, 0);
-    for (; r < r1; ++r) Tile<W, 1, 1>(a, r, 0);
+    for (int64_t r = r0; r < r1; r += kVecRows) Tile<W, kVecRows, 1>(a, r, 0);
     return;
   }
   for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
