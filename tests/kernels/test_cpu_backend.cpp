@@ -110,7 +110,8 @@ bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
 std::vector<int64_t> RowLengths(GgmlType type) {
   switch (GetTypeTraits(type).value().block_size) {
     case 1:
-      return {1, 15, 17, 100, 257};
+      // Up to 1100: rows of several hundred vectors with a partial last one.
+      return {1, 15, 17, 100, 257, 600, 1100};
     case 32:
       return {32, 160, 288, 544, 1088};  // odd block counts; lane groups with tails
     default:
@@ -159,26 +160,30 @@ TEST_P(CpuKernelTest, MatMulIsIndependentOfBatchingAndThreads) {
   auto two = MakeCpu(GetParam(), 2);
   auto three = MakeCpu(GetParam(), 3);
   for (GgmlType type : kTypes) {
-    const int64_t n_in = GetTypeTraits(type).value().block_size == 1 ? 200 : 512;
-    const int64_t n_out = 75, n_tokens = 53;
-    const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
-    const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
-    const std::vector<float> batch = RunMatMul(*one, w.weight, x, n_tokens);
-    EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, x, n_tokens), batch)) << GgmlTypeName(type);
-    EXPECT_TRUE(BitIdentical(RunMatMul(*three, w.weight, x, n_tokens), batch))
-        << GgmlTypeName(type);
-    for (int64_t t : {int64_t{0}, int64_t{4}, n_tokens - 1}) {
-      const std::vector<float> xt(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
-      const std::vector<float> want(batch.begin() + t * n_out, batch.begin() + (t + 1) * n_out);
-      EXPECT_TRUE(BitIdentical(RunMatMul(*one, w.weight, xt, 1), want))
-          << GgmlTypeName(type) << " token " << t << " alone, 1 thread";
-      EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xt, 1), want))
-          << GgmlTypeName(type) << " token " << t << " alone, 2 threads";
+    for (int64_t n_in : GetTypeTraits(type).value().block_size == 1
+                            ? std::vector<int64_t>{200, 768, 1100}
+                            : std::vector<int64_t>{512}) {
+      const int64_t n_out = 75, n_tokens = 53;
+      const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
+      const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
+      const std::vector<float> batch = RunMatMul(*one, w.weight, x, n_tokens);
+      EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, x, n_tokens), batch))
+          << GgmlTypeName(type);
+      EXPECT_TRUE(BitIdentical(RunMatMul(*three, w.weight, x, n_tokens), batch))
+          << GgmlTypeName(type);
+      for (int64_t t : {int64_t{0}, int64_t{4}, n_tokens - 1}) {
+        const std::vector<float> xt(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
+        const std::vector<float> want(batch.begin() + t * n_out, batch.begin() + (t + 1) * n_out);
+        EXPECT_TRUE(BitIdentical(RunMatMul(*one, w.weight, xt, 1), want))
+            << GgmlTypeName(type) << " token " << t << " alone, 1 thread";
+        EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xt, 1), want))
+            << GgmlTypeName(type) << " token " << t << " alone, 2 threads";
+      }
+      // Tokens 10..12 as a batch of their own.
+      const std::vector<float> xs(x.begin() + 10 * n_in, x.begin() + 13 * n_in);
+      const std::vector<float> want(batch.begin() + 10 * n_out, batch.begin() + 13 * n_out);
+      EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xs, 3), want)) << GgmlTypeName(type);
     }
-    // Tokens 10..12 as a batch of their own.
-    const std::vector<float> xs(x.begin() + 10 * n_in, x.begin() + 13 * n_in);
-    const std::vector<float> want(batch.begin() + 10 * n_out, batch.begin() + 13 * n_out);
-    EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xs, 3), want)) << GgmlTypeName(type);
   }
 }
 
