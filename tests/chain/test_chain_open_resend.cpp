@@ -82,7 +82,8 @@ TEST(ChainOpenResendTest, LostOpeningIsSentAgainAndTheSessionOpens) {
   auto chain = router::ChainSession::Open(context, OneHop(peer), kLayers, kEmbd, options);
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(chain.ok()) << chain.status();
-  EXPECT_EQ(peer.openings(), 2);
+  // The first was dropped, the second answered (a third may have left before that answer came).
+  EXPECT_GE(peer.openings(), 2);
   // Answered by the second sending, long before the open timeout.
   EXPECT_LT(took, options.open_timeout / 2);
 }
@@ -97,7 +98,11 @@ TEST(ChainOpenResendTest, PeerThatNeverAnswersFailsAfterTheOpenTimeout) {
   auto chain = router::ChainSession::Open(context, OneHop(peer), kLayers, kEmbd, options);
   ASSERT_FALSE(chain.ok());
   EXPECT_EQ(chain.status().code(), absl::StatusCode::kDeadlineExceeded) << chain.status();
-  // Sent at 0, 200, 400 and 600 ms; the last may still be in flight when the test looks.
+  // Sent at 0, 200, 400 and 600 ms: at least three reach the peer (its thread may lag behind).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (peer.openings() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
   EXPECT_GE(peer.openings(), 3);
 }
 
