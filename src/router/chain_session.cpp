@@ -457,11 +457,15 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
         links_[i].history.insert(links_[i].history.end(), outputs[i - 1].begin(),
                                  outputs[i - 1].end());
       }
+      // Each hop gets what it added to the latest arrival so far: a last hop's output can reach
+      // the client before the previous hop's copy (which that hop sends after its push), and then
+      // it added nothing. The hops' times add up to the step's.
       auto previous = start;
       for (size_t i = 0; i < hops_.size(); ++i) {
+        const auto latest = std::max(previous, arrived[i]);
         timings_[i].steps += 1;
-        timings_[i].seconds += std::chrono::duration<double>(arrived[i] - previous).count();
-        previous = std::max(previous, arrived[i]);
+        timings_[i].seconds += std::chrono::duration<double>(latest - previous).count();
+        previous = latest;
       }
       const double per_token =
           std::chrono::duration<double>(arrived.back() - start).count() / n_tokens;

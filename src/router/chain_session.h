@@ -71,7 +71,9 @@ class HopProvider {
 // Per-hop timing as the client sees it: when each hop's output arrived after the step was sent.
 struct HopTiming {
   int64_t steps = 0;
-  double seconds = 0;  // sum over steps of (this hop's output time - previous hop's output time)
+  // Sum over steps of how much later this hop's output arrived than every earlier hop's (0 when
+  // it arrived first); over all hops, the steps' times.
+  double seconds = 0;
 };
 
 // One replaced hop, timed: what a failure cost the step it hit. Recovery (failure to the next

@@ -104,6 +104,12 @@ class ChainSplitsTest : public ::testing::Test {
     if (!reference.ok()) return {};
     auto generation = GenerateGreedy(*local_, **chain, kReferenceTokens, reference->get());
     EXPECT_TRUE(generation.ok()) << generation.status();
+    // Every hop's share of the steps' time is a duration (a hop whose output arrives before the
+    // previous hop's copy added nothing, not a negative time).
+    for (const router::HopTiming& t : (*chain)->timings()) {
+      EXPECT_GT(t.steps, 0);
+      EXPECT_GE(t.seconds, 0.0);
+    }
     return generation.ok() ? *generation : Generation{};
   }
 
