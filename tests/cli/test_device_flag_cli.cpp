@@ -4,50 +4,15 @@
 // never a crash.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
-#include "base/subprocess.h"
+#include "cli_test_util.h"
 
 namespace swarm {
 namespace {
 
-using std::chrono::seconds;
-
-const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int exit_code = -1;
-  std::string stdout_text;
-  std::string stderr_text;
-};
-
-Result RunSwarm(std::vector<std::string> args) {
-  args.insert(args.begin(), SWARM_BINARY);
-  const std::string stderr_path = testing::TempDir() + "/device_flag_cli_stderr.txt";
-  Subprocess::Options options;
-  options.argv = args;
-  options.stderr_path = stderr_path;
-  auto process = Subprocess::Start(options);
-  EXPECT_TRUE(process.ok()) << process.status();
-  Result result;
-  if (!process.ok()) return result;
-  auto out = (*process)->ReadAll(seconds(120));
-  EXPECT_TRUE(out.ok()) << out.status();
-  result.stdout_text = out.ok() ? *out : "";
-  auto code = (*process)->Wait(seconds(30));
-  EXPECT_TRUE(code.ok()) << code.status();
-  result.exit_code = code.ok() ? *code : -1;
-  result.stderr_text = ReadFile(stderr_path);
-  return result;
-}
+using cli_test::kModel;
+using cli_test::ReadFile;
+using cli_test::Result;
+using cli_test::RunSwarm;
 
 TEST(DeviceFlagCliTest, DeviceGivesTheSameTextAsBackend) {
   for (const char* name : {"cpu", "reference"}) {
