@@ -411,8 +411,8 @@ void PrintReport(const std::vector<DemoPeer>& peers, const std::vector<router::H
   }
   std::fprintf(stderr,
                "  client (embedding, LM head, sampling, decoding): %.3f ms per step\n"
-               "hop ms: from the previous hop's output (or the client's send) to this hop's "
-               "output at the client;\ncompute ms: the peer's own forward time; net+queue: "
+               "hop ms: how much later this hop's output reached the client than the earlier "
+               "hops' (or the client's send);\ncompute ms: the peer's own forward time; net+queue: "
                "the rest (wire, codecs, waiting).\n",
                1e3 * std::max(0.0, total - hops_total) / steps);
 }
