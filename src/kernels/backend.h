@@ -22,6 +22,11 @@ enum class RopeStyle {
   kNeox,           // `qwen2`: rotates (x[i], x[i + head_dim/2])
 };
 
+// How a weight's rows are laid out in memory. kGguf: GGUF's blocks, as stored in the file.
+// kCpuLanes: the optimized CPU backend's own layout of some quantized types
+// (kernels/cpu/lane_layout.h), made by its PrepareWeight and read only by its ops.
+enum class WeightLayout : uint8_t { kGguf, kCpuLanes };
+
 // A 2-D weight matrix (or a 1-D vector when n_out == 1) in backend memory.
 // Row r (one output) starts at data + r * RowBytes(type, n_in).
 struct Weight {
@@ -29,6 +34,7 @@ struct Weight {
   int64_t n_in = 0;   // ne[0]: elements per row
   int64_t n_out = 1;  // ne[1]: rows
   const void* data = nullptr;
+  WeightLayout layout = WeightLayout::kGguf;
 };
 
 // Memory owned by a backend. Destroying it frees the memory.

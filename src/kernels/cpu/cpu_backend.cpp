@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/absl_compat.h"
+#include "base/status_macros.h"
+#include "kernels/cpu/lane_layout.h"
 #include "kernels/quant_reference.h"
 
 namespace swarm::kernels::cpu {
@@ -71,14 +73,39 @@ absl::StatusOr<std::unique_ptr<Buffer>> CpuBackend::Allocate(size_t bytes) {
   return std::make_unique<HostBuffer>(data, bytes);
 }
 
-absl::StatusOr<Weight> CpuBackend::PrepareWeight(
-    const Weight& host, std::vector<std::unique_ptr<Buffer>>& /*storage*/) {
+absl::StatusOr<Weight> CpuBackend::PrepareWeight(const Weight& host,
+                                                 std::vector<std::unique_ptr<Buffer>>& storage) {
   auto row_bytes = RowBytes(host.type, host.n_in);
   if (!row_bytes.ok()) return row_bytes.status();
   if (host.type == GgmlType::kQ8_K) {
     return absl::InvalidArgumentError("q8_K is an activation type, not a weight type");
   }
-  return host;
+  const int slot = MatMulSlot(host.type);
+  const bool has_lane_kernel = slot >= 0 && kernels_.matmul_lanes[slot] != nullptr;
+  if (host.layout == WeightLayout::kCpuLanes) {
+    if (!has_lane_kernel) {
+      return absl::InvalidArgumentError(absl::StrCat("a ", ToAbsl(GgmlTypeName(host.type)),
+                                                     " weight in the CPU lane layout reached ",
+                                                     name(), ", which has no kernel for it"));
+    }
+    return host;
+  }
+  if (!has_lane_kernel || !HasLaneLayout(host.type)) return host;  // zero copy
+  // Rewritten once into the lane layout, which the kernels read faster (lane_layout.h).
+  const size_t bytes = *row_bytes * static_cast<size_t>(host.n_out);
+  SWARM_ASSIGN_OR_RETURN(std::unique_ptr<Buffer> buffer, Allocate(bytes));
+  auto* dst = static_cast<uint8_t*>(buffer->data());
+  const auto* src = static_cast<const uint8_t*>(host.data);
+  pool_.ParallelFor(host.n_out, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      RowToLanes(host.type, src + r * *row_bytes, dst + r * *row_bytes, host.n_in);
+    }
+  });
+  Weight prepared = host;
+  prepared.data = dst;
+  prepared.layout = WeightLayout::kCpuLanes;
+  storage.push_back(std::move(buffer));
+  return prepared;
 }
 
 absl::Status CpuBackend::CopyToBackend(void* dst, const void* host_src, size_t bytes) {
@@ -139,7 +166,10 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
       profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const int slot = MatMulSlot(w.type);
   auto row_bytes = RowBytes(w.type, w.n_in);
-  if (slot < 0 || !row_bytes.ok() || kernels_.matmul[slot] == nullptr) {
+  const MatMulFn fn = slot < 0                              ? nullptr
+                      : w.layout == WeightLayout::kCpuLanes ? kernels_.matmul_lanes[slot]
+                                                            : kernels_.matmul[slot];
+  if (!row_bytes.ok() || fn == nullptr) {
     // Unreachable for weights that went through PrepareWeight; make the misuse visible.
     std::fill(y, y + w.n_out * n_tokens, std::numeric_limits<float>::quiet_NaN());
     return;
@@ -194,7 +224,6 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
     args.x = reinterpret_cast<const uint8_t*>(x);
     args.x_stride = static_cast<size_t>(w.n_in) * sizeof(float);
   }
-  const MatMulFn fn = kernels_.matmul[slot];
   const double work =
       static_cast<double>(w.n_in) * static_cast<double>(w.n_out) * static_cast<double>(n_tokens);
   if (work < kParallelMatMulWork || pool_.size() == 1) {
@@ -221,7 +250,13 @@ void CpuBackend::GetRows(const Weight& table, const int32_t* ids, int64_t n, flo
   }
   const auto* rows = static_cast<const uint8_t*>(table.data);
   for (int64_t i = 0; i < n; ++i) {
-    DequantizeRow(table.type, rows + ids[i] * *row_bytes, out + i * table.n_in, table.n_in);
+    const uint8_t* row = rows + ids[i] * *row_bytes;
+    if (table.layout == WeightLayout::kCpuLanes) {
+      if (row_scratch_.size() < *row_bytes) row_scratch_.resize(*row_bytes);
+      RowFromLanes(table.type, row, row_scratch_.data(), table.n_in);
+      row = row_scratch_.data();
+    }
+    DequantizeRow(table.type, row, out + i * table.n_in, table.n_in);
   }
 }
 

@@ -1,7 +1,8 @@
 // The optimized CPU backend: SIMD kernels chosen at run time for the processor (AVX-512 with VNNI,
 // AVX2, or portable C++), a persistent thread pool that splits every matrix product by output
 // rows, quantized activations with integer dot products for the quantized weight types, and tiled
-// matrix-matrix products for prompts. Host memory; weights are used in place (zero copy).
+// matrix-matrix products for prompts. Host memory; weights are used in place (zero copy), except
+// the types whose kernels read a lane layout (lane_layout.h): PrepareWeight rewrites those once.
 // Results are deterministic and independent of the thread count and of batching (kernels.h).
 // One thread drives it at a time; the backend owns its worker threads and scratch memory.
 #pragma once
@@ -95,9 +96,10 @@ class CpuBackend : public Backend {
   bool x8_source_valid_ = false;
   std::unique_ptr<float[]> attention_raw_;
   float* attention_scratch_ = nullptr;
-  size_t attention_floats_ = 0;   // per thread
-  std::vector<double> inv_freq_;  // Rope: [head_dim / 2]
-  std::vector<double> rope_cs_;   // Rope: per thread, cos and sin of one token's pairs
+  size_t attention_floats_ = 0;       // per thread
+  std::vector<double> inv_freq_;      // Rope: [head_dim / 2]
+  std::vector<double> rope_cs_;       // Rope: per thread, cos and sin of one token's pairs
+  std::vector<uint8_t> row_scratch_;  // GetRows: one row back in GGUF blocks (grow-only)
 
   bool profiling_ = false;
   std::vector<OpProfile> profile_;

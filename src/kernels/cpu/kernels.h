@@ -139,6 +139,9 @@ struct KernelTable {
   bool x8_lanes = false;
   // Indexed by MatMulSlot(type); null for types the table lacks.
   MatMulFn matmul[7] = {};
+  // Products over weights in the lane layout (lane_layout.h), by MatMulSlot(type). Where a type has
+  // one, the backend's PrepareWeight rewrites that type's weights into the lane layout.
+  MatMulFn matmul_lanes[7] = {};
   QuantizeX8Fn quantize_x8 = nullptr;
   // One token: y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (y may alias x).
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps, float* y) = nullptr;

@@ -41,6 +41,28 @@ struct BF16Weights {
   }
 };
 
+// Accumulator classes per output: 16-value chunk c of a row goes to accumulator c % kClasses, so a
+// row's FMAs form kClasses independent chains (one chain's latency capped a row at ~1.3 G FMA/s on
+// Zen 5, below the memory's rate in f16/bf16). Summed in a fixed order at the end.
+constexpr int kClasses = 2;
+
+// acc += w * x for the rows and tokens of a tile, chunk at k (masked by m).
+template <class W, int R, int C, bool kMasked>
+inline void Chunk(const uint8_t* const* rows, const float* const* xs, int64_t k, __mmask16 m,
+                  __m512 (&acc)[R][C]) {
+  __m512 xv[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) {
+    xv[j] = kMasked ? _mm512_maskz_loadu_ps(m, xs[j] + k) : _mm512_loadu_ps(xs[j] + k);
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    const __m512 wv = kMasked ? W::LoadMasked(rows[i], k, m) : W::Load(rows[i], k);
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
+  }
+}
+
 // y[t + j, r + i] for i < R, j < C.
 template <class W, int R, int C>
 void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
@@ -50,59 +72,51 @@ void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
   const float* xs[C];
   SWARM_UNROLL
   for (int j = 0; j < C; ++j) xs[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride);
-  __m512 acc[R][C];
+  __m512 acc[kClasses][R][C];
   SWARM_UNROLL
-  for (int i = 0; i < R; ++i) {
+  for (int c = 0; c < kClasses; ++c) {
     SWARM_UNROLL
-    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int i = 0; i < R; ++i) {
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) acc[c][i][j] = _mm512_setzero_ps();
+    }
   }
   const int64_t n = a.n_in;
   int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    __m512 xv[C];
-    SWARM_UNROLL
-    for (int j = 0; j < C; ++j) xv[j] = _mm512_loadu_ps(xs[j] + k);
-    SWARM_UNROLL
-    for (int i = 0; i < R; ++i) {
-      if constexpr (C == 1) {
-        // A vector product streams R rows at once, R page-sized streams the hardware prefetcher
-        // ramps up slowly on: fetch the next tile's rows into L2 one tile ahead.
-        _mm_prefetch(reinterpret_cast<const char*>(rows[i] + R * a.row_bytes) + k * W::kBytes,
-                     _MM_HINT_T1);
-      }
-      const __m512 wv = W::Load(rows[i], k);
+  for (; k + 16 * kClasses <= n; k += 16 * kClasses) {
+    if constexpr (C == 1) {  // a vector product: streamed from memory
       SWARM_UNROLL
-      for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
+      for (int i = 0; i < R; ++i) PrefetchAhead(rows[i] + k * W::kBytes, 16 * kClasses * W::kBytes);
     }
+    SWARM_UNROLL
+    for (int c = 0; c < kClasses; ++c) Chunk<W, R, C, false>(rows, xs, k + 16 * c, 0, acc[c]);
   }
-  if (k < n) {
-    const __mmask16 m = TailMask(n - k);
-    __m512 xv[C];
-    SWARM_UNROLL
-    for (int j = 0; j < C; ++j) xv[j] = _mm512_maskz_loadu_ps(m, xs[j] + k);
-    SWARM_UNROLL
-    for (int i = 0; i < R; ++i) {
-      const __m512 wv = W::LoadMasked(rows[i], k, m);
-      SWARM_UNROLL
-      for (int j = 0; j < C; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
-    }
+  // Fewer than kClasses chunks remain (the last one maybe partial): classes 0, 1, ... in order.
+  SWARM_UNROLL
+  for (int c = 0; c < kClasses; ++c) {
+    if (k < n) Chunk<W, R, C, true>(rows, xs, k, TailMask(n - k), acc[c]);
+    k += 16;
   }
   SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
     SWARM_UNROLL
-    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]);
+    for (int j = 0; j < C; ++j) {
+      __m512 sum = acc[0][i][j];
+      SWARM_UNROLL
+      for (int c = 1; c < kClasses; ++c) sum = _mm512_add_ps(sum, acc[c][i][j]);
+      a.y[(t + j) * a.n_out + r + i] = Hsum(sum);
+    }
   }
 }
 
 // Rows per tile of the matrix-vector product (one token): one. A single sequential stream is what
 // the hardware prefetcher follows best; measured on Zen 5 (2 threads, TinyLlama shape, the same
 // process reading the same weights with a plain loop): f16 82-85% of that read with 8 interleaved
-// rows, 90-104% with one row; bf16 72-81% and 91-99%; f32 91-95% and 100-106%. One row's
-// accumulator chain (an FMA per 16 values) is the limit only above ~50 GB/s.
+// rows, 90-104% with one row; bf16 72-81% and 91-99%; f32 91-95% and 100-106%.
 constexpr int kVecRows = 1;
 // Register tile of the matrix-matrix product: each weight vector serves kCols tokens, each
 // activation vector kRows rows.
-constexpr int kRows = 6;
+constexpr int kRows = 3;
 constexpr int kCols = 4;
 // Tokens whose activations stay cache-resident while the row tiles stream past them.
 constexpr int64_t kPanel = 64;

@@ -28,6 +28,18 @@ inline float Hsum(__m512 v) {
   return _mm_cvtss_f32(d);
 }
 
+// A matrix-vector product streams its rows from memory faster than the hardware prefetcher alone
+// fetches them: each step also asks for the lines this far ahead of the bytes it reads (measured
+// on Zen 5, one thread, weights from memory: f16 82-86% of a plain read's rate without, 89-93%
+// with; 4 KiB beat 1, 2, 8 and 16 KiB).
+inline constexpr int64_t kStreamPrefetchBytes = 4096;
+
+// Prefetches the lines kStreamPrefetchBytes past [p, p + bytes) into L1.
+inline void PrefetchAhead(const void* p, int64_t bytes) {
+  const char* q = static_cast<const char*>(p) + kStreamPrefetchBytes;
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
+}
+
 inline float Hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 
 inline __mmask16 TailMask(int64_t n) {
