@@ -13,6 +13,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -59,17 +61,22 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Best bytes/s of `fn` (which processes `bytes` per call) over calls filling `seconds`.
-template <class Fn>
-double BestRate(size_t bytes, double seconds, Fn&& fn) {
-  double best = 0;
+// Best bytes/s of `kernel` and of `read` (each processing `bytes` per call), over calls that
+// alternate between the two for `seconds`: a machine whose memory rate drifts then gives both
+// figures from the same moments.
+template <class Kernel, class Read>
+std::pair<double, double> BestRates(size_t bytes, double seconds, Kernel&& kernel, Read&& read) {
+  double best_kernel = 0, best_read = 0;
   const double end = Now() + seconds;
   do {
-    const double t0 = Now();
-    fn();
-    best = std::max(best, static_cast<double>(bytes) / (Now() - t0));
+    double t0 = Now();
+    kernel();
+    best_kernel = std::max(best_kernel, static_cast<double>(bytes) / (Now() - t0));
+    t0 = Now();
+    read();
+    best_read = std::max(best_read, static_cast<double>(bytes) / (Now() - t0));
   } while (Now() < end);
-  return best;
+  return {best_kernel, best_read};
 }
 
 uint64_t ReadSum(cpu::Isa isa, const uint8_t* p, size_t n) {
@@ -145,14 +152,17 @@ Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   a.w = w.get();
   a.n_out = cached_rows;
   const size_t cached_bytes = row_bytes * cached_rows;
-  f.kernel_cached = BestRate(cached_bytes, seconds, [&] { fn(a, 0, cached_rows); });
-  f.read_cached = BestRate(cached_bytes, seconds,
-                           [&] { sink = sink + ReadSum(isa, a.w, cached_bytes / 256 * 256); });
-  a.n_out = memory_rows;
+  std::tie(f.kernel_cached, f.read_cached) = BestRates(
+      cached_bytes, seconds, [&] { fn(a, 0, cached_rows); },
+      [&] { sink = sink + ReadSum(isa, a.w, cached_bytes / 256 * 256); });
   const size_t memory_bytes = row_bytes * memory_rows;
-  f.kernel_memory = BestRate(memory_bytes, seconds, [&] { fn(a, 0, memory_rows); });
-  f.read_memory = BestRate(memory_bytes, seconds,
-                           [&] { sink = sink + ReadSum(isa, a.w, memory_bytes / 256 * 256); });
+  std::tie(f.kernel_memory, f.read_memory) = BestRates(
+      memory_bytes, seconds,
+      [&] {
+        a.n_out = memory_rows;
+        fn(a, 0, memory_rows);
+      },
+      [&] { sink = sink + ReadSum(isa, a.w, memory_bytes / 256 * 256); });
   return f;
 }
 

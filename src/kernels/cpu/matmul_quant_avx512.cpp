@@ -327,14 +327,16 @@ __m128i UnpackScalesQ4K(const BlockQ4_K* blk) {
   return _mm_unpacklo_epi32(low, high);  // [scales lo, scales hi, mins lo, mins hi]
 }
 
-// Per step s (64 values = sub-blocks 2s, 2s+1), the 16-bit lanes of vpmaddubsw's result take
-// sub-block 2s (lanes 0-15) and 2s+1 (lanes 16-31): a byte shuffle of the 8 scale bytes (broadcast
-// to every 128-bit lane) puts scale 2s or 2s+1 in the low byte of each 16-bit lane, zero in the
-// high byte. (A vpermw per step instead held the kernel at ~35 GB/s in L2 on Zen 5.)
-__m512i StepShuffleQ4K(int s) {
+// Steps 2h and 2h+1 (64 values each, sub-blocks 4h..4h+3) are packed into one vector of 16-bit
+// sums: 128-bit lane q holds 4 sums of step 2h's lane q (sub-block 4h + q / 2), then 4 of step
+// 2h+1's (sub-block 4h + 2 + q / 2). A byte shuffle of the 8 scale bytes (broadcast to every
+// 128-bit lane) puts each sum's sub-block scale in the low byte of its 16-bit lane.
+__m512i PairShuffleQ4K(int h) {
   alignas(64) int8_t ctrl[64];
   for (int i = 0; i < 64; ++i) {
-    ctrl[i] = i % 2 == 0 ? static_cast<int8_t>(2 * s + i / 32) : static_cast<int8_t>(-128);
+    const int q = i / 16, word = (i % 16) / 2;
+    const int sub = 4 * h + (word < 4 ? 0 : 2) + q / 2;
+    ctrl[i] = i % 2 == 0 ? static_cast<int8_t>(sub) : static_cast<int8_t>(-128);
   }
   return _mm512_load_si512(ctrl);
 }
@@ -353,8 +355,7 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
   }
-  const __m512i idx[4] = {StepShuffleQ4K(0), StepShuffleQ4K(1), StepShuffleQ4K(2),
-                          StepShuffleQ4K(3)};
+  const __m512i pair_idx[2] = {PairShuffleQ4K(0), PairShuffleQ4K(1)};
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
@@ -368,29 +369,34 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
       const __m256 mins = _mm256_mul_ps(
           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(scales_mins, scales_mins))),
           _mm256_set1_ps(HalfToFloat1(blk->dmin)));
-      __m512i isum[C], isum2[C];
+      __m512i isum[C];
       SWARM_UNROLL
-      for (int j = 0; j < C; ++j) isum[j] = isum2[j] = _mm512_setzero_si512();
+      for (int j = 0; j < C; ++j) isum[j] = _mm512_setzero_si512();
+      __m512i wq[4];
       SWARM_UNROLL
       for (int s = 0; s < 4; ++s) {
         const __m256i v = Load256(blk->qs + 32 * s);
-        const __m512i wq = _mm512_and_si512(
+        wq[s] = _mm512_and_si512(
             _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
-        const __m512i scs = _mm512_shuffle_epi8(sc8v, idx[s]);
+      }
+      SWARM_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        const __m512i scs = _mm512_shuffle_epi8(sc8v, pair_idx[h]);
         SWARM_UNROLL
         for (int j = 0; j < C; ++j) {
-          const __m512i p = _mm512_maddubs_epi16(wq, Load512(xs[j].qs + kQK_K * sb + 64 * s));
-          if (s % 2 == 0) {
-            isum[j] = _mm512_dpwssd_epi32(isum[j], p, scs);
-          } else {
-            isum2[j] = _mm512_dpwssd_epi32(isum2[j], p, scs);
-          }
+          // Sums of 4 products (at most 4 * 15 * 128: exact in 16 bits), two steps packed into
+          // one vector of 16-bit sums, then times their sub-blocks' scales.
+          const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[2 * h],
+                                                 Load512(xs[j].qs + kQK_K * sb + 128 * h));
+          const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[2 * h + 1],
+                                                 Load512(xs[j].qs + kQK_K * sb + 128 * h + 64));
+          isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_packs_epi32(p0, p1), scs);
         }
       }
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
-        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(isum[j], isum2[j])),
-                                    _mm512_set1_ps(d * xs[j].d[sb]), acc[i][j]);
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
         // The mins term, sum over sub-blocks of dmin * m * d_x * sum(x), in lanes 0-7.
         acc[i][j] = _mm512_mask3_fnmadd_ps(
             _mm512_castps256_ps512(mins),
