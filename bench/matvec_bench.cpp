@@ -133,7 +133,8 @@ Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   a.n_tokens = 1;
   Buffer xq;
   if (cpu::UsesX8(type)) {
-    a.x8 = cpu::MakeX8Layout(kIn, cpu::X8Group(type), table.x8_lanes ? cpu::X8LaneOrder(type) : 0);
+    a.x8 = cpu::MakeX8Layout(kIn, cpu::X8Group(type),
+                             table.x8_lanes || lanes ? cpu::X8LaneOrder(type) : 0);
     xq = Allocate(a.x8.bytes);
     table.quantize_x8(x.data(), a.x8, xq.get());
     a.x = xq.get();

@@ -142,11 +142,17 @@ TEST_P(CpuKernelTest, MatMulOddShapesMatchReference) {
            {std::pair<int64_t, int64_t>{1, 40}, {33, 1}, {9, 4}, {20, 2}, {13, 5}, {6, 67}}) {
         const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
         const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
-        const std::vector<float> got = RunMatMul(*cpu, w.weight, x, n_tokens);
         const std::vector<float> want = RunMatMul(reference, w.weight, x, n_tokens);
-        const double nmse = Nmse(got.data(), want.data(), got.size());
-        EXPECT_LE(nmse, testing::DefaultNmseBound(Op::kMatMul, type))
-            << GgmlTypeName(type) << " n_in=" << n_in << " n_out=" << n_out << " T=" << n_tokens;
+        // As stored, and as PrepareWeight leaves it (a lane layout for some types).
+        std::vector<std::unique_ptr<Buffer>> storage;
+        const Weight prepared = cpu->PrepareWeight(w.weight, storage).value();
+        for (const Weight& weight : {w.weight, prepared}) {
+          const std::vector<float> got = RunMatMul(*cpu, weight, x, n_tokens);
+          const double nmse = Nmse(got.data(), want.data(), got.size());
+          EXPECT_LE(nmse, testing::DefaultNmseBound(Op::kMatMul, type))
+              << GgmlTypeName(type) << " n_in=" << n_in << " n_out=" << n_out << " T=" << n_tokens
+              << " layout=" << static_cast<int>(weight.layout);
+        }
       }
     }
   }
@@ -166,23 +172,28 @@ TEST_P(CpuKernelTest, MatMulIsIndependentOfBatchingAndThreads) {
       const int64_t n_out = 75, n_tokens = 53;
       const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
       const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
-      const std::vector<float> batch = RunMatMul(*one, w.weight, x, n_tokens);
-      EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, x, n_tokens), batch))
-          << GgmlTypeName(type);
-      EXPECT_TRUE(BitIdentical(RunMatMul(*three, w.weight, x, n_tokens), batch))
-          << GgmlTypeName(type);
-      for (int64_t t : {int64_t{0}, int64_t{4}, n_tokens - 1}) {
-        const std::vector<float> xt(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
-        const std::vector<float> want(batch.begin() + t * n_out, batch.begin() + (t + 1) * n_out);
-        EXPECT_TRUE(BitIdentical(RunMatMul(*one, w.weight, xt, 1), want))
-            << GgmlTypeName(type) << " token " << t << " alone, 1 thread";
-        EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xt, 1), want))
-            << GgmlTypeName(type) << " token " << t << " alone, 2 threads";
+      // As stored, and as PrepareWeight leaves it (a lane layout for some types).
+      std::vector<std::unique_ptr<Buffer>> storage;
+      const Weight prepared = one->PrepareWeight(w.weight, storage).value();
+      for (const Weight& weight : {w.weight, prepared}) {
+        const std::string what = std::string(GgmlTypeName(type)) + " layout " +
+                                 std::to_string(static_cast<int>(weight.layout));
+        const std::vector<float> batch = RunMatMul(*one, weight, x, n_tokens);
+        EXPECT_TRUE(BitIdentical(RunMatMul(*two, weight, x, n_tokens), batch)) << what;
+        EXPECT_TRUE(BitIdentical(RunMatMul(*three, weight, x, n_tokens), batch)) << what;
+        for (int64_t t : {int64_t{0}, int64_t{4}, n_tokens - 1}) {
+          const std::vector<float> xt(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
+          const std::vector<float> want(batch.begin() + t * n_out, batch.begin() + (t + 1) * n_out);
+          EXPECT_TRUE(BitIdentical(RunMatMul(*one, weight, xt, 1), want))
+              << what << " token " << t << " alone, 1 thread";
+          EXPECT_TRUE(BitIdentical(RunMatMul(*two, weight, xt, 1), want))
+              << what << " token " << t << " alone, 2 threads";
+        }
+        // Tokens 10..12 as a batch of their own.
+        const std::vector<float> xs(x.begin() + 10 * n_in, x.begin() + 13 * n_in);
+        const std::vector<float> want(batch.begin() + 10 * n_out, batch.begin() + 13 * n_out);
+        EXPECT_TRUE(BitIdentical(RunMatMul(*two, weight, xs, 3), want)) << what;
       }
-      // Tokens 10..12 as a batch of their own.
-      const std::vector<float> xs(x.begin() + 10 * n_in, x.begin() + 13 * n_in);
-      const std::vector<float> want(batch.begin() + 10 * n_out, batch.begin() + 13 * n_out);
-      EXPECT_TRUE(BitIdentical(RunMatMul(*two, w.weight, xs, 3), want)) << GgmlTypeName(type);
     }
   }
 }

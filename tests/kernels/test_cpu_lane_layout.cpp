@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "backend_conformance.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lane_layout.h"
@@ -82,7 +83,9 @@ TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
 }
 
 // On every level this processor runs: PrepareWeight rewrites Q4_0 exactly where the kernel table
-// has a lane kernel, and products and row lookups give the same bits either way.
+// has a lane kernel, and row lookups give the same bits either way. Products agree bit for bit on
+// AVX-512, whose kernel for GGUF blocks shuffles them into the same lanes; on AVX2, whose GGUF
+// kernel sums block by block, within the Q4_0 bound of the reference.
 TEST(LaneLayoutTest, PreparedWeightsComputeTheSameBits) {
   std::mt19937 rng(7);
   const CpuFeatures features = DetectCpuFeatures();
@@ -108,8 +111,14 @@ TEST(LaneLayoutTest, PreparedWeightsComputeTheSameBits) {
         std::vector<float> got(want.size());
         cpu->MatMul(raw, x.data(), n_tokens, want.data());
         cpu->MatMul(*prepared, x.data(), n_tokens, got.data());
-        EXPECT_TRUE(BitIdentical(got, want))
-            << IsaName(isa) << " n_in=" << n_in << " T=" << n_tokens;
+        if (isa == Isa::kAvx512 || !rewrites) {
+          EXPECT_TRUE(BitIdentical(got, want))
+              << IsaName(isa) << " n_in=" << n_in << " T=" << n_tokens;
+        } else {
+          EXPECT_LE(testing::Nmse(got.data(), want.data(), got.size()),
+                    testing::DefaultNmseBound(testing::Op::kMatMul, GgmlType::kQ4_0))
+              << IsaName(isa) << " n_in=" << n_in << " T=" << n_tokens;
+        }
       }
       const int32_t ids[] = {0, 36, 5, 5};
       std::vector<float> want(static_cast<size_t>(4 * n_in)), got(want.size());

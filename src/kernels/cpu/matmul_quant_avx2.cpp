@@ -49,7 +49,59 @@ __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128
 
 // ---- Q8_0 and Q4_0 ----------------------------------------------------------------------------
 
-template <GgmlType kType, int R, int C>
+// Q4_0 in the lane layout (lane_layout.h), the full 512-value groups of a row: each group is two
+// halves of 8 lanes (lanes 0-7, then 8-15, of the weights' group and of the X8 lane section), one
+// block per 32-bit lane: integer sums over each block's 32 values, then one float conversion and
+// FMA per half instead of one per block.
+template <int R, int C>
+void LaneGroupsQ4_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* rows, int64_t t,
+                    __m256 (&acc)[R][C]) {
+  constexpr int64_t kGroupBytes = 16 * int64_t{sizeof(BlockQ4_0)};
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = 0; g < l.lane_groups; ++g) {
+    const uint8_t* xl[C];
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) {
+      xl[j] = a.x + (t + j) * a.x_stride + l.lanes_offset + g * kX8LaneGroupBytes;
+    }
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* group = rows[i] + g * kGroupBytes;
+      if constexpr (C == 1) PrefetchAhead(group, kGroupBytes);
+      SWARM_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        __m256i s[C];
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) s[j] = Load256(xl[j] + 9 * 64 + 32 * h);  // -8 * sum(x)
+        SWARM_UNROLL
+        for (int c = 0; c < 4; ++c) {
+          const __m256i q = Load256(group + 32 + 64 * c + 32 * h);
+          const __m256i lo = _mm256_and_si256(q, low4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+          SWARM_UNROLL
+          for (int j = 0; j < C; ++j) {
+            // Two 16-bit pair sums of at most 2 * 15 * 127 each: exact in 16 bits.
+            const __m256i p =
+                _mm256_add_epi16(_mm256_maddubs_epi16(lo, Load256(xl[j] + 64 * c + 32 * h)),
+                                 _mm256_maddubs_epi16(hi, Load256(xl[j] + 64 * (c + 4) + 32 * h)));
+            s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(p, ones));
+          }
+        }
+        const __m256 dw = _mm256_cvtph_ps(Load128(group + 16 * h));
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(xl[j] + 8 * 64) + 8 * h);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), _mm256_mul_ps(dw, dx), acc[i][j]);
+        }
+      }
+    }
+  }
+}
+
+// kLanes: Q4_0 weights in the lane layout, whose full groups LaneGroupsQ4_0 takes; the blocks
+// past them are GGUF blocks either way.
+template <GgmlType kType, bool kLanes, int R, int C>
 void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   const uint8_t* rows[R];
   SWARM_UNROLL
@@ -67,7 +119,12 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   const int64_t n_blocks = a.n_in / 32;
   constexpr int64_t kBlockBytes =
       kType == GgmlType::kQ8_0 ? int64_t{sizeof(BlockQ8_0)} : int64_t{sizeof(BlockQ4_0)};
-  for (int64_t b = 0; b < n_blocks; ++b) {
+  int64_t first_block = 0;
+  if constexpr (kLanes) {
+    LaneGroupsQ4_0<R, C>(a, l, rows, t, acc);
+    first_block = 16 * l.lane_groups;
+  }
+  for (int64_t b = first_block; b < n_blocks; ++b) {
     __m256i xv[C];
     __m256i corr[C];
     __m256 dx[C];
@@ -267,7 +324,9 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
 
 // ---- drivers ----------------------------------------------------------------------------------
 
-constexpr int kVecRows = 4;
+// Rows per matrix-vector tile: several interleaved rows give the per-block kernels independent
+// chains; a lane kernel has enough within one row, and streams it best alone.
+constexpr int kVecRowsBlocks = 4;
 constexpr int kRows = 3;
 constexpr int kCols = 3;
 constexpr int64_t kPanel = 48;
@@ -289,6 +348,7 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const X8Layout& l = a.x8;
   if (a.n_tokens == 1) {
     int64_t r = r0;
+    constexpr int kVecRows = K::kVecRows;
     for (; r + kVecRows <= r1; r += kVecRows) K::template Run<kVecRows, 1>(a, l, r, 0);
     for (; r < r1; ++r) K::template Run<1, 1>(a, l, r, 0);
     return;
@@ -309,20 +369,23 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-template <GgmlType kType>
+template <GgmlType kType, bool kLanes = false>
 struct Q32Kernel {
+  static constexpr int kVecRows = kLanes ? 1 : kVecRowsBlocks;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
-    TileQ32<kType, R, C>(a, l, r, t);
+    TileQ32<kType, kLanes, R, C>(a, l, r, t);
   }
 };
 struct Q4KKernel {
+  static constexpr int kVecRows = kVecRowsBlocks;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     TileQ4K<R, C>(a, l, r, t);
   }
 };
 struct Q6KKernel {
+  static constexpr int kVecRows = kVecRowsBlocks;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     TileQ6K<R, C>(a, l, r, t);
@@ -336,6 +399,9 @@ void MatMulQ8_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
 }
 void MatMulQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
   Drive<Q32Kernel<GgmlType::kQ4_0>>(a, r0, r1);
+}
+void MatMulQ4_0Lanes(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  Drive<Q32Kernel<GgmlType::kQ4_0, /*kLanes=*/true>>(a, r0, r1);
 }
 void MatMulQ4_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q4KKernel>(a, r0, r1); }
 void MatMulQ6_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q6KKernel>(a, r0, r1); }

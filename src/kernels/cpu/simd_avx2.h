@@ -9,6 +9,15 @@
 namespace swarm::kernels::cpu::avx2 {
 namespace {
 
+// As in simd_avx512.h: a matrix-vector product that streams one row at a time also asks for the
+// lines this far ahead of the bytes it reads.
+inline constexpr int64_t kStreamPrefetchBytes = 4096;
+
+inline void PrefetchAhead(const void* p, int64_t bytes) {
+  const char* q = static_cast<const char*>(p) + kStreamPrefetchBytes;
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
+}
+
 // Sum of the 8 lanes in a fixed order.
 inline float Hsum(__m256 v) {
   const __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
