@@ -172,18 +172,21 @@ void TileQ32(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
 
 // ---- Q4_K -------------------------------------------------------------------------------------
 
-void UnpackScalesQ4K(const uint8_t* packed, uint8_t* scales, uint8_t* mins) {
-  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
-  uint32_t u[4];
-  std::memcpy(u, packed, 12);
-  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
-  const uint32_t aux = u[1] & kMask1;
-  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
-  u[2] = aux;
-  u[0] &= kMask1;
-  std::memcpy(scales, u, 8);
-  std::memcpy(mins, u + 2, 8);
+// The 8 6-bit scales (bytes 0-7) and 8 6-bit mins (bytes 8-15) of a Q4_K super-block, unpacked
+// as ggml's utmp does, in vector registers (see matmul_quant_avx512.cpp).
+__m128i UnpackScalesQ4K(const BlockQ4_K* blk) {
+  const __m128i u = Load128(blk->scales);  // the 4 bytes past the scales are the block's quants
+  const __m128i low = _mm_and_si128(u, _mm_set1_epi8(0x3f));
+  const __m128i u2 =
+      _mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 2, 2, 2)), _mm_setr_epi32(0, 4, 0, 0));
+  const __m128i high = _mm_or_si128(_mm_and_si128(u2, _mm_set1_epi8(0x0f)),
+                                    _mm_and_si128(_mm_srli_epi32(u, 2), _mm_set1_epi8(0x30)));
+  return _mm_unpacklo_epi32(low, high);
 }
+
+// A byte shuffle that spreads byte `index` of each 128-bit lane over its 16-bit lanes, as the low
+// byte (high byte zero).
+__m256i SpreadByte(int index) { return _mm256_set1_epi16(static_cast<short>(0x8000 | index)); }
 
 template <int R, int C>
 void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
@@ -200,19 +203,20 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   const __m256i low4 = _mm256_set1_epi8(0x0f);
+  __m256i spread[8];
+  SWARM_UNROLL
+  for (int k = 0; k < 8; ++k) spread[k] = SpreadByte(k);
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(rows[i]) + sb;
       PrefetchNextTile<R, C>(reinterpret_cast<const uint8_t*>(blk), a.row_bytes, sizeof(BlockQ4_K));
-      uint8_t sc[8], m[8];
-      UnpackScalesQ4K(blk->scales, sc, m);
-      uint64_t m8;
-      std::memcpy(&m8, m, 8);
+      const __m128i scales_mins = UnpackScalesQ4K(blk);
+      const __m256i sc = _mm256_broadcastsi128_si256(scales_mins);
       const float d = HalfToFloat1(blk->d);
       const __m256 mins = _mm256_mul_ps(
-          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8)))),
+          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(scales_mins, scales_mins))),
           _mm256_set1_ps(HalfToFloat1(blk->dmin)));
       __m256i isum[C];
       SWARM_UNROLL
@@ -222,8 +226,8 @@ void TileQ4K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
         const __m256i v = Load256(blk->qs + 32 * s);
         const __m256i lo = _mm256_and_si256(v, low4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-        const __m256i sc_lo = _mm256_set1_epi16(sc[2 * s]);
-        const __m256i sc_hi = _mm256_set1_epi16(sc[2 * s + 1]);
+        const __m256i sc_lo = _mm256_shuffle_epi8(sc, spread[2 * s]);
+        const __m256i sc_hi = _mm256_shuffle_epi8(sc, spread[2 * s + 1]);
         SWARM_UNROLL
         for (int j = 0; j < C; ++j) {
           const int8_t* xq = xs[j].qs + kQK_K * sb + 64 * s;
@@ -265,12 +269,19 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
   }
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i low2 = _mm256_set1_epi8(0x03);
+  __m256i pair[8];  // pair[k]: byte 2k in the low 128 bits, 2k + 1 in the high
+  SWARM_UNROLL
+  for (int k = 0; k < 8; ++k) {
+    pair[k] = _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(2 * k + 1)),
+                               _mm_set1_epi8(static_cast<char>(2 * k)));
+  }
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* blk = reinterpret_cast<const BlockQ6_K*>(rows[i]) + sb;
       PrefetchNextTile<R, C>(reinterpret_cast<const uint8_t*>(blk), a.row_bytes, sizeof(BlockQ6_K));
+      const __m256i sc8 = _mm256_broadcastsi128_si256(Load128(blk->scales));
       const __m256i sc16 = _mm256_cvtepi8_epi16(Load128(blk->scales));
       const __m256i neg32 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
       const float d = HalfToFloat1(blk->d);
@@ -298,8 +309,9 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
         SWARM_UNROLL
         for (int quarter = 0; quarter < 4; ++quarter) {
           const int g = 8 * h + 2 * quarter;  // first 16-value group of the quarter
-          const __m256i scs =
-              _mm256_set_m128i(_mm_set1_epi16(blk->scales[g + 1]), _mm_set1_epi16(blk->scales[g]));
+          // Scale g in the low 128 bits, g + 1 in the high: each int8 scale spread to the high
+          // byte of every 16-bit lane, then sign-extended by an arithmetic shift.
+          const __m256i scs = _mm256_srai_epi16(_mm256_shuffle_epi8(sc8, pair[g / 2]), 8);
           SWARM_UNROLL
           for (int j = 0; j < C; ++j) {
             const __m256i xq = Load256(xs[j].qs + kQK_K * sb + 128 * h + 32 * quarter);
