@@ -63,7 +63,38 @@ inline void Chunk(const uint8_t* const* rows, const float* const* xs, int64_t k,
   }
 }
 
-// y[t + j, r + i] for i < R, j < C.
+// y[r] for one row and one token (a vector product, streamed from memory): the classes
+// interleaved, chunk by chunk in order of k.
+template <class W>
+void VectorTile(const MatMulArgs& a, int64_t r) {
+  const uint8_t* const rows[1] = {a.w + r * a.row_bytes};
+  const float* const xs[1] = {reinterpret_cast<const float*>(a.x)};
+  __m512 acc[kClasses][1][1];
+  SWARM_UNROLL
+  for (int c = 0; c < kClasses; ++c) acc[c][0][0] = _mm512_setzero_ps();
+  const int64_t n = a.n_in;
+  int64_t k = 0;
+  for (; k + 16 * kClasses <= n; k += 16 * kClasses) {
+    PrefetchAhead(rows[0] + k * W::kBytes, 16 * kClasses * W::kBytes);
+    SWARM_UNROLL
+    for (int c = 0; c < kClasses; ++c) Chunk<W, 1, 1, false>(rows, xs, k + 16 * c, 0, acc[c]);
+  }
+  // Fewer than kClasses chunks remain (the last one maybe partial): classes 0, 1, ... in order.
+  SWARM_UNROLL
+  for (int c = 0; c < kClasses; ++c) {
+    if (k < n) Chunk<W, 1, 1, true>(rows, xs, k, TailMask(n - k), acc[c]);
+    k += 16;
+  }
+  __m512 sum = acc[0][0][0];
+  SWARM_UNROLL
+  for (int c = 1; c < kClasses; ++c) sum = _mm512_add_ps(sum, acc[c][0][0]);
+  a.y[r] = Hsum(sum);
+}
+
+// y[t + j, r + i] for i < R, j < C (a matrix-matrix tile): the classes one after the other, each
+// class's chunks in order of k, so that the tile needs R x C accumulators rather than
+// kClasses x R x C. Every accumulator sees the same FMAs in the same order as in VectorTile, and
+// the classes are summed in the same order: the same bits.
 template <class W, int R, int C>
 void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
   const uint8_t* rows[R];
@@ -72,51 +103,40 @@ void Tile(const MatMulArgs& a, int64_t r, int64_t t) {
   const float* xs[C];
   SWARM_UNROLL
   for (int j = 0; j < C; ++j) xs[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride);
-  __m512 acc[kClasses][R][C];
+  const int64_t n = a.n_in;
+  __m512 done[R][C];  // the sum of the classes finished so far
   SWARM_UNROLL
   for (int c = 0; c < kClasses; ++c) {
+    __m512 acc[R][C];
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       SWARM_UNROLL
-      for (int j = 0; j < C; ++j) acc[c][i][j] = _mm512_setzero_ps();
+      for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
     }
-  }
-  const int64_t n = a.n_in;
-  int64_t k = 0;
-  for (; k + 16 * kClasses <= n; k += 16 * kClasses) {
-    if constexpr (C == 1) {  // a vector product: streamed from memory
-      SWARM_UNROLL
-      for (int i = 0; i < R; ++i) PrefetchAhead(rows[i] + k * W::kBytes, 16 * kClasses * W::kBytes);
-    }
+    int64_t k = 16 * c;
+    for (; k + 16 <= n; k += 16 * kClasses) Chunk<W, R, C, false>(rows, xs, k, 0, acc);
+    if (k < n) Chunk<W, R, C, true>(rows, xs, k, TailMask(n - k), acc);
     SWARM_UNROLL
-    for (int c = 0; c < kClasses; ++c) Chunk<W, R, C, false>(rows, xs, k + 16 * c, 0, acc[c]);
-  }
-  // Fewer than kClasses chunks remain (the last one maybe partial): classes 0, 1, ... in order.
-  SWARM_UNROLL
-  for (int c = 0; c < kClasses; ++c) {
-    if (k < n) Chunk<W, R, C, true>(rows, xs, k, TailMask(n - k), acc[c]);
-    k += 16;
+    for (int i = 0; i < R; ++i) {
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j)
+        done[i][j] = c == 0 ? acc[i][j] : _mm512_add_ps(done[i][j], acc[i][j]);
+    }
   }
   SWARM_UNROLL
   for (int i = 0; i < R; ++i) {
     SWARM_UNROLL
-    for (int j = 0; j < C; ++j) {
-      __m512 sum = acc[0][i][j];
-      SWARM_UNROLL
-      for (int c = 1; c < kClasses; ++c) sum = _mm512_add_ps(sum, acc[c][i][j]);
-      a.y[(t + j) * a.n_out + r + i] = Hsum(sum);
-    }
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(done[i][j]);
   }
 }
 
-// Rows per tile of the matrix-vector product (one token): one. A single sequential stream is what
-// the hardware prefetcher follows best; measured on Zen 5 (2 threads, TinyLlama shape, the same
-// process reading the same weights with a plain loop): f16 82-85% of that read with 8 interleaved
-// rows, 90-104% with one row; bf16 72-81% and 91-99%; f32 91-95% and 100-106%.
-constexpr int kVecRows = 1;
+// A matrix-vector product (one token) reads one row at a time (VectorTile): a single sequential
+// stream is what the memory system serves best. Measured on Zen 5 against a plain read of the same
+// weights: f16 82-85% with 8 interleaved rows, 90-104% with one row (2 threads); with 2 rows of 2
+// streams, 48% (one thread).
 // Register tile of the matrix-matrix product: each weight vector serves kCols tokens, each
 // activation vector kRows rows.
-constexpr int kRows = 3;
+constexpr int kRows = 6;
 constexpr int kCols = 4;
 // Tokens whose activations stay cache-resident while the row tiles stream past them.
 constexpr int64_t kPanel = 64;
@@ -133,7 +153,7 @@ void TileCols(const MatMulArgs& a, int64_t r, int64_t t, int64_t cols) {
 template <class W>
 void MatMul(const MatMulArgs& a, int64_t r0, int64_t r1) {
   if (a.n_tokens == 1) {
-    for (int64_t r = r0; r < r1; r += kVecRows) Tile<W, kVecRows, 1>(a, r, 0);
+    for (int64_t r = r0; r < r1; ++r) VectorTile<W>(a, r);
     return;
   }
   for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
