@@ -61,7 +61,8 @@ class Backend {
   // ---- memory -------------------------------------------------------------------------------
   virtual absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) = 0;
   // Makes a host weight (e.g. a view into a memory-mapped GGUF) usable by this backend's ops.
-  // CPU backends return it unchanged (zero copy; the mapping stays the owner). Device backends
+  // CPU backends return it unchanged (zero copy; the mapping stays the owner), except where their
+  // kernels read a layout of their own (the optimized CPU backend's Q4_0). Device backends
   // copy it into a new buffer appended to `storage`, which must outlive the returned Weight.
   virtual absl::StatusOr<Weight> PrepareWeight(const Weight& host,
                                                std::vector<std::unique_ptr<Buffer>>& storage) = 0;

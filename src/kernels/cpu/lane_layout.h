@@ -1,8 +1,9 @@
-// The optimized CPU backend's lane layout of Q4_0 weights: the AVX-512 kernels keep one 32-value
-// block per 32-bit lane of a vector, 16 blocks (512 values) at a time. From GGUF's layout they must
-// gather each block's scale and 4-byte pieces with shuffles on every pass over the weights, which
-// held the Q4_0 matrix-vector product below the memory's rate on Zen 5. The backend's
-// PrepareWeight therefore rewrites a Q4_0 matrix once, at load time, into this layout (same size).
+// The optimized CPU backend's lane layout of Q4_0 weights: its AVX-512 and AVX2 kernels keep one
+// 32-value block per 32-bit lane of a vector, 16 blocks (512 values) at a time (AVX2 in two halves
+// of 8). From GGUF's layout they must gather each block's scale and 4-byte pieces with shuffles on
+// every pass over the weights (AVX-512), or do float work per block (AVX2), which held the Q4_0
+// matrix-vector product below the memory's rate on Zen 5. The backend's PrepareWeight therefore
+// rewrites a Q4_0 matrix once, at load time, into this layout (same size).
 //
 // Per row, each full group of 16 blocks (288 bytes) becomes:
 //   uint16 d[16]        the blocks' fp16 scales, lane L holding block BlockOfLane(kX8LanesQ4_0, L)
