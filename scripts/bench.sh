@@ -80,8 +80,9 @@ out.append(f"{amx}. Wall-time figures are what the run got; the `cpu` columns di
            "process's CPU time instead (what the code does when the cores are its own; see "
            "`cpu util`, 1.00 = nothing else ran).\n")
 out.append("`weights read` is the probe's read loop run over the model's own weights where they are "
-           "mapped (the probe's buffer and the weights can land in memory that reads at different "
-           "speeds on a VM); `gen % of weights read` is generation against that plain read.\n")
+           "mapped, right after each chunk of 8 generated tokens (median over the chunks; a VM's "
+           "memory rate can drift within seconds); `gen % of weights read` is the median of the "
+           "chunks' generation rates against the read beside them, with their range in brackets.\n")
 out.append("| type | GB/token | read BW GB/s | gen tok/s | bound tok/s | **gen % of bound** | gen % cpu "
            "| weights read GB/s | **gen % of weights read** "
            "| FMA peak GFLOP/s | prompt tok/s | prompt GFLOP/s | **prompt % of peak** | prompt % cpu "
@@ -97,6 +98,8 @@ for t, r in zip(types, runs):
                f"| {100*g['fraction_of_bandwidth_bound_cpu']:.0f}% "
                f"| {g.get('weights_read_gb_per_s', 0):.1f} "
                f"| **{100*g.get('fraction_of_weights_read_bound', 0):.0f}%** "
+               f"({100*g.get('fraction_of_weights_read_bound_min', 0):.0f}–"
+               f"{100*g.get('fraction_of_weights_read_bound_max', 0):.0f}%) "
                f"| {mm['fma_peak_gflops']:.0f} "
                f"| {p['tokens_per_second']:.1f} | {p['gflops']:.0f} "
                f"| **{100*p['fraction_of_fma_peak']:.0f}%** "
