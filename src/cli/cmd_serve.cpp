@@ -4,6 +4,7 @@
 // Life of a range: bind the socket, announce "joining", load and measure, serve and announce
 // "online" (with measured round trips to the peers of the next blocks); on SIGTERM/SIGINT tell
 // the open sessions, announce "offline" and leave the DHT, each step with a short bound.
+// With several devices (--device cuda:0,cuda:1) the range is spread over them (MultiGpuStack).
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -18,11 +19,13 @@
 #include "absl/container/btree_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
 #include "cli/commands.h"
+#include "cli/device_list_flag.h"
 #include "kernels/backend_factory.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
@@ -32,6 +35,8 @@
 #include "router/peer_record.h"
 #include "router/rtt_probe.h"
 #include "shard/block_stack.h"
+#include "shard/multi_gpu_stack.h"
+#include "shard/serving_stack.h"
 #include "shard/throughput_probe.h"
 #include "transport/peer_server.h"
 
@@ -221,7 +226,7 @@ shard::Throughput CachedThroughput(const ServeFlags& flags, const model::ModelCo
   return cached.ok() ? *cached : shard::Throughput{};
 }
 
-absl::StatusOr<shard::Throughput> Throughput(shard::BlockStack& stack, const ServeFlags& flags,
+absl::StatusOr<shard::Throughput> Throughput(shard::ServingStack& stack, const ServeFlags& flags,
                                              const model::ModelConfig& config,
                                              const std::string& backend_name) {
   const std::string directory = ThroughputDirectory(flags);
@@ -289,11 +294,58 @@ absl::StatusOr<std::unique_ptr<transport::RouterServer>> BindRouter(zmq::context
   return bound;
 }
 
+// One backend per device of --device, in block order.
+absl::StatusOr<std::vector<std::unique_ptr<kernels::Backend>>> MakeBackends(
+    const ServeFlags& flags) {
+  SWARM_ASSIGN_OR_RETURN(auto devices, ParseDeviceList(flags.backend.name));
+  std::vector<std::unique_ptr<kernels::Backend>> backends;
+  for (const std::string& device : devices) {
+    kernels::BackendOptions options = flags.backend;
+    options.name = device;
+    SWARM_ASSIGN_OR_RETURN(auto backend, kernels::MakeBackend(options));
+    backends.push_back(std::move(backend));
+  }
+  return backends;
+}
+
+// Blocks [first, last) on one backend, or spread over several.
+absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
+    const std::vector<std::unique_ptr<kernels::Backend>>& backends,
+    const model::ModelConfig& config, const std::vector<model::BlockWeights>& weights) {
+  if (backends.size() == 1) {
+    SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backends[0], config, weights));
+    return std::unique_ptr<shard::ServingStack>(std::move(stack));
+  }
+  std::vector<kernels::Backend*> raw;
+  for (const auto& backend : backends) raw.push_back(backend.get());
+  SWARM_ASSIGN_OR_RETURN(auto stack, shard::MultiGpuStack::Create(raw, config, weights));
+  return std::unique_ptr<shard::ServingStack>(std::move(stack));
+}
+
+// Which device runs which blocks, for the log: "backend cpu-avx2", or "devices cuda:0,cuda:1
+// ([0, 3) on cuda:0, [3, 5) on cuda:1, activations by NCCL)".
+std::string Placement(const shard::ServingStack& stack) {
+  const auto* multi = dynamic_cast<const shard::MultiGpuStack*>(&stack);
+  if (multi == nullptr) return absl::StrCat("backend ", stack.devices());
+  const std::vector<std::string> names = absl::StrSplit(stack.devices(), ',');
+  std::string placement = absl::StrCat("devices ", stack.devices(), " (");
+  for (int i = 0; i < multi->n_segments(); ++i) {
+    const auto [first, last] = multi->segment_blocks(i);
+    absl::StrAppend(&placement, "[", first, ", ", last, ") on ", names[i], ", ");
+  }
+  absl::StrAppend(&placement, "activations by ", multi->uses_nccl() ? "NCCL" : "host memory", ")");
+  return placement;
+}
+
 absl::Status Serve(const ServeFlags& flags) {
   BlockStopSignals();
   SWARM_ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(flags.model_path));
   SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(*file));
-  SWARM_ASSIGN_OR_RETURN(auto backend, kernels::MakeBackend(flags.backend));
+  SWARM_ASSIGN_OR_RETURN(auto backends, MakeBackends(flags));
+  std::vector<std::string> names;
+  for (const auto& backend : backends) names.push_back(backend->name());
+  const std::string devices = absl::StrJoin(names, ",");  // as ServingStack::devices()
+  const int64_t n_devices = static_cast<int64_t>(backends.size());
 
   StopReason stop;
   std::mutex server_mu;
@@ -333,6 +385,11 @@ absl::Status Serve(const ServeFlags& flags) {
                            router::ChooseBlocks(snapshot, config.n_layer, flags.num_blocks, 0));
     range = {chosen.first, chosen.last};
   }
+  if (const int64_t n_blocks = range.second - range.first; n_devices > n_blocks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        n_devices, " devices for blocks [", range.first, ", ", range.second, "), ", n_blocks,
+        n_blocks == 1 ? " block" : " blocks", ": each device needs at least one block"));
+  }
 
   std::string listen = flags.listen;
   zmq::context_t context(1);
@@ -348,10 +405,9 @@ absl::Status Serve(const ServeFlags& flags) {
     if (registry) {
       // Joining: placement counts this peer (with what an earlier run measured, if anything);
       // routes leave it out until it is online. Unavailable for a lone node: harmless.
-      (void)registry->Announce(
-          MakeRecord(address, config, blocks, router::PeerState::kJoining,
-                     CachedThroughput(flags, config, backend->name(), blocks.size()),
-                     flags.cache_tokens, flags.cache_tokens, 0));
+      (void)registry->Announce(MakeRecord(address, config, blocks, router::PeerState::kJoining,
+                                          CachedThroughput(flags, config, devices, blocks.size()),
+                                          flags.cache_tokens, flags.cache_tokens, 0));
     }
     if (flags.hold_joining) {
       std::fprintf(stderr, "serve: joining blocks [%d, %d), held until SIGUSR2\n", blocks.first,
@@ -362,8 +418,8 @@ absl::Status Serve(const ServeFlags& flags) {
 
     SWARM_ASSIGN_OR_RETURN(auto weights,
                            model::LoadBlockWeights(*file, config, range.first, range.second));
-    SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backend, config, weights));
-    SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, backend->name()));
+    SWARM_ASSIGN_OR_RETURN(auto stack, MakeStack(backends, config, weights));
+    SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, devices));
 
     transport::PeerServerOptions options;
     options.model_id = config.model_id;
@@ -386,11 +442,11 @@ absl::Status Serve(const ServeFlags& flags) {
                 peer_id.c_str(), registry ? registry->port() : 0);
     std::fflush(stdout);
     std::fprintf(stderr,
-                 "serve: model %s, blocks [%lld, %lld) of %lld, backend %s, cache %lld tokens, "
+                 "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens, "
                  "%.0f decode / %.0f prompt tokens/s per block\n",
                  config.model_id.c_str(), static_cast<long long>(range.first),
                  static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
-                 backend->name().c_str(), static_cast<long long>(flags.cache_tokens),
+                 Placement(*stack).c_str(), static_cast<long long>(flags.cache_tokens),
                  throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
 
     // Measure round trips to the peers a chain would push to next (none after the last block).
@@ -492,7 +548,8 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       "Examples:\n"
       "  swarm serve -m stories260K.gguf --num-blocks 2                # start a new swarm\n"
       "  swarm serve -m stories260K.gguf --num-blocks 2 --initial-peers 127.0.0.1:4000\n"
-      "  swarm serve -m part.gguf --blocks 3:5 --listen tcp://0.0.0.0:31337 --no-dht");
+      "  swarm serve -m part.gguf --blocks 3:5 --listen tcp://0.0.0.0:31337 --no-dht\n"
+      "  swarm serve -m model.gguf --blocks 0:32 --device cuda:0,cuda:1   # 16 blocks per GPU");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file (whole model or a slice)")
       ->required();
   auto* blocks =
@@ -516,9 +573,11 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
   cmd->add_option("--backend,--device", flags->backend.name,
                   "Backend, alias --device: auto (GPU 0 if usable, else cpu), cpu, cpu:generic, "
-                  "cpu:avx2, cpu:avx512, reference, cuda (= cuda:0), cuda:N")
+                  "cpu:avx2, cpu:avx512, reference, cuda (= cuda:0), cuda:N; or several, "
+                  "comma-separated, to spread the blocks over them (cuda:0,cuda:1 or cuda:0,1)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
+  cmd->add_option("-t,--threads", flags->backend.threads,
+                  "CPU threads, per CPU device (0 = physical cores)");
   cmd->add_option("--peer-id", flags->peer_id, "Name reported with --no-dht (else the key's id)");
   cmd->add_flag("--no-dht", flags->no_dht, "Static mode: no DHT node, no announcements");
   cmd->add_option("--initial-peers", flags->initial_peers,

@@ -51,6 +51,24 @@ absl::StatusOr<std::unique_ptr<KvCache>> BlockStack::NewCache(int64_t capacity) 
   return KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity);
 }
 
+absl::StatusOr<std::unique_ptr<SequenceCache>> BlockStack::NewSequenceCache(int64_t capacity) {
+  SWARM_ASSIGN_OR_RETURN(auto cache, NewCache(capacity));
+  return std::unique_ptr<SequenceCache>(std::move(cache));
+}
+
+absl::Status BlockStack::ForwardSteps(std::span<const ServingStep> steps, int64_t first,
+                                      int64_t last, const float* hidden_in, float* hidden_out) {
+  std::vector<SequenceStep> own(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto* cache = dynamic_cast<KvCache*>(steps[i].cache);
+    if (steps[i].cache != nullptr && cache == nullptr) {
+      return absl::InvalidArgumentError("the cache belongs to another kind of block stack");
+    }
+    own[i] = {cache, steps[i].n_tokens};
+  }
+  return Forward(own, first, last, hidden_in, hidden_out);
+}
+
 absl::Status BlockStack::EnsureScratch(int64_t n_tokens) {
   if (n_tokens <= scratch_tokens_) return absl::OkStatus();
   const int64_t n_embd = config_.n_embd, kv = config_.kv_dim(), n_ff = config_.n_ff;

@@ -1,13 +1,14 @@
-// A contiguous range of transformer blocks [first, last) ready to run on a backend: the unit of work
-// a peer serves. Forward() runs a batch of sequences (a prompt, or one decode token of many
+// A contiguous range of transformer blocks [first, last) ready to run on a backend: the unit of
+// work a peer serves. Forward() runs a batch of sequences (a prompt, or one decode token of many
 // sessions) through every block, so each weight is read once per batch. Owns its weights' backend
 // copies (if any) and scratch buffers; borrows the host weights (the mapped GGUF must outlive it).
-// One thread calls Forward() at a time.
+// A ServingStack, so a peer can serve it. One thread calls Forward() at a time.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,6 +16,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "shard/kv_cache.h"
+#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
@@ -24,16 +26,16 @@ struct SequenceStep {
   int64_t n_tokens = 0;
 };
 
-class BlockStack {
+class BlockStack final : public ServingStack {
  public:
   static absl::StatusOr<std::unique_ptr<BlockStack>> Create(
       kernels::Backend& backend, const model::ModelConfig& config,
       const std::vector<model::BlockWeights>& host_blocks);
 
-  int64_t first_block() const { return first_; }
-  int64_t last_block() const { return last_; }
-  int64_t n_blocks() const { return last_ - first_; }
-  const model::ModelConfig& config() const { return config_; }
+  int64_t first_block() const override { return first_; }
+  int64_t last_block() const override { return last_; }
+  const model::ModelConfig& config() const override { return config_; }
+  std::string devices() const override { return backend_.name(); }
   kernels::Backend& backend() { return backend_; }
 
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity);
@@ -50,6 +52,13 @@ class BlockStack {
   // peer's span). Caches are indexed by model layer, so a session may use any fixed sub-range.
   absl::Status Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
                        const float* hidden_in, float* hidden_out);
+
+  // ServingStack: the same, with caches from NewSequenceCache().
+  absl::StatusOr<std::unique_ptr<SequenceCache>> NewSequenceCache(int64_t capacity) override;
+  absl::Status ForwardSteps(std::span<const ServingStep> steps, int64_t first, int64_t last,
+                            const float* hidden_in, float* hidden_out) override;
+  void Park() override { backend_.Park(); }
+  void Unpark() override { backend_.Unpark(); }
 
  private:
   BlockStack(kernels::Backend& backend, const model::ModelConfig& config)

@@ -8,10 +8,11 @@
 
 #include "absl/status/status.h"
 #include "kernels/backend.h"
+#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
-class KvCache {
+class KvCache final : public SequenceCache {
  public:
   // n_layers local layers, each k and v: [kv_dim, capacity] f32.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(kernels::Backend& backend,
@@ -22,9 +23,9 @@ class KvCache {
     return static_cast<size_t>(n_layers) * 2 * static_cast<size_t>(kv_dim) * sizeof(float);
   }
 
-  int64_t capacity() const { return capacity_; }
+  int64_t capacity() const override { return capacity_; }
   // Positions [0, length) hold valid entries.
-  int64_t length() const { return length_; }
+  int64_t length() const override { return length_; }
   size_t bytes() const { return buffer_->size(); }
 
   // Keys/values of local layer `layer`: [kv_dim, capacity].
@@ -33,7 +34,7 @@ class KvCache {
 
   void Advance(int64_t n_tokens) { length_ += n_tokens; }
   // Forgets positions >= length (to rewind a step that must be redone).
-  absl::Status Truncate(int64_t length);
+  absl::Status Truncate(int64_t length) override;
 
  private:
   KvCache(std::unique_ptr<kernels::Buffer> buffer, int64_t kv_dim, int64_t capacity)

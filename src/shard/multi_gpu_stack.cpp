@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/checked_math.h"
 #include "base/status_macros.h"
 #if SWARM_HAVE_CUDA
@@ -145,6 +146,47 @@ std::pair<int64_t, int64_t> MultiGpuStack::segment_blocks(int i) const {
   return {segments_[i]->first, segments_[i]->last};
 }
 
+std::string MultiGpuStack::devices() const {
+  std::vector<std::string> names;
+  for (const auto& segment : segments_) names.push_back(segment->backend->name());
+  return absl::StrJoin(names, ",");
+}
+
+void MultiGpuStack::Park() {
+  for (const auto& segment : segments_) segment->backend->Park();
+}
+
+void MultiGpuStack::Unpark() {
+  // Segments compute one after the other, usually from the first: waking every backend's threads
+  // now would have the later ones spin for the CPU meanwhile (they wake when their work comes).
+  segments_.front()->backend->Unpark();
+}
+
+absl::Status MultiGpuStack::Cache::Truncate(int64_t length) {
+  // Every part has the same length: checking the first checks them all.
+  SWARM_RETURN_IF_ERROR(parts_.front()->Truncate(length));
+  for (size_t i = 1; i < parts_.size(); ++i) SWARM_RETURN_IF_ERROR(parts_[i]->Truncate(length));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SequenceCache>> MultiGpuStack::NewSequenceCache(int64_t capacity) {
+  SWARM_ASSIGN_OR_RETURN(auto cache, NewCache(capacity));
+  return std::unique_ptr<SequenceCache>(std::move(cache));
+}
+
+absl::Status MultiGpuStack::ForwardSteps(std::span<const ServingStep> steps, int64_t first,
+                                         int64_t last, const float* hidden_in, float* hidden_out) {
+  std::vector<Step> own(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto* cache = dynamic_cast<Cache*>(steps[i].cache);
+    if (steps[i].cache != nullptr && cache == nullptr) {
+      return absl::InvalidArgumentError("the cache belongs to another kind of block stack");
+    }
+    own[i] = {cache, steps[i].n_tokens};
+  }
+  return Forward(own, first, last, hidden_in, hidden_out);
+}
+
 bool MultiGpuStack::uses_nccl() const {
 #if SWARM_HAVE_CUDA
   return link_->nccl != nullptr && link_->nccl->uses_nccl();
@@ -203,8 +245,18 @@ absl::Status MultiGpuStack::EnsureScratch(int64_t n_tokens) {
   return absl::OkStatus();
 }
 
-absl::Status MultiGpuStack::Forward(std::span<const Step> steps, const float* hidden_in,
-                                    float* hidden_out) {
+absl::Status MultiGpuStack::Forward(std::span<const Step> steps, int64_t first, int64_t last,
+                                    const float* hidden_in, float* hidden_out) {
+  if (first < first_ || last > last_ || first >= last) {
+    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", ", last,
+                                                   ") are not inside this peer's blocks [", first_,
+                                                   ", ", last_, ")"));
+  }
+  Range range{first, last, 0, 0};
+  while (segments_[range.begin]->last <= first) ++range.begin;
+  range.end = range.begin + 1;
+  while (range.end < n_segments() && segments_[range.end]->first < last) ++range.end;
+
   int64_t total = 0;
   bool decode = true;
   for (const Step& step : steps) {
@@ -233,10 +285,10 @@ absl::Status MultiGpuStack::Forward(std::span<const Step> steps, const float* hi
 
   absl::StatusOr<bool> done = false;
   if (decode && all_cuda_ && options_.use_graphs) {
-    done = ForwardGraphs(steps, total, hidden_in, hidden_out);
+    done = ForwardGraphs(steps, range, total, hidden_in, hidden_out);
   }
   absl::Status status = done.status();
-  if (status.ok() && !*done) status = ForwardEager(steps, total, hidden_in, hidden_out);
+  if (status.ok() && !*done) status = ForwardEager(steps, range, total, hidden_in, hidden_out);
   if (!status.ok()) {
     // Drain the queues: nothing may later write into this stack's host buffers.
     SynchronizeAll().IgnoreError();
@@ -248,32 +300,38 @@ absl::Status MultiGpuStack::Forward(std::span<const Step> steps, const float* hi
   return absl::OkStatus();
 }
 
-absl::Status MultiGpuStack::ForwardEager(std::span<const Step> steps, int64_t n_tokens,
-                                         const float* hidden_in, float* hidden_out) {
+absl::Status MultiGpuStack::ForwardEager(std::span<const Step> steps, const Range& range,
+                                         int64_t n_tokens, const float* hidden_in,
+                                         float* hidden_out) {
   const size_t bytes = static_cast<size_t>(config_.n_embd * n_tokens) * sizeof(float);
-  Segment& first = *segments_.front();
+  Segment& first = *segments_[range.begin];
   SWARM_RETURN_IF_ERROR(first.backend->CopyToBackend(first.x, hidden_in, bytes));
-  for (int i = 0; i < n_segments(); ++i) {
-    RunBlocks(*segments_[i], steps, n_tokens);
-    if (i + 1 < n_segments()) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
+  for (int i = range.begin; i < range.end; ++i) {
+    RunBlocks(*segments_[i], range, steps, n_tokens);
+    if (i + 1 < range.end) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
   }
-  Segment& last = *segments_.back();
+  Segment& last = *segments_[range.end - 1];
   SWARM_RETURN_IF_ERROR(last.backend->CopyToHost(hidden_out, last.x, bytes));
   return SynchronizeAll();
 }
 
-absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, int64_t n_tokens,
-                                                  const float* hidden_in, float* hidden_out) {
+absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, const Range& range,
+                                                  int64_t n_tokens, const float* hidden_in,
+                                                  float* hidden_out) {
 #if !SWARM_HAVE_CUDA
-  (void)steps, (void)n_tokens, (void)hidden_in, (void)hidden_out;
+  (void)steps, (void)range, (void)n_tokens, (void)hidden_in, (void)hidden_out;
   return false;
 #else
-  // The graphs bake in every sequence's KV addresses (and, through them, capacities).
-  std::vector<const void*> key;
+  // The graphs bake in the blocks they run and every sequence's KV addresses (and, through them,
+  // capacities).
+  auto as_key = [](int64_t value) {
+    return reinterpret_cast<const void*>(static_cast<uintptr_t>(value));
+  };
+  std::vector<const void*> key = {as_key(range.first), as_key(range.last)};
   for (const Step& step : steps) {
     for (auto& part : step.cache->parts_) {
       key.push_back(part->keys(0));
-      key.push_back(reinterpret_cast<const void*>(static_cast<uintptr_t>(part->capacity())));
+      key.push_back(as_key(part->capacity()));
     }
   }
   auto it = graphs_.find(key);
@@ -298,13 +356,13 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, i
     // Inputs and positions come from this stack's own host buffers at fixed addresses.
     const size_t staging =
         2 * bytes + 8 * static_cast<size_t>(n_tokens) * sizeof(int32_t) + (size_t{64} << 10);
-    for (int i = 0; i < n_segments(); ++i) {
+    for (int i = range.begin; i < range.end; ++i) {
       Segment& s = *segments_[i];
       SWARM_RETURN_IF_ERROR(s.cuda->BeginCapture(staging));
       absl::Status status = absl::OkStatus();
-      if (i == 0) status = s.backend->CopyToBackend(s.x, host_in_.data(), bytes);
-      RunBlocks(s, steps, n_tokens);
-      if (status.ok() && i + 1 == n_segments()) {
+      if (i == range.begin) status = s.backend->CopyToBackend(s.x, host_in_.data(), bytes);
+      RunBlocks(s, range, steps, n_tokens);
+      if (status.ok() && i + 1 == range.end) {
         status = s.backend->CopyToHost(host_out_.data(), s.x, bytes);
       }
       auto graph = s.cuda->EndCapture();
@@ -317,8 +375,8 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, i
     }
   }
   std::memcpy(host_in_.data(), hidden_in, bytes);
-  for (int i = 0; i < n_segments(); ++i) {
-    const absl::Status launched = segments_[i]->cuda->Launch(*set.graphs[i]);
+  for (int i = range.begin; i < range.end; ++i) {
+    const absl::Status launched = segments_[i]->cuda->Launch(*set.graphs[i - range.begin]);
     if (absl::IsFailedPrecondition(launched)) {
       // Stale (a backend reallocated its scratch): the eager path redoes the whole step, and
       // rewrites whatever an earlier segment's replay already stored.
@@ -326,7 +384,7 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, i
       return false;
     }
     SWARM_RETURN_IF_ERROR(launched);
-    if (i + 1 < n_segments()) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
+    if (i + 1 < range.end) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
   }
   SWARM_RETURN_IF_ERROR(SynchronizeAll());
   std::memcpy(hidden_out, host_out_.data(), bytes);
@@ -359,14 +417,16 @@ absl::Status MultiGpuStack::SynchronizeAll() {
 
 // The op sequence of BlockStack::RunBlock, block after block; MultiGpuStackTest checks that both
 // give the same bits.
-void MultiGpuStack::RunBlocks(Segment& s, std::span<const Step> steps, int64_t n_tokens) {
+void MultiGpuStack::RunBlocks(Segment& s, const Range& range, std::span<const Step> steps,
+                              int64_t n_tokens) {
   kernels::Backend& b = *s.backend;
   const model::ModelConfig& c = config_;
   const int64_t n_embd = c.n_embd, kv_dim = c.kv_dim();
   const kernels::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
-  for (size_t layer = 0; layer < s.blocks.size(); ++layer) {
-    const model::BlockWeights& w = s.blocks[layer];
-    const int64_t local = static_cast<int64_t>(layer);
+  const int64_t from = std::max(range.first, s.first) - s.first;
+  const int64_t to = std::min(range.last, s.last) - s.first;
+  for (int64_t local = from; local < to; ++local) {
+    const model::BlockWeights& w = s.blocks[static_cast<size_t>(local)];
     // Attention: x += wo · attention(rope(wq · norm(x)), rope(wk · norm(x)), wv · norm(x))
     b.RmsNorm(s.x, static_cast<const float*>(w.attn_norm.data), n_embd, n_tokens, c.rms_eps, s.xb);
     b.MatMul(w.wq, s.xb, n_tokens, s.q);

@@ -3,7 +3,7 @@
 // send/receive between CUDA devices, a host round trip between other backends). With one CUDA
 // backend it is a BlockStack that captures decode steps as CUDA graphs. Owns the backend copies of
 // its weights and its scratch; borrows the backends and the host weights (both must outlive it).
-// One thread calls Forward() at a time.
+// A ServingStack: `swarm serve --device A,B,...` serves one. One thread calls Forward() at a time.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "shard/kv_cache.h"
+#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
@@ -28,13 +30,15 @@ struct MultiGpuOptions {
   size_t max_graphs = 8;  // batch shapes kept (least recently used dropped)
 };
 
-class MultiGpuStack {
+class MultiGpuStack final : public ServingStack {
  public:
-  // One sequence's KV caches: one KvCache per backend, for that backend's blocks.
-  class Cache {
+  // One sequence's KV caches: one KvCache per backend, for that backend's blocks. Every part has
+  // the same length (a step over a sub-range advances the parts it did not use too).
+  class Cache final : public SequenceCache {
    public:
-    int64_t capacity() const { return parts_.front()->capacity(); }
-    int64_t length() const { return parts_.front()->length(); }
+    int64_t capacity() const override { return parts_.front()->capacity(); }
+    int64_t length() const override { return parts_.front()->length(); }
+    absl::Status Truncate(int64_t length) override;
 
    private:
     friend class MultiGpuStack;
@@ -55,8 +59,10 @@ class MultiGpuStack {
   MultiGpuStack(const MultiGpuStack&) = delete;
   MultiGpuStack& operator=(const MultiGpuStack&) = delete;
 
-  int64_t first_block() const { return first_; }
-  int64_t last_block() const { return last_; }
+  int64_t first_block() const override { return first_; }
+  int64_t last_block() const override { return last_; }
+  const model::ModelConfig& config() const override { return config_; }
+  std::string devices() const override;
   int n_segments() const { return static_cast<int>(segments_.size()); }
   // Blocks [first, last) of segment i (run by backends[i]).
   std::pair<int64_t, int64_t> segment_blocks(int i) const;
@@ -69,22 +75,44 @@ class MultiGpuStack {
 
   // As BlockStack::Forward: hidden_in, hidden_out: [n_embd, total tokens] host memory (may alias);
   // every cache advances by its n_tokens on success, none on failure.
-  absl::Status Forward(std::span<const Step> steps, const float* hidden_in, float* hidden_out);
+  absl::Status Forward(std::span<const Step> steps, const float* hidden_in, float* hidden_out) {
+    return Forward(steps, first_, last_, hidden_in, hidden_out);
+  }
+  // The same over a sub-range [first, last) of the stack's blocks: only the segments that hold
+  // some of them run.
+  absl::Status Forward(std::span<const Step> steps, int64_t first, int64_t last,
+                       const float* hidden_in, float* hidden_out);
+
+  // ServingStack: the same, with caches from NewSequenceCache().
+  absl::StatusOr<std::unique_ptr<SequenceCache>> NewSequenceCache(int64_t capacity) override;
+  absl::Status ForwardSteps(std::span<const ServingStep> steps, int64_t first, int64_t last,
+                            const float* hidden_in, float* hidden_out) override;
+  void Park() override;
+  void Unpark() override;
 
  private:
   struct Segment;
   struct GraphSet;
   struct Link;
+  // Blocks [first, last) of one forward and the segments [begin, end) that hold them.
+  struct Range {
+    int64_t first = 0;
+    int64_t last = 0;
+    int begin = 0;
+    int end = 0;
+  };
 
   MultiGpuStack(const model::ModelConfig& config, const MultiGpuOptions& options);
   absl::Status EnsureScratch(int64_t n_tokens);
-  absl::Status ForwardEager(std::span<const Step> steps, int64_t n_tokens, const float* hidden_in,
-                            float* hidden_out);
+  absl::Status ForwardEager(std::span<const Step> steps, const Range& range, int64_t n_tokens,
+                            const float* hidden_in, float* hidden_out);
   // Runs the step through captured graphs: OK(true) when it ran, OK(false) when the eager path
   // must run it (first sighting of the shape, or a graph gone stale).
-  absl::StatusOr<bool> ForwardGraphs(std::span<const Step> steps, int64_t n_tokens,
-                                     const float* hidden_in, float* hidden_out);
-  void RunBlocks(Segment& segment, std::span<const Step> steps, int64_t n_tokens);
+  absl::StatusOr<bool> ForwardGraphs(std::span<const Step> steps, const Range& range,
+                                     int64_t n_tokens, const float* hidden_in, float* hidden_out);
+  // The segment's blocks that lie in `range`.
+  void RunBlocks(Segment& segment, const Range& range, std::span<const Step> steps,
+                 int64_t n_tokens);
   absl::Status PassOn(int from, int64_t n_tokens);
   absl::Status SynchronizeAll();
 
@@ -103,8 +131,8 @@ class MultiGpuStack {
   std::vector<float> host_out_;     // [n_embd, T]
   std::vector<float> bounce_;       // [n_embd, T] between non-CUDA backends
 
-  // Captured decode steps by batch shape: the KV buffers of every sequence (graphs bake in their
-  // addresses). A shape is captured the second time it is seen.
+  // Captured decode steps by block range and batch shape: the KV buffers of every sequence
+  // (graphs bake in their addresses). A shape is captured the second time it is seen.
   std::map<std::vector<const void*>, std::unique_ptr<GraphSet>> graphs_;
   std::list<std::vector<const void*>> graph_lru_;  // most recent first
   int64_t graph_replays_ = 0;

@@ -13,8 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "shard/block_stack.h"
-#include "shard/kv_cache.h"
+#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
@@ -32,7 +31,7 @@ struct SessionKey {
 struct Session {
   SessionKey key;
   std::string owner;  // opaque id of the client connection that opened it
-  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<SequenceCache> cache;
   std::chrono::steady_clock::time_point last_used;
 };
 
@@ -45,7 +44,7 @@ struct SessionLimits {
 
 class SessionTable {
  public:
-  SessionTable(BlockStack& stack, const SessionLimits& limits) : stack_(stack), limits_(limits) {}
+  SessionTable(ServingStack& stack, const SessionLimits& limits) : stack_(stack), limits_(limits) {}
 
   // AlreadyExists for a key in use; InvalidArgument for a bad length; ResourceExhausted when the
   // budget cannot hold max_length more tokens.
@@ -62,7 +61,7 @@ class SessionTable {
   const SessionLimits& limits() const { return limits_; }
 
  private:
-  BlockStack& stack_;
+  ServingStack& stack_;
   SessionLimits limits_;
   int64_t reserved_tokens_ = 0;
   absl::flat_hash_map<SessionKey, std::unique_ptr<Session>> sessions_;

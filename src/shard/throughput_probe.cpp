@@ -23,7 +23,7 @@ std::string CachePath(const std::string& directory, const std::string& key) {
 
 }  // namespace
 
-absl::StatusOr<Throughput> MeasureThroughput(BlockStack& stack, int decode_steps,
+absl::StatusOr<Throughput> MeasureThroughput(ServingStack& stack, int decode_steps,
                                              int prompt_tokens) {
   const int64_t n_embd = stack.config().n_embd;
   std::mt19937 rng(1);
@@ -31,20 +31,21 @@ absl::StatusOr<Throughput> MeasureThroughput(BlockStack& stack, int decode_steps
   std::vector<float> x(static_cast<size_t>(n_embd * prompt_tokens));  // [n_embd, prompt_tokens]
   for (float& v : x) v = normal(rng);
   std::vector<float> y(x.size());
-  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(prompt_tokens + decode_steps + 1));
+  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewSequenceCache(prompt_tokens + decode_steps + 1));
+  const int64_t first = stack.first_block(), last = stack.last_block();
 
   // One warm-up token, then the prompt, then single-token steps.
-  SequenceStep warm{cache.get(), 1};
-  SWARM_RETURN_IF_ERROR(stack.Forward({&warm, 1}, x.data(), y.data()));
+  ServingStep warm{cache.get(), 1};
+  SWARM_RETURN_IF_ERROR(stack.ForwardSteps({&warm, 1}, first, last, x.data(), y.data()));
   SWARM_RETURN_IF_ERROR(cache->Truncate(0));
   auto start = Clock::now();
-  SequenceStep prompt{cache.get(), prompt_tokens};
-  SWARM_RETURN_IF_ERROR(stack.Forward({&prompt, 1}, x.data(), y.data()));
+  ServingStep prompt{cache.get(), prompt_tokens};
+  SWARM_RETURN_IF_ERROR(stack.ForwardSteps({&prompt, 1}, first, last, x.data(), y.data()));
   const double prompt_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   start = Clock::now();
   for (int i = 0; i < decode_steps; ++i) {
-    SequenceStep step{cache.get(), 1};
-    SWARM_RETURN_IF_ERROR(stack.Forward({&step, 1}, x.data(), y.data()));
+    ServingStep step{cache.get(), 1};
+    SWARM_RETURN_IF_ERROR(stack.ForwardSteps({&step, 1}, first, last, x.data(), y.data()));
   }
   const double decode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double blocks = static_cast<double>(stack.n_blocks());

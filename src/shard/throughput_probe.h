@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "shard/block_stack.h"
+#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
@@ -16,7 +16,7 @@ struct Throughput {
   double prompt_tps_per_block = 0;
 };
 
-absl::StatusOr<Throughput> MeasureThroughput(BlockStack& stack, int decode_steps = 8,
+absl::StatusOr<Throughput> MeasureThroughput(ServingStack& stack, int decode_steps = 8,
                                              int prompt_tokens = 32);
 
 // A small text file per key under `directory` (created if missing); errors are not fatal to a peer,

@@ -23,19 +23,19 @@ constexpr std::chrono::milliseconds kShutdownLinger{200};
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PeerServer>> PeerServer::Create(zmq::context_t& context,
-                                                               shard::BlockStack& stack,
+                                                               shard::ServingStack& stack,
                                                                const PeerServerOptions& options) {
   SWARM_ASSIGN_OR_RETURN(auto router, RouterServer::Bind(context, options.listen, options.server));
   return std::unique_ptr<PeerServer>(new PeerServer(context, stack, options, std::move(router)));
 }
 
-std::unique_ptr<PeerServer> PeerServer::Create(zmq::context_t& context, shard::BlockStack& stack,
+std::unique_ptr<PeerServer> PeerServer::Create(zmq::context_t& context, shard::ServingStack& stack,
                                                const PeerServerOptions& options,
                                                std::unique_ptr<RouterServer> router) {
   return std::unique_ptr<PeerServer>(new PeerServer(context, stack, options, std::move(router)));
 }
 
-PeerServer::PeerServer(zmq::context_t& context, shard::BlockStack& stack,
+PeerServer::PeerServer(zmq::context_t& context, shard::ServingStack& stack,
                        const PeerServerOptions& options, std::unique_ptr<RouterServer> router)
     : context_(context),
       stack_(stack),
@@ -60,7 +60,7 @@ absl::Status PeerServer::Run() {
       return readable.status();
     }
     // A message arrived, most likely a step: the backend's threads start waking while it is read.
-    if (!readable->empty()) stack_.backend().Unpark();
+    if (!readable->empty()) stack_.Unpark();
     while (true) {
       auto received = router_->Receive(std::chrono::milliseconds(0));
       if (!received.ok()) break;  // DeadlineExceeded: nothing more queued
@@ -71,7 +71,7 @@ absl::Status PeerServer::Run() {
       RunBatch();
       // Nothing left to compute: the next step comes from the network, so the backend's threads
       // sleep now rather than spin while the next peer of the chain computes.
-      if (pending_.empty()) stack_.backend().Park();
+      if (pending_.empty()) stack_.Park();
     }
     free_cache_tokens_.store(sessions_.free_cache_tokens());
     active_sessions_.store(static_cast<int64_t>(sessions_.size()));
@@ -131,14 +131,19 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
     return;
   }
   const uint64_t request_id = decoded->request_id;
-  const shard::BlockStack& stack = stack_;
+  const shard::ServingStack& stack = stack_;
   if (std::holds_alternative<InfoRequest>(decoded->body)) {
     InfoReply info;
     info.peer_id = options_.peer_id;
     info.model_id = options_.model_id;
     info.first_block = static_cast<uint32_t>(stack.first_block());
     info.last_block = static_cast<uint32_t>(stack.last_block());
-    info.backend = stack_.backend().name();
+    info.backend = stack.devices();
+    // A long list of devices must not cost the answer (the field has a bounded length).
+    if (info.backend.size() > kMaxShortTextBytes) {
+      info.backend.resize(kMaxShortTextBytes - 3);
+      info.backend += "...";
+    }
     info.forward_tokens_per_sec = options_.forward_tokens_per_sec;
     info.inference_steps_per_sec = options_.inference_steps_per_sec;
     info.free_cache_tokens =
@@ -271,15 +276,15 @@ void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_i
                           : input.status());
     return;
   }
-  auto cache = stack_.NewCache(forward.n_tokens);
+  auto cache = stack_.NewSequenceCache(forward.n_tokens);
   if (!cache.ok()) {
     ReplyError(routing_id, request_id, cache.status());
     return;
   }
-  const shard::SequenceStep seq{cache->get(), forward.n_tokens};
+  const shard::ServingStep seq{cache->get(), forward.n_tokens};
   std::vector<float> output(input->size());
-  auto status = stack_.Forward({&seq, 1}, forward.first_block, forward.last_block, input->data(),
-                               output.data());
+  auto status = stack_.ForwardSteps({&seq, 1}, forward.first_block, forward.last_block,
+                                    input->data(), output.data());
   if (!status.ok()) {
     ReplyError(routing_id, request_id, status);
     return;
@@ -342,7 +347,7 @@ void PeerServer::RunBatch() {
   while (begin < runnable.size()) {
     const SessionRoute range = routes_[runnable[begin]->key];
     size_t end = begin;
-    std::vector<shard::SequenceStep> steps;
+    std::vector<shard::ServingStep> steps;
     std::vector<float> input;
     while (end < runnable.size() && routes_[runnable[end]->key].first_block == range.first_block &&
            routes_[runnable[end]->key].last_block == range.last_block) {
@@ -353,8 +358,8 @@ void PeerServer::RunBatch() {
     }
     std::vector<float> output(input.size());
     const auto start = std::chrono::steady_clock::now();
-    const absl::Status status =
-        stack_.Forward(steps, range.first_block, range.last_block, input.data(), output.data());
+    const absl::Status status = stack_.ForwardSteps(steps, range.first_block, range.last_block,
+                                                    input.data(), output.data());
     stats_.compute_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++stats_.batches;

@@ -1,7 +1,8 @@
 // The serving loop of a peer: a ZeroMQ ROUTER that answers Info/Ping, opens and closes sessions,
-// and runs steps through the peer's BlockStack. Steps of different sessions that arrive together
-// run as one batch (weights read once per batch). Each step's output is pushed straight to the
-// next hop of its route (peer to peer) and a copy goes back to the client that opened the session.
+// and runs steps through the peer's blocks (a ServingStack: a BlockStack on one backend, or a
+// MultiGpuStack over several). Steps of different sessions that arrive together run as one batch
+// (weights read once per batch). Each step's output is pushed straight to the next hop of its
+// route (peer to peer) and a copy goes back to the client that opened the session.
 // Everything received is validated; a bad message gets an error reply and the peer keeps serving.
 // Single-threaded: Run() owns every socket; Stop() may be called from any thread or a signal.
 #pragma once
@@ -14,7 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "shard/block_stack.h"
+#include "shard/serving_stack.h"
 #include "shard/session_table.h"
 #include "transport/protocol.h"
 #include "transport/zmq_socket.h"
@@ -45,11 +46,11 @@ struct PeerServerStats {
 class PeerServer {
  public:
   static absl::StatusOr<std::unique_ptr<PeerServer>> Create(zmq::context_t& context,
-                                                            shard::BlockStack& stack,
+                                                            shard::ServingStack& stack,
                                                             const PeerServerOptions& options);
   // With a ROUTER bound beforehand (options.listen unused): a peer can announce its address
   // while it is still loading its blocks. Messages that arrive meanwhile wait in the socket.
-  static std::unique_ptr<PeerServer> Create(zmq::context_t& context, shard::BlockStack& stack,
+  static std::unique_ptr<PeerServer> Create(zmq::context_t& context, shard::ServingStack& stack,
                                             const PeerServerOptions& options,
                                             std::unique_ptr<RouterServer> router);
   ~PeerServer();
@@ -81,7 +82,7 @@ class PeerServer {
     Codec output_codec;
   };
 
-  PeerServer(zmq::context_t& context, shard::BlockStack& stack, const PeerServerOptions& options,
+  PeerServer(zmq::context_t& context, shard::ServingStack& stack, const PeerServerOptions& options,
              std::unique_ptr<RouterServer> router);
 
   void Handle(const std::string& routing_id, const absl::StatusOr<WireMessage>& message);
@@ -99,7 +100,7 @@ class PeerServer {
   void CloseSessionsForShutdown();
 
   zmq::context_t& context_;
-  shard::BlockStack& stack_;
+  shard::ServingStack& stack_;
   PeerServerOptions options_;
   std::unique_ptr<RouterServer> router_;
   shard::SessionTable sessions_;

@@ -1,8 +1,10 @@
 // MultiGpuStack and the GPU engine on the real stories260K model. On CPU backends (always run): the
-// spread-out stack gives bit-identical hidden states to BlockStack for any number of segments. On
-// a GPU (skipped, with the reason, where none is present): the reference text exactly, from the
-// CUDA backend alone, from a stack split over GPU segments with CUDA graphs, over two GPUs with
-// NCCL when there are two, and from a chain of a CPU peer and a GPU peer.
+// spread-out stack gives bit-identical hidden states to BlockStack for any number of segments, and
+// over every part of its span through the ServingStack interface a peer uses. On a GPU (skipped,
+// with the reason, where none is present): the reference text exactly, from the CUDA backend
+// alone, from a stack split over GPU segments with CUDA graphs (whose replays over parts of the
+// span give the eager bits), over two GPUs with NCCL when there are two, and from a chain of a CPU
+// peer and a GPU peer.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "kernels/backend_factory.h"
 #include "kernels/cpu_reference_backend.h"
 #include "model/generator.h"
@@ -20,6 +23,7 @@
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
 #include "shard/multi_gpu_stack.h"
+#include "shard/serving_stack.h"
 #if SWARM_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -163,6 +167,70 @@ TEST_F(MultiGpuStackTest, MatchesBlockStackBitForBitOnCpuBackends) {
   }
 }
 
+// A route may use part of a peer's span: every sub-range [first, last) over segments [0, 2) [2, 4)
+// [4, 5) gives BlockStack's bits, through the ServingStack interface the peer server uses, and a
+// rewound cache redoes a step.
+TEST_F(MultiGpuStackTest, SubRangesMatchBlockStackThroughTheServingInterface) {
+  const int64_t n_layer = model_->config.n_layer;
+  std::vector<std::unique_ptr<kernels::Backend>> owned;
+  std::vector<kernels::Backend*> backends;
+  for (int i = 0; i < 3; ++i) {
+    owned.push_back(kernels::MakeCpuReferenceBackend());
+    backends.push_back(owned.back().get());
+  }
+  auto multi = MultiGpuStack::Create(backends, model_->config, blocks_);
+  ASSERT_TRUE(multi.ok()) << multi.status();
+  ServingStack& spread = **multi;
+  ServingStack& single = *model_->blocks;
+  EXPECT_EQ(spread.devices(), "reference,reference,reference");
+  EXPECT_EQ(single.devices(), "reference");
+  EXPECT_EQ(spread.n_blocks(), n_layer);
+  for (int64_t first = 0; first < n_layer; ++first) {
+    for (int64_t last = first + 1; last <= n_layer; ++last) {
+      SCOPED_TRACE(absl::StrCat("blocks [", first, ", ", last, ")"));
+      auto a_single = *single.NewSequenceCache(8), b_single = *single.NewSequenceCache(8);
+      auto a_spread = *spread.NewSequenceCache(8), b_spread = *spread.NewSequenceCache(8);
+      auto run = [&](const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+        std::vector<float> x = Embed(a), xb = Embed(b);
+        x.insert(x.end(), xb.begin(), xb.end());
+        std::vector<float> expected(x.size()), actual(x.size());
+        const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
+        const ServingStep one[] = {{a_single.get(), na}, {b_single.get(), nb}};
+        const ServingStep other[] = {{a_spread.get(), na}, {b_spread.get(), nb}};
+        ASSERT_TRUE(single.ForwardSteps(one, first, last, x.data(), expected.data()).ok());
+        ASSERT_TRUE(spread.ForwardSteps(other, first, last, x.data(), actual.data()).ok());
+        ASSERT_EQ(actual, expected);
+      };
+      run({1, 403, 407}, {1});
+      run({261}, {42});
+      // A retried step: both rewind one position and redo it.
+      ASSERT_TRUE(a_single->Truncate(3).ok());
+      ASSERT_TRUE(a_spread->Truncate(3).ok());
+      EXPECT_EQ(a_spread->length(), 3);
+      run({300}, {17});
+      EXPECT_EQ(a_spread->length(), 4);
+      EXPECT_EQ(b_spread->length(), 3);
+    }
+  }
+
+  // Each stack takes only caches of its own kind; outside its blocks is refused; nothing moves.
+  auto mine = *spread.NewSequenceCache(4), theirs = *single.NewSequenceCache(4);
+  std::vector<float> x = Embed({1}), y(x.size());
+  const ServingStep foreign_to_spread{theirs.get(), 1}, foreign_to_single{mine.get(), 1};
+  EXPECT_EQ(spread.ForwardSteps({&foreign_to_spread, 1}, 0, n_layer, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(single.ForwardSteps({&foreign_to_single, 1}, 0, n_layer, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  const ServingStep step{mine.get(), 1};
+  EXPECT_EQ(spread.ForwardSteps({&step, 1}, 0, n_layer + 1, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(spread.ForwardSteps({&step, 1}, 3, 3, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mine->length(), 0);
+  EXPECT_EQ(theirs->length(), 0);
+  EXPECT_FALSE(mine->Truncate(1).ok());
+}
+
 TEST_F(MultiGpuStackTest, RefusesBadInput) {
   std::vector<std::unique_ptr<kernels::Backend>> owned;
   std::vector<kernels::Backend*> backends;
@@ -272,6 +340,34 @@ TEST_F(CudaEngineTest, GraphsAndEagerStepsGiveTheSameBits) {
   }
   EXPECT_GT((*graphs)->graph_replays(), 10);
   EXPECT_EQ((*eager)->graph_replays(), 0);
+}
+
+// Decode steps over part of the span (a route that uses part of a peer's blocks) replay graphs of
+// their own and give the eager path's bits: segments [0, 3) and [3, 5) on one GPU.
+TEST_F(CudaEngineTest, GraphsOverSubRangesGiveTheEagerBits) {
+  auto a = Cuda(0), b = Cuda(0);
+  ASSERT_TRUE(a && b);
+  MultiGpuOptions eager_options;
+  eager_options.use_graphs = false;
+  auto graphs = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_);
+  auto eager = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_, eager_options);
+  ASSERT_TRUE(graphs.ok() && eager.ok());
+  const std::pair<int64_t, int64_t> ranges[] = {{0, 2}, {1, 4}, {3, 5}};
+  for (const auto& [first, last] : ranges) {
+    auto cg = *(*graphs)->NewCache(64), ce = *(*eager)->NewCache(64);
+    std::vector<int32_t> tokens = {1, 403, 407};
+    for (int i = 0; i < 8; ++i) {
+      const std::vector<float> x = Embed(tokens);
+      std::vector<float> yg(x.size()), ye(x.size());
+      const int64_t n = static_cast<int64_t>(tokens.size());
+      const MultiGpuStack::Step sg{cg.get(), n}, se{ce.get(), n};
+      ASSERT_TRUE((*graphs)->Forward({&sg, 1}, first, last, x.data(), yg.data()).ok());
+      ASSERT_TRUE((*eager)->Forward({&se, 1}, first, last, x.data(), ye.data()).ok());
+      ASSERT_EQ(yg, ye) << "blocks [" << first << ", " << last << "), step " << i;
+      tokens = {static_cast<int32_t>(100 + i)};
+    }
+  }
+  EXPECT_GT((*graphs)->graph_replays(), 10);
 }
 
 TEST_F(CudaEngineTest, ReferenceTextOverTwoGpusWithNccl) {
