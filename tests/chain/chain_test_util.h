@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "base/subprocess.h"
 #include "model/generator.h"
 #include "router/chain_session.h"
@@ -174,6 +175,18 @@ inline absl::StatusOr<Generation> GenerateGreedy(shard::LocalModel& client,
   out.text += decoder.Finish() + "\n";
   out.nmse = pipeline.nmse();
   return out;
+}
+
+// Greedy generation from BOS through a chain opened over `hops`, long enough for n_tokens.
+inline absl::StatusOr<Generation> GenerateThroughChain(zmq::context_t& zmq,
+                                                       shard::LocalModel& client,
+                                                       const std::vector<router::ChainHop>& hops,
+                                                       int n_tokens) {
+  router::ChainOptions options;
+  options.max_length = 1 + n_tokens;
+  SWARM_ASSIGN_OR_RETURN(auto chain, router::ChainSession::Open(zmq, hops, client.config.n_layer,
+                                                                client.config.n_embd, options));
+  return GenerateGreedy(client, *chain, n_tokens);
 }
 
 // Tokens equal before the first divergence.

@@ -22,13 +22,8 @@ TEST(ChainConcurrentTest, EightClientsThroughTwoPeersAllGetTheReferenceText) {
         backend.threads = 1;
         SWARM_ASSIGN_OR_RETURN(auto client,
                                shard::LocalModel::Load(kModel, backend, /*load_blocks=*/false));
-        router::ChainOptions options;
-        options.max_length = 1 + kReferenceTokens;
-        SWARM_ASSIGN_OR_RETURN(
-            auto chain,
-            router::ChainSession::Open(context, HopsOf({&peers[0], &peers[1]}),
-                                       client->config.n_layer, client->config.n_embd, options));
-        return GenerateGreedy(*client, *chain, kReferenceTokens);
+        return GenerateThroughChain(context, *client, HopsOf({&peers[0], &peers[1]}),
+                                    kReferenceTokens);
       }();
     });
   }

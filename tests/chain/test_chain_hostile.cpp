@@ -202,13 +202,7 @@ class ChainHostileTest : public ::testing::Test {
 
   // Greedy 200 tokens through both peers: must equal the reference.
   absl::StatusOr<Generation> GoodSession() {
-    router::ChainOptions options;
-    options.max_length = 1 + kReferenceTokens;
-    SWARM_ASSIGN_OR_RETURN(
-        auto chain,
-        router::ChainSession::Open(zmq_, HopsOf({&peers_[0], &peers_[1]}), client_->config.n_layer,
-                                   client_->config.n_embd, options));
-    return GenerateGreedy(*client_, *chain, kReferenceTokens);
+    return GenerateThroughChain(zmq_, *client_, HopsOf({&peers_[0], &peers_[1]}), kReferenceTokens);
   }
 
   // Every hostile message once against peer `index`; expects the right error for each.

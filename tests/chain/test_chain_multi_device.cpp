@@ -121,13 +121,7 @@ TEST_F(ChainMultiDeviceTest, ConcurrentClientsAreBatchedAndGetTheReference) {
         backend.threads = 1;
         SWARM_ASSIGN_OR_RETURN(auto client,
                                shard::LocalModel::Load(kModel, backend, /*load_blocks=*/false));
-        router::ChainOptions options;
-        options.max_length = 1 + kReferenceTokens;
-        SWARM_ASSIGN_OR_RETURN(
-            auto chain,
-            router::ChainSession::Open(zmq_, {{peer.address, 0, 5, ""}}, client->config.n_layer,
-                                       client->config.n_embd, options));
-        return GenerateGreedy(*client, *chain, kReferenceTokens);
+        return GenerateThroughChain(zmq_, *client, {{peer.address, 0, 5, ""}}, kReferenceTokens);
       }();
     });
   }
