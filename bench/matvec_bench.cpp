@@ -21,6 +21,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/kernels_isa.h"
 #include "kernels/cpu/lane_layout.h"
+#include "kernels/cpu/row_panels.h"
 #include "kernels/ggml_type.h"
 #include "kernels/quant_reference.h"
 
@@ -104,7 +105,8 @@ struct Figures {
   double read_memory = 0;
 };
 
-// lanes: the weights rewritten into the backend's lane layout, read by its lane kernel.
+// lanes: the weights rewritten into the backend's own layout of the type (the lane layout of Q4_0,
+// the row panels of the float types), read by its kernel for that layout.
 Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   const cpu::KernelTable& table = cpu::KernelsFor(isa);
   constexpr int64_t kIn = 2048;  // TinyLlama's width
@@ -117,8 +119,14 @@ Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   if (lanes) {
     Buffer gguf = std::move(w);
     w = Allocate(row_bytes * memory_rows);
-    for (int64_t r = 0; r < memory_rows; ++r) {
-      cpu::RowToLanes(type, gguf.get() + r * row_bytes, w.get() + r * row_bytes, kIn);
+    if (cpu::HasRowPanels(type)) {
+      // Whole panels of 64 rows: the first cached_rows rows are panels of their own too.
+      cpu::RowsToPanels(type, gguf.get(), w.get(), kIn, memory_rows, 0,
+                        (memory_rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
+    } else {
+      for (int64_t r = 0; r < memory_rows; ++r) {
+        cpu::RowToLanes(type, gguf.get() + r * row_bytes, w.get() + r * row_bytes, kIn);
+      }
     }
   }
 
@@ -146,7 +154,7 @@ Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   std::vector<float> y(memory_rows);
   a.y = y.data();
   const int slot = cpu::MatMulSlot(type);
-  const cpu::MatMulFn fn = lanes ? table.matmul_lanes[slot] : table.matmul[slot];
+  const cpu::MatMulFn fn = lanes ? table.matmul_packed[slot] : table.matmul[slot];
 
   Figures f;
   volatile uint64_t sink = 0;
@@ -209,14 +217,17 @@ int main(int argc, char** argv) {
     }
     const int slot = cpu::MatMulSlot(*type);
     for (bool lanes : {false, true}) {
-      if (lanes && cpu::KernelsFor(isa).matmul_lanes[slot] == nullptr) continue;
+      if (lanes && cpu::KernelsFor(isa).matmul_packed[slot] == nullptr) continue;
       const Figures f = Measure(isa, *type, lanes, seconds);
       std::printf(
           "%s\n  {\"type\": \"%s\", \"layout\": \"%s\", \"kernel_cached\": %.1f, "
           "\"read_cached\": %.1f, \"kernel_memory\": %.1f, \"read_memory\": %.1f, "
           "\"memory_fraction\": %.3f}",
-          first ? "" : ",", name.c_str(), lanes ? "lanes" : "gguf", f.kernel_cached / 1e9,
-          f.read_cached / 1e9, f.kernel_memory / 1e9, f.read_memory / 1e9,
+          first ? "" : ",", name.c_str(),
+          !lanes                     ? "gguf"
+          : cpu::HasRowPanels(*type) ? "panels"
+                                     : "lanes",
+          f.kernel_cached / 1e9, f.read_cached / 1e9, f.kernel_memory / 1e9, f.read_memory / 1e9,
           f.kernel_memory / f.read_memory);
       std::fflush(stdout);
       first = false;

@@ -60,4 +60,12 @@ void MappedFile::AdviseDontNeed(size_t offset, size_t length) const {
   Advise(data_, size_, offset, length, MADV_DONTNEED);
 }
 
+void ReleaseMappedPages(const void* data, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t end = (begin + bytes) / page * page;
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
 }  // namespace swarm

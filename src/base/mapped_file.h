@@ -35,4 +35,9 @@ class MappedFile {
   size_t size_;
 };
 
+// Drops this process's pages of [data, data + bytes), a range inside a read-only file mapping (a
+// MappedFile's bytes), that lie wholly inside it: they stop counting toward the process's memory,
+// and a later read faults them in again from the file. Must not be called on other memory.
+void ReleaseMappedPages(const void* data, size_t bytes);
+
 }  // namespace swarm

@@ -23,9 +23,10 @@ enum class RopeStyle {
 };
 
 // How a weight's rows are laid out in memory. kGguf: GGUF's blocks, as stored in the file.
-// kCpuLanes: the optimized CPU backend's own layout of some quantized types
-// (kernels/cpu/lane_layout.h), made by its PrepareWeight and read only by its ops.
-enum class WeightLayout : uint8_t { kGguf, kCpuLanes };
+// kCpuLanes and kCpuRowPanels: the optimized CPU backend's own layouts of Q4_0
+// (kernels/cpu/lane_layout.h) and of the float types (kernels/cpu/row_panels.h), made by its
+// PrepareWeight and read only by its ops.
+enum class WeightLayout : uint8_t { kGguf, kCpuLanes, kCpuRowPanels };
 
 // A 2-D weight matrix (or a 1-D vector when n_out == 1) in backend memory.
 // Row r (one output) starts at data + r * RowBytes(type, n_in).
@@ -35,6 +36,10 @@ struct Weight {
   int64_t n_out = 1;  // ne[1]: rows
   const void* data = nullptr;
   WeightLayout layout = WeightLayout::kGguf;
+  // data lies in a read-only mapping of a file (the model), whose pages the OS can always read
+  // again: a backend that copies the weight elsewhere drops them (ReleaseMappedPages), so that the
+  // process does not hold the weight twice.
+  bool file_mapped = false;
 };
 
 // Memory owned by a backend. Destroying it frees the memory.

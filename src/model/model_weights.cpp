@@ -98,6 +98,7 @@ class TensorLoader {
     w.n_in = t.ne[0];
     w.n_out = t.ne[1];
     w.data = file_.TensorData(t).data();
+    w.file_mapped = true;
     return w;
   }
 

@@ -93,7 +93,7 @@ TEST(LaneLayoutTest, PreparedWeightsComputeTheSameBits) {
     if (!IsaSupported(isa, features)) continue;
     auto cpu = MakeCpu(isa);
     ASSERT_NE(cpu, nullptr);
-    const bool rewrites = KernelsFor(isa).matmul_lanes[MatMulSlot(GgmlType::kQ4_0)] != nullptr;
+    const bool rewrites = KernelsFor(isa).matmul_packed[MatMulSlot(GgmlType::kQ4_0)] != nullptr;
     for (int64_t n_in : {512, 544, 1088, 2048}) {
       const int64_t n_out = 37;
       const std::vector<uint8_t> bytes = RandomRows(rng, GgmlType::kQ4_0, n_in, n_out);

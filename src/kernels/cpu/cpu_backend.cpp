@@ -8,8 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/absl_compat.h"
+#include "base/mapped_file.h"
 #include "base/status_macros.h"
 #include "kernels/cpu/lane_layout.h"
+#include "kernels/cpu/row_panels.h"
 #include "kernels/quant_reference.h"
 
 namespace swarm::kernels::cpu {
@@ -81,29 +83,42 @@ absl::StatusOr<Weight> CpuBackend::PrepareWeight(const Weight& host,
     return absl::InvalidArgumentError("q8_K is an activation type, not a weight type");
   }
   const int slot = MatMulSlot(host.type);
-  const bool has_lane_kernel = slot >= 0 && kernels_.matmul_lanes[slot] != nullptr;
-  if (host.layout == WeightLayout::kCpuLanes) {
-    if (!has_lane_kernel) {
-      return absl::InvalidArgumentError(absl::StrCat("a ", ToAbsl(GgmlTypeName(host.type)),
-                                                     " weight in the CPU lane layout reached ",
-                                                     name(), ", which has no kernel for it"));
+  const bool has_packed_kernel = slot >= 0 && kernels_.matmul_packed[slot] != nullptr;
+  const WeightLayout packed = CpuLayoutOf(host.type);
+  if (host.layout != WeightLayout::kGguf) {
+    if (!has_packed_kernel || host.layout != packed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a ", ToAbsl(GgmlTypeName(host.type)), " weight in the CPU ",
+                       host.layout == WeightLayout::kCpuLanes ? "lane" : "row-panel",
+                       " layout reached ", name(), ", which has no kernel for it"));
     }
     return host;
   }
-  if (!has_lane_kernel || !HasLaneLayout(host.type)) return host;  // zero copy
-  // Rewritten once into the lane layout, which the kernels read faster (lane_layout.h).
+  // Vectors (norm weights, n_out == 1) are read in place by the elementwise ops.
+  if (!has_packed_kernel || packed == WeightLayout::kGguf || host.n_out == 1) return host;
+  // Rewritten once into the backend's layout, which the kernels read faster (lane_layout.h,
+  // row_panels.h).
   const size_t bytes = *row_bytes * static_cast<size_t>(host.n_out);
   SWARM_ASSIGN_OR_RETURN(std::unique_ptr<Buffer> buffer, Allocate(bytes));
   auto* dst = static_cast<uint8_t*>(buffer->data());
   const auto* src = static_cast<const uint8_t*>(host.data);
-  pool_.ParallelFor(host.n_out, 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      RowToLanes(host.type, src + r * *row_bytes, dst + r * *row_bytes, host.n_in);
-    }
-  });
+  if (packed == WeightLayout::kCpuLanes) {
+    pool_.ParallelFor(host.n_out, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        RowToLanes(host.type, src + r * *row_bytes, dst + r * *row_bytes, host.n_in);
+      }
+    });
+  } else {
+    const int64_t panels = (host.n_out + kPanelRows - 1) / kPanelRows;
+    pool_.ParallelFor(panels, 1, [&](int64_t p0, int64_t p1) {
+      RowsToPanels(host.type, src, dst, host.n_in, host.n_out, p0, p1);
+    });
+  }
+  if (host.file_mapped) ReleaseMappedPages(src, bytes);
   Weight prepared = host;
   prepared.data = dst;
-  prepared.layout = WeightLayout::kCpuLanes;
+  prepared.layout = packed;
+  prepared.file_mapped = false;
   storage.push_back(std::move(buffer));
   return prepared;
 }
@@ -166,9 +181,9 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
       profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const int slot = MatMulSlot(w.type);
   auto row_bytes = RowBytes(w.type, w.n_in);
-  const MatMulFn fn = slot < 0                              ? nullptr
-                      : w.layout == WeightLayout::kCpuLanes ? kernels_.matmul_lanes[slot]
-                                                            : kernels_.matmul[slot];
+  const MatMulFn fn = slot < 0                          ? nullptr
+                      : w.layout != WeightLayout::kGguf ? kernels_.matmul_packed[slot]
+                                                        : kernels_.matmul[slot];
   if (!row_bytes.ok() || fn == nullptr) {
     // Unreachable for weights that went through PrepareWeight; make the misuse visible.
     std::fill(y, y + w.n_out * n_tokens, std::numeric_limits<float>::quiet_NaN());
@@ -231,7 +246,9 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
   if (work < kParallelMatMulWork || pool_.size() == 1) {
     fn(args, 0, w.n_out);
   } else {
-    pool_.ParallelFor(w.n_out, kRowGrain, [&](int64_t r0, int64_t r1) { fn(args, r0, r1); });
+    // Threads take whole panels of weights in the row-panel layout.
+    const int64_t grain = w.layout == WeightLayout::kCpuRowPanels ? kPanelRows : kRowGrain;
+    pool_.ParallelFor(w.n_out, grain, [&](int64_t r0, int64_t r1) { fn(args, r0, r1); });
   }
   if (profiling_) {
     Record("matmul", w.type, w.n_out, w.n_in, n_tokens, start, 2 * work,
@@ -253,9 +270,13 @@ void CpuBackend::GetRows(const Weight& table, const int32_t* ids, int64_t n, flo
   const auto* rows = static_cast<const uint8_t*>(table.data);
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t* row = rows + ids[i] * *row_bytes;
-    if (table.layout == WeightLayout::kCpuLanes) {
+    if (table.layout != WeightLayout::kGguf) {
       if (row_scratch_.size() < *row_bytes) row_scratch_.resize(*row_bytes);
-      RowFromLanes(table.type, row, row_scratch_.data(), table.n_in);
+      if (table.layout == WeightLayout::kCpuLanes) {
+        RowFromLanes(table.type, row, row_scratch_.data(), table.n_in);
+      } else {
+        RowFromPanels(table.type, rows, table.n_in, table.n_out, ids[i], row_scratch_.data());
+      }
       row = row_scratch_.data();
     }
     DequantizeRow(table.type, row, out + i * table.n_in, table.n_in);

@@ -139,9 +139,10 @@ struct KernelTable {
   bool x8_lanes = false;
   // Indexed by MatMulSlot(type); null for types the table lacks.
   MatMulFn matmul[7] = {};
-  // Products over weights in the lane layout (lane_layout.h), by MatMulSlot(type). Where a type has
-  // one, the backend's PrepareWeight rewrites that type's weights into the lane layout.
-  MatMulFn matmul_lanes[7] = {};
+  // Products over weights in the backend's own layout of their type (CpuLayoutOf), by
+  // MatMulSlot(type). Where a type has one, the backend's PrepareWeight rewrites that type's
+  // weights into that layout.
+  MatMulFn matmul_packed[7] = {};
   QuantizeX8Fn quantize_x8 = nullptr;
   // One token: y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (y may alias x).
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps, float* y) = nullptr;
@@ -170,6 +171,21 @@ inline int MatMulSlot(GgmlType type) {
       return 6;
     default:
       return -1;
+  }
+}
+
+// The optimized backend's own layout of a weight type: the lane layout of Q4_0 (lane_layout.h),
+// the row panels of the float types (row_panels.h); kGguf where it has none.
+inline WeightLayout CpuLayoutOf(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ4_0:
+      return WeightLayout::kCpuLanes;
+    case GgmlType::kF32:
+    case GgmlType::kF16:
+    case GgmlType::kBF16:
+      return WeightLayout::kCpuRowPanels;
+    default:
+      return WeightLayout::kGguf;
   }
 }
 

@@ -24,6 +24,10 @@ namespace avx512 {
 void MatMulF32(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulF16(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulBF16(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over weights in the row-panel layout (row_panels.h).
+void MatMulF32Panels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulF16Panels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulBF16Panels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ8_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);

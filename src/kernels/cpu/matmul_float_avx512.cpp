@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/row_panels.h"
 #include "kernels/cpu/simd_avx512.h"  // first: brings in immintrin.h
 
 namespace swarm::kernels::cpu::avx512 {
@@ -172,10 +173,139 @@ void MatMul(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// ---- Weights in the row-panel layout (row_panels.h) ---------------------------------------------
+// Vector v of a panel holds its rows 16v..16v+15 at one k; every output is one FMA chain over k in
+// order, whatever the tile, so a token alone, in a batch, or on another thread gets the same bits.
+constexpr int kPanelVectors = kPanelRows / 16;
+
+// Prompt tiles: each loaded weight vector serves kPanelCols tokens (4 x 6 accumulators).
+constexpr int kPanelCols = 6;
+// Tokens whose activations stay cache-resident while a panel's k blocks pass, and the k block: a
+// panel's block (64 rows x kPanelK values) and the tokens' block stay in L2. Between k blocks
+// the accumulators wait in y, as fp32, which does not change a bit.
+constexpr int64_t kPanelTokens = 96;
+constexpr int64_t kPanelK = 512;
+
+struct PanelSpan {
+  const uint8_t* panel = nullptr;
+  int64_t width = 0;  // rows in the panel
+  int64_t row0 = 0;   // the panel's first row
+  __mmask16 m[kPanelVectors] = {};
+};
+
+// Lanes of vector v whose rows lie in [lo, hi) (panel-relative).
+inline __mmask16 PanelMask(int64_t lo, int64_t hi, int v) {
+  const int64_t a = std::max<int64_t>(lo - 16 * v, 0);
+  const int64_t b = std::min<int64_t>(hi - 16 * v, 16);
+  if (b <= a) return 0;
+  return static_cast<__mmask16>(((1u << (b - a)) - 1u) << a);
+}
+
+// y[t + j, panel rows] for j < C, over k in [k0, k1): continues the chains left in y when k0 > 0.
+template <class W, int C, bool kMasked>
+void PanelTile(const MatMulArgs& a, const PanelSpan& s, int64_t t, int64_t k0, int64_t k1) {
+  const float* xs[C];
+  float* ys[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) {
+    xs[j] = reinterpret_cast<const float*>(a.x + (t + j) * a.x_stride);
+    ys[j] = a.y + (t + j) * a.n_out + s.row0;
+  }
+  __m512 acc[kPanelVectors][C];
+  SWARM_UNROLL
+  for (int v = 0; v < kPanelVectors; ++v) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) {
+      acc[v][j] = k0 == 0   ? _mm512_setzero_ps()
+                  : kMasked ? _mm512_maskz_loadu_ps(s.m[v], ys[j] + 16 * v)
+                            : _mm512_loadu_ps(ys[j] + 16 * v);
+    }
+  }
+  const int64_t step = s.width * W::kBytes;
+  const uint8_t* wk = s.panel + k0 * step;
+  for (int64_t k = k0; k < k1; ++k, wk += step) {
+    if constexpr (C == 1) PrefetchAhead(wk, step);
+    __m512 wv[kPanelVectors];
+    SWARM_UNROLL
+    for (int v = 0; v < kPanelVectors; ++v) {
+      wv[v] = kMasked ? W::LoadMasked(wk, 16 * v, s.m[v]) : W::Load(wk, 16 * v);
+    }
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) {
+      const __m512 xb = _mm512_set1_ps(xs[j][k]);
+      SWARM_UNROLL
+      for (int v = 0; v < kPanelVectors; ++v) acc[v][j] = _mm512_fmadd_ps(wv[v], xb, acc[v][j]);
+    }
+  }
+  SWARM_UNROLL
+  for (int v = 0; v < kPanelVectors; ++v) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) {
+      if (kMasked) {
+        _mm512_mask_storeu_ps(ys[j] + 16 * v, s.m[v], acc[v][j]);
+      } else {
+        _mm512_storeu_ps(ys[j] + 16 * v, acc[v][j]);
+      }
+    }
+  }
+}
+
+// PanelTile<W, cols, kMasked> for a run-time cols in [1, C].
+template <class W, int C, bool kMasked>
+void PanelTileCols(const MatMulArgs& a, const PanelSpan& s, int64_t t, int64_t cols, int64_t k0,
+                   int64_t k1) {
+  if constexpr (C > 1) {
+    if (cols < C) return PanelTileCols<W, C - 1, kMasked>(a, s, t, cols, k0, k1);
+  }
+  PanelTile<W, C, kMasked>(a, s, t, k0, k1);
+}
+
+template <class W, bool kMasked>
+void PanelRows(const MatMulArgs& a, const PanelSpan& s, int64_t t0, int64_t t1) {
+  if (a.n_tokens == 1) return PanelTile<W, 1, kMasked>(a, s, 0, 0, a.n_in);
+  for (int64_t k0 = 0; k0 < a.n_in; k0 += kPanelK) {
+    const int64_t k1 = std::min(a.n_in, k0 + kPanelK);
+    for (int64_t t = t0; t < t1; t += kPanelCols) {
+      PanelTileCols<W, kPanelCols, kMasked>(a, s, t, std::min<int64_t>(kPanelCols, t1 - t), k0, k1);
+    }
+  }
+}
+
+template <class W>
+void MatMulPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanelTokens) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanelTokens);
+    for (int64_t p = r0 / kPanelRows; p * kPanelRows < r1; ++p) {
+      PanelSpan s;
+      s.row0 = p * kPanelRows;
+      s.width = std::min(kPanelRows, a.n_out - s.row0);
+      s.panel = a.w + s.row0 * a.row_bytes;
+      const int64_t lo = std::max(r0, s.row0) - s.row0;
+      const int64_t hi = std::min(r1, s.row0 + s.width) - s.row0;
+      SWARM_UNROLL
+      for (int v = 0; v < kPanelVectors; ++v) s.m[v] = PanelMask(lo, hi, v);
+      if (lo == 0 && hi == kPanelRows) {
+        PanelRows<W, false>(a, s, tp, tp_end);
+      } else {
+        PanelRows<W, true>(a, s, tp, tp_end);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void MatMulF32(const MatMulArgs& a, int64_t r0, int64_t r1) { MatMul<F32Weights>(a, r0, r1); }
 void MatMulF16(const MatMulArgs& a, int64_t r0, int64_t r1) { MatMul<F16Weights>(a, r0, r1); }
 void MatMulBF16(const MatMulArgs& a, int64_t r0, int64_t r1) { MatMul<BF16Weights>(a, r0, r1); }
+void MatMulF32Panels(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  MatMulPanels<F32Weights>(a, r0, r1);
+}
+void MatMulF16Panels(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  MatMulPanels<F16Weights>(a, r0, r1);
+}
+void MatMulBF16Panels(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  MatMulPanels<BF16Weights>(a, r0, r1);
+}
 
 }  // namespace swarm::kernels::cpu::avx512

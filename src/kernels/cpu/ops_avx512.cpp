@@ -324,7 +324,10 @@ KernelTable MakeTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0;
   t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQ4_K;
   t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_K;
-  t.matmul_lanes[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
+  t.matmul_packed[MatMulSlot(GgmlType::kF32)] = MatMulF32Panels;
+  t.matmul_packed[MatMulSlot(GgmlType::kF16)] = MatMulF16Panels;
+  t.matmul_packed[MatMulSlot(GgmlType::kBF16)] = MatMulBF16Panels;
+  t.matmul_packed[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

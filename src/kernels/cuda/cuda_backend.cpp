@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "base/checked_math.h"
+#include "base/mapped_file.h"
 #include "base/status_macros.h"
 #include "kernels/cuda/add.cuh"
 #include "kernels/cuda/attention.cuh"
@@ -534,8 +535,10 @@ absl::StatusOr<Weight> CudaBackend::PrepareWeight(const Weight& host,
   SWARM_RETURN_IF_ERROR(CudaStatus(
       cudaMemcpyAsync(buffer->data(), host.data, *total, cudaMemcpyHostToDevice, s_->stream),
       s_->device(), "uploading a weight"));
+  if (host.file_mapped) ReleaseMappedPages(host.data, *total);
   Weight w = host;
   w.data = buffer->data();
+  w.file_mapped = false;
   storage.push_back(std::move(buffer));
   return w;
 }
