@@ -79,8 +79,8 @@ else:
 out.append(f"{amx}. Wall-time figures are what the run got; the `cpu` columns divide by the "
            "process's CPU time instead (what the code does when the cores are its own; see "
            "`cpu util`, 1.00 = nothing else ran).\n")
-out.append("`weights read` is the probe's read loop run over the model's own weights where they are "
-           "mapped, right after each chunk of 8 generated tokens (median over the chunks; a VM's "
+out.append("`weights read` is the probe's read loop run over the model's own weights where the "
+           "backend holds them (the mapped file, or its own copies in the layouts it rewrote), right after each chunk of 8 generated tokens (median over the chunks; a VM's "
            "memory rate can drift within seconds); `gen % of weights read` is the median of the "
            "chunks' generation rates against the read beside them, with their range in brackets.\n")
 out.append("| type | GB/token | read BW GB/s | gen tok/s | bound tok/s | **gen % of bound** | gen % cpu "

@@ -174,7 +174,8 @@ struct ModelCost {
   double head_params = 0;             // LM head multiply-adds
   std::map<std::string, double> bytes_by_type;
   std::string main_type;
-  // Where the weights a decode step reads are mapped (blocks, output norm, LM head).
+  // Where the weights a decode step reads lie, as the backend holds them (blocks, output norm,
+  // LM head): the mapped file, or the backend's own copies where PrepareWeight rewrote them.
   std::vector<std::span<const uint8_t>> weight_regions;
 };
 
@@ -198,11 +199,9 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
   for (const model::BlockWeights& b : *blocks) {
     for (const kernels::Weight* w : {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv}) {
       c.block_weight_bytes += WeightBytes(*w);
-      AddRegion(*w, c.weight_regions);
     }
     for (const kernels::Weight* w : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
       c.block_weight_bytes += WeightBytes(*w);
-      AddRegion(*w, c.weight_regions);
       c.block_matmul_params += static_cast<double>(w->n_in) * static_cast<double>(w->n_out);
       c.bytes_by_type[std::string(kernels::GgmlTypeName(w->type))] += WeightBytes(*w);
     }
@@ -214,8 +213,17 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
       WeightBytes(client->token_embd) /
           static_cast<double>(std::max<int64_t>(client->token_embd.n_out, 1));
   c.head_params = static_cast<double>(client->output.n_in) * client->output.n_out;
-  AddRegion(client->output_norm, c.weight_regions);
-  AddRegion(client->output, c.weight_regions);
+  if (m.blocks != nullptr) {
+    for (const model::BlockWeights& b : m.blocks->resident_weights()) {
+      for (const kernels::Weight* w : {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.wq, &b.wk,
+                                       &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
+        AddRegion(*w, c.weight_regions);
+      }
+    }
+  }
+  const model::ClientWeights& resident = m.head->resident_weights();
+  AddRegion(resident.output_norm, c.weight_regions);
+  AddRegion(resident.output, c.weight_regions);
   double best = -1;
   for (const auto& [type, bytes] : c.bytes_by_type) {
     if (bytes > best) {
@@ -394,9 +402,9 @@ int RunBench(const BenchFlags& flags) {
 
   std::vector<double> prompt_seconds, gen_seconds, prompt_cpu, gen_cpu;
   // Generation is timed in chunks of tokens, each followed by a plain read of the weights where
-  // they are mapped (host-memory backends): on a machine whose memory rate drifts (this kind of VM
-  // swings between ~40 and ~70 GB/s within seconds), a chunk and the read beside it see the same
-  // memory, so their ratio measures the kernels rather than the drift.
+  // the backend holds them (host-memory backends): on a machine whose memory rate drifts (this kind
+  // of VM swings between ~40 and ~70 GB/s within seconds), a chunk and the read beside it see the
+  // same memory, so their ratio measures the kernels rather than the drift.
   const bool pair_reads = n > 0 && m.backend->host_memory() && !cost->weight_regions.empty();
   const double bytes_per_token = cost->block_weight_bytes + cost->client_bytes_per_token;
   constexpr int64_t kPairChunkTokens = 8;
@@ -533,7 +541,7 @@ int RunBench(const BenchFlags& flags) {
   if (pair_reads) {
     // The probe's buffer and the weights may sit in memory that reads at different speeds, and
     // the machine's memory rate drifts: each chunk of generated tokens was followed by a plain
-    // read of the weights themselves where they are mapped (split over the threads as the
+    // read of the weights themselves where the backend holds them (split over the threads as the
     // products split their rows). The median of the chunks' fractions of their read's bound is
     // the kernels' distance from a plain read. Only for backends that read the weights from host
     // memory (a GPU reads its own copy).
@@ -552,14 +560,15 @@ int RunBench(const BenchFlags& flags) {
         *std::min_element(paired_fractions.begin(), paired_fractions.end());
     out["generation"]["fraction_of_weights_read_bound_max"] =
         *std::max_element(paired_fractions.begin(), paired_fractions.end());
-    std::fprintf(stderr,
-                 "a plain read of the weights where they are mapped, after each %lld tokens: "
-                 "median %.2f GB/s; generation reaches %.1f%% of it (median of %zu chunks, "
-                 "%.1f-%.1f%%)\n",
-                 static_cast<long long>(kPairChunkTokens), read_rate / 1e9, 100 * fraction,
-                 paired_fractions.size(),
-                 100 * out["generation"]["fraction_of_weights_read_bound_min"].get<double>(),
-                 100 * out["generation"]["fraction_of_weights_read_bound_max"].get<double>());
+    std::fprintf(
+        stderr,
+        "a plain read of the weights where the backend holds them, after each %lld tokens: "
+        "median %.2f GB/s; generation reaches %.1f%% of it (median of %zu chunks, "
+        "%.1f-%.1f%%)\n",
+        static_cast<long long>(kPairChunkTokens), read_rate / 1e9, 100 * fraction,
+        paired_fractions.size(),
+        100 * out["generation"]["fraction_of_weights_read_bound_min"].get<double>(),
+        100 * out["generation"]["fraction_of_weights_read_bound_max"].get<double>());
   }
 
   if (flags.profile && cpu != nullptr) {

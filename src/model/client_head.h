@@ -29,6 +29,8 @@ class ClientHead {
   void ParkThreads() { backend_.Park(); }
 
   const ModelConfig& config() const { return config_; }
+  // The weights as the backend holds them (after PrepareWeight).
+  const ClientWeights& resident_weights() const { return weights_; }
 
  private:
   ClientHead(kernels::Backend& backend, const ModelConfig& config)

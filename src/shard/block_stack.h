@@ -37,6 +37,8 @@ class BlockStack final : public ServingStack {
   const model::ModelConfig& config() const override { return config_; }
   std::string devices() const override { return backend_.name(); }
   kernels::Backend& backend() { return backend_; }
+  // The blocks' weights as the backend holds them (after PrepareWeight), first block first.
+  const std::vector<model::BlockWeights>& resident_weights() const { return blocks_; }
 
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity);
   size_t CacheBytesPerToken() const { return KvCache::BytesPerToken(n_blocks(), config_.kv_dim()); }
@@ -77,15 +79,15 @@ class BlockStack final : public ServingStack {
   // Scratch activations in backend memory, sized for scratch_tokens_ tokens.
   int64_t scratch_tokens_ = 0;
   std::unique_ptr<kernels::Buffer> scratch_;
-  float* x_ = nullptr;    // [n_embd, T] residual stream
-  float* xb_ = nullptr;   // [n_embd, T] normed input
-  float* xb2_ = nullptr;  // [n_embd, T] block output before the residual add
-  float* q_ = nullptr;    // [n_embd, T]
-  float* k_ = nullptr;    // [kv_dim, T]
-  float* v_ = nullptr;    // [kv_dim, T]
-  float* att_ = nullptr;  // [n_embd, T]
-  float* hb_ = nullptr;   // [n_ff, T]
-  float* hb2_ = nullptr;  // [n_ff, T]
+  float* x_ = nullptr;              // [n_embd, T] residual stream
+  float* xb_ = nullptr;             // [n_embd, T] normed input
+  float* xb2_ = nullptr;            // [n_embd, T] block output before the residual add
+  float* q_ = nullptr;              // [n_embd, T]
+  float* k_ = nullptr;              // [kv_dim, T]
+  float* v_ = nullptr;              // [kv_dim, T]
+  float* att_ = nullptr;            // [n_embd, T]
+  float* hb_ = nullptr;             // [n_ff, T]
+  float* hb2_ = nullptr;            // [n_ff, T]
   std::vector<int32_t> positions_;  // [T] host
 };
 

@@ -12,6 +12,20 @@ int64_t PanelWidth(int64_t n_out, int64_t panel) {
   return std::min(kPanelRows, n_out - panel * kPanelRows);
 }
 
+// Panels [panel_begin, panel_end) from rows, elements of type E.
+template <class E>
+void Transpose(const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out,
+               int64_t panel_begin, int64_t panel_end) {
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    const int64_t width = PanelWidth(n_out, p);
+    const auto* src = reinterpret_cast<const E*>(rows) + p * kPanelRows * n_in;
+    auto* dst = reinterpret_cast<E*>(panels) + p * kPanelRows * n_in;
+    for (int64_t i = 0; i < width; ++i) {
+      for (int64_t k = 0; k < n_in; ++k) dst[k * width + i] = src[i * n_in + k];
+    }
+  }
+}
+
 }  // namespace
 
 bool HasRowPanels(GgmlType type) {
@@ -20,16 +34,10 @@ bool HasRowPanels(GgmlType type) {
 
 void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out,
                   int64_t panel_begin, int64_t panel_end) {
-  const size_t e = ElementBytes(type);
-  const size_t row_bytes = e * static_cast<size_t>(n_in);
-  for (int64_t p = panel_begin; p < panel_end; ++p) {
-    const int64_t width = PanelWidth(n_out, p);
-    const size_t start = static_cast<size_t>(p * kPanelRows) * row_bytes;
-    for (int64_t i = 0; i < width; ++i) {
-      const uint8_t* src = rows + start + i * row_bytes;
-      uint8_t* dst = panels + start + i * e;
-      for (int64_t k = 0; k < n_in; ++k) std::memcpy(dst + k * width * e, src + k * e, e);
-    }
+  if (ElementBytes(type) == 4) {
+    Transpose<uint32_t>(rows, panels, n_in, n_out, panel_begin, panel_end);
+  } else {
+    Transpose<uint16_t>(rows, panels, n_in, n_out, panel_begin, panel_end);
   }
 }
 
