@@ -520,7 +520,12 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
     const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
     int64_t r = r0;
     for (; r + kRows <= r1; r += kRows) {
+      SpreadPrefetch next(
+          a.w + (r + kRows) * a.row_bytes,
+          static_cast<int64_t>(a.row_bytes) * std::min<int64_t>(kRows, r1 - r - kRows),
+          (tp_end - tp + kCols - 1) / kCols);
       for (int64_t t = tp; t < tp_end; t += kCols) {
+        next.Next();
         TileCols<K, kRows, kCols>(a, l, r, t, std::min<int64_t>(kCols, tp_end - t));
       }
     }
