@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend_conformance.h"
+#include "cpu_test_util.h"
 #include "kernels/backend_factory.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
@@ -21,28 +22,13 @@
 namespace swarm::kernels::cpu {
 namespace {
 
+using testing::AvailableIsas;
 using testing::BackendConformanceTest;
 using testing::BackendUnderTest;
+using testing::BitIdentical;
+using testing::MakeCpu;
 using testing::Nmse;
 using testing::Op;
-
-std::vector<Isa> AvailableIsas() {
-  const CpuFeatures features = DetectCpuFeatures();
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
-    if (IsaSupported(isa, features)) isas.push_back(isa);
-  }
-  return isas;
-}
-
-std::unique_ptr<CpuBackend> MakeCpu(Isa isa, int threads) {
-  CpuBackendOptions options;
-  options.isa = isa;
-  options.threads = threads;
-  auto backend = CpuBackend::Create(options);
-  EXPECT_TRUE(backend.ok()) << backend.status();
-  return backend.ok() ? std::move(*backend) : nullptr;
-}
 
 std::vector<BackendUnderTest> ConformanceBackends() {
   std::vector<BackendUnderTest> list;
@@ -101,10 +87,6 @@ std::vector<float> RunMatMul(Backend& b, const Weight& w, const std::vector<floa
   std::vector<float> y(static_cast<size_t>(w.n_out * n_tokens));
   b.MatMul(w, x.data(), n_tokens, y.data());
   return y;
-}
-
-bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 std::vector<int64_t> RowLengths(GgmlType type) {

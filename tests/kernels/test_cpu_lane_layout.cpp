@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend_conformance.h"
+#include "cpu_test_util.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lane_layout.h"
@@ -17,29 +18,10 @@
 namespace swarm::kernels::cpu {
 namespace {
 
-std::vector<uint8_t> RandomRows(std::mt19937& rng, GgmlType type, int64_t n_in, int64_t n_out) {
-  std::normal_distribution<float> normal(0.0f, 0.5f);
-  std::vector<float> values(static_cast<size_t>(n_in));
-  const size_t row_bytes = RowBytes(type, n_in).value();
-  std::vector<uint8_t> bytes(row_bytes * n_out);
-  for (int64_t r = 0; r < n_out; ++r) {
-    for (float& v : values) v = normal(rng);
-    QuantizeRow(type, values.data(), bytes.data() + r * row_bytes, n_in);
-  }
-  return bytes;
-}
+using testing::BitIdentical;
+using testing::RandomRows;
 
-std::unique_ptr<CpuBackend> MakeCpu(Isa isa) {
-  CpuBackendOptions options;
-  options.isa = isa;
-  options.threads = 2;
-  auto backend = CpuBackend::Create(options);
-  return backend.ok() ? std::move(*backend) : nullptr;
-}
-
-bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+std::unique_ptr<CpuBackend> MakeCpu(Isa isa) { return testing::MakeCpu(isa, 2); }
 
 TEST(LaneLayoutTest, OnlyQ4_0HasOne) {
   EXPECT_TRUE(HasLaneLayout(GgmlType::kQ4_0));
@@ -131,17 +113,7 @@ TEST(LaneLayoutTest, PreparedWeightsComputeTheSameBits) {
 
 // A weight in the lane layout handed to a backend without lane kernels is refused, not misread.
 TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
-  auto generic = MakeCpu(Isa::kGeneric);
-  ASSERT_NE(generic, nullptr);
-  std::vector<uint8_t> bytes(RowBytes(GgmlType::kQ4_0, 512).value());
-  Weight lanes{GgmlType::kQ4_0, 512, 1, bytes.data()};
-  lanes.layout = WeightLayout::kCpuLanes;
-  std::vector<std::unique_ptr<Buffer>> storage;
-  auto prepared = generic->PrepareWeight(lanes, storage);
-  ASSERT_FALSE(prepared.ok());
-  EXPECT_EQ(prepared.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(prepared.status().message().find("lane layout"), std::string::npos)
-      << prepared.status();
+  testing::ExpectGenericRefuses(GgmlType::kQ4_0, WeightLayout::kCpuLanes, "lane layout");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend_conformance.h"
+#include "cpu_test_util.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/row_panels.h"
@@ -21,18 +22,6 @@ namespace {
 
 constexpr GgmlType kFloatTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16};
 
-std::vector<uint8_t> RandomRows(std::mt19937& rng, GgmlType type, int64_t n_in, int64_t n_out) {
-  std::normal_distribution<float> normal(0.0f, 0.5f);
-  std::vector<float> values(static_cast<size_t>(n_in));
-  const size_t row_bytes = RowBytes(type, n_in).value();
-  std::vector<uint8_t> bytes(row_bytes * n_out);
-  for (int64_t r = 0; r < n_out; ++r) {
-    for (float& v : values) v = normal(rng);
-    QuantizeRow(type, values.data(), bytes.data() + r * row_bytes, n_in);
-  }
-  return bytes;
-}
-
 std::vector<float> RandomFloats(std::mt19937& rng, size_t n) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> v(n);
@@ -40,17 +29,9 @@ std::vector<float> RandomFloats(std::mt19937& rng, size_t n) {
   return v;
 }
 
-std::unique_ptr<CpuBackend> MakeCpu(Isa isa, int threads) {
-  CpuBackendOptions options;
-  options.isa = isa;
-  options.threads = threads;
-  auto backend = CpuBackend::Create(options);
-  return backend.ok() ? std::move(*backend) : nullptr;
-}
-
-bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using testing::BitIdentical;
+using testing::MakeCpu;
+using testing::RandomRows;
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
@@ -176,17 +157,7 @@ TEST(RowPanelsTest, AnyRowRangeGivesTheSameBits) {
 
 // A weight in the row-panel layout handed to a backend without panel kernels is refused.
 TEST(RowPanelsTest, BackendsWithoutPanelKernelsRefusePanelWeights) {
-  auto generic = MakeCpu(Isa::kGeneric, 1);
-  ASSERT_NE(generic, nullptr);
-  std::vector<uint8_t> bytes(RowBytes(GgmlType::kF16, 64).value() * 64);
-  Weight panels{GgmlType::kF16, 64, 64, bytes.data()};
-  panels.layout = WeightLayout::kCpuRowPanels;
-  std::vector<std::unique_ptr<Buffer>> storage;
-  auto prepared = generic->PrepareWeight(panels, storage);
-  ASSERT_FALSE(prepared.ok());
-  EXPECT_EQ(prepared.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(prepared.status().message().find("row-panel layout"), std::string::npos)
-      << prepared.status();
+  testing::ExpectGenericRefuses(GgmlType::kF16, WeightLayout::kCpuRowPanels, "row-panel layout");
 }
 
 }  // namespace
