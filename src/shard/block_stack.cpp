@@ -1,7 +1,6 @@
 #include "shard/block_stack.h"
 
 #include "absl/strings/str_cat.h"
-#include "base/checked_math.h"
 #include "base/status_macros.h"
 
 namespace swarm::shard {
@@ -69,35 +68,6 @@ absl::Status BlockStack::ForwardSteps(std::span<const ServingStep> steps, int64_
   return Forward(own, first, last, hidden_in, hidden_out);
 }
 
-absl::Status BlockStack::EnsureScratch(int64_t n_tokens) {
-  if (n_tokens <= scratch_tokens_) return absl::OkStatus();
-  const int64_t n_embd = config_.n_embd, kv = config_.kv_dim(), n_ff = config_.n_ff;
-  // x, xb, xb2, q, att: n_embd each; k, v: kv_dim each; hb, hb2: n_ff each.
-  const uint64_t per_token = 5 * n_embd + 2 * kv + 2 * n_ff;
-  auto floats = CheckedMul(per_token, static_cast<uint64_t>(n_tokens));
-  auto bytes = floats ? CheckedMul(*floats, sizeof(float)) : std::nullopt;
-  if (!bytes) return absl::ResourceExhaustedError("scratch size overflows");
-  scratch_.reset();
-  SWARM_ASSIGN_OR_RETURN(scratch_, backend_.Allocate(*bytes));
-  float* p = static_cast<float*>(scratch_->data());
-  auto take = [&](int64_t rows) {
-    float* view = p;
-    p += rows * n_tokens;
-    return view;
-  };
-  x_ = take(n_embd);
-  xb_ = take(n_embd);
-  xb2_ = take(n_embd);
-  q_ = take(n_embd);
-  att_ = take(n_embd);
-  k_ = take(kv);
-  v_ = take(kv);
-  hb_ = take(n_ff);
-  hb2_ = take(n_ff);
-  scratch_tokens_ = n_tokens;
-  return absl::OkStatus();
-}
-
 absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
                                  const float* hidden_in, float* hidden_out) {
   if (first < first_ || last > last_ || first >= last) {
@@ -118,7 +88,7 @@ absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t fi
     total += step.n_tokens;
   }
   if (total == 0) return absl::InvalidArgumentError("empty batch");
-  SWARM_RETURN_IF_ERROR(EnsureScratch(total));
+  SWARM_RETURN_IF_ERROR(activations_.Reserve(backend_, config_, total));
 
   positions_.clear();
   for (const SequenceStep& step : steps) {
@@ -127,54 +97,16 @@ absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t fi
     }
   }
   const size_t hidden_bytes = static_cast<size_t>(config_.n_embd * total) * sizeof(float);
-  SWARM_RETURN_IF_ERROR(backend_.CopyToBackend(x_, hidden_in, hidden_bytes));
-  for (int64_t l = first - first_; l < last - first_; ++l) RunBlock(blocks_[l], l, steps, total);
-  SWARM_RETURN_IF_ERROR(backend_.CopyToHost(hidden_out, x_, hidden_bytes));
+  SWARM_RETURN_IF_ERROR(backend_.CopyToBackend(activations_.x, hidden_in, hidden_bytes));
+  auto cache_of = [](const SequenceStep& step) -> KvCache& { return *step.cache; };
+  for (int64_t l = first - first_; l < last - first_; ++l) {
+    RunBlock(backend_, config_, blocks_[l], l, steps, cache_of, positions_.data(), total,
+             activations_);
+  }
+  SWARM_RETURN_IF_ERROR(backend_.CopyToHost(hidden_out, activations_.x, hidden_bytes));
   SWARM_RETURN_IF_ERROR(backend_.Synchronize());
   for (const SequenceStep& step : steps) step.cache->Advance(step.n_tokens);
   return absl::OkStatus();
-}
-
-void BlockStack::RunBlock(const model::BlockWeights& w, int64_t local_layer,
-                          std::span<const SequenceStep> steps, int64_t n_tokens) {
-  kernels::Backend& b = backend_;
-  const model::ModelConfig& c = config_;
-  const int64_t n_embd = c.n_embd, kv_dim = c.kv_dim();
-  const kernels::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
-
-  // Attention: x += wo · attention(rope(wq · norm(x)), rope(wk · norm(x)), wv · norm(x))
-  b.RmsNorm(x_, static_cast<const float*>(w.attn_norm.data), n_embd, n_tokens, c.rms_eps, xb_);
-  b.MatMul(w.wq, xb_, n_tokens, q_);
-  b.MatMul(w.wk, xb_, n_tokens, k_);
-  b.MatMul(w.wv, xb_, n_tokens, v_);
-  if (w.bq.data != nullptr) {
-    b.AddBias(q_, static_cast<const float*>(w.bq.data), n_embd, n_tokens);
-    b.AddBias(k_, static_cast<const float*>(w.bk.data), kv_dim, n_tokens);
-    b.AddBias(v_, static_cast<const float*>(w.bv.data), kv_dim, n_tokens);
-  }
-  b.Rope(q_, c.head_dim, c.n_head, n_tokens, positions_.data(), c.rope_freq_base, c.rope_style);
-  b.Rope(k_, c.head_dim, c.n_head_kv, n_tokens, positions_.data(), c.rope_freq_base,
-         c.rope_style);
-  int64_t offset = 0;
-  for (const SequenceStep& step : steps) {
-    KvCache& cache = *step.cache;
-    const int32_t* positions = positions_.data() + offset;
-    b.StoreKv(k_ + offset * kv_dim, v_ + offset * kv_dim, kv_dim, step.n_tokens, positions,
-              cache.keys(local_layer), cache.values(local_layer));
-    b.Attention(q_ + offset * n_embd, cache.keys(local_layer), cache.values(local_layer), shape,
-                step.n_tokens, positions, att_ + offset * n_embd);
-    offset += step.n_tokens;
-  }
-  b.MatMul(w.wo, att_, n_tokens, xb2_);
-  b.Add(x_, xb2_, n_embd * n_tokens);
-
-  // Feed-forward: x += w_down · (silu(w_gate · norm(x)) * (w_up · norm(x)))
-  b.RmsNorm(x_, static_cast<const float*>(w.ffn_norm.data), n_embd, n_tokens, c.rms_eps, xb_);
-  b.MatMul(w.w_gate, xb_, n_tokens, hb_);
-  b.MatMul(w.w_up, xb_, n_tokens, hb2_);
-  b.SwiGlu(hb_, hb2_, c.n_ff * n_tokens, hb_);
-  b.MatMul(w.w_down, hb_, n_tokens, xb2_);
-  b.Add(x_, xb2_, n_embd * n_tokens);
 }
 
 }  // namespace swarm::shard

@@ -15,6 +15,7 @@
 #include "kernels/backend.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "shard/block_forward.h"
 #include "shard/kv_cache.h"
 #include "shard/serving_stack.h"
 
@@ -65,9 +66,6 @@ class BlockStack final : public ServingStack {
  private:
   BlockStack(kernels::Backend& backend, const model::ModelConfig& config)
       : backend_(backend), config_(config) {}
-  absl::Status EnsureScratch(int64_t n_tokens);
-  void RunBlock(const model::BlockWeights& w, int64_t local_layer,
-                std::span<const SequenceStep> steps, int64_t n_tokens);
 
   kernels::Backend& backend_;
   model::ModelConfig config_;
@@ -76,18 +74,8 @@ class BlockStack final : public ServingStack {
   std::vector<model::BlockWeights> blocks_;  // backend-resident views
   std::vector<std::unique_ptr<kernels::Buffer>> weight_storage_;
 
-  // Scratch activations in backend memory, sized for scratch_tokens_ tokens.
-  int64_t scratch_tokens_ = 0;
-  std::unique_ptr<kernels::Buffer> scratch_;
-  float* x_ = nullptr;              // [n_embd, T] residual stream
-  float* xb_ = nullptr;             // [n_embd, T] normed input
-  float* xb2_ = nullptr;            // [n_embd, T] block output before the residual add
-  float* q_ = nullptr;              // [n_embd, T]
-  float* k_ = nullptr;              // [kv_dim, T]
-  float* v_ = nullptr;              // [kv_dim, T]
-  float* att_ = nullptr;            // [n_embd, T]
-  float* hb_ = nullptr;             // [n_ff, T]
-  float* hb2_ = nullptr;            // [n_ff, T]
+  // Scratch activations in backend memory.
+  BlockActivations activations_;
   std::vector<int32_t> positions_;  // [T] host
 };
 

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/checked_math.h"
 #include "base/status_macros.h"
+#include "shard/block_forward.h"
 #if SWARM_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/nccl_link.h"
@@ -27,16 +27,7 @@ struct MultiGpuStack::Segment {
   std::vector<model::BlockWeights> blocks;  // backend-resident views
   std::vector<std::unique_ptr<kernels::Buffer>> storage;
 
-  std::unique_ptr<kernels::Buffer> scratch;
-  float* x = nullptr;    // [n_embd, T] residual stream
-  float* xb = nullptr;   // [n_embd, T] normed input
-  float* xb2 = nullptr;  // [n_embd, T] block output before the residual add
-  float* q = nullptr;    // [n_embd, T]
-  float* k = nullptr;    // [kv_dim, T]
-  float* v = nullptr;    // [kv_dim, T]
-  float* att = nullptr;  // [n_embd, T]
-  float* hb = nullptr;   // [n_ff, T]
-  float* hb2 = nullptr;  // [n_ff, T]
+  BlockActivations act;  // scratch activations in the backend's memory
 };
 
 // The captured graphs of one batch shape, one per segment; empty until the shape's second step.
@@ -211,32 +202,11 @@ absl::Status MultiGpuStack::EnsureScratch(int64_t n_tokens) {
   // Captured graphs name the old scratch and host buffers.
   graphs_.clear();
   graph_lru_.clear();
-  const int64_t n_embd = config_.n_embd, kv = config_.kv_dim(), n_ff = config_.n_ff;
-  // x, xb, xb2, q, att: n_embd each; k, v: kv_dim each; hb, hb2: n_ff each.
-  const uint64_t per_token = 5 * n_embd + 2 * kv + 2 * n_ff;
-  auto floats = CheckedMul(per_token, static_cast<uint64_t>(n_tokens));
-  auto bytes = floats ? CheckedMul(*floats, sizeof(float)) : std::nullopt;
-  if (!bytes) return absl::ResourceExhaustedError("scratch size overflows");
   for (const auto& segment : segments_) {
     Segment& s = *segment;
-    s.scratch.reset();
-    SWARM_ASSIGN_OR_RETURN(s.scratch, s.backend->Allocate(*bytes));
-    float* p = static_cast<float*>(s.scratch->data());
-    auto take = [&](int64_t rows) {
-      float* view = p;
-      p += rows * n_tokens;
-      return view;
-    };
-    s.x = take(n_embd);
-    s.xb = take(n_embd);
-    s.xb2 = take(n_embd);
-    s.q = take(n_embd);
-    s.att = take(n_embd);
-    s.k = take(kv);
-    s.v = take(kv);
-    s.hb = take(n_ff);
-    s.hb2 = take(n_ff);
+    SWARM_RETURN_IF_ERROR(s.act.Reserve(*s.backend, config_, n_tokens));
   }
+  const int64_t n_embd = config_.n_embd;
   positions_.assign(static_cast<size_t>(n_tokens), 0);
   host_in_.assign(static_cast<size_t>(n_embd * n_tokens), 0.0f);
   host_out_.assign(static_cast<size_t>(n_embd * n_tokens), 0.0f);
@@ -305,13 +275,13 @@ absl::Status MultiGpuStack::ForwardEager(std::span<const Step> steps, const Rang
                                          float* hidden_out) {
   const size_t bytes = static_cast<size_t>(config_.n_embd * n_tokens) * sizeof(float);
   Segment& first = *segments_[range.begin];
-  SWARM_RETURN_IF_ERROR(first.backend->CopyToBackend(first.x, hidden_in, bytes));
+  SWARM_RETURN_IF_ERROR(first.backend->CopyToBackend(first.act.x, hidden_in, bytes));
   for (int i = range.begin; i < range.end; ++i) {
     RunBlocks(*segments_[i], range, steps, n_tokens);
     if (i + 1 < range.end) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
   }
   Segment& last = *segments_[range.end - 1];
-  SWARM_RETURN_IF_ERROR(last.backend->CopyToHost(hidden_out, last.x, bytes));
+  SWARM_RETURN_IF_ERROR(last.backend->CopyToHost(hidden_out, last.act.x, bytes));
   return SynchronizeAll();
 }
 
@@ -360,10 +330,10 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, c
       Segment& s = *segments_[i];
       SWARM_RETURN_IF_ERROR(s.cuda->BeginCapture(staging));
       absl::Status status = absl::OkStatus();
-      if (i == range.begin) status = s.backend->CopyToBackend(s.x, host_in_.data(), bytes);
+      if (i == range.begin) status = s.backend->CopyToBackend(s.act.x, host_in_.data(), bytes);
       RunBlocks(s, range, steps, n_tokens);
       if (status.ok() && i + 1 == range.end) {
-        status = s.backend->CopyToHost(host_out_.data(), s.x, bytes);
+        status = s.backend->CopyToHost(host_out_.data(), s.act.x, bytes);
       }
       auto graph = s.cuda->EndCapture();
       if (!status.ok() || !graph.ok()) {
@@ -398,12 +368,13 @@ absl::Status MultiGpuStack::PassOn(int from, int64_t n_tokens) {
   Segment& dst = *segments_[from + 1];
   const size_t count = static_cast<size_t>(config_.n_embd * n_tokens);
 #if SWARM_HAVE_CUDA
-  if (link_->nccl != nullptr) return link_->nccl->Transfer(from, src.x, from + 1, dst.x, count);
+  if (link_->nccl != nullptr)
+    return link_->nccl->Transfer(from, src.act.x, from + 1, dst.act.x, count);
 #endif
   // Backends without a device link meet in host memory.
-  SWARM_RETURN_IF_ERROR(src.backend->CopyToHost(bounce_.data(), src.x, count * sizeof(float)));
+  SWARM_RETURN_IF_ERROR(src.backend->CopyToHost(bounce_.data(), src.act.x, count * sizeof(float)));
   SWARM_RETURN_IF_ERROR(src.backend->Synchronize());
-  return dst.backend->CopyToBackend(dst.x, bounce_.data(), count * sizeof(float));
+  return dst.backend->CopyToBackend(dst.act.x, bounce_.data(), count * sizeof(float));
 }
 
 absl::Status MultiGpuStack::SynchronizeAll() {
@@ -415,51 +386,16 @@ absl::Status MultiGpuStack::SynchronizeAll() {
   return first_error;
 }
 
-// The op sequence of BlockStack::RunBlock, block after block; MultiGpuStackTest checks that both
-// give the same bits.
+// RunBlock (block_forward.h), block after block, as BlockStack runs it; MultiGpuStackTest checks
+// that both give the same bits.
 void MultiGpuStack::RunBlocks(Segment& s, const Range& range, std::span<const Step> steps,
                               int64_t n_tokens) {
-  kernels::Backend& b = *s.backend;
-  const model::ModelConfig& c = config_;
-  const int64_t n_embd = c.n_embd, kv_dim = c.kv_dim();
-  const kernels::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
   const int64_t from = std::max(range.first, s.first) - s.first;
   const int64_t to = std::min(range.last, s.last) - s.first;
+  auto cache_of = [&s](const Step& step) -> KvCache& { return *step.cache->parts_[s.index]; };
   for (int64_t local = from; local < to; ++local) {
-    const model::BlockWeights& w = s.blocks[static_cast<size_t>(local)];
-    // Attention: x += wo · attention(rope(wq · norm(x)), rope(wk · norm(x)), wv · norm(x))
-    b.RmsNorm(s.x, static_cast<const float*>(w.attn_norm.data), n_embd, n_tokens, c.rms_eps, s.xb);
-    b.MatMul(w.wq, s.xb, n_tokens, s.q);
-    b.MatMul(w.wk, s.xb, n_tokens, s.k);
-    b.MatMul(w.wv, s.xb, n_tokens, s.v);
-    if (w.bq.data != nullptr) {
-      b.AddBias(s.q, static_cast<const float*>(w.bq.data), n_embd, n_tokens);
-      b.AddBias(s.k, static_cast<const float*>(w.bk.data), kv_dim, n_tokens);
-      b.AddBias(s.v, static_cast<const float*>(w.bv.data), kv_dim, n_tokens);
-    }
-    b.Rope(s.q, c.head_dim, c.n_head, n_tokens, positions_.data(), c.rope_freq_base, c.rope_style);
-    b.Rope(s.k, c.head_dim, c.n_head_kv, n_tokens, positions_.data(), c.rope_freq_base,
-           c.rope_style);
-    int64_t offset = 0;
-    for (const Step& step : steps) {
-      KvCache& cache = *step.cache->parts_[s.index];
-      const int32_t* positions = positions_.data() + offset;
-      b.StoreKv(s.k + offset * kv_dim, s.v + offset * kv_dim, kv_dim, step.n_tokens, positions,
-                cache.keys(local), cache.values(local));
-      b.Attention(s.q + offset * n_embd, cache.keys(local), cache.values(local), shape,
-                  step.n_tokens, positions, s.att + offset * n_embd);
-      offset += step.n_tokens;
-    }
-    b.MatMul(w.wo, s.att, n_tokens, s.xb2);
-    b.Add(s.x, s.xb2, n_embd * n_tokens);
-
-    // Feed-forward: x += w_down · (silu(w_gate · norm(x)) * (w_up · norm(x)))
-    b.RmsNorm(s.x, static_cast<const float*>(w.ffn_norm.data), n_embd, n_tokens, c.rms_eps, s.xb);
-    b.MatMul(w.w_gate, s.xb, n_tokens, s.hb);
-    b.MatMul(w.w_up, s.xb, n_tokens, s.hb2);
-    b.SwiGlu(s.hb, s.hb2, c.n_ff * n_tokens, s.hb);
-    b.MatMul(w.w_down, s.hb, n_tokens, s.xb2);
-    b.Add(s.x, s.xb2, n_embd * n_tokens);
+    RunBlock(*s.backend, config_, s.blocks[static_cast<size_t>(local)], local, steps, cache_of,
+             positions_.data(), n_tokens, s.act);
   }
 }
 

@@ -1,0 +1,41 @@
+#include "shard/block_forward.h"
+
+#include <optional>
+
+#include "base/checked_math.h"
+#include "base/status_macros.h"
+
+namespace swarm::shard {
+
+absl::Status BlockActivations::Reserve(kernels::Backend& backend, const model::ModelConfig& config,
+                                       int64_t n_tokens) {
+  if (n_tokens <= capacity_) return absl::OkStatus();
+  const int64_t n_embd = config.n_embd, kv = config.kv_dim(), n_ff = config.n_ff;
+  // x, xb, xb2, q, att: n_embd each; k, v: kv_dim each; hb, hb2: n_ff each.
+  const uint64_t per_token = 5 * n_embd + 2 * kv + 2 * n_ff;
+  auto floats = CheckedMul(per_token, static_cast<uint64_t>(n_tokens));
+  auto bytes = floats ? CheckedMul(*floats, sizeof(float)) : std::nullopt;
+  if (!bytes) return absl::ResourceExhaustedError("scratch size overflows");
+  buffer_.reset();
+  capacity_ = 0;
+  SWARM_ASSIGN_OR_RETURN(buffer_, backend.Allocate(*bytes));
+  float* p = static_cast<float*>(buffer_->data());
+  auto take = [&](int64_t rows) {
+    float* view = p;
+    p += rows * n_tokens;
+    return view;
+  };
+  x = take(n_embd);
+  xb = take(n_embd);
+  xb2 = take(n_embd);
+  q = take(n_embd);
+  att = take(n_embd);
+  k = take(kv);
+  v = take(kv);
+  hb = take(n_ff);
+  hb2 = take(n_ff);
+  capacity_ = n_tokens;
+  return absl::OkStatus();
+}
+
+}  // namespace swarm::shard
