@@ -20,8 +20,9 @@ void Transpose(const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out
     const int64_t width = PanelWidth(n_out, p);
     const auto* src = reinterpret_cast<const E*>(rows) + p * kPanelRows * n_in;
     auto* dst = reinterpret_cast<E*>(panels) + p * kPanelRows * n_in;
-    for (int64_t i = 0; i < width; ++i) {
-      for (int64_t k = 0; k < n_in; ++k) dst[k * width + i] = src[i * n_in + k];
+    // Writes in order; the panel's rows are read as width streams whose current lines stay in L1.
+    for (int64_t k = 0; k < n_in; ++k) {
+      for (int64_t i = 0; i < width; ++i) dst[k * width + i] = src[i * n_in + k];
     }
   }
 }
