@@ -31,7 +31,7 @@ unsigned GridFor(int64_t n) {
 
 cudaError_t LaunchAdd(float* y, const float* x, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  AddKernel<<<GridFor(n), kThreads, 0, stream>>>(y, x, n);
+  SWARM_LAUNCH(GridFor(n), kThreads, 0, stream, AddKernel)(y, x, n);
   return cudaGetLastError();
 }
 
@@ -39,7 +39,7 @@ cudaError_t LaunchAddBias(float* y, const float* bias, int64_t n_out, int64_t n_
                           cudaStream_t stream) {
   if (n_out <= 0 || n_tokens <= 0) return cudaSuccess;
   const int64_t n = n_out * n_tokens;
-  AddBiasKernel<<<GridFor(n), kThreads, 0, stream>>>(y, bias, n_out, n);
+  SWARM_LAUNCH(GridFor(n), kThreads, 0, stream, AddBiasKernel)(y, bias, n_out, n);
   return cudaGetLastError();
 }
 

@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(kPromptThreads)
                           const float* __restrict__ v_cache, int n_head, int n_head_kv,
                           int head_dim, int64_t n_tokens, const int32_t* __restrict__ positions,
                           float* __restrict__ out) {
-  extern __shared__ float smem[];
+  SWARM_DYNAMIC_SHARED(float, smem);
   float* q_tile = smem;                              // [kQTile][head_dim]
   float* k_tile = q_tile + kQTile * head_dim;        // [kKTile][head_dim + 1]
   float* v_tile = k_tile + kKTile * (head_dim + 1);  // [kKTile][head_dim]
@@ -290,10 +290,10 @@ cudaError_t LaunchPrompt(const AttentionArgs& a, cudaStream_t stream) {
     const int64_t t0 = first * kQTile;
     const int64_t q_stride = a.head_dim * a.n_head;
     const dim3 grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(count));
-    AttentionPromptKernel<kMaxDim><<<grid, kPromptThreads, shared, stream>>>(
-        a.q + t0 * q_stride, a.k_cache, a.v_cache, static_cast<int>(a.n_head),
-        static_cast<int>(a.n_head_kv), static_cast<int>(a.head_dim),
-        std::min(a.n_tokens - t0, count * kQTile), a.positions + t0, a.out + t0 * q_stride);
+    SWARM_LAUNCH(grid, kPromptThreads, shared, stream, AttentionPromptKernel<kMaxDim>)
+    (a.q + t0 * q_stride, a.k_cache, a.v_cache, static_cast<int>(a.n_head),
+     static_cast<int>(a.n_head_kv), static_cast<int>(a.head_dim),
+     std::min(a.n_tokens - t0, count * kQTile), a.positions + t0, a.out + t0 * q_stride);
   }
   return cudaGetLastError();
 }
@@ -304,15 +304,15 @@ cudaError_t LaunchDecode(const AttentionArgs& a, cudaStream_t stream) {
   const int64_t head_blocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const dim3 grid(static_cast<unsigned>(a.n_head_kv * head_blocks),
                   static_cast<unsigned>(a.n_splits), static_cast<unsigned>(a.n_tokens));
-  AttentionDecodeKernel<EPL><<<grid, kDecodeThreads, 0, stream>>>(
-      a.q, a.k_cache, a.v_cache, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
-      static_cast<int>(a.head_dim), a.positions, a.out, a.partials);
+  SWARM_LAUNCH(grid, kDecodeThreads, 0, stream, AttentionDecodeKernel<EPL>)
+  (a.q, a.k_cache, a.v_cache, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
+   static_cast<int>(a.head_dim), a.positions, a.out, a.partials);
   if (a.n_splits > 1) {
     const dim3 combine_grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.n_tokens));
     const unsigned threads = static_cast<unsigned>(
         std::min<int64_t>(kMaxHeadDim, (a.head_dim + kWarpSize - 1) / kWarpSize * kWarpSize));
-    AttentionCombineKernel<<<combine_grid, threads, 0, stream>>>(
-        a.partials, static_cast<int>(a.n_head), static_cast<int>(a.head_dim), a.n_splits, a.out);
+    SWARM_LAUNCH(combine_grid, threads, 0, stream, AttentionCombineKernel)
+    (a.partials, static_cast<int>(a.n_head), static_cast<int>(a.head_dim), a.n_splits, a.out);
   }
   return cudaGetLastError();
 }

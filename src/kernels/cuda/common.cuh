@@ -17,6 +17,19 @@
 #define SWARM_UNROLL
 #endif
 
+// Kernel launches and dynamic shared memory go through these two macros so that the same source
+// also compiles for the host emulator the tests run without a GPU
+// (tests/kernels/cuda_emulation/cuda_emulation.h defines them first).
+//   SWARM_LAUNCH(grid, block, shared_bytes, stream, Kernel<...>)(args...);
+//   SWARM_DYNAMIC_SHARED(float, smem);  // extern __shared__ float smem[];
+#ifndef SWARM_LAUNCH
+#define SWARM_LAUNCH(grid, block, shared_bytes, stream, ...) \
+  __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
+#endif
+#ifndef SWARM_DYNAMIC_SHARED
+#define SWARM_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace swarm::kernels::gpu {
 
 inline constexpr int kWarpSize = 32;

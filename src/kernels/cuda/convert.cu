@@ -57,10 +57,11 @@ unsigned GridFor(int64_t n) {
 cudaError_t LaunchConvertF32(const float* x, int64_t n, bool bf16, void* out, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (bf16) {
-    ConvertToBf16Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, n,
-                                                             static_cast<__nv_bfloat16*>(out));
+    SWARM_LAUNCH(GridFor(n), kThreads, 0, stream, ConvertToBf16Kernel)
+    (x, n, static_cast<__nv_bfloat16*>(out));
   } else {
-    ConvertToF16Kernel<<<GridFor(n), kThreads, 0, stream>>>(x, n, static_cast<__half*>(out));
+    SWARM_LAUNCH(GridFor(n), kThreads, 0, stream, ConvertToF16Kernel)
+    (x, n, static_cast<__half*>(out));
   }
   return cudaGetLastError();
 }
@@ -72,9 +73,9 @@ cudaError_t LaunchDequantizeToF16(const DeviceMatrix& w, void* out, cudaStream_t
     using Q = typename decltype(tag)::type;
     if (w.n_in % Q::kBlock != 0) return cudaErrorInvalidValue;
     const int64_t total = w.n_out * (w.n_in / Q::kBlock * Q::kChunks);
-    DequantizeToF16Kernel<Q><<<GridFor(total), kThreads, 0, stream>>>(
-        static_cast<const uint8_t*>(w.data), w.row_bytes, w.n_out, static_cast<int>(w.n_in),
-        static_cast<__half*>(out));
+    SWARM_LAUNCH(GridFor(total), kThreads, 0, stream, DequantizeToF16Kernel<Q>)
+    (static_cast<const uint8_t*>(w.data), w.row_bytes, w.n_out, static_cast<int>(w.n_in),
+     static_cast<__half*>(out));
     return cudaGetLastError();
   });
 }

@@ -44,9 +44,9 @@ cudaError_t LaunchGetRows(const DeviceMatrix& table, const int32_t* ids, int64_t
     for (int64_t first = 0; first < n; first += kMaxRowsPerLaunch) {
       const int64_t rows = std::min(n - first, kMaxRowsPerLaunch);
       const dim3 grid(std::min(CeilDiv(n_chunks, kThreads), 1024u), static_cast<unsigned>(rows));
-      GetRowsKernel<Q><<<grid, kThreads, 0, stream>>>(static_cast<const uint8_t*>(table.data),
-                                                      table.row_bytes, static_cast<int>(table.n_in),
-                                                      ids + first, out + first * table.n_in);
+      SWARM_LAUNCH(grid, kThreads, 0, stream, GetRowsKernel<Q>)
+      (static_cast<const uint8_t*>(table.data), table.row_bytes, static_cast<int>(table.n_in),
+       ids + first, out + first * table.n_in);
     }
     return cudaGetLastError();
   });

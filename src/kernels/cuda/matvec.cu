@@ -102,11 +102,11 @@ cudaError_t Launch(const DeviceMatrix& w, const float* x, int64_t n_tokens, floa
   const auto* data = static_cast<const uint8_t*>(w.data);
   const bool vec_x = reinterpret_cast<uintptr_t>(x) % 16 == 0 && n_in % 4 == 0;
   if (vec_x && Q::kRunLen % 4 == 0) {
-    MatVecKernel<Q, NT, true><<<grid, kThreads, 0, stream>>>(data, w.row_bytes, w.n_out, n_in, x,
-                                                             n_tokens, y, threads_per_row);
+    SWARM_LAUNCH(grid, kThreads, 0, stream, MatVecKernel<Q, NT, true>)
+    (data, w.row_bytes, w.n_out, n_in, x, n_tokens, y, threads_per_row);
   } else {
-    MatVecKernel<Q, NT, false><<<grid, kThreads, 0, stream>>>(data, w.row_bytes, w.n_out, n_in, x,
-                                                              n_tokens, y, threads_per_row);
+    SWARM_LAUNCH(grid, kThreads, 0, stream, MatVecKernel<Q, NT, false>)
+    (data, w.row_bytes, w.n_out, n_in, x, n_tokens, y, threads_per_row);
   }
   return cudaGetLastError();
 }

@@ -39,7 +39,8 @@ cudaError_t LaunchRmsNorm(const float* x, const float* weight, int64_t n, int64_
                           float eps, float* y, cudaStream_t stream) {
   if (n_tokens <= 0 || n <= 0) return cudaSuccess;
   if (n_tokens > 0x7fffffff) return cudaErrorInvalidValue;
-  RmsNormKernel<<<static_cast<unsigned>(n_tokens), kThreads, 0, stream>>>(x, weight, n, eps, y);
+  SWARM_LAUNCH(static_cast<unsigned>(n_tokens), kThreads, 0, stream, RmsNormKernel)
+  (x, weight, n, eps, y);
   return cudaGetLastError();
 }
 

@@ -44,8 +44,8 @@ cudaError_t LaunchRope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_to
   for (int64_t first = 0; first < n_tokens; first += kMaxTokensPerLaunch) {
     const int64_t count = std::min(n_tokens - first, kMaxTokensPerLaunch);
     const dim3 grid(std::min(CeilDiv(n_pairs, kThreads), 1024u), static_cast<unsigned>(count));
-    RopeKernel<<<grid, kThreads, 0, stream>>>(x + first * head_dim * n_heads, head_dim, n_heads,
-                                              positions + first, freq_base, neox);
+    SWARM_LAUNCH(grid, kThreads, 0, stream, RopeKernel)
+    (x + first * head_dim * n_heads, head_dim, n_heads, positions + first, freq_base, neox);
   }
   return cudaGetLastError();
 }

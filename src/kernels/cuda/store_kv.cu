@@ -31,8 +31,8 @@ cudaError_t LaunchStoreKv(const float* k, const float* v, int64_t kv_dim, int64_
   for (int64_t first = 0; first < n_tokens; first += kMaxTokensPerLaunch) {
     const int64_t count = std::min(n_tokens - first, kMaxTokensPerLaunch);
     const dim3 grid(std::min(CeilDiv(kv_dim, kThreads), 64u), static_cast<unsigned>(count));
-    StoreKvKernel<<<grid, kThreads, 0, stream>>>(k + first * kv_dim, v + first * kv_dim, kv_dim,
-                                                 positions + first, k_cache, v_cache);
+    SWARM_LAUNCH(grid, kThreads, 0, stream, StoreKvKernel)
+    (k + first * kv_dim, v + first * kv_dim, kv_dim, positions + first, k_cache, v_cache);
   }
   return cudaGetLastError();
 }

@@ -23,7 +23,7 @@ cudaError_t LaunchSwiGlu(const float* gate, const float* up, int64_t n, float* y
                          cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(CeilDiv(n, kThreads), kMaxBlocks));
-  SwiGluKernel<<<grid, kThreads, 0, stream>>>(gate, up, n, y);
+  SWARM_LAUNCH(grid, kThreads, 0, stream, SwiGluKernel)(gate, up, n, y);
   return cudaGetLastError();
 }
 

@@ -1,0 +1,373 @@
+// Every CUDA kernel (src/kernels/cuda/*.cu), run by the host emulator (cuda_emulation.h), against
+// its CPU twin in CpuReferenceBackend: the same launchers, the same grids and block shapes, the
+// same shared-memory tiling, warp reductions and split merges as on a GPU, on every CI machine with
+// the toolkit. The bounds are those of test_cuda_ops.cpp, which runs the same comparisons on a real
+// GPU. Shapes are small (each emulated thread is a real thread) but reach every code path: each
+// weight type, vector and scalar loads, 1/2/4/8-token mat-vec blocks, 32/64/128 threads per row,
+// head sizes 8..256, GQA groups wider than a block, split decode attention, prompt tiles with a
+// partial last tile, and dynamic shared memory above 48 KiB.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu_reference_backend.h"
+#include "kernels/cuda/add.cuh"
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/get_rows.cuh"
+#include "kernels/cuda/matvec.cuh"
+#include "kernels/cuda/rms_norm.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/store_kv.cuh"
+#include "kernels/cuda/swiglu.cuh"
+#include "kernels/ggml_type.h"
+#include "kernels/quant_reference.h"
+#include "portable_inputs.h"
+// Last: it defines the CUDA language's names (threadIdx, min, ...) for the kernels' source.
+#include "cuda_emulation.h"
+
+namespace swarm::kernels {
+namespace {
+
+using testing::PortableRandom;
+
+std::vector<float> Normal(PortableRandom& rng, size_t n, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.Normal() * scale;
+  return v;
+}
+
+double Nmse(const std::vector<float>& actual, const std::vector<float>& expected) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (!std::isfinite(actual[i])) return INFINITY;
+    const double d = static_cast<double>(actual[i]) - expected[i];
+    err += d * d;
+    ref += static_cast<double>(expected[i]) * expected[i];
+  }
+  return ref > 0 ? err / ref : err;
+}
+
+struct HostWeight {
+  std::vector<uint8_t> bytes;
+  Weight weight;
+  gpu::DeviceMatrix device;
+};
+
+HostWeight MakeWeight(PortableRandom& rng, GgmlType type, int64_t n_in, int64_t n_out) {
+  HostWeight w;
+  const size_t row_bytes = RowBytes(type, n_in).value();
+  w.bytes.resize(row_bytes * static_cast<size_t>(n_out));
+  for (int64_t r = 0; r < n_out; ++r) {
+    const std::vector<float> row = Normal(rng, static_cast<size_t>(n_in), 0.1f);
+    QuantizeRow(type, row.data(), w.bytes.data() + r * row_bytes, n_in);
+  }
+  w.weight = Weight{type, n_in, n_out, w.bytes.data()};
+  w.device = gpu::DeviceMatrix{static_cast<gpu::WType>(type), n_in, n_out, w.bytes.data(),
+                               static_cast<int64_t>(row_bytes)};
+  return w;
+}
+
+constexpr GgmlType kAllTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,
+                                  GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
+                                  GgmlType::kQ6_K};
+
+bool IsKQuant(GgmlType type) { return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K; }
+
+class CudaKernelsOnHostTest : public ::testing::Test {
+ protected:
+  // The emulator's sticky error: a misaligned load or a bad launch inside a launcher.
+  void SetUp() override { ASSERT_EQ(cuda_emulation::LastError(), cudaSuccess); }
+  void TearDown() override { EXPECT_EQ(cuda_emulation::LastError(), cudaSuccess); }
+
+  PortableRandom rng_{20261122};
+  CpuReferenceBackend reference_;
+};
+
+TEST_F(CudaKernelsOnHostTest, MatVecEveryTypeThreadsPerRowAndTokenBlock) {
+  for (GgmlType type : kAllTypes) {
+    // Row lengths picking 32, 64 and 128 threads per row (by chunks per row), and for the float
+    // types one that is not a multiple of 4 (one-element chunks, scalar activation loads).
+    std::vector<int64_t> lengths;
+    if (IsKQuant(type)) {
+      lengths = {256, 1024, 4096};
+    } else if (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0) {
+      lengths = {64, 512, 2048};
+    } else {
+      lengths = {66, 172, 512, 2048};
+    }
+    for (int64_t n_in : lengths) {
+      for (int64_t n_tokens : {1, 2, 3, 5}) {
+        const int64_t n_out = 9;
+        const HostWeight w = MakeWeight(rng_, type, n_in, n_out);
+        const std::vector<float> x = Normal(rng_, static_cast<size_t>(n_in * n_tokens));
+        std::vector<float> expected(static_cast<size_t>(n_out * n_tokens));
+        std::vector<float> actual(expected.size(), NAN);
+        reference_.MatMul(w.weight, x.data(), n_tokens, expected.data());
+        ASSERT_EQ(gpu::LaunchMatVec(w.device, x.data(), n_tokens, actual.data(), nullptr),
+                  cudaSuccess);
+        EXPECT_LE(Nmse(actual, expected), 1e-9)
+            << GgmlTypeName(type) << " n_in=" << n_in << " T=" << n_tokens;
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, MatVecOfATokenDoesNotDependOnItsBatch) {
+  const int64_t n_in = 512, n_out = 5, n_tokens = 6;
+  const HostWeight w = MakeWeight(rng_, GgmlType::kQ4_K, n_in, n_out);
+  const std::vector<float> x = Normal(rng_, static_cast<size_t>(n_in * n_tokens));
+  std::vector<float> batched(static_cast<size_t>(n_out * n_tokens));
+  ASSERT_EQ(gpu::LaunchMatVec(w.device, x.data(), n_tokens, batched.data(), nullptr), cudaSuccess);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    std::vector<float> alone(static_cast<size_t>(n_out));
+    ASSERT_EQ(gpu::LaunchMatVec(w.device, x.data() + t * n_in, 1, alone.data(), nullptr),
+              cudaSuccess);
+    EXPECT_TRUE(std::equal(alone.begin(), alone.end(), batched.begin() + t * n_out)) << t;
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, MisalignedActivationsTakeTheScalarPath) {
+  // x one float past a 16-byte boundary: the launcher must not use float4 loads.
+  const int64_t n_in = 64, n_out = 3;
+  const HostWeight w = MakeWeight(rng_, GgmlType::kF32, n_in, n_out);
+  std::vector<float> storage = Normal(rng_, static_cast<size_t>(n_in + 4));
+  const float* x = storage.data() + 1;
+  std::vector<float> expected(static_cast<size_t>(n_out)), actual(expected.size());
+  reference_.MatMul(w.weight, x, 1, expected.data());
+  ASSERT_EQ(gpu::LaunchMatVec(w.device, x, 1, actual.data(), nullptr), cudaSuccess);
+  EXPECT_LE(Nmse(actual, expected), 1e-12);
+}
+
+TEST_F(CudaKernelsOnHostTest, GetRowsIsBitIdentical) {
+  const std::vector<int32_t> ids = {3, 0, 7, 3, 1};
+  for (GgmlType type : kAllTypes) {
+    const int64_t n_in = IsKQuant(type) ? 512 : 96;
+    const HostWeight table = MakeWeight(rng_, type, n_in, 8);
+    const size_t size = static_cast<size_t>(n_in) * ids.size();
+    std::vector<float> expected(size), actual(size, NAN);
+    reference_.GetRows(table.weight, ids.data(), static_cast<int64_t>(ids.size()), expected.data());
+    ASSERT_EQ(gpu::LaunchGetRows(table.device, ids.data(), static_cast<int64_t>(ids.size()),
+                                 actual.data(), nullptr),
+              cudaSuccess);
+    EXPECT_EQ(actual, expected) << GgmlTypeName(type);
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, DequantizeToF16MatchesTheReferenceRoundedToF16) {
+  for (GgmlType type : kAllTypes) {
+    const int64_t n_in = IsKQuant(type) ? 512 : 96, n_out = 3;
+    const HostWeight w = MakeWeight(rng_, type, n_in, n_out);
+    std::vector<uint16_t> actual(static_cast<size_t>(n_in * n_out));
+    ASSERT_EQ(gpu::LaunchDequantizeToF16(w.device, actual.data(), nullptr), cudaSuccess);
+    std::vector<float> row(static_cast<size_t>(n_in));
+    for (int64_t r = 0; r < n_out; ++r) {
+      DequantizeRow(type, w.bytes.data() + r * w.device.row_bytes, row.data(), n_in);
+      for (int64_t i = 0; i < n_in; ++i) {
+        const __half expected = __float2half_rn(row[static_cast<size_t>(i)]);
+        uint16_t bits;
+        std::memcpy(&bits, &expected, sizeof bits);
+        ASSERT_EQ(actual[static_cast<size_t>(r * n_in + i)], bits)
+            << GgmlTypeName(type) << " row " << r << " element " << i;
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, ConvertF32ToF16AndBf16) {
+  const std::vector<float> x = Normal(rng_, 1000, 3.0f);
+  for (bool bf16 : {false, true}) {
+    std::vector<uint16_t> actual(x.size());
+    ASSERT_EQ(gpu::LaunchConvertF32(x.data(), static_cast<int64_t>(x.size()), bf16, actual.data(),
+                                    nullptr),
+              cudaSuccess);
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint16_t bits;
+      if (bf16) {
+        const __nv_bfloat16 expected = __float2bfloat16_rn(x[i]);
+        std::memcpy(&bits, &expected, sizeof bits);
+      } else {
+        const __half expected = __float2half_rn(x[i]);
+        std::memcpy(&bits, &expected, sizeof bits);
+      }
+      ASSERT_EQ(actual[i], bits) << "bf16=" << bf16 << " element " << i;
+    }
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, RmsNormSwiGluAddAddBias) {
+  for (int64_t n : {1, 64, 172, 700}) {
+    for (int64_t n_tokens : {1, 3}) {
+      const size_t size = static_cast<size_t>(n * n_tokens);
+      const std::vector<float> x = Normal(rng_, size, 3.0f);
+      const std::vector<float> x2 = Normal(rng_, size);
+      const std::vector<float> weight = Normal(rng_, static_cast<size_t>(n));
+      const std::string where = absl::StrCat("n=", n, " T=", n_tokens);
+
+      std::vector<float> expected(size), actual(size, NAN);
+      reference_.RmsNorm(x.data(), weight.data(), n, n_tokens, 1e-5f, expected.data());
+      ASSERT_EQ(
+          gpu::LaunchRmsNorm(x.data(), weight.data(), n, n_tokens, 1e-5f, actual.data(), nullptr),
+          cudaSuccess);
+      EXPECT_LE(Nmse(actual, expected), 1e-12) << where;
+
+      reference_.SwiGlu(x.data(), x2.data(), n * n_tokens, expected.data());
+      ASSERT_EQ(gpu::LaunchSwiGlu(x.data(), x2.data(), n * n_tokens, actual.data(), nullptr),
+                cudaSuccess);
+      EXPECT_LE(Nmse(actual, expected), 1e-12) << where;
+
+      expected = x;
+      actual = x;
+      reference_.Add(expected.data(), x2.data(), n * n_tokens);
+      ASSERT_EQ(gpu::LaunchAdd(actual.data(), x2.data(), n * n_tokens, nullptr), cudaSuccess);
+      EXPECT_EQ(actual, expected) << where;
+
+      reference_.AddBias(expected.data(), weight.data(), n, n_tokens);
+      ASSERT_EQ(gpu::LaunchAddBias(actual.data(), weight.data(), n, n_tokens, nullptr),
+                cudaSuccess);
+      EXPECT_EQ(actual, expected) << where;
+    }
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, RopeBothStylesAtLargePositions) {
+  const std::vector<int32_t> positions = {0, 1, 17, 4095, 100000};
+  const int64_t n_tokens = static_cast<int64_t>(positions.size());
+  for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
+    for (int64_t head_dim : {8, 64, 128}) {
+      const int64_t n_heads = 3;
+      const std::vector<float> x = Normal(rng_, static_cast<size_t>(head_dim * n_heads * n_tokens));
+      std::vector<float> expected = x, actual = x;
+      reference_.Rope(expected.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f,
+                      style);
+      ASSERT_EQ(gpu::LaunchRope(actual.data(), head_dim, n_heads, n_tokens, positions.data(),
+                                10000.0f, style == RopeStyle::kNeox, nullptr),
+                cudaSuccess);
+      EXPECT_LE(Nmse(actual, expected), 1e-12)
+          << "neox=" << (style == RopeStyle::kNeox) << " head_dim=" << head_dim;
+    }
+  }
+}
+
+struct AttentionCase {
+  int64_t n_head, n_head_kv, head_dim;
+  std::vector<int32_t> positions;
+  int64_t capacity;
+  int n_splits;  // decode only
+};
+
+std::string Describe(const AttentionCase& c) {
+  return absl::StrCat("heads ", c.n_head, "/", c.n_head_kv, " head_dim ", c.head_dim,
+                      " T=", c.positions.size(), " last position ", c.positions.back(), " splits ",
+                      c.n_splits);
+}
+
+std::vector<int32_t> Range(int32_t first, int32_t count) {
+  std::vector<int32_t> v(static_cast<size_t>(count));
+  for (int32_t i = 0; i < count; ++i) v[static_cast<size_t>(i)] = first + i;
+  return v;
+}
+
+TEST_F(CudaKernelsOnHostTest, StoreKvAndAttentionDecodeAndPrompt) {
+  const AttentionCase cases[] = {
+      // decode: one split, several splits (some of them empty), GQA groups of 1, 4, 8 and 16
+      // (two head blocks), every elements-per-lane width
+      {8, 4, 8, {0}, 8, 1},
+      {8, 2, 32, {5}, 8, 4},
+      {4, 4, 80, {40}, 48, 3},
+      {16, 1, 64, {70}, 80, 32},
+      {8, 1, 256, {9}, 16, 2},
+      {4, 1, 128, {7, 8, 9}, 16, 2},
+      {2, 1, 16, {3, 4}, 8, 1},
+      // prompt (more than kDecodeMaxTokens tokens): one partial tile, two tiles, a late start, the
+      // 48 KiB+ shared-memory path (head_dim 256)
+      {4, 2, 64, Range(0, 5), 8, 1},
+      {2, 1, 32, Range(0, 20), 24, 1},
+      {2, 2, 128, Range(30, 12), 48, 1},
+      {2, 1, 256, Range(0, 17), 17, 1},
+  };
+  for (const AttentionCase& c : cases) {
+    const int64_t n_tokens = static_cast<int64_t>(c.positions.size());
+    const int64_t kv_dim = c.head_dim * c.n_head_kv;
+    const size_t q_size = static_cast<size_t>(c.head_dim * c.n_head * n_tokens);
+    const std::vector<float> q = Normal(rng_, q_size, 2.0f);
+    const std::vector<float> k = Normal(rng_, static_cast<size_t>(kv_dim * n_tokens));
+    const std::vector<float> v = Normal(rng_, static_cast<size_t>(kv_dim * n_tokens));
+    std::vector<float> expected_k = Normal(rng_, static_cast<size_t>(kv_dim * c.capacity));
+    std::vector<float> expected_v = Normal(rng_, static_cast<size_t>(kv_dim * c.capacity));
+    std::vector<float> actual_k = expected_k, actual_v = expected_v;
+
+    reference_.StoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(), expected_k.data(),
+                       expected_v.data());
+    ASSERT_EQ(gpu::LaunchStoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(),
+                                 actual_k.data(), actual_v.data(), nullptr),
+              cudaSuccess);
+    EXPECT_EQ(actual_k, expected_k) << Describe(c);
+    EXPECT_EQ(actual_v, expected_v) << Describe(c);
+
+    std::vector<float> expected(q_size), actual(q_size, NAN);
+    reference_.Attention(q.data(), expected_k.data(), expected_v.data(),
+                         AttentionShape{c.n_head, c.n_head_kv, c.head_dim}, n_tokens,
+                         c.positions.data(), expected.data());
+    std::vector<float> partials(static_cast<size_t>(
+        gpu::AttentionPartialFloats(c.n_head, c.head_dim, n_tokens, c.n_splits)));
+    gpu::AttentionArgs args;
+    args.q = q.data();
+    args.k_cache = actual_k.data();
+    args.v_cache = actual_v.data();
+    args.n_head = c.n_head;
+    args.n_head_kv = c.n_head_kv;
+    args.head_dim = c.head_dim;
+    args.n_tokens = n_tokens;
+    args.positions = c.positions.data();
+    args.out = actual.data();
+    args.n_splits = c.n_splits;
+    args.partials = partials.empty() ? nullptr : partials.data();
+    ASSERT_EQ(gpu::LaunchAttention(args, nullptr), cudaSuccess) << Describe(c);
+    EXPECT_LE(Nmse(actual, expected), 1e-9) << Describe(c);
+  }
+}
+
+TEST_F(CudaKernelsOnHostTest, DecodeSplitCountDependsOnShapeNotOnCacheLength) {
+  // Two waves over 132 SMs (H100 SXM): 32 heads / 8 KV heads, one token -> 8 blocks -> 32 splits.
+  EXPECT_EQ(gpu::AttentionDecodeSplits(32, 8, 1, 132), 32);
+  EXPECT_EQ(gpu::AttentionDecodeSplits(32, 32, 4, 132), 3);
+  EXPECT_EQ(gpu::AttentionDecodeSplits(32, 8, 1, 0), 1);
+  EXPECT_EQ(gpu::AttentionPartialFloats(32, 128, 1, 1), 0);
+  EXPECT_EQ(gpu::AttentionPartialFloats(32, 128, 2, 4), 4 * 32 * 2 * 130);
+}
+
+TEST_F(CudaKernelsOnHostTest, LaunchersRefuseShapesTheKernelsCannotTake) {
+  gpu::AttentionArgs args;
+  std::vector<float> buffer(64);
+  const int32_t position = 0;
+  args.q = args.k_cache = args.v_cache = buffer.data();
+  args.out = buffer.data();
+  args.positions = &position;
+  args.n_tokens = 1;
+  args.n_head = 3;
+  args.n_head_kv = 2;  // not a divisor
+  args.head_dim = 8;
+  EXPECT_EQ(gpu::LaunchAttention(args, nullptr), cudaErrorInvalidValue);
+  args.n_head = 2;
+  args.head_dim = 512;  // above kMaxHeadDim
+  EXPECT_EQ(gpu::LaunchAttention(args, nullptr), cudaErrorInvalidValue);
+  args.head_dim = 8;
+  args.n_splits = 2;  // without partials
+  EXPECT_EQ(gpu::LaunchAttention(args, nullptr), cudaErrorInvalidValue);
+
+  const HostWeight w = MakeWeight(rng_, GgmlType::kQ8_0, 64, 2);
+  gpu::DeviceMatrix bad = w.device;
+  bad.n_in = 48;  // not a whole number of Q8_0 blocks
+  EXPECT_EQ(gpu::LaunchMatVec(bad, buffer.data(), 1, buffer.data(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(gpu::LaunchRope(buffer.data(), 7, 1, 1, &position, 10000.0f, false, nullptr),
+            cudaErrorInvalidValue);
+}
+
+}  // namespace
+}  // namespace swarm::kernels
