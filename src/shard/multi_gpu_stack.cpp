@@ -324,11 +324,19 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, c
   };
   if (set.graphs.empty()) {
     // Inputs and positions come from this stack's own host buffers at fixed addresses.
-    const size_t staging =
-        2 * bytes + 8 * static_cast<size_t>(n_tokens) * sizeof(int32_t) + (size_t{64} << 10);
+    // The backend gives each staged copy a 64-byte aligned slot: the input and output, each
+    // sequence's one-token position array, and the whole batch's positions.
+    const size_t staging = 2 * (bytes + 64) + (static_cast<size_t>(n_tokens) + 2) * 64 +
+                           static_cast<size_t>(n_tokens) * sizeof(int32_t) + (size_t{64} << 10);
     for (int i = range.begin; i < range.end; ++i) {
       Segment& s = *segments_[i];
-      SWARM_RETURN_IF_ERROR(s.cuda->BeginCapture(staging));
+      if (!s.cuda->BeginCapture(staging).ok()) {
+        // Not capturable now (no pinned memory, a pending error): stay eager. Dropping the set
+        // also drops the graphs of the segments before this one, which must not be replayed
+        // without this segment's.
+        drop();
+        return false;
+      }
       absl::Status status = absl::OkStatus();
       if (i == range.begin) status = s.backend->CopyToBackend(s.act.x, host_in_.data(), bytes);
       RunBlocks(s, range, steps, n_tokens);

@@ -15,6 +15,10 @@ std::string FormatBytes(size_t bytes) {
 
 absl::Status CudaStatus(cudaError_t error, int device, std::string_view what) {
   if (error == cudaSuccess) return absl::OkStatus();
+  // A failed runtime call also leaves its error as the thread's "last error", which the next
+  // kernel launcher's cudaGetLastError() would return: a later, healthy operation would fail with
+  // this stale error. The error is reported here, once, so clear it (sticky errors stay sticky).
+  cudaGetLastError();
   const std::string message =
       absl::StrCat("CUDA device ", device, ": ", std::string(what), ": ", cudaGetErrorName(error),
                    " (", cudaGetErrorString(error), ")");
