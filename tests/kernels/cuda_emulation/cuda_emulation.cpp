@@ -1,61 +1,51 @@
 #include "cuda_emulation.h"
 
+#include <ucontext.h>
+
 #include <array>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define SWARM_EMULATION_ASAN 1
+#else
+#define SWARM_EMULATION_ASAN 0
+#endif
 
 namespace swarm::cuda_emulation {
 
-// A reusable barrier among a block's (or a warp's) threads. A thread that leaves the kernel drops
-// out, so the others do not wait for it, as on a device. A barrier that some thread never reaches
-// would hang; after a generous timeout the emulator aborts and says so.
+// A barrier among a block's (or a warp's) fibers. A fiber that leaves the kernel drops out, so the
+// others do not wait for it, as on a device.
 class Barrier {
  public:
   void Reset(int expected) {
-    std::lock_guard lock(mutex_);
     expected_ = expected;
     arrived_ = 0;
   }
-
-  void ArriveAndWait() {
-    std::unique_lock lock(mutex_);
-    const uint64_t generation = generation_;
-    if (++arrived_ >= expected_) {
-      Release();
-      return;
-    }
-    constexpr auto kTimeout = std::chrono::seconds(120);
-    if (!released_.wait_for(lock, kTimeout, [&] { return generation_ != generation; })) {
-      std::fprintf(stderr,
-                   "cuda_emulation: a __syncthreads/__syncwarp/shuffle was not reached by every "
-                   "thread of its block or warp (divergent synchronization)\n");
-      std::abort();
-    }
+  // True when this arrival completed the barrier (the caller goes on); false when the caller must
+  // wait until generation() changes.
+  bool Arrive() {
+    if (++arrived_ < expected_) return false;
+    Release();
+    return true;
   }
-
   void Drop() {
-    std::lock_guard lock(mutex_);
     --expected_;
     if (arrived_ > 0 && arrived_ >= expected_) Release();
   }
+  uint64_t generation() const { return generation_; }
 
  private:
   void Release() {
     arrived_ = 0;
     ++generation_;
-    released_.notify_all();
   }
 
-  std::mutex mutex_;
-  std::condition_variable released_;
   int expected_ = 0;
   int arrived_ = 0;
   uint64_t generation_ = 0;
@@ -73,8 +63,7 @@ constexpr unsigned kMaxThreadsPerBlock = 1024;
 constexpr unsigned kMaxGridYZ = 65535;
 constexpr size_t kDefaultDynamicShared = 48 * 1024;
 constexpr int kMaxOptInDynamicShared = 163 * 1024;  // sm_80; sm_90 allows 227 KiB
-
-thread_local ThreadContext current_context;
+constexpr size_t kFiberStackBytes = 256 * 1024;
 
 // The emulated device's state: the sticky launch error and the kernels' shared-memory opt-ins.
 struct DeviceState {
@@ -88,9 +77,175 @@ DeviceState& Device() {
   return state;
 }
 
+// Fiber stacks, kept for the next launch on this OS thread (allocating and faulting in 256 KiB per
+// emulated thread per launch would dominate the run time).
+std::unique_ptr<char[]> TakeStack(std::vector<std::unique_ptr<char[]>>& pool) {
+  if (pool.empty()) return std::unique_ptr<char[]>(new char[kFiberStackBytes]);
+  std::unique_ptr<char[]> stack = std::move(pool.back());
+  pool.pop_back();
+  return stack;
+}
+
+std::vector<std::unique_ptr<char[]>>& StackPool() {
+  thread_local std::vector<std::unique_ptr<char[]>> pool;
+  return pool;
+}
+
+// One CUDA thread: a fiber (ucontext) with its own stack, run by the block scheduler below.
+struct Fiber {
+  ThreadContext context;
+  ucontext_t ucontext{};
+  std::unique_ptr<char[]> stack;
+  bool finished = false;
+  const Barrier* waiting_on = nullptr;  // blocked until its generation changes
+  uint64_t waiting_generation = 0;
+};
+
+// Runs one block: every fiber until it finishes, switching at barriers. Everything runs on the
+// calling OS thread, in a fixed order, so an emulated kernel is deterministic.
+class BlockScheduler {
+ public:
+  BlockScheduler(int n_threads, const std::function<void()>& body)
+      : fibers_(static_cast<size_t>(n_threads)), body_(body) {
+    for (Fiber& fiber : fibers_) fiber.stack = TakeStack(StackPool());
+  }
+  ~BlockScheduler() {
+    for (Fiber& fiber : fibers_) StackPool().push_back(std::move(fiber.stack));
+  }
+  BlockScheduler(const BlockScheduler&) = delete;
+  BlockScheduler& operator=(const BlockScheduler&) = delete;
+
+  Fiber& fiber(int tid) { return fibers_[static_cast<size_t>(tid)]; }
+
+  void RunBlock() {
+    for (Fiber& fiber : fibers_) Restart(fiber);
+    size_t unfinished = fibers_.size();
+    while (unfinished > 0) {
+      bool progressed = false;
+      for (size_t i = 0; i < fibers_.size(); ++i) {
+        Fiber& fiber = fibers_[i];
+        if (fiber.finished) continue;
+        if (fiber.waiting_on != nullptr) {
+          if (fiber.waiting_on->generation() == fiber.waiting_generation) continue;
+          fiber.waiting_on = nullptr;
+        }
+        SwitchTo(i);
+        progressed = true;
+        if (fiber.finished) --unfinished;
+      }
+      if (!progressed) {
+        std::fprintf(stderr,
+                     "cuda_emulation: deadlock: every unfinished thread of the block waits at a "
+                     "__syncthreads/__syncwarp/shuffle the others do not reach (divergent "
+                     "synchronization)\n");
+        std::abort();
+      }
+    }
+  }
+
+  // Called by the running fiber at a barrier it did not complete: back to the scheduler until the
+  // barrier's generation changes.
+  void Wait(const Barrier& barrier) {
+    Fiber& fiber = fibers_[running_];
+    fiber.waiting_on = &barrier;
+    fiber.waiting_generation = barrier.generation();
+    SwitchBack(/*finishing=*/false);
+  }
+
+  static BlockScheduler*& Active() {
+    thread_local BlockScheduler* active = nullptr;
+    return active;
+  }
+
+ private:
+  static void FiberMain() {
+    BlockScheduler& self = *Active();
+#if SWARM_EMULATION_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &self.scheduler_stack_bottom_,
+                                    &self.scheduler_stack_size_);
+#endif
+    self.body_();
+    Fiber& fiber = self.fibers_[self.running_];
+    fiber.context.block_barrier->Drop();
+    fiber.context.warp->barrier.Drop();
+    fiber.finished = true;
+    self.SwitchBack(/*finishing=*/true);
+  }
+
+  // A fresh start at FiberMain on the fiber's stack. Not inlined: getcontext returns twice.
+  __attribute__((noinline)) void Restart(Fiber& fiber) {
+    fiber.finished = false;
+    fiber.waiting_on = nullptr;
+    getcontext(&fiber.ucontext);
+    fiber.ucontext.uc_stack.ss_sp = fiber.stack.get();
+    fiber.ucontext.uc_stack.ss_size = kFiberStackBytes;
+    fiber.ucontext.uc_link = &scheduler_context_;
+    makecontext(&fiber.ucontext, &FiberMain, 0);
+  }
+
+  // Not inlined: locals of the caller must not live across swapcontext (-Wclobbered).
+  __attribute__((noinline)) void SwitchTo(size_t i) {
+    running_ = i;
+    Fiber& fiber = fibers_[i];
+    ThreadContext* previous = current_;
+    current_ = &fiber.context;
+#if SWARM_EMULATION_ASAN
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&fake_stack, fiber.stack.get(), kFiberStackBytes);
+#endif
+    swapcontext(&scheduler_context_, &fiber.ucontext);
+#if SWARM_EMULATION_ASAN
+    __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+    current_ = previous;
+  }
+
+  void SwitchBack(bool finishing) {
+    Fiber& fiber = fibers_[running_];
+#if SWARM_EMULATION_ASAN
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(finishing ? nullptr : &fake_stack, scheduler_stack_bottom_,
+                                   scheduler_stack_size_);
+#endif
+    if (finishing) {
+      setcontext(&scheduler_context_);  // uc_link would do the same; this keeps ASan informed
+    }
+    swapcontext(&fiber.ucontext, &scheduler_context_);
+#if SWARM_EMULATION_ASAN
+    __sanitizer_finish_switch_fiber(fake_stack, &scheduler_stack_bottom_, &scheduler_stack_size_);
+#else
+    (void)finishing;
+#endif
+  }
+
+ public:
+  ThreadContext* current_ = nullptr;
+
+ private:
+  std::vector<Fiber> fibers_;
+  const std::function<void()>& body_;
+  ucontext_t scheduler_context_{};
+  size_t running_ = 0;
+  const void* scheduler_stack_bottom_ = nullptr;
+  size_t scheduler_stack_size_ = 0;
+};
+
+void Wait(const Barrier& barrier) { BlockScheduler::Active()->Wait(barrier); }
+
+void ArriveAndWait(Barrier& barrier) {
+  if (!barrier.Arrive()) Wait(barrier);
+}
+
 }  // namespace
 
-ThreadContext& Current() { return current_context; }
+ThreadContext& Current() {
+  BlockScheduler* scheduler = BlockScheduler::Active();
+  if (scheduler == nullptr || scheduler->current_ == nullptr) {
+    std::fprintf(stderr, "cuda_emulation: a kernel built-in used outside a kernel\n");
+    std::abort();
+  }
+  return *scheduler->current_;
+}
 
 void SetError(cudaError_t error) {
   DeviceState& device = Device();
@@ -121,18 +276,19 @@ size_t MaxDynamicSharedOf(const void* kernel) {
   return it == device.max_dynamic_shared.end() ? kDefaultDynamicShared : it->second;
 }
 
-void SyncThreads() { current_context.block_barrier->ArriveAndWait(); }
+void SyncThreads() { ArriveAndWait(*Current().block_barrier); }
 
-void SyncWarp() { current_context.warp->barrier.ArriveAndWait(); }
+void SyncWarp() { ArriveAndWait(Current().warp->barrier); }
 
 uint64_t ExchangeInWarp(uint64_t bits, int source_lane) {
-  Warp& warp = *current_context.warp;
-  warp.slots[static_cast<size_t>(current_context.lane)] = bits;
-  warp.barrier.ArriveAndWait();
+  ThreadContext& context = Current();
+  Warp& warp = *context.warp;
+  warp.slots[static_cast<size_t>(context.lane)] = bits;
+  ArriveAndWait(warp.barrier);
   const uint64_t result = source_lane >= 0 && source_lane < kWarpSize
                               ? warp.slots[static_cast<size_t>(source_lane)]
                               : bits;
-  warp.barrier.ArriveAndWait();  // nobody overwrites a slot before every lane has read it
+  ArriveAndWait(warp.barrier);  // nobody overwrites a slot before every lane has read it
   return result;
 }
 
@@ -145,9 +301,12 @@ void RunGrid(dim3 grid, dim3 block, size_t dynamic_shared_bytes,
     SetError(cudaErrorInvalidConfiguration);
     return;
   }
+  if (BlockScheduler::Active() != nullptr) {
+    std::fprintf(stderr, "cuda_emulation: a kernel launched from inside a kernel\n");
+    std::abort();
+  }
   const int threads = static_cast<int>(n_threads);
   const int n_warps = (threads + kWarpSize - 1) / kWarpSize;
-  auto WarpThreads = [&](int w) { return std::min(kWarpSize, threads - w * kWarpSize); };
 
   // Dynamic shared memory starts 16-byte aligned, as on a device; it is not zeroed there either,
   // so it is filled with NaN bytes to make reads of unwritten values visible.
@@ -156,18 +315,11 @@ void RunGrid(dim3 grid, dim3 block, size_t dynamic_shared_bytes,
     std::memset(dynamic_shared.data(), 0xff, dynamic_shared.size() * sizeof(float4));
   }
   Barrier block_barrier;
-  std::vector<std::unique_ptr<Warp>> warps(static_cast<size_t>(n_warps));
-  for (auto& warp : warps) warp = std::make_unique<Warp>();
-  Barrier block_end;
-  block_end.Reset(threads);
-  auto ResetBarriers = [&] {
-    block_barrier.Reset(threads);
-    for (int w = 0; w < n_warps; ++w) warps[static_cast<size_t>(w)]->barrier.Reset(WarpThreads(w));
-  };
-  ResetBarriers();
+  std::vector<Warp> warps(static_cast<size_t>(n_warps));
 
-  auto ThreadMain = [&](int tid) {
-    ThreadContext& context = current_context;
+  BlockScheduler scheduler(threads, body);
+  for (int tid = 0; tid < threads; ++tid) {
+    ThreadContext& context = scheduler.fiber(tid).context;
     context.thread_idx =
         uint3{static_cast<unsigned>(tid) % block.x, static_cast<unsigned>(tid) / block.x % block.y,
               static_cast<unsigned>(tid) / (block.x * block.y)};
@@ -175,28 +327,25 @@ void RunGrid(dim3 grid, dim3 block, size_t dynamic_shared_bytes,
     context.grid_dim = grid;
     context.lane = tid % kWarpSize;
     context.block_barrier = &block_barrier;
-    context.warp = warps[static_cast<size_t>(tid / kWarpSize)].get();
+    context.warp = &warps[static_cast<size_t>(tid / kWarpSize)];
     context.dynamic_shared = dynamic_shared.data();
-    for (unsigned z = 0; z < grid.z; ++z) {
-      for (unsigned y = 0; y < grid.y; ++y) {
-        for (unsigned x = 0; x < grid.x; ++x) {
-          context.block_idx = uint3{x, y, z};
-          body();
-          context.block_barrier->Drop();
-          context.warp->barrier.Drop();
-          block_end.ArriveAndWait();  // every thread has left this block
-          if (tid == 0) ResetBarriers();
-          block_end.ArriveAndWait();  // ... and the next one starts with full barriers
+  }
+  BlockScheduler::Active() = &scheduler;
+  for (unsigned z = 0; z < grid.z; ++z) {
+    for (unsigned y = 0; y < grid.y; ++y) {
+      for (unsigned x = 0; x < grid.x; ++x) {
+        block_barrier.Reset(threads);
+        for (int w = 0; w < n_warps; ++w) {
+          warps[static_cast<size_t>(w)].barrier.Reset(std::min(kWarpSize, threads - w * kWarpSize));
         }
+        for (int tid = 0; tid < threads; ++tid) {
+          scheduler.fiber(tid).context.block_idx = uint3{x, y, z};
+        }
+        scheduler.RunBlock();
       }
     }
-    context = ThreadContext{};
-  };
-
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(threads));
-  for (int tid = 0; tid < threads; ++tid) pool.emplace_back(ThreadMain, tid);
-  for (std::thread& thread : pool) thread.join();
+  }
+  BlockScheduler::Active() = nullptr;
 }
 
 }  // namespace swarm::cuda_emulation

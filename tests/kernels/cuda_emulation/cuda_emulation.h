@@ -10,12 +10,16 @@
 //
 // What it checks beyond the results: launch limits (threads per block, grid size, dynamic shared
 // memory above 48 KiB without the opt-in attribute), misaligned vector loads (`__ldg` of a float4),
-// and a barrier not reached by every thread of its block or warp (divergent synchronization, which
-// hangs or corrupts on a GPU): the emulator aborts with a message instead of hanging. Out-of-bounds
-// accesses are caught by the sanitizers the test suite runs under.
+// and threads of a block stuck at different barriers (divergent synchronization, which hangs a
+// GPU): the emulator aborts with a message instead of hanging. Out-of-bounds accesses are caught by
+// the sanitizers the test suite runs under. A thread that leaves the kernel no longer counts at
+// barriers, as on current GPUs.
+//
+// The threads of a block are fibers on the calling OS thread, switched at barriers in a fixed
+// order, so an emulated launch is deterministic.
 //
 // What it cannot check: speed, memory coalescing, races between threads that a GPU would expose
-// (threads here synchronize more than a warp does), the device's float rounding in expf/sqrtf
+// (threads here run one at a time between barriers), the device's float rounding in expf/sqrtf
 // (the host's libm is used), and anything of the runtime (streams, graphs, cuBLAS, NCCL).
 #pragma once
 

@@ -369,5 +369,30 @@ TEST_F(CudaKernelsOnHostTest, LaunchersRefuseShapesTheKernelsCannotTake) {
             cudaErrorInvalidValue);
 }
 
+// Half a warp at __syncthreads, the other half at __syncwarp: a deadlock on a device.
+__global__ void DivergentBarrierKernel() {
+  if (threadIdx.x < 16) {
+    __syncthreads();
+  } else {
+    __syncwarp();
+  }
+}
+
+TEST(CudaEmulatorTest, DivergentBarriersAbortWithAMessageInsteadOfHanging) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(SWARM_LAUNCH(dim3(1), dim3(32), 0, nullptr, DivergentBarrierKernel)(),
+               "divergent synchronization");
+}
+
+TEST(CudaEmulatorTest, LaunchesOutsideTheDeviceLimitsAreErrors) {
+  SWARM_LAUNCH(dim3(1), dim3(2048), 0, nullptr, DivergentBarrierKernel)();
+  EXPECT_EQ(cuda_emulation::LastError(), cudaErrorInvalidConfiguration);
+  SWARM_LAUNCH(dim3(1, 70000), dim3(32), 0, nullptr, DivergentBarrierKernel)();
+  EXPECT_EQ(cuda_emulation::LastError(), cudaErrorInvalidConfiguration);
+  SWARM_LAUNCH(dim3(1), dim3(32), 49 * 1024, nullptr, DivergentBarrierKernel)();
+  EXPECT_EQ(cuda_emulation::LastError(), cudaErrorInvalidValue);
+  EXPECT_EQ(cuda_emulation::LastError(), cudaSuccess);  // reported once
+}
+
 }  // namespace
 }  // namespace swarm::kernels
