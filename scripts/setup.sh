@@ -11,6 +11,7 @@ PACKAGES=(
   capnproto libcapnp-dev      # wire-format schema compiler and runtime
   libzstd-dev                 # activation compression
   libboost-dev                # Boost.Beast / Asio for the HTTP gateway
+  libboost-context-dev        # fibers: the tests' emulated GPU runs CUDA threads on them
   libopendht-dev              # Kademlia DHT for peer discovery
   libpcre2-dev                # Unicode-aware regexes for BPE pre-tokenizers
   libcli11-dev                # command-line parsing

@@ -71,6 +71,8 @@ class Backend {
   // copy it into a new buffer appended to `storage`, which must outlive the returned Weight.
   virtual absl::StatusOr<Weight> PrepareWeight(const Weight& host,
                                                std::vector<std::unique_ptr<Buffer>>& storage) = 0;
+  // Copies are queued like operations: host_src may be reused once the call returns, but host_dst
+  // holds the bytes only after the next Synchronize() (a device backend copies them then).
   virtual absl::Status CopyToBackend(void* dst, const void* host_src, size_t bytes) = 0;
   virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   // Waits for queued operations; reports any deferred device error.

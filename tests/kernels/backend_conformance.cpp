@@ -139,9 +139,10 @@ class DeviceMemory {
   }
 
   absl::StatusOr<std::vector<float>> Download(const float* dev, size_t n) {
-    SWARM_RETURN_IF_ERROR(backend_.Synchronize());
     std::vector<float> host(n);
     SWARM_RETURN_IF_ERROR(backend_.CopyToHost(host.data(), dev, n * sizeof(float)));
+    // A device backend fills `host` by the next Synchronize(), not before.
+    SWARM_RETURN_IF_ERROR(backend_.Synchronize());
     return host;
   }
 
@@ -617,6 +618,7 @@ ConformanceReport RunMemoryConformance(Backend& under_test) {
       SWARM_RETURN_IF_ERROR(under_test.Synchronize());
       std::vector<uint8_t> out(bytes);
       SWARM_RETURN_IF_ERROR(under_test.CopyToHost(out.data(), buffer->data(), bytes));
+      SWARM_RETURN_IF_ERROR(under_test.Synchronize());
       if (out != in) return absl::InternalError("bytes differ after the round trip");
       return absl::OkStatus();
     }());

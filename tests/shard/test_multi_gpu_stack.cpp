@@ -41,6 +41,14 @@ namespace {
 
 const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
 
+#if SWARM_CUDA_EMULATED
+// On the emulated GPU (tests/kernels/cuda_emulation), where every CUDA thread is a fiber, the
+// greedy runs are shorter and compared with the reference's beginning.
+constexpr int kGreedyTokens = 50;
+#else
+constexpr int kGreedyTokens = 200;
+#endif
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
@@ -101,7 +109,7 @@ class MultiGpuStackTest : public ::testing::Test {
     return x;
   }
 
-  // The greedy 200-token continuation of BOS through `blocks`, with the CPU client head.
+  // The greedy continuation of BOS (kGreedyTokens) through `blocks`, with the CPU client head.
   std::string Greedy(model::BlockPipeline& blocks) {
     model::SamplingParams greedy;
     greedy.temperature = 0;
@@ -109,7 +117,7 @@ class MultiGpuStackTest : public ::testing::Test {
     model::StreamingDecoder decoder(*model_->tokenizer);
     std::string text;
     model::GenerateOptions options;
-    options.max_new_tokens = 200;
+    options.max_new_tokens = kGreedyTokens;
     const std::vector<int32_t> prompt = {model_->tokenizer->bos_id()};
     auto stats = model::Generate(prompt, options, *model_->head, blocks, sampler,
                                  *model_->tokenizer, [&](int32_t token) {
@@ -120,8 +128,16 @@ class MultiGpuStackTest : public ::testing::Test {
     return text + decoder.Finish();
   }
 
-  std::string ReferenceText() {
-    return ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt");
+  // The reference continuation (200 tokens) without the newline its writer put at the end, cut
+  // to the length of `text` when the run was shorter.
+  std::string ReferenceText(const std::string& text) {
+    std::string reference = ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt");
+    if (!reference.empty() && reference.back() == '\n') reference.pop_back();
+    if (kGreedyTokens < 200) {
+      EXPECT_GT(text.size(), 100u) << "a short run, yet too short to mean anything";
+      return reference.substr(0, text.size());
+    }
+    return reference;
   }
 
   std::unique_ptr<LocalModel> model_;
@@ -295,7 +311,7 @@ TEST_F(CudaEngineTest, ReferenceTextOnTheGpu) {
   model::StreamingDecoder decoder(*(*gpu)->tokenizer);
   std::string text;
   model::GenerateOptions generate;
-  generate.max_new_tokens = 200;
+  generate.max_new_tokens = kGreedyTokens;
   const std::vector<int32_t> prompt = {(*gpu)->tokenizer->bos_id()};
   auto stats = model::Generate(prompt, generate, *(*gpu)->head, **pipeline, sampler,
                                *(*gpu)->tokenizer, [&](int32_t token) {
@@ -303,7 +319,8 @@ TEST_F(CudaEngineTest, ReferenceTextOnTheGpu) {
                                  return true;
                                });
   ASSERT_TRUE(stats.ok()) << stats.status();
-  EXPECT_EQ(text + decoder.Finish(), ReferenceText());
+  text += decoder.Finish();
+  EXPECT_EQ(text, ReferenceText(text));
 }
 
 // Two segments on one GPU (the degenerate multi-GPU case: a device copy between them), decode
@@ -314,8 +331,10 @@ TEST_F(CudaEngineTest, ReferenceTextFromGraphsOnSegmentsOfOneGpu) {
   auto stack = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_);
   ASSERT_TRUE(stack.ok()) << stack.status();
   MultiPipeline pipeline(**stack, *(*stack)->NewCache(256));
-  EXPECT_EQ(Greedy(pipeline), ReferenceText());
-  EXPECT_GT((*stack)->graph_replays(), 150) << "decode steps should replay captured graphs";
+  const std::string text = Greedy(pipeline);
+  EXPECT_EQ(text, ReferenceText(text));
+  EXPECT_GT((*stack)->graph_replays(), kGreedyTokens * 3 / 4)
+      << "decode steps should replay captured graphs";
 }
 
 TEST_F(CudaEngineTest, GraphsAndEagerStepsGiveTheSameBits) {
@@ -378,7 +397,8 @@ TEST_F(CudaEngineTest, ReferenceTextOverTwoGpusWithNccl) {
   ASSERT_TRUE(stack.ok()) << stack.status();
   EXPECT_TRUE((*stack)->uses_nccl());
   MultiPipeline pipeline(**stack, *(*stack)->NewCache(256));
-  EXPECT_EQ(Greedy(pipeline), ReferenceText());
+  const std::string text = Greedy(pipeline);
+  EXPECT_EQ(text, ReferenceText(text));
 }
 
 // A chain of one CPU peer (blocks 0-1) and one GPU peer (blocks 2-4).
@@ -395,7 +415,8 @@ TEST_F(CudaEngineTest, ChainOfACpuPeerAndAGpuPeer) {
   ASSERT_TRUE(cpu_stack.ok()) << cpu_stack.status();
   ASSERT_TRUE(gpu_stack.ok()) << gpu_stack.status();
   ChainPipeline chain(**cpu_stack, **gpu_stack, 256);
-  EXPECT_EQ(Greedy(chain), ReferenceText());
+  const std::string text = Greedy(chain);
+  EXPECT_EQ(text, ReferenceText(text));
 }
 
 // Device memory exhausted at start-up is a clear ResourceExhausted error, not a crash.

@@ -1,8 +1,7 @@
 #include "cuda_emulation.h"
 
-#include <ucontext.h>
-
 #include <array>
+#include <boost/context/fiber.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -18,6 +17,8 @@
 #endif
 
 namespace swarm::cuda_emulation {
+
+namespace ctx = boost::context;
 
 // A barrier among a block's (or a warp's) fibers. A fiber that leaves the kernel drops out, so the
 // others do not wait for it, as on a device.
@@ -79,23 +80,45 @@ DeviceState& Device() {
 
 // Fiber stacks, kept for the next launch on this OS thread (allocating and faulting in 256 KiB per
 // emulated thread per launch would dominate the run time).
-std::unique_ptr<char[]> TakeStack(std::vector<std::unique_ptr<char[]>>& pool) {
-  if (pool.empty()) return std::unique_ptr<char[]>(new char[kFiberStackBytes]);
-  std::unique_ptr<char[]> stack = std::move(pool.back());
-  pool.pop_back();
-  return stack;
-}
+class PooledStack {
+ public:
+  explicit PooledStack(const void** bottom) : bottom_(bottom) {}
 
-std::vector<std::unique_ptr<char[]>>& StackPool() {
-  thread_local std::vector<std::unique_ptr<char[]>> pool;
-  return pool;
-}
+  ctx::stack_context allocate() {
+    std::vector<std::unique_ptr<char[]>>& pool = Pool();
+    std::unique_ptr<char[]> memory;
+    if (pool.empty()) {
+      memory.reset(new char[kFiberStackBytes]);
+    } else {
+      memory = std::move(pool.back());
+      pool.pop_back();
+    }
+    *bottom_ = memory.get();
+    ctx::stack_context stack;
+    stack.size = kFiberStackBytes;
+    stack.sp = memory.release() + kFiberStackBytes;  // stacks grow down
+    return stack;
+  }
+  void deallocate(ctx::stack_context& stack) {
+    Pool().emplace_back(static_cast<char*>(stack.sp) - stack.size);
+  }
 
-// One CUDA thread: a fiber (ucontext) with its own stack, run by the block scheduler below.
+ private:
+  static std::vector<std::unique_ptr<char[]>>& Pool() {
+    thread_local std::vector<std::unique_ptr<char[]>> pool;
+    return pool;
+  }
+
+  const void** bottom_;
+};
+
+// One CUDA thread: a fiber (Boost.Context: a few instructions per switch, no system call) with
+// its own stack, run by the block scheduler below.
 struct Fiber {
   ThreadContext context;
-  ucontext_t ucontext{};
-  std::unique_ptr<char[]> stack;
+  ctx::fiber thread;     // the suspended CUDA thread, while the scheduler runs
+  ctx::fiber scheduler;  // the suspended scheduler, while the CUDA thread runs
+  const void* stack_bottom = nullptr;
   bool finished = false;
   const Barrier* waiting_on = nullptr;  // blocked until its generation changes
   uint64_t waiting_generation = 0;
@@ -106,19 +129,14 @@ struct Fiber {
 class BlockScheduler {
  public:
   BlockScheduler(int n_threads, const std::function<void()>& body)
-      : fibers_(static_cast<size_t>(n_threads)), body_(body) {
-    for (Fiber& fiber : fibers_) fiber.stack = TakeStack(StackPool());
-  }
-  ~BlockScheduler() {
-    for (Fiber& fiber : fibers_) StackPool().push_back(std::move(fiber.stack));
-  }
+      : fibers_(static_cast<size_t>(n_threads)), body_(body) {}
   BlockScheduler(const BlockScheduler&) = delete;
   BlockScheduler& operator=(const BlockScheduler&) = delete;
 
   Fiber& fiber(int tid) { return fibers_[static_cast<size_t>(tid)]; }
 
   void RunBlock() {
-    for (Fiber& fiber : fibers_) Restart(fiber);
+    for (size_t i = 0; i < fibers_.size(); ++i) Start(i);
     size_t unfinished = fibers_.size();
     while (unfinished > 0) {
       bool progressed = false;
@@ -149,7 +167,14 @@ class BlockScheduler {
     Fiber& fiber = fibers_[running_];
     fiber.waiting_on = &barrier;
     fiber.waiting_generation = barrier.generation();
-    SwitchBack(/*finishing=*/false);
+#if SWARM_EMULATION_ASAN
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&fake_stack, scheduler_stack_bottom_, scheduler_stack_size_);
+#endif
+    fiber.scheduler = std::move(fiber.scheduler).resume();
+#if SWARM_EMULATION_ASAN
+    __sanitizer_finish_switch_fiber(fake_stack, &scheduler_stack_bottom_, &scheduler_stack_size_);
+#endif
   }
 
   static BlockScheduler*& Active() {
@@ -157,75 +182,50 @@ class BlockScheduler {
     return active;
   }
 
- private:
-  static void FiberMain() {
-    BlockScheduler& self = *Active();
-#if SWARM_EMULATION_ASAN
-    __sanitizer_finish_switch_fiber(nullptr, &self.scheduler_stack_bottom_,
-                                    &self.scheduler_stack_size_);
-#endif
-    self.body_();
-    Fiber& fiber = self.fibers_[self.running_];
-    fiber.context.block_barrier->Drop();
-    fiber.context.warp->barrier.Drop();
-    fiber.finished = true;
-    self.SwitchBack(/*finishing=*/true);
-  }
+  ThreadContext* current() const { return current_; }
 
-  // A fresh start at FiberMain on the fiber's stack. Not inlined: getcontext returns twice.
-  __attribute__((noinline)) void Restart(Fiber& fiber) {
+ private:
+  void Start(size_t i) {
+    Fiber& fiber = fibers_[i];
     fiber.finished = false;
     fiber.waiting_on = nullptr;
-    getcontext(&fiber.ucontext);
-    fiber.ucontext.uc_stack.ss_sp = fiber.stack.get();
-    fiber.ucontext.uc_stack.ss_size = kFiberStackBytes;
-    fiber.ucontext.uc_link = &scheduler_context_;
-    makecontext(&fiber.ucontext, &FiberMain, 0);
+    PooledStack allocator(&fiber.stack_bottom);
+    fiber.thread = ctx::fiber(std::allocator_arg, allocator, [this, i](ctx::fiber&& scheduler) {
+      Fiber& self = fibers_[i];
+      self.scheduler = std::move(scheduler);
+#if SWARM_EMULATION_ASAN
+      __sanitizer_finish_switch_fiber(nullptr, &scheduler_stack_bottom_, &scheduler_stack_size_);
+#endif
+      body_();
+      self.context.block_barrier->Drop();
+      self.context.warp->barrier.Drop();
+      self.finished = true;
+#if SWARM_EMULATION_ASAN
+      __sanitizer_start_switch_fiber(nullptr, scheduler_stack_bottom_, scheduler_stack_size_);
+#endif
+      return std::move(self.scheduler);
+    });
   }
 
-  // Not inlined: locals of the caller must not live across swapcontext (-Wclobbered).
-  __attribute__((noinline)) void SwitchTo(size_t i) {
+  void SwitchTo(size_t i) {
     running_ = i;
     Fiber& fiber = fibers_[i];
-    ThreadContext* previous = current_;
     current_ = &fiber.context;
 #if SWARM_EMULATION_ASAN
     void* fake_stack = nullptr;
-    __sanitizer_start_switch_fiber(&fake_stack, fiber.stack.get(), kFiberStackBytes);
+    __sanitizer_start_switch_fiber(&fake_stack, fiber.stack_bottom, kFiberStackBytes);
 #endif
-    swapcontext(&scheduler_context_, &fiber.ucontext);
+    fiber.thread = std::move(fiber.thread).resume();
 #if SWARM_EMULATION_ASAN
     __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
-    current_ = previous;
+    current_ = nullptr;
   }
 
-  void SwitchBack(bool finishing) {
-    Fiber& fiber = fibers_[running_];
-#if SWARM_EMULATION_ASAN
-    void* fake_stack = nullptr;
-    __sanitizer_start_switch_fiber(finishing ? nullptr : &fake_stack, scheduler_stack_bottom_,
-                                   scheduler_stack_size_);
-#endif
-    if (finishing) {
-      setcontext(&scheduler_context_);  // uc_link would do the same; this keeps ASan informed
-    }
-    swapcontext(&fiber.ucontext, &scheduler_context_);
-#if SWARM_EMULATION_ASAN
-    __sanitizer_finish_switch_fiber(fake_stack, &scheduler_stack_bottom_, &scheduler_stack_size_);
-#else
-    (void)finishing;
-#endif
-  }
-
- public:
-  ThreadContext* current_ = nullptr;
-
- private:
   std::vector<Fiber> fibers_;
   const std::function<void()>& body_;
-  ucontext_t scheduler_context_{};
   size_t running_ = 0;
+  ThreadContext* current_ = nullptr;
   const void* scheduler_stack_bottom_ = nullptr;
   size_t scheduler_stack_size_ = 0;
 };
@@ -240,11 +240,11 @@ void ArriveAndWait(Barrier& barrier) {
 
 ThreadContext& Current() {
   BlockScheduler* scheduler = BlockScheduler::Active();
-  if (scheduler == nullptr || scheduler->current_ == nullptr) {
+  if (scheduler == nullptr || scheduler->current() == nullptr) {
     std::fprintf(stderr, "cuda_emulation: a kernel built-in used outside a kernel\n");
     std::abort();
   }
-  return *scheduler->current_;
+  return *scheduler->current();
 }
 
 void SetError(cudaError_t error) {
@@ -292,15 +292,29 @@ uint64_t ExchangeInWarp(uint64_t bits, int source_lane) {
   return result;
 }
 
-void RunGrid(dim3 grid, dim3 block, size_t dynamic_shared_bytes,
-             const std::function<void()>& body) {
+bool ValidLaunch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const void* kernel) {
   const uint64_t n_threads = uint64_t{block.x} * block.y * block.z;
   if (n_threads == 0 || n_threads > kMaxThreadsPerBlock || block.z > 64 || grid.x == 0 ||
       grid.y == 0 || grid.z == 0 || grid.y > kMaxGridYZ || grid.z > kMaxGridYZ ||
       grid.x > 0x7fffffffu) {
     SetError(cudaErrorInvalidConfiguration);
-    return;
+    return false;
   }
+  if (dynamic_shared_bytes > MaxDynamicSharedOf(kernel)) {
+    SetError(cudaErrorInvalidValue);
+    return false;
+  }
+  return true;
+}
+
+// Without the runtime emulation there are no queues: the work runs now.
+__attribute__((weak)) void SubmitWork(cudaStream_t /*stream*/, std::function<void()> work) {
+  work();
+}
+
+void RunGrid(dim3 grid, dim3 block, size_t dynamic_shared_bytes,
+             const std::function<void()>& body) {
+  const uint64_t n_threads = uint64_t{block.x} * block.y * block.z;
   if (BlockScheduler::Active() != nullptr) {
     std::fprintf(stderr, "cuda_emulation: a kernel launched from inside a kernel\n");
     std::abort();

@@ -19,8 +19,9 @@
 // order, so an emulated launch is deterministic.
 //
 // What it cannot check: speed, memory coalescing, races between threads that a GPU would expose
-// (threads here run one at a time between barriers), the device's float rounding in expf/sqrtf
-// (the host's libm is used), and anything of the runtime (streams, graphs, cuBLAS, NCCL).
+// (threads here run one at a time between barriers), and the device's float rounding in
+// expf/sqrtf (the host's libm is used). The runtime (streams, graphs, cuBLAS, NCCL) is emulated
+// separately, in cuda_runtime_emulation.cpp.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -54,9 +55,14 @@ struct ThreadContext {
 // The calling kernel thread's context (thread-local).
 ThreadContext& Current();
 
+// False (and the error LastError() returns set) for a launch outside the device limits.
+bool ValidLaunch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const void* kernel);
 // Runs `body` for every thread of every block of the grid; blocks run one after the other.
-// A launch outside the device limits sets the error LastError() returns and runs nothing.
 void RunGrid(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& body);
+// Hands a launch's work to the stream. Alone, this library runs it at once; linked with the
+// runtime emulation (cuda_runtime_emulation.cpp), it waits in the stream's queue (or its capture)
+// until the host synchronizes.
+void SubmitWork(cudaStream_t stream, std::function<void()> work);
 
 void SyncThreads();
 void SyncWarp();
@@ -76,21 +82,20 @@ size_t MaxDynamicSharedOf(const void* kernel);
 template <class Kernel>
 class Launcher {
  public:
-  Launcher(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t /*stream*/, Kernel kernel)
-      : grid_(grid), block_(block), shared_bytes_(shared_bytes), kernel_(kernel) {}
+  Launcher(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Kernel kernel)
+      : grid_(grid), block_(block), shared_bytes_(shared_bytes), stream_(stream), kernel_(kernel) {}
 
   template <class... Args>
   void operator()(Args... args) const {
-    if (shared_bytes_ > MaxDynamicSharedOf(reinterpret_cast<const void*>(kernel_))) {
-      SetError(cudaErrorInvalidValue);
-      return;
-    }
-    RunGrid(grid_, block_, shared_bytes_, [&] { kernel_(args...); });
+    if (!ValidLaunch(grid_, block_, shared_bytes_, reinterpret_cast<const void*>(kernel_))) return;
+    SubmitWork(stream_, [grid = grid_, block = block_, shared = shared_bytes_, kernel = kernel_,
+                         args...] { RunGrid(grid, block, shared, [&] { kernel(args...); }); });
   }
 
  private:
   dim3 grid_, block_;
   size_t shared_bytes_;
+  cudaStream_t stream_;
   Kernel kernel_;
 };
 
