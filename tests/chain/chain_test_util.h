@@ -63,10 +63,12 @@ struct Peer {
   }
 };
 
-// Starts one peer per range (all at once, then waits for every "listening on" line).
+// Starts one peer per range (all at once, then waits for every "listening on" line), each a
+// `binary serve` process (by default the `swarm` binary).
 inline std::vector<Peer> StartPeers(const std::string& model,
                                     const std::vector<std::pair<uint32_t, uint32_t>>& ranges,
-                                    const std::vector<std::string>& extra_args = {}) {
+                                    const std::vector<std::string>& extra_args = {},
+                                    const std::string& binary = SWARM_BINARY) {
   std::vector<Peer> peers(ranges.size());
   static int counter = 0;
   for (size_t i = 0; i < ranges.size(); ++i) {
@@ -76,10 +78,10 @@ inline std::vector<Peer> StartPeers(const std::string& model,
     peer.log_path =
         absl::StrCat(::testing::TempDir(), "chain-peer-", ::getpid(), "-", counter++, ".log");
     Subprocess::Options options;
-    options.argv = {SWARM_BINARY, "serve",
-                    "-m",         model,
-                    "--blocks",   absl::StrCat(peer.first, ":", peer.last),
-                    "--listen",   "tcp://127.0.0.1:0"};
+    options.argv = {binary,     "serve",
+                    "-m",       model,
+                    "--blocks", absl::StrCat(peer.first, ":", peer.last),
+                    "--listen", "tcp://127.0.0.1:0"};
     options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
     options.stderr_path = peer.log_path;
     auto process = Subprocess::Start(options);
