@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -85,6 +86,10 @@ struct ConformanceReport {
 // NMSE of `actual` against `expected`; when sum(expected^2) is 0 it is sum((a-b)^2). Any NaN or
 // infinity in `actual` where `expected` is finite yields infinity.
 double Nmse(const float* actual, const float* expected, size_t n);
+inline double Nmse(const std::vector<float>& actual, const std::vector<float>& expected) {
+  return actual.size() == expected.size() ? Nmse(actual.data(), expected.data(), expected.size())
+                                          : std::numeric_limits<double>::infinity();
+}
 
 // Runs every case of `op` on `under_test` and on a fresh CpuReferenceBackend.
 ConformanceReport RunConformance(Backend& under_test, Op op,

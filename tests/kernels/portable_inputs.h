@@ -3,6 +3,7 @@
 // distributions, no libm), so that golden outputs recorded elsewhere stay valid here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -34,6 +35,13 @@ class PortableRandom {
 };
 
 // The input families of the llama.cpp golden test. n must be a multiple of 256.
+// n values of rng.Normal() * scale.
+inline std::vector<float> NormalVector(PortableRandom& rng, size_t n, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.Normal() * scale;
+  return v;
+}
+
 enum class InputKind { kNormal, kSmallNormal, kPositive, kOutliers, kCount };
 
 inline std::vector<float> MakeInput(InputKind kind, int64_t n, uint64_t seed) {

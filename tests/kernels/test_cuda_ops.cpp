@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backend_conformance.h"
 #include "kernels/cpu_reference_backend.h"
 #include "kernels/ggml_type.h"
 #include "kernels/quant_reference.h"
@@ -36,24 +37,9 @@ TEST(CudaOps, Skipped) { GTEST_SKIP() << "this build has no CUDA backend (no too
 
 #else
 
+using testing::Nmse;
+using testing::NormalVector;
 using testing::PortableRandom;
-
-std::vector<float> Normal(PortableRandom& rng, size_t n, float scale = 1.0f) {
-  std::vector<float> v(n);
-  for (float& x : v) x = rng.Normal() * scale;
-  return v;
-}
-
-double Nmse(const std::vector<float>& actual, const std::vector<float>& expected) {
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    if (!std::isfinite(actual[i])) return INFINITY;
-    const double d = static_cast<double>(actual[i]) - expected[i];
-    err += d * d;
-    ref += static_cast<double>(expected[i]) * expected[i];
-  }
-  return ref > 0 ? err / ref : err;
-}
 
 // Backend memory holding host vectors; everything is freed with it.
 class Memory {
@@ -96,7 +82,7 @@ HostWeight MakeWeight(PortableRandom& rng, GgmlType type, int64_t n_in, int64_t 
   const size_t row_bytes = RowBytes(type, n_in).value();
   w.bytes.resize(row_bytes * n_out);
   for (int64_t r = 0; r < n_out; ++r) {
-    const std::vector<float> row = Normal(rng, static_cast<size_t>(n_in), 0.1f);
+    const std::vector<float> row = NormalVector(rng, static_cast<size_t>(n_in), 0.1f);
     QuantizeRow(type, row.data(), w.bytes.data() + r * row_bytes, n_in);
   }
   w.weight = Weight{type, n_in, n_out, w.bytes.data()};
@@ -157,7 +143,7 @@ TEST_F(CudaOpsTest, MatMulEveryTypeEveryPath) {
       for (int64_t n_tokens : {1, 2, 3, 4, 7, 9, 16, 17, 40}) {
         const int64_t n_out = 37;
         const HostWeight w = MakeWeight(rng_, type, n_in, n_out);
-        const std::vector<float> x = Normal(rng_, static_cast<size_t>(n_in * n_tokens));
+        const std::vector<float> x = NormalVector(rng_, static_cast<size_t>(n_in * n_tokens));
         auto [actual, expected] = MatMulBoth(w, x, n_tokens);
         EXPECT_LE(Nmse(actual, expected), MatMulBound(type, n_tokens))
             << GgmlTypeName(type) << " n_in=" << n_in << " T=" << n_tokens;
@@ -170,7 +156,7 @@ TEST_F(CudaOpsTest, MatVecResultsDoNotDependOnTheBatch) {
   for (GgmlType type : {GgmlType::kF32, GgmlType::kQ4_K, GgmlType::kQ8_0}) {
     const int64_t n_in = 2048, n_out = 64;
     const HostWeight w = MakeWeight(rng_, type, n_in, n_out);
-    const std::vector<float> x = Normal(rng_, static_cast<size_t>(n_in * 16));
+    const std::vector<float> x = NormalVector(rng_, static_cast<size_t>(n_in * 16));
     Memory mem(*cuda_);
     const Weight dw = mem.Prepare(w.weight);
     const float* dx = mem.Upload(x);
@@ -209,9 +195,9 @@ TEST_F(CudaOpsTest, GetRowsIsBitIdentical) {
 TEST_F(CudaOpsTest, ElementwiseOps) {
   for (int64_t n : {1, 64, 172, 5000}) {
     for (int64_t n_tokens : {1, 3, 20}) {
-      const std::vector<float> x = Normal(rng_, static_cast<size_t>(n * n_tokens), 3.0f);
-      const std::vector<float> x2 = Normal(rng_, static_cast<size_t>(n * n_tokens));
-      const std::vector<float> weight = Normal(rng_, static_cast<size_t>(n));
+      const std::vector<float> x = NormalVector(rng_, static_cast<size_t>(n * n_tokens), 3.0f);
+      const std::vector<float> x2 = NormalVector(rng_, static_cast<size_t>(n * n_tokens));
+      const std::vector<float> weight = NormalVector(rng_, static_cast<size_t>(n));
       std::vector<std::vector<float> > norm, glu, add, bias;
       for (Backend* b : {static_cast<Backend*>(&reference_), static_cast<Backend*>(cuda_.get())}) {
         Memory mem(*b);
@@ -244,7 +230,8 @@ TEST_F(CudaOpsTest, RopeBothStylesAtLargePositions) {
   for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
     for (int64_t head_dim : {8, 64, 128}) {
       const int64_t n_heads = 3;
-      const std::vector<float> x = Normal(rng_, static_cast<size_t>(head_dim * n_heads * n_tokens));
+      const std::vector<float> x =
+          NormalVector(rng_, static_cast<size_t>(head_dim * n_heads * n_tokens));
       std::vector<std::vector<float> > out;
       for (Backend* b : {static_cast<Backend*>(&reference_), static_cast<Backend*>(cuda_.get())}) {
         Memory mem(*b);
@@ -279,11 +266,13 @@ TEST_F(CudaOpsTest, StoreKvAndAttentionDecodeAndPrompt) {
       const int64_t n_tokens = static_cast<int64_t>(batch.positions.size());
       const int64_t kv_dim = s.head_dim * s.n_head_kv;
       const std::vector<float> q =
-          Normal(rng_, static_cast<size_t>(s.head_dim * s.n_head * n_tokens), 2.0f);
-      const std::vector<float> k = Normal(rng_, static_cast<size_t>(kv_dim * n_tokens));
-      const std::vector<float> v = Normal(rng_, static_cast<size_t>(kv_dim * n_tokens));
-      const std::vector<float> cache_k = Normal(rng_, static_cast<size_t>(kv_dim * batch.capacity));
-      const std::vector<float> cache_v = Normal(rng_, static_cast<size_t>(kv_dim * batch.capacity));
+          NormalVector(rng_, static_cast<size_t>(s.head_dim * s.n_head * n_tokens), 2.0f);
+      const std::vector<float> k = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
+      const std::vector<float> v = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
+      const std::vector<float> cache_k =
+          NormalVector(rng_, static_cast<size_t>(kv_dim * batch.capacity));
+      const std::vector<float> cache_v =
+          NormalVector(rng_, static_cast<size_t>(kv_dim * batch.capacity));
       std::vector<std::vector<float> > att, stored;
       for (Backend* b : {static_cast<Backend*>(&reference_), static_cast<Backend*>(cuda_.get())}) {
         Memory mem(*b);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backend_conformance.h"
 #include "kernels/cpu_reference_backend.h"
 #include "kernels/cuda/add.cuh"
 #include "kernels/cuda/attention.cuh"
@@ -33,24 +34,9 @@
 namespace swarm::kernels {
 namespace {
 
+using testing::Nmse;
+using testing::NormalVector;
 using testing::PortableRandom;
-
-std::vector<float> Normal(PortableRandom& rng, size_t n, float scale = 1.0f) {
-  std::vector<float> v(n);
-  for (float& x : v) x = rng.Normal() * scale;
-  return v;
-}
-
-double Nmse(const std::vector<float>& actual, const std::vector<float>& expected) {
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    if (!std::isfinite(actual[i])) return INFINITY;
-    const double d = static_cast<double>(actual[i]) - expected[i];
-    err += d * d;
-    ref += static_cast<double>(expected[i]) * expected[i];
-  }
-  return ref > 0 ? err / ref : err;
-}
 
 struct HostWeight {
   std::vector<uint8_t> bytes;
@@ -63,7 +49,7 @@ HostWeight MakeWeight(PortableRandom& rng, GgmlType type, int64_t n_in, int64_t 
   const size_t row_bytes = RowBytes(type, n_in).value();
   w.bytes.resize(row_bytes * static_cast<size_t>(n_out));
   for (int64_t r = 0; r < n_out; ++r) {
-    const std::vector<float> row = Normal(rng, static_cast<size_t>(n_in), 0.1f);
+    const std::vector<float> row = NormalVector(rng, static_cast<size_t>(n_in), 0.1f);
     QuantizeRow(type, row.data(), w.bytes.data() + r * row_bytes, n_in);
   }
   w.weight = Weight{type, n_in, n_out, w.bytes.data()};
@@ -104,7 +90,7 @@ TEST_F(CudaKernelsOnHostTest, MatVecEveryTypeThreadsPerRowAndTokenBlock) {
       for (int64_t n_tokens : {1, 2, 3, 5}) {
         const int64_t n_out = 9;
         const HostWeight w = MakeWeight(rng_, type, n_in, n_out);
-        const std::vector<float> x = Normal(rng_, static_cast<size_t>(n_in * n_tokens));
+        const std::vector<float> x = NormalVector(rng_, static_cast<size_t>(n_in * n_tokens));
         std::vector<float> expected(static_cast<size_t>(n_out * n_tokens));
         std::vector<float> actual(expected.size(), NAN);
         reference_.MatMul(w.weight, x.data(), n_tokens, expected.data());
@@ -120,7 +106,7 @@ TEST_F(CudaKernelsOnHostTest, MatVecEveryTypeThreadsPerRowAndTokenBlock) {
 TEST_F(CudaKernelsOnHostTest, MatVecOfATokenDoesNotDependOnItsBatch) {
   const int64_t n_in = 512, n_out = 5, n_tokens = 6;
   const HostWeight w = MakeWeight(rng_, GgmlType::kQ4_K, n_in, n_out);
-  const std::vector<float> x = Normal(rng_, static_cast<size_t>(n_in * n_tokens));
+  const std::vector<float> x = NormalVector(rng_, static_cast<size_t>(n_in * n_tokens));
   std::vector<float> batched(static_cast<size_t>(n_out * n_tokens));
   ASSERT_EQ(gpu::LaunchMatVec(w.device, x.data(), n_tokens, batched.data(), nullptr), cudaSuccess);
   for (int64_t t = 0; t < n_tokens; ++t) {
@@ -135,7 +121,7 @@ TEST_F(CudaKernelsOnHostTest, MisalignedActivationsTakeTheScalarPath) {
   // x one float past a 16-byte boundary: the launcher must not use float4 loads.
   const int64_t n_in = 64, n_out = 3;
   const HostWeight w = MakeWeight(rng_, GgmlType::kF32, n_in, n_out);
-  std::vector<float> storage = Normal(rng_, static_cast<size_t>(n_in + 4));
+  std::vector<float> storage = NormalVector(rng_, static_cast<size_t>(n_in + 4));
   const float* x = storage.data() + 1;
   std::vector<float> expected(static_cast<size_t>(n_out)), actual(expected.size());
   reference_.MatMul(w.weight, x, 1, expected.data());
@@ -179,7 +165,7 @@ TEST_F(CudaKernelsOnHostTest, DequantizeToF16MatchesTheReferenceRoundedToF16) {
 }
 
 TEST_F(CudaKernelsOnHostTest, ConvertF32ToF16AndBf16) {
-  const std::vector<float> x = Normal(rng_, 1000, 3.0f);
+  const std::vector<float> x = NormalVector(rng_, 1000, 3.0f);
   for (bool bf16 : {false, true}) {
     std::vector<uint16_t> actual(x.size());
     ASSERT_EQ(gpu::LaunchConvertF32(x.data(), static_cast<int64_t>(x.size()), bf16, actual.data(),
@@ -203,9 +189,9 @@ TEST_F(CudaKernelsOnHostTest, RmsNormSwiGluAddAddBias) {
   for (int64_t n : {1, 64, 172, 700}) {
     for (int64_t n_tokens : {1, 3}) {
       const size_t size = static_cast<size_t>(n * n_tokens);
-      const std::vector<float> x = Normal(rng_, size, 3.0f);
-      const std::vector<float> x2 = Normal(rng_, size);
-      const std::vector<float> weight = Normal(rng_, static_cast<size_t>(n));
+      const std::vector<float> x = NormalVector(rng_, size, 3.0f);
+      const std::vector<float> x2 = NormalVector(rng_, size);
+      const std::vector<float> weight = NormalVector(rng_, static_cast<size_t>(n));
       const std::string where = absl::StrCat("n=", n, " T=", n_tokens);
 
       std::vector<float> expected(size), actual(size, NAN);
@@ -240,7 +226,8 @@ TEST_F(CudaKernelsOnHostTest, RopeBothStylesAtLargePositions) {
   for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
     for (int64_t head_dim : {8, 64, 128}) {
       const int64_t n_heads = 3;
-      const std::vector<float> x = Normal(rng_, static_cast<size_t>(head_dim * n_heads * n_tokens));
+      const std::vector<float> x =
+          NormalVector(rng_, static_cast<size_t>(head_dim * n_heads * n_tokens));
       std::vector<float> expected = x, actual = x;
       reference_.Rope(expected.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f,
                       style);
@@ -294,11 +281,11 @@ TEST_F(CudaKernelsOnHostTest, StoreKvAndAttentionDecodeAndPrompt) {
     const int64_t n_tokens = static_cast<int64_t>(c.positions.size());
     const int64_t kv_dim = c.head_dim * c.n_head_kv;
     const size_t q_size = static_cast<size_t>(c.head_dim * c.n_head * n_tokens);
-    const std::vector<float> q = Normal(rng_, q_size, 2.0f);
-    const std::vector<float> k = Normal(rng_, static_cast<size_t>(kv_dim * n_tokens));
-    const std::vector<float> v = Normal(rng_, static_cast<size_t>(kv_dim * n_tokens));
-    std::vector<float> expected_k = Normal(rng_, static_cast<size_t>(kv_dim * c.capacity));
-    std::vector<float> expected_v = Normal(rng_, static_cast<size_t>(kv_dim * c.capacity));
+    const std::vector<float> q = NormalVector(rng_, q_size, 2.0f);
+    const std::vector<float> k = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
+    const std::vector<float> v = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
+    std::vector<float> expected_k = NormalVector(rng_, static_cast<size_t>(kv_dim * c.capacity));
+    std::vector<float> expected_v = NormalVector(rng_, static_cast<size_t>(kv_dim * c.capacity));
     std::vector<float> actual_k = expected_k, actual_v = expected_v;
 
     reference_.StoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(), expected_k.data(),
