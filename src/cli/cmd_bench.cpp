@@ -45,6 +45,8 @@ struct BenchFlags {
   bool profile = false;
   bool machine_only = false;
   int64_t bandwidth_mib = 1024;
+  int64_t gpu_copy_mib = 256;  // device-to-device copy probe on a GPU
+  int gemm_n = 8192;           // f16 GEMM peak probe on a GPU: n x n x n
   std::string json_path;
 };
 
@@ -93,7 +95,7 @@ struct DeviceFigures {
 };
 
 #if SWARM_HAVE_CUDA
-DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda) {
+DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda, const BenchFlags& flags) {
   DeviceFigures d;
   d.present = true;
   d.backend = cuda.name();
@@ -103,8 +105,8 @@ DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda) {
   d.compute_capability = absl::StrCat(info.major, ".", info.minor);
   d.sm_count = info.sm_count;
   d.memory_bytes = static_cast<double>(info.total_memory);
-  const size_t copy_bytes = size_t{256} << 20;
-  const int gemm_n = 8192;
+  const size_t copy_bytes = static_cast<size_t>(flags.gpu_copy_mib) << 20;
+  const int gemm_n = flags.gemm_n;
   std::fprintf(stderr,
                "measuring CUDA device %d (%s): device-to-device copy bandwidth and f16 "
                "tensor-core GEMM peak...\n",
@@ -137,9 +139,12 @@ DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda) {
 #endif
 
 // The card's limits for a GPU backend (an empty object when the backend is not one).
-DeviceFigures MeasureDevice([[maybe_unused]] kernels::Backend& backend) {
+DeviceFigures MeasureDevice([[maybe_unused]] kernels::Backend& backend,
+                            [[maybe_unused]] const BenchFlags& flags) {
 #if SWARM_HAVE_CUDA
-  if (auto* cuda = dynamic_cast<kernels::CudaBackend*>(&backend)) return MeasureCudaDevice(*cuda);
+  if (auto* cuda = dynamic_cast<kernels::CudaBackend*>(&backend)) {
+    return MeasureCudaDevice(*cuda, flags);
+  }
 #endif
   return {};
 }
@@ -330,7 +335,7 @@ int RunBench(const BenchFlags& flags) {
     // With a GPU backend (--device cuda, or auto on a machine with a GPU) the card is measured too.
     auto backend = kernels::MakeBackend(backend_options);
     if (!backend.ok()) return Fail(backend.status());
-    const DeviceFigures device = MeasureDevice(**backend);
+    const DeviceFigures device = MeasureDevice(**backend, flags);
     if (device.present) out["device"] = DeviceJson(device);
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
@@ -349,7 +354,7 @@ int RunBench(const BenchFlags& flags) {
   auto cost = Cost(m);
   if (!cost.ok()) return Fail(cost.status());
   auto* cpu = dynamic_cast<kernels::cpu::CpuBackend*>(m.backend.get());
-  const DeviceFigures device = MeasureDevice(*m.backend);
+  const DeviceFigures device = MeasureDevice(*m.backend, flags);
   const model::ModelConfig& cfg = m.config;
   const int64_t n_embd = cfg.n_embd;
   const int64_t p = flags.prompt_tokens, n = flags.gen_tokens;
@@ -651,6 +656,14 @@ void AddBenchCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--bandwidth-mib", flags->bandwidth_mib, "Buffer for the bandwidth probe")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 20));
+  cmd->add_option("--gpu-copy-mib", flags->gpu_copy_mib,
+                  "GPU only: buffer of the device-to-device copy bandwidth probe")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--gemm-n", flags->gemm_n,
+                  "GPU only: size n of the n x n x n f16 GEMM of the tensor-core peak probe")
+      ->capture_default_str()
+      ->check(CLI::Range(64, 32768));
   cmd->add_option("--json", flags->json_path, "Also write the JSON to this file");
   cmd->callback([flags, &exit_code] { exit_code.value = RunBench(*flags); });
 }

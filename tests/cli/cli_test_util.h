@@ -32,10 +32,10 @@ struct Result {
   std::string stderr_text;
 };
 
-// Runs `swarm ARGS...` to completion (2 minutes at most).
-inline Result RunSwarm(std::vector<std::string> args) {
+// Runs `swarm ARGS...` (or another build of it, `binary`) to completion (2 minutes at most).
+inline Result RunSwarm(std::vector<std::string> args, const std::string& binary = SWARM_BINARY) {
   using std::chrono::seconds;
-  args.insert(args.begin(), SWARM_BINARY);
+  args.insert(args.begin(), binary);
   // One file per run: tests of one binary may run in parallel (ctest runs each test on its own).
   static std::atomic<int> runs{0};
   const std::string stderr_path = testing::TempDir() + "/swarm_cli_stderr_" +
