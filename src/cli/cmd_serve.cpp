@@ -5,6 +5,7 @@
 // "online" (with measured round trips to the peers of the next blocks); on SIGTERM/SIGINT tell
 // the open sessions, announce "offline" and leave the DHT, each step with a short bound.
 // With several devices (--device cuda:0,cuda:1) the range is spread over them (MultiGpuStack).
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -13,8 +14,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/container/btree_map.h"
 #include "absl/strings/match.h"
@@ -308,11 +307,13 @@ absl::StatusOr<std::vector<std::unique_ptr<kernels::Backend>>> MakeBackends(
   return backends;
 }
 
-// Blocks [first, last) on one backend, or spread over several.
+// Blocks [first, last) on one backend, or spread over several. A single GPU also gets a
+// MultiGpuStack (of one segment): it replays decode steps as CUDA graphs, which BlockStack does
+// not.
 absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
     const std::vector<std::unique_ptr<kernels::Backend>>& backends,
     const model::ModelConfig& config, const std::vector<model::BlockWeights>& weights) {
-  if (backends.size() == 1) {
+  if (backends.size() == 1 && backends[0]->host_memory()) {
     SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backends[0], config, weights));
     return std::unique_ptr<shard::ServingStack>(std::move(stack));
   }
@@ -322,11 +323,15 @@ absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
   return std::unique_ptr<shard::ServingStack>(std::move(stack));
 }
 
-// Which device runs which blocks, for the log: "backend cpu-avx2", or "devices cuda:0,cuda:1
-// ([0, 3) on cuda:0, [3, 5) on cuda:1, activations by NCCL)".
+// Which device runs which blocks, for the log: "backend cpu-avx2", "backend cuda:0 (decode steps
+// replayed as CUDA graphs)", or "devices cuda:0,cuda:1 ([0, 3) on cuda:0, [3, 5) on cuda:1,
+// activations by NCCL)".
 std::string Placement(const shard::ServingStack& stack) {
   const auto* multi = dynamic_cast<const shard::MultiGpuStack*>(&stack);
   if (multi == nullptr) return absl::StrCat("backend ", stack.devices());
+  if (multi->n_segments() == 1) {
+    return absl::StrCat("backend ", stack.devices(), " (decode steps replayed as CUDA graphs)");
+  }
   const std::vector<std::string> names = absl::StrSplit(stack.devices(), ',');
   std::string placement = absl::StrCat("devices ", stack.devices(), " (");
   for (int i = 0; i < multi->n_segments(); ++i) {

@@ -73,6 +73,9 @@ TEST_F(ChainOnEmulatedGpuTest, ACpuPeerThenAGpuPeerGiveTheReference) {
   auto info = router::QueryInfo(zmq_, peers_[1].address, std::chrono::seconds(10));
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->backend, "cuda:0");
+  const std::string log = ReadFile(peers_[1].log_path);
+  EXPECT_NE(log.find("backend cuda:0 (decode steps replayed as CUDA graphs)"), std::string::npos)
+      << log;
   ExpectReferenceBeginning({{peers_[0].address, 0, 2, ""}, {peers_[1].address, 2, 5, ""}});
 }
 
