@@ -68,6 +68,21 @@ TEST(DeviceFlagCliTest, MissingOrMalformedGpuIsAClearError) {
   ExpectCleanError(RunSwarm(Commands("cuda:x")[0]), "CUDA", "generate");
 }
 
+// The GPU probe sizes of `swarm bench` are checked before anything runs: out of range or not a
+// number is a usage error that names the flag (CLI11's message), on any machine.
+TEST(DeviceFlagCliTest, BadGpuProbeSizesAreRefused) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--gemm-n", "1"},       {"--gemm-n", "100000"},   {"--gemm-n", "many"},
+      {"--gpu-copy-mib", "0"}, {"--gpu-copy-mib", "-5"}, {"--gpu-copy-mib", "1e99"}};
+  for (const auto& [flag, value] : bad) {
+    const Result r = RunSwarm({"bench", "-m", kModel, flag, value});
+    EXPECT_NE(r.exit_code, 0) << flag << " " << value;
+    EXPECT_LT(r.exit_code, 128) << flag << " " << value << ": killed by a signal";
+    EXPECT_NE(r.stderr_text.find(flag), std::string::npos)
+        << flag << " " << value << ": " << r.stderr_text;
+  }
+}
+
 // A CPU run of `swarm bench` keeps its CPU figures and has no GPU section: the GPU figures appear
 // only when the backend is a CUDA backend, and only as measured there.
 TEST(DeviceFlagCliTest, BenchOnTheCpuReportsNoDeviceFigures) {
