@@ -441,11 +441,7 @@ absl::Status Serve(const ServeFlags& flags) {
       running_server = server.get();
     }
     if (stop.shutdown()) break;
-    // The first line of stdout says where the peer listens (scripts and tests read it).
-    std::printf("listening on %s blocks %lld:%lld peer %s dht %d\n", server->endpoint().c_str(),
-                static_cast<long long>(range.first), static_cast<long long>(range.second),
-                peer_id.c_str(), registry ? registry->port() : 0);
-    std::fflush(stdout);
+    // The log line first: whoever reads "listening on" finds it in the log already.
     std::fprintf(stderr,
                  "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens, "
                  "%.0f decode / %.0f prompt tokens/s per block\n",
@@ -453,6 +449,11 @@ absl::Status Serve(const ServeFlags& flags) {
                  static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
                  Placement(*stack).c_str(), static_cast<long long>(flags.cache_tokens),
                  throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
+    // The first line of stdout says where the peer listens (scripts and tests read it).
+    std::printf("listening on %s blocks %lld:%lld peer %s dht %d\n", server->endpoint().c_str(),
+                static_cast<long long>(range.first), static_cast<long long>(range.second),
+                peer_id.c_str(), registry ? registry->port() : 0);
+    std::fflush(stdout);
 
     // Measure round trips to the peers a chain would push to next (none after the last block).
     std::thread measurer;
