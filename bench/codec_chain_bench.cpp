@@ -22,11 +22,11 @@
 #include "kernels/backend_factory.h"
 #include "model/generator.h"
 #include "model/model_weights.h"
+#include "peer/peer_server.h"
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
 #include "transport/codec.h"
-#include "transport/peer_server.h"
 
 namespace {
 
@@ -48,10 +48,10 @@ class ThreadPeer {
                            model::LoadBlockWeights(*peer->file_, peer->config_, first, last));
     SWARM_ASSIGN_OR_RETURN(peer->stack_,
                            shard::BlockStack::Create(*peer->backend_, peer->config_, weights));
-    transport::PeerServerOptions options;
+    peer::PeerServerOptions options;
     options.model_id = peer->config_.model_id;
     SWARM_ASSIGN_OR_RETURN(peer->server_,
-                           transport::PeerServer::Create(context, *peer->stack_, options));
+                           peer::PeerServer::Create(context, *peer->stack_, options));
     peer->hop_ = {peer->server_->endpoint(), static_cast<uint32_t>(first),
                   static_cast<uint32_t>(last), ""};
     peer->thread_ = std::thread([p = peer.get()] { (void)p->server_->Run(); });
@@ -69,7 +69,7 @@ class ThreadPeer {
   model::ModelConfig config_;
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<shard::BlockStack> stack_;
-  std::unique_ptr<transport::PeerServer> server_;
+  std::unique_ptr<peer::PeerServer> server_;
   router::ChainHop hop_;
   std::thread thread_;
 };

@@ -16,11 +16,11 @@
 
 namespace {
 
+using swarm::registry::PeerId;
+using swarm::registry::PeerRecord;
+using swarm::registry::PeerState;
+using swarm::registry::RegistrySnapshot;
 using swarm::router::BuildRoute;
-using swarm::router::PeerId;
-using swarm::router::PeerRecord;
-using swarm::router::PeerState;
-using swarm::router::RegistrySnapshot;
 using swarm::router::RouteOptions;
 
 double CpuMs() {

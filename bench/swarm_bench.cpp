@@ -49,8 +49,8 @@
 #include "base/subprocess.h"
 #include "model/generator.h"
 #include "model/sampler.h"
+#include "registry/dht_registry.h"
 #include "router/chain_session.h"
-#include "router/dht_registry.h"
 #include "router/swarm_hop_provider.h"
 #include "shard/local_model.h"
 
@@ -174,7 +174,7 @@ class LocalSwarm {
 
   // Waits until the registry holds exactly the live peers' records (at their current
   // addresses), all online.
-  absl::Status WaitSettled(router::DhtRegistry& registry, const std::string& model_id) {
+  absl::Status WaitSettled(registry::DhtRegistry& registry, const std::string& model_id) {
     std::set<std::string> want;
     for (const Peer& p : peers_) {
       if (p.alive()) want.insert(p.peer_id + " " + p.address);
@@ -188,7 +188,7 @@ class LocalSwarm {
         bool all_online = true;
         for (const auto& r : *snapshot) {
           have.insert(r.peer_id.ToHex() + " " + r.address);
-          all_online &= r.state == router::PeerState::kOnline;
+          all_online &= r.state == registry::PeerState::kOnline;
         }
         if (have == want && all_online) return absl::OkStatus();
         seen = absl::StrCat(have.size(), " records for ", want.size(), " live peers");
@@ -312,7 +312,7 @@ struct Recovery {
 };
 
 absl::StatusOr<Recovery> RunRecovery(const Flags& flags, LocalSwarm& swarm, shard::LocalModel& m,
-                                     router::DhtRegistry& registry, zmq::context_t& context,
+                                     registry::DhtRegistry& registry, zmq::context_t& context,
                                      int signal, int64_t heartbeat_ms, int rep) {
   const int64_t max_length = flags.history + flags.after + 2;
   router::SwarmHopProvider provider(registry, ProviderOptions(m, max_length));
@@ -429,7 +429,7 @@ struct Throughput {
 
 absl::StatusOr<Throughput> RunClients(const Flags& flags,
                                       std::vector<std::unique_ptr<shard::LocalModel>>& models,
-                                      router::DhtRegistry& registry, zmq::context_t& context,
+                                      registry::DhtRegistry& registry, zmq::context_t& context,
                                       int n_clients, int replicas) {
   const int64_t max_length = 2048;
   std::vector<ClientRun> runs(n_clients);
@@ -550,12 +550,12 @@ int Run(const Flags& flags) {
   if (auto s = swarm.Start(); !s.ok()) return fail(s);
   std::fprintf(stderr, "swarm_bench: %zu peers listening after %.1f s\n", swarm.peers().size(),
                std::chrono::duration<double>(Clock::now() - started).count());
-  router::DhtRegistryOptions registry_options;
+  registry::DhtRegistryOptions registry_options;
   registry_options.bind_address = "127.0.0.1";
   registry_options.initial_peers = {swarm.Bootstrap()};
   registry_options.client_only = true;
   registry_options.op_timeout = absl::Seconds(2);
-  auto registry = router::DhtRegistry::Create(registry_options);
+  auto registry = registry::DhtRegistry::Create(registry_options);
   if (!registry.ok()) return fail(registry.status());
   if (auto s = swarm.WaitSettled(**registry, m.config.model_id); !s.ok()) return fail(s);
   zmq::context_t context(1);

@@ -1,11 +1,10 @@
 // `swarm api`: the OpenAI-compatible HTTP gateway with the swarm dashboard and Prometheus
 // metrics, in front of the swarm (--initial-peers) or, without peers, the in-process engine.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
 #include "base/status_macros.h"
@@ -80,9 +79,8 @@ absl::Status RunApi(const ApiFlags& flags) {
   options.http.request_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(flags.request_timeout_s * 1e3));
   SWARM_ASSIGN_OR_RETURN(auto server, gateway::ApiServer::Start(options, *engine));
-  std::printf("listening on http://%s:%u (model %s, chat template %s)\n",
-              options.http.host.c_str(), server->port(), engine->info().id.c_str(),
-              server->chat_template_name().c_str());
+  std::printf("listening on http://%s:%u (model %s, chat template %s)\n", options.http.host.c_str(),
+              server->port(), engine->info().id.c_str(), server->chat_template_name().c_str());
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);

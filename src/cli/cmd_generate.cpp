@@ -1,11 +1,10 @@
 // `swarm generate`: text generation, streamed to stdout. Without peers every block runs in-process
 // (the reference the swarm must match).
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,10 +12,10 @@
 #include "cli/commands.h"
 #include "cli/sampling_flags.h"
 #include "model/generator.h"
-#include "shard/local_model.h"
+#include "registry/dht_registry.h"
 #include "router/chain_session.h"
-#include "router/dht_registry.h"
 #include "router/swarm_hop_provider.h"
+#include "shard/local_model.h"
 #include "shard/local_pipeline.h"
 #include "transport/codec.h"
 
@@ -31,7 +30,7 @@ struct GenerateFlags {
   kernels::BackendOptions backend;
   int64_t context = 0;
   bool ignore_eos = false;
-  std::vector<std::string> peers;  // a fixed chain, in order
+  std::vector<std::string> peers;          // a fixed chain, in order
   std::vector<std::string> initial_peers;  // DHT bootstrap: route through the swarm
   std::string dht_bind = "0.0.0.0";
   double route_wait_s = 20;
@@ -41,7 +40,7 @@ struct GenerateFlags {
 
 // The parts of a swarm client that outlive the session opening: the DHT node and the router.
 struct SwarmClient {
-  std::unique_ptr<router::DhtRegistry> registry;
+  std::unique_ptr<registry::DhtRegistry> registry;
   std::unique_ptr<router::SwarmHopProvider> provider;
 };
 
@@ -59,11 +58,11 @@ absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
     zmq::context_t& context, const GenerateFlags& flags, const model::ModelConfig& config,
     int64_t max_length, SwarmClient& client) {
   SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length));
-  router::DhtRegistryOptions dht;
+  registry::DhtRegistryOptions dht;
   dht.bind_address = flags.dht_bind;
   dht.initial_peers = flags.initial_peers;
   dht.client_only = true;
-  SWARM_ASSIGN_OR_RETURN(client.registry, router::DhtRegistry::Create(dht));
+  SWARM_ASSIGN_OR_RETURN(client.registry, registry::DhtRegistry::Create(dht));
   router::SwarmHopProviderOptions provider_options;
   provider_options.model_id = config.model_id;
   provider_options.n_blocks = config.n_layer;

@@ -29,15 +29,15 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
-#include "router/block_placement.h"
-#include "router/dht_registry.h"
-#include "router/peer_record.h"
-#include "router/rtt_probe.h"
+#include "peer/block_placement.h"
+#include "peer/peer_server.h"
+#include "peer/rtt_probe.h"
+#include "registry/dht_registry.h"
+#include "registry/peer_record.h"
 #include "shard/block_stack.h"
 #include "shard/multi_gpu_stack.h"
 #include "shard/serving_stack.h"
 #include "shard/throughput_probe.h"
-#include "transport/peer_server.h"
 
 namespace swarm::cli {
 namespace {
@@ -94,7 +94,7 @@ void BlockStopSignals() {
 class StopReason {
  public:
   void Shutdown() { Set(kShutdown); }
-  void Move(router::BlockRange range) {
+  void Move(registry::BlockRange range) {
     std::lock_guard lock(mu_);
     if (reason_ == kNone) {
       reason_ = kMove;
@@ -106,7 +106,7 @@ class StopReason {
     std::lock_guard lock(mu_);
     return reason_ == kShutdown;
   }
-  std::optional<router::BlockRange> move_to() {
+  std::optional<registry::BlockRange> move_to() {
     std::lock_guard lock(mu_);
     if (reason_ != kMove) return std::nullopt;
     return move_to_;
@@ -141,7 +141,7 @@ class StopReason {
   std::mutex mu_;
   std::condition_variable cv_;
   Reason reason_ = kNone;
-  router::BlockRange move_to_;
+  registry::BlockRange move_to_;
   bool released_ = false;
 };
 
@@ -239,11 +239,11 @@ absl::StatusOr<shard::Throughput> Throughput(shard::ServingStack& stack, const S
   return measured;
 }
 
-router::PeerRecord MakeRecord(const std::string& address, const model::ModelConfig& config,
-                              router::BlockRange blocks, router::PeerState state,
-                              const shard::Throughput& throughput, int64_t free_tokens,
-                              int64_t total_tokens, int64_t sessions) {
-  router::PeerRecord record;
+registry::PeerRecord MakeRecord(const std::string& address, const model::ModelConfig& config,
+                                registry::BlockRange blocks, registry::PeerState state,
+                                const shard::Throughput& throughput, int64_t free_tokens,
+                                int64_t total_tokens, int64_t sessions) {
+  registry::PeerRecord record;
   record.address = address;
   record.model_id = config.model_id;
   record.blocks = blocks;
@@ -260,18 +260,18 @@ router::PeerRecord MakeRecord(const std::string& address, const model::ModelConf
 // announcer.
 class RttTable {
  public:
-  void Set(absl::btree_map<router::PeerId, double> rtt_ms) {
+  void Set(absl::btree_map<registry::PeerId, double> rtt_ms) {
     std::lock_guard lock(mu_);
     rtt_ms_ = std::move(rtt_ms);
   }
-  absl::btree_map<router::PeerId, double> Get() {
+  absl::btree_map<registry::PeerId, double> Get() {
     std::lock_guard lock(mu_);
     return rtt_ms_;
   }
 
  private:
   std::mutex mu_;
-  absl::btree_map<router::PeerId, double> rtt_ms_;
+  absl::btree_map<registry::PeerId, double> rtt_ms_;
 };
 
 std::chrono::milliseconds Millis(double seconds) {
@@ -354,16 +354,16 @@ absl::Status Serve(const ServeFlags& flags) {
 
   StopReason stop;
   std::mutex server_mu;
-  transport::PeerServer* running_server = nullptr;  // guarded by server_mu
+  peer::PeerServer* running_server = nullptr;  // guarded by server_mu
   auto stop_server = [&] {
     std::lock_guard lock(server_mu);
     if (running_server != nullptr) running_server->Stop();
   };
   SignalWatcher watcher(stop, stop_server);
 
-  std::unique_ptr<router::DhtRegistry> registry;
+  std::unique_ptr<registry::DhtRegistry> registry;
   if (!flags.no_dht) {
-    router::DhtRegistryOptions dht;
+    registry::DhtRegistryOptions dht;
     dht.bind_address = flags.dht_bind;
     dht.port = static_cast<uint16_t>(flags.dht_port);
     dht.initial_peers = flags.initial_peers;
@@ -372,7 +372,7 @@ absl::Status Serve(const ServeFlags& flags) {
     dht.refresh_interval = absl::Milliseconds(
         static_cast<int64_t>(std::min(flags.announce_interval_s, flags.record_ttl_s / 2) * 1e3));
     dht.shutdown_timeout = kDhtShutdownWait;
-    SWARM_ASSIGN_OR_RETURN(registry, router::DhtRegistry::Create(dht));
+    SWARM_ASSIGN_OR_RETURN(registry, registry::DhtRegistry::Create(dht));
   }
   const std::string peer_id = registry ? registry->peer_id().ToHex() : flags.peer_id;
 
@@ -381,13 +381,13 @@ absl::Status Serve(const ServeFlags& flags) {
   if (!flags.blocks.empty()) {
     SWARM_ASSIGN_OR_RETURN(range, ParseBlockRange(flags.blocks, config.n_layer));
   } else if (flags.num_blocks > 0) {
-    router::RegistrySnapshot snapshot;
+    registry::RegistrySnapshot snapshot;
     if (registry) {
       auto read = registry->Snapshot(config.model_id);
       if (read.ok()) snapshot = std::move(*read);
     }
     SWARM_ASSIGN_OR_RETURN(auto chosen,
-                           router::ChooseBlocks(snapshot, config.n_layer, flags.num_blocks, 0));
+                           peer::ChooseBlocks(snapshot, config.n_layer, flags.num_blocks, 0));
     range = {chosen.first, chosen.last};
   }
   if (const int64_t n_blocks = range.second - range.first; n_devices > n_blocks) {
@@ -400,8 +400,8 @@ absl::Status Serve(const ServeFlags& flags) {
   zmq::context_t context(1);
   RttTable rtts;
   while (true) {
-    const router::BlockRange blocks{static_cast<int32_t>(range.first),
-                                    static_cast<int32_t>(range.second)};
+    const registry::BlockRange blocks{static_cast<int32_t>(range.first),
+                                      static_cast<int32_t>(range.second)};
     // Bound first, so the joining record has the address the peer will serve at (a move rebinds
     // the same port).
     SWARM_ASSIGN_OR_RETURN(auto router, BindRouter(context, listen, listen != flags.listen));
@@ -410,7 +410,7 @@ absl::Status Serve(const ServeFlags& flags) {
     if (registry) {
       // Joining: placement counts this peer (with what an earlier run measured, if anything);
       // routes leave it out until it is online. Unavailable for a lone node: harmless.
-      (void)registry->Announce(MakeRecord(address, config, blocks, router::PeerState::kJoining,
+      (void)registry->Announce(MakeRecord(address, config, blocks, registry::PeerState::kJoining,
                                           CachedThroughput(flags, config, devices, blocks.size()),
                                           flags.cache_tokens, flags.cache_tokens, 0));
     }
@@ -426,7 +426,7 @@ absl::Status Serve(const ServeFlags& flags) {
     SWARM_ASSIGN_OR_RETURN(auto stack, MakeStack(backends, config, weights));
     SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, devices));
 
-    transport::PeerServerOptions options;
+    peer::PeerServerOptions options;
     options.model_id = config.model_id;
     options.peer_id = peer_id;
     options.limits.cache_tokens = flags.cache_tokens;
@@ -434,8 +434,8 @@ absl::Status Serve(const ServeFlags& flags) {
     options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
     options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack->n_blocks();
     options.inference_steps_per_sec = throughput.decode_tps_per_block / stack->n_blocks();
-    std::unique_ptr<transport::PeerServer> server =
-        transport::PeerServer::Create(context, *stack, options, std::move(router));
+    std::unique_ptr<peer::PeerServer> server =
+        peer::PeerServer::Create(context, *stack, options, std::move(router));
     {
       std::lock_guard lock(server_mu);
       running_server = server.get();
@@ -459,13 +459,13 @@ absl::Status Serve(const ServeFlags& flags) {
     std::thread measurer;
     if (registry && blocks.last < config.n_layer) {
       measurer = std::thread([&] {
-        router::RttProber prober(context, router::RttProbeOptions{});
-        router::PeerRecord me;
+        peer::RttProber prober(context, peer::RttProbeOptions{});
+        registry::PeerRecord me;
         me.peer_id = registry->peer_id();
         me.blocks = blocks;
         while (true) {
           auto snapshot = registry->Snapshot(config.model_id);
-          if (snapshot.ok()) rtts.Set(prober.Measure(router::NextPeers(*snapshot, me)));
+          if (snapshot.ok()) rtts.Set(prober.Measure(peer::NextPeers(*snapshot, me)));
           if (stop.WaitFor(Millis(flags.rtt_interval_s))) return;
         }
       });
@@ -476,8 +476,8 @@ absl::Status Serve(const ServeFlags& flags) {
       announcer = std::thread([&] {
         auto last_rebalance = std::chrono::steady_clock::now();
         while (true) {
-          router::PeerRecord record = MakeRecord(
-              address, config, blocks, router::PeerState::kOnline, throughput,
+          registry::PeerRecord record = MakeRecord(
+              address, config, blocks, registry::PeerState::kOnline, throughput,
               server->free_cache_tokens(), flags.cache_tokens, server->active_sessions());
           record.rtt_ms = rtts.Get();
           (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
@@ -486,10 +486,10 @@ absl::Status Serve(const ServeFlags& flags) {
               now - last_rebalance > Millis(flags.rebalance_interval_s)) {
             last_rebalance = now;
             auto snapshot = registry->Snapshot(config.model_id);
-            router::PeerRecord me = record;
+            registry::PeerRecord me = record;
             me.peer_id = registry->peer_id();
             if (snapshot.ok()) {
-              if (auto move = router::ShouldMove(*snapshot, me, config.n_layer)) {
+              if (auto move = peer::ShouldMove(*snapshot, me, config.n_layer)) {
                 stop.Move(*move);
                 server->Stop();
                 return;
@@ -512,7 +512,7 @@ absl::Status Serve(const ServeFlags& flags) {
     }
     if (announcer.joinable()) announcer.join();
     if (measurer.joinable()) measurer.join();
-    const transport::PeerServerStats& s = server->stats();
+    const peer::PeerServerStats& s = server->stats();
     std::fprintf(stderr,
                  "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.6f s "
                  "computing, %lld errors sent\n",

@@ -1,11 +1,10 @@
 // `swarm status`: the swarm's coverage map, read from the DHT: which peers serve which blocks,
 // in what state, how fast, with how much KV cache left.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
-#include <string>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,8 +13,8 @@
 #include "cli/commands.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
-#include "router/block_placement.h"
-#include "router/dht_registry.h"
+#include "peer/block_placement.h"
+#include "registry/dht_registry.h"
 
 namespace swarm::cli {
 namespace {
@@ -29,7 +28,7 @@ struct StatusFlags {
   bool json = false;
 };
 
-std::string Bar(const router::BlockRange& range, int64_t n_blocks) {
+std::string Bar(const registry::BlockRange& range, int64_t n_blocks) {
   std::string bar;
   for (int64_t b = 0; b < n_blocks; ++b) bar += range.Contains(b) ? '#' : '.';
   return bar;
@@ -37,7 +36,7 @@ std::string Bar(const router::BlockRange& range, int64_t n_blocks) {
 
 // "1a2b3c4d 0.4ms, 5e6f7a8b 12ms": the round trips a peer measured to the peers of its next
 // blocks (at most a few shown; --json has them all).
-std::string RttList(const router::PeerRecord& p) {
+std::string RttList(const registry::PeerRecord& p) {
   constexpr size_t kShown = 4;
   std::vector<std::string> parts;
   for (const auto& [id, ms] : p.rtt_ms) {
@@ -60,23 +59,24 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     n_blocks = config.n_layer;
   }
   if (model_id.empty()) return absl::InvalidArgumentError("give -m MODEL.gguf or --model-id ID");
-  router::DhtRegistryOptions dht;
+  registry::DhtRegistryOptions dht;
   dht.bind_address = flags.dht_bind;
   dht.initial_peers = flags.initial_peers;
   dht.client_only = true;
-  SWARM_ASSIGN_OR_RETURN(auto registry, router::DhtRegistry::Create(dht));
+  SWARM_ASSIGN_OR_RETURN(auto registry, registry::DhtRegistry::Create(dht));
   SWARM_ASSIGN_OR_RETURN(auto snapshot, registry->Snapshot(model_id));
-  for (const router::PeerRecord& p : snapshot) n_blocks = std::max<int64_t>(n_blocks, p.blocks.last);
+  for (const registry::PeerRecord& p : snapshot)
+    n_blocks = std::max<int64_t>(n_blocks, p.blocks.last);
 
   std::vector<int> replicas(static_cast<size_t>(n_blocks), 0);
-  for (const router::PeerRecord& p : snapshot) {
-    if (p.state != router::PeerState::kOnline) continue;
+  for (const registry::PeerRecord& p : snapshot) {
+    if (p.state != registry::PeerState::kOnline) continue;
     for (int64_t b = std::max(0, p.blocks.first); b < std::min<int64_t>(p.blocks.last, n_blocks);
          ++b) {
       ++replicas[b];
     }
   }
-  std::vector<double> throughput = router::SwarmThroughput(snapshot, n_blocks);
+  std::vector<double> throughput = peer::SwarmThroughput(snapshot, n_blocks);
 
   if (flags.json) {
     nlohmann::json out;
@@ -85,12 +85,12 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     out["replicas"] = replicas;
     out["block_throughput"] = throughput;
     out["peers"] = nlohmann::json::array();
-    for (const router::PeerRecord& p : snapshot) {
+    for (const registry::PeerRecord& p : snapshot) {
       nlohmann::json rtt = nlohmann::json::object();
       for (const auto& [id, ms] : p.rtt_ms) rtt[id.ToHex()] = ms;
       out["peers"].push_back({{"peer_id", p.peer_id.ToHex()},
                               {"address", p.address},
-                              {"state", std::string(router::PeerStateName(p.state))},
+                              {"state", std::string(registry::PeerStateName(p.state))},
                               {"first_block", p.blocks.first},
                               {"last_block", p.blocks.last},
                               {"decode_tps_per_block", p.decode_tps_per_block},
@@ -108,9 +108,9 @@ absl::Status ShowStatus(const StatusFlags& flags) {
   std::printf("%-10s %-26s %-8s %-*s %10s %12s  %s\n", "peer", "address", "state",
               static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "tok/s/blk", "cache free",
               "RTT to next peers");
-  for (const router::PeerRecord& p : snapshot) {
+  for (const registry::PeerRecord& p : snapshot) {
     std::printf("%-10s %-26s %-8s %-*s %10.0f %12lld  %s\n", p.peer_id.ShortHex().c_str(),
-                p.address.c_str(), std::string(router::PeerStateName(p.state)).c_str(),
+                p.address.c_str(), std::string(registry::PeerStateName(p.state)).c_str(),
                 static_cast<int>(std::max<int64_t>(n_blocks, 6)), Bar(p.blocks, n_blocks).c_str(),
                 p.decode_tps_per_block, static_cast<long long>(p.free_cache_tokens),
                 RttList(p).c_str());

@@ -36,11 +36,11 @@ absl::StatusOr<std::unique_ptr<SwarmEngine>> SwarmEngine::Create(
   auto chat_template = engine->file_->GetString("tokenizer.chat_template");
   if (chat_template.ok()) info.chat_template = std::string(*chat_template);
 
-  router::DhtRegistryOptions dht;
+  registry::DhtRegistryOptions dht;
   dht.bind_address = options.dht_bind;
   dht.initial_peers = options.initial_peers;
   dht.client_only = true;
-  SWARM_ASSIGN_OR_RETURN(engine->registry_, router::DhtRegistry::Create(dht));
+  SWARM_ASSIGN_OR_RETURN(engine->registry_, registry::DhtRegistry::Create(dht));
   engine->view_.n_blocks = info.n_blocks;
   engine->refresher_ = std::thread([e = engine.get()] { e->RefreshLoop(); });
   return engine;
@@ -61,11 +61,11 @@ void SwarmEngine::RefreshLoop() {
     if (snapshot.ok()) {
       SwarmView view;
       view.n_blocks = static_cast<int32_t>(config_.n_layer);
-      for (const router::PeerRecord& p : *snapshot) {
+      for (const registry::PeerRecord& p : *snapshot) {
         PeerView peer;
         peer.id = p.peer_id.ToHex();
         peer.address = p.address;
-        peer.state = std::string(router::PeerStateName(p.state));
+        peer.state = std::string(registry::PeerStateName(p.state));
         peer.block_begin = p.blocks.first;
         peer.block_end = p.blocks.last;
         peer.throughput = p.blocks.size() > 0 ? p.decode_tps_per_block / p.blocks.size() : 0.0;

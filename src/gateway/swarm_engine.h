@@ -20,7 +20,7 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
-#include "router/dht_registry.h"
+#include "registry/dht_registry.h"
 
 namespace swarm::gateway {
 
@@ -57,7 +57,7 @@ class SwarmEngine final : public CompletionEngine {
   std::unique_ptr<model::Tokenizer> tokenizer_;
   model::ClientWeights client_weights_;
   ModelInfo info_;
-  std::unique_ptr<router::DhtRegistry> registry_;
+  std::unique_ptr<registry::DhtRegistry> registry_;
   zmq::context_t context_{1};
 
   mutable std::mutex view_mu_;

@@ -6,7 +6,7 @@ namespace swarm::router {
 
 BanList::BanList(BanOptions options, Clock clock) : options_(options), clock_(std::move(clock)) {}
 
-absl::Time BanList::ReportFailure(const PeerId& peer) {
+absl::Time BanList::ReportFailure(const registry::PeerId& peer) {
   const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = entries_.try_emplace(peer, Entry{options_.initial, absl::InfinitePast()});
@@ -21,22 +21,22 @@ absl::Time BanList::ReportFailure(const PeerId& peer) {
   return e.until;
 }
 
-void BanList::ReportSuccess(const PeerId& peer) {
+void BanList::ReportSuccess(const registry::PeerId& peer) {
   absl::MutexLock lock(&mu_);
   entries_.erase(peer);
 }
 
-bool BanList::IsBanned(const PeerId& peer) const { return BannedUntil(peer) > clock_(); }
+bool BanList::IsBanned(const registry::PeerId& peer) const { return BannedUntil(peer) > clock_(); }
 
-absl::Time BanList::BannedUntil(const PeerId& peer) const {
+absl::Time BanList::BannedUntil(const registry::PeerId& peer) const {
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(peer);
   return it == entries_.end() ? absl::InfinitePast() : it->second.until;
 }
 
-absl::flat_hash_set<PeerId> BanList::Banned() const {
+absl::flat_hash_set<registry::PeerId> BanList::Banned() const {
   const absl::Time now = clock_();
-  absl::flat_hash_set<PeerId> out;
+  absl::flat_hash_set<registry::PeerId> out;
   absl::MutexLock lock(&mu_);
   for (const auto& [peer, e] : entries_) {
     if (e.until > now) out.insert(peer);

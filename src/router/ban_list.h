@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "router/peer_record.h"
+#include "registry/peer_record.h"
 
 namespace swarm::router {
 
@@ -32,15 +32,15 @@ class BanList {
 
   // Bans `peer` from now for its current backoff, then grows the backoff. Returns the end of
   // the ban.
-  absl::Time ReportFailure(const PeerId& peer);
+  absl::Time ReportFailure(const registry::PeerId& peer);
   // The peer answered correctly: lift any ban and reset its backoff.
-  void ReportSuccess(const PeerId& peer);
+  void ReportSuccess(const registry::PeerId& peer);
 
-  bool IsBanned(const PeerId& peer) const;
+  bool IsBanned(const registry::PeerId& peer) const;
   // When the current ban ends (absl::InfinitePast() if not banned).
-  absl::Time BannedUntil(const PeerId& peer) const;
+  absl::Time BannedUntil(const registry::PeerId& peer) const;
   // Every peer banned right now: what RouteOptions::banned wants.
-  absl::flat_hash_set<PeerId> Banned() const;
+  absl::flat_hash_set<registry::PeerId> Banned() const;
 
  private:
   struct Entry {
@@ -51,7 +51,7 @@ class BanList {
   const BanOptions options_;
   const Clock clock_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<PeerId, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<registry::PeerId, Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace swarm::router

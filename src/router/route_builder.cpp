@@ -20,7 +20,7 @@ constexpr int64_t kMaxStates = int64_t{1} << 24;
 
 // Peer ids are SHA-1 digests: 8 of their bytes, mixed, hash as well as all 20, for less work.
 struct PeerIdHash {
-  size_t operator()(const PeerId& id) const {
+  size_t operator()(const registry::PeerId& id) const {
     uint64_t v;
     std::memcpy(&v, id.bytes().data(), sizeof(v));
     return absl::Hash<uint64_t>{}(v);
@@ -39,7 +39,7 @@ struct Entry {
 
 // A peer that may carry part of the route, with its cost terms precomputed.
 struct Candidate {
-  const PeerRecord* record = nullptr;
+  const registry::PeerRecord* record = nullptr;
   int32_t lo = 0, hi = 0;      // its blocks clipped to [start, end)
   double block_s = 0;          // compute seconds per block, load included
   double enter_penalty_s = 0;  // cache penalty, paid once per hop
@@ -63,21 +63,22 @@ bool HasMeasurement(const Candidate& from, int32_t to) {
   return it != from.known.end() && it->q == to;
 }
 
-double ClientRttMs(const RouteOptions& o, const PeerId& id) {
+double ClientRttMs(const RouteOptions& o, const registry::PeerId& id) {
   auto it = o.client_rtt_ms.find(id);
   return it != o.client_rtt_ms.end() ? it->second : o.default_rtt_ms;
 }
 
 // Measured one-way latency between two records in either direction, preferring `from`'s own.
-std::optional<double> RecordLatencyS(const PeerRecord& from, const PeerRecord& to) {
+std::optional<double> RecordLatencyS(const registry::PeerRecord& from,
+                                     const registry::PeerRecord& to) {
   if (auto it = from.rtt_ms.find(to.peer_id); it != from.rtt_ms.end()) return it->second / 2000.0;
   if (auto it = to.rtt_ms.find(from.peer_id); it != to.rtt_ms.end()) return it->second / 2000.0;
   return std::nullopt;
 }
 
-std::string FormatBlocks(const std::vector<BlockRange>& ranges) {
+std::string FormatBlocks(const std::vector<registry::BlockRange>& ranges) {
   std::vector<std::string> parts;
-  for (const BlockRange& r : ranges) {
+  for (const registry::BlockRange& r : ranges) {
     parts.push_back(r.size() == 1 ? absl::StrCat(r.first)
                                   : absl::StrCat(r.first, "..", r.last - 1));
   }
@@ -85,16 +86,16 @@ std::string FormatBlocks(const std::vector<BlockRange>& ranges) {
 }
 
 // Maximal runs of blocks in [start, end) that no range in `covered` touches.
-std::vector<BlockRange> Uncovered(const std::vector<BlockRange>& covered, int32_t start,
-                                  int32_t end) {
+std::vector<registry::BlockRange> Uncovered(const std::vector<registry::BlockRange>& covered,
+                                            int32_t start, int32_t end) {
   std::vector<int32_t> delta(end - start + 1, 0);
-  for (const BlockRange& r : covered) {
+  for (const registry::BlockRange& r : covered) {
     int32_t a = std::max(r.first, start), b = std::min(r.last, end);
     if (a >= b) continue;
     delta[a - start]++;
     delta[b - start]--;
   }
-  std::vector<BlockRange> out;
+  std::vector<registry::BlockRange> out;
   int32_t depth = 0;
   for (int32_t i = start; i < end; ++i) {
     depth += delta[i - start];
@@ -102,7 +103,7 @@ std::vector<BlockRange> Uncovered(const std::vector<BlockRange>& covered, int32_
     if (!out.empty() && out.back().last == i) {
       out.back().last = i + 1;
     } else {
-      out.push_back(BlockRange{i, i + 1});
+      out.push_back(registry::BlockRange{i, i + 1});
     }
   }
   return out;
@@ -110,7 +111,7 @@ std::vector<BlockRange> Uncovered(const std::vector<BlockRange>& covered, int32_
 
 absl::Status ValidateOptions(int64_t n_blocks, const RouteOptions& o, int32_t* start,
                              int32_t* end) {
-  if (n_blocks <= 0 || n_blocks > kMaxBlocks) {
+  if (n_blocks <= 0 || n_blocks > registry::kMaxBlocks) {
     return absl::InvalidArgumentError(absl::StrCat("route: bad block count ", n_blocks));
   }
   const int64_t e = o.end_block < 0 ? n_blocks : o.end_block;
@@ -136,7 +137,7 @@ absl::Status ValidateOptions(int64_t n_blocks, const RouteOptions& o, int32_t* s
   return absl::OkStatus();
 }
 
-double CachePenalty(const PeerRecord& r, const RouteOptions& o) {
+double CachePenalty(const registry::PeerRecord& r, const RouteOptions& o) {
   const int64_t need = o.cache_tokens_needed;
   if (need > 0 && r.free_cache_tokens < need) return o.cache_shortage_penalty_s;
   if (r.total_cache_tokens <= 0) return 0;
@@ -148,26 +149,27 @@ double CachePenalty(const PeerRecord& r, const RouteOptions& o) {
 
 }  // namespace
 
-absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks,
+absl::StatusOr<Route> BuildRoute(const registry::RegistrySnapshot& peers, int64_t n_blocks,
                                  const RouteOptions& options) {
   int32_t start = 0, end = 0;
   if (absl::Status s = ValidateOptions(n_blocks, options, &start, &end); !s.ok()) return s;
 
   // Newest record per peer id (the snapshot is untrusted as to duplicates).
-  absl::flat_hash_map<PeerId, const PeerRecord*> newest;
-  for (const PeerRecord& r : peers) {
+  absl::flat_hash_map<registry::PeerId, const registry::PeerRecord*> newest;
+  for (const registry::PeerRecord& r : peers) {
     auto [it, inserted] = newest.try_emplace(r.peer_id, &r);
     if (!inserted && r.seq > it->second->seq) it->second = &r;
   }
 
   std::vector<Candidate> cands;
-  std::vector<BlockRange> unusable_ranges;  // served, but by banned or not-yet-online peers
+  std::vector<registry::BlockRange>
+      unusable_ranges;  // served, but by banned or not-yet-online peers
   for (const auto& [id, rec] : newest) {
-    const PeerRecord& r = *rec;
+    const registry::PeerRecord& r = *rec;
     if (r.blocks.first < 0 || r.blocks.last > n_blocks || r.blocks.empty()) continue;
     const int32_t lo = std::max(r.blocks.first, start), hi = std::min(r.blocks.last, end);
-    if (lo >= hi || r.state == PeerState::kOffline) continue;
-    if (r.state != PeerState::kOnline || options.banned.contains(id)) {
+    if (lo >= hi || r.state == registry::PeerState::kOffline) continue;
+    if (r.state != registry::PeerState::kOnline || options.banned.contains(id)) {
       unusable_ranges.push_back(r.blocks);
       continue;
     }
@@ -206,7 +208,7 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
   }
   const int32_t sink = n_states++;
 
-  absl::flat_hash_map<PeerId, int32_t, PeerIdHash> index;
+  absl::flat_hash_map<registry::PeerId, int32_t, PeerIdHash> index;
   index.reserve(cands.size());
   for (size_t k = 0; k < cands.size(); ++k)
     index[cands[k].record->peer_id] = static_cast<int32_t>(k);
@@ -253,8 +255,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     for (int32_t i = cands[k].lo; i < cands[k].hi; ++i) cover[i - start].push_back(e);
   }
 
-  const PeerRecord* upstream = nullptr;
-  const PeerRecord* downstream = nullptr;
+  const registry::PeerRecord* upstream = nullptr;
+  const registry::PeerRecord* downstream = nullptr;
   if (options.upstream_peer) {
     if (auto it = newest.find(*options.upstream_peer); it != newest.end()) upstream = it->second;
   }
@@ -343,15 +345,16 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
   }
 
   if (dist[sink] == kInf) {
-    std::vector<BlockRange> usable;
-    for (const Candidate& c : cands) usable.push_back(BlockRange{c.lo, c.hi});
-    const std::vector<BlockRange> holes = Uncovered(usable, start, end);
+    std::vector<registry::BlockRange> usable;
+    for (const Candidate& c : cands) usable.push_back(registry::BlockRange{c.lo, c.hi});
+    const std::vector<registry::BlockRange> holes = Uncovered(usable, start, end);
     std::string msg =
-        absl::StrCat("no route through blocks ", FormatBlocks({BlockRange{start, end}}),
+        absl::StrCat("no route through blocks ", FormatBlocks({registry::BlockRange{start, end}}),
                      ": no online peer serves blocks ", FormatBlocks(holes));
-    const bool hint = std::any_of(holes.begin(), holes.end(), [&](const BlockRange& h) {
-      return std::any_of(unusable_ranges.begin(), unusable_ranges.end(),
-                         [&](const BlockRange& u) { return u.first < h.last && h.first < u.last; });
+    const bool hint = std::any_of(holes.begin(), holes.end(), [&](const registry::BlockRange& h) {
+      return std::any_of(
+          unusable_ranges.begin(), unusable_ranges.end(),
+          [&](const registry::BlockRange& u) { return u.first < h.last && h.first < u.last; });
     });
     if (hint) absl::StrAppend(&msg, " (banned or still-joining peers serve some of them)");
     return absl::UnavailableError(msg);
@@ -367,7 +370,8 @@ absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks
     // the same peer, so a parent on another peer, or none, marks the hop's start).
     while (parent[cur] >= 0 && state_peer[parent[cur]] == state_peer[cur]) cur = parent[cur];
     const int32_t first = p.lo + (cur - p.base);
-    route.hops.push_back(RouteHop{p.record->peer_id, p.record->address, BlockRange{first, last}});
+    route.hops.push_back(
+        RouteHop{p.record->peer_id, p.record->address, registry::BlockRange{first, last}});
     cur = parent[cur];
   }
   std::reverse(route.hops.begin(), route.hops.end());

@@ -20,7 +20,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "router/peer_record.h"
+#include "registry/peer_record.h"
 
 namespace swarm::router {
 
@@ -31,20 +31,20 @@ struct RouteOptions {
   int64_t end_block = -1;
   // When re-routing a span inside a chain: the peer that feeds start_block and the one that
   // receives end_block's output (unset: the client itself).
-  std::optional<PeerId> upstream_peer;
-  std::optional<PeerId> downstream_peer;
+  std::optional<registry::PeerId> upstream_peer;
+  std::optional<registry::PeerId> downstream_peer;
 
   // The client's measured round-trip times; default_rtt_ms for peers it has not measured.
-  absl::flat_hash_map<PeerId, double> client_rtt_ms;
+  absl::flat_hash_map<registry::PeerId, double> client_rtt_ms;
   double default_rtt_ms = 50;
 
   // Sessions this client has placed on each peer since the snapshot was taken (added to the
   // peer's announced active_sessions). Each session makes the peer's steps load_weight× slower
   // in the estimate, which spreads concurrent sessions over replicas.
-  absl::flat_hash_map<PeerId, double> load;
+  absl::flat_hash_map<registry::PeerId, double> load;
   double load_weight = 1.0;
 
-  absl::flat_hash_set<PeerId> banned;
+  absl::flat_hash_set<registry::PeerId> banned;
 
   // KV cache the session needs on every peer it uses (prompt + generated tokens).
   int64_t cache_tokens_needed = 0;
@@ -61,9 +61,9 @@ struct RouteOptions {
 };
 
 struct RouteHop {
-  PeerId peer_id;
+  registry::PeerId peer_id;
   std::string address;
-  BlockRange blocks;
+  registry::BlockRange blocks;
   friend bool operator==(const RouteHop&, const RouteHop&) = default;
 };
 
@@ -76,7 +76,7 @@ struct Route {
 // that appears several times counts once (highest seq). Errors: InvalidArgument for bad
 // options; Unavailable, naming the uncovered blocks ("no online peer serves blocks 3..4, 7"),
 // when no chain exists.
-absl::StatusOr<Route> BuildRoute(const RegistrySnapshot& peers, int64_t n_blocks,
+absl::StatusOr<Route> BuildRoute(const registry::RegistrySnapshot& peers, int64_t n_blocks,
                                  const RouteOptions& options = {});
 
 // "0..3@1a2b3c4d 4..7@5e6f7a8b" (inclusive block numbers), for logs.

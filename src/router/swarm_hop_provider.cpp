@@ -10,17 +10,17 @@
 namespace swarm::router {
 
 void SwarmHopProvider::ReportFailure(const ChainHop& hop) {
-  auto id = PeerId::FromHex(hop.peer_id);
+  auto id = registry::PeerId::FromHex(hop.peer_id);
   if (id.ok()) bans_.ReportFailure(*id);
 }
 
 void SwarmHopProvider::ReportSuccess(const ChainHop& hop) {
-  auto id = PeerId::FromHex(hop.peer_id);
+  auto id = registry::PeerId::FromHex(hop.peer_id);
   if (id.ok()) bans_.ReportSuccess(*id);
 }
 
 absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
-    const RegistrySnapshot& snapshot, int64_t first, int64_t last) {
+    const registry::RegistrySnapshot& snapshot, int64_t first, int64_t last) {
   RouteOptions route_options;
   route_options.start_block = first;
   route_options.end_block = last;
@@ -56,7 +56,7 @@ void SwarmHopProvider::StepDone() {
   if (now - refresh_started_ < options_.min_refresh_gap) return;
   bool due = now - snapshot_time_ >= options_.refresh_interval;
   const int64_t soon = absl::ToUnixMillis(now + options_.min_refresh_gap);
-  for (const PeerRecord& r : snapshot_) due |= r.expiry_unix_ms <= soon;
+  for (const registry::PeerRecord& r : snapshot_) due |= r.expiry_unix_ms <= soon;
   if (!due) return;
   refresh_started_ = now;
   refresh_ = std::async(std::launch::async, [registry = &registry_, model_id = options_.model_id] {
@@ -68,8 +68,8 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::Replace(uint32_t first, 
   CollectRefresh();
   const absl::Time now = absl::Now();
   if (!snapshot_.empty() && now - snapshot_time_ <= options_.cached_snapshot_age) {
-    RegistrySnapshot unexpired;
-    for (const PeerRecord& r : snapshot_) {
+    registry::RegistrySnapshot unexpired;
+    for (const registry::PeerRecord& r : snapshot_) {
       if (r.expiry_unix_ms > absl::ToUnixMillis(now)) unexpired.push_back(r);
     }
     auto hops = RouteThrough(unexpired, first, last);

@@ -11,9 +11,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "registry/dht_registry.h"
 #include "router/ban_list.h"
 #include "router/chain_session.h"
-#include "router/dht_registry.h"
 #include "router/route_builder.h"
 
 namespace swarm::router {
@@ -40,7 +40,7 @@ struct SwarmHopProviderOptions {
 
 class SwarmHopProvider : public HopProvider {
  public:
-  SwarmHopProvider(DhtRegistry& registry, const SwarmHopProviderOptions& options)
+  SwarmHopProvider(registry::DhtRegistry& registry, const SwarmHopProviderOptions& options)
       : registry_(registry), options_(options), bans_(options.bans) {}
   // Waits for a background read in flight (at most the registry's op_timeout).
   ~SwarmHopProvider() override = default;
@@ -54,22 +54,22 @@ class SwarmHopProvider : public HopProvider {
   void StepDone() override;
 
   // The last snapshot read (for status displays and the gateway's dashboard).
-  const RegistrySnapshot& last_snapshot() const { return snapshot_; }
+  const registry::RegistrySnapshot& last_snapshot() const { return snapshot_; }
 
  private:
   absl::StatusOr<std::vector<ChainHop>> Route(int64_t first, int64_t last);
   // The route over [first, last) through `snapshot` avoiding banned peers, counted in load_.
-  absl::StatusOr<std::vector<ChainHop>> RouteThrough(const RegistrySnapshot& snapshot,
+  absl::StatusOr<std::vector<ChainHop>> RouteThrough(const registry::RegistrySnapshot& snapshot,
                                                      int64_t first, int64_t last);
 
-  DhtRegistry& registry_;
+  registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;
   BanList bans_;
-  absl::flat_hash_map<PeerId, double> load_;
-  RegistrySnapshot snapshot_;
+  absl::flat_hash_map<registry::PeerId, double> load_;
+  registry::RegistrySnapshot snapshot_;
   absl::Time snapshot_time_ = absl::InfinitePast();
   // A background read of the registry, and when it was started.
-  std::future<absl::StatusOr<RegistrySnapshot>> refresh_;
+  std::future<absl::StatusOr<registry::RegistrySnapshot>> refresh_;
   absl::Time refresh_started_ = absl::InfinitePast();
   // Takes the background read's result if it is ready.
   void CollectRefresh();

@@ -16,7 +16,7 @@ class FakeClock {
 TEST(BanListTest, ExponentialBackoffWithCapAndReset) {
   FakeClock clock;
   BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(8), 2.0}, clock.AsClock());
-  const PeerId a = PeerId::FromName("a"), b = PeerId::FromName("b");
+  const registry::PeerId a = registry::PeerId::FromName("a"), b = registry::PeerId::FromName("b");
   EXPECT_FALSE(bans.IsBanned(a));
 
   // Bans of 1, 2, 4, 8, 8 s: each retried right after the previous ban ends.
@@ -40,14 +40,15 @@ TEST(BanListTest, ExponentialBackoffWithCapAndReset) {
 TEST(BanListTest, BannedSetAndQuietPeriodReset) {
   FakeClock clock;
   BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(10), 2.0}, clock.AsClock());
-  const PeerId a = PeerId::FromName("a"), b = PeerId::FromName("b"), c = PeerId::FromName("c");
+  const registry::PeerId a = registry::PeerId::FromName("a"), b = registry::PeerId::FromName("b"),
+                         c = registry::PeerId::FromName("c");
   bans.ReportFailure(a);
   bans.ReportFailure(a);  // now banned until +2 s, next ban 4 s
   bans.ReportFailure(b);  // until +1 s
-  EXPECT_EQ(bans.Banned(), (absl::flat_hash_set<PeerId>{a, b}));
+  EXPECT_EQ(bans.Banned(), (absl::flat_hash_set<registry::PeerId>{a, b}));
   EXPECT_FALSE(bans.Banned().contains(c));
   clock.now += absl::Milliseconds(1500);
-  EXPECT_EQ(bans.Banned(), (absl::flat_hash_set<PeerId>{a}));
+  EXPECT_EQ(bans.Banned(), (absl::flat_hash_set<registry::PeerId>{a}));
   EXPECT_EQ(bans.BannedUntil(c), absl::InfinitePast());
 
   // Retried soon: backoff keeps growing (4 s).

@@ -16,28 +16,28 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-PeerRecord Peer(const std::string& name, int first, int last, double tps = 1000) {
-  PeerRecord r;
-  r.peer_id = PeerId::FromName(name);
+registry::PeerRecord Peer(const std::string& name, int first, int last, double tps = 1000) {
+  registry::PeerRecord r;
+  r.peer_id = registry::PeerId::FromName(name);
   r.address = "tcp://127.0.0.1:" + std::to_string(1000 + (name.size() * 31 + name[0]) % 60000);
   r.model_id = "m";
   r.blocks = {first, last};
-  r.state = PeerState::kOnline;
+  r.state = registry::PeerState::kOnline;
   r.decode_tps_per_block = tps;
   r.free_cache_tokens = 1 << 20;
   r.total_cache_tokens = 1 << 20;
   return r;
 }
 
-PeerId Id(const std::string& name) { return PeerId::FromName(name); }
+registry::PeerId Id(const std::string& name) { return registry::PeerId::FromName(name); }
 
 std::vector<RouteHop> Hops(std::initializer_list<std::tuple<std::string, int, int>> hops,
-                           const RegistrySnapshot& peers) {
+                           const registry::RegistrySnapshot& peers) {
   std::vector<RouteHop> out;
   for (const auto& [name, a, b] : hops) {
     RouteHop h;
     h.peer_id = Id(name);
-    for (const PeerRecord& p : peers) {
+    for (const registry::PeerRecord& p : peers) {
       if (p.peer_id == h.peer_id) h.address = p.address;
     }
     h.blocks = {a, b};
@@ -47,7 +47,7 @@ std::vector<RouteHop> Hops(std::initializer_list<std::tuple<std::string, int, in
 }
 
 TEST(RouteBuilderTest, PrefersFastPeer) {
-  RegistrySnapshot peers = {Peer("slow", 0, 4, 100), Peer("fast", 0, 4, 1000)};
+  registry::RegistrySnapshot peers = {Peer("slow", 0, 4, 100), Peer("fast", 0, 4, 1000)};
   auto route = BuildRoute(peers, 4);
   ASSERT_TRUE(route.ok()) << route.status();
   EXPECT_EQ(route->hops, Hops({{"fast", 0, 4}}, peers));
@@ -57,7 +57,8 @@ TEST(RouteBuilderTest, PrefersFastPeer) {
 
 TEST(RouteBuilderTest, HopsCostLatency) {
   // Two fast half-peers against one slower whole-model peer.
-  RegistrySnapshot peers = {Peer("a", 0, 2, 1000), Peer("b", 2, 4, 1000), Peer("c", 0, 4, 200)};
+  registry::RegistrySnapshot peers = {Peer("a", 0, 2, 1000), Peer("b", 2, 4, 1000),
+                                      Peer("c", 0, 4, 200)};
   RouteOptions far;
   far.default_rtt_ms = 100;  // a+b: 3 × 50 ms + 4 ms = 154 ms; c: 2 × 50 ms + 20 ms = 120 ms
   auto r1 = BuildRoute(peers, 4, far);
@@ -74,7 +75,7 @@ TEST(RouteBuilderTest, HopsCostLatency) {
 }
 
 TEST(RouteBuilderTest, ClientRttPicksNearReplica) {
-  RegistrySnapshot peers = {Peer("far", 0, 4), Peer("near", 0, 4)};
+  registry::RegistrySnapshot peers = {Peer("far", 0, 4), Peer("near", 0, 4)};
   RouteOptions o;
   o.client_rtt_ms[Id("far")] = 200;
   o.client_rtt_ms[Id("near")] = 10;
@@ -84,7 +85,7 @@ TEST(RouteBuilderTest, ClientRttPicksNearReplica) {
 }
 
 TEST(RouteBuilderTest, PeerToPeerRttChoosesNextHop) {
-  RegistrySnapshot peers = {Peer("a", 0, 2), Peer("b1", 2, 4), Peer("b2", 2, 4)};
+  registry::RegistrySnapshot peers = {Peer("a", 0, 2), Peer("b1", 2, 4), Peer("b2", 2, 4)};
   peers[0].rtt_ms[Id("b1")] = 300;
   peers[0].rtt_ms[Id("b2")] = 4;
   auto route = BuildRoute(peers, 4);
@@ -105,8 +106,8 @@ TEST(RouteBuilderTest, PeerToPeerRttChoosesNextHop) {
 // What peers announce about their links decides between whole chains, not only the next hop:
 // the faster-computing pair loses when the link between them is slow.
 TEST(RouteBuilderTest, AnnouncedRttsPreferLowLatencyChains) {
-  RegistrySnapshot peers = {Peer("x1", 0, 2, 2000), Peer("x2", 0, 2, 1000), Peer("y1", 2, 4, 2000),
-                            Peer("y2", 2, 4, 1000)};
+  registry::RegistrySnapshot peers = {Peer("x1", 0, 2, 2000), Peer("x2", 0, 2, 1000),
+                                      Peer("y1", 2, 4, 2000), Peer("y2", 2, 4, 1000)};
   // Without measurements the faster pair wins: 1 ms of compute against 2 ms per span.
   auto route = BuildRoute(peers, 4);
   ASSERT_TRUE(route.ok()) << route.status();
@@ -135,7 +136,7 @@ TEST(RouteBuilderTest, AnnouncedRttsPreferLowLatencyChains) {
 }
 
 TEST(RouteBuilderTest, AvoidsFullCaches) {
-  RegistrySnapshot peers = {Peer("fast-full", 0, 4, 5000), Peer("slow-free", 0, 4, 500)};
+  registry::RegistrySnapshot peers = {Peer("fast-full", 0, 4, 5000), Peer("slow-free", 0, 4, 500)};
   peers[0].free_cache_tokens = 100;
   RouteOptions o;
   o.cache_tokens_needed = 1000;
@@ -144,7 +145,7 @@ TEST(RouteBuilderTest, AvoidsFullCaches) {
   EXPECT_EQ(route->hops, Hops({{"slow-free", 0, 4}}, peers));
 
   // Nothing else serves those blocks: the full peer is still tried.
-  RegistrySnapshot only_full = {peers[0]};
+  registry::RegistrySnapshot only_full = {peers[0]};
   route = BuildRoute(only_full, 4, o);
   ASSERT_TRUE(route.ok());
   EXPECT_EQ(route->hops, Hops({{"fast-full", 0, 4}}, only_full));
@@ -164,9 +165,9 @@ TEST(RouteBuilderTest, AvoidsFullCaches) {
 }
 
 TEST(RouteBuilderTest, RespectsBansAndState) {
-  RegistrySnapshot peers = {Peer("fast", 0, 4, 5000), Peer("slow", 0, 4, 100),
-                            Peer("joining", 0, 4, 9000)};
-  peers[2].state = PeerState::kJoining;
+  registry::RegistrySnapshot peers = {Peer("fast", 0, 4, 5000), Peer("slow", 0, 4, 100),
+                                      Peer("joining", 0, 4, 9000)};
+  peers[2].state = registry::PeerState::kJoining;
   RouteOptions o;
   o.banned.insert(Id("fast"));
   auto route = BuildRoute(peers, 4, o);
@@ -182,7 +183,8 @@ TEST(RouteBuilderTest, RespectsBansAndState) {
 }
 
 TEST(RouteBuilderTest, ReroutesSubRange) {
-  RegistrySnapshot peers = {Peer("a", 0, 3), Peer("b", 2, 6), Peer("c", 4, 8), Peer("d", 3, 5, 50)};
+  registry::RegistrySnapshot peers = {Peer("a", 0, 3), Peer("b", 2, 6), Peer("c", 4, 8),
+                                      Peer("d", 3, 5, 50)};
   peers[0].rtt_ms[Id("b")] = 2;
   peers[1].rtt_ms[Id("c")] = 2;
   RouteOptions o;
@@ -204,9 +206,9 @@ TEST(RouteBuilderTest, ReroutesSubRange) {
 }
 
 TEST(RouteBuilderTest, SpreadsSessionsOverReplicasWithLoadFeedback) {
-  RegistrySnapshot peers = {Peer("r1", 0, 8), Peer("r2", 0, 8)};
+  registry::RegistrySnapshot peers = {Peer("r1", 0, 8), Peer("r2", 0, 8)};
   RouteOptions o;
-  std::map<PeerId, int> count;
+  std::map<registry::PeerId, int> count;
   for (int i = 0; i < 8; ++i) {
     auto route = BuildRoute(peers, 8, o);
     ASSERT_TRUE(route.ok());
@@ -239,8 +241,8 @@ TEST(RouteBuilderTest, SpreadsSessionsOverReplicasWithLoadFeedback) {
 }
 
 TEST(RouteBuilderTest, ErrorListsUncoveredBlocks) {
-  RegistrySnapshot peers = {Peer("a", 0, 3), Peer("b", 5, 7), Peer("off", 3, 8)};
-  peers[2].state = PeerState::kOffline;
+  registry::RegistrySnapshot peers = {Peer("a", 0, 3), Peer("b", 5, 7), Peer("off", 3, 8)};
+  peers[2].state = registry::PeerState::kOffline;
   auto route = BuildRoute(peers, 8);
   ASSERT_FALSE(route.ok());
   EXPECT_EQ(route.status().code(), absl::StatusCode::kUnavailable);
@@ -255,7 +257,7 @@ TEST(RouteBuilderTest, ErrorListsUncoveredBlocks) {
 }
 
 TEST(RouteBuilderTest, RejectsBadArguments) {
-  RegistrySnapshot peers = {Peer("a", 0, 4)};
+  registry::RegistrySnapshot peers = {Peer("a", 0, 4)};
   EXPECT_EQ(BuildRoute(peers, 0).status().code(), absl::StatusCode::kInvalidArgument);
   RouteOptions o;
   o.start_block = 3;
@@ -268,46 +270,46 @@ TEST(RouteBuilderTest, RejectsBadArguments) {
   nan.default_rtt_ms = std::nan("");
   EXPECT_EQ(BuildRoute(peers, 4, nan).status().code(), absl::StatusCode::kInvalidArgument);
   // A peer claiming blocks beyond the model is ignored, not trusted.
-  RegistrySnapshot wrong = {Peer("big", 0, 10)};
+  registry::RegistrySnapshot wrong = {Peer("big", 0, 10)};
   EXPECT_EQ(BuildRoute(wrong, 4).status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(RouteBuilderTest, DuplicatePeerRecordsUseNewest) {
-  PeerRecord old_rec = Peer("a", 0, 2);
+  registry::PeerRecord old_rec = Peer("a", 0, 2);
   old_rec.seq = 1;
-  PeerRecord new_rec = Peer("a", 0, 4);
+  registry::PeerRecord new_rec = Peer("a", 0, 4);
   new_rec.seq = 2;
   auto route = BuildRoute({old_rec, new_rec}, 4);
   ASSERT_TRUE(route.ok()) << route.status();
   EXPECT_EQ(route->hops.size(), 1u);
-  EXPECT_EQ(route->hops[0].blocks, (BlockRange{0, 4}));
+  EXPECT_EQ(route->hops[0].blocks, (registry::BlockRange{0, 4}));
 }
 
 // An exhaustive search with the cost model spelled out independently, to check the shortest
 // path (and its shortcut for unmeasured peer-to-peer latency) on random small swarms.
 struct Reference {
-  const RegistrySnapshot& peers;
+  const registry::RegistrySnapshot& peers;
   const RouteOptions& o;
   int start, end;
   std::map<std::pair<int, int>, double> memo;
 
-  double ClientRtt(const PeerRecord& p) const {
+  double ClientRtt(const registry::PeerRecord& p) const {
     auto it = o.client_rtt_ms.find(p.peer_id);
     return it == o.client_rtt_ms.end() ? o.default_rtt_ms : it->second;
   }
   double Lat(int from, int to) const {
-    const PeerRecord& p = peers[from];
-    const PeerRecord& q = peers[to];
+    const registry::PeerRecord& p = peers[from];
+    const registry::PeerRecord& q = peers[to];
     if (auto it = p.rtt_ms.find(q.peer_id); it != p.rtt_ms.end()) return it->second / 2000;
     if (auto it = q.rtt_ms.find(p.peer_id); it != q.rtt_ms.end()) return it->second / 2000;
     return ClientRtt(q) / 2000;
   }
-  double BlockS(const PeerRecord& p) const {
+  double BlockS(const registry::PeerRecord& p) const {
     double load = p.active_sessions;
     if (auto it = o.load.find(p.peer_id); it != o.load.end()) load += it->second;
     return (1 + o.load_weight * load) / p.decode_tps_per_block;
   }
-  double Pen(const PeerRecord& p) const {
+  double Pen(const registry::PeerRecord& p) const {
     if (o.cache_tokens_needed > 0 && p.free_cache_tokens < o.cache_tokens_needed) {
       return o.cache_shortage_penalty_s;
     }
@@ -316,13 +318,13 @@ struct Reference {
     return o.nearly_full_penalty_s * (fill - o.nearly_full_fraction) / (1 - o.nearly_full_fraction);
   }
   bool Usable(int k) const {
-    return peers[k].state == PeerState::kOnline && !o.banned.contains(peers[k].peer_id);
+    return peers[k].state == registry::PeerState::kOnline && !o.banned.contains(peers[k].peer_id);
   }
   double Best(int i, int prev) {
     if (auto it = memo.find({i, prev}); it != memo.end()) return it->second;
     double best = kInf;
     for (int q = 0; q < static_cast<int>(peers.size()); ++q) {
-      const PeerRecord& p = peers[q];
+      const registry::PeerRecord& p = peers[q];
       if (q == prev || !Usable(q) || !p.blocks.Contains(i)) continue;
       const double in = (prev < 0 ? ClientRtt(p) / 2000 : Lat(prev, q)) + Pen(p);
       for (int e = i + 1; e <= std::min(p.blocks.last, end); ++e) {
@@ -335,7 +337,7 @@ struct Reference {
   }
   // Cost of a given route under the same model.
   double CostOf(const Route& r) const {
-    auto index = [&](const PeerId& id) {
+    auto index = [&](const registry::PeerId& id) {
       for (size_t k = 0; k < peers.size(); ++k) {
         if (peers[k].peer_id == id) return static_cast<int>(k);
       }
@@ -359,16 +361,16 @@ TEST(RouteBuilderTest, MatchesExhaustiveSearchOnRandomSwarms) {
   for (int iter = 0; iter < 400; ++iter) {
     const int n_blocks = 2 + static_cast<int>(rng() % 9);
     const int n_peers = 1 + static_cast<int>(rng() % 8);
-    RegistrySnapshot peers;
+    registry::RegistrySnapshot peers;
     for (int k = 0; k < n_peers; ++k) {
       const int a = static_cast<int>(rng() % n_blocks);
       const int b = a + 1 + static_cast<int>(rng() % (n_blocks - a));
-      PeerRecord p = Peer("p" + std::to_string(iter) + "_" + std::to_string(k), a, b,
-                          50 + static_cast<double>(rng() % 2000));
+      registry::PeerRecord p = Peer("p" + std::to_string(iter) + "_" + std::to_string(k), a, b,
+                                    50 + static_cast<double>(rng() % 2000));
       p.free_cache_tokens = static_cast<int64_t>(rng() % 3000);
       p.total_cache_tokens = 3000;
       p.active_sessions = static_cast<int32_t>(rng() % 3);
-      if (rng() % 10 == 0) p.state = PeerState::kJoining;
+      if (rng() % 10 == 0) p.state = registry::PeerState::kJoining;
       peers.push_back(p);
     }
     RouteOptions o;
@@ -424,11 +426,11 @@ TEST(RouteBuilderTest, MatchesExhaustiveSearchOnRandomSwarms) {
 TEST(RouteBuilderTest, ThousandPeersEightyBlocksIsFast) {
   std::mt19937 rng(99);
   constexpr int kBlocks = 80, kPeers = 1000;
-  RegistrySnapshot peers;
+  registry::RegistrySnapshot peers;
   for (int k = 0; k < kPeers; ++k) {
     const int span = 4 + static_cast<int>(rng() % 13);
     const int a = static_cast<int>(rng() % (kBlocks - span + 1));
-    PeerRecord p = Peer("peer" + std::to_string(k), a, a + span, 200 + rng() % 5000);
+    registry::PeerRecord p = Peer("peer" + std::to_string(k), a, a + span, 200 + rng() % 5000);
     p.free_cache_tokens = static_cast<int64_t>(rng() % (1 << 20));
     p.active_sessions = static_cast<int32_t>(rng() % 8);
     peers.push_back(p);

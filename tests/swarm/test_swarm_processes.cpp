@@ -26,8 +26,8 @@
 #include "model/generator.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
+#include "registry/dht_registry.h"
 #include "router/chain_session.h"
-#include "router/dht_registry.h"
 #include "router/route_builder.h"
 #include "router/swarm_hop_provider.h"
 #include "shard/local_model.h"
@@ -114,24 +114,24 @@ void ReadListening(Peer& peer) {
 
 std::string Bootstrap(const Peer& peer) { return absl::StrCat("127.0.0.1:", peer.dht_port); }
 
-std::unique_ptr<router::DhtRegistry> ClientRegistry(const std::string& bootstrap) {
-  router::DhtRegistryOptions options;
+std::unique_ptr<registry::DhtRegistry> ClientRegistry(const std::string& bootstrap) {
+  registry::DhtRegistryOptions options;
   options.bind_address = "127.0.0.1";
   options.initial_peers = {bootstrap};
   options.client_only = true;
   options.op_timeout = absl::Seconds(2);
-  auto registry = router::DhtRegistry::Create(options);
+  auto registry = registry::DhtRegistry::Create(options);
   EXPECT_TRUE(registry.ok()) << registry.status();
   return registry.ok() ? std::move(*registry) : nullptr;
 }
 
 // Polls the registry until `done(snapshot)` or the deadline; the last snapshot.
-router::RegistrySnapshot WaitForSnapshot(
-    router::DhtRegistry& registry, const std::string& model_id,
-    const std::function<bool(const router::RegistrySnapshot&)>& done,
+registry::RegistrySnapshot WaitForSnapshot(
+    registry::DhtRegistry& registry, const std::string& model_id,
+    const std::function<bool(const registry::RegistrySnapshot&)>& done,
     std::chrono::seconds timeout = std::chrono::seconds(30)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  router::RegistrySnapshot last;
+  registry::RegistrySnapshot last;
   while (true) {
     auto snapshot = registry.Snapshot(model_id);
     if (snapshot.ok()) {
@@ -143,10 +143,10 @@ router::RegistrySnapshot WaitForSnapshot(
   }
 }
 
-bool Online(const router::PeerRecord& r) { return r.state == router::PeerState::kOnline; }
+bool Online(const registry::PeerRecord& r) { return r.state == registry::PeerState::kOnline; }
 
 // Every block of [0, n_blocks) served by at least `replicas` online records.
-bool Covered(const router::RegistrySnapshot& s, int64_t n_blocks, int replicas = 1) {
+bool Covered(const registry::RegistrySnapshot& s, int64_t n_blocks, int replicas = 1) {
   for (int64_t b = 0; b < n_blocks; ++b) {
     int n = 0;
     for (const auto& r : s) n += Online(r) && r.blocks.Contains(b);
@@ -155,11 +155,11 @@ bool Covered(const router::RegistrySnapshot& s, int64_t n_blocks, int replicas =
   return true;
 }
 
-std::string Describe(const router::RegistrySnapshot& s) {
+std::string Describe(const registry::RegistrySnapshot& s) {
   std::string out;
   for (const auto& r : s) {
     absl::StrAppend(&out, r.peer_id.ShortHex(), " ", r.address, " ", r.blocks.first, ":",
-                    r.blocks.last, " ", std::string(router::PeerStateName(r.state)), "\n");
+                    r.blocks.last, " ", std::string(registry::PeerStateName(r.state)), "\n");
   }
   return out;
 }
@@ -185,7 +185,7 @@ class SwarmClient {
   }
   bool ok() const { return model_ != nullptr && registry_ != nullptr; }
   const shard::LocalModel& model() const { return *model_; }
-  router::DhtRegistry& registry() { return *registry_; }
+  registry::DhtRegistry& registry() { return *registry_; }
 
   // Greedy BOS-only generation; on_token(step, session) runs after each sampled token
   // (step counts from 1).
@@ -248,7 +248,7 @@ class SwarmClient {
 
  private:
   std::unique_ptr<shard::LocalModel> model_;
-  std::unique_ptr<router::DhtRegistry> registry_;
+  std::unique_ptr<registry::DhtRegistry> registry_;
 };
 
 // Six peers, two replicas of every span of stories260K's five blocks.
@@ -295,7 +295,7 @@ class SixPeerSwarm : public ::testing::Test {
     const int64_t n_blocks = client_->model().config.n_layer;
     auto snapshot =
         WaitForSnapshot(*registry(), client_->model().config.model_id, [&](const auto& s) {
-          router::RegistrySnapshot live_records;
+          registry::RegistrySnapshot live_records;
           for (const auto& r : s) {
             for (const Peer& p : *peers_) {
               if (p.alive() && r.peer_id.ToHex() == p.peer_id) live_records.push_back(r);
@@ -306,7 +306,7 @@ class SixPeerSwarm : public ::testing::Test {
     ASSERT_GE(snapshot.size(), 6u) << Describe(snapshot);
   }
 
-  router::DhtRegistry* registry() { return &client_->registry(); }
+  registry::DhtRegistry* registry() { return &client_->registry(); }
 
   Peer* PeerAt(const std::string& address) {
     for (Peer& p : *peers_) {
@@ -427,19 +427,19 @@ TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
     if (p.alive() && p.blocks == "0:2") honest = &p;
   }
   ASSERT_NE(honest, nullptr);
-  router::DhtRegistryOptions options;
+  registry::DhtRegistryOptions options;
   options.bind_address = "127.0.0.1";
   options.initial_peers = {Bootstrap(*honest)};
   options.key_bits = 1024;
   options.record_ttl = absl::Seconds(3);
   options.refresh_interval = absl::Milliseconds(200);
-  auto liar = router::DhtRegistry::Create(options);
+  auto liar = registry::DhtRegistry::Create(options);
   ASSERT_TRUE(liar.ok()) << liar.status();
-  router::PeerRecord record;
+  registry::PeerRecord record;
   record.address = honest->address;
   record.model_id = client_->model().config.model_id;
   record.blocks = {0, static_cast<int32_t>(client_->model().config.n_layer)};
-  record.state = router::PeerState::kOnline;
+  record.state = registry::PeerState::kOnline;
   // Far faster than anyone else, so the route builder prefers the one-hop lie.
   record.decode_tps_per_block = 1e6;
   record.prompt_tps_per_block = 1e6;
@@ -448,7 +448,7 @@ TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
   record.total_cache_tokens = 1 << 20;
   absl::Status announced = (*liar)->Announce(record);
   ASSERT_TRUE(announced.ok() || absl::IsUnavailable(announced)) << announced;
-  const router::PeerId liar_id = (*liar)->peer_id();
+  const registry::PeerId liar_id = (*liar)->peer_id();
   auto snapshot = WaitForSnapshot(*registry(), record.model_id, [&](const auto& s) {
     for (const auto& r : s) {
       if (r.peer_id == liar_id) return true;
@@ -518,7 +518,7 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
   const int64_t n_blocks = (*local)->config.n_layer;
   const std::string model_id = (*local)->config.model_id;
   std::vector<Peer> peers(4);
-  std::unique_ptr<router::DhtRegistry> registry;
+  std::unique_ptr<registry::DhtRegistry> registry;
   const std::vector<std::string> placement = {"--num-blocks", "2", "--rebalance-interval", "0.5"};
   for (size_t i = 0; i < peers.size(); ++i) {
     std::vector<std::string> args = placement;
@@ -567,14 +567,14 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
   s = WaitForSnapshot(
       *registry, model_id,
       [&](const auto& snap) {
-        router::RegistrySnapshot rest;
+        registry::RegistrySnapshot rest;
         for (const auto& r : snap) {
           if (r.peer_id.ToHex() != gone) rest.push_back(r);
         }
         return Covered(rest, n_blocks);
       },
       std::chrono::seconds(60));
-  router::RegistrySnapshot rest;
+  registry::RegistrySnapshot rest;
   for (const auto& r : s) {
     if (r.peer_id.ToHex() != gone) rest.push_back(r);
   }
@@ -597,7 +597,7 @@ double TerminateTimed(Peer& peer) {
   return seconds;
 }
 
-const router::PeerRecord* FindRecord(const router::RegistrySnapshot& s, const std::string& id) {
+const registry::PeerRecord* FindRecord(const registry::RegistrySnapshot& s, const std::string& id) {
   for (const auto& r : s) {
     if (r.peer_id.ToHex() == id) return &r;
   }
@@ -625,18 +625,18 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
   // Joining: announced (with the address it will serve at), not routable.
   auto s = WaitForSnapshot(*registry, model_id, [&](const auto& snap) {
     for (const auto& r : snap) {
-      if (r.blocks == router::BlockRange{2, 5}) return true;
+      if (r.blocks == registry::BlockRange{2, 5}) return true;
     }
     return false;
   });
-  const router::PeerRecord* joining = nullptr;
+  const registry::PeerRecord* joining = nullptr;
   for (const auto& r : s) {
-    if (r.blocks == router::BlockRange{2, 5}) joining = &r;
+    if (r.blocks == registry::BlockRange{2, 5}) joining = &r;
   }
   ASSERT_NE(joining, nullptr) << Describe(s);
   phase("joining record seen");
-  EXPECT_EQ(joining->state, router::PeerState::kJoining) << Describe(s);
-  const router::PeerRecord joining_record = *joining;
+  EXPECT_EQ(joining->state, registry::PeerState::kJoining) << Describe(s);
+  const registry::PeerRecord joining_record = *joining;
   auto route = router::BuildRoute(s, n_blocks);
   ASSERT_FALSE(route.ok());
   EXPECT_NE(route.status().message().find("still-joining"), std::string_view::npos)
@@ -652,8 +652,8 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
   s = WaitForSnapshot(
       *registry, model_id,
       [&](const auto& snap) {
-        const router::PeerRecord* h = FindRecord(snap, head.peer_id);
-        const router::PeerRecord* t = FindRecord(snap, tail.peer_id);
+        const registry::PeerRecord* h = FindRecord(snap, head.peer_id);
+        const registry::PeerRecord* t = FindRecord(snap, tail.peer_id);
         if (!tail_online && t != nullptr && Online(*t)) {
           tail_online = true;
           phase("online");
@@ -662,7 +662,7 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
       },
       std::chrono::seconds(60));  // usually under a second; a DHT get can take op_timeout
   phase("RTT measured");
-  const router::PeerRecord* h = FindRecord(s, head.peer_id);
+  const registry::PeerRecord* h = FindRecord(s, head.peer_id);
   ASSERT_NE(h, nullptr) << Describe(s);
   ASSERT_EQ(h->rtt_ms.size(), 1u) << Describe(s);
   EXPECT_EQ(h->rtt_ms.begin()->first.ToHex(), tail.peer_id);
@@ -723,7 +723,7 @@ TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
   phase("client joined");
   auto s =
       WaitForSnapshot(client.registry(), client.model().config.model_id, [&](const auto& snap) {
-        router::RegistrySnapshot live;
+        registry::RegistrySnapshot live;
         for (const auto& r : snap) {
           if (r.peer_id.ToHex() != peers[0].peer_id) live.push_back(r);
         }

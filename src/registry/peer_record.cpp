@@ -1,4 +1,4 @@
-#include "router/peer_record.h"
+#include "registry/peer_record.h"
 
 #include <opendht/infohash.h>
 
@@ -11,7 +11,7 @@
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
 
-namespace swarm::router {
+namespace swarm::registry {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'W', 'P', 'R'};
@@ -409,4 +409,4 @@ absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes) {
   return r;
 }
 
-}  // namespace swarm::router
+}  // namespace swarm::registry

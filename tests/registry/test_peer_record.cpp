@@ -4,9 +4,9 @@
 #include <cstring>
 #include <random>
 
-#include "router/peer_record.h"
+#include "registry/peer_record.h"
 
-namespace swarm::router {
+namespace swarm::registry {
 namespace {
 
 PeerRecord FullRecord() {
@@ -227,4 +227,4 @@ TEST(AddressTest, ParseHostPort) {
 }
 
 }  // namespace
-}  // namespace swarm::router
+}  // namespace swarm::registry

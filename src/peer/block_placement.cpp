@@ -1,4 +1,4 @@
-#include "router/block_placement.h"
+#include "peer/block_placement.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace swarm::router {
+namespace swarm::peer {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -24,7 +24,7 @@ double MinOf(const std::vector<double>& t) {
   return t.empty() ? 0 : *std::min_element(t.begin(), t.end());
 }
 
-void AddRange(std::vector<double>& t, BlockRange r, double v) {
+void AddRange(std::vector<double>& t, registry::BlockRange r, double v) {
   const int32_t n = static_cast<int32_t>(t.size());
   for (int32_t i = std::max(r.first, 0); i < std::min(r.last, n); ++i) t[i] += v;
 }
@@ -38,15 +38,16 @@ double PeerBlockThroughput(double tps_per_block, int64_t span, double network_tp
   return t;
 }
 
-double PeerBlockThroughput(const PeerRecord& peer) {
+double PeerBlockThroughput(const registry::PeerRecord& peer) {
   return PeerBlockThroughput(peer.decode_tps_per_block, peer.blocks.size(), peer.network_tps);
 }
 
-std::vector<double> SwarmThroughput(const RegistrySnapshot& snapshot, int64_t n_blocks,
-                                    const PeerId* exclude) {
-  std::vector<double> t(static_cast<size_t>(std::clamp<int64_t>(n_blocks, 0, kMaxBlocks)), 0.0);
-  for (const PeerRecord& p : snapshot) {
-    if (p.state == PeerState::kOffline) continue;
+std::vector<double> SwarmThroughput(const registry::RegistrySnapshot& snapshot, int64_t n_blocks,
+                                    const registry::PeerId* exclude) {
+  std::vector<double> t(static_cast<size_t>(std::clamp<int64_t>(n_blocks, 0, registry::kMaxBlocks)),
+                        0.0);
+  for (const registry::PeerRecord& p : snapshot) {
+    if (p.state == registry::PeerState::kOffline) continue;
     if (exclude && p.peer_id == *exclude) continue;
     // A peer that serves blocks but has not measured yet still covers them: count a token
     // amount so coverage is visible, without claiming real throughput.
@@ -57,11 +58,11 @@ std::vector<double> SwarmThroughput(const RegistrySnapshot& snapshot, int64_t n_
   return t;
 }
 
-BlockRange ChooseBlocksFromThroughput(const std::vector<double>& t, int64_t num_blocks_to_serve,
-                                      double mine) {
+registry::BlockRange ChooseBlocksFromThroughput(const std::vector<double>& t,
+                                                int64_t num_blocks_to_serve, double mine) {
   const int32_t n = static_cast<int32_t>(t.size());
   const int32_t w = static_cast<int32_t>(std::clamp<int64_t>(num_blocks_to_serve, 1, n));
-  if (n == 0) return BlockRange{0, 0};
+  if (n == 0) return registry::BlockRange{0, 0};
   // prefix_min[i] = min t[0, i); suffix_min[i] = min t[i, n).
   std::vector<double> prefix_min(n + 1, kInf), suffix_min(n + 1, kInf);
   for (int32_t i = 0; i < n; ++i) prefix_min[i + 1] = std::min(prefix_min[i], t[i]);
@@ -104,12 +105,13 @@ BlockRange ChooseBlocksFromThroughput(const std::vector<double>& t, int64_t num_
       }
     }
   }
-  return BlockRange{best, best + w};
+  return registry::BlockRange{best, best + w};
 }
 
-absl::StatusOr<BlockRange> ChooseBlocks(const RegistrySnapshot& snapshot, int64_t n_blocks,
-                                        int64_t num_blocks_to_serve, double my_tps_per_block) {
-  if (n_blocks <= 0 || n_blocks > kMaxBlocks) {
+absl::StatusOr<registry::BlockRange> ChooseBlocks(const registry::RegistrySnapshot& snapshot,
+                                                  int64_t n_blocks, int64_t num_blocks_to_serve,
+                                                  double my_tps_per_block) {
+  if (n_blocks <= 0 || n_blocks > registry::kMaxBlocks) {
     return absl::InvalidArgumentError(absl::StrCat("placement: bad block count ", n_blocks));
   }
   if (num_blocks_to_serve <= 0) {
@@ -124,10 +126,11 @@ absl::StatusOr<BlockRange> ChooseBlocks(const RegistrySnapshot& snapshot, int64_
                                     PeerBlockThroughput(my_tps_per_block, w));
 }
 
-std::optional<BlockRange> ShouldMove(const RegistrySnapshot& snapshot, const PeerRecord& me,
-                                     int64_t n_blocks, const MoveOptions& options) {
-  if (n_blocks <= 0 || n_blocks > kMaxBlocks || me.blocks.empty() || me.blocks.first < 0 ||
-      me.blocks.last > n_blocks) {
+std::optional<registry::BlockRange> ShouldMove(const registry::RegistrySnapshot& snapshot,
+                                               const registry::PeerRecord& me, int64_t n_blocks,
+                                               const MoveOptions& options) {
+  if (n_blocks <= 0 || n_blocks > registry::kMaxBlocks || me.blocks.empty() ||
+      me.blocks.first < 0 || me.blocks.last > n_blocks) {
     return std::nullopt;
   }
   const double mine = std::max(PeerBlockThroughput(me), 1e-6);
@@ -135,7 +138,8 @@ std::optional<BlockRange> ShouldMove(const RegistrySnapshot& snapshot, const Pee
   std::vector<double> now = without;
   AddRange(now, me.blocks, mine);
 
-  const BlockRange candidate = ChooseBlocksFromThroughput(without, me.blocks.size(), mine);
+  const registry::BlockRange candidate =
+      ChooseBlocksFromThroughput(without, me.blocks.size(), mine);
   if (candidate == me.blocks) return std::nullopt;
   // Blocks only I serve must stay inside the new range.
   for (int32_t i = me.blocks.first; i < me.blocks.last; ++i) {
@@ -152,4 +156,4 @@ std::optional<BlockRange> ShouldMove(const RegistrySnapshot& snapshot, const Pee
   return std::nullopt;
 }
 
-}  // namespace swarm::router
+}  // namespace swarm::peer

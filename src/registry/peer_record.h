@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace swarm::router {
+namespace swarm::registry {
 
 // A peer's identity: the SHA-1 of its public key (OpenDHT's InfoHash of the key, i.e.
 // Certificate::getId()), so whoever holds the private key is the only one who can sign records
@@ -141,4 +141,4 @@ absl::StatusOr<HostPort> ParseTcpAddress(std::string_view address);
 // Host and port of a "host:port" string (e.g. an --initial-peers entry).
 absl::StatusOr<HostPort> ParseHostPort(std::string_view host_port);
 
-}  // namespace swarm::router
+}  // namespace swarm::registry

@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "shard/serving_stack.h"
 
-namespace swarm::shard {
+namespace swarm::peer {
 
 // 128 random bits chosen by the client.
 struct SessionKey {
@@ -31,12 +31,12 @@ struct SessionKey {
 struct Session {
   SessionKey key;
   std::string owner;  // opaque id of the client connection that opened it
-  std::unique_ptr<SequenceCache> cache;
+  std::unique_ptr<shard::SequenceCache> cache;
   std::chrono::steady_clock::time_point last_used;
 };
 
 struct SessionLimits {
-  int64_t cache_tokens = 1 << 16;    // budget: sum of max_length over open sessions
+  int64_t cache_tokens = 1 << 16;  // budget: sum of max_length over open sessions
   int64_t max_session_length = 4096;
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(5)};
   int64_t max_sessions = 1024;
@@ -44,7 +44,8 @@ struct SessionLimits {
 
 class SessionTable {
  public:
-  SessionTable(ServingStack& stack, const SessionLimits& limits) : stack_(stack), limits_(limits) {}
+  SessionTable(shard::ServingStack& stack, const SessionLimits& limits)
+      : stack_(stack), limits_(limits) {}
 
   // AlreadyExists for a key in use; InvalidArgument for a bad length; ResourceExhausted when the
   // budget cannot hold max_length more tokens.
@@ -61,10 +62,10 @@ class SessionTable {
   const SessionLimits& limits() const { return limits_; }
 
  private:
-  ServingStack& stack_;
+  shard::ServingStack& stack_;
   SessionLimits limits_;
   int64_t reserved_tokens_ = 0;
   absl::flat_hash_map<SessionKey, std::unique_ptr<Session>> sessions_;
 };
 
-}  // namespace swarm::shard
+}  // namespace swarm::peer

@@ -1,4 +1,4 @@
-#include "router/rtt_probe.h"
+#include "peer/rtt_probe.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,26 +6,28 @@
 
 #include "transport/protocol.h"
 
-namespace swarm::router {
+namespace swarm::peer {
+
+using namespace swarm::transport;  // the wire this file speaks
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-std::vector<PeerRecord> NextPeers(const RegistrySnapshot& snapshot, const PeerRecord& self,
-                                  size_t max) {
-  max = std::min(max, kMaxRttEntries);
+std::vector<registry::PeerRecord> NextPeers(const registry::RegistrySnapshot& snapshot,
+                                            const registry::PeerRecord& self, size_t max) {
+  max = std::min(max, registry::kMaxRttEntries);
   // Newest record per id first (a newer offline copy hides an older online one), then filtered.
-  absl::btree_map<PeerId, const PeerRecord*> newest;
-  for (const PeerRecord& r : snapshot) {
+  absl::btree_map<registry::PeerId, const registry::PeerRecord*> newest;
+  for (const registry::PeerRecord& r : snapshot) {
     auto [it, inserted] = newest.try_emplace(r.peer_id, &r);
     if (!inserted && r.seq > it->second->seq) it->second = &r;
   }
-  std::vector<PeerRecord> out;
+  std::vector<registry::PeerRecord> out;
   for (const auto& [id, r] : newest) {
     if (out.size() >= max) break;
-    if (id == self.peer_id || r->state != PeerState::kOnline) continue;
+    if (id == self.peer_id || r->state != registry::PeerState::kOnline) continue;
     if (!r->blocks.Contains(self.blocks.last)) continue;
     out.push_back(*r);
   }
@@ -37,16 +39,17 @@ RttProber::RttProber(zmq::context_t& context, RttProbeOptions options)
 
 RttProber::~RttProber() = default;
 
-absl::btree_map<PeerId, double> RttProber::Measure(const std::vector<PeerRecord>& peers) {
-  absl::flat_hash_map<PeerId, const PeerRecord*> wanted;
-  for (const PeerRecord& p : peers) wanted[p.peer_id] = &p;
+absl::btree_map<registry::PeerId, double> RttProber::Measure(
+    const std::vector<registry::PeerRecord>& peers) {
+  absl::flat_hash_map<registry::PeerId, const registry::PeerRecord*> wanted;
+  for (const registry::PeerRecord& p : peers) wanted[p.peer_id] = &p;
   absl::erase_if(links_, [&](const auto& entry) {
     auto it = wanted.find(entry.first);
     return it == wanted.end() || it->second->address != entry.second.address;
   });
 
   struct Probe {
-    PeerId id;
+    registry::PeerId id;
     transport::DealerClient* socket = nullptr;
     uint64_t nonce = 0;  // of the ping in flight
     Clock::time_point sent;
@@ -118,11 +121,12 @@ absl::btree_map<PeerId, double> RttProber::Measure(const std::vector<PeerRecord>
     }
   }
 
-  absl::btree_map<PeerId, double> rtt_ms;
+  absl::btree_map<registry::PeerId, double> rtt_ms;
   for (const Probe& probe : probes) {
-    if (std::isfinite(probe.best_ms)) rtt_ms[probe.id] = std::min(probe.best_ms, kMaxRttMs);
+    if (std::isfinite(probe.best_ms))
+      rtt_ms[probe.id] = std::min(probe.best_ms, registry::kMaxRttMs);
   }
   return rtt_ms;
 }
 
-}  // namespace swarm::router
+}  // namespace swarm::peer

@@ -1,26 +1,26 @@
-#include "shard/session_table.h"
+#include "peer/session_table.h"
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
-namespace swarm::shard {
+namespace swarm::peer {
 
 absl::StatusOr<Session*> SessionTable::Open(const SessionKey& key, std::string owner,
                                             int64_t max_length,
                                             std::chrono::steady_clock::time_point now) {
   if (sessions_.contains(key)) return absl::AlreadyExistsError("session id already in use");
   if (max_length <= 0 || max_length > limits_.max_session_length) {
-    return absl::InvalidArgumentError(absl::StrCat("session length ", max_length,
-                                                   " outside 1..", limits_.max_session_length));
+    return absl::InvalidArgumentError(
+        absl::StrCat("session length ", max_length, " outside 1..", limits_.max_session_length));
   }
   if (static_cast<int64_t>(sessions_.size()) >= limits_.max_sessions) {
     return absl::ResourceExhaustedError(
         absl::StrCat("too many sessions (", limits_.max_sessions, "); try another peer"));
   }
   if (max_length > free_cache_tokens()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "KV cache budget exhausted: ", max_length, " tokens asked, ", free_cache_tokens(),
-        " of ", limits_.cache_tokens, " free; try another peer"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV cache budget exhausted: ", max_length, " tokens asked, ",
+                     free_cache_tokens(), " of ", limits_.cache_tokens, " free; try another peer"));
   }
   auto session = std::make_unique<Session>();
   session->key = key;
@@ -60,4 +60,4 @@ std::vector<SessionKey> SessionTable::ExpireIdle(std::chrono::steady_clock::time
   return expired;
 }
 
-}  // namespace swarm::shard
+}  // namespace swarm::peer

@@ -15,21 +15,21 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "peer/session_table.h"
 #include "shard/serving_stack.h"
-#include "shard/session_table.h"
 #include "transport/protocol.h"
 #include "transport/zmq_socket.h"
 
-namespace swarm::transport {
+namespace swarm::peer {
 
 struct PeerServerOptions {
   std::string listen = "tcp://127.0.0.1:0";
   std::string peer_id;
   std::string model_id;
-  shard::SessionLimits limits;
-  int64_t max_batch_tokens = 2048;  // tokens of one batched forward
-  ServerOptions server;             // the ROUTER (limits, CurveZMQ)
-  ClientOptions downstream;         // DEALERs to the next hops
+  SessionLimits limits;
+  int64_t max_batch_tokens = 2048;      // tokens of one batched forward
+  transport::ServerOptions server;      // the ROUTER (limits, CurveZMQ)
+  transport::ClientOptions downstream;  // DEALERs to the next hops
   // Measured throughput, reported by Info (filled in by whoever measured it).
   double forward_tokens_per_sec = 0;
   double inference_steps_per_sec = 0;
@@ -52,7 +52,7 @@ class PeerServer {
   // while it is still loading its blocks. Messages that arrive meanwhile wait in the socket.
   static std::unique_ptr<PeerServer> Create(zmq::context_t& context, shard::ServingStack& stack,
                                             const PeerServerOptions& options,
-                                            std::unique_ptr<RouterServer> router);
+                                            std::unique_ptr<transport::RouterServer> router);
   ~PeerServer();
 
   const std::string& endpoint() const { return router_->endpoint(); }
@@ -69,8 +69,8 @@ class PeerServer {
 
  private:
   struct PendingStep {
-    shard::SessionKey key;
-    Step step;
+    SessionKey key;
+    transport::Step step;
     std::vector<float> input;  // [n_embd, n_tokens]
   };
   // Per-session routing state the shard's SessionTable does not know about.
@@ -79,39 +79,42 @@ class PeerServer {
     uint32_t last_block = 0;
     uint32_t hop_index = 0;
     bool return_outputs = true;
-    Codec output_codec;
+    transport::Codec output_codec;
   };
 
   PeerServer(zmq::context_t& context, shard::ServingStack& stack, const PeerServerOptions& options,
-             std::unique_ptr<RouterServer> router);
+             std::unique_ptr<transport::RouterServer> router);
 
-  void Handle(const std::string& routing_id, const absl::StatusOr<WireMessage>& message);
-  void HandleStep(const std::string& routing_id, uint64_t request_id, DecodedMessage& message);
-  void HandleForward(const std::string& routing_id, uint64_t request_id, DecodedMessage& message);
+  void Handle(const std::string& routing_id, const absl::StatusOr<transport::WireMessage>& message);
+  void HandleStep(const std::string& routing_id, uint64_t request_id,
+                  transport::DecodedMessage& message);
+  void HandleForward(const std::string& routing_id, uint64_t request_id,
+                     transport::DecodedMessage& message);
   void RunBatch();
-  void Reply(const std::string& routing_id, uint64_t request_id, Message body,
-             std::optional<Payload> tensor = std::nullopt);
+  void Reply(const std::string& routing_id, uint64_t request_id, transport::Message body,
+             std::optional<transport::Payload> tensor = std::nullopt);
   void ReplyError(const std::string& routing_id, uint64_t request_id, const absl::Status& status,
-                  std::optional<SessionId> session = std::nullopt,
+                  std::optional<transport::SessionId> session = std::nullopt,
                   std::optional<uint64_t> step = std::nullopt);
-  absl::Status PushDownstream(const Hop& next, Step step, const Payload& tensor);
-  absl::StatusOr<DealerClient*> Downstream(const std::string& address);
+  absl::Status PushDownstream(const transport::Hop& next, transport::Step step,
+                              const transport::Payload& tensor);
+  absl::StatusOr<transport::DealerClient*> Downstream(const std::string& address);
   void DrainDownstream();
   void CloseSessionsForShutdown();
 
   zmq::context_t& context_;
   shard::ServingStack& stack_;
   PeerServerOptions options_;
-  std::unique_ptr<RouterServer> router_;
-  shard::SessionTable sessions_;
-  absl::flat_hash_map<shard::SessionKey, SessionRoute> routes_;
-  absl::flat_hash_map<std::string, std::unique_ptr<DealerClient>> downstream_;
+  std::unique_ptr<transport::RouterServer> router_;
+  SessionTable sessions_;
+  absl::flat_hash_map<SessionKey, SessionRoute> routes_;
+  absl::flat_hash_map<std::string, std::unique_ptr<transport::DealerClient>> downstream_;
   std::vector<PendingStep> pending_;
-  CodecWorkspace codec_workspace_;
+  transport::CodecWorkspace codec_workspace_;
   PeerServerStats stats_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> free_cache_tokens_{0};
   std::atomic<int64_t> active_sessions_{0};
 };
 
-}  // namespace swarm::transport
+}  // namespace swarm::peer

@@ -4,16 +4,16 @@
 #include <atomic>
 #include <thread>
 
-#include "router/rtt_probe.h"
+#include "peer/rtt_probe.h"
 #include "transport/protocol.h"
 
-namespace swarm::router {
+namespace swarm::peer {
 namespace {
 
-PeerRecord Peer(const std::string& name, int first, int last,
-                PeerState state = PeerState::kOnline) {
-  PeerRecord r;
-  r.peer_id = PeerId::FromName(name);
+registry::PeerRecord Peer(const std::string& name, int first, int last,
+                          registry::PeerState state = registry::PeerState::kOnline) {
+  registry::PeerRecord r;
+  r.peer_id = registry::PeerId::FromName(name);
   r.address = "tcp://127.0.0.1:1";
   r.model_id = "m";
   r.blocks = {first, last};
@@ -21,12 +21,12 @@ PeerRecord Peer(const std::string& name, int first, int last,
   return r;
 }
 
-std::vector<std::string> Names(const std::vector<PeerRecord>& records,
+std::vector<std::string> Names(const std::vector<registry::PeerRecord>& records,
                                const std::vector<std::string>& candidates) {
   std::vector<std::string> out;
-  for (const PeerRecord& r : records) {
+  for (const registry::PeerRecord& r : records) {
     for (const std::string& c : candidates) {
-      if (PeerId::FromName(c) == r.peer_id) out.push_back(c);
+      if (registry::PeerId::FromName(c) == r.peer_id) out.push_back(c);
     }
   }
   std::sort(out.begin(), out.end());
@@ -34,15 +34,15 @@ std::vector<std::string> Names(const std::vector<PeerRecord>& records,
 }
 
 TEST(NextPeersTest, OnlinePeersServingTheFollowingBlock) {
-  const PeerRecord self = Peer("self", 0, 3);
-  RegistrySnapshot snapshot = {
+  const registry::PeerRecord self = Peer("self", 0, 3);
+  registry::RegistrySnapshot snapshot = {
       self,
       Peer("starts-there", 3, 5),
       Peer("covers-it", 2, 6),
       Peer("ends-before", 1, 3),
       Peer("starts-later", 4, 6),
-      Peer("joining", 3, 5, PeerState::kJoining),
-      Peer("offline", 3, 5, PeerState::kOffline),
+      Peer("joining", 3, 5, registry::PeerState::kJoining),
+      Peer("offline", 3, 5, registry::PeerState::kOffline),
       Peer("self-replica", 0, 3),
   };
   const std::vector<std::string> all = {"starts-there", "covers-it", "ends-before",  "starts-later",
@@ -52,7 +52,7 @@ TEST(NextPeersTest, OnlinePeersServingTheFollowingBlock) {
   EXPECT_EQ(NextPeers(snapshot, self, 1).size(), 1u);
 
   // A newer offline copy of a peer hides its older online one.
-  PeerRecord gone = Peer("starts-there", 3, 5, PeerState::kOffline);
+  registry::PeerRecord gone = Peer("starts-there", 3, 5, registry::PeerState::kOffline);
   gone.seq = 9;
   snapshot.push_back(gone);
   EXPECT_EQ(Names(NextPeers(snapshot, self), all), (std::vector<std::string>{"covers-it"}));
@@ -112,7 +112,8 @@ TEST(RttProberTest, MeasuresPeersThatAnswer) {
     ASSERT_TRUE(bound.ok());
     silent_address = (*bound)->endpoint();
   }
-  std::vector<PeerRecord> peers = {Peer("honest", 2, 4), Peer("liar", 2, 4), Peer("silent", 2, 4)};
+  std::vector<registry::PeerRecord> peers = {Peer("honest", 2, 4), Peer("liar", 2, 4),
+                                             Peer("silent", 2, 4)};
   peers[0].address = honest.address();
   peers[1].address = liar.address();
   peers[2].address = silent_address;
@@ -126,9 +127,9 @@ TEST(RttProberTest, MeasuresPeersThatAnswer) {
   const double elapsed_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(rtt.size(), 1u);
-  ASSERT_TRUE(rtt.contains(PeerId::FromName("honest")));
-  EXPECT_GT(rtt[PeerId::FromName("honest")], 0);
-  EXPECT_LT(rtt[PeerId::FromName("honest")], 500);
+  ASSERT_TRUE(rtt.contains(registry::PeerId::FromName("honest")));
+  EXPECT_GT(rtt[registry::PeerId::FromName("honest")], 0);
+  EXPECT_LT(rtt[registry::PeerId::FromName("honest")], 500);
   EXPECT_EQ(honest.pings(), 3);
   EXPECT_EQ(liar.pings(), 1);  // never answered right, so never asked again
   // Bounded by the timeout, whatever the peers do (plus scheduling slack).
@@ -142,4 +143,4 @@ TEST(RttProberTest, MeasuresPeersThatAnswer) {
 }
 
 }  // namespace
-}  // namespace swarm::router
+}  // namespace swarm::peer

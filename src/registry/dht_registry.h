@@ -22,9 +22,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "router/peer_record.h"
+#include "registry/peer_record.h"
 
-namespace swarm::router {
+namespace swarm::registry {
 
 // DHT network id: nodes only talk to nodes of the same network, so a swarm never mixes with
 // the public OpenDHT network (id 0) or with swarms started with another id.
@@ -113,4 +113,4 @@ class DhtRegistry {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace swarm::router
+}  // namespace swarm::registry

@@ -1,4 +1,4 @@
-#include "transport/peer_server.h"
+#include "peer/peer_server.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,10 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
-namespace swarm::transport {
+namespace swarm::peer {
+
+using namespace swarm::transport;  // the wire this file speaks
 namespace {
 
-shard::SessionKey KeyOf(const SessionId& id) { return {id.hi, id.lo}; }
+SessionKey KeyOf(const SessionId& id) { return {id.hi, id.lo}; }
 
 bool AllFinite(const std::vector<float>& x) {
   return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
@@ -77,7 +79,7 @@ absl::Status PeerServer::Run() {
     active_sessions_.store(static_cast<int64_t>(sessions_.size()));
     const auto now = std::chrono::steady_clock::now();
     if (now - last_expiry > std::chrono::seconds(1)) {
-      for (const shard::SessionKey& key : sessions_.ExpireIdle(now)) routes_.erase(key);
+      for (const SessionKey& key : sessions_.ExpireIdle(now)) routes_.erase(key);
       last_expiry = now;
     }
   }
@@ -89,7 +91,7 @@ void PeerServer::CloseSessionsForShutdown() {
   if (routes_.empty()) return;
   const absl::Status leaving = absl::UnavailableError("peer is shutting down");
   for (const auto& [key, route] : routes_) {
-    shard::Session* session = sessions_.Find(key);
+    Session* session = sessions_.Find(key);
     if (session == nullptr) continue;
     ReplyError(session->owner, 0, leaving, SessionId{key.hi, key.lo});
   }
@@ -163,7 +165,7 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
                  open->session_id);
       return;
     }
-    shard::Session* existing = sessions_.Find(KeyOf(open->session_id));
+    Session* existing = sessions_.Find(KeyOf(open->session_id));
     const auto route = routes_.find(KeyOf(open->session_id));
     if (existing != nullptr && route != routes_.end() &&
         existing->cache->capacity() == open->max_length &&
@@ -186,7 +188,7 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
                                         open->return_outputs, open->output_codec};
     Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
   } else if (auto* close = std::get_if<CloseSession>(&decoded->body)) {
-    const shard::SessionKey key = KeyOf(close->session_id);
+    const SessionKey key = KeyOf(close->session_id);
     // Steps still queued for it are dropped.
     std::erase_if(pending_, [&](const PendingStep& p) { return p.key == key; });
     sessions_.Close(key);
@@ -206,8 +208,8 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
 void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
                             DecodedMessage& message) {
   Step& step = std::get<Step>(message.body);
-  const shard::SessionKey key = KeyOf(step.session_id);
-  shard::Session* session = sessions_.Find(key);
+  const SessionKey key = KeyOf(step.session_id);
+  Session* session = sessions_.Find(key);
   if (session == nullptr) {
     ReplyError(routing_id, request_id,
                absl::NotFoundError(absl::StrCat("no session ", step.session_id.ToString(),
@@ -304,7 +306,7 @@ void PeerServer::RunBatch() {
   // block sub-range the sessions use.
   std::vector<PendingStep> batch;
   std::vector<PendingStep> later;
-  absl::flat_hash_set<shard::SessionKey> in_batch;
+  absl::flat_hash_set<SessionKey> in_batch;
   int64_t tokens = 0;
   for (PendingStep& p : pending_) {
     const bool fits = batch.empty() || tokens + p.step.n_tokens <= options_.max_batch_tokens;
@@ -321,7 +323,7 @@ void PeerServer::RunBatch() {
   // Validate positions now: earlier steps of the same session have run by this point.
   std::vector<PendingStep*> runnable;
   for (PendingStep& p : batch) {
-    shard::Session* session = sessions_.Find(p.key);
+    Session* session = sessions_.Find(p.key);
     if (session == nullptr) continue;  // closed meanwhile
     const int64_t length = session->cache->length();
     if (p.step.start_position > length) {
@@ -367,7 +369,7 @@ void PeerServer::RunBatch() {
     size_t offset = 0;
     for (size_t i = begin; i < end; ++i) {
       PendingStep& p = *runnable[i];
-      const shard::Session* session = sessions_.Find(p.key);
+      const Session* session = sessions_.Find(p.key);
       const SessionRoute& route = routes_[p.key];
       const size_t n = static_cast<size_t>(p.step.n_tokens * n_embd);
       if (!status.ok()) {
@@ -451,4 +453,4 @@ void PeerServer::DrainDownstream() {
   }
 }
 
-}  // namespace swarm::transport
+}  // namespace swarm::peer

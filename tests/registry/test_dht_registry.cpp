@@ -15,9 +15,9 @@
 #include <functional>
 
 #include "absl/time/clock.h"
-#include "router/dht_registry.h"
+#include "registry/dht_registry.h"
 
-namespace swarm::router {
+namespace swarm::registry {
 namespace {
 
 constexpr char kModel[] = "stories260K-test";
@@ -383,4 +383,4 @@ TEST(DhtRegistryTest, BadOptionsAndUnreachablePeers) {
 }
 
 }  // namespace
-}  // namespace swarm::router
+}  // namespace swarm::registry

@@ -1,4 +1,4 @@
-#include "router/dht_registry.h"
+#include "registry/dht_registry.h"
 
 #include <fcntl.h>
 #include <opendht.h>
@@ -21,7 +21,7 @@
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
 
-namespace swarm::router {
+namespace swarm::registry {
 namespace {
 
 // OpenDHT's own per-value sequence number is 16 bits and must grow for a stored value to be
@@ -658,4 +658,4 @@ absl::StatusOr<RegistrySnapshot> DhtRegistry::Snapshot(const std::string& model_
   return impl_->Snapshot(model_id);
 }
 
-}  // namespace swarm::router
+}  // namespace swarm::registry
