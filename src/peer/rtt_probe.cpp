@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "transport/protocol.h"
+#include "transport/request_reply.h"
 
 namespace swarm::peer {
 
@@ -102,16 +103,15 @@ absl::btree_map<registry::PeerId, double> RttProber::Measure(
     if (!readable.ok() || readable->empty()) break;
     for (size_t j : *readable) {
       Probe& probe = probes[index[j]];
+      auto pong_of_this_ping = [&probe](const transport::DecodedMessage& m) {
+        auto* pong = std::get_if<transport::Pong>(&m.body);
+        return pong != nullptr &&
+               pong->nonce == probe.nonce;  // not a late one, from an earlier ping
+      };
       while (probe.waiting) {
-        auto message = probe.socket->Receive(std::chrono::milliseconds(0));
-        if (!message.ok()) {
-          if (absl::IsDeadlineExceeded(message.status())) break;
-          continue;  // a broken message was consumed: look at the next one
-        }
-        auto decoded = transport::DecodeMessage(*message);
-        if (!decoded.ok()) continue;
-        auto* pong = std::get_if<transport::Pong>(&decoded->body);
-        if (pong == nullptr || pong->nonce != probe.nonce) continue;  // late, from an earlier ping
+        auto reply = transport::TakeReply(*probe.socket, pong_of_this_ping);
+        if (!reply.ok()) continue;  // a broken message was consumed: look at the next one
+        if (!reply->has_value()) break;
         const double ms =
             std::chrono::duration<double, std::milli>(Clock::now() - probe.sent).count();
         probe.best_ms = std::min(probe.best_ms, ms);

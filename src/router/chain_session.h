@@ -34,7 +34,8 @@ struct ChainOptions {
   std::chrono::milliseconds open_timeout{10000};
   // An opening not answered within this long is sent again (the peer answers a repeated opening
   // of the same session as the first), and at once when the connection drops: a reconnection
-  // loses what was queued on the old connection.
+  // loses what was queued on the old connection. 0: never sent again (a dropped connection then
+  // fails the opening).
   std::chrono::milliseconds open_resend_interval{1000};
   // A step fails when the chain has not answered within
   // max(min_step_timeout, step_timeout_factor x the expected time of the step), the expected time
@@ -45,10 +46,11 @@ struct ChainOptions {
   int max_failovers_per_step = 8;
   // Liveness that does not wait for the step's deadline: ZMTP heartbeats on every hop's
   // connection (a frozen peer stops answering them and its connection is dropped after
-  // transport::HeartbeatTimeout(interval): 3 intervals, at least 2 s) and a socket monitor that
-  // reports a dropped connection (a killed peer's at once, by its TCP close); the hop then fails at
-  // once. socket.heartbeat_interval, when set, is used for the heartbeats instead. 0: off (only the
-  // deadline). The heartbeat timeout must stay above the links' round-trip time.
+  // transport::HeartbeatTimeout(interval): 3 intervals, at least 2 s) and the sockets'
+  // disconnect watch (ClientOptions::watch_disconnects: a killed peer's connection is reported at
+  // once, by its TCP close); the hop then fails at once. socket.heartbeat_interval, when set, is
+  // used for the heartbeats instead. 0: off (only the deadline). The heartbeat timeout must stay
+  // above the links' round-trip time.
   std::chrono::milliseconds heartbeat_interval{250};
   transport::ClientOptions socket;
 };
@@ -123,8 +125,8 @@ class ChainSession : public model::BlockPipeline {
 
  private:
   struct Link {
+    // Watches disconnects when heartbeats are on.
     std::unique_ptr<transport::DealerClient> socket;
-    zmq::socket_t monitor;  // PAIR: the socket's disconnect events (unset without heartbeats)
     transport::SessionId session_id;
     std::vector<float> history;  // [n_embd, position] inputs this hop has processed
   };
@@ -138,12 +140,17 @@ class ChainSession : public model::BlockPipeline {
         provider_(provider) {}
   absl::Status OpenLink(const ChainHop& hop, size_t hop_index, Link& link);
   void CloseLink(Link& link);
-  // Runs positions [start, start + n_tokens) through hops[0..], collecting every hop's output.
-  // On failure *failed is the index (into `hops`) of the hop to blame.
-  absl::Status RunStep(std::span<const ChainHop> hops, std::span<Link> links, int64_t start,
-                       int64_t n_tokens, const float* input,
-                       std::vector<std::vector<float>>& outputs,
-                       std::vector<std::chrono::steady_clock::time_point>& arrived, int* failed);
+  // What one step through a list of hops came to.
+  struct StepResult {
+    absl::Status status;
+    int failed_hop = -1;  // on failure: the hop to blame, an index into the step's hops (-1: none)
+    std::vector<std::vector<float>> outputs;  // on success, per hop: [n_embd, n_tokens]
+    std::vector<std::chrono::steady_clock::time_point> arrived;  // per hop: when its output came
+  };
+  // Runs positions [start, start + n_tokens) of `input` ([n_embd, n_tokens]) through hops[0..],
+  // collecting every hop's output.
+  StepResult RunStep(std::span<const ChainHop> hops, std::span<Link> links, int64_t start,
+                     int64_t n_tokens, const float* input);
   // Replaces hop i by peers from the provider and replays its history through them; `event`
   // comes with hop, reason and detection filled in.
   absl::Status ReplaceHop(size_t i, FailoverEvent event);

@@ -3,7 +3,9 @@
 #include <zmq.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -123,6 +125,25 @@ absl::Status SendPayloads(zmq::socket_t& s, const WireMessage& m, zmq::send_flag
 
 std::string LastEndpoint(zmq::socket_t& s) { return s.get(zmq::sockopt::last_endpoint); }
 
+// A PAIR socket that receives `s`'s disconnect events. Each monitor needs an inproc endpoint of
+// its own; the counter makes the names unique within the process.
+absl::StatusOr<zmq::socket_t> WatchDisconnects(zmq::context_t& context, zmq::socket_t& s) {
+  static std::atomic<uint64_t> monitors{0};
+  const std::string endpoint = absl::StrCat("inproc://swarm-dealer-monitor-", ++monitors);
+  if (zmq_socket_monitor(s.handle(), endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0) {
+    return absl::InternalError(absl::StrCat("socket monitor: ", zmq_strerror(zmq_errno())));
+  }
+  try {
+    zmq::socket_t monitor(context, zmq::socket_type::pair);
+    monitor.set(zmq::sockopt::linger, 0);
+    monitor.connect(endpoint);
+    return monitor;
+  } catch (const zmq::error_t& e) {
+    (void)zmq_socket_monitor(s.handle(), nullptr, 0);
+    return absl::InternalError(absl::StrCat("socket monitor: ", e.what()));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Bind(zmq::context_t& context,
@@ -214,8 +235,12 @@ absl::StatusOr<std::unique_ptr<DealerClient>> DealerClient::Connect(zmq::context
       s.set(zmq::sockopt::curve_publickey, options.curve->public_key);
       s.set(zmq::sockopt::curve_secretkey, options.curve->secret_key);
     }
+    zmq::socket_t monitor;
+    if (options.watch_disconnects) {
+      SWARM_ASSIGN_OR_RETURN(monitor, WatchDisconnects(context, s));
+    }
     s.connect(ep);
-    return std::unique_ptr<DealerClient>(new DealerClient(std::move(s), ep));
+    return std::unique_ptr<DealerClient>(new DealerClient(std::move(s), std::move(monitor), ep));
   } catch (const zmq::error_t& e) {
     return Caught(e, absl::StrCat("connect ", ep));
   } catch (const std::bad_alloc&) {
@@ -223,7 +248,34 @@ absl::StatusOr<std::unique_ptr<DealerClient>> DealerClient::Connect(zmq::context
   }
 }
 
-DealerClient::~DealerClient() = default;
+DealerClient::~DealerClient() {
+  if (monitor_) {
+    (void)zmq_socket_monitor(socket_.handle(), nullptr, 0);
+    monitor_.close();
+  }
+}
+
+bool DealerClient::ConnectionDropped() {
+  if (!monitor_) return false;
+  bool dropped = false;
+  try {
+    while (true) {
+      // An event is [16-bit id, 32-bit value][affected endpoint].
+      zmq::message_t event;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) break;
+      uint16_t id = 0;
+      if (event.size() >= sizeof(id)) std::memcpy(&id, event.data(), sizeof(id));
+      dropped |= (id & ZMQ_EVENT_DISCONNECTED) != 0;
+      while (monitor_.get(zmq::sockopt::rcvmore)) {
+        zmq::message_t rest;
+        if (!monitor_.recv(rest, zmq::recv_flags::dontwait)) break;
+      }
+    }
+  } catch (const zmq::error_t&) {
+    // A monitor that cannot be read says nothing; the caller's deadline still applies.
+  }
+  return dropped;
+}
 
 absl::Status DealerClient::Send(const WireMessage& message) {
   try {

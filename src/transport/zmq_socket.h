@@ -64,6 +64,10 @@ struct ClientOptions : SocketOptions {
   std::optional<CurveClientOptions> curve;
   // How long Send waits while the outgoing queue is full (ZMQ_SNDTIMEO).
   std::chrono::milliseconds send_timeout{1000};
+  // Reports dropped connections (DealerClient::ConnectionDropped): a peer killed (its TCP close)
+  // or frozen (heartbeats unanswered, with heartbeat_interval set) is known at once, not only
+  // when a reply fails to come.
+  bool watch_disconnects = false;
 };
 
 // A message the ROUTER received, tagged with its sender.
@@ -124,10 +128,20 @@ class DealerClient {
 
   zmq::socket_ref socket() { return socket_; }
 
+  // With ClientOptions::watch_disconnects: whether the connection dropped since the last call
+  // (ZeroMQ reconnects by itself, but what was queued on the old connection is lost, and a peer's
+  // sessions die with its process). Never blocks; always false without the option.
+  bool ConnectionDropped();
+  // Readable when ConnectionDropped() has something to report, for PollReadable next to
+  // socket(); a null reference without watch_disconnects.
+  zmq::socket_ref disconnect_events() { return monitor_; }
+  bool watches_disconnects() const { return static_cast<bool>(monitor_); }
+
  private:
-  DealerClient(zmq::socket_t socket, std::string endpoint)
-      : socket_(std::move(socket)), endpoint_(std::move(endpoint)) {}
+  DealerClient(zmq::socket_t socket, zmq::socket_t monitor, std::string endpoint)
+      : socket_(std::move(socket)), monitor_(std::move(monitor)), endpoint_(std::move(endpoint)) {}
   zmq::socket_t socket_;
+  zmq::socket_t monitor_;  // PAIR receiving socket_'s disconnect events (unset when not watched)
   std::string endpoint_;
 };
 
