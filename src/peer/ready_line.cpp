@@ -33,16 +33,17 @@ absl::StatusOr<ReadyLine> ReadyLine::Parse(absl::string_view line) {
   if (!absl::ConsumePrefix(&rest, kPrefix)) {
     return Malformed(line, absl::StrCat("it does not start with \"", kPrefix, "\""));
   }
+  // A value may be empty (`serve --no-dht` without --peer-id prints "peer  dht 0"); an address or
+  // a key may not.
   const std::vector<absl::string_view> words = absl::StrSplit(rest, ' ');
-  for (absl::string_view word : words) {
-    if (word.empty()) return Malformed(line, "an empty word");
-  }
+  if (words[0].empty()) return Malformed(line, "no address");
   if (words.size() % 2 != 1) return Malformed(line, "a key without a value");
   ReadyLine out;
   out.address = std::string(words[0]);
   std::set<absl::string_view> seen;
   for (size_t i = 1; i + 1 < words.size(); i += 2) {
     const absl::string_view key = words[i], value = words[i + 1];
+    if (key.empty()) return Malformed(line, "an empty key");
     if (!seen.insert(key).second) return Malformed(line, absl::StrCat("\"", key, "\" twice"));
     if (key == "blocks") {
       const std::vector<absl::string_view> ab = absl::StrSplit(value, ':');

@@ -42,6 +42,13 @@ TEST(ReadyLine, RoundTrip) {
   parsed = ReadyLine::Parse(static_peer.Format());
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, static_peer);
+  // --no-dht without --peer-id: no id at all, as `swarm serve` prints it.
+  ReadyLine anonymous = static_peer;
+  anonymous.peer_id = "";
+  EXPECT_EQ(anonymous.Format(), "listening on tcp://0.0.0.0:31337 blocks 0:1 peer  dht 0");
+  parsed = ReadyLine::Parse(anonymous.Format());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, anonymous);
 }
 
 TEST(ReadyLine, FieldsAddedLaterOrReorderedAreTolerated) {
@@ -74,8 +81,11 @@ TEST(ReadyLine, MalformedLinesAreRefusedWithTheReason) {
       {"listening on tcp://h:1 blocks 0:2 peer " + id + " dht 70000", "dht port \"70000\""},
       {"listening on tcp://h:1 blocks 0:2 peer " + id + " dht x", "dht port \"x\""},
       {"listening on tcp://h:1 blocks 0:2 blocks 0:3 peer " + id + " dht 5", "\"blocks\" twice"},
-      {"listening on tcp://h:1  blocks 0:2 peer " + id + " dht 5", "empty word"},
-      {"listening on ", "empty word"},
+      {"listening on tcp://h:1  blocks 0:2 peer " + id + " dht 5", "key without a value"},
+      {"listening on tcp://h:1 blocks 0:2  peer " + id + " dht 5 x", "empty key"},
+      {"listening on tcp://h:1 blocks  peer " + id + " dht 5", "blocks \"\""},
+      {"listening on ", "no address"},
+      {"listening on  blocks 0:2 peer " + id + " dht 5", "no address"},
   };
   for (const auto& [line, why] : cases) {
     auto parsed = ReadyLine::Parse(line);
