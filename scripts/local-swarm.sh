@@ -77,7 +77,7 @@ fi
 # ready file once all serve, and keeps them until it is sent SIGTERM (stop_swarm).
 mkdir -p "$state_dir"
 ready_file="$state_dir/ready"
-rm -f "$ready_file"
+rm -f "$ready_file" "$state_dir"/peer-*.log
 args=(demo --serve-only -m "$model" --peers "$n_peers" --replicas "$replicas"
       --log-dir "$state_dir" --ready-file "$ready_file")
 (( blocks_per_peer > 0 )) && args+=(--blocks-per-peer "$blocks_per_peer")
@@ -95,5 +95,6 @@ if [[ ! -f "$ready_file" ]]; then
   stop_swarm >&2
   exit 1
 fi
+grep '^note: ' "$state_dir/swarm.log" >&2 || true
 cat "$ready_file"
 echo "peer logs in $state_dir; stop with: $0 stop -b $build_dir"
