@@ -34,6 +34,7 @@
 #include "base/status_macros.h"
 #include "base/subprocess.h"
 #include "model/generator.h"
+#include "peer/local_swarm.h"
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
@@ -188,53 +189,24 @@ std::vector<int> AllowedCpus() {
   return cpus;
 }
 
-struct PeerProcess {
-  std::unique_ptr<Subprocess> process;
-  std::string address;
-  int64_t first = 0, last = 0;
-};
-
-absl::StatusOr<std::vector<PeerProcess>> StartPeers(const Flags& flags, int n, int64_t n_layer,
-                                                    int64_t max_length) {
-  std::vector<PeerProcess> peers(n);
+// n peers splitting the blocks evenly, a fixed chain: no discovery, no announcer or RTT threads.
+absl::StatusOr<std::unique_ptr<peer::LocalSwarm>> StartPeers(const Flags& flags, int n,
+                                                             int64_t n_layer, int64_t max_length) {
+  std::vector<std::string> common = {
+      "-m",        flags.model,   "--listen",     "tcp://127.0.0.1:0",
+      "--backend", flags.backend, "--max-length", std::to_string(max_length),
+      "--no-dht"};
+  if (flags.threads > 0) common.insert(common.end(), {"--threads", std::to_string(flags.threads)});
+  auto swarm = std::make_unique<peer::LocalSwarm>(
+      peer::LocalSwarmOptions{.binary = flags.swarm_binary,
+                              .serve_args = std::move(common),
+                              .ready_timeout = std::chrono::minutes(5)});
+  std::vector<std::vector<std::string>> args;
   for (int i = 0; i < n; ++i) {
-    PeerProcess& p = peers[i];
-    p.first = i * n_layer / n;
-    p.last = (i + 1) * n_layer / n;
-    Subprocess::Options options;
-    options.argv = {flags.swarm_binary,
-                    "serve",
-                    "-m",
-                    flags.model,
-                    "--blocks",
-                    absl::StrCat(p.first, ":", p.last),
-                    "--listen",
-                    "tcp://127.0.0.1:0",
-                    "--backend",
-                    flags.backend,
-                    "--max-length",
-                    std::to_string(max_length),
-                    "--no-dht"};  // a fixed chain: no discovery, no announcer or RTT threads
-    if (flags.threads > 0) {
-      options.argv.insert(options.argv.end(), {"--threads", std::to_string(flags.threads)});
-    }
-    options.stderr_path = "/dev/null";
-    SWARM_ASSIGN_OR_RETURN(p.process, Subprocess::Start(options));
+    args.push_back({"--blocks", absl::StrCat(i * n_layer / n, ":", (i + 1) * n_layer / n)});
   }
-  for (PeerProcess& p : peers) {
-    SWARM_ASSIGN_OR_RETURN(std::string line, p.process->ReadLine(std::chrono::minutes(5)));
-    if (!absl::StartsWith(line, "listening on ")) {
-      return absl::UnavailableError(absl::StrCat("peer did not start: ", line));
-    }
-    std::vector<std::string> words = absl::StrSplit(line, ' ');
-    p.address = words.at(2);
-  }
-  return peers;
-}
-
-void StopPeers(std::vector<PeerProcess>& peers) {
-  for (PeerProcess& p : peers) (void)p.process->Signal(SIGTERM);
-  for (PeerProcess& p : peers) (void)p.process->Wait(std::chrono::seconds(30));
+  SWARM_RETURN_IF_ERROR(swarm->StartAll(args));
+  return swarm;
 }
 
 // One measured setup: the in-process engine, or n peers behind links of a one-way latency.
@@ -275,7 +247,7 @@ int Run(const Flags& flags) {
   // Every peer set runs for the whole benchmark, so the rounds can interleave the setups: each
   // round measures the in-process engine and then every chain, and drift on a shared machine
   // spreads over all of them alike.
-  std::map<int, std::vector<PeerProcess>> peer_sets;
+  std::map<int, std::unique_ptr<peer::LocalSwarm>> peer_sets;
   for (int n : flags.peers) {
     if (n < 1 || n > m.config.n_layer) return fail(absl::InvalidArgumentError("bad --peers"));
     if (peer_sets.contains(n)) continue;
@@ -283,7 +255,7 @@ int Run(const Flags& flags) {
     if (!peers.ok()) return fail(peers.status());
     // A peer prints where it listens once its backend (and its workers) exist.
     if (flags.pin_threads) {
-      for (PeerProcess& p : *peers) PinComputeThreads(p.process->pid(), cpus);
+      for (peer::LocalPeer& p : (*peers)->peers()) PinComputeThreads(p.process->pid(), cpus);
     }
     peer_sets[n] = std::move(*peers);
   }
@@ -317,11 +289,11 @@ int Run(const Flags& flags) {
         blocks = r.local.get();
       } else {
         std::vector<router::ChainHop> hops;
-        for (const PeerProcess& p : peer_sets[setup.n_peers]) {
-          std::string address = p.address;
+        for (const peer::LocalPeer& p : peer_sets[setup.n_peers]->peers()) {
+          std::string address = p.ready.address;
           if (setup.latency_ms > 0) {
             transport::LinkEmulatorOptions link;
-            link.target = p.address;
+            link.target = p.ready.address;
             link.forward.latency =
                 std::chrono::microseconds(static_cast<int64_t>(setup.latency_ms * 1e3));
             link.forward.bandwidth_bytes_per_sec = flags.bandwidth_mbit * 1e6 / 8;
@@ -331,8 +303,7 @@ int Run(const Flags& flags) {
             address = (*emulator)->endpoint();
             r.links.push_back(std::move(*emulator));
           }
-          hops.push_back(
-              {address, static_cast<uint32_t>(p.first), static_cast<uint32_t>(p.last), ""});
+          hops.push_back({address, p.ready.first_block, p.ready.last_block, ""});
         }
         router::ChainOptions options;
         options.codec = *codec;
@@ -379,7 +350,7 @@ int Run(const Flags& flags) {
           latency.median_ms, Summarize(fwd_ms[s], 0).median_ms);
     }
   }
-  for (auto& [n, peers] : peer_sets) StopPeers(peers);
+  for (auto& [n, peers] : peer_sets) peers->StopAll(std::chrono::seconds(30));
 
   // Each setup's median per-token latency against the in-process median (target 1.05x), and with
   // links against the floor: compute plus one one-way latency per transit (target 1.1x).

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -49,6 +50,7 @@
 #include "base/subprocess.h"
 #include "model/generator.h"
 #include "model/sampler.h"
+#include "peer/local_swarm.h"
 #include "registry/dht_registry.h"
 #include "router/chain_session.h"
 #include "router/swarm_hop_provider.h"
@@ -95,89 +97,91 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// One `swarm serve` process and what its first stdout line said.
-struct Peer {
-  std::unique_ptr<Subprocess> process;
-  std::string identity;  // key file: a restarted peer keeps its id, its new record replaces the old
-  std::string blocks;    // "A:B"
-  std::string address;
-  std::string peer_id;  // 40 hex
-  uint16_t dht_port = 0;
-  bool alive() const { return process != nullptr && process->running(); }
-};
+// One `swarm serve` process and what its ready line said.
+using Peer = peer::LocalPeer;
 
+// The benchmark's swarm: peer::LocalSwarm with the benchmark's flags, every peer with a key file
+// of its own so that a restarted peer keeps its id and its new record replaces the old.
 class LocalSwarm {
  public:
-  LocalSwarm(const Flags& flags, int64_t max_length) : flags_(flags), max_length_(max_length) {}
+  LocalSwarm(const Flags& flags, int64_t max_length)
+      : flags_(flags),
+        swarm_({.binary = flags.swarm_binary,
+                .serve_args = {"-m", flags.model, "--listen", "tcp://127.0.0.1:0", "--dht-bind",
+                               "127.0.0.1", "--backend", flags.backend, "--threads",
+                               std::to_string(flags.threads), "--max-length",
+                               std::to_string(max_length), "--announce-interval",
+                               absl::StrCat(flags.announce_interval_s), "--record-ttl",
+                               absl::StrCat(flags.record_ttl_s)},
+                .log_dir = flags.log_dir,
+                .log_name = "swarm-bench-peer",
+                .ready_timeout = std::chrono::minutes(5)}) {}
   ~LocalSwarm() {
-    for (Peer& p : peers_) {
-      if (p.alive()) (void)p.process->Signal(SIGTERM);
-    }
-    for (Peer& p : peers_) {
-      if (p.process) (void)p.process->Wait(std::chrono::seconds(20));
+    swarm_.StopAll(std::chrono::seconds(20));
+    for (const std::string& identity : identities_) {
       std::error_code ignored;
-      std::filesystem::remove(p.identity, ignored);
+      std::filesystem::remove(identity, ignored);
     }
   }
 
-  // Every span, `replicas` times; replica r of every span before replica r + 1.
+  // Every span, `replicas` times; replica r of every span before replica r + 1. The first peer
+  // starts alone; the others join through it.
   absl::Status Start() {
+    std::vector<std::vector<std::string>> args;
     for (int r = 0; r < flags_.replicas; ++r) {
       for (const std::string& span : flags_.spans) {
-        peers_.push_back(Peer{});
-        peers_.back().blocks = span;
-        peers_.back().identity =
-            absl::StrCat(flags_.log_dir, "/swarm-bench-", ::getpid(), "-id", peers_.size(), ".pem");
+        identities_.push_back(absl::StrCat(flags_.log_dir, "/swarm-bench-", ::getpid(), "-id",
+                                           identities_.size() + 1, ".pem"));
+        args.push_back({"--blocks", span, "--identity", identities_.back()});
       }
     }
-    SWARM_RETURN_IF_ERROR(Launch(peers_[0], ""));
-    SWARM_RETURN_IF_ERROR(ReadListening(peers_[0]));
+    SWARM_RETURN_IF_ERROR(swarm_.Start(args[0]).status());
     const std::string bootstrap = Bootstrap();
-    for (size_t i = 1; i < peers_.size(); ++i) SWARM_RETURN_IF_ERROR(Launch(peers_[i], bootstrap));
-    for (size_t i = 1; i < peers_.size(); ++i) SWARM_RETURN_IF_ERROR(ReadListening(peers_[i]));
+    for (size_t i = 1; i < args.size(); ++i) {
+      args[i].insert(args[i].end(), {"--initial-peers", bootstrap});
+      SWARM_RETURN_IF_ERROR(swarm_.Launch(args[i]).status());
+    }
+    for (size_t i = 1; i < swarm_.size(); ++i)
+      SWARM_RETURN_IF_ERROR(swarm_.WaitReady(swarm_.peer(i)));
     return absl::OkStatus();
   }
 
-  // A live peer's DHT node.
-  std::string Bootstrap() const {
-    for (const Peer& p : peers_) {
-      if (p.process != nullptr && p.dht_port != 0) return absl::StrCat("127.0.0.1:", p.dht_port);
+  // A live peer's DHT node (not `except`'s).
+  std::string Bootstrap(const Peer* except = nullptr) const {
+    for (const Peer& p : swarm_.peers()) {
+      if (&p != except && p.process != nullptr && p.ready.dht_port != 0) return swarm_.DhtNode(p);
     }
     return "";
   }
 
-  // Kills a peer (SIGKILL; a frozen one too) and starts it again on the same blocks.
+  // Kills a peer (SIGKILL; a frozen one too) and starts it again on the same blocks, with the
+  // same key.
   absl::Status Restart(Peer& p) {
-    (void)p.process->Signal(SIGKILL);
-    (void)p.process->Wait(std::chrono::seconds(30));
-    p.process.reset();
-    p.dht_port = 0;
-    SWARM_RETURN_IF_ERROR(Launch(p, Bootstrap()));
-    return ReadListening(p);
+    std::vector<std::string> args;
+    for (const std::string& a : p.args) {
+      if (a == "--initial-peers") break;
+      args.push_back(a);
+    }
+    const std::string bootstrap = Bootstrap(&p);
+    if (!bootstrap.empty()) args.insert(args.end(), {"--initial-peers", bootstrap});
+    return swarm_.Restart(p, std::move(args));
   }
 
   // Graceful stop (the peer withdraws its record).
   void Stop(Peer& p) {
-    (void)p.process->Signal(SIGTERM);
-    (void)p.process->Wait(std::chrono::seconds(30));
+    (void)swarm_.Stop(p, std::chrono::seconds(30));
     p.process.reset();
-    p.dht_port = 0;
   }
 
-  Peer* ByAddress(const std::string& address) {
-    for (Peer& p : peers_) {
-      if (p.alive() && p.address == address) return &p;
-    }
-    return nullptr;
-  }
-  std::vector<Peer>& peers() { return peers_; }
+  Peer* ByAddress(const std::string& address) { return swarm_.ByAddress(address); }
+  std::deque<Peer>& peers() { return swarm_.peers(); }
 
   // Waits until the registry holds exactly the live peers' records (at their current
   // addresses), all online.
   absl::Status WaitSettled(registry::DhtRegistry& registry, const std::string& model_id) {
     std::set<std::string> want;
-    for (const Peer& p : peers_) {
-      if (p.alive()) want.insert(p.peer_id + " " + p.address);
+    for (const Peer& p : swarm_.peers()) {
+      if (p.alive()) want.insert(p.ready.peer_id + " " + p.ready.address);
     }
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     std::string seen;
@@ -199,56 +203,9 @@ class LocalSwarm {
   }
 
  private:
-  absl::Status Launch(Peer& p, const std::string& bootstrap) {
-    Subprocess::Options options;
-    options.argv = {flags_.swarm_binary,
-                    "serve",
-                    "-m",
-                    flags_.model,
-                    "--blocks",
-                    p.blocks,
-                    "--listen",
-                    "tcp://127.0.0.1:0",
-                    "--dht-bind",
-                    "127.0.0.1",
-                    "--backend",
-                    flags_.backend,
-                    "--threads",
-                    std::to_string(flags_.threads),
-                    "--max-length",
-                    std::to_string(max_length_),
-                    "--announce-interval",
-                    absl::StrCat(flags_.announce_interval_s),
-                    "--record-ttl",
-                    absl::StrCat(flags_.record_ttl_s),
-                    "--identity",
-                    p.identity};
-    if (!bootstrap.empty()) options.argv.insert(options.argv.end(), {"--initial-peers", bootstrap});
-    options.stderr_path =
-        absl::StrCat(flags_.log_dir, "/swarm-bench-peer-", ::getpid(), "-", launches_++, ".log");
-    SWARM_ASSIGN_OR_RETURN(p.process, Subprocess::Start(options));
-    return absl::OkStatus();
-  }
-
-  // "listening on tcp://127.0.0.1:PORT blocks A:B peer <40-hex id> dht <udp port>"
-  absl::Status ReadListening(Peer& p) {
-    SWARM_ASSIGN_OR_RETURN(std::string line, p.process->ReadLine(std::chrono::minutes(5)));
-    std::vector<std::string> w = absl::StrSplit(line, ' ');
-    int port = 0;
-    if (!absl::StartsWith(line, "listening on ") || w.size() < 9 ||
-        !absl::SimpleAtoi(w[8], &port)) {
-      return absl::UnavailableError(absl::StrCat("peer did not start: ", line));
-    }
-    p.address = w[2];
-    p.peer_id = w[6];
-    p.dht_port = static_cast<uint16_t>(port);
-    return absl::OkStatus();
-  }
-
   const Flags& flags_;
-  int64_t max_length_;
-  std::vector<Peer> peers_;
-  int launches_ = 0;
+  peer::LocalSwarm swarm_;
+  std::vector<std::string> identities_;
 };
 
 // A client's own head and tokenizer (ClientHead keeps scratch: one per thread).
@@ -348,14 +305,14 @@ absl::StatusOr<Recovery> RunRecovery(const Flags& flags, LocalSwarm& swarm, shar
             signal_status = absl::NotFoundError(absl::StrCat("no live peer at ", address));
             return false;
           }
-          result.victim_blocks = victim->blocks;
+          result.victim_blocks = victim->ready.Blocks();
           signal_status = victim->process->Signal(signal);
           signalled = Clock::now();
           std::fprintf(stderr,
                        "  %s (heartbeat %lld ms) rep %d: signal %d to hop %d (blocks %s) at "
                        "position %lld, route %s\n",
                        result.signal.c_str(), static_cast<long long>(heartbeat_ms), rep, signal,
-                       result.hop, victim->blocks.c_str(),
+                       result.hop, victim->ready.Blocks().c_str(),
                        static_cast<long long>(session->position()),
                        RouteString(session->hops()).c_str());
         }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a DHT-connected swarm of `swarm serve` peers on this machine (loopback), each span of the
 # model's blocks served by R peers, and prints the bootstrap host:port for clients. The peers run
-# in the background; their pids and logs live in BUILD_DIR/local-swarm/ (git-ignored).
+# in the background under `swarm demo --serve-only`; its pid and the logs live in
+# BUILD_DIR/local-swarm/ (git-ignored).
 #
 # Usage:
 #   scripts/local-swarm.sh -m MODEL.gguf [-n 6] [-r 2] [-b BUILD_DIR] [--blocks-per-peer K]
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 build_dir=build
 model=""
@@ -46,16 +47,17 @@ stop_swarm() {
   local pids=()
   while read -r pid; do [[ -n "$pid" ]] && pids+=("$pid"); done < "$pid_file"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  # Peers withdraw their records and exit; give them a few seconds, then force.
-  for _ in $(seq 50); do
+  # `swarm demo` stops its peers (they withdraw their records and exit, each within 10 s or
+  # killed); give it that long, then force.
+  for _ in $(seq 150); do
     local alive=0
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [[ $alive == 0 ]] && break
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  rm -f "$pid_file"
-  echo "stopped ${#pids[@]} peers"
+  rm -f "$pid_file" "$state_dir/ready"
+  echo "stopped the local swarm"
 }
 
 if [[ "$action" == stop ]]; then stop_swarm; exit 0; fi
@@ -70,60 +72,29 @@ if [[ -f "$pid_file" ]]; then
   exit 1
 fi
 
-n_blocks=$("$swarm" inspect "$model" | awk '$1 == "blocks" { print $2; exit }')
-[[ "$n_blocks" =~ ^[0-9]+$ ]] || { echo "could not read the block count of $model" >&2; exit 1; }
-spans=$(( n_peers / replicas ))
-# Span boundaries: K blocks each (the last one takes what is left), or an even split.
-bounds=()
-for (( s = 0; s < spans; s++ )); do
-  if (( blocks_per_peer > 0 )); then
-    a=$(( s * blocks_per_peer )); b=$(( a + blocks_per_peer ))
-    (( s == spans - 1 )) && b=$n_blocks
-  else
-    a=$(( s * n_blocks / spans )); b=$(( (s + 1) * n_blocks / spans ))
-  fi
-  (( b > n_blocks )) && b=$n_blocks
-  if (( a >= b )); then
-    echo "cannot split $n_blocks blocks into $spans spans" >&2; exit 2
-  fi
-  bounds+=("$a:$b")
-done
-if (( blocks_per_peer > 0 )) && (( spans * blocks_per_peer < n_blocks )); then
-  echo "note: the last span takes blocks ${bounds[-1]} ($n_blocks blocks in all)" >&2
-fi
-
+# `swarm demo --serve-only` starts the peers (one after the other, each joining the DHT through
+# the first), prints each one's ready line and the bootstrap node, writes the same text to the
+# ready file once all serve, and keeps them until it is sent SIGTERM (stop_swarm).
 mkdir -p "$state_dir"
-: > "$pid_file"
-bootstrap=""
-i=0
-for span in "${bounds[@]}"; do
-  for (( r = 0; r < replicas; r++ )); do
-    log="$state_dir/peer-$i.log"
-    out="$state_dir/peer-$i.out"
-    args=(serve -m "$model" --blocks "$span" --listen tcp://127.0.0.1:0 --dht-bind 127.0.0.1)
-    [[ -n "$bootstrap" ]] && args+=(--initial-peers "$bootstrap")
-    nohup "$swarm" "${args[@]}" "${extra[@]}" > "$out" 2> "$log" < /dev/null &
-    echo $! >> "$pid_file"
-    # The first stdout line: "listening on ADDR blocks A:B peer ID dht PORT".
-    line=""
-    for _ in $(seq 600); do
-      line=$(head -n 1 "$out" 2>/dev/null || true)
-      [[ "$line" == listening* ]] && break
-      if ! kill -0 "$!" 2>/dev/null; then break; fi
-      sleep 0.1
-    done
-    if [[ "$line" != listening* ]]; then
-      echo "peer $i (blocks $span) did not start; its log ($log):" >&2
-      tail -n 20 "$log" >&2 || true
-      stop_swarm >&2
-      exit 1
-    fi
-    echo "peer $i: $line"
-    if [[ -z "$bootstrap" ]]; then
-      bootstrap="127.0.0.1:$(awk '{ for (k = 1; k < NF; k++) if ($k == "dht") print $(k + 1) }' <<< "$line")"
-    fi
-    i=$(( i + 1 ))
-  done
+ready_file="$state_dir/ready"
+rm -f "$ready_file" "$state_dir"/peer-*.log
+args=(demo --serve-only -m "$model" --peers "$n_peers" --replicas "$replicas"
+      --log-dir "$state_dir" --ready-file "$ready_file")
+(( blocks_per_peer > 0 )) && args+=(--blocks-per-peer "$blocks_per_peer")
+nohup "$swarm" "${args[@]}" -- "${extra[@]}" > "$state_dir/swarm.out" 2> "$state_dir/swarm.log" < /dev/null &
+echo $! > "$pid_file"
+# Each peer gets a minute to start, as `swarm demo` allows.
+for _ in $(seq $(( 600 * n_peers ))); do
+  [[ -f "$ready_file" ]] && break
+  kill -0 "$!" 2>/dev/null || break
+  sleep 0.1
 done
-echo "bootstrap $bootstrap"
-echo "pids in $pid_file; stop with: $0 stop -b $build_dir"
+if [[ ! -f "$ready_file" ]]; then
+  echo "the local swarm did not start; its log ($state_dir/swarm.log):" >&2
+  tail -n 20 "$state_dir/swarm.log" >&2 || true
+  stop_swarm >&2
+  exit 1
+fi
+grep '^note: ' "$state_dir/swarm.log" >&2 || true
+cat "$ready_file"
+echo "peer logs in $state_dir; stop with: $0 stop -b $build_dir"

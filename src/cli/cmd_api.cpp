@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "base/status_macros.h"
 #include "cli/commands.h"
+#include "gateway/api_ready_line.h"
 #include "gateway/api_server.h"
 #include "gateway/local_engine.h"
 #include "gateway/swarm_engine.h"
@@ -79,8 +80,11 @@ absl::Status RunApi(const ApiFlags& flags) {
   options.http.request_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(flags.request_timeout_s * 1e3));
   SWARM_ASSIGN_OR_RETURN(auto server, gateway::ApiServer::Start(options, *engine));
-  std::printf("listening on http://%s:%u (model %s, chat template %s)\n", options.http.host.c_str(),
-              server->port(), engine->info().id.c_str(), server->chat_template_name().c_str());
+  const gateway::ApiReadyLine ready{.host = options.http.host,
+                                    .port = server->port(),
+                                    .model_id = engine->info().id,
+                                    .chat_template = server->chat_template_name()};
+  std::printf("%s\n", ready.Format().c_str());
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);

@@ -2,11 +2,14 @@
 // finds or downloads the model, starts one `swarm serve` process per block range on loopback,
 // generates through them (text streamed to stdout), reports per peer where the time went
 // (compute on the peer vs. network and queueing, from the client's per-hop timing and the peers'
-// own statistics), then stops the peers with SIGTERM and reaps them.
+// own statistics), then stops the peers with SIGTERM and reaps them. With --serve-only it only
+// starts the peers (on one DHT, replicated) and keeps them until it is stopped. The peers are a
+// peer::LocalSwarm.
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -29,6 +33,7 @@
 #include "cli/commands.h"
 #include "model/generator.h"
 #include "nlohmann/json.hpp"
+#include "peer/local_swarm.h"
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "transport/codec.h"
@@ -70,6 +75,13 @@ struct DemoFlags {
   CLI::Option* prompt_opt = nullptr;
   CLI::Option* temp_opt = nullptr;
   CLI::Option* seed_opt = nullptr;
+  // --serve-only: start the swarm on one DHT and keep it running.
+  bool serve_only = false;
+  int replicas = 1;
+  int64_t blocks_per_peer = 0;
+  std::string log_dir;
+  std::string ready_file;
+  std::vector<std::string> serve_args;
 };
 
 absl::Status ConfigError(const std::string& origin, const std::string& what) {
@@ -225,13 +237,12 @@ absl::StatusOr<std::string> ResolveModel(const DemoFlags& flags, const DemoConfi
   return absl::NotFoundError(absl::StrCat("cannot find ", config.model, "; pass -m FILE"));
 }
 
-// One `swarm serve` process of the demo.
+// One `swarm serve` process of the demo, as the report needs it (the process itself belongs to
+// the demo's peer::LocalSwarm, in the same order).
 struct DemoPeer {
   int64_t first = 0;
   int64_t last = 0;
   std::string address;
-  fs::path log_path;  // its stderr
-  std::unique_ptr<Subprocess> process;
   // From its "serve: stopped after ..." line.
   bool have_stats = false;
   long long steps = 0, tokens = 0, batches = 0, errors = 0;
@@ -244,71 +255,46 @@ std::string Tail(const fs::path& log, size_t max_bytes = 2000) {
   return text->size() > max_bytes ? text->substr(text->size() - max_bytes) : *text;
 }
 
-// Starts every peer, then waits for each one's "listening on ADDRESS blocks A:B" line.
-absl::Status StartPeers(const std::string& exe, const std::string& model_path,
-                        const DemoConfig& config, int64_t max_length, const fs::path& log_dir,
-                        std::vector<DemoPeer>& peers) {
+// Starts every peer at once, then waits for each one's ready line.
+absl::Status StartPeers(const std::string& model_path, const DemoConfig& config, int64_t max_length,
+                        peer::LocalSwarm& swarm, std::vector<DemoPeer>& peers) {
+  std::vector<std::vector<std::string>> args;
   for (size_t i = 0; i < peers.size(); ++i) {
-    DemoPeer& peer = peers[i];
-    peer.log_path = log_dir / absl::StrCat("peer", i, ".log");
-    Subprocess::Options options;
-    options.argv = {exe,
-                    "serve",
-                    "-m",
-                    model_path,
-                    "--blocks",
-                    absl::StrCat(peer.first, ":", peer.last),
-                    "--listen",
-                    "tcp://127.0.0.1:0",
-                    "--backend",
-                    config.backend,
-                    "--max-length",
-                    std::to_string(max_length),
-                    "--cache-tokens",
-                    std::to_string(std::max<int64_t>(max_length, 4096)),
-                    "--peer-id",
-                    absl::StrCat("demo-peer-", i)};
+    const DemoPeer& peer = peers[i];
+    args.push_back({"-m", model_path, "--blocks", absl::StrCat(peer.first, ":", peer.last),
+                    "--listen", "tcp://127.0.0.1:0", "--backend", config.backend, "--max-length",
+                    std::to_string(max_length), "--cache-tokens",
+                    std::to_string(std::max<int64_t>(max_length, 4096)), "--peer-id",
+                    absl::StrCat("demo-peer-", i)});
     if (config.threads_per_peer > 0) {
-      options.argv.insert(options.argv.end(),
-                          {"--threads", std::to_string(config.threads_per_peer)});
+      args.back().insert(args.back().end(), {"--threads", std::to_string(config.threads_per_peer)});
     }
-    options.stderr_path = peer.log_path.string();
-    SWARM_ASSIGN_OR_RETURN(peer.process, Subprocess::Start(options));
   }
-  for (size_t i = 0; i < peers.size(); ++i) {
-    DemoPeer& peer = peers[i];
-    auto line = peer.process->ReadLine(std::chrono::seconds(60));
-    const std::string prefix = "listening on ";
-    if (!line.ok() || !absl::StartsWith(*line, prefix)) {
-      return absl::UnavailableError(absl::StrCat(
-          "peer ", i, " (blocks ", peer.first, ":", peer.last, ") did not start: ",
-          line.ok() ? *line : std::string(line.status().message()), "\n", Tail(peer.log_path)));
-    }
-    std::vector<std::string> words = absl::StrSplit(line->substr(prefix.size()), ' ');
-    peer.address = words.front();
-  }
+  SWARM_RETURN_IF_ERROR(swarm.StartAll(args));
+  for (size_t i = 0; i < peers.size(); ++i) peers[i].address = swarm.peer(i).ready.address;
   return absl::OkStatus();
 }
 
 // SIGTERM, reap, and read the statistics line each peer prints when it stops.
-void StopPeers(std::vector<DemoPeer>& peers) {
-  for (DemoPeer& peer : peers) {
-    if (peer.process != nullptr && peer.process->running()) (void)peer.process->Signal(SIGTERM);
+void StopPeers(peer::LocalSwarm& swarm, std::vector<DemoPeer>& peers) {
+  for (peer::LocalPeer& peer : swarm.peers()) {
+    if (peer.alive()) (void)peer.process->Signal(SIGTERM);
   }
-  for (size_t i = 0; i < peers.size(); ++i) {
+  for (size_t i = 0; i < swarm.size() && i < peers.size(); ++i) {
+    peer::LocalPeer& process = swarm.peer(i);
     DemoPeer& peer = peers[i];
-    if (peer.process == nullptr) continue;
-    auto code = peer.process->Wait(std::chrono::seconds(10));
+    if (process.process == nullptr) continue;
+    auto code = process.process->Wait(std::chrono::seconds(10));
     if (!code.ok()) {
       std::fprintf(stderr, "demo: peer %zu did not stop within 10 s; killing it\n", i);
-      peer.process.reset();  // SIGKILL and reap
+      process.process.reset();  // SIGKILL and reap
       continue;
     }
     if (*code != 0) {
       std::fprintf(stderr, "demo: peer %zu exited with status %d:\n%s\n", i, *code,
-                   Tail(peer.log_path).c_str());
+                   Tail(process.log_path).c_str());
     }
-    auto log = ReadText(peer.log_path);
+    auto log = ReadText(process.log_path);
     if (!log.ok()) continue;
     for (absl::string_view line : absl::StrSplit(*log, '\n')) {
       const std::string text(line);
@@ -417,6 +403,120 @@ void PrintReport(const std::vector<DemoPeer>& peers, const std::vector<router::H
                1e3 * std::max(0.0, total - hops_total) / steps);
 }
 
+// The spans of --serve-only: --blocks-per-peer K blocks each (the last one takes what is left),
+// else --peers N / --replicas R even spans, else the layout's.
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> ServeOnlySpans(
+    const DemoFlags& flags, const DemoConfig& config, const std::string& config_path,
+    int64_t n_layer) {
+  std::vector<std::pair<int64_t, int64_t>> spans;
+  if (flags.peers == 0 && flags.blocks_per_peer == 0) {
+    for (const std::string& blocks : config.blocks) {
+      auto range = ParseBlockRange(blocks, n_layer);
+      if (!range.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(config_path, ": peer blocks: ", range.status().message()));
+      }
+      spans.push_back({range->first, range->second});
+    }
+    return spans;
+  }
+  const int peers = flags.peers > 0 ? flags.peers : static_cast<int>(config.blocks.size());
+  if (peers % flags.replicas != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--peers ", peers, " must be a multiple of --replicas ", flags.replicas));
+  }
+  const int64_t n_spans = peers / flags.replicas;
+  for (int64_t s = 0; s < n_spans; ++s) {
+    int64_t a = s * n_layer / n_spans, b = (s + 1) * n_layer / n_spans;
+    if (flags.blocks_per_peer > 0) {
+      a = s * flags.blocks_per_peer;
+      b = s == n_spans - 1 ? n_layer : a + flags.blocks_per_peer;
+    }
+    b = std::min(b, n_layer);
+    if (a >= b) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot split ", n_layer, " blocks into ", n_spans, " spans"));
+    }
+    spans.push_back({a, b});
+  }
+  if (flags.blocks_per_peer > 0 && n_spans * flags.blocks_per_peer < n_layer) {
+    std::fprintf(stderr, "note: the last span takes blocks %lld:%lld (%lld blocks in all)\n",
+                 static_cast<long long>(spans.back().first),
+                 static_cast<long long>(spans.back().second), static_cast<long long>(n_layer));
+  }
+  return spans;
+}
+
+// --serve-only: every span served by --replicas peers on one DHT (on loopback), started one after
+// the other, each joining through the first. Prints each peer's ready line and the bootstrap
+// node, writes the same text to --ready-file, then keeps the peers until SIGINT/SIGTERM.
+int RunServeOnly(const DemoFlags& flags, const std::string& exe, const std::string& model_path,
+                 const std::vector<std::pair<int64_t, int64_t>>& spans,
+                 const CancelOnSignal& cancel) {
+  TempDir temporary_logs;
+  std::string log_dir = flags.log_dir;
+  if (log_dir.empty()) {
+    char pattern[] = "/tmp/swarm-demo-XXXXXX";
+    const char* dir = ::mkdtemp(pattern);
+    if (dir == nullptr) {
+      std::fprintf(stderr, "error: cannot create a temporary folder for the peers' logs\n");
+      return 1;
+    }
+    temporary_logs.path = log_dir = dir;
+  }
+  peer::LocalSwarm swarm(
+      {.binary = exe,
+       .serve_args = {"-m", model_path, "--listen", "tcp://127.0.0.1:0", "--dht-bind", "127.0.0.1"},
+       .log_dir = log_dir,
+       .log_name = "peer",
+       .ready_timeout = std::chrono::seconds(60)});
+  std::string text;
+  std::string bootstrap;
+  for (const auto& [first, last] : spans) {
+    for (int r = 0; r < flags.replicas; ++r) {
+      std::vector<std::string> args = {"--blocks", absl::StrCat(first, ":", last)};
+      if (!bootstrap.empty()) args.insert(args.end(), {"--initial-peers", bootstrap});
+      args.insert(args.end(), flags.serve_args.begin(), flags.serve_args.end());
+      auto started = swarm.Start(std::move(args));
+      if (!started.ok()) {
+        std::fprintf(stderr, "error: peer %zu: %s\n", swarm.size() - 1,
+                     std::string(started.status().message()).c_str());
+        swarm.StopAll(std::chrono::seconds(10));
+        return 1;
+      }
+      if (bootstrap.empty()) bootstrap = swarm.DhtNode(**started);
+      const std::string line =
+          absl::StrCat("peer ", swarm.size() - 1, ": ", (*started)->ready.Format(), "\n");
+      std::fwrite(line.data(), 1, line.size(), stdout);
+      std::fflush(stdout);
+      text += line;
+    }
+  }
+  const std::string last = absl::StrCat("bootstrap ", bootstrap, "\n");
+  std::fwrite(last.data(), 1, last.size(), stdout);
+  std::fflush(stdout);
+  text += last;
+  if (!flags.ready_file.empty()) {
+    // Written whole and renamed into place: whoever sees the file sees all of it.
+    const std::string partial = flags.ready_file + ".partial";
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    std::error_code error;
+    if (!out || (fs::rename(partial, flags.ready_file, error), error)) {
+      std::fprintf(stderr, "error: cannot write %s\n", flags.ready_file.c_str());
+      swarm.StopAll(std::chrono::seconds(10));
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "demo: %zu peers serving; logs in %s; stop with SIGINT or SIGTERM\n",
+               swarm.size(), log_dir.c_str());
+  while (!cancel.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  swarm.StopAll(std::chrono::seconds(10));
+  std::fprintf(stderr, "demo: stopped %zu peers\n", swarm.size());
+  return 0;
+}
+
 int RunDemo(const DemoFlags& flags) {
   auto fail = [](const absl::Status& status) {
     std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
@@ -459,6 +559,11 @@ int RunDemo(const DemoFlags& flags) {
   if (!local.ok()) return fail(local.status());
   shard::LocalModel& m = **local;
   const int64_t n_layer = m.config.n_layer;
+  if (flags.serve_only) {
+    auto spans = ServeOnlySpans(flags, config, config_path.string(), n_layer);
+    if (!spans.ok()) return fail(spans.status());
+    return RunServeOnly(flags, exe.string(), *model_path, *spans, cancel);
+  }
 
   // The split: the config's, or --peers N even ranges.
   std::vector<DemoPeer> peers;
@@ -518,13 +623,16 @@ int RunDemo(const DemoFlags& flags) {
   std::fprintf(stderr, "demo: %s, %lld blocks, split over %zu peers on loopback:\n",
                model_path->c_str(), static_cast<long long>(n_layer), peers.size());
   const auto start_peers = Clock::now();
-  absl::Status started =
-      StartPeers(exe.string(), *model_path, config, max_length, logs.path, peers);
+  peer::LocalSwarm swarm({.binary = exe.string(),
+                          .log_dir = logs.path.string(),
+                          .log_name = "peer",
+                          .ready_timeout = std::chrono::seconds(60)});
+  absl::Status started = StartPeers(*model_path, config, max_length, swarm, peers);
   if (!started.ok()) return fail(started);
   for (size_t i = 0; i < peers.size(); ++i) {
     std::fprintf(stderr, "  peer %zu: blocks %lld:%lld at %s (pid %d)\n", i,
                  static_cast<long long>(peers[i].first), static_cast<long long>(peers[i].last),
-                 peers[i].address.c_str(), static_cast<int>(peers[i].process->pid()));
+                 peers[i].address.c_str(), static_cast<int>(swarm.peer(i).process->pid()));
   }
   std::fprintf(stderr, "  started in %.2f s\n",
                std::chrono::duration<double>(Clock::now() - start_peers).count());
@@ -542,7 +650,7 @@ int RunDemo(const DemoFlags& flags) {
   auto chain =
       router::ChainSession::Open(context, std::move(hops), n_layer, m.config.n_embd, options);
   if (!chain.ok()) {
-    StopPeers(peers);
+    StopPeers(swarm, peers);
     return fail(chain.status());
   }
 
@@ -569,7 +677,7 @@ int RunDemo(const DemoFlags& flags) {
   // Close the sessions before the peers stop.
   const std::vector<router::HopTiming> timings = (*chain)->timings();
   chain->reset();
-  StopPeers(peers);
+  StopPeers(swarm, peers);
   if (!stats.ok()) return fail(stats.status());
   PrintReport(peers, timings, *stats, transport::CodecName(*codec));
   if (stats->finish_reason == "cancelled") {
@@ -593,7 +701,8 @@ void AddDemoCommand(CLI::App& app, ExitCode& exit_code) {
       "Examples:\n"
       "  swarm demo\n"
       "  swarm demo --peers 5 --codec int8 -n 100 --prompt \"The little dog\"\n"
-      "  swarm demo --config configs/demo-stories260k-sampled.json");
+      "  swarm demo --config configs/demo-stories260k-sampled.json\n"
+      "  swarm demo --serve-only -m MODEL.gguf --peers 6 --replicas 2 -- --backend cpu");
   cmd->add_option("--config", flags->config_path,
                   "Layout file (default: configs/demo-stories260k.json of this repository)");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file (default: the layout's model)");
@@ -606,7 +715,33 @@ void AddDemoCommand(CLI::App& app, ExitCode& exit_code) {
                   "Activation codec on every link: f32, f16, bf16, int8; +zstd to compress");
   flags->temp_opt = cmd->add_option("--temp", flags->temperature, "Temperature; 0 = greedy");
   flags->seed_opt = cmd->add_option("--seed", flags->seed, "Random seed");
-  cmd->callback([flags, &exit_code] { exit_code.value = RunDemo(*flags); });
+  cmd->add_flag("--serve-only", flags->serve_only,
+                "Only start the peers, on one DHT, print their ready lines and the bootstrap "
+                "node, and keep them until SIGINT/SIGTERM (scripts/local-swarm.sh)");
+  cmd->add_option("--replicas", flags->replicas, "With --serve-only: peers per span")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--blocks-per-peer", flags->blocks_per_peer,
+                  "With --serve-only: K blocks per span (the last span takes the rest)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--log-dir", flags->log_dir,
+                  "With --serve-only: keep the peers' logs in DIR (default: a temporary folder)");
+  cmd->add_option("--ready-file", flags->ready_file,
+                  "With --serve-only: write what it prints to FILE once every peer serves");
+  cmd->add_option("serve_args", flags->serve_args,
+                  "With --serve-only, after --: more `swarm serve` flags for every peer");
+  cmd->callback([flags, &exit_code] {
+    const bool serve_only_flags = flags->replicas != 1 || flags->blocks_per_peer != 0 ||
+                                  !flags->log_dir.empty() || !flags->ready_file.empty() ||
+                                  !flags->serve_args.empty();
+    if (!flags->serve_only && serve_only_flags) {
+      std::fprintf(stderr,
+                   "error: --replicas, --blocks-per-peer, --log-dir, --ready-file and serve "
+                   "flags need --serve-only\n");
+      exit_code.value = 2;
+      return;
+    }
+    exit_code.value = RunDemo(*flags);
+  });
 }
 
 }  // namespace swarm::cli

@@ -31,6 +31,7 @@
 #include "model/model_weights.h"
 #include "peer/block_placement.h"
 #include "peer/peer_server.h"
+#include "peer/ready_line.h"
 #include "peer/rtt_probe.h"
 #include "registry/dht_registry.h"
 #include "registry/peer_record.h"
@@ -450,9 +451,12 @@ absl::Status Serve(const ServeFlags& flags) {
                  Placement(*stack).c_str(), static_cast<long long>(flags.cache_tokens),
                  throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
     // The first line of stdout says where the peer listens (scripts and tests read it).
-    std::printf("listening on %s blocks %lld:%lld peer %s dht %d\n", server->endpoint().c_str(),
-                static_cast<long long>(range.first), static_cast<long long>(range.second),
-                peer_id.c_str(), registry ? registry->port() : 0);
+    const peer::ReadyLine ready{.address = server->endpoint(),
+                                .first_block = static_cast<uint32_t>(range.first),
+                                .last_block = static_cast<uint32_t>(range.second),
+                                .peer_id = peer_id,
+                                .dht_port = registry ? registry->port() : uint16_t{0}};
+    std::printf("%s\n", ready.Format().c_str());
     std::fflush(stdout);
 
     // Measure round trips to the peers a chain would push to next (none after the last block).

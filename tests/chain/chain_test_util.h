@@ -1,4 +1,5 @@
-// Helpers for the chain tests: real `swarm serve` processes on loopback (SWARM_BINARY), the
+// Helpers for the chain tests: real `swarm serve` processes on loopback (SWARM_BINARY, started by
+// peer::LocalSwarm), the
 // in-process client (router::ChainSession + a LocalModel), the stories260K reference, and a
 // pipeline that runs the chain and the in-process engine side by side on the same inputs to
 // measure the error the chain introduces. One thread uses each object.
@@ -23,6 +24,7 @@
 #include "base/status_macros.h"
 #include "base/subprocess.h"
 #include "model/generator.h"
+#include "peer/local_swarm.h"
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
@@ -40,65 +42,30 @@ inline std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// One `swarm serve` process. Its stderr goes to a file in the test's temporary folder, removed
-// with the Peer (after the process, which the Subprocess kills if it still runs).
-struct Peer {
-  std::unique_ptr<Subprocess> process;
-  std::string address;
-  uint32_t first = 0;
-  uint32_t last = 0;
-  std::string log_path;
+// One `swarm serve` process (peer::LocalPeer). Its stderr goes to a file in the test's temporary
+// folder, removed with the Peer (after the process, which is killed if it still runs).
+using Peer = peer::LocalPeer;
 
-  Peer() = default;
-  Peer(Peer&& other) noexcept
-      : process(std::move(other.process)),
-        address(std::move(other.address)),
-        first(other.first),
-        last(other.last),
-        log_path(std::exchange(other.log_path, std::string())) {}
-  Peer& operator=(Peer&&) = delete;
-  ~Peer() {
-    process.reset();
-    if (!log_path.empty()) std::remove(log_path.c_str());
-  }
-};
-
-// Starts one peer per range (all at once, then waits for every "listening on" line), each a
+// Starts one peer per range (all at once, then waits for every ready line), each a
 // `binary serve` process (by default the `swarm` binary).
 inline std::vector<Peer> StartPeers(const std::string& model,
                                     const std::vector<std::pair<uint32_t, uint32_t>>& ranges,
                                     const std::vector<std::string>& extra_args = {},
                                     const std::string& binary = SWARM_BINARY) {
-  std::vector<Peer> peers(ranges.size());
-  static int counter = 0;
-  for (size_t i = 0; i < ranges.size(); ++i) {
-    Peer& peer = peers[i];
-    peer.first = ranges[i].first;
-    peer.last = ranges[i].second;
-    peer.log_path =
-        absl::StrCat(::testing::TempDir(), "chain-peer-", ::getpid(), "-", counter++, ".log");
-    Subprocess::Options options;
-    options.argv = {binary,     "serve",
-                    "-m",       model,
-                    "--blocks", absl::StrCat(peer.first, ":", peer.last),
-                    "--listen", "tcp://127.0.0.1:0"};
-    options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
-    options.stderr_path = peer.log_path;
-    auto process = Subprocess::Start(options);
-    EXPECT_TRUE(process.ok()) << process.status();
-    if (process.ok()) peer.process = std::move(*process);
+  peer::LocalSwarm swarm({.binary = binary,
+                          .serve_args = {"-m", model},
+                          .log_dir = ::testing::TempDir(),
+                          .log_name = "chain-peer",
+                          .remove_logs = true,
+                          .ready_timeout = std::chrono::seconds(120)});
+  std::vector<std::vector<std::string>> args;
+  for (const auto& [first, last] : ranges) {
+    args.push_back({"--blocks", absl::StrCat(first, ":", last), "--listen", "tcp://127.0.0.1:0"});
+    args.back().insert(args.back().end(), extra_args.begin(), extra_args.end());
   }
-  for (Peer& peer : peers) {
-    if (peer.process == nullptr) continue;
-    auto line = peer.process->ReadLine(std::chrono::seconds(120));
-    EXPECT_TRUE(line.ok() && absl::StartsWith(*line, "listening on "))
-        << (line.ok() ? *line : line.status().ToString()) << "\n"
-        << ReadFile(peer.log_path);
-    if (!line.ok()) continue;
-    std::vector<std::string> words = absl::StrSplit(*line, ' ');
-    if (words.size() >= 3) peer.address = words[2];
-  }
-  return peers;
+  const absl::Status started = swarm.StartAll(args);
+  EXPECT_TRUE(started.ok()) << started;
+  return swarm.Release();
 }
 
 // SIGTERM, then the exit status (0: stopped cleanly; under ASan also: no leak found).
@@ -111,7 +78,9 @@ inline int StopPeer(Peer& peer) {
 
 inline std::vector<router::ChainHop> HopsOf(const std::vector<const Peer*>& chain) {
   std::vector<router::ChainHop> hops;
-  for (const Peer* peer : chain) hops.push_back({peer->address, peer->first, peer->last, ""});
+  for (const Peer* peer : chain) {
+    hops.push_back({peer->ready.address, peer->ready.first_block, peer->ready.last_block, ""});
+  }
   return hops;
 }
 

@@ -10,7 +10,7 @@ namespace {
 
 TEST(ChainConcurrentTest, EightClientsThroughTwoPeersAllGetTheReferenceText) {
   std::vector<Peer> peers = StartPeers(kModel, {{0, 3}, {3, 5}});
-  for (const Peer& peer : peers) ASSERT_FALSE(peer.address.empty());
+  for (const Peer& peer : peers) ASSERT_FALSE(peer.ready.address.empty());
   constexpr int kClients = 8;
   zmq::context_t context(1);  // thread safe; each client has its own sockets
   std::vector<absl::StatusOr<Generation>> results(kClients, absl::UnknownError("not run"));
@@ -45,8 +45,9 @@ TEST(ChainConcurrentTest, EightClientsThroughTwoPeersAllGetTheReferenceText) {
                           &steps, &tokens, &batches),
               3);
     EXPECT_EQ(steps, kClients * kReferenceTokens);
-    std::printf("peer %u:%u: %lld steps in %lld batches (%.2f steps per batch)\n", peer.first,
-                peer.last, steps, batches, batches ? double(steps) / batches : 0.0);
+    std::printf("peer %u:%u: %lld steps in %lld batches (%.2f steps per batch)\n",
+                peer.ready.first_block, peer.ready.last_block, steps, batches,
+                batches ? double(steps) / batches : 0.0);
     EXPECT_LT(batches, steps) << "concurrent sessions' steps never ran as one batch";
   }
 }

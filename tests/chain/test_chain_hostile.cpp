@@ -186,7 +186,7 @@ class ChainHostileTest : public ::testing::Test {
   void SetUp() override {
     peers_ = StartPeers(kModel, {{0, 2}, {2, 5}},
                         {"--cache-tokens", std::to_string(kCacheTokens), "--max-length", "1024"});
-    for (const Peer& peer : peers_) ASSERT_FALSE(peer.address.empty());
+    for (const Peer& peer : peers_) ASSERT_FALSE(peer.ready.address.empty());
     kernels::BackendOptions backend;
     auto local = shard::LocalModel::Load(kModel, backend, /*load_blocks=*/false);
     ASSERT_TRUE(local.ok()) << local.status();
@@ -208,7 +208,7 @@ class ChainHostileTest : public ::testing::Test {
   // Every hostile message once against peer `index`; expects the right error for each.
   void Barrage(size_t index, std::mt19937& rng) {
     const Peer& peer = peers_[index];
-    RawClient c(zmq_, peer.address);
+    RawClient c(zmq_, peer.ready.address);
     const std::vector<float> one = Activations(kEmbd);
 
     // Random bytes as a header, alone and with a tensor frame.
@@ -229,7 +229,7 @@ class ChainHostileTest : public ::testing::Test {
     {
       zmq::socket_t raw(zmq_, zmq::socket_type::dealer);
       raw.set(zmq::sockopt::linger, 0);
-      raw.connect(peer.address);
+      raw.connect(peer.ready.address);
       raw.send(zmq::buffer(std::string("a")), zmq::send_flags::sndmore);
       raw.send(zmq::buffer(std::string("b")), zmq::send_flags::sndmore);
       raw.send(zmq::buffer(std::string("c")), zmq::send_flags::none);
@@ -250,7 +250,7 @@ class ChainHostileTest : public ::testing::Test {
     }
 
     // A valid step header, truncated; a valid step with its tensor frame cut short or too long.
-    const SessionId session = c.Open(peer.first, peer.last, 64);
+    const SessionId session = c.Open(peer.ready.first_block, peer.ready.last_block, 64);
     {
       transport::Step step = c.MakeStep(session, 0, 1, c.NextId());
       auto encoded = transport::EncodeActivations(one, {kEmbd, 1}, {}).value();
@@ -318,7 +318,7 @@ class ChainHostileTest : public ::testing::Test {
     EXPECT_EQ(c.StepError(c.MakeStep(SessionId::Random(), 0, 1, c.NextId()), one),
               StatusCode::kNotFound);
     {
-      const SessionId closed = c.Open(peer.first, peer.last, 16);
+      const SessionId closed = c.Open(peer.ready.first_block, peer.ready.last_block, 16);
       c.Close(closed);
       EXPECT_EQ(c.StepError(c.MakeStep(closed, 0, 1, c.NextId()), one), StatusCode::kNotFound);
       // Closing it again is harmless (the reply says it is closed).
@@ -390,12 +390,12 @@ class ChainHostileTest : public ::testing::Test {
 
     // Sessions the peer cannot give: blocks outside its range or empty, a length beyond its
     // maximum or zero (built by hand: the encoder refuses some of these).
-    for (auto [first, last, length] :
-         std::vector<std::tuple<uint32_t, uint32_t, uint32_t>>{{peer.last, peer.last + 1, 16},
-                                                               {peer.first, peer.first, 16},
-                                                               {peer.last, peer.first, 16},
-                                                               {peer.first, peer.last, 1u << 20},
-                                                               {peer.first, peer.last, 0}}) {
+    for (auto [first, last, length] : std::vector<std::tuple<uint32_t, uint32_t, uint32_t>>{
+             {peer.ready.last_block, peer.ready.last_block + 1, 16},
+             {peer.ready.first_block, peer.ready.first_block, 16},
+             {peer.ready.last_block, peer.ready.first_block, 16},
+             {peer.ready.first_block, peer.ready.last_block, 1u << 20},
+             {peer.ready.first_block, peer.ready.last_block, 0}}) {
       capnp::MallocMessageBuilder builder;
       auto env = builder.initRoot<wire::Envelope>();
       env.setVersion(transport::kProtocolVersion);
@@ -413,8 +413,8 @@ class ChainHostileTest : public ::testing::Test {
       // The same session id twice.
       transport::OpenSession open;
       open.session_id = session;
-      open.first_block = peer.first;
-      open.last_block = peer.last;
+      open.first_block = peer.ready.first_block;
+      open.last_block = peer.ready.last_block;
       open.max_length = 16;
       const uint64_t id = c.NextId();
       c.Send(id, open);
@@ -437,8 +437,8 @@ class ChainHostileTest : public ::testing::Test {
       transport::StepOutput output;
       output.session_id = session;
       output.n_tokens = 1;
-      output.first_block = peer.first;
-      output.last_block = peer.last;
+      output.first_block = peer.ready.first_block;
+      output.last_block = peer.ready.last_block;
       auto encoded = transport::EncodeActivations(one, {kEmbd, 1}, {}).value();
       output.tensor = encoded.desc;
       c.Send(id2, output, encoded.bytes);
@@ -447,8 +447,8 @@ class ChainHostileTest : public ::testing::Test {
     // A stateless forward with the wrong width.
     {
       transport::Forward forward;
-      forward.first_block = peer.first;
-      forward.last_block = peer.last;
+      forward.first_block = peer.ready.first_block;
+      forward.last_block = peer.ready.last_block;
       forward.n_tokens = 1;
       auto encoded =
           transport::EncodeActivations(Activations(kEmbd + 3), {kEmbd + 3, 1}, {}).value();
@@ -483,7 +483,7 @@ class ChainHostileTest : public ::testing::Test {
   }
 
   uint64_t FreeCacheTokens(const Peer& peer) {
-    auto info = router::QueryInfo(zmq_, peer.address, std::chrono::seconds(30));
+    auto info = router::QueryInfo(zmq_, peer.ready.address, std::chrono::seconds(30));
     EXPECT_TRUE(info.ok()) << info.status();
     return info.ok() ? info->free_cache_tokens : 0;
   }
@@ -511,7 +511,7 @@ TEST_F(ChainHostileTest, EveryHostileMessageGetsAnErrorAndAGoodSessionStillCompl
   int rounds = 0;
   while ((rounds < kRounds || completed.load() == 0) && !HasFatalFailure() && rounds < 1000) {
     for (size_t i = 0; i < peers_.size() && !HasFatalFailure(); ++i) {
-      RawTcpGarbage(peers_[i].address, rng);
+      RawTcpGarbage(peers_[i].ready.address, rng);
       Barrage(i, rng);
     }
     ++rounds;
@@ -540,7 +540,7 @@ TEST_F(ChainHostileTest, EveryHostileMessageGetsAnErrorAndAGoodSessionStillCompl
 // of the same session (same blocks and length) as the first and leaves the session as it is; a
 // different opening under an id in use is still refused.
 TEST_F(ChainHostileTest, RepeatedOpeningIsAnsweredLikeTheFirst) {
-  RawClient c(zmq_, peers_[0].address);
+  RawClient c(zmq_, peers_[0].ready.address);
   transport::OpenSession open;
   open.session_id = SessionId::Random();
   open.first_block = 0;

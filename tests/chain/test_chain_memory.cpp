@@ -51,7 +51,7 @@ TEST(ChainMemoryTest, ResidentMemoryGrowsWithThePeersShareOfTheModel) {
   } remove{model};
 
   std::vector<Peer> peers = StartPeers(model, {{0, 1}, {1, 8}, {0, 8}}, {"--max-length", "64"});
-  for (const Peer& peer : peers) ASSERT_FALSE(peer.address.empty());
+  for (const Peer& peer : peers) ASSERT_FALSE(peer.ready.address.empty());
   kernels::BackendOptions backend;
   auto client = shard::LocalModel::Load(model, backend, /*load_blocks=*/false);
   ASSERT_TRUE(client.ok()) << client.status();

@@ -27,8 +27,9 @@ class ChainMultiDeviceTest : public ::testing::Test {
   void TearDown() override {
     for (Peer& peer : peers_) {
       if (peer.process == nullptr) continue;  // stopped by the test
-      EXPECT_EQ(StopPeer(peer), 0) << "blocks " << peer.first << ":" << peer.last << "\n"
-                                   << ReadFile(peer.log_path);
+      EXPECT_EQ(StopPeer(peer), 0)
+          << "blocks " << peer.ready.first_block << ":" << peer.ready.last_block << "\n"
+          << ReadFile(peer.log_path);
     }
   }
 
@@ -37,7 +38,7 @@ class ChainMultiDeviceTest : public ::testing::Test {
     for (const std::string& list : devices) {
       std::vector<Peer> started = StartPeers(kModel, {{0, 5}}, {"--no-dht", "--device", list});
       for (Peer& peer : started) {
-        ASSERT_FALSE(peer.address.empty()) << ReadFile(peer.log_path);
+        ASSERT_FALSE(peer.ready.address.empty()) << ReadFile(peer.log_path);
         peers_.push_back(std::move(peer));
       }
     }
@@ -73,10 +74,10 @@ class ChainMultiDeviceTest : public ::testing::Test {
 TEST_F(ChainMultiDeviceTest, WholeModelOnTwoCpuDevicesEqualsTheReference) {
   StartWholeModelPeers({"cpu,cpu"});
   const Peer& peer = peers_[0];
-  ExpectReference(Run({{peer.address, 0, 5, ""}}));
+  ExpectReference(Run({{peer.ready.address, 0, 5, ""}}));
 
   // The peer reports both devices, and logs which blocks each runs (5 blocks: 3 then 2).
-  auto info = router::QueryInfo(zmq_, peer.address, std::chrono::seconds(10));
+  auto info = router::QueryInfo(zmq_, peer.ready.address, std::chrono::seconds(10));
   ASSERT_TRUE(info.ok()) << info.status();
   const std::string cpu = local_->backend->name();
   EXPECT_EQ(info->backend, cpu + "," + cpu);
@@ -93,7 +94,7 @@ TEST_F(ChainMultiDeviceTest, WholeModelOnTwoCpuDevicesEqualsTheReference) {
 // part of each peer's span, starting or ending inside a device's share.
 TEST_F(ChainMultiDeviceTest, RoutesThroughPartOfASpreadPeerEqualTheReference) {
   StartWholeModelPeers({"cpu,cpu,cpu", "cpu,cpu"});
-  const std::string a = peers_[0].address, b = peers_[1].address;
+  const std::string a = peers_[0].ready.address, b = peers_[1].ready.address;
   const std::vector<std::vector<router::ChainHop>> chains = {
       {{a, 0, 3, ""}, {b, 3, 5, ""}},
       {{b, 0, 1, ""}, {a, 1, 5, ""}},
@@ -121,7 +122,8 @@ TEST_F(ChainMultiDeviceTest, ConcurrentClientsAreBatchedAndGetTheReference) {
         backend.threads = 1;
         SWARM_ASSIGN_OR_RETURN(auto client,
                                shard::LocalModel::Load(kModel, backend, /*load_blocks=*/false));
-        return GenerateThroughChain(zmq_, *client, {{peer.address, 0, 5, ""}}, kReferenceTokens);
+        return GenerateThroughChain(zmq_, *client, {{peer.ready.address, 0, 5, ""}},
+                                    kReferenceTokens);
       }();
     });
   }

@@ -60,7 +60,7 @@ class ChainSplitsTest : public ::testing::Test {
     }
     ASSERT_EQ(ranges.size(), 14u);  // every contiguous range but the whole model
     peers_ = StartPeers(kModel, ranges);
-    for (const Peer& peer : peers_) ASSERT_FALSE(peer.address.empty());
+    for (const Peer& peer : peers_) ASSERT_FALSE(peer.ready.address.empty());
 
     kernels::BackendOptions backend;
     auto local = shard::LocalModel::Load(kModel, backend, /*load_blocks=*/true);
@@ -76,8 +76,9 @@ class ChainSplitsTest : public ::testing::Test {
 
   void TearDown() override {
     for (Peer& peer : peers_) {
-      EXPECT_EQ(StopPeer(peer), 0) << "blocks " << peer.first << ":" << peer.last << "\n"
-                                   << ReadFile(peer.log_path);
+      EXPECT_EQ(StopPeer(peer), 0)
+          << "blocks " << peer.ready.first_block << ":" << peer.ready.last_block << "\n"
+          << ReadFile(peer.log_path);
     }
   }
 

@@ -1,13 +1,15 @@
 // Test support for the gateway over a real swarm: three `swarm serve` peers of stories260K
 // (blocks 0:2, 2:4, 4:5) on one DHT and a `swarm api` gateway in front of them, all processes of
 // SWARM_BINARY on loopback with ports the OS picks (the HTTP client and the reference text are in
-// http_test_client.h). LocalSwarm owns its processes (killed when it is destroyed). One thread.
+// http_test_client.h). The peers are a peer::LocalSwarm; LocalSwarm owns them and the gateway
+// (killed when it is destroyed). One thread.
 #pragma once
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -27,9 +29,11 @@
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "gateway/api_ready_line.h"
 #include "gtest/gtest.h"
 #include "http_test_client.h"
 #include "nlohmann/json.hpp"
+#include "peer/local_swarm.h"
 
 namespace swarm::gateway::swarm_test {
 
@@ -60,15 +64,8 @@ inline std::string FindProgram(const std::string& name) {
   return "";
 }
 
-// One `swarm serve` peer as its first stdout line announced it.
-struct PeerProcess {
-  std::unique_ptr<Subprocess> process;
-  std::string address;  // tcp://127.0.0.1:PORT
-  std::string peer_id;  // 40 hex
-  std::string blocks;   // "A:B"
-  uint16_t dht_port = 0;
-  std::string log_path;
-};
+// One `swarm serve` peer and what its ready line said.
+using PeerProcess = peer::LocalPeer;
 
 struct LocalSwarmOptions {
   std::vector<std::string> spans = {"0:2", "2:4", "4:5"};
@@ -83,49 +80,27 @@ class LocalSwarm {
   // the gateway, and waits until the gateway's /api/swarm lists every peer online. On failure
   // the status names what failed, with the processes' logs.
   absl::Status Start(const LocalSwarmOptions& options = {}) {
+    std::vector<std::string> serve_args = {
+        "-m",           kModel,      "--listen",  "tcp://127.0.0.1:0",   "--dht-bind",
+        "127.0.0.1",    "--backend", "reference", "--announce-interval", "0.2",
+        "--record-ttl", "30"};
+    for (const std::string& a : options.serve_args) serve_args.push_back(a);
+    peers_ = std::make_unique<peer::LocalSwarm>(
+        peer::LocalSwarmOptions{.binary = SWARM_BINARY,
+                                .serve_args = std::move(serve_args),
+                                .log_dir = ::testing::TempDir(),
+                                .log_name = "swarm-gw-peer",
+                                .ready_timeout = kStartTimeout});
     for (const std::string& span : options.spans) {
-      std::vector<std::string> args = {SWARM_BINARY,
-                                       "serve",
-                                       "-m",
-                                       kModel,
-                                       "--blocks",
-                                       span,
-                                       "--listen",
-                                       "tcp://127.0.0.1:0",
-                                       "--dht-bind",
-                                       "127.0.0.1",
-                                       "--backend",
-                                       "reference",
-                                       "--announce-interval",
-                                       "0.2",
-                                       "--record-ttl",
-                                       "30"};
-      for (const std::string& a : options.serve_args) args.push_back(a);
-      if (!peers_.empty()) {
+      std::vector<std::string> args = {"--blocks", span};
+      if (peers_->size() > 0) {
         args.push_back("--initial-peers");
         args.push_back(DhtNodes());
       }
-      PeerProcess peer;
-      peer.log_path = NewLogPath("peer");
-      auto process = Launch(args, peer.log_path);
-      if (!process.ok()) return process.status();
-      peer.process = std::move(*process);
-      // "listening on tcp://127.0.0.1:PORT blocks A:B peer <40-hex id> dht <udp port>"
-      auto line = peer.process->ReadLine(kStartTimeout);
-      if (!line.ok() || !absl::StartsWith(*line, "listening on ")) {
-        return Failed(absl::StrCat(
-            "peer ", span, " did not start: ", line.ok() ? *line : line.status().ToString()));
+      auto started = peers_->Start(std::move(args));
+      if (!started.ok()) {
+        return Failed(absl::StrCat("peer ", span, ": ", started.status().message()));
       }
-      std::vector<std::string> w = absl::StrSplit(*line, ' ');
-      int dht_port = 0;
-      if (w.size() < 9 || !absl::SimpleAtoi(w[8], &dht_port)) {
-        return Failed(absl::StrCat("unexpected line from peer ", span, ": ", *line));
-      }
-      peer.address = w[2];
-      peer.blocks = w[4];
-      peer.peer_id = w[6];
-      peer.dht_port = static_cast<uint16_t>(dht_port);
-      peers_.push_back(std::move(peer));
     }
 
     std::vector<std::string> args = {SWARM_BINARY,      "api",       "-m",        kModel,
@@ -136,32 +111,23 @@ class LocalSwarm {
     auto process = Launch(args, api_log_path_);
     if (!process.ok()) return process.status();
     api_ = std::move(*process);
-    // "listening on http://127.0.0.1:PORT (model ID, chat template NAME)"
     auto line = api_->ReadLine(kStartTimeout);
-    const std::string prefix = "listening on http://127.0.0.1:";
-    if (!line.ok() || !absl::StartsWith(*line, prefix)) {
-      return Failed(
-          absl::StrCat("swarm api did not start: ", line.ok() ? *line : line.status().ToString()));
+    if (!line.ok()) {
+      return Failed(absl::StrCat("swarm api did not start: ", line.status().ToString()));
     }
-    const std::string rest = line->substr(prefix.size());
-    int port = 0;
-    if (!absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &port) || port <= 0 || port > 65535) {
-      return Failed(absl::StrCat("unexpected line from swarm api: ", *line));
-    }
-    api_port_ = static_cast<uint16_t>(port);
+    auto ready = ApiReadyLine::Parse(*line);
+    if (!ready.ok())
+      return Failed(absl::StrCat("swarm api did not start: ", ready.status().message()));
+    api_port_ = ready->port;
     return WaitForPeersOnline();
   }
 
   uint16_t api_port() const { return api_port_; }
   std::string url() const { return absl::StrCat("http://127.0.0.1:", api_port_); }
-  const std::vector<PeerProcess>& peers() const { return peers_; }
+  const std::deque<PeerProcess>& peers() const { return peers_->peers(); }
   Subprocess& api() { return *api_; }
   // Every peer's DHT node, "127.0.0.1:A,127.0.0.1:B,...": newcomers join through all of them.
-  std::string DhtNodes() const {
-    std::vector<std::string> nodes;
-    for (const PeerProcess& p : peers_) nodes.push_back(absl::StrCat("127.0.0.1:", p.dht_port));
-    return absl::StrJoin(nodes, ",");
-  }
+  std::string DhtNodes() const { return peers_->DhtNodes(); }
 
   // GET /api/swarm on a fresh connection.
   json SwarmJson() {
@@ -186,8 +152,11 @@ class LocalSwarm {
   // Every process's stderr, for failure messages.
   std::string Logs() const {
     std::string out;
-    for (const PeerProcess& p : peers_) {
-      absl::StrAppend(&out, "--- peer ", p.blocks, " ---\n", Tail(ReadFile(p.log_path)));
+    if (peers_ != nullptr) {
+      for (const PeerProcess& p : peers_->peers()) {
+        absl::StrAppend(&out, "--- peer ", absl::StrJoin(p.args, " "), " ---\n",
+                        Tail(ReadFile(p.log_path)));
+      }
     }
     if (!api_log_path_.empty()) {
       absl::StrAppend(&out, "--- swarm api ---\n", Tail(ReadFile(api_log_path_)));
@@ -219,7 +188,7 @@ class LocalSwarm {
   }
 
   absl::Status WaitForPeersOnline() {
-    const size_t n = peers_.size();
+    const size_t n = peers_->size();
     json last = WaitForSwarm([n](const json& s) {
       size_t online = 0;
       for (const json& p : s["peers"]) online += p["state"] == "online";
@@ -236,7 +205,7 @@ class LocalSwarm {
     return absl::OkStatus();
   }
 
-  std::vector<PeerProcess> peers_;
+  std::unique_ptr<peer::LocalSwarm> peers_;
   std::unique_ptr<Subprocess> api_;
   std::string api_log_path_;
   uint16_t api_port_ = 0;

@@ -104,11 +104,12 @@ TEST_F(DashboardChromium, RendersThePeersBlocksAndRoutes) {
       5u);
   // Every peer has its row: short id, address, state and span; and a hop in the request's route.
   for (const PeerProcess& p : swarm.peers()) {
-    SCOPED_TRACE(p.blocks);
-    const std::string short_id = p.peer_id.substr(0, 8);
-    EXPECT_NE(dom.find(absl::StrCat("title=\"", p.peer_id, "\">", short_id)), std::string::npos);
-    EXPECT_NE(dom.find(absl::StrCat(">", p.address, "<")), std::string::npos);
-    const std::vector<std::string> ab = absl::StrSplit(p.blocks, ':');
+    SCOPED_TRACE(p.ready.Blocks());
+    const std::string short_id = p.ready.peer_id.substr(0, 8);
+    EXPECT_NE(dom.find(absl::StrCat("title=\"", p.ready.peer_id, "\">", short_id)),
+              std::string::npos);
+    EXPECT_NE(dom.find(absl::StrCat(">", p.ready.address, "<")), std::string::npos);
+    const std::vector<std::string> ab = absl::StrSplit(p.ready.Blocks(), ':');
     EXPECT_NE(dom.find(absl::StrCat(">[", ab[0], ":", ab[1], ")<")), std::string::npos);
     EXPECT_NE(dom.find(absl::StrCat(short_id, "… [", ab[0], ":", ab[1], ")")), std::string::npos);
   }

@@ -66,7 +66,7 @@ double Metric(const std::string& text, const std::string& series) {
 
 std::set<std::string> PeerIds(const LocalSwarm& swarm) {
   std::set<std::string> ids;
-  for (const PeerProcess& p : swarm.peers()) ids.insert(p.peer_id);
+  for (const PeerProcess& p : swarm.peers()) ids.insert(p.ready.peer_id);
   return ids;
 }
 
@@ -150,11 +150,11 @@ TEST_F(GatewaySwarmTest, GreedyCompletionThroughThreePeersIsTheReference) {
   ASSERT_EQ(req["route"].size(), 3u) << req.dump();
   for (size_t i = 0; i < 3; ++i) {
     const PeerProcess& peer = swarm_->peers()[i];
-    EXPECT_EQ(req["route"][i]["peer"], peer.peer_id);
-    EXPECT_EQ(req["route"][i]["address"], peer.address);
+    EXPECT_EQ(req["route"][i]["peer"], peer.ready.peer_id);
+    EXPECT_EQ(req["route"][i]["address"], peer.ready.address);
     EXPECT_EQ(absl::StrCat(req["route"][i]["blocks"][0].get<int>(), ":",
                            req["route"][i]["blocks"][1].get<int>()),
-              peer.blocks);
+              peer.ready.Blocks());
   }
 }
 
@@ -278,10 +278,10 @@ TEST_F(GatewaySwarmTest, DashboardAndSwarmJsonShowThePeersAndBlocks) {
     const std::string id = p["id"];
     seen.insert(id);
     for (const PeerProcess& peer : swarm_->peers()) {
-      if (peer.peer_id != id) continue;
-      EXPECT_EQ(p["address"], peer.address);
+      if (peer.ready.peer_id != id) continue;
+      EXPECT_EQ(p["address"], peer.ready.address);
       EXPECT_EQ(absl::StrCat(p["blocks"][0].get<int>(), ":", p["blocks"][1].get<int>()),
-                peer.blocks);
+                peer.ready.Blocks());
     }
     EXPECT_EQ(p["state"], "online");
     EXPECT_GT(p["throughput"].get<double>(), 0);
@@ -328,12 +328,14 @@ TEST_F(GatewaySwarmTest, MetricsCountRequestsTokensAndPeerSteps) {
     EXPECT_EQ(Metric(m, absl::StrCat("swarm_block_peers{block=\"", b, "\"}")), 1) << b;
   }
   for (const PeerProcess& p : swarm_->peers()) {
-    SCOPED_TRACE(p.blocks);
+    SCOPED_TRACE(p.ready.Blocks());
     // Both generations stepped through every peer.
-    EXPECT_EQ(
-        delta(absl::StrCat("swarm_peer_step_latency_seconds_count{peer=\"", p.peer_id, "\"}")), 2)
+    EXPECT_EQ(delta(absl::StrCat("swarm_peer_step_latency_seconds_count{peer=\"", p.ready.peer_id,
+                                 "\"}")),
+              2)
         << m;
-    EXPECT_GT(Metric(m, absl::StrCat("swarm_peer_cache_tokens_left{peer=\"", p.peer_id, "\"}")), 0);
+    EXPECT_GT(
+        Metric(m, absl::StrCat("swarm_peer_cache_tokens_left{peer=\"", p.ready.peer_id, "\"}")), 0);
   }
   for (const char* family : {"# TYPE swarm_token_latency_seconds histogram\n",
                              "# TYPE swarm_peer_step_latency_seconds histogram\n",

@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -26,6 +28,7 @@
 #include "model/generator.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
+#include "peer/local_swarm.h"
 #include "registry/dht_registry.h"
 #include "router/chain_session.h"
 #include "router/route_builder.h"
@@ -61,17 +64,8 @@ uint32_t TestSeed() {
   return seed;
 }
 
-// One `swarm serve` process and what its first stdout line said.
-struct Peer {
-  std::unique_ptr<Subprocess> process;
-  std::vector<std::string> args;  // after "serve"
-  std::string address;
-  std::string peer_id;  // 40 hex
-  std::string blocks;   // "A:B" as served
-  uint16_t dht_port = 0;
-  std::string log_path;
-  bool alive() const { return process != nullptr && process->running(); }
-};
+// One `swarm serve` process and what its ready line said.
+using Peer = peer::LocalPeer;
 
 std::vector<std::string> CommonServeArgs() {
   return {"-m",           kModel,      "--listen",  "tcp://127.0.0.1:0",   "--dht-bind",
@@ -79,40 +73,28 @@ std::vector<std::string> CommonServeArgs() {
           "--record-ttl", "3"};
 }
 
+peer::LocalSwarmOptions SwarmOptions() {
+  return {.binary = SWARM_BINARY,
+          .serve_args = CommonServeArgs(),
+          .log_dir = ::testing::TempDir(),
+          .log_name = "swarm-peer",
+          .ready_timeout = kStartTimeout};
+}
+
 // Starts `swarm serve` with `args` (after the common ones); ReadListening() finishes the start.
-void Launch(Peer& peer, std::vector<std::string> args) {
-  static int counter = 0;
-  peer.args = std::move(args);
-  peer.log_path =
-      absl::StrCat(::testing::TempDir(), "swarm-peer-", ::getpid(), "-", counter++, ".log");
-  Subprocess::Options options;
-  options.argv = {SWARM_BINARY, "serve"};
-  for (const std::string& a : CommonServeArgs()) options.argv.push_back(a);
-  for (const std::string& a : peer.args) options.argv.push_back(a);
-  options.stderr_path = peer.log_path;
-  auto process = Subprocess::Start(options);
-  ASSERT_TRUE(process.ok()) << process.status();
-  peer.process = std::move(*process);
+Peer& Launch(peer::LocalSwarm& swarm, std::vector<std::string> args) {
+  auto peer = swarm.Launch(std::move(args));
+  EXPECT_TRUE(peer.ok()) << peer.status();
+  return peer.ok() ? **peer : swarm.peers().back();
 }
 
-// "listening on tcp://127.0.0.1:PORT blocks A:B peer <40-hex id> dht <udp port>"
-void ReadListening(Peer& peer) {
-  ASSERT_NE(peer.process, nullptr);
-  auto line = peer.process->ReadLine(kStartTimeout);
-  ASSERT_TRUE(line.ok() && absl::StartsWith(*line, "listening on "))
-      << (line.ok() ? *line : line.status().ToString()) << "\n"
-      << ReadFile(peer.log_path);
-  std::vector<std::string> w = absl::StrSplit(*line, ' ');
-  ASSERT_GE(w.size(), 9u) << *line;
-  peer.address = w[2];
-  peer.blocks = w[4];
-  peer.peer_id = w[6];
-  int port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(w[8], &port)) << *line;
-  peer.dht_port = static_cast<uint16_t>(port);
+// Waits for the peer's ready line.
+void ReadListening(peer::LocalSwarm& swarm, Peer& peer) {
+  const absl::Status status = swarm.WaitReady(peer);
+  ASSERT_TRUE(status.ok()) << status;
 }
 
-std::string Bootstrap(const Peer& peer) { return absl::StrCat("127.0.0.1:", peer.dht_port); }
+std::string Bootstrap(const Peer& peer) { return absl::StrCat("127.0.0.1:", peer.ready.dht_port); }
 
 std::unique_ptr<registry::DhtRegistry> ClientRegistry(const std::string& bootstrap) {
   registry::DhtRegistryOptions options;
@@ -255,40 +237,40 @@ class SwarmClient {
 class SixPeerSwarm : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    peers_ = new std::vector<Peer>(6);
+    swarm_ = new peer::LocalSwarm(SwarmOptions());
     const char* ranges[] = {"0:2", "0:2", "2:4", "2:4", "4:5", "4:5"};
-    Peer& first = (*peers_)[0];
-    Launch(first, {"--blocks", ranges[0]});
-    ReadListening(first);
-    for (size_t i = 1; i < peers_->size(); ++i) {
-      Launch((*peers_)[i], {"--blocks", ranges[i], "--initial-peers", Bootstrap(first)});
+    Peer& first = Launch(*swarm_, {"--blocks", ranges[0]});
+    ReadListening(*swarm_, first);
+    for (size_t i = 1; i < std::size(ranges); ++i) {
+      Launch(*swarm_, {"--blocks", ranges[i], "--initial-peers", Bootstrap(first)});
     }
-    for (size_t i = 1; i < peers_->size(); ++i) ReadListening((*peers_)[i]);
+    for (size_t i = 1; i < swarm_->size(); ++i) ReadListening(*swarm_, swarm_->peer(i));
   }
   static void TearDownTestSuite() {
-    delete peers_;  // Subprocess kills and reaps what is left
-    peers_ = nullptr;
+    delete swarm_;  // kills and reaps what is left
+    swarm_ = nullptr;
   }
 
   // Restarts peers an earlier test killed (bootstrapping from a live one), then waits until the
   // client sees two online replicas of every block.
   void SetUp() override {
-    ASSERT_NE(peers_, nullptr);
+    ASSERT_NE(swarm_, nullptr);
     const Peer* live = nullptr;
-    for (const Peer& p : *peers_) {
-      if (p.alive() && p.dht_port != 0) live = &p;
+    for (const Peer& p : swarm_->peers()) {
+      if (p.alive() && p.ready.dht_port != 0) live = &p;
     }
     ASSERT_NE(live, nullptr);
     const std::string bootstrap = Bootstrap(*live);
     std::vector<Peer*> restarted;
-    for (Peer& p : *peers_) {
+    for (Peer& p : swarm_->peers()) {
       if (p.alive()) continue;
-      if (p.process) (void)p.process->Signal(SIGKILL);  // a frozen one, to be sure
-      p.process.reset();
-      Launch(p, {"--blocks", p.blocks, "--initial-peers", bootstrap});
+      // SIGKILL (a frozen one too), then the same blocks again.
+      const absl::Status relaunched =
+          swarm_->Relaunch(p, {"--blocks", p.ready.Blocks(), "--initial-peers", bootstrap});
+      EXPECT_TRUE(relaunched.ok()) << relaunched;
       restarted.push_back(&p);
     }
-    for (Peer* p : restarted) ReadListening(*p);
+    for (Peer* p : restarted) ReadListening(*swarm_, *p);
     client_ = std::make_unique<SwarmClient>(bootstrap);
     ASSERT_TRUE(client_->ok());
     // Records of peers that died stay until their TTL; count only the live peers' ids.
@@ -297,8 +279,8 @@ class SixPeerSwarm : public ::testing::Test {
         WaitForSnapshot(*registry(), client_->model().config.model_id, [&](const auto& s) {
           registry::RegistrySnapshot live_records;
           for (const auto& r : s) {
-            for (const Peer& p : *peers_) {
-              if (p.alive() && r.peer_id.ToHex() == p.peer_id) live_records.push_back(r);
+            for (const Peer& p : swarm_->peers()) {
+              if (p.alive() && r.peer_id.ToHex() == p.ready.peer_id) live_records.push_back(r);
             }
           }
           return Covered(live_records, n_blocks, 2);
@@ -309,16 +291,16 @@ class SixPeerSwarm : public ::testing::Test {
   registry::DhtRegistry* registry() { return &client_->registry(); }
 
   Peer* PeerAt(const std::string& address) {
-    for (Peer& p : *peers_) {
-      if (p.address == address) return &p;
+    for (Peer& p : swarm_->peers()) {
+      if (p.ready.address == address) return &p;
     }
     return nullptr;
   }
 
-  static std::vector<Peer>* peers_;
+  static peer::LocalSwarm* swarm_;
   std::unique_ptr<SwarmClient> client_;
 };
-std::vector<Peer>* SixPeerSwarm::peers_ = nullptr;
+peer::LocalSwarm* SixPeerSwarm::swarm_ = nullptr;
 
 // Kills (or freezes) the peer behind a random hop of the current route at each chosen step; the
 // spans of earlier victims are avoided so the swarm always keeps a replica of every block.
@@ -329,7 +311,7 @@ struct Fault {
 
 class FaultInjector {
  public:
-  FaultInjector(std::vector<Peer>& peers, std::vector<Fault> faults, uint32_t seed)
+  FaultInjector(std::deque<Peer>& peers, std::vector<Fault> faults, uint32_t seed)
       : peers_(peers), faults_(std::move(faults)), rng_(seed) {}
 
   void operator()(int step, router::ChainSession& session) {
@@ -338,9 +320,9 @@ class FaultInjector {
       std::vector<Peer*> candidates;
       for (const router::ChainHop& hop : session.hops()) {
         for (Peer& p : peers_) {
-          if (p.address != hop.address || !p.alive()) continue;
+          if (p.ready.address != hop.address || !p.alive()) continue;
           bool span_hit = false;
-          for (const Peer* v : victims_) span_hit |= v->blocks == p.blocks;
+          for (const Peer* v : victims_) span_hit |= v->ready.Blocks() == p.ready.Blocks();
           if (!span_hit) candidates.push_back(&p);
         }
       }
@@ -348,7 +330,8 @@ class FaultInjector {
       Peer* victim =
           candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng_)];
       std::printf("step %d: signal %d to peer %s (blocks %s, pid %d)\n", step, fault.signal,
-                  victim->address.c_str(), victim->blocks.c_str(), victim->process->pid());
+                  victim->ready.address.c_str(), victim->ready.Blocks().c_str(),
+                  victim->process->pid());
       ASSERT_TRUE(victim->process->Signal(fault.signal).ok());
       victims_.push_back(victim);
       hit_.push_back({victim, fault.signal});
@@ -366,14 +349,14 @@ class FaultInjector {
   size_t hits() const { return hit_.size(); }
 
  private:
-  std::vector<Peer>& peers_;
+  std::deque<Peer>& peers_;
   std::vector<Fault> faults_;
   std::mt19937 rng_;
   std::vector<Peer*> victims_;
   std::vector<std::pair<Peer*, int>> hit_;
 };
 
-void RunWithFaults(SwarmClient& client, std::vector<Peer>& peers, std::vector<int> signals,
+void RunWithFaults(SwarmClient& client, std::deque<Peer>& peers, std::vector<int> signals,
                    std::chrono::milliseconds min_step_timeout) {
   const uint32_t seed = TestSeed();
   std::mt19937 rng(seed);
@@ -407,15 +390,15 @@ TEST_F(SixPeerSwarm, NoFaultGivesTheReferenceText) {
 }
 
 TEST_F(SixPeerSwarm, PeerKilledMidGenerationIsReplaced) {
-  RunWithFaults(*client_, *peers_, {SIGKILL}, std::chrono::milliseconds(500));
+  RunWithFaults(*client_, swarm_->peers(), {SIGKILL}, std::chrono::milliseconds(500));
 }
 
 TEST_F(SixPeerSwarm, PeerFrozenMidGenerationIsReplaced) {
-  RunWithFaults(*client_, *peers_, {SIGSTOP}, std::chrono::milliseconds(500));
+  RunWithFaults(*client_, swarm_->peers(), {SIGSTOP}, std::chrono::milliseconds(500));
 }
 
 TEST_F(SixPeerSwarm, TwoSuccessiveFailuresAreSurvived) {
-  RunWithFaults(*client_, *peers_, {SIGKILL, SIGKILL}, std::chrono::milliseconds(500));
+  RunWithFaults(*client_, swarm_->peers(), {SIGKILL, SIGKILL}, std::chrono::milliseconds(500));
 }
 
 // A record that lies: a DHT identity of the test's own announces another peer's address with a
@@ -423,8 +406,8 @@ TEST_F(SixPeerSwarm, TwoSuccessiveFailuresAreSurvived) {
 // OpenSession; the client bans the liar's id and still produces the reference text.
 TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
   Peer* honest = nullptr;
-  for (Peer& p : *peers_) {
-    if (p.alive() && p.blocks == "0:2") honest = &p;
+  for (Peer& p : swarm_->peers()) {
+    if (p.alive() && p.ready.Blocks() == "0:2") honest = &p;
   }
   ASSERT_NE(honest, nullptr);
   registry::DhtRegistryOptions options;
@@ -436,7 +419,7 @@ TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
   auto liar = registry::DhtRegistry::Create(options);
   ASSERT_TRUE(liar.ok()) << liar.status();
   registry::PeerRecord record;
-  record.address = honest->address;
+  record.address = honest->ready.address;
   record.model_id = client_->model().config.model_id;
   record.blocks = {0, static_cast<int32_t>(client_->model().config.n_layer)};
   record.state = registry::PeerState::kOnline;
@@ -475,9 +458,9 @@ TEST_F(SixPeerSwarm, LyingRecordIsRefusedAndBanned) {
 // Fewer blocks served than the model has: `swarm generate` gives up after --route-wait with a
 // message naming the missing blocks.
 TEST(SwarmCoverage, ClientNamesMissingBlocks) {
-  Peer peer;
-  Launch(peer, {"--blocks", "0:2"});
-  ReadListening(peer);
+  peer::LocalSwarm swarm(SwarmOptions());
+  Peer& peer = Launch(swarm, {"--blocks", "0:2"});
+  ReadListening(swarm, peer);
   const std::string err_path =
       absl::StrCat(::testing::TempDir(), "swarm-generate-", ::getpid(), ".err");
   Subprocess::Options options;
@@ -517,28 +500,29 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
   ASSERT_TRUE(local.ok()) << local.status();
   const int64_t n_blocks = (*local)->config.n_layer;
   const std::string model_id = (*local)->config.model_id;
-  std::vector<Peer> peers(4);
+  peer::LocalSwarm swarm(SwarmOptions());
+  std::deque<Peer>& peers = swarm.peers();
   std::unique_ptr<registry::DhtRegistry> registry;
   const std::vector<std::string> placement = {"--num-blocks", "2", "--rebalance-interval", "0.5"};
-  for (size_t i = 0; i < peers.size(); ++i) {
+  for (size_t i = 0; i < 4; ++i) {
     std::vector<std::string> args = placement;
     if (i > 0) {
       args.push_back("--initial-peers");
       args.push_back(Bootstrap(peers[0]));
     }
-    Launch(peers[i], args);
-    ReadListening(peers[i]);
+    ReadListening(swarm, Launch(swarm, args));
     if (registry == nullptr) registry = ClientRegistry(Bootstrap(peers[0]));
     ASSERT_NE(registry, nullptr);
     // The next peer starts once this one's record is visible, so it sees where the gaps are.
-    const std::string id = peers[i].peer_id;
+    const std::string id = peers[i].ready.peer_id;
     auto s = WaitForSnapshot(*registry, model_id, [&](const auto& snap) {
       for (const auto& r : snap) {
         if (r.peer_id.ToHex() == id && Online(r)) return true;
       }
       return false;
     });
-    std::printf("after peer %zu (%s):\n%s", i, peers[i].blocks.c_str(), Describe(s).c_str());
+    std::printf("after peer %zu (%s):\n%s", i, peers[i].ready.Blocks().c_str(),
+                Describe(s).c_str());
   }
   auto s = WaitForSnapshot(*registry, model_id,
                            [&](const auto& snap) { return Covered(snap, n_blocks); });
@@ -549,7 +533,7 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
   Peer* leaver = nullptr;
   for (size_t i = peers.size(); i-- > 0 && leaver == nullptr;) {
     for (const auto& r : s) {
-      if (r.peer_id.ToHex() != peers[i].peer_id) continue;
+      if (r.peer_id.ToHex() != peers[i].ready.peer_id) continue;
       for (int32_t b = r.blocks.first; b < r.blocks.last; ++b) {
         int n = 0;
         for (const auto& o : s) n += Online(o) && o.blocks.Contains(b);
@@ -558,12 +542,13 @@ TEST(SwarmPlacement, PeersCoverEveryBlockAndMoveToCoverALeaver) {
     }
   }
   ASSERT_NE(leaver, nullptr) << Describe(s);
-  std::printf("stopping %s (blocks %s)\n", leaver->peer_id.c_str(), leaver->blocks.c_str());
+  std::printf("stopping %s (blocks %s)\n", leaver->ready.peer_id.c_str(),
+              leaver->ready.Blocks().c_str());
   ASSERT_TRUE(leaver->process->Signal(SIGTERM).ok());
   auto code = leaver->process->Wait(std::chrono::seconds(60));
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0) << ReadFile(leaver->log_path);
-  const std::string gone = leaver->peer_id;
+  const std::string gone = leaver->ready.peer_id;
   s = WaitForSnapshot(
       *registry, model_id,
       [&](const auto& snap) {
@@ -615,10 +600,11 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
   const std::string model_id = (*local)->config.model_id;
   const auto t0 = std::chrono::steady_clock::now();
   auto phase = [&](const char* what) { std::printf("%.2f s: %s\n", SecondsSince(t0), what); };
-  Peer head, tail;
-  Launch(head, {"--blocks", "0:2", "--rtt-interval", "0.2"});
-  ReadListening(head);
-  Launch(tail, {"--blocks", "2:5", "--hold-joining", "--initial-peers", Bootstrap(head)});
+  peer::LocalSwarm swarm(SwarmOptions());
+  Peer& head = Launch(swarm, {"--blocks", "0:2", "--rtt-interval", "0.2"});
+  ReadListening(swarm, head);
+  Peer& tail =
+      Launch(swarm, {"--blocks", "2:5", "--hold-joining", "--initial-peers", Bootstrap(head)});
   auto registry = ClientRegistry(Bootstrap(head));
   ASSERT_NE(registry, nullptr);
 
@@ -644,16 +630,16 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
 
   // Released: it loads, goes online under the same id and address, and the head measures it.
   ASSERT_TRUE(tail.process->Signal(SIGUSR2).ok());
-  ReadListening(tail);
+  ReadListening(swarm, tail);
   phase("released peer listening");
-  EXPECT_EQ(joining_record.peer_id.ToHex(), tail.peer_id);
-  EXPECT_EQ(joining_record.address, tail.address);
+  EXPECT_EQ(joining_record.peer_id.ToHex(), tail.ready.peer_id);
+  EXPECT_EQ(joining_record.address, tail.ready.address);
   bool tail_online = false;
   s = WaitForSnapshot(
       *registry, model_id,
       [&](const auto& snap) {
-        const registry::PeerRecord* h = FindRecord(snap, head.peer_id);
-        const registry::PeerRecord* t = FindRecord(snap, tail.peer_id);
+        const registry::PeerRecord* h = FindRecord(snap, head.ready.peer_id);
+        const registry::PeerRecord* t = FindRecord(snap, tail.ready.peer_id);
         if (!tail_online && t != nullptr && Online(*t)) {
           tail_online = true;
           phase("online");
@@ -662,10 +648,10 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
       },
       std::chrono::seconds(60));  // usually under a second; a DHT get can take op_timeout
   phase("RTT measured");
-  const registry::PeerRecord* h = FindRecord(s, head.peer_id);
+  const registry::PeerRecord* h = FindRecord(s, head.ready.peer_id);
   ASSERT_NE(h, nullptr) << Describe(s);
   ASSERT_EQ(h->rtt_ms.size(), 1u) << Describe(s);
-  EXPECT_EQ(h->rtt_ms.begin()->first.ToHex(), tail.peer_id);
+  EXPECT_EQ(h->rtt_ms.begin()->first.ToHex(), tail.ready.peer_id);
   EXPECT_GT(h->rtt_ms.begin()->second, 0);
   std::printf("head -> tail RTT %.3f ms\n", h->rtt_ms.begin()->second);
   route = router::BuildRoute(s, n_blocks);
@@ -677,10 +663,10 @@ TEST(SwarmLifecycle, JoiningThenOnlineWithMeasuredRttThenQuickLeave) {
   const auto left_at = std::chrono::steady_clock::now();
   s = WaitForSnapshot(
       *registry, model_id,
-      [&](const auto& snap) { return FindRecord(snap, tail.peer_id) == nullptr; },
+      [&](const auto& snap) { return FindRecord(snap, tail.ready.peer_id) == nullptr; },
       std::chrono::seconds(2));
   const double withdrawn_s = SecondsSince(left_at);
-  EXPECT_EQ(FindRecord(s, tail.peer_id), nullptr) << Describe(s);
+  EXPECT_EQ(FindRecord(s, tail.ready.peer_id), nullptr) << Describe(s);
   // The last node of the swarm: nobody to hand anything over to.
   const double head_exit_s = TerminateTimed(head);
   std::printf(
@@ -700,13 +686,13 @@ TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
     std::printf("%.2f s: %s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), what);
   };
-  std::vector<Peer> peers(3);
-  Launch(peers[0], {"--blocks", "0:2"});
-  ReadListening(peers[0]);
-  Launch(peers[1], {"--blocks", "2:4", "--initial-peers", Bootstrap(peers[0])});
-  Launch(peers[2], {"--blocks", "4:5", "--initial-peers", Bootstrap(peers[0])});
-  ReadListening(peers[1]);
-  ReadListening(peers[2]);
+  peer::LocalSwarm swarm(SwarmOptions());
+  std::deque<Peer>& peers = swarm.peers();
+  ReadListening(swarm, Launch(swarm, {"--blocks", "0:2"}));
+  Launch(swarm, {"--blocks", "2:4", "--initial-peers", Bootstrap(peers[0])});
+  Launch(swarm, {"--blocks", "4:5", "--initial-peers", Bootstrap(peers[0])});
+  ReadListening(swarm, peers[1]);
+  ReadListening(swarm, peers[2]);
   phase("three peers listening");
   ASSERT_TRUE(peers[0].process->Signal(SIGTERM).ok());
   auto code = peers[0].process->Wait(std::chrono::seconds(60));
@@ -714,9 +700,7 @@ TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
   EXPECT_EQ(*code, 0) << ReadFile(peers[0].log_path);
 
   phase("bootstrap node stopped");
-  Peer newcomer;
-  Launch(newcomer, {"--blocks", "0:2", "--initial-peers", Bootstrap(peers[1])});
-  ReadListening(newcomer);
+  ReadListening(swarm, Launch(swarm, {"--blocks", "0:2", "--initial-peers", Bootstrap(peers[1])}));
   phase("newcomer listening");
   SwarmClient client(Bootstrap(peers[2]));
   ASSERT_TRUE(client.ok());
@@ -725,7 +709,7 @@ TEST(SwarmBootstrap, SwarmOutlivesItsBootstrapNode) {
       WaitForSnapshot(client.registry(), client.model().config.model_id, [&](const auto& snap) {
         registry::RegistrySnapshot live;
         for (const auto& r : snap) {
-          if (r.peer_id.ToHex() != peers[0].peer_id) live.push_back(r);
+          if (r.peer_id.ToHex() != peers[0].ready.peer_id) live.push_back(r);
         }
         return Covered(live, client.model().config.n_layer);
       });

@@ -26,8 +26,9 @@ class ChainOnEmulatedGpuTest : public ::testing::Test {
 
   void TearDown() override {
     for (Peer& peer : peers_) {
-      EXPECT_EQ(StopPeer(peer), 0) << "blocks " << peer.first << ":" << peer.last << "\n"
-                                   << ReadFile(peer.log_path);
+      EXPECT_EQ(StopPeer(peer), 0)
+          << "blocks " << peer.ready.first_block << ":" << peer.ready.last_block << "\n"
+          << ReadFile(peer.log_path);
     }
   }
 
@@ -35,7 +36,7 @@ class ChainOnEmulatedGpuTest : public ::testing::Test {
     std::vector<Peer> started =
         StartPeers(kModel, {{first, last}}, {"--no-dht", "--device", device}, binary);
     for (Peer& peer : started) {
-      ASSERT_FALSE(peer.address.empty()) << ReadFile(peer.log_path);
+      ASSERT_FALSE(peer.ready.address.empty()) << ReadFile(peer.log_path);
       peers_.push_back(std::move(peer));
     }
   }
@@ -70,13 +71,14 @@ TEST_F(ChainOnEmulatedGpuTest, ACpuPeerThenAGpuPeerGiveTheReference) {
   Start(SWARM_BINARY, 0, 2, "cpu");
   Start(SWARM_EMULATED_GPU_BINARY, 2, 5, "cuda:0");
   ASSERT_EQ(peers_.size(), 2u);
-  auto info = router::QueryInfo(zmq_, peers_[1].address, std::chrono::seconds(10));
+  auto info = router::QueryInfo(zmq_, peers_[1].ready.address, std::chrono::seconds(10));
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->backend, "cuda:0");
   const std::string log = ReadFile(peers_[1].log_path);
   EXPECT_NE(log.find("backend cuda:0 (decode steps replayed as CUDA graphs)"), std::string::npos)
       << log;
-  ExpectReferenceBeginning({{peers_[0].address, 0, 2, ""}, {peers_[1].address, 2, 5, ""}});
+  ExpectReferenceBeginning(
+      {{peers_[0].ready.address, 0, 2, ""}, {peers_[1].ready.address, 2, 5, ""}});
 }
 
 TEST_F(ChainOnEmulatedGpuTest, APeerOverTwoGpusPassesActivationsByNccl) {
@@ -86,7 +88,7 @@ TEST_F(ChainOnEmulatedGpuTest, APeerOverTwoGpusPassesActivationsByNccl) {
   EXPECT_NE(log.find("([0, 3) on cuda:0, [3, 5) on cuda:1, activations by NCCL)"),
             std::string::npos)
       << log;
-  ExpectReferenceBeginning({{peers_[0].address, 0, 5, ""}});
+  ExpectReferenceBeginning({{peers_[0].ready.address, 0, 5, ""}});
 }
 
 }  // namespace
