@@ -19,11 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "kernels/backend_factory.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/thread_pool.h"
-#if SWARM_HAVE_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 #include "kernels/machine_probe.h"
 #include "model/model_weights.h"
 #include "nlohmann/json.hpp"
@@ -94,12 +91,14 @@ struct DeviceFigures {
   std::string gemm_error;
 };
 
-#if SWARM_HAVE_CUDA
-DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda, const BenchFlags& flags) {
+// The card's limits for a backend that can probe its device (an empty object for one that cannot).
+DeviceFigures MeasureDevice(kernels::Backend& backend, const BenchFlags& flags) {
+  kernels::DeviceProbe* probe = backend.device_probe();
+  if (probe == nullptr) return {};
   DeviceFigures d;
   d.present = true;
-  d.backend = cuda.name();
-  const kernels::CudaDeviceInfo& info = cuda.info();
+  d.backend = backend.name();
+  const kernels::DeviceInfo& info = probe->device_info();
   d.index = info.device;
   d.name = info.name;
   d.compute_capability = absl::StrCat(info.major, ".", info.minor);
@@ -112,13 +111,13 @@ DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda, const BenchFlags& fl
                "tensor-core GEMM peak...\n",
                d.index, d.name.c_str());
   d.copy_bytes = static_cast<double>(copy_bytes);
-  if (auto bandwidth = cuda.MeasureCopyBandwidth(copy_bytes); bandwidth.ok()) {
+  if (auto bandwidth = probe->MeasureCopyBandwidth(copy_bytes); bandwidth.ok()) {
     d.copy_bandwidth = *bandwidth;
   } else {
     d.copy_error = std::string(bandwidth.status().message());
   }
   d.gemm_n = gemm_n;
-  if (auto peak = cuda.MeasureF16GemmPeak(gemm_n); peak.ok()) {
+  if (auto peak = probe->MeasureF16GemmPeak(gemm_n); peak.ok()) {
     d.gemm_peak = *peak;
   } else {
     d.gemm_error = std::string(peak.status().message());
@@ -135,18 +134,6 @@ DeviceFigures MeasureCudaDevice(kernels::CudaBackend& cuda, const BenchFlags& fl
     std::fprintf(stderr, "f16 tensor-core GEMM peak not measured: %s\n", d.gemm_error.c_str());
   }
   return d;
-}
-#endif
-
-// The card's limits for a GPU backend (an empty object when the backend is not one).
-DeviceFigures MeasureDevice([[maybe_unused]] kernels::Backend& backend,
-                            [[maybe_unused]] const BenchFlags& flags) {
-#if SWARM_HAVE_CUDA
-  if (auto* cuda = dynamic_cast<kernels::CudaBackend*>(&backend)) {
-    return MeasureCudaDevice(*cuda, flags);
-  }
-#endif
-  return {};
 }
 
 json DeviceJson(const DeviceFigures& d) {
@@ -257,11 +244,11 @@ std::string OpCategory(const std::string& name) {
 // Per kind of operation (matmul by weight type, attention, rms_norm, rope, quantize_x8, ...):
 // seconds and share of the pass's wall time; "other" is the time outside the backend's operations
 // (embedding, the client head's glue, sampling, pipeline bookkeeping).
-json CategoriesJson(const std::vector<kernels::cpu::OpProfile>& ops, double wall_seconds) {
-  std::map<std::string, kernels::cpu::OpProfile> by_kind;
+json CategoriesJson(const std::vector<kernels::OpProfile>& ops, double wall_seconds) {
+  std::map<std::string, kernels::OpProfile> by_kind;
   double total = 0;
   for (const auto& op : ops) {
-    kernels::cpu::OpProfile& k = by_kind[OpCategory(op.name)];
+    kernels::OpProfile& k = by_kind[OpCategory(op.name)];
     k.name = OpCategory(op.name);
     k.calls += op.calls;
     k.seconds += op.seconds;
@@ -269,10 +256,10 @@ json CategoriesJson(const std::vector<kernels::cpu::OpProfile>& ops, double wall
     k.weight_bytes += op.weight_bytes;
     total += op.seconds;
   }
-  std::vector<kernels::cpu::OpProfile> sorted;
+  std::vector<kernels::OpProfile> sorted;
   for (auto& [name, k] : by_kind) sorted.push_back(k);
   if (wall_seconds > total) {
-    sorted.push_back(kernels::cpu::OpProfile{"other", 0, wall_seconds - total, 0, 0});
+    sorted.push_back(kernels::OpProfile{"other", 0, wall_seconds - total, 0, 0});
   }
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
@@ -291,10 +278,10 @@ json CategoriesJson(const std::vector<kernels::cpu::OpProfile>& ops, double wall
   return list;
 }
 
-json ProfileJson(const std::vector<kernels::cpu::OpProfile>& ops) {
+json ProfileJson(const std::vector<kernels::OpProfile>& ops) {
   double total = 0;
   for (const auto& op : ops) total += op.seconds;
-  std::vector<kernels::cpu::OpProfile> sorted = ops;
+  std::vector<kernels::OpProfile> sorted = ops;
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
   json list = json::array();
@@ -353,7 +340,7 @@ int RunBench(const BenchFlags& flags) {
   const double load_seconds = Seconds(load_start);
   auto cost = Cost(m);
   if (!cost.ok()) return Fail(cost.status());
-  auto* cpu = dynamic_cast<kernels::cpu::CpuBackend*>(m.backend.get());
+  kernels::OpProfiler* profiler = m.backend->op_profiler();
   const DeviceFigures device = MeasureDevice(*m.backend, flags);
   const model::ModelConfig& cfg = m.config;
   const int64_t n_embd = cfg.n_embd;
@@ -576,33 +563,33 @@ int RunBench(const BenchFlags& flags) {
         100 * out["generation"]["fraction_of_weights_read_bound_max"].get<double>());
   }
 
-  if (flags.profile && cpu != nullptr) {
+  if (flags.profile && profiler != nullptr) {
     json profile;
-    cpu->SetProfiling(true);
+    profiler->SetProfiling(true);
     if (p > 0) {
       auto pipe = new_pipeline();
       if (!pipe.ok()) return Fail(pipe.status());
-      cpu->ResetProfile();
+      profiler->ResetProfile();
       const auto start = Clock::now();
       if (auto s = run_prompt(**pipe); !s.ok()) return Fail(s);
       const double wall = Seconds(start);
-      profile["prompt"] = ProfileJson(cpu->profile());
-      profile["prompt_by_kind"] = CategoriesJson(cpu->profile(), wall);
+      profile["prompt"] = ProfileJson(profiler->profile());
+      profile["prompt_by_kind"] = CategoriesJson(profiler->profile(), wall);
       profile["prompt_wall_seconds"] = wall;
     }
     if (n > 0) {
       auto pipe = new_pipeline();
       if (!pipe.ok()) return Fail(pipe.status());
       if (auto s = run_generation(**pipe, 0); !s.ok()) return Fail(s);
-      cpu->ResetProfile();
+      profiler->ResetProfile();
       const auto start = Clock::now();
       if (auto s = run_generation(**pipe, std::min<int64_t>(n, 16) - 1); !s.ok()) return Fail(s);
       const double wall = Seconds(start);
-      profile["generation"] = ProfileJson(cpu->profile());
-      profile["generation_by_kind"] = CategoriesJson(cpu->profile(), wall);
+      profile["generation"] = ProfileJson(profiler->profile());
+      profile["generation_by_kind"] = CategoriesJson(profiler->profile(), wall);
       profile["generation_wall_seconds"] = wall;
     }
-    cpu->SetProfiling(false);
+    profiler->SetProfiling(false);
     out["profile"] = profile;
   }
 

@@ -324,25 +324,6 @@ absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
   return std::unique_ptr<shard::ServingStack>(std::move(stack));
 }
 
-// Which device runs which blocks, for the log: "backend cpu-avx2", "backend cuda:0 (decode steps
-// replayed as CUDA graphs)", or "devices cuda:0,cuda:1 ([0, 3) on cuda:0, [3, 5) on cuda:1,
-// activations by NCCL)".
-std::string Placement(const shard::ServingStack& stack) {
-  const auto* multi = dynamic_cast<const shard::MultiGpuStack*>(&stack);
-  if (multi == nullptr) return absl::StrCat("backend ", stack.devices());
-  if (multi->n_segments() == 1) {
-    return absl::StrCat("backend ", stack.devices(), " (decode steps replayed as CUDA graphs)");
-  }
-  const std::vector<std::string> names = absl::StrSplit(stack.devices(), ',');
-  std::string placement = absl::StrCat("devices ", stack.devices(), " (");
-  for (int i = 0; i < multi->n_segments(); ++i) {
-    const auto [first, last] = multi->segment_blocks(i);
-    absl::StrAppend(&placement, "[", first, ", ", last, ") on ", names[i], ", ");
-  }
-  absl::StrAppend(&placement, "activations by ", multi->uses_nccl() ? "NCCL" : "host memory", ")");
-  return placement;
-}
-
 absl::Status Serve(const ServeFlags& flags) {
   BlockStopSignals();
   SWARM_ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(flags.model_path));
@@ -448,7 +429,7 @@ absl::Status Serve(const ServeFlags& flags) {
                  "%.0f decode / %.0f prompt tokens/s per block\n",
                  config.model_id.c_str(), static_cast<long long>(range.first),
                  static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
-                 Placement(*stack).c_str(), static_cast<long long>(flags.cache_tokens),
+                 stack->Describe().c_str(), static_cast<long long>(flags.cache_tokens),
                  throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
     // The first line of stdout says where the peer listens (scripts and tests read it).
     const peer::ReadyLine ready{.address = server->endpoint(),

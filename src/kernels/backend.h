@@ -8,11 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/backend_capabilities.h"
 #include "kernels/ggml_type.h"
 
 namespace swarm::kernels {
@@ -111,6 +113,17 @@ class Backend {
   virtual void Attention(const float* q, const float* k_cache, const float* v_cache,
                          const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                          float* out) = 0;
+
+  // ---- optional capabilities (backend_capabilities.h): nullptr when the backend has none -----
+  virtual GraphCapture* graph_capture() { return nullptr; }
+  virtual DeviceProbe* device_probe() { return nullptr; }
+  virtual OpProfiler* op_profiler() { return nullptr; }
+  // A link that moves activations between the memories of `backends` (this one among them)
+  // device to device; nullptr when they have none (they then meet in host memory).
+  virtual absl::StatusOr<std::unique_ptr<DeviceLink>> OpenDeviceLink(
+      std::span<Backend* const> /*backends*/) {
+    return std::unique_ptr<DeviceLink>();
+  }
 };
 
 }  // namespace swarm::kernels

@@ -278,15 +278,15 @@ void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_i
                           : input.status());
     return;
   }
-  auto cache = stack_.NewSequenceCache(forward.n_tokens);
+  auto cache = stack_.NewCache(forward.n_tokens);
   if (!cache.ok()) {
     ReplyError(routing_id, request_id, cache.status());
     return;
   }
-  const shard::ServingStep seq{cache->get(), forward.n_tokens};
+  const shard::SequenceStep seq{cache->get(), forward.n_tokens};
   std::vector<float> output(input->size());
-  auto status = stack_.ForwardSteps({&seq, 1}, forward.first_block, forward.last_block,
-                                    input->data(), output.data());
+  auto status = stack_.Forward({&seq, 1}, forward.first_block, forward.last_block, input->data(),
+                               output.data());
   if (!status.ok()) {
     ReplyError(routing_id, request_id, status);
     return;
@@ -349,7 +349,7 @@ void PeerServer::RunBatch() {
   while (begin < runnable.size()) {
     const SessionRoute range = routes_[runnable[begin]->key];
     size_t end = begin;
-    std::vector<shard::ServingStep> steps;
+    std::vector<shard::SequenceStep> steps;
     std::vector<float> input;
     while (end < runnable.size() && routes_[runnable[end]->key].first_block == range.first_block &&
            routes_[runnable[end]->key].last_block == range.last_block) {
@@ -360,8 +360,8 @@ void PeerServer::RunBatch() {
     }
     std::vector<float> output(input.size());
     const auto start = std::chrono::steady_clock::now();
-    const absl::Status status = stack_.ForwardSteps(steps, range.first_block, range.last_block,
-                                                    input.data(), output.data());
+    const absl::Status status =
+        stack_.Forward(steps, range.first_block, range.last_block, input.data(), output.data());
     stats_.compute_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++stats_.batches;

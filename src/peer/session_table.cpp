@@ -26,7 +26,7 @@ absl::StatusOr<Session*> SessionTable::Open(const SessionKey& key, std::string o
   session->key = key;
   session->owner = std::move(owner);
   session->last_used = now;
-  SWARM_ASSIGN_OR_RETURN(session->cache, stack_.NewSequenceCache(max_length));
+  SWARM_ASSIGN_OR_RETURN(session->cache, stack_.NewCache(max_length));
   reserved_tokens_ += max_length;
   Session* raw = session.get();
   sessions_.emplace(key, std::move(session));

@@ -46,48 +46,18 @@ absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
   return stack;
 }
 
-absl::StatusOr<std::unique_ptr<KvCache>> BlockStack::NewCache(int64_t capacity) {
-  return KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity);
-}
+std::string BlockStack::Describe() const { return absl::StrCat("backend ", devices()); }
 
-absl::StatusOr<std::unique_ptr<SequenceCache>> BlockStack::NewSequenceCache(int64_t capacity) {
-  SWARM_ASSIGN_OR_RETURN(auto cache, NewCache(capacity));
-  return std::unique_ptr<SequenceCache>(std::move(cache));
-}
-
-absl::Status BlockStack::ForwardSteps(std::span<const ServingStep> steps, int64_t first,
-                                      int64_t last, const float* hidden_in, float* hidden_out) {
-  std::vector<SequenceStep> own(steps.size());
-  for (size_t i = 0; i < steps.size(); ++i) {
-    auto* cache = dynamic_cast<KvCache*>(steps[i].cache);
-    if (steps[i].cache != nullptr && cache == nullptr) {
-      return absl::InvalidArgumentError("the cache belongs to another kind of block stack");
-    }
-    own[i] = {cache, steps[i].n_tokens};
-  }
-  return Forward(own, first, last, hidden_in, hidden_out);
+absl::StatusOr<std::unique_ptr<SequenceCache>> BlockStack::NewCache(int64_t capacity) {
+  std::vector<std::unique_ptr<KvCache>> parts(1);
+  SWARM_ASSIGN_OR_RETURN(parts[0],
+                         KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity));
+  return std::make_unique<SequenceCache>(this, std::move(parts));
 }
 
 absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
                                  const float* hidden_in, float* hidden_out) {
-  if (first < first_ || last > last_ || first >= last) {
-    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", ", last,
-                                                   ") are not inside this peer's blocks [", first_,
-                                                   ", ", last_, ")"));
-  }
-  int64_t total = 0;
-  for (const SequenceStep& step : steps) {
-    if (step.cache == nullptr || step.n_tokens <= 0) {
-      return absl::InvalidArgumentError("a step needs a cache and at least one token");
-    }
-    if (step.n_tokens > step.cache->capacity() - step.cache->length()) {
-      return absl::OutOfRangeError(absl::StrCat("step of ", step.n_tokens, " tokens at position ",
-                                                step.cache->length(), " exceeds the cache of ",
-                                                step.cache->capacity(), " positions"));
-    }
-    total += step.n_tokens;
-  }
-  if (total == 0) return absl::InvalidArgumentError("empty batch");
+  SWARM_ASSIGN_OR_RETURN(const int64_t total, CheckBatch(steps, first, last));
   SWARM_RETURN_IF_ERROR(activations_.Reserve(backend_, config_, total));
 
   positions_.clear();
@@ -98,7 +68,8 @@ absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t fi
   }
   const size_t hidden_bytes = static_cast<size_t>(config_.n_embd * total) * sizeof(float);
   SWARM_RETURN_IF_ERROR(backend_.CopyToBackend(activations_.x, hidden_in, hidden_bytes));
-  auto cache_of = [](const SequenceStep& step) -> KvCache& { return *step.cache; };
+  // CheckBatch found every cache to be this stack's: one part, for all of its blocks.
+  auto cache_of = [](const SequenceStep& step) -> KvCache& { return step.cache->part(0); };
   for (int64_t l = first - first_; l < last - first_; ++l) {
     RunBlock(backend_, config_, blocks_[l], l, steps, cache_of, positions_.data(), total,
              activations_);

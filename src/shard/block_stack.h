@@ -1,6 +1,7 @@
 // A contiguous range of transformer blocks [first, last) ready to run on a backend: the unit of
 // work a peer serves. Forward() runs a batch of sequences (a prompt, or one decode token of many
-// sessions) through every block, so each weight is read once per batch. Owns its weights' backend
+// sessions) through every block, so each weight is read once per batch. Caches are indexed by
+// model layer, so a session may use any fixed sub-range of the blocks. Owns its weights' backend
 // copies (if any) and scratch buffers; borrows the host weights (the mapped GGUF must outlive it).
 // A ServingStack, so a peer can serve it. One thread calls Forward() at a time.
 #pragma once
@@ -21,12 +22,6 @@
 
 namespace swarm::shard {
 
-// One sequence's part of a batch: n_tokens consecutive positions starting at the cache's length.
-struct SequenceStep {
-  KvCache* cache = nullptr;
-  int64_t n_tokens = 0;
-};
-
 class BlockStack final : public ServingStack {
  public:
   static absl::StatusOr<std::unique_ptr<BlockStack>> Create(
@@ -41,25 +36,14 @@ class BlockStack final : public ServingStack {
   // The blocks' weights as the backend holds them (after PrepareWeight), first block first.
   const std::vector<model::BlockWeights>& resident_weights() const { return blocks_; }
 
-  absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity);
   size_t CacheBytesPerToken() const { return KvCache::BytesPerToken(n_blocks(), config_.kv_dim()); }
+  // "backend cpu-avx2"
+  std::string Describe() const override;
 
-  // hidden_in, hidden_out: [n_embd, total tokens] in host memory, the steps' tokens concatenated in
-  // order (may alias). Each step's tokens take the positions [cache->length(), + n_tokens); on
-  // success every cache advances by its n_tokens, on failure no cache changes length.
-  absl::Status Forward(std::span<const SequenceStep> steps, const float* hidden_in,
-                       float* hidden_out) {
-    return Forward(steps, first_, last_, hidden_in, hidden_out);
-  }
-  // The same over a sub-range [first, last) of this stack's blocks (a route may use part of a
-  // peer's span). Caches are indexed by model layer, so a session may use any fixed sub-range.
+  absl::StatusOr<std::unique_ptr<SequenceCache>> NewCache(int64_t capacity) override;
+  using ServingStack::Forward;
   absl::Status Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
-                       const float* hidden_in, float* hidden_out);
-
-  // ServingStack: the same, with caches from NewSequenceCache().
-  absl::StatusOr<std::unique_ptr<SequenceCache>> NewSequenceCache(int64_t capacity) override;
-  absl::Status ForwardSteps(std::span<const ServingStep> steps, int64_t first, int64_t last,
-                            const float* hidden_in, float* hidden_out) override;
+                       const float* hidden_in, float* hidden_out) override;
   void Park() override { backend_.Park(); }
   void Unpark() override { backend_.Unpark(); }
 

@@ -1,6 +1,7 @@
-// The KV cache of one sequence over a block range: per layer, keys and values for up to `capacity`
-// positions, in one backend buffer with per-layer views (as llama.cpp's llama_kv_cache). Owned by a
-// session; used by one thread at a time (the one running the session's steps).
+// The KV cache of one sequence over the blocks one backend runs: per layer, keys and values for up
+// to `capacity` positions, in one backend buffer with per-layer views (as llama.cpp's
+// llama_kv_cache). Owned by a SequenceCache; used by one thread at a time (the one running the
+// session's steps).
 #pragma once
 
 #include <cstdint>
@@ -8,11 +9,10 @@
 
 #include "absl/status/status.h"
 #include "kernels/backend.h"
-#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
-class KvCache final : public SequenceCache {
+class KvCache final {
  public:
   // n_layers local layers, each k and v: [kv_dim, capacity] f32.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(kernels::Backend& backend,
@@ -23,9 +23,9 @@ class KvCache final : public SequenceCache {
     return static_cast<size_t>(n_layers) * 2 * static_cast<size_t>(kv_dim) * sizeof(float);
   }
 
-  int64_t capacity() const override { return capacity_; }
+  int64_t capacity() const { return capacity_; }
   // Positions [0, length) hold valid entries.
-  int64_t length() const override { return length_; }
+  int64_t length() const { return length_; }
   size_t bytes() const { return buffer_->size(); }
 
   // Keys/values of local layer `layer`: [kv_dim, capacity].
@@ -34,7 +34,7 @@ class KvCache final : public SequenceCache {
 
   void Advance(int64_t n_tokens) { length_ += n_tokens; }
   // Forgets positions >= length (to rewind a step that must be redone).
-  absl::Status Truncate(int64_t length) override;
+  absl::Status Truncate(int64_t length);
 
  private:
   KvCache(std::unique_ptr<kernels::Buffer> buffer, int64_t kv_dim, int64_t capacity)

@@ -5,7 +5,7 @@
 
 namespace swarm::shard {
 
-absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(BlockStack& stack,
+absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(ServingStack& stack,
                                                                      int64_t max_length) {
   if (stack.first_block() != 0 || stack.last_block() != stack.config().n_layer) {
     return absl::InvalidArgumentError("a local pipeline needs every block of the model");
@@ -16,7 +16,7 @@ absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(BlockStack&
 
 absl::Status LocalPipeline::Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) {
   const SequenceStep step{cache_.get(), n_tokens};
-  return stack_.Forward(std::span<const SequenceStep>(&step, 1), hidden_in, hidden_out);
+  return stack_.Forward({&step, 1}, hidden_in, hidden_out);
 }
 
 }  // namespace swarm::shard

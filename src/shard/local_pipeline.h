@@ -1,26 +1,26 @@
 // All blocks of a model for one sequence, run in-process: the reference a swarm must match.
-// Owns the sequence's KV cache; borrows the BlockStack. One thread at a time.
+// Owns the sequence's KV cache; borrows the stack. One thread at a time.
 #pragma once
 
 #include <memory>
 
 #include "model/generator.h"
-#include "shard/block_stack.h"
+#include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
 class LocalPipeline : public model::BlockPipeline {
  public:
-  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(BlockStack& stack,
+  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(ServingStack& stack,
                                                                int64_t max_length);
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
-  KvCache& cache() { return *cache_; }
+  SequenceCache& cache() { return *cache_; }
 
  private:
-  LocalPipeline(BlockStack& stack, std::unique_ptr<KvCache> cache)
+  LocalPipeline(ServingStack& stack, std::unique_ptr<SequenceCache> cache)
       : stack_(stack), cache_(std::move(cache)) {}
-  BlockStack& stack_;
-  std::unique_ptr<KvCache> cache_;
+  ServingStack& stack_;
+  std::unique_ptr<SequenceCache> cache_;
 };
 
 }  // namespace swarm::shard

@@ -8,20 +8,14 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "shard/block_forward.h"
-#if SWARM_HAVE_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#include "kernels/cuda/nccl_link.h"
-#endif
 
 namespace swarm::shard {
 
 // One backend's share of the blocks with its weights and scratch activations.
 struct MultiGpuStack::Segment {
   kernels::Backend* backend = nullptr;
-  size_t index = 0;  // position in segments_ and in each Cache's parts
-#if SWARM_HAVE_CUDA
-  kernels::CudaBackend* cuda = nullptr;  // backend, when it is a CUDA backend
-#endif
+  size_t index = 0;                          // position in segments_ and in each cache's parts
+  kernels::GraphCapture* capture = nullptr;  // the backend's, if it can capture graphs
   int64_t first = 0;
   int64_t last = 0;
   std::vector<model::BlockWeights> blocks;  // backend-resident views
@@ -32,15 +26,7 @@ struct MultiGpuStack::Segment {
 
 // The captured graphs of one batch shape, one per segment; empty until the shape's second step.
 struct MultiGpuStack::GraphSet {
-#if SWARM_HAVE_CUDA
   std::vector<std::unique_ptr<kernels::StepGraph>> graphs;
-#endif
-};
-
-struct MultiGpuStack::Link {
-#if SWARM_HAVE_CUDA
-  std::unique_ptr<kernels::NcclLink> nccl;
-#endif
 };
 
 namespace {
@@ -82,18 +68,14 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
   stack->last_ = host_blocks.back().layer + 1;
 
   int64_t next = 0;
-  bool all_cuda = true;
+  bool graphs_possible = true;
   for (int64_t i = 0; i < n_backends; ++i) {
     if (backends[i] == nullptr) return absl::InvalidArgumentError("null backend");
     auto segment = std::make_unique<Segment>();
     segment->backend = backends[i];
     segment->index = static_cast<size_t>(i);
-#if SWARM_HAVE_CUDA
-    segment->cuda = dynamic_cast<kernels::CudaBackend*>(backends[i]);
-    all_cuda = all_cuda && segment->cuda != nullptr;
-#else
-    all_cuda = false;
-#endif
+    segment->capture = backends[i]->graph_capture();
+    graphs_possible = graphs_possible && segment->capture != nullptr;
     const int64_t count = n_blocks / n_backends + (i < n_blocks % n_backends ? 1 : 0);
     segment->first = stack->first_ + next;
     segment->last = segment->first + count;
@@ -119,15 +101,10 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
     next += count;
     stack->segments_.push_back(std::move(segment));
   }
-  stack->all_cuda_ = all_cuda;
-  stack->link_ = std::make_unique<Link>();
-#if SWARM_HAVE_CUDA
-  if (all_cuda && n_backends > 1) {
-    std::vector<kernels::CudaBackend*> cuda;
-    for (const auto& s : stack->segments_) cuda.push_back(s->cuda);
-    SWARM_ASSIGN_OR_RETURN(stack->link_->nccl, kernels::NcclLink::Create(std::move(cuda)));
+  stack->graphs_possible_ = graphs_possible;
+  if (n_backends > 1) {
+    SWARM_ASSIGN_OR_RETURN(stack->link_, backends.front()->OpenDeviceLink(backends));
   }
-#endif
   // Uploads run asynchronously: surface any failure now rather than at the first step.
   SWARM_RETURN_IF_ERROR(stack->SynchronizeAll());
   return stack;
@@ -153,48 +130,31 @@ void MultiGpuStack::Unpark() {
   segments_.front()->backend->Unpark();
 }
 
-absl::Status MultiGpuStack::Cache::Truncate(int64_t length) {
-  // Every part has the same length: checking the first checks them all.
-  SWARM_RETURN_IF_ERROR(parts_.front()->Truncate(length));
-  for (size_t i = 1; i < parts_.size(); ++i) SWARM_RETURN_IF_ERROR(parts_[i]->Truncate(length));
-  return absl::OkStatus();
-}
+bool MultiGpuStack::uses_nccl() const { return link_ != nullptr && link_->uses_nccl(); }
 
-absl::StatusOr<std::unique_ptr<SequenceCache>> MultiGpuStack::NewSequenceCache(int64_t capacity) {
-  SWARM_ASSIGN_OR_RETURN(auto cache, NewCache(capacity));
-  return std::unique_ptr<SequenceCache>(std::move(cache));
-}
-
-absl::Status MultiGpuStack::ForwardSteps(std::span<const ServingStep> steps, int64_t first,
-                                         int64_t last, const float* hidden_in, float* hidden_out) {
-  std::vector<Step> own(steps.size());
-  for (size_t i = 0; i < steps.size(); ++i) {
-    auto* cache = dynamic_cast<Cache*>(steps[i].cache);
-    if (steps[i].cache != nullptr && cache == nullptr) {
-      return absl::InvalidArgumentError("the cache belongs to another kind of block stack");
-    }
-    own[i] = {cache, steps[i].n_tokens};
+std::string MultiGpuStack::Describe() const {
+  if (segments_.size() == 1) {
+    if (!graphs_possible_ || !options_.use_graphs) return absl::StrCat("backend ", devices());
+    return absl::StrCat("backend ", devices(), " (decode steps replayed as CUDA graphs)");
   }
-  return Forward(own, first, last, hidden_in, hidden_out);
+  std::string placement = absl::StrCat("devices ", devices(), " (");
+  for (const auto& segment : segments_) {
+    absl::StrAppend(&placement, "[", segment->first, ", ", segment->last, ") on ",
+                    segment->backend->name(), ", ");
+  }
+  absl::StrAppend(&placement, "activations by ", uses_nccl() ? "NCCL" : "host memory", ")");
+  return placement;
 }
 
-bool MultiGpuStack::uses_nccl() const {
-#if SWARM_HAVE_CUDA
-  return link_->nccl != nullptr && link_->nccl->uses_nccl();
-#else
-  return false;
-#endif
-}
-
-absl::StatusOr<std::unique_ptr<MultiGpuStack::Cache>> MultiGpuStack::NewCache(int64_t capacity) {
-  auto cache = std::make_unique<Cache>();
+absl::StatusOr<std::unique_ptr<SequenceCache>> MultiGpuStack::NewCache(int64_t capacity) {
+  std::vector<std::unique_ptr<KvCache>> parts;
   for (const auto& segment : segments_) {
     SWARM_ASSIGN_OR_RETURN(auto part,
                            KvCache::Create(*segment->backend, segment->last - segment->first,
                                            config_.kv_dim(), capacity));
-    cache->parts_.push_back(std::move(part));
+    parts.push_back(std::move(part));
   }
-  return cache;
+  return std::make_unique<SequenceCache>(this, std::move(parts));
 }
 
 absl::Status MultiGpuStack::EnsureScratch(int64_t n_tokens) {
@@ -215,46 +175,27 @@ absl::Status MultiGpuStack::EnsureScratch(int64_t n_tokens) {
   return absl::OkStatus();
 }
 
-absl::Status MultiGpuStack::Forward(std::span<const Step> steps, int64_t first, int64_t last,
-                                    const float* hidden_in, float* hidden_out) {
-  if (first < first_ || last > last_ || first >= last) {
-    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", ", last,
-                                                   ") are not inside this peer's blocks [", first_,
-                                                   ", ", last_, ")"));
-  }
+absl::Status MultiGpuStack::Forward(std::span<const SequenceStep> steps, int64_t first,
+                                    int64_t last, const float* hidden_in, float* hidden_out) {
+  // Every cache is this stack's from here on: one part per segment.
+  SWARM_ASSIGN_OR_RETURN(const int64_t total, CheckBatch(steps, first, last));
+  bool decode = true;
+  for (const SequenceStep& step : steps) decode = decode && step.n_tokens == 1;
   Range range{first, last, 0, 0};
   while (segments_[range.begin]->last <= first) ++range.begin;
   range.end = range.begin + 1;
   while (range.end < n_segments() && segments_[range.end]->first < last) ++range.end;
 
-  int64_t total = 0;
-  bool decode = true;
-  for (const Step& step : steps) {
-    if (step.cache == nullptr || step.n_tokens <= 0) {
-      return absl::InvalidArgumentError("a step needs a cache and at least one token");
-    }
-    if (step.cache->parts_.size() != segments_.size()) {
-      return absl::InvalidArgumentError("the cache belongs to another block stack");
-    }
-    if (step.n_tokens > step.cache->capacity() - step.cache->length()) {
-      return absl::OutOfRangeError(absl::StrCat("step of ", step.n_tokens, " tokens at position ",
-                                                step.cache->length(), " exceeds the cache of ",
-                                                step.cache->capacity(), " positions"));
-    }
-    total += step.n_tokens;
-    decode = decode && step.n_tokens == 1;
-  }
-  if (total == 0) return absl::InvalidArgumentError("empty batch");
   SWARM_RETURN_IF_ERROR(EnsureScratch(total));
   size_t i = 0;
-  for (const Step& step : steps) {
+  for (const SequenceStep& step : steps) {
     for (int64_t t = 0; t < step.n_tokens; ++t) {
       positions_[i++] = static_cast<int32_t>(step.cache->length() + t);
     }
   }
 
   absl::StatusOr<bool> done = false;
-  if (decode && all_cuda_ && options_.use_graphs) {
+  if (decode && graphs_possible_ && options_.use_graphs) {
     done = ForwardGraphs(steps, range, total, hidden_in, hidden_out);
   }
   absl::Status status = done.status();
@@ -264,13 +205,11 @@ absl::Status MultiGpuStack::Forward(std::span<const Step> steps, int64_t first, 
     SynchronizeAll().IgnoreError();
     return status;
   }
-  for (const Step& step : steps) {
-    for (auto& part : step.cache->parts_) part->Advance(step.n_tokens);
-  }
+  for (const SequenceStep& step : steps) step.cache->Advance(step.n_tokens);
   return absl::OkStatus();
 }
 
-absl::Status MultiGpuStack::ForwardEager(std::span<const Step> steps, const Range& range,
+absl::Status MultiGpuStack::ForwardEager(std::span<const SequenceStep> steps, const Range& range,
                                          int64_t n_tokens, const float* hidden_in,
                                          float* hidden_out) {
   const size_t bytes = static_cast<size_t>(config_.n_embd * n_tokens) * sizeof(float);
@@ -285,23 +224,20 @@ absl::Status MultiGpuStack::ForwardEager(std::span<const Step> steps, const Rang
   return SynchronizeAll();
 }
 
-absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, const Range& range,
-                                                  int64_t n_tokens, const float* hidden_in,
-                                                  float* hidden_out) {
-#if !SWARM_HAVE_CUDA
-  (void)steps, (void)range, (void)n_tokens, (void)hidden_in, (void)hidden_out;
-  return false;
-#else
+absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const SequenceStep> steps,
+                                                  const Range& range, int64_t n_tokens,
+                                                  const float* hidden_in, float* hidden_out) {
   // The graphs bake in the blocks they run and every sequence's KV addresses (and, through them,
   // capacities).
   auto as_key = [](int64_t value) {
     return reinterpret_cast<const void*>(static_cast<uintptr_t>(value));
   };
   std::vector<const void*> key = {as_key(range.first), as_key(range.last)};
-  for (const Step& step : steps) {
-    for (auto& part : step.cache->parts_) {
-      key.push_back(part->keys(0));
-      key.push_back(as_key(part->capacity()));
+  for (const SequenceStep& step : steps) {
+    for (size_t p = 0; p < step.cache->n_parts(); ++p) {
+      KvCache& part = step.cache->part(p);
+      key.push_back(part.keys(0));
+      key.push_back(as_key(part.capacity()));
     }
   }
   auto it = graphs_.find(key);
@@ -330,7 +266,7 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, c
                            static_cast<size_t>(n_tokens) * sizeof(int32_t) + (size_t{64} << 10);
     for (int i = range.begin; i < range.end; ++i) {
       Segment& s = *segments_[i];
-      if (!s.cuda->BeginCapture(staging).ok()) {
+      if (!s.capture->BeginCapture(staging).ok()) {
         // Not capturable now (no pinned memory, a pending error): stay eager. Dropping the set
         // also drops the graphs of the segments before this one, which must not be replayed
         // without this segment's.
@@ -343,7 +279,7 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, c
       if (status.ok() && i + 1 == range.end) {
         status = s.backend->CopyToHost(host_out_.data(), s.act.x, bytes);
       }
-      auto graph = s.cuda->EndCapture();
+      auto graph = s.capture->EndCapture();
       if (!status.ok() || !graph.ok()) {
         // Not capturable (e.g. scratch the eager path has yet to allocate): stay eager.
         drop();
@@ -354,7 +290,7 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, c
   }
   std::memcpy(host_in_.data(), hidden_in, bytes);
   for (int i = range.begin; i < range.end; ++i) {
-    const absl::Status launched = segments_[i]->cuda->Launch(*set.graphs[i - range.begin]);
+    const absl::Status launched = segments_[i]->capture->Launch(*set.graphs[i - range.begin]);
     if (absl::IsFailedPrecondition(launched)) {
       // Stale (a backend reallocated its scratch): the eager path redoes the whole step, and
       // rewrites whatever an earlier segment's replay already stored.
@@ -368,17 +304,13 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const Step> steps, c
   std::memcpy(hidden_out, host_out_.data(), bytes);
   ++graph_replays_;
   return true;
-#endif
 }
 
 absl::Status MultiGpuStack::PassOn(int from, int64_t n_tokens) {
   Segment& src = *segments_[from];
   Segment& dst = *segments_[from + 1];
   const size_t count = static_cast<size_t>(config_.n_embd * n_tokens);
-#if SWARM_HAVE_CUDA
-  if (link_->nccl != nullptr)
-    return link_->nccl->Transfer(from, src.act.x, from + 1, dst.act.x, count);
-#endif
+  if (link_ != nullptr) return link_->Transfer(from, src.act.x, from + 1, dst.act.x, count);
   // Backends without a device link meet in host memory.
   SWARM_RETURN_IF_ERROR(src.backend->CopyToHost(bounce_.data(), src.act.x, count * sizeof(float)));
   SWARM_RETURN_IF_ERROR(src.backend->Synchronize());
@@ -396,11 +328,11 @@ absl::Status MultiGpuStack::SynchronizeAll() {
 
 // RunBlock (block_forward.h), block after block, as BlockStack runs it; MultiGpuStackTest checks
 // that both give the same bits.
-void MultiGpuStack::RunBlocks(Segment& s, const Range& range, std::span<const Step> steps,
+void MultiGpuStack::RunBlocks(Segment& s, const Range& range, std::span<const SequenceStep> steps,
                               int64_t n_tokens) {
   const int64_t from = std::max(range.first, s.first) - s.first;
   const int64_t to = std::min(range.last, s.last) - s.first;
-  auto cache_of = [&s](const Step& step) -> KvCache& { return *step.cache->parts_[s.index]; };
+  auto cache_of = [&s](const SequenceStep& step) -> KvCache& { return step.cache->part(s.index); };
   for (int64_t local = from; local < to; ++local) {
     RunBlock(*s.backend, config_, s.blocks[static_cast<size_t>(local)], local, steps, cache_of,
              positions_.data(), n_tokens, s.act);

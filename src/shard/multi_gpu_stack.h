@@ -1,8 +1,9 @@
 // A block range [first, last) spread over several backends of one peer (its GPUs): backend i runs a
-// contiguous share of the blocks and hands the hidden states to backend i+1 device to device (NCCL
-// send/receive between CUDA devices, a host round trip between other backends). With one CUDA
-// backend it is a BlockStack that captures decode steps as CUDA graphs. Owns the backend copies of
-// its weights and its scratch; borrows the backends and the host weights (both must outlive it).
+// contiguous share of the blocks and hands the hidden states to backend i+1 device to device
+// through the backends' kernels::DeviceLink (NCCL between CUDA devices), or through host memory
+// where they have none. With one CUDA backend it is a BlockStack that replays decode steps as CUDA
+// graphs (kernels::GraphCapture). Owns the backend copies of its weights and its scratch; borrows
+// the backends and the host weights (both must outlive it).
 // A ServingStack: `swarm serve --device A,B,...` serves one. One thread calls Forward() at a time.
 #pragma once
 
@@ -18,38 +19,20 @@
 #include "kernels/backend.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
-#include "shard/kv_cache.h"
 #include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
 struct MultiGpuOptions {
   // Replays decode steps (every sequence one token) of a batch shape seen before as CUDA graphs,
-  // when every backend is a CUDA backend. Results are bit-identical either way.
+  // when every backend can capture graphs (kernels::GraphCapture). Results are bit-identical either
+  // way.
   bool use_graphs = true;
   size_t max_graphs = 8;  // batch shapes kept (least recently used dropped)
 };
 
 class MultiGpuStack final : public ServingStack {
  public:
-  // One sequence's KV caches: one KvCache per backend, for that backend's blocks. Every part has
-  // the same length (a step over a sub-range advances the parts it did not use too).
-  class Cache final : public SequenceCache {
-   public:
-    int64_t capacity() const override { return parts_.front()->capacity(); }
-    int64_t length() const override { return parts_.front()->length(); }
-    absl::Status Truncate(int64_t length) override;
-
-   private:
-    friend class MultiGpuStack;
-    std::vector<std::unique_ptr<KvCache>> parts_;
-  };
-
-  struct Step {
-    Cache* cache = nullptr;
-    int64_t n_tokens = 0;
-  };
-
   // Splits host_blocks (a contiguous range) over `backends` as evenly as possible, earlier
   // backends taking the remainder. InvalidArgument when there are more backends than blocks.
   static absl::StatusOr<std::unique_ptr<MultiGpuStack>> Create(
@@ -63,37 +46,30 @@ class MultiGpuStack final : public ServingStack {
   int64_t last_block() const override { return last_; }
   const model::ModelConfig& config() const override { return config_; }
   std::string devices() const override;
+  // "backend cuda:0 (decode steps replayed as CUDA graphs)" (one segment), "devices cuda:0,cuda:1
+  // ([0, 3) on cuda:0, [3, 5) on cuda:1, activations by NCCL)".
+  std::string Describe() const override;
   int n_segments() const { return static_cast<int>(segments_.size()); }
   // Blocks [first, last) of segment i (run by backends[i]).
   std::pair<int64_t, int64_t> segment_blocks(int i) const;
-  // True when activations pass between CUDA devices through NCCL.
+  // True when activations pass between devices through NCCL.
   bool uses_nccl() const;
   // Decode steps replayed from a captured graph so far (for tests and benchmarks).
   int64_t graph_replays() const { return graph_replays_; }
 
-  absl::StatusOr<std::unique_ptr<Cache>> NewCache(int64_t capacity);
-
-  // As BlockStack::Forward: hidden_in, hidden_out: [n_embd, total tokens] host memory (may alias);
-  // every cache advances by its n_tokens on success, none on failure.
-  absl::Status Forward(std::span<const Step> steps, const float* hidden_in, float* hidden_out) {
-    return Forward(steps, first_, last_, hidden_in, hidden_out);
-  }
-  // The same over a sub-range [first, last) of the stack's blocks: only the segments that hold
-  // some of them run.
-  absl::Status Forward(std::span<const Step> steps, int64_t first, int64_t last,
-                       const float* hidden_in, float* hidden_out);
-
-  // ServingStack: the same, with caches from NewSequenceCache().
-  absl::StatusOr<std::unique_ptr<SequenceCache>> NewSequenceCache(int64_t capacity) override;
-  absl::Status ForwardSteps(std::span<const ServingStep> steps, int64_t first, int64_t last,
-                            const float* hidden_in, float* hidden_out) override;
+  // One KvCache per segment, for that segment's blocks.
+  absl::StatusOr<std::unique_ptr<SequenceCache>> NewCache(int64_t capacity) override;
+  // Over a sub-range [first, last) of the stack's blocks only the segments that hold some of them
+  // run.
+  using ServingStack::Forward;
+  absl::Status Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
+                       const float* hidden_in, float* hidden_out) override;
   void Park() override;
   void Unpark() override;
 
  private:
   struct Segment;
   struct GraphSet;
-  struct Link;
   // Blocks [first, last) of one forward and the segments [begin, end) that hold them.
   struct Range {
     int64_t first = 0;
@@ -104,14 +80,14 @@ class MultiGpuStack final : public ServingStack {
 
   MultiGpuStack(const model::ModelConfig& config, const MultiGpuOptions& options);
   absl::Status EnsureScratch(int64_t n_tokens);
-  absl::Status ForwardEager(std::span<const Step> steps, const Range& range, int64_t n_tokens,
-                            const float* hidden_in, float* hidden_out);
+  absl::Status ForwardEager(std::span<const SequenceStep> steps, const Range& range,
+                            int64_t n_tokens, const float* hidden_in, float* hidden_out);
   // Runs the step through captured graphs: OK(true) when it ran, OK(false) when the eager path
   // must run it (first sighting of the shape, or a graph gone stale).
-  absl::StatusOr<bool> ForwardGraphs(std::span<const Step> steps, const Range& range,
+  absl::StatusOr<bool> ForwardGraphs(std::span<const SequenceStep> steps, const Range& range,
                                      int64_t n_tokens, const float* hidden_in, float* hidden_out);
   // The segment's blocks that lie in `range`.
-  void RunBlocks(Segment& segment, const Range& range, std::span<const Step> steps,
+  void RunBlocks(Segment& segment, const Range& range, std::span<const SequenceStep> steps,
                  int64_t n_tokens);
   absl::Status PassOn(int from, int64_t n_tokens);
   absl::Status SynchronizeAll();
@@ -121,8 +97,8 @@ class MultiGpuStack final : public ServingStack {
   int64_t first_ = 0;
   int64_t last_ = 0;
   std::vector<std::unique_ptr<Segment>> segments_;
-  std::unique_ptr<Link> link_;  // NCCL, when every backend is a CUDA backend
-  bool all_cuda_ = false;
+  std::unique_ptr<kernels::DeviceLink> link_;  // null: activations pass through host memory
+  bool graphs_possible_ = false;               // every backend can capture graphs
 
   int64_t scratch_tokens_ = 0;
   // Host memory at fixed addresses (captured graphs read and write them on every replay).

@@ -31,21 +31,21 @@ absl::StatusOr<Throughput> MeasureThroughput(ServingStack& stack, int decode_ste
   std::vector<float> x(static_cast<size_t>(n_embd * prompt_tokens));  // [n_embd, prompt_tokens]
   for (float& v : x) v = normal(rng);
   std::vector<float> y(x.size());
-  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewSequenceCache(prompt_tokens + decode_steps + 1));
+  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(prompt_tokens + decode_steps + 1));
   const int64_t first = stack.first_block(), last = stack.last_block();
 
   // One warm-up token, then the prompt, then single-token steps.
-  ServingStep warm{cache.get(), 1};
-  SWARM_RETURN_IF_ERROR(stack.ForwardSteps({&warm, 1}, first, last, x.data(), y.data()));
+  SequenceStep warm{cache.get(), 1};
+  SWARM_RETURN_IF_ERROR(stack.Forward({&warm, 1}, first, last, x.data(), y.data()));
   SWARM_RETURN_IF_ERROR(cache->Truncate(0));
   auto start = Clock::now();
-  ServingStep prompt{cache.get(), prompt_tokens};
-  SWARM_RETURN_IF_ERROR(stack.ForwardSteps({&prompt, 1}, first, last, x.data(), y.data()));
+  SequenceStep prompt{cache.get(), prompt_tokens};
+  SWARM_RETURN_IF_ERROR(stack.Forward({&prompt, 1}, first, last, x.data(), y.data()));
   const double prompt_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   start = Clock::now();
   for (int i = 0; i < decode_steps; ++i) {
-    ServingStep step{cache.get(), 1};
-    SWARM_RETURN_IF_ERROR(stack.ForwardSteps({&step, 1}, first, last, x.data(), y.data()));
+    SequenceStep step{cache.get(), 1};
+    SWARM_RETURN_IF_ERROR(stack.Forward({&step, 1}, first, last, x.data(), y.data()));
   }
   const double decode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double blocks = static_cast<double>(stack.n_blocks());
@@ -59,9 +59,9 @@ absl::StatusOr<Throughput> LoadCachedThroughput(const std::string& directory,
                                                 const std::string& key) {
   std::ifstream in(CachePath(directory, key));
   Throughput t;
-  if (!(in >> t.decode_tps_per_block >> t.prompt_tps_per_block) ||
-      !(t.decode_tps_per_block > 0) || !(t.prompt_tps_per_block > 0) ||
-      t.decode_tps_per_block > 1e12 || t.prompt_tps_per_block > 1e12) {
+  if (!(in >> t.decode_tps_per_block >> t.prompt_tps_per_block) || !(t.decode_tps_per_block > 0) ||
+      !(t.prompt_tps_per_block > 0) || t.decode_tps_per_block > 1e12 ||
+      t.prompt_tps_per_block > 1e12) {
     return absl::NotFoundError("no cached throughput");
   }
   return t;

@@ -72,9 +72,36 @@ class CudaBackendTest : public ::testing::Test {
 TEST_F(CudaBackendTest, DescribesItsDevice) {
   EXPECT_EQ(backend_->name(), "cuda:0");
   EXPECT_FALSE(backend_->host_memory());
-  EXPECT_FALSE(backend_->info().name.empty());
-  EXPECT_GT(backend_->info().sm_count, 0);
-  EXPECT_GT(backend_->info().total_memory, 0u);
+  Backend& backend = *backend_;
+  ASSERT_NE(backend.device_probe(), nullptr);
+  const DeviceInfo& info = backend.device_probe()->device_info();
+  EXPECT_FALSE(info.name.empty());
+  EXPECT_GT(info.sm_count, 0);
+  EXPECT_GT(info.total_memory, 0u);
+}
+
+// Graph capture and device links are reached through the Backend interface; the CPU backends
+// have neither.
+TEST_F(CudaBackendTest, OffersItsCapabilitiesThroughTheBackendInterface) {
+  Backend& backend = *backend_;
+  EXPECT_NE(backend.graph_capture(), nullptr);
+  EXPECT_EQ(backend.op_profiler(), nullptr);
+  auto other = CudaBackend::Create({});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Backend* pair[] = {backend_.get(), other->get()};
+  auto link = backend.OpenDeviceLink(pair);
+  ASSERT_TRUE(link.ok()) << link.status();
+  EXPECT_NE(*link, nullptr);
+  EXPECT_FALSE((*link)->uses_nccl()) << "one device: a stream-ordered copy, not NCCL";
+
+  auto cpu = MakeBackend(BackendOptions{"cpu", 1});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ((*cpu)->graph_capture(), nullptr);
+  EXPECT_EQ((*cpu)->device_probe(), nullptr);
+  Backend* mixed[] = {backend_.get(), cpu->get()};
+  auto none = backend.OpenDeviceLink(mixed);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, nullptr) << "a CPU backend among them: host memory";
 }
 
 TEST_F(CudaBackendTest, OutOfMemoryIsResourceExhaustedAndTheBackendStaysUsable) {

@@ -1,16 +1,15 @@
 // The in-process engine on the real stories260K model: the reference text, split invariance and
 // batching invariance.
-#include "shard/block_stack.h"
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "model/generator.h"
 #include "model/gguf.h"
 #include "model/model_weights.h"
+#include "shard/block_stack.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
 
@@ -137,6 +136,26 @@ TEST_F(BlockStackTest, StepPastTheCacheIsRefusedAndChangesNothing) {
   EXPECT_EQ(cache->length(), 0);
   SequenceStep empty{cache.get(), 0};
   EXPECT_FALSE(stack->Forward({&empty, 1}, x.data(), y.data()).ok());
+}
+
+// A cache belongs to the stack that made it: another stack's, even over the same blocks of the
+// same backend, is refused and changes nothing.
+TEST_F(BlockStackTest, RefusesTheCacheOfAnotherStack) {
+  auto stack = Stack(0, 2), other = Stack(0, 2);
+  auto foreign = *other->NewCache(4);
+  std::vector<float> x = Embed({1}), y(x.size());
+  SequenceStep step{foreign.get(), 1};
+  EXPECT_EQ(stack->Forward({&step, 1}, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(foreign->length(), 0);
+  EXPECT_TRUE(other->Forward({&step, 1}, x.data(), y.data()).ok());
+  EXPECT_EQ(foreign->length(), 1);
+}
+
+// The placement log's line.
+TEST_F(BlockStackTest, DescribesItsBackend) {
+  auto stack = Stack(0, 2);
+  EXPECT_EQ(stack->Describe(), "backend " + stack->devices());
 }
 
 }  // namespace

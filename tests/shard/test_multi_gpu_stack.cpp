@@ -56,21 +56,6 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// All blocks of the model through a MultiGpuStack, for the generator.
-class MultiPipeline : public model::BlockPipeline {
- public:
-  MultiPipeline(MultiGpuStack& stack, std::unique_ptr<MultiGpuStack::Cache> cache)
-      : stack_(stack), cache_(std::move(cache)) {}
-  absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override {
-    const MultiGpuStack::Step step{cache_.get(), n_tokens};
-    return stack_.Forward({&step, 1}, hidden_in, hidden_out);
-  }
-
- private:
-  MultiGpuStack& stack_;
-  std::unique_ptr<MultiGpuStack::Cache> cache_;
-};
-
 // Blocks [0, k) on one stack and [k, L) on another: two peers of a chain, in-process.
 class ChainPipeline : public model::BlockPipeline {
  public:
@@ -87,7 +72,7 @@ class ChainPipeline : public model::BlockPipeline {
  private:
   BlockStack& a_;
   BlockStack& b_;
-  std::unique_ptr<KvCache> cache_a_, cache_b_;
+  std::unique_ptr<SequenceCache> cache_a_, cache_b_;
 };
 
 class MultiGpuStackTest : public ::testing::Test {
@@ -170,7 +155,7 @@ TEST_F(MultiGpuStackTest, MatchesBlockStackBitForBitOnCpuBackends) {
       std::vector<float> expected(x.size()), actual(x.size());
       const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
       const SequenceStep single[] = {{a_single.get(), na}, {b_single.get(), nb}};
-      const MultiGpuStack::Step spread[] = {{a_multi.get(), na}, {b_multi.get(), nb}};
+      const SequenceStep spread[] = {{a_multi.get(), na}, {b_multi.get(), nb}};
       ASSERT_TRUE(model_->blocks->Forward(single, x.data(), expected.data()).ok());
       ASSERT_TRUE((*multi)->Forward(spread, x.data(), actual.data()).ok());
       ASSERT_EQ(actual, expected) << n_backends << " backends";
@@ -200,21 +185,26 @@ TEST_F(MultiGpuStackTest, SubRangesMatchBlockStackThroughTheServingInterface) {
   ServingStack& single = *model_->blocks;
   EXPECT_EQ(spread.devices(), "reference,reference,reference");
   EXPECT_EQ(single.devices(), "reference");
+  // The placement log's line.
+  EXPECT_EQ(spread.Describe(),
+            "devices reference,reference,reference ([0, 2) on reference, [2, 4) on reference, "
+            "[4, 5) on reference, activations by host memory)");
+  EXPECT_EQ(single.Describe(), "backend reference");
   EXPECT_EQ(spread.n_blocks(), n_layer);
   for (int64_t first = 0; first < n_layer; ++first) {
     for (int64_t last = first + 1; last <= n_layer; ++last) {
       SCOPED_TRACE(absl::StrCat("blocks [", first, ", ", last, ")"));
-      auto a_single = *single.NewSequenceCache(8), b_single = *single.NewSequenceCache(8);
-      auto a_spread = *spread.NewSequenceCache(8), b_spread = *spread.NewSequenceCache(8);
+      auto a_single = *single.NewCache(8), b_single = *single.NewCache(8);
+      auto a_spread = *spread.NewCache(8), b_spread = *spread.NewCache(8);
       auto run = [&](const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
         std::vector<float> x = Embed(a), xb = Embed(b);
         x.insert(x.end(), xb.begin(), xb.end());
         std::vector<float> expected(x.size()), actual(x.size());
         const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
-        const ServingStep one[] = {{a_single.get(), na}, {b_single.get(), nb}};
-        const ServingStep other[] = {{a_spread.get(), na}, {b_spread.get(), nb}};
-        ASSERT_TRUE(single.ForwardSteps(one, first, last, x.data(), expected.data()).ok());
-        ASSERT_TRUE(spread.ForwardSteps(other, first, last, x.data(), actual.data()).ok());
+        const SequenceStep one[] = {{a_single.get(), na}, {b_single.get(), nb}};
+        const SequenceStep other[] = {{a_spread.get(), na}, {b_spread.get(), nb}};
+        ASSERT_TRUE(single.Forward(one, first, last, x.data(), expected.data()).ok());
+        ASSERT_TRUE(spread.Forward(other, first, last, x.data(), actual.data()).ok());
         ASSERT_EQ(actual, expected);
       };
       run({1, 403, 407}, {1});
@@ -229,18 +219,18 @@ TEST_F(MultiGpuStackTest, SubRangesMatchBlockStackThroughTheServingInterface) {
     }
   }
 
-  // Each stack takes only caches of its own kind; outside its blocks is refused; nothing moves.
-  auto mine = *spread.NewSequenceCache(4), theirs = *single.NewSequenceCache(4);
+  // Each stack takes only its own caches; outside its blocks is refused; nothing moves.
+  auto mine = *spread.NewCache(4), theirs = *single.NewCache(4);
   std::vector<float> x = Embed({1}), y(x.size());
-  const ServingStep foreign_to_spread{theirs.get(), 1}, foreign_to_single{mine.get(), 1};
-  EXPECT_EQ(spread.ForwardSteps({&foreign_to_spread, 1}, 0, n_layer, x.data(), y.data()).code(),
+  const SequenceStep foreign_to_spread{theirs.get(), 1}, foreign_to_single{mine.get(), 1};
+  EXPECT_EQ(spread.Forward({&foreign_to_spread, 1}, 0, n_layer, x.data(), y.data()).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(single.ForwardSteps({&foreign_to_single, 1}, 0, n_layer, x.data(), y.data()).code(),
+  EXPECT_EQ(single.Forward({&foreign_to_single, 1}, 0, n_layer, x.data(), y.data()).code(),
             absl::StatusCode::kInvalidArgument);
-  const ServingStep step{mine.get(), 1};
-  EXPECT_EQ(spread.ForwardSteps({&step, 1}, 0, n_layer + 1, x.data(), y.data()).code(),
+  const SequenceStep step{mine.get(), 1};
+  EXPECT_EQ(spread.Forward({&step, 1}, 0, n_layer + 1, x.data(), y.data()).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(spread.ForwardSteps({&step, 1}, 3, 3, x.data(), y.data()).code(),
+  EXPECT_EQ(spread.Forward({&step, 1}, 3, 3, x.data(), y.data()).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(mine->length(), 0);
   EXPECT_EQ(theirs->length(), 0);
@@ -262,14 +252,24 @@ TEST_F(MultiGpuStackTest, RefusesBadInput) {
   ASSERT_TRUE(stack.ok()) << stack.status();
   auto other = MultiGpuStack::Create({backends[0]}, model_->config, blocks_);
   ASSERT_TRUE(other.ok()) << other.status();
+  // One segment without graph capture (CPU backends) replays nothing, and says so.
+  EXPECT_EQ((*other)->Describe(), "backend reference");
+  auto twin = MultiGpuStack::Create(backends, model_->config, blocks_);
+  ASSERT_TRUE(twin.ok()) << twin.status();
   auto foreign = *(*other)->NewCache(4);
+  // A cache of the same shape from another stack over the same backends is refused too.
+  auto twins = *(*twin)->NewCache(4);
   auto cache = *(*stack)->NewCache(4);
   std::vector<float> x = Embed({1, 2, 3, 4, 5});
   std::vector<float> y(x.size());
-  const MultiGpuStack::Step wrong{foreign.get(), 1};
+  const SequenceStep wrong{foreign.get(), 1};
   EXPECT_EQ((*stack)->Forward({&wrong, 1}, x.data(), y.data()).code(),
             absl::StatusCode::kInvalidArgument);
-  const MultiGpuStack::Step too_long{cache.get(), 5};
+  const SequenceStep twins_step{twins.get(), 1};
+  EXPECT_EQ((*stack)->Forward({&twins_step, 1}, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(twins->length(), 0);
+  const SequenceStep too_long{cache.get(), 5};
   EXPECT_EQ((*stack)->Forward({&too_long, 1}, x.data(), y.data()).code(),
             absl::StatusCode::kOutOfRange);
   EXPECT_EQ(cache->length(), 0);
@@ -330,8 +330,9 @@ TEST_F(CudaEngineTest, ReferenceTextFromGraphsOnSegmentsOfOneGpu) {
   ASSERT_TRUE(a && b);
   auto stack = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_);
   ASSERT_TRUE(stack.ok()) << stack.status();
-  MultiPipeline pipeline(**stack, *(*stack)->NewCache(256));
-  const std::string text = Greedy(pipeline);
+  auto pipeline = LocalPipeline::Create(**stack, 256);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  const std::string text = Greedy(**pipeline);
   EXPECT_EQ(text, ReferenceText(text));
   EXPECT_GT((*stack)->graph_replays(), kGreedyTokens * 3 / 4)
       << "decode steps should replay captured graphs";
@@ -351,7 +352,7 @@ TEST_F(CudaEngineTest, GraphsAndEagerStepsGiveTheSameBits) {
     const std::vector<float> x = Embed(tokens);
     std::vector<float> yg(x.size()), ye(x.size());
     const int64_t n = static_cast<int64_t>(tokens.size());
-    const MultiGpuStack::Step sg{cg.get(), n}, se{ce.get(), n};
+    const SequenceStep sg{cg.get(), n}, se{ce.get(), n};
     ASSERT_TRUE((*graphs)->Forward({&sg, 1}, x.data(), yg.data()).ok());
     ASSERT_TRUE((*eager)->Forward({&se, 1}, x.data(), ye.data()).ok());
     ASSERT_EQ(yg, ye) << "step " << i;
@@ -379,7 +380,7 @@ TEST_F(CudaEngineTest, GraphsOverSubRangesGiveTheEagerBits) {
       const std::vector<float> x = Embed(tokens);
       std::vector<float> yg(x.size()), ye(x.size());
       const int64_t n = static_cast<int64_t>(tokens.size());
-      const MultiGpuStack::Step sg{cg.get(), n}, se{ce.get(), n};
+      const SequenceStep sg{cg.get(), n}, se{ce.get(), n};
       ASSERT_TRUE((*graphs)->Forward({&sg, 1}, first, last, x.data(), yg.data()).ok());
       ASSERT_TRUE((*eager)->Forward({&se, 1}, first, last, x.data(), ye.data()).ok());
       ASSERT_EQ(yg, ye) << "blocks [" << first << ", " << last << "), step " << i;
@@ -396,8 +397,9 @@ TEST_F(CudaEngineTest, ReferenceTextOverTwoGpusWithNccl) {
   auto stack = MultiGpuStack::Create({a.get(), b.get()}, model_->config, blocks_);
   ASSERT_TRUE(stack.ok()) << stack.status();
   EXPECT_TRUE((*stack)->uses_nccl());
-  MultiPipeline pipeline(**stack, *(*stack)->NewCache(256));
-  const std::string text = Greedy(pipeline);
+  auto pipeline = LocalPipeline::Create(**stack, 256);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status();
+  const std::string text = Greedy(**pipeline);
   EXPECT_EQ(text, ReferenceText(text));
 }
 

@@ -26,16 +26,8 @@ struct CpuBackendOptions {
   std::optional<Isa> isa;  // default: the best the processor supports
 };
 
-// Time spent in one kind of operation while profiling is on.
-struct OpProfile {
-  std::string name;  // "matmul q4_K 2048x5632 T=1", "attention", "rms_norm", ...
-  int64_t calls = 0;
-  double seconds = 0;
-  double flops = 0;         // arithmetic done (2 per multiply-add)
-  double weight_bytes = 0;  // weight bytes read
-};
-
-class CpuBackend : public Backend {
+// Profiles its operations (OpProfiler) for `swarm bench --profile`.
+class CpuBackend : public Backend, public OpProfiler {
  public:
   // InvalidArgument when the requested ISA is not supported by this processor.
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
@@ -70,10 +62,11 @@ class CpuBackend : public Backend {
                  const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                  float* out) override;
 
-  // Per-operation timing for `swarm bench` (off by default; costs two clock reads per op).
-  void SetProfiling(bool on) { profiling_ = on; }
-  void ResetProfile() { profile_.clear(); }
-  const std::vector<OpProfile>& profile() const { return profile_; }
+  // OpProfiler: per-operation timing.
+  OpProfiler* op_profiler() override { return this; }
+  void SetProfiling(bool on) override { profiling_ = on; }
+  void ResetProfile() override { profile_.clear(); }
+  const std::vector<OpProfile>& profile() const override { return profile_; }
 
  private:
   CpuBackend(const KernelTable& kernels, int threads) : kernels_(kernels), pool_(threads) {}

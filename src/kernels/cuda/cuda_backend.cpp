@@ -21,6 +21,7 @@
 #include "kernels/cuda/device_types.h"
 #include "kernels/cuda/get_rows.cuh"
 #include "kernels/cuda/matvec.cuh"
+#include "kernels/cuda/nccl_link.h"
 #include "kernels/cuda/rms_norm.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "kernels/cuda/store_kv.cuh"
@@ -192,28 +193,30 @@ struct Scratch {
 
 }  // namespace
 
-struct StepGraph::Impl {
-  int device = 0;
-  cudaGraphExec_t exec = nullptr;
-  std::unique_ptr<CaptureState> capture;
-  uint64_t scratch_generation = 0;
-  uint64_t launched_epoch = ~uint64_t{0};
-  const void* owner = nullptr;
+namespace {
 
-  ~Impl() {
+// A decode step captured as a CUDA graph, with the pinned/device staging its copies use.
+struct CudaStepGraph final : StepGraph {
+  explicit CudaStepGraph(const Backend* backend) : StepGraph(backend) {}
+  ~CudaStepGraph() override {
     cudaSetDevice(device);
     // A replay may still be reading or writing the pinned staging freed after this.
     cudaDeviceSynchronize();
     if (exec != nullptr) cudaGraphExecDestroy(exec);
   }
+
+  int device = 0;
+  cudaGraphExec_t exec = nullptr;
+  std::unique_ptr<CaptureState> capture;
+  uint64_t scratch_generation = 0;
+  uint64_t launched_epoch = ~uint64_t{0};
 };
 
-StepGraph::StepGraph(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-StepGraph::~StepGraph() = default;
+}  // namespace
 
 struct CudaBackend::State {
   CudaBackendOptions options;
-  CudaDeviceInfo info;
+  DeviceInfo info;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   void* cublas_workspace = nullptr;
@@ -483,7 +486,7 @@ CudaBackend::~CudaBackend() {
 
 std::string CudaBackend::name() const { return absl::StrCat("cuda:", s_->device()); }
 int CudaBackend::device() const { return s_->device(); }
-const CudaDeviceInfo& CudaBackend::info() const { return s_->info; }
+const DeviceInfo& CudaBackend::device_info() const { return s_->info; }
 void* CudaBackend::stream_handle() { return s_->stream; }
 bool CudaBackend::capturing() const { return s_->capture != nullptr; }
 
@@ -726,7 +729,7 @@ absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::EndCapture() {
   if (s_->capture == nullptr) return absl::FailedPreconditionError("not capturing");
   const int dev = s_->device();
   cudaSetDevice(dev);
-  auto impl = std::make_unique<StepGraph::Impl>();
+  auto impl = std::make_unique<CudaStepGraph>(this);
   impl->device = dev;
   impl->capture = std::move(s_->capture);
   cudaGraph_t graph = nullptr;
@@ -742,13 +745,14 @@ absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::EndCapture() {
     return status;
   }
   impl->scratch_generation = s_->scratch_generation;
-  impl->owner = this;
-  return std::unique_ptr<StepGraph>(new StepGraph(std::move(impl)));
+  return std::unique_ptr<StepGraph>(std::move(impl));
 }
 
 absl::Status CudaBackend::Launch(StepGraph& graph) {
-  StepGraph::Impl& g = *graph.impl_;
-  if (g.owner != this) return absl::InvalidArgumentError("graph captured on another backend");
+  if (graph.backend() != this)
+    return absl::InvalidArgumentError("graph captured on another backend");
+  // Captured by this backend, hence one of its own graphs.
+  auto& g = static_cast<CudaStepGraph&>(graph);
   if (s_->capture != nullptr) return absl::FailedPreconditionError("Launch() during a capture");
   if (g.scratch_generation != s_->scratch_generation) {
     return absl::FailedPreconditionError("graph is stale (scratch reallocated): capture again");
@@ -763,6 +767,21 @@ absl::Status CudaBackend::Launch(StepGraph& graph) {
   for (const Binding& b : g.capture->outputs) s_->pending_outputs.push_back(b);
   g.launched_epoch = s_->epoch;
   return absl::OkStatus();
+}
+
+// ---- device links -------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<DeviceLink>> CudaBackend::OpenDeviceLink(
+    std::span<Backend* const> backends) {
+  std::vector<CudaBackend*> cuda;
+  for (Backend* backend : backends) {
+    auto* c = dynamic_cast<CudaBackend*>(backend);
+    // Another kind of backend among them: they meet in host memory.
+    if (c == nullptr) return std::unique_ptr<DeviceLink>();
+    cuda.push_back(c);
+  }
+  SWARM_ASSIGN_OR_RETURN(auto link, NcclLink::Create(std::move(cuda)));
+  return std::unique_ptr<DeviceLink>(std::move(link));
 }
 
 // ---- measurements -------------------------------------------------------------------------------

@@ -19,15 +19,6 @@
 
 namespace swarm::kernels {
 
-struct CudaDeviceInfo {
-  int device = 0;
-  std::string name;
-  int major = 0;  // compute capability
-  int minor = 0;
-  int sm_count = 0;
-  size_t total_memory = 0;  // bytes
-};
-
 // The number of CUDA devices this process can use. Unavailable, with the driver's reason, when
 // there is none (no driver, no device, or a driver older than the runtime).
 absl::StatusOr<int> CudaDeviceCount();
@@ -45,22 +36,8 @@ struct CudaBackendOptions {
   size_t staging_bytes = size_t{4} << 20;  // initial pinned staging; grows on demand
 };
 
-// A decode step captured as a CUDA graph (see CudaBackend::BeginCapture). Owns the executable
-// graph and the pinned/device staging its copies use. Destroy it before its backend.
-class StepGraph {
- public:
-  ~StepGraph();
-  StepGraph(const StepGraph&) = delete;
-  StepGraph& operator=(const StepGraph&) = delete;
-
- private:
-  friend class CudaBackend;
-  struct Impl;
-  explicit StepGraph(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
-
-class CudaBackend : public Backend {
+// Capabilities (backend_capabilities.h): graph capture, device links (NCCL), device probes.
+class CudaBackend : public Backend, public GraphCapture, public DeviceProbe {
  public:
   // Fails with Unavailable when the device does not exist or the driver cannot be used, and with
   // ResourceExhausted when the stream, cuBLAS or staging memory cannot be had.
@@ -100,35 +77,32 @@ class CudaBackend : public Backend {
                  float* out) override;
 
   int device() const;
-  const CudaDeviceInfo& info() const;
   // The backend's cudaStream_t, for code that queues its own work in order with the backend's
   // (NCCL transfers).
   void* stream_handle();
 
-  // ---- CUDA graphs for decode steps ----------------------------------------------------------
-  // Between BeginCapture() and EndCapture() operations and copies are recorded, not run. Every
-  // host pointer given meanwhile (positions, ids, CopyToBackend sources, CopyToHost destinations)
-  // is bound to the graph: each Launch() reads the sources and writes the destinations at the
-  // same addresses again, with their contents at Launch() time. The caller keeps them valid and
-  // the device buffers it used alive for the graph's lifetime. Kernels read positions from device
-  // memory and choose their launch shapes from the batch shape only, so one graph serves every
-  // decode step of the same batch shape, and its results are bit-identical to uncaptured runs.
-  // staging_bytes bounds the pinned staging the captured copies may use.
-  absl::Status BeginCapture(size_t staging_bytes);
-  absl::StatusOr<std::unique_ptr<StepGraph>> EndCapture();
-  // Queues one replay. FailedPrecondition when the graph is stale (the backend's scratch memory
-  // was reallocated since the capture): capture it again. Results are ready after Synchronize().
-  absl::Status Launch(StepGraph& graph);
+  // ---- CUDA graphs for decode steps (GraphCapture) -------------------------------------------
+  // Kernels read positions from device memory and choose their launch shapes from the batch shape
+  // only, so one graph serves every decode step of the same batch shape, and its results are
+  // bit-identical to uncaptured runs. Graphs own the pinned/device staging their copies use.
+  GraphCapture* graph_capture() override { return this; }
+  absl::Status BeginCapture(size_t staging_bytes) override;
+  absl::StatusOr<std::unique_ptr<StepGraph>> EndCapture() override;
+  // FailedPrecondition when the backend's scratch memory was reallocated since the capture.
+  absl::Status Launch(StepGraph& graph) override;
   bool capturing() const;
 
-  // ---- measurements for `swarm bench` --------------------------------------------------------
-  // Device-to-device copy bandwidth, counting bytes read plus bytes written per second: the
-  // memory-bandwidth bound a memory-bound kernel can reach on this card.
-  absl::StatusOr<double> MeasureCopyBandwidth(size_t bytes = size_t{256} << 20,
-                                              int iterations = 20);
-  // Dense f16 x f16 -> f32 GEMM throughput through cuBLAS (FLOP/s): the tensor-core peak that
-  // prompt processing is measured against.
-  absl::StatusOr<double> MeasureF16GemmPeak(int n = 8192, int iterations = 10);
+  // ---- device links ---------------------------------------------------------------------------
+  // An NcclLink (nccl_link.h) when every backend is a CUDA backend, else none.
+  absl::StatusOr<std::unique_ptr<DeviceLink>> OpenDeviceLink(
+      std::span<Backend* const> backends) override;
+
+  // ---- measurements for `swarm bench` (DeviceProbe) ------------------------------------------
+  DeviceProbe* device_probe() override { return this; }
+  const DeviceInfo& device_info() const override;
+  // Through cudaMemcpyAsync and cuBLAS (cublasGemmEx) on the backend's stream.
+  absl::StatusOr<double> MeasureCopyBandwidth(size_t bytes, int iterations) override;
+  absl::StatusOr<double> MeasureF16GemmPeak(int n, int iterations) override;
 
  private:
   struct State;

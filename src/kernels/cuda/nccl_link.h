@@ -15,22 +15,18 @@
 
 namespace swarm::kernels {
 
-class NcclLink {
+// The CUDA backend's DeviceLink (CudaBackend::OpenDeviceLink opens one).
+class NcclLink final : public DeviceLink {
  public:
   // One NCCL communicator rank per distinct device among `backends` (ncclCommInitAll); none when
   // they all share one device.
   static absl::StatusOr<std::unique_ptr<NcclLink>> Create(std::vector<CudaBackend*> backends);
-  ~NcclLink();
+  ~NcclLink() override;
   NcclLink(const NcclLink&) = delete;
   NcclLink& operator=(const NcclLink&) = delete;
 
-  // dst: [count] floats in the memory of backends[to] = src: [count] floats in the memory of
-  // backends[from]. Work queued on `to` afterwards sees the data; work queued on `from`
-  // afterwards may overwrite src.
-  absl::Status Transfer(int from, const float* src, int to, float* dst, size_t count);
-
-  // True when transfers between different devices go through NCCL.
-  bool uses_nccl() const;
+  absl::Status Transfer(int from, const float* src, int to, float* dst, size_t count) override;
+  bool uses_nccl() const override;
 
  private:
   struct State;
