@@ -73,7 +73,8 @@ struct PeerNodeOptions {
   // Announce "joining", then wait for ReleaseJoining() before loading (for tests).
   bool hold_joining = false;
 
-  // Loads blocks [first, last) onto the devices and measures them; its error ends Run().
+  // Required: loads blocks [first, last) onto the devices and measures them; its error ends
+  // Run().
   std::function<absl::StatusOr<LoadedBlocks>(registry::BlockRange)> load_blocks;
   // What an earlier run measured for a span of n blocks (zero when unknown), announced while
   // joining. May be empty.
