@@ -1,26 +1,21 @@
-// `swarm serve`: a volunteer peer hosting a contiguous range of a model's blocks. It runs a DHT
-// node, announces a signed record of what it serves (refreshed periodically), picks its blocks
-// itself with --num-blocks, and moves when that would strengthen the swarm's weakest block.
-// Life of a range: bind the socket, announce "joining", load and measure, serve and announce
-// "online" (with measured round trips to the peers of the next blocks); on SIGTERM/SIGINT tell
-// the open sessions, announce "offline" and leave the DHT, each step with a short bound.
-// With several devices (--device cuda:0,cuda:1) the range is spread over them (MultiGpuStack).
+// `swarm serve`: a volunteer peer hosting a contiguous range of a model's blocks. This file reads
+// the flags, opens the model, makes the backends and configures a peer::PeerNode, which runs the
+// peer's life (DHT, announcements, block choice and moves, serving, leaving); it gives the node
+// the loading of blocks onto the devices (with several, --device cuda:0,cuda:1, the range is
+// spread over them: MultiGpuStack) and their measured throughput, cached between runs.
+// SIGTERM/SIGINT make the node leave; they are taken by a thread of their own, not a handler.
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
+#include <functional>
 #include <string>
 #include <thread>
 
-#include "absl/container/btree_map.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
 #include "cli/commands.h"
@@ -29,11 +24,8 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
-#include "peer/block_placement.h"
-#include "peer/peer_server.h"
+#include "peer/peer_node.h"
 #include "peer/ready_line.h"
-#include "peer/rtt_probe.h"
-#include "registry/dht_registry.h"
 #include "registry/peer_record.h"
 #include "shard/block_stack.h"
 #include "shard/multi_gpu_stack.h"
@@ -68,12 +60,6 @@ struct ServeFlags {
   bool hold_joining = false;
 };
 
-// Leaving: how long the offline record may wait for acknowledgement, and the DHT node for
-// handing its stored values over. Both keep spreading after we stop waiting; records of peers
-// that stay are refreshed by their owners anyway.
-constexpr absl::Duration kWithdrawWait = absl::Milliseconds(300);
-constexpr absl::Duration kDhtShutdownWait = absl::Milliseconds(200);
-
 sigset_t StopSignals() {
   sigset_t signals;
   sigemptyset(&signals);
@@ -91,78 +77,21 @@ void BlockStopSignals() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
-// Why the serving loop ended, shared between the signal thread, the announcer and main.
-class StopReason {
- public:
-  void Shutdown() { Set(kShutdown); }
-  void Move(registry::BlockRange range) {
-    std::lock_guard lock(mu_);
-    if (reason_ == kNone) {
-      reason_ = kMove;
-      move_to_ = range;
-    }
-    cv_.notify_all();
-  }
-  bool shutdown() {
-    std::lock_guard lock(mu_);
-    return reason_ == kShutdown;
-  }
-  std::optional<registry::BlockRange> move_to() {
-    std::lock_guard lock(mu_);
-    if (reason_ != kMove) return std::nullopt;
-    return move_to_;
-  }
-  void Reset() {
-    std::lock_guard lock(mu_);
-    if (reason_ == kMove) reason_ = kNone;
-  }
-  // Waits up to `timeout`; true if a stop was requested meanwhile.
-  bool WaitFor(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return reason_ != kNone; });
-  }
-  // --hold-joining: Release() (SIGUSR2) lets the peer load its blocks.
-  void Release() {
-    std::lock_guard lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-  void WaitForReleaseOrShutdown() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return released_ || reason_ == kShutdown; });
-  }
-
- private:
-  enum Reason { kNone, kShutdown, kMove };
-  void Set(Reason r) {
-    std::lock_guard lock(mu_);
-    reason_ = r;
-    cv_.notify_all();
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  Reason reason_ = kNone;
-  registry::BlockRange move_to_;
-  bool released_ = false;
-};
-
-// Waits for SIGINT/SIGTERM on its own thread and requests shutdown; no signal handler runs.
+// Waits for SIGINT/SIGTERM on its own thread and stops the node; no signal handler runs.
 // SIGUSR2 releases --hold-joining.
 class SignalWatcher {
  public:
-  SignalWatcher(StopReason& reason, std::function<void()> on_signal)
-      : signals_(StopSignals()), on_signal_(std::move(on_signal)) {
-    waiter_ = std::thread([this, &reason] {
+  explicit SignalWatcher(peer::PeerNode& node) : signals_(StopSignals()) {
+    waiter_ = std::thread([this, &node] {
       while (true) {
         int signal = 0;
         sigwait(&signals_, &signal);
         if (signal == SIGUSR1) return;
         if (signal == SIGUSR2) {
-          reason.Release();
+          node.ReleaseJoining();
           continue;
         }
-        reason.Shutdown();
-        on_signal_();
+        node.Stop();
         return;
       }
     });
@@ -174,27 +103,8 @@ class SignalWatcher {
 
  private:
   sigset_t signals_;
-  std::function<void()> on_signal_;
   std::thread waiter_;
 };
-
-std::string HostOf(const std::string& endpoint) {
-  // tcp://HOST:PORT
-  const size_t scheme = endpoint.find("://");
-  const size_t colon = endpoint.rfind(':');
-  if (scheme == std::string::npos || colon == std::string::npos || colon < scheme + 3) return "";
-  return endpoint.substr(scheme + 3, colon - scheme - 3);
-}
-
-std::string PublicAddress(const std::string& endpoint, const std::string& public_host) {
-  std::string host = public_host;
-  if (host.empty()) {
-    host = HostOf(endpoint);
-    if (host == "0.0.0.0" || host == "*") host = "127.0.0.1";
-  }
-  const size_t colon = endpoint.rfind(':');
-  return absl::StrCat("tcp://", host, endpoint.substr(colon));
-}
 
 std::string DefaultCacheDirectory() {
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
@@ -240,60 +150,6 @@ absl::StatusOr<shard::Throughput> Throughput(shard::ServingStack& stack, const S
   return measured;
 }
 
-registry::PeerRecord MakeRecord(const std::string& address, const model::ModelConfig& config,
-                                registry::BlockRange blocks, registry::PeerState state,
-                                const shard::Throughput& throughput, int64_t free_tokens,
-                                int64_t total_tokens, int64_t sessions) {
-  registry::PeerRecord record;
-  record.address = address;
-  record.model_id = config.model_id;
-  record.blocks = blocks;
-  record.state = state;
-  record.decode_tps_per_block = throughput.decode_tps_per_block;
-  record.prompt_tps_per_block = throughput.prompt_tps_per_block;
-  record.free_cache_tokens = free_tokens;
-  record.total_cache_tokens = total_tokens;
-  record.active_sessions = static_cast<int32_t>(sessions);
-  return record;
-}
-
-// Round trips to the peers of the next blocks: written by the measuring thread, read by the
-// announcer.
-class RttTable {
- public:
-  void Set(absl::btree_map<registry::PeerId, double> rtt_ms) {
-    std::lock_guard lock(mu_);
-    rtt_ms_ = std::move(rtt_ms);
-  }
-  absl::btree_map<registry::PeerId, double> Get() {
-    std::lock_guard lock(mu_);
-    return rtt_ms_;
-  }
-
- private:
-  std::mutex mu_;
-  absl::btree_map<registry::PeerId, double> rtt_ms_;
-};
-
-std::chrono::milliseconds Millis(double seconds) {
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
-}
-
-// Binds the peer's ROUTER. After a move the old socket's port is released by ZeroMQ's I/O thread
-// asynchronously, so binding it again at once can fail with EADDRINUSE: `rebinding` retries.
-absl::StatusOr<std::unique_ptr<transport::RouterServer>> BindRouter(zmq::context_t& context,
-                                                                    const std::string& listen,
-                                                                    bool rebinding) {
-  auto bound = transport::RouterServer::Bind(context, listen);
-  for (int attempt = 0; rebinding && !bound.ok() && attempt < 50 &&
-                        absl::StrContains(bound.status().message(), "Address already in use");
-       ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    bound = transport::RouterServer::Bind(context, listen);
-  }
-  return bound;
-}
-
 // One backend per device of --device, in block order.
 absl::StatusOr<std::vector<std::unique_ptr<kernels::Backend>>> MakeBackends(
     const ServeFlags& flags) {
@@ -324,6 +180,10 @@ absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
   return std::unique_ptr<shard::ServingStack>(std::move(stack));
 }
 
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
+}
+
 absl::Status Serve(const ServeFlags& flags) {
   BlockStopSignals();
   SWARM_ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(flags.model_path));
@@ -332,202 +192,58 @@ absl::Status Serve(const ServeFlags& flags) {
   std::vector<std::string> names;
   for (const auto& backend : backends) names.push_back(backend->name());
   const std::string devices = absl::StrJoin(names, ",");  // as ServingStack::devices()
-  const int64_t n_devices = static_cast<int64_t>(backends.size());
 
-  StopReason stop;
-  std::mutex server_mu;
-  peer::PeerServer* running_server = nullptr;  // guarded by server_mu
-  auto stop_server = [&] {
-    std::lock_guard lock(server_mu);
-    if (running_server != nullptr) running_server->Stop();
-  };
-  SignalWatcher watcher(stop, stop_server);
-
-  std::unique_ptr<registry::DhtRegistry> registry;
-  if (!flags.no_dht) {
-    registry::DhtRegistryOptions dht;
-    dht.bind_address = flags.dht_bind;
-    dht.port = static_cast<uint16_t>(flags.dht_port);
-    dht.initial_peers = flags.initial_peers;
-    dht.identity_path = flags.identity;
-    dht.record_ttl = absl::Milliseconds(static_cast<int64_t>(flags.record_ttl_s * 1e3));
-    dht.refresh_interval = absl::Milliseconds(
-        static_cast<int64_t>(std::min(flags.announce_interval_s, flags.record_ttl_s / 2) * 1e3));
-    dht.shutdown_timeout = kDhtShutdownWait;
-    SWARM_ASSIGN_OR_RETURN(registry, registry::DhtRegistry::Create(dht));
-  }
-  const std::string peer_id = registry ? registry->peer_id().ToHex() : flags.peer_id;
-
-  // The blocks: given, or chosen where the swarm is weakest.
-  std::pair<int64_t, int64_t> range = {0, config.n_layer};
+  peer::PeerNodeOptions options;
+  options.model_id = config.model_id;
+  options.n_layer = config.n_layer;
   if (!flags.blocks.empty()) {
-    SWARM_ASSIGN_OR_RETURN(range, ParseBlockRange(flags.blocks, config.n_layer));
-  } else if (flags.num_blocks > 0) {
-    registry::RegistrySnapshot snapshot;
-    if (registry) {
-      auto read = registry->Snapshot(config.model_id);
-      if (read.ok()) snapshot = std::move(*read);
-    }
-    SWARM_ASSIGN_OR_RETURN(auto chosen,
-                           peer::ChooseBlocks(snapshot, config.n_layer, flags.num_blocks, 0));
-    range = {chosen.first, chosen.last};
+    SWARM_ASSIGN_OR_RETURN(auto range, ParseBlockRange(flags.blocks, config.n_layer));
+    options.blocks =
+        registry::BlockRange{static_cast<int32_t>(range.first), static_cast<int32_t>(range.second)};
   }
-  if (const int64_t n_blocks = range.second - range.first; n_devices > n_blocks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        n_devices, " devices for blocks [", range.first, ", ", range.second, "), ", n_blocks,
-        n_blocks == 1 ? " block" : " blocks", ": each device needs at least one block"));
-  }
-
-  std::string listen = flags.listen;
-  zmq::context_t context(1);
-  RttTable rtts;
-  while (true) {
-    const registry::BlockRange blocks{static_cast<int32_t>(range.first),
-                                      static_cast<int32_t>(range.second)};
-    // Bound first, so the joining record has the address the peer will serve at (a move rebinds
-    // the same port).
-    SWARM_ASSIGN_OR_RETURN(auto router, BindRouter(context, listen, listen != flags.listen));
-    listen = router->endpoint();
-    const std::string address = PublicAddress(listen, flags.public_host);
-    if (registry) {
-      // Joining: placement counts this peer (with what an earlier run measured, if anything);
-      // routes leave it out until it is online. Unavailable for a lone node: harmless.
-      (void)registry->Announce(MakeRecord(address, config, blocks, registry::PeerState::kJoining,
-                                          CachedThroughput(flags, config, devices, blocks.size()),
-                                          flags.cache_tokens, flags.cache_tokens, 0));
-    }
-    if (flags.hold_joining) {
-      std::fprintf(stderr, "serve: joining blocks [%d, %d), held until SIGUSR2\n", blocks.first,
-                   blocks.last);
-      stop.WaitForReleaseOrShutdown();
-    }
-    if (stop.shutdown()) break;
-
+  options.num_blocks = flags.num_blocks;
+  options.n_devices = static_cast<int64_t>(backends.size());
+  options.listen = flags.listen;
+  options.public_host = flags.public_host;
+  options.limits.cache_tokens = flags.cache_tokens;
+  options.limits.max_session_length = flags.max_length;
+  options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
+  options.peer_id = flags.peer_id;
+  options.dht = !flags.no_dht;
+  options.initial_peers = flags.initial_peers;
+  options.dht_bind = flags.dht_bind;
+  options.dht_port = static_cast<uint16_t>(flags.dht_port);
+  options.identity_path = flags.identity;
+  options.announce_interval = Millis(flags.announce_interval_s);
+  options.record_ttl = Millis(flags.record_ttl_s);
+  options.rebalance_interval = Millis(flags.rebalance_interval_s);
+  options.rtt_interval = Millis(flags.rtt_interval_s);
+  options.hold_joining = flags.hold_joining;
+  options.load_blocks = [&](registry::BlockRange blocks) -> absl::StatusOr<peer::LoadedBlocks> {
     SWARM_ASSIGN_OR_RETURN(auto weights,
-                           model::LoadBlockWeights(*file, config, range.first, range.second));
-    SWARM_ASSIGN_OR_RETURN(auto stack, MakeStack(backends, config, weights));
-    SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, devices));
-
-    peer::PeerServerOptions options;
-    options.model_id = config.model_id;
-    options.peer_id = peer_id;
-    options.limits.cache_tokens = flags.cache_tokens;
-    options.limits.max_session_length = flags.max_length;
-    options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
-    options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack->n_blocks();
-    options.inference_steps_per_sec = throughput.decode_tps_per_block / stack->n_blocks();
-    std::unique_ptr<peer::PeerServer> server =
-        peer::PeerServer::Create(context, *stack, options, std::move(router));
-    {
-      std::lock_guard lock(server_mu);
-      running_server = server.get();
-    }
-    if (stop.shutdown()) break;
-    // The log line first: whoever reads "listening on" finds it in the log already.
-    std::fprintf(stderr,
-                 "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens, "
-                 "%.0f decode / %.0f prompt tokens/s per block\n",
-                 config.model_id.c_str(), static_cast<long long>(range.first),
-                 static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
-                 stack->Describe().c_str(), static_cast<long long>(flags.cache_tokens),
-                 throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
+                           model::LoadBlockWeights(*file, config, blocks.first, blocks.last));
+    peer::LoadedBlocks loaded;
+    SWARM_ASSIGN_OR_RETURN(loaded.stack, MakeStack(backends, config, weights));
+    SWARM_ASSIGN_OR_RETURN(loaded.throughput, Throughput(*loaded.stack, flags, config, devices));
+    loaded.placement = loaded.stack->Describe();
+    return loaded;
+  };
+  options.cached_throughput = [&](int64_t n_blocks) {
+    return CachedThroughput(flags, config, devices, n_blocks);
+  };
+  options.on_ready = [](const peer::PeerReady& ready) {
     // The first line of stdout says where the peer listens (scripts and tests read it).
-    const peer::ReadyLine ready{.address = server->endpoint(),
-                                .first_block = static_cast<uint32_t>(range.first),
-                                .last_block = static_cast<uint32_t>(range.second),
-                                .peer_id = peer_id,
-                                .dht_port = registry ? registry->port() : uint16_t{0}};
-    std::printf("%s\n", ready.Format().c_str());
+    const peer::ReadyLine line{.address = ready.endpoint,
+                               .first_block = static_cast<uint32_t>(ready.blocks.first),
+                               .last_block = static_cast<uint32_t>(ready.blocks.last),
+                               .peer_id = ready.peer_id,
+                               .dht_port = static_cast<uint16_t>(ready.dht_port)};
+    std::printf("%s\n", line.Format().c_str());
     std::fflush(stdout);
-
-    // Measure round trips to the peers a chain would push to next (none after the last block).
-    std::thread measurer;
-    if (registry && blocks.last < config.n_layer) {
-      measurer = std::thread([&] {
-        peer::RttProber prober(context, peer::RttProbeOptions{});
-        registry::PeerRecord me;
-        me.peer_id = registry->peer_id();
-        me.blocks = blocks;
-        while (true) {
-          auto snapshot = registry->Snapshot(config.model_id);
-          if (snapshot.ok()) rtts.Set(prober.Measure(peer::NextPeers(*snapshot, me)));
-          if (stop.WaitFor(Millis(flags.rtt_interval_s))) return;
-        }
-      });
-    }
-    // Announce while serving; rebalance when placement is automatic.
-    std::thread announcer;
-    if (registry) {
-      announcer = std::thread([&] {
-        auto last_rebalance = std::chrono::steady_clock::now();
-        while (true) {
-          registry::PeerRecord record = MakeRecord(
-              address, config, blocks, registry::PeerState::kOnline, throughput,
-              server->free_cache_tokens(), flags.cache_tokens, server->active_sessions());
-          record.rtt_ms = rtts.Get();
-          (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
-          const auto now = std::chrono::steady_clock::now();
-          if (flags.num_blocks > 0 && flags.blocks.empty() &&
-              now - last_rebalance > Millis(flags.rebalance_interval_s)) {
-            last_rebalance = now;
-            auto snapshot = registry->Snapshot(config.model_id);
-            registry::PeerRecord me = record;
-            me.peer_id = registry->peer_id();
-            if (snapshot.ok()) {
-              if (auto move = peer::ShouldMove(*snapshot, me, config.n_layer)) {
-                stop.Move(*move);
-                server->Stop();
-                return;
-              }
-            }
-          }
-          if (stop.WaitFor(Millis(flags.announce_interval_s))) return;
-        }
-      });
-    }
-    absl::Status served = server->Run();
-    {
-      std::lock_guard lock(server_mu);
-      running_server = nullptr;
-    }
-    if (!stop.move_to()) {
-      stop.Shutdown();  // the loop may have ended on its own: wake the other threads
-      // Leaving: DHT operations in flight in those threads give up now.
-      if (registry) registry->Interrupt();
-    }
-    if (announcer.joinable()) announcer.join();
-    if (measurer.joinable()) measurer.join();
-    const peer::PeerServerStats& s = server->stats();
-    std::fprintf(stderr,
-                 "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.6f s "
-                 "computing, %lld errors sent\n",
-                 static_cast<long long>(s.steps), static_cast<long long>(s.tokens),
-                 static_cast<long long>(s.batches), s.compute_seconds,
-                 static_cast<long long>(s.errors_sent));
-    SWARM_RETURN_IF_ERROR(served);
-    const auto move = stop.move_to();
-    if (!move || stop.shutdown()) break;
-    std::fprintf(stderr, "serve: moving to blocks [%d, %d) where the swarm is weaker\n",
-                 move->first, move->last);
-    range = {move->first, move->last};
-    rtts.Set({});
-    stop.Reset();
-  }
-  if (registry) {
-    // Offline, then leave the DHT, each within its bound: the time from SIGTERM to exit.
-    const auto leaving = std::chrono::steady_clock::now();
-    registry->Interrupt();
-    const absl::Status withdrawn = registry->Withdraw(kWithdrawWait);
-    const auto withdrawn_at = std::chrono::steady_clock::now();
-    registry.reset();
-    const auto left = std::chrono::steady_clock::now();
-    std::fprintf(stderr, "serve: left the swarm in %.3f s (offline record %.3f s%s, DHT %.3f s)\n",
-                 std::chrono::duration<double>(left - leaving).count(),
-                 std::chrono::duration<double>(withdrawn_at - leaving).count(),
-                 withdrawn.ok() ? "" : ", not acknowledged",
-                 std::chrono::duration<double>(left - withdrawn_at).count());
-  }
-  return absl::OkStatus();
+  };
+  peer::PeerNode node(std::move(options));
+  SignalWatcher watcher(node);
+  return node.Run();
 }
 
 }  // namespace

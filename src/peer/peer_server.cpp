@@ -3,16 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "peer/batch_scheduler.h"
 
 namespace swarm::peer {
 
 using namespace swarm::transport;  // the wire this file speaks
 namespace {
-
-SessionKey KeyOf(const SessionId& id) { return {id.hi, id.lo}; }
 
 bool AllFinite(const std::vector<float>& x) {
   return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
@@ -79,7 +77,7 @@ absl::Status PeerServer::Run() {
     active_sessions_.store(static_cast<int64_t>(sessions_.size()));
     const auto now = std::chrono::steady_clock::now();
     if (now - last_expiry > std::chrono::seconds(1)) {
-      for (const SessionKey& key : sessions_.ExpireIdle(now)) routes_.erase(key);
+      sessions_.ExpireIdle(now);  // their queued steps are skipped when their batch comes
       last_expiry = now;
     }
   }
@@ -88,16 +86,12 @@ absl::Status PeerServer::Run() {
 }
 
 void PeerServer::CloseSessionsForShutdown() {
-  if (routes_.empty()) return;
+  if (sessions_.size() == 0) return;
   const absl::Status leaving = absl::UnavailableError("peer is shutting down");
-  for (const auto& [key, route] : routes_) {
-    Session* session = sessions_.Find(key);
-    if (session == nullptr) continue;
-    ReplyError(session->owner, 0, leaving, SessionId{key.hi, key.lo});
-  }
   pending_.clear();
-  for (const auto& [key, route] : routes_) sessions_.Close(key);
-  routes_.clear();
+  for (const auto& session : sessions_.CloseAll()) {
+    ReplyError(session->owner, 0, leaving, session->id);
+  }
   free_cache_tokens_.store(sessions_.free_cache_tokens());
   active_sessions_.store(0);
   // The socket otherwise closes with linger 0, which could drop the messages just queued.
@@ -165,12 +159,12 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
                  open->session_id);
       return;
     }
-    Session* existing = sessions_.Find(KeyOf(open->session_id));
-    const auto route = routes_.find(KeyOf(open->session_id));
-    if (existing != nullptr && route != routes_.end() &&
-        existing->cache->capacity() == open->max_length &&
-        route->second.first_block == open->first_block &&
-        route->second.last_block == open->last_block) {
+    const SessionRoute route{open->first_block, open->last_block, open->hop_index,
+                             open->return_outputs, open->output_codec};
+    Session* existing = sessions_.Find(open->session_id);
+    if (existing != nullptr && existing->cache->capacity() == open->max_length &&
+        existing->route.first_block == open->first_block &&
+        existing->route.last_block == open->last_block) {
       // The same opening again: the client resent it because the first reply was late or lost
       // (a reconnection drops what was queued). Same answer; the session is left as it is, and
       // answers go to the connection the client uses now.
@@ -178,21 +172,18 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
       Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
       return;
     }
-    auto session = sessions_.Open(KeyOf(open->session_id), routing_id, open->max_length,
+    auto session = sessions_.Open(open->session_id, routing_id, route, open->max_length,
                                   std::chrono::steady_clock::now());
     if (!session.ok()) {
       ReplyError(routing_id, request_id, session.status(), open->session_id);
       return;
     }
-    routes_[KeyOf(open->session_id)] = {open->first_block, open->last_block, open->hop_index,
-                                        open->return_outputs, open->output_codec};
     Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
   } else if (auto* close = std::get_if<CloseSession>(&decoded->body)) {
-    const SessionKey key = KeyOf(close->session_id);
     // Steps still queued for it are dropped.
-    std::erase_if(pending_, [&](const PendingStep& p) { return p.key == key; });
-    sessions_.Close(key);
-    routes_.erase(key);
+    std::erase_if(pending_,
+                  [&](const PendingStep& p) { return p.step.session_id == close->session_id; });
+    sessions_.Close(close->session_id);
     Reply(routing_id, request_id, CloseSessionReply{close->session_id});
   } else if (std::holds_alternative<Step>(decoded->body)) {
     HandleStep(routing_id, request_id, *decoded);
@@ -208,8 +199,7 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
 void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
                             DecodedMessage& message) {
   Step& step = std::get<Step>(message.body);
-  const SessionKey key = KeyOf(step.session_id);
-  Session* session = sessions_.Find(key);
+  Session* session = sessions_.Find(step.session_id);
   if (session == nullptr) {
     ReplyError(routing_id, request_id,
                absl::NotFoundError(absl::StrCat("no session ", step.session_id.ToString(),
@@ -249,7 +239,7 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
     return;
   }
   session->last_used = std::chrono::steady_clock::now();
-  pending_.push_back(PendingStep{key, std::move(step), std::move(*input)});
+  pending_.push_back(PendingStep{std::move(step), std::move(*input)});
 }
 
 void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_id,
@@ -302,19 +292,18 @@ void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_i
 }
 
 void PeerServer::RunBatch() {
-  // Take at most one step per session (its next one), up to the batch token limit, grouped by the
-  // block sub-range the sessions use.
+  std::vector<QueuedStep> queue;
+  queue.reserve(pending_.size());
+  for (const PendingStep& p : pending_) queue.push_back({p.step.session_id, p.step.n_tokens});
+  const std::vector<size_t> chosen = ChooseBatch(queue, options_.max_batch_tokens);
   std::vector<PendingStep> batch;
   std::vector<PendingStep> later;
-  absl::flat_hash_set<SessionKey> in_batch;
-  int64_t tokens = 0;
-  for (PendingStep& p : pending_) {
-    const bool fits = batch.empty() || tokens + p.step.n_tokens <= options_.max_batch_tokens;
-    if (fits && in_batch.insert(p.key).second) {
-      tokens += p.step.n_tokens;
-      batch.push_back(std::move(p));
+  for (size_t i = 0, next = 0; i < pending_.size(); ++i) {
+    if (next < chosen.size() && chosen[next] == i) {
+      batch.push_back(std::move(pending_[i]));
+      ++next;
     } else {
-      later.push_back(std::move(p));
+      later.push_back(std::move(pending_[i]));
     }
   }
   pending_ = std::move(later);
@@ -322,8 +311,10 @@ void PeerServer::RunBatch() {
   const int64_t n_embd = stack_.config().n_embd;
   // Validate positions now: earlier steps of the same session have run by this point.
   std::vector<PendingStep*> runnable;
+  std::vector<Session*> sessions;  // of runnable[i]; none ends before the batch is done
+  std::vector<StepBlocks> blocks;
   for (PendingStep& p : batch) {
-    Session* session = sessions_.Find(p.key);
+    Session* session = sessions_.Find(p.step.session_id);
     if (session == nullptr) continue;  // closed meanwhile
     const int64_t length = session->cache->length();
     if (p.step.start_position > length) {
@@ -337,40 +328,32 @@ void PeerServer::RunBatch() {
     // A step that starts earlier redoes positions (a retried step): forget what follows.
     if (p.step.start_position < length) (void)session->cache->Truncate(p.step.start_position);
     runnable.push_back(&p);
+    sessions.push_back(session);
+    blocks.push_back({session->route.first_block, session->route.last_block});
   }
 
-  // Group by sub-range: sessions using the same blocks run as one batch.
-  std::stable_sort(runnable.begin(), runnable.end(), [&](PendingStep* a, PendingStep* b) {
-    const SessionRoute& ra = routes_[a->key];
-    const SessionRoute& rb = routes_[b->key];
-    return std::pair(ra.first_block, ra.last_block) < std::pair(rb.first_block, rb.last_block);
-  });
-  size_t begin = 0;
-  while (begin < runnable.size()) {
-    const SessionRoute range = routes_[runnable[begin]->key];
-    size_t end = begin;
+  // Sessions using the same blocks run as one forward.
+  for (const ForwardGroup& group : GroupByBlocks(blocks)) {
     std::vector<shard::SequenceStep> steps;
     std::vector<float> input;
-    while (end < runnable.size() && routes_[runnable[end]->key].first_block == range.first_block &&
-           routes_[runnable[end]->key].last_block == range.last_block) {
-      PendingStep& p = *runnable[end];
-      steps.push_back({sessions_.Find(p.key)->cache.get(), p.step.n_tokens});
+    for (size_t i : group.steps) {
+      const PendingStep& p = *runnable[i];
+      steps.push_back({sessions[i]->cache.get(), p.step.n_tokens});
       input.insert(input.end(), p.input.begin(), p.input.end());
-      ++end;
     }
     std::vector<float> output(input.size());
     const auto start = std::chrono::steady_clock::now();
     const absl::Status status =
-        stack_.Forward(steps, range.first_block, range.last_block, input.data(), output.data());
+        stack_.Forward(steps, group.first_block, group.last_block, input.data(), output.data());
     stats_.compute_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++stats_.batches;
 
     size_t offset = 0;
-    for (size_t i = begin; i < end; ++i) {
-      PendingStep& p = *runnable[i];
-      const Session* session = sessions_.Find(p.key);
-      const SessionRoute& route = routes_[p.key];
+    for (size_t i : group.steps) {
+      const PendingStep& p = *runnable[i];
+      const Session* session = sessions[i];
+      const SessionRoute& route = session->route;
       const size_t n = static_cast<size_t>(p.step.n_tokens * n_embd);
       if (!status.ok()) {
         ReplyError(session->owner, p.step.step_id, status, p.step.session_id, p.step.step_id);
@@ -423,7 +406,6 @@ void PeerServer::RunBatch() {
         Reply(session->owner, p.step.step_id, std::move(copy), encoded->bytes);
       }
     }
-    begin = end;
   }
 }
 

@@ -69,17 +69,8 @@ class PeerServer {
 
  private:
   struct PendingStep {
-    SessionKey key;
     transport::Step step;
     std::vector<float> input;  // [n_embd, n_tokens]
-  };
-  // Per-session routing state the shard's SessionTable does not know about.
-  struct SessionRoute {
-    uint32_t first_block = 0;
-    uint32_t last_block = 0;
-    uint32_t hop_index = 0;
-    bool return_outputs = true;
-    transport::Codec output_codec;
   };
 
   PeerServer(zmq::context_t& context, shard::ServingStack& stack, const PeerServerOptions& options,
@@ -107,7 +98,6 @@ class PeerServer {
   PeerServerOptions options_;
   std::unique_ptr<transport::RouterServer> router_;
   SessionTable sessions_;
-  absl::flat_hash_map<SessionKey, SessionRoute> routes_;
   absl::flat_hash_map<std::string, std::unique_ptr<transport::DealerClient>> downstream_;
   std::vector<PendingStep> pending_;
   transport::CodecWorkspace codec_workspace_;

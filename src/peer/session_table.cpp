@@ -5,10 +5,10 @@
 
 namespace swarm::peer {
 
-absl::StatusOr<Session*> SessionTable::Open(const SessionKey& key, std::string owner,
-                                            int64_t max_length,
+absl::StatusOr<Session*> SessionTable::Open(const transport::SessionId& id, std::string owner,
+                                            const SessionRoute& route, int64_t max_length,
                                             std::chrono::steady_clock::time_point now) {
-  if (sessions_.contains(key)) return absl::AlreadyExistsError("session id already in use");
+  if (sessions_.contains(id)) return absl::AlreadyExistsError("session id already in use");
   if (max_length <= 0 || max_length > limits_.max_session_length) {
     return absl::InvalidArgumentError(
         absl::StrCat("session length ", max_length, " outside 1..", limits_.max_session_length));
@@ -23,41 +23,53 @@ absl::StatusOr<Session*> SessionTable::Open(const SessionKey& key, std::string o
                      free_cache_tokens(), " of ", limits_.cache_tokens, " free; try another peer"));
   }
   auto session = std::make_unique<Session>();
-  session->key = key;
+  session->id = id;
   session->owner = std::move(owner);
+  session->route = route;
+  session->opened = now;
   session->last_used = now;
   SWARM_ASSIGN_OR_RETURN(session->cache, stack_.NewCache(max_length));
   reserved_tokens_ += max_length;
   Session* raw = session.get();
-  sessions_.emplace(key, std::move(session));
+  sessions_.emplace(id, std::move(session));
   return raw;
 }
 
-Session* SessionTable::Find(const SessionKey& key) {
-  auto it = sessions_.find(key);
+Session* SessionTable::Find(const transport::SessionId& id) {
+  auto it = sessions_.find(id);
   return it == sessions_.end() ? nullptr : it->second.get();
 }
 
-bool SessionTable::Close(const SessionKey& key) {
-  auto it = sessions_.find(key);
+bool SessionTable::Close(const transport::SessionId& id) {
+  auto it = sessions_.find(id);
   if (it == sessions_.end()) return false;
   reserved_tokens_ -= it->second->cache->capacity();
   sessions_.erase(it);
   return true;
 }
 
-std::vector<SessionKey> SessionTable::ExpireIdle(std::chrono::steady_clock::time_point now) {
-  std::vector<SessionKey> expired;
+std::vector<std::unique_ptr<Session>> SessionTable::ExpireIdle(
+    std::chrono::steady_clock::time_point now) {
+  std::vector<std::unique_ptr<Session>> expired;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     if (now - it->second->last_used > limits_.idle_timeout) {
       reserved_tokens_ -= it->second->cache->capacity();
-      expired.push_back(it->first);
+      expired.push_back(std::move(it->second));
       sessions_.erase(it++);
     } else {
       ++it;
     }
   }
   return expired;
+}
+
+std::vector<std::unique_ptr<Session>> SessionTable::CloseAll() {
+  std::vector<std::unique_ptr<Session>> closed;
+  closed.reserve(sessions_.size());
+  for (auto& [id, session] : sessions_) closed.push_back(std::move(session));
+  sessions_.clear();
+  reserved_tokens_ = 0;
+  return closed;
 }
 
 }  // namespace swarm::peer

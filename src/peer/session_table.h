@@ -1,8 +1,10 @@
-// The inference sessions a peer holds: each a KV cache over the peer's blocks, opened by a client
-// for up to max_length tokens. The total of all sessions' max_length is bounded by a KV-cache
-// budget, so a peer never promises more memory than it has; a request beyond it is refused with
-// RESOURCE_EXHAUSTED and the router tries elsewhere. Idle sessions expire. Owned by the server
-// loop; one thread uses it.
+// The inference sessions a peer holds, one record each: the KV cache over the peer's blocks, the
+// route the client gave when opening it (blocks, hop, where outputs go), the client connection
+// that owns it and its timestamps, keyed by the wire's SessionId. The total of all sessions'
+// max_length is bounded by a KV-cache budget, so a peer never promises more memory than it has;
+// a request beyond it is refused with RESOURCE_EXHAUSTED and the router tries elsewhere. Every
+// way a session ends (close, idle expiry, shutdown) goes through the table, so nothing about a
+// dead session outlives it. Owned by the server loop; one thread uses it.
 #pragma once
 
 #include <chrono>
@@ -14,24 +16,26 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "shard/serving_stack.h"
+#include "transport/protocol.h"
 
 namespace swarm::peer {
 
-// 128 random bits chosen by the client.
-struct SessionKey {
-  uint64_t hi = 0;
-  uint64_t lo = 0;
-  friend bool operator==(const SessionKey&, const SessionKey&) = default;
-  template <typename H>
-  friend H AbslHashValue(H h, const SessionKey& k) {
-    return H::combine(std::move(h), k.hi, k.lo);
-  }
+// Where a session's steps run and where their outputs go, as the client asked when opening it.
+struct SessionRoute {
+  uint32_t first_block = 0;  // the part of the peer's blocks this session uses: [first, last)
+  uint32_t last_block = 0;
+  uint32_t hop_index = 0;         // this peer's place in the client's chain
+  bool return_outputs = true;     // a copy of every output goes back to the client
+  transport::Codec output_codec;  // of that copy
+  friend bool operator==(const SessionRoute&, const SessionRoute&) = default;
 };
 
 struct Session {
-  SessionKey key;
-  std::string owner;  // opaque id of the client connection that opened it
+  transport::SessionId id;
+  std::string owner;  // opaque id of the client connection that opened it (answers go there)
+  SessionRoute route;
   std::unique_ptr<shard::SequenceCache> cache;
+  std::chrono::steady_clock::time_point opened;
   std::chrono::steady_clock::time_point last_used;
 };
 
@@ -47,15 +51,19 @@ class SessionTable {
   SessionTable(shard::ServingStack& stack, const SessionLimits& limits)
       : stack_(stack), limits_(limits) {}
 
-  // AlreadyExists for a key in use; InvalidArgument for a bad length; ResourceExhausted when the
-  // budget cannot hold max_length more tokens.
-  absl::StatusOr<Session*> Open(const SessionKey& key, std::string owner, int64_t max_length,
+  // AlreadyExists for an id in use; InvalidArgument for a bad length; ResourceExhausted when the
+  // budget cannot hold max_length more tokens (or the table is full).
+  absl::StatusOr<Session*> Open(const transport::SessionId& id, std::string owner,
+                                const SessionRoute& route, int64_t max_length,
                                 std::chrono::steady_clock::time_point now);
-  // Null when there is no such session (never opened, closed or expired).
-  Session* Find(const SessionKey& key);
-  bool Close(const SessionKey& key);
-  // Closes sessions idle for longer than the limit; returns their keys.
-  std::vector<SessionKey> ExpireIdle(std::chrono::steady_clock::time_point now);
+  // Null when there is no such session (never opened, closed or expired). The pointer stays
+  // valid until the session ends.
+  Session* Find(const transport::SessionId& id);
+  bool Close(const transport::SessionId& id);
+  // Ends sessions idle for longer than the limit; returns them (their owners may be told).
+  std::vector<std::unique_ptr<Session>> ExpireIdle(std::chrono::steady_clock::time_point now);
+  // Ends every session (the peer stops); returns them so their owners can be told.
+  std::vector<std::unique_ptr<Session>> CloseAll();
 
   int64_t free_cache_tokens() const { return limits_.cache_tokens - reserved_tokens_; }
   size_t size() const { return sessions_.size(); }
@@ -65,7 +73,7 @@ class SessionTable {
   shard::ServingStack& stack_;
   SessionLimits limits_;
   int64_t reserved_tokens_ = 0;
-  absl::flat_hash_map<SessionKey, std::unique_ptr<Session>> sessions_;
+  absl::flat_hash_map<transport::SessionId, std::unique_ptr<Session>> sessions_;
 };
 
 }  // namespace swarm::peer
