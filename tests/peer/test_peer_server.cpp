@@ -81,14 +81,14 @@ class PeerServerTest : public ::testing::Test {
   // Blocks [first, last) of the stack run directly on one new sequence, step after step.
   std::vector<std::vector<float>> RunDirectly(const std::vector<std::vector<float>>& inputs,
                                               int64_t first, int64_t last) {
-    auto cache = model_->blocks->NewSequenceCache(options_.limits.max_session_length);
+    auto cache = model_->blocks->NewCache(options_.limits.max_session_length);
     EXPECT_TRUE(cache.ok()) << cache.status();
     std::vector<std::vector<float>> outputs;
     for (const std::vector<float>& input : inputs) {
-      const shard::ServingStep step{cache->get(), static_cast<int64_t>(input.size()) / n_embd_};
+      const shard::SequenceStep step{cache->get(), static_cast<int64_t>(input.size()) / n_embd_};
       std::vector<float> output(input.size());
       EXPECT_TRUE(
-          model_->blocks->ForwardSteps({&step, 1}, first, last, input.data(), output.data()).ok());
+          model_->blocks->Forward({&step, 1}, first, last, input.data(), output.data()).ok());
       outputs.push_back(std::move(output));
     }
     return outputs;

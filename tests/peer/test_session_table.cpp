@@ -10,24 +10,16 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/cpu_reference_backend.h"
 #include "peer/session_table.h"
+#include "shard/kv_cache.h"
+#include "shard/sequence_cache.h"
 
 namespace swarm::peer {
 namespace {
 
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
-
-class FakeCache : public shard::SequenceCache {
- public:
-  explicit FakeCache(int64_t capacity) : capacity_(capacity) {}
-  int64_t capacity() const override { return capacity_; }
-  int64_t length() const override { return 0; }
-  absl::Status Truncate(int64_t) override { return absl::OkStatus(); }
-
- private:
-  int64_t capacity_;
-};
 
 // Hands out caches, refusing those longer than max_cache (as a device out of memory would).
 class FakeStack : public shard::ServingStack {
@@ -36,13 +28,19 @@ class FakeStack : public shard::ServingStack {
   int64_t last_block() const override { return 4; }
   const model::ModelConfig& config() const override { return config_; }
   std::string devices() const override { return "fake"; }
-  absl::StatusOr<std::unique_ptr<shard::SequenceCache>> NewSequenceCache(
-      int64_t capacity) override {
+  std::string Describe() const override { return "backend fake"; }
+  // A real cache (one layer of kv_dim 1 in host memory), of no use to any real stack.
+  absl::StatusOr<std::unique_ptr<shard::SequenceCache>> NewCache(int64_t capacity) override {
     if (capacity > max_cache) return absl::ResourceExhaustedError("out of device memory");
-    return std::make_unique<FakeCache>(capacity);
+    std::vector<std::unique_ptr<shard::KvCache>> parts(1);
+    auto part = shard::KvCache::Create(backend_, 1, 1, capacity);
+    if (!part.ok()) return part.status();
+    parts[0] = std::move(*part);
+    return std::make_unique<shard::SequenceCache>(this, std::move(parts));
   }
-  absl::Status ForwardSteps(std::span<const shard::ServingStep>, int64_t, int64_t, const float*,
-                            float*) override {
+  using shard::ServingStack::Forward;
+  absl::Status Forward(std::span<const shard::SequenceStep>, int64_t, int64_t, const float*,
+                       float*) override {
     return absl::UnimplementedError("no compute");
   }
   void Park() override {}
@@ -52,6 +50,7 @@ class FakeStack : public shard::ServingStack {
 
  private:
   model::ModelConfig config_;
+  kernels::CpuReferenceBackend backend_;
 };
 
 const transport::SessionId kA{1, 1};
