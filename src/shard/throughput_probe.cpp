@@ -59,9 +59,9 @@ absl::StatusOr<Throughput> LoadCachedThroughput(const std::string& directory,
                                                 const std::string& key) {
   std::ifstream in(CachePath(directory, key));
   Throughput t;
-  if (!(in >> t.decode_tps_per_block >> t.prompt_tps_per_block) ||
-      !(t.decode_tps_per_block > 0) || !(t.prompt_tps_per_block > 0) ||
-      t.decode_tps_per_block > 1e12 || t.prompt_tps_per_block > 1e12) {
+  if (!(in >> t.decode_tps_per_block >> t.prompt_tps_per_block) || !(t.decode_tps_per_block > 0) ||
+      !(t.prompt_tps_per_block > 0) || t.decode_tps_per_block > 1e12 ||
+      t.prompt_tps_per_block > 1e12) {
     return absl::NotFoundError("no cached throughput");
   }
   return t;

@@ -1,16 +1,15 @@
 // The in-process engine on the real stories260K model: the reference text, split invariance and
 // batching invariance.
-#include "shard/block_stack.h"
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "model/generator.h"
 #include "model/gguf.h"
 #include "model/model_weights.h"
+#include "shard/block_stack.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
 
