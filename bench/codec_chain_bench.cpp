@@ -26,6 +26,8 @@
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
+#include "support/nmse.h"
+#include "support/shared_model.h"
 #include "transport/codec.h"
 
 namespace {
@@ -88,14 +90,10 @@ class Recorder : public model::BlockPipeline {
     if (reference_ == nullptr) return absl::OkStatus();
     expected_.resize(n);
     SWARM_RETURN_IF_ERROR(reference_->Forward(n_tokens, input_.data(), expected_.data()));
-    for (size_t i = 0; i < n; ++i) {
-      const double d = static_cast<double>(hidden_out[i]) - expected_[i];
-      error_ += d * d;
-      energy_ += static_cast<double>(expected_[i]) * expected_[i];
-    }
+    nmse_.Add(hidden_out, expected_.data(), n);
     return absl::OkStatus();
   }
-  double nmse() const { return energy_ > 0 ? error_ / energy_ : error_; }
+  double nmse() const { return nmse_.nmse(); }
   const std::vector<float>& outputs() const { return outputs_; }  // [n_embd, positions]
 
  private:
@@ -103,7 +101,7 @@ class Recorder : public model::BlockPipeline {
   model::BlockPipeline* reference_;
   int64_t n_embd_;
   std::vector<float> input_, expected_, outputs_;
-  double error_ = 0, energy_ = 0;
+  test_support::NmseAccumulator nmse_;
 };
 
 absl::StatusOr<std::vector<int32_t>> Greedy(shard::LocalModel& m, model::BlockPipeline& blocks,
@@ -238,7 +236,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Activation codecs through a chain of peers: bytes per token per hop, NMSE, "
       "greedy agreement"};
-  std::string model = SWARM_SHARED_DIR "/models/stories260K.gguf";
+  std::string model = test_support::kSharedModel;
   std::string split = "0:2,2:4,4:5";
   int64_t n_tokens = 200;
   std::vector<std::string> codecs = {"f32",     "f16",      "bf16",      "int8",     "int8h",

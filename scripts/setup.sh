@@ -17,6 +17,7 @@ PACKAGES=(
   libcli11-dev                # command-line parsing
   nlohmann-json3-dev          # JSON for the HTTP API and benchmark output
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang clang-format           # CI: the -Wthread-safety build and the format check
   chromium                    # headless browser: the dashboard test renders the page
 )
 

@@ -18,8 +18,8 @@ inline absl::StatusOr<std::pair<int64_t, int64_t>> ParseBlockRange(const std::st
   int64_t first = 0, last = 0;
   if (!absl::SimpleAtoi(parts.first, &first) || !absl::SimpleAtoi(parts.second, &last) ||
       first < 0 || last <= first || last > n_layer) {
-    return absl::InvalidArgumentError(absl::StrCat("--blocks '", text,
-                                                   "' must be A:B with 0 <= A < B <= ", n_layer));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--blocks '", text, "' must be A:B with 0 <= A < B <= ", n_layer));
   }
   return std::make_pair(first, last);
 }

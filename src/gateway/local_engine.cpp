@@ -63,7 +63,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   if (absl::Status s = request.sampling.Validate(); !s.ok()) return s;
   if (request.max_tokens == 0) return absl::OkStatus();
 
-  std::lock_guard run_lock(run_mu_);
+  absl::MutexLock run_lock(&run_mu_);
   // The client may have left while this request waited for its turn.
   if (request.is_cancelled && request.is_cancelled()) {
     return absl::CancelledError("cancelled before it started");
@@ -92,7 +92,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
       request.metrics->SetKvCacheUse(kLocalPeer, position, capacity);
     }
     {
-      std::lock_guard lock(stats_mu_);
+      absl::MutexLock lock(&stats_mu_);
       tokens_in_use_ = position;
       if (step > 0) {
         const double rate = 1.0 / step;
@@ -107,7 +107,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   absl::StatusOr<model::GenerationStats> stats = model::Generate(
       request.prompt, options, *model_->head, **pipeline, sampler, tokenizer(), on_sampled);
   {
-    std::lock_guard lock(stats_mu_);
+    absl::MutexLock lock(&stats_mu_);
     tokens_in_use_ = 0;
   }
   if (request.metrics != nullptr) request.metrics->SetKvCacheUse(kLocalPeer, 0, capacity);
@@ -123,7 +123,7 @@ SwarmView LocalEngine::Describe() const {
   peer.state = "local";
   peer.block_begin = 0;
   peer.block_end = info_.n_blocks;
-  std::lock_guard lock(stats_mu_);
+  absl::MutexLock lock(&stats_mu_);
   peer.throughput = steps_per_second_;
   peer.cache_tokens_left = info_.n_ctx - tokens_in_use_;
   view.peers.push_back(std::move(peer));

@@ -6,11 +6,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "gateway/completion_engine.h"
 #include "kernels/backend_factory.h"
 #include "shard/local_model.h"
@@ -38,8 +38,8 @@ class LocalEngine final : public CompletionEngine {
 
   std::unique_ptr<shard::LocalModel> model_;
   const ModelInfo info_;
-  std::mutex run_mu_;  // one generation at a time
-  mutable std::mutex stats_mu_;
+  absl::Mutex run_mu_;  // one generation at a time
+  mutable absl::Mutex stats_mu_;
   double steps_per_second_ ABSL_GUARDED_BY(stats_mu_) = 0;  // moving average of decode speed
   int64_t tokens_in_use_ ABSL_GUARDED_BY(stats_mu_) = 0;
 };

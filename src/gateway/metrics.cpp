@@ -99,7 +99,7 @@ void MetricsRegistry::Define(std::string name, Type type, std::string help,
   f.type = type;
   f.label_names = std::move(label_names);
   f.bounds = std::move(bounds);
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   families_[std::move(name)] = std::move(f);
 }
 
@@ -122,20 +122,20 @@ MetricsRegistry::Series* MetricsRegistry::FindOrCreate(std::string_view family,
 
 void MetricsRegistry::Add(std::string_view family, const std::vector<std::string>& labels,
                           double value) {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (Series* s = FindOrCreate(family, labels, Type::kCounter)) s->value += value;
 }
 
 void MetricsRegistry::Set(std::string_view family, const std::vector<std::string>& labels,
                           double value) {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (Series* s = FindOrCreate(family, labels, Type::kGauge)) s->value = value;
 }
 
 void MetricsRegistry::Observe(std::string_view family, const std::vector<std::string>& labels,
                               double value) {
   if (!std::isfinite(value)) return;
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   Series* s = FindOrCreate(family, labels, Type::kHistogram);
   if (s == nullptr) return;
   const std::vector<double>& bounds = families_.find(family)->second.bounds;
@@ -148,7 +148,7 @@ void MetricsRegistry::Observe(std::string_view family, const std::vector<std::st
 void MetricsRegistry::ReplaceGauge(
     std::string_view family,
     const std::vector<std::pair<std::vector<std::string>, double>>& series) {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = families_.find(family);
   if (it == families_.end() || it->second.type != Type::kGauge) return;
   it->second.series.clear();
@@ -193,7 +193,7 @@ void MetricsRegistry::SetKvCacheUse(std::string_view peer_id, int64_t used_token
 
 std::string MetricsRegistry::Render() const {
   std::string out;
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const auto& [name, f] : families_) {
     out += "# HELP " + name + " " + f.help + "\n";
     out += "# TYPE " + name + " ";
@@ -236,7 +236,7 @@ std::string MetricsRegistry::Render() const {
 
 double MetricsRegistry::Value(std::string_view family,
                               const std::vector<std::string>& labels) const {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = families_.find(family);
   if (it == families_.end()) return 0;
   auto s = it->second.series.find(labels);
@@ -245,7 +245,7 @@ double MetricsRegistry::Value(std::string_view family,
 
 uint64_t MetricsRegistry::HistogramCount(std::string_view family,
                                          const std::vector<std::string>& labels) const {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = families_.find(family);
   if (it == families_.end()) return 0;
   auto s = it->second.series.find(labels);
@@ -254,7 +254,7 @@ uint64_t MetricsRegistry::HistogramCount(std::string_view family,
 
 double MetricsRegistry::HistogramSum(std::string_view family,
                                      const std::vector<std::string>& labels) const {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = families_.find(family);
   if (it == families_.end()) return 0;
   auto s = it->second.series.find(labels);

@@ -5,12 +5,12 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "base/metrics_sink.h"
 
 namespace swarm::gateway {
@@ -78,7 +78,7 @@ class MetricsRegistry final : public MetricsSink {
   Series* FindOrCreate(std::string_view family, const std::vector<std::string>& labels, Type type)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -78,7 +78,7 @@ OpenAiApi::OpenAiApi(CompletionEngine& engine, ChatTemplateKind chat_template,
 std::string OpenAiApi::NewId(const char* prefix) {
   uint64_t a, b;
   {
-    std::lock_guard lock(rng_mu_);
+    absl::MutexLock lock(&rng_mu_);
     a = rng_();
     b = rng_();
   }
@@ -89,7 +89,7 @@ std::string OpenAiApi::NewId(const char* prefix) {
 }
 
 uint64_t OpenAiApi::NewSeed() {
-  std::lock_guard lock(rng_mu_);
+  absl::MutexLock lock(&rng_mu_);
   return rng_();
 }
 

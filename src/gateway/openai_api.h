@@ -5,12 +5,12 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <random>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "gateway/chat_template.h"
 #include "gateway/completion_engine.h"
 #include "gateway/http_server.h"
@@ -57,7 +57,7 @@ class OpenAiApi {
   MetricsRegistry& metrics_;
   RequestLog& log_;
   const int64_t created_;  // the model's "created": when the server started
-  std::mutex rng_mu_;
+  absl::Mutex rng_mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_);
 };
 

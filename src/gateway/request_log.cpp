@@ -30,7 +30,7 @@ std::shared_ptr<RequestLog::Record> RequestLog::Begin(std::string id, std::strin
   r->created = static_cast<int64_t>(std::time(nullptr));
   r->start = std::chrono::steady_clock::now();
   r->prompt_tokens = prompt_tokens;
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   records_.push_front(r);
   // Running records are never dropped, so a long generation stays visible.
   while (records_.size() > capacity_) {
@@ -51,7 +51,7 @@ std::shared_ptr<RequestLog::Record> RequestLog::Begin(std::string id, std::strin
 
 void RequestLog::OnToken(const std::shared_ptr<Record>& record, const GenerationEvent& event) {
   const double t = SecondsSince(record->start);
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   record->completion_tokens += 1;
   if (record->first_token_s < 0) record->first_token_s = t;
   record->elapsed_s = t;
@@ -63,14 +63,14 @@ void RequestLog::OnToken(const std::shared_ptr<Record>& record, const Generation
 
 void RequestLog::Finish(const std::shared_ptr<Record>& record, std::string status) {
   const double t = SecondsSince(record->start);
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   record->status = std::move(status);
   record->elapsed_s = t;
 }
 
 nlohmann::json RequestLog::ToJson() const {
   nlohmann::json out = nlohmann::json::array();
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const auto& r : records_) {
     const double elapsed = r->status == "running" ? SecondsSince(r->start) : r->elapsed_s;
     // Decode speed: tokens after the first over the time they took.
@@ -100,7 +100,7 @@ nlohmann::json RequestLog::ToJson() const {
 }
 
 int RequestLog::running() const {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   int n = 0;
   for (const auto& r : records_) n += r->status == "running";
   return n;

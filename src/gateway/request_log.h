@@ -7,12 +7,12 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "gateway/completion_engine.h"
 #include "nlohmann/json.hpp"
 
@@ -49,7 +49,7 @@ class RequestLog {
 
  private:
   const size_t capacity_;
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<std::shared_ptr<Record>> records_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,5 +1,5 @@
-// Builds a backend by name: "reference" (plain CPU reference), later "cpu" (optimized, the default on
-// CPUs) and "cuda:N". The caller owns the result.
+// Builds a backend by name: "reference" (plain CPU reference), later "cpu" (optimized, the default
+// on CPUs) and "cuda:N". The caller owns the result.
 #pragma once
 
 #include <memory>

@@ -8,11 +8,12 @@
 namespace swarm::model {
 
 absl::StatusOr<std::unique_ptr<ClientHead>> ClientHead::Create(kernels::Backend& backend,
-                                                              const ModelConfig& config,
-                                                              const ClientWeights& host) {
+                                                               const ModelConfig& config,
+                                                               const ClientWeights& host) {
   std::unique_ptr<ClientHead> head(new ClientHead(backend, config));
   auto& storage = head->weight_storage_;
-  SWARM_ASSIGN_OR_RETURN(head->weights_.token_embd, backend.PrepareWeight(host.token_embd, storage));
+  SWARM_ASSIGN_OR_RETURN(head->weights_.token_embd,
+                         backend.PrepareWeight(host.token_embd, storage));
   SWARM_ASSIGN_OR_RETURN(head->weights_.output_norm,
                          backend.PrepareWeight(host.output_norm, storage));
   if (host.output.data == host.token_embd.data) {
@@ -37,8 +38,8 @@ absl::Status ClientHead::Embed(std::span<const int32_t> tokens, float* out) {
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to embed");
   for (int32_t id : tokens) {
     if (id < 0 || id >= weights_.token_embd.n_out) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary of ",
-                                                     weights_.token_embd.n_out));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " outside the vocabulary of ", weights_.token_embd.n_out));
     }
   }
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -53,7 +54,7 @@ absl::Status ClientHead::Embed(std::span<const int32_t> tokens, float* out) {
 absl::Status ClientHead::Logits(const float* hidden, float* logits) {
   SWARM_RETURN_IF_ERROR(EnsureScratch(1));
   float* x = static_cast<float*>(scratch_->data());  // [n_embd]
-  float* y = x + config_.n_embd;                      // [n_vocab]
+  float* y = x + config_.n_embd;                     // [n_vocab]
   const size_t hidden_bytes = static_cast<size_t>(config_.n_embd) * sizeof(float);
   SWARM_RETURN_IF_ERROR(backend_.CopyToBackend(x, hidden, hidden_bytes));
   backend_.RmsNorm(x, static_cast<const float*>(weights_.output_norm.data), config_.n_embd, 1,

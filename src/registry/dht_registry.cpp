@@ -443,7 +443,7 @@ class DhtRegistry::Impl {
       return {};
     }
     op->Wait(deadline);
-    absl::MutexLock lock(&shared_->mu);
+    absl::MutexLock lock(&op->shared->mu);  // shared_->mu, named as the annotation names it
     return op->values;
   }
 

@@ -13,7 +13,8 @@ absl::StatusOr<std::unique_ptr<LocalModel>> LocalModel::Load(
   SWARM_ASSIGN_OR_RETURN(m->tokenizer, model::Tokenizer::FromGguf(*m->file));
   SWARM_ASSIGN_OR_RETURN(m->backend, kernels::MakeBackend(backend_options));
   SWARM_ASSIGN_OR_RETURN(auto client_weights, model::LoadClientWeights(*m->file, m->config));
-  SWARM_ASSIGN_OR_RETURN(m->head, model::ClientHead::Create(*m->backend, m->config, client_weights));
+  SWARM_ASSIGN_OR_RETURN(m->head,
+                         model::ClientHead::Create(*m->backend, m->config, client_weights));
   if (load_blocks) {
     SWARM_ASSIGN_OR_RETURN(auto blocks,
                            model::LoadBlockWeights(*m->file, m->config, 0, m->config.n_layer));

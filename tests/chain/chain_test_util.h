@@ -28,19 +28,17 @@
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
+#include "support/files.h"
+#include "support/nmse.h"
+#include "support/shared_model.h"
 
 namespace swarm::chain_test {
 
-inline const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
-inline const std::string kReferenceText = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
+inline const std::string& kModel = test_support::kSharedModel;
+inline const std::string& kReferenceText = test_support::kSharedReferenceText;
 inline constexpr int kReferenceTokens = 200;
 
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 // One `swarm serve` process (peer::LocalPeer). Its stderr goes to a file in the test's temporary
 // folder, removed with the Peer (after the process, which is killed if it still runs).
@@ -99,22 +97,18 @@ class ComparingPipeline : public model::BlockPipeline {
     expected_.resize(n);
     status = reference_->Forward(n_tokens, input_.data(), expected_.data());
     if (!status.ok()) return status;
-    for (size_t i = 0; i < n; ++i) {
-      const double d = static_cast<double>(hidden_out[i]) - expected_[i];
-      error_ += d * d;
-      energy_ += static_cast<double>(expected_[i]) * expected_[i];
-    }
+    nmse_.Add(hidden_out, expected_.data(), n);
     return absl::OkStatus();
   }
   // sum((chain - reference)^2) / sum(reference^2) over every position so far.
-  double nmse() const { return energy_ > 0 ? error_ / energy_ : error_; }
+  double nmse() const { return nmse_.nmse(); }
 
  private:
   model::BlockPipeline& chain_;
   model::BlockPipeline* reference_;
   int64_t n_embd_;
   std::vector<float> input_, expected_;
-  double error_ = 0, energy_ = 0;
+  test_support::NmseAccumulator nmse_;
 };
 
 struct Generation {

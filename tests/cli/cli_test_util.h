@@ -14,17 +14,14 @@
 #include <vector>
 
 #include "base/subprocess.h"
+#include "support/files.h"
+#include "support/shared_model.h"
 
 namespace swarm::cli_test {
 
-inline const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+inline const std::string& kModel = test_support::kSharedModel;
 
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 struct Result {
   int exit_code = -1;

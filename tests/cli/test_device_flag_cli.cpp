@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "cli_test_util.h"
+#include "support/shared_model.h"
 
 namespace swarm {
 namespace {
@@ -33,7 +34,7 @@ TEST(DeviceFlagCliTest, DeviceCpuGivesTheReferenceText) {
   Result r =
       RunSwarm({"generate", "-m", kModel, "-p", "", "-n", "200", "--temp", "0", "--device", "cpu"});
   EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
-  EXPECT_EQ(r.stdout_text, ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt"));
+  EXPECT_EQ(r.stdout_text, ReadFile(test_support::kSharedReferenceText));
 }
 
 // The command line of each subcommand with a device appended, up to the point where the backend

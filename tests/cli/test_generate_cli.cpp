@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cli_test_util.h"
+#include "support/shared_model.h"
 
 namespace swarm {
 namespace {
@@ -17,8 +18,7 @@ TEST(GenerateCliTest, GreedyOutputEqualsTheReferenceByteForByte) {
     Result r = RunSwarm(
         {"generate", "-m", kModel, "-p", "", "-n", "200", "--temp", "0", "--backend", backend});
     EXPECT_EQ(r.exit_code, 0);
-    EXPECT_EQ(r.stdout_text, ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt"))
-        << "backend " << backend;
+    EXPECT_EQ(r.stdout_text, ReadFile(test_support::kSharedReferenceText)) << "backend " << backend;
   }
 }
 
@@ -35,9 +35,7 @@ TEST(GenerateCliTest, BadInputGivesAnErrorNotACrash) {
   EXPECT_NE(RunSwarm({"generate", "-m", "/nonexistent.gguf", "-p", "x"}).exit_code, 0);
   EXPECT_NE(RunSwarm({"generate", "-m", kModel, "--temp", "-1"}).exit_code, 0);
   EXPECT_NE(RunSwarm({"generate", "-m", kModel, "-n", "abc"}).exit_code, 0);
-  EXPECT_NE(
-      RunSwarm({"generate", "-m", SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt"}).exit_code,
-      0);
+  EXPECT_NE(RunSwarm({"generate", "-m", test_support::kSharedReferenceText}).exit_code, 0);
   const int code = RunSwarm({"generate", "-m", kModel, "--backend", "nope"}).exit_code;
   EXPECT_NE(code, 0);
   EXPECT_LT(code, 128) << "killed by a signal";

@@ -15,6 +15,8 @@
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "nlohmann/json.hpp"
+#include "support/files.h"
+#include "support/shared_model.h"
 
 namespace swarm::gateway::test_http {
 
@@ -24,15 +26,10 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using nlohmann::json;
 
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 // The greedy continuation of BOS, 200 tokens: `swarm generate`'s stdout less its final newline.
-inline const std::string kReferencePath = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
+inline const std::string& kReferencePath = test_support::kSharedReferenceText;
 inline std::string ReferenceText() {
   std::string text = ReadFile(kReferencePath);
   if (!text.empty() && text.back() == '\n') text.pop_back();

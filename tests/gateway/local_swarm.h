@@ -34,6 +34,7 @@
 #include "http_test_client.h"
 #include "nlohmann/json.hpp"
 #include "peer/local_swarm.h"
+#include "support/shared_model.h"
 
 namespace swarm::gateway::swarm_test {
 
@@ -49,7 +50,7 @@ using test_http::ReferenceText;
 using test_http::Response;
 using test_http::SseData;
 
-inline const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+inline const std::string& kModel = test_support::kSharedModel;
 inline constexpr auto kStartTimeout = std::chrono::seconds(60);
 
 // A program on PATH, as an absolute path (posix_spawn does not search PATH); "" if absent.

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "http_test_client.h"
 #include "nlohmann/json.hpp"
+#include "support/shared_model.h"
 
 namespace swarm::gateway {
 namespace {
@@ -38,7 +39,7 @@ using test_http::ReferenceText;
 using test_http::Response;
 using test_http::SseData;
 
-const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kModel = test_support::kSharedModel;
 
 // Forwards to the real engine, counting what happens; can hold generation at one token until the
 // test releases it.

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "model/gguf.h"
 #include "model/tokenizer.h"
+#include "support/shared_model.h"
 
 namespace swarm::gateway {
 namespace {
@@ -33,8 +34,7 @@ LoadedTokenizer Load(const std::string& path) {
 }
 
 const model::Tokenizer& Stories() {
-  static LoadedTokenizer* t =
-      new LoadedTokenizer(Load(SWARM_SHARED_DIR "/models/stories260K.gguf"));
+  static LoadedTokenizer* t = new LoadedTokenizer(Load(test_support::kSharedModel));
   return *t->tokenizer;
 }
 

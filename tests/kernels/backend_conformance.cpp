@@ -93,19 +93,6 @@ int ConformanceReport::failures() const {
   return result;
 }
 
-double Nmse(const float* actual, const float* expected, size_t n) {
-  double err = 0.0;
-  double ref = 0.0;
-  for (size_t i = 0; i < n; ++i) {
-    const double a = actual[i];
-    const double b = expected[i];
-    if (!std::isfinite(a) && std::isfinite(b)) return std::numeric_limits<double>::infinity();
-    err += (a - b) * (a - b);
-    ref += b * b;
-  }
-  return ref > 0.0 ? err / ref : err;
-}
-
 namespace {
 
 // ---- running one case on one backend -------------------------------------------------------

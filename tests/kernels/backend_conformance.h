@@ -27,6 +27,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/ggml_type.h"
+#include "support/nmse.h"
 
 namespace swarm::kernels::testing {
 
@@ -83,13 +84,8 @@ struct ConformanceReport {
   ::testing::AssertionResult Ok() const;
 };
 
-// NMSE of `actual` against `expected`; when sum(expected^2) is 0 it is sum((a-b)^2). Any NaN or
-// infinity in `actual` where `expected` is finite yields infinity.
-double Nmse(const float* actual, const float* expected, size_t n);
-inline double Nmse(const std::vector<float>& actual, const std::vector<float>& expected) {
-  return actual.size() == expected.size() ? Nmse(actual.data(), expected.data(), expected.size())
-                                          : std::numeric_limits<double>::infinity();
-}
+// NMSE of `actual` against `expected` (support/nmse.h).
+using test_support::Nmse;
 
 // Runs every case of `op` on `under_test` and on a fresh CpuReferenceBackend.
 ConformanceReport RunConformance(Backend& under_test, Op op,

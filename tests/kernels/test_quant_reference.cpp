@@ -11,6 +11,7 @@
 
 #include "base/half.h"
 #include "kernels/quant_reference.h"
+#include "support/nmse.h"
 
 namespace swarm::kernels {
 namespace {
@@ -471,14 +472,7 @@ TEST(RoundTripTest, FloatTypesRelativeError) {
   }
 }
 
-double Nmse(const std::vector<float>& a, const std::vector<float>& b) {
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    err += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    ref += static_cast<double>(b[i]) * b[i];
-  }
-  return err / ref;
-}
+using test_support::Nmse;
 
 // K-quants have no simple per-element bound; on Gaussian data their relative error is well known
 // (llama.cpp reports about 0.5% and 0.03% of the variance for Q4_K and Q6_K). The bounds are ~1.5x

@@ -1,5 +1,5 @@
-// Helpers for the GGUF tests: a scratch directory removed at the end of the test, a little-endian
-// byte builder for hand-crafted (often malformed) files, and file read/write.
+// Helpers for the GGUF tests: a little-endian byte builder for hand-crafted (often malformed)
+// files; the scratch directory and file writes of support/files.h.
 #pragma once
 
 #include <stdlib.h>
@@ -14,26 +14,12 @@
 #include <string_view>
 #include <vector>
 
+#include "support/files.h"
+
 namespace swarm::model::testing {
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "swarm-gguf-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string File(std::string_view name) const { return path_ + "/" + std::string(name); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::ScratchDir;
+using test_support::WriteFile;
 
 class Bytes {
  public:
@@ -81,20 +67,5 @@ class Bytes {
  private:
   std::vector<uint8_t> data_;
 };
-
-inline bool WriteFile(const std::string& path, const void* data, size_t n) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
-  return static_cast<bool>(out);
-}
-
-inline bool WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  return WriteFile(path, bytes.data(), bytes.size());
-}
-
-inline std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
 
 }  // namespace swarm::model::testing

@@ -4,11 +4,12 @@
 #include <cstring>
 
 #include "model/gguf.h"
+#include "support/shared_model.h"
 
 namespace swarm::model {
 namespace {
 
-const std::string kStories = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kStories = test_support::kSharedModel;
 const std::string kSpmVocab = SWARM_SHARED_DIR "/tokenizer-vectors/ggml-vocab-llama-spm.gguf";
 const std::string kGpt2Vocab = SWARM_SHARED_DIR "/tokenizer-vectors/ggml-vocab-gpt-2.gguf";
 

@@ -13,6 +13,7 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "support/shared_model.h"
 
 namespace swarm::model {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::string kStories = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kStories = test_support::kSharedModel;
 
 struct Result {
   int status = -1;
@@ -69,7 +70,7 @@ TEST_F(GgufCommands, InspectStories260K) {
 
 TEST_F(GgufCommands, InspectErrors) {
   const std::string bad = dir_.File("bad.gguf");
-  const auto bytes = testing::ReadFile(kStories);
+  const auto bytes = test_support::ReadBytes(kStories);
   ASSERT_TRUE(testing::WriteFile(bad, bytes.data(), 5000));
   Result r = Run("inspect '" + bad + "'");
   EXPECT_EQ(r.status, 1);
@@ -141,7 +142,7 @@ TEST_F(GgufCommands, MakeModel) {
           "--type q8_0 --seed 9 --context 256 -t 1 -o '" +
           again + "'");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(testing::ReadFile(path), testing::ReadFile(again));
+  EXPECT_EQ(test_support::ReadBytes(path), test_support::ReadBytes(again));
 
   r = Run("make-model --preset stories260k-shape --type f32 -o '" + dir_.File("s.gguf") + "'");
   ASSERT_EQ(r.status, 0) << r.err;

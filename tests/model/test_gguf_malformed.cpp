@@ -15,9 +15,9 @@ namespace swarm::model {
 namespace {
 
 using kernels::GgmlType;
+using test_support::ReadBytes;
 using testing::Bytes;
 using ::testing::HasSubstr;
-using testing::ReadFile;
 using testing::ScratchDir;
 using testing::WriteFile;
 
@@ -64,7 +64,7 @@ void WriteValidFile(const std::string& path) {
 TEST_F(GgufMalformed, EveryTruncationFailsCleanly) {
   const std::string path = dir_.File("valid.gguf");
   ASSERT_NO_FATAL_FAILURE(WriteValidFile(path));
-  const std::vector<uint8_t> bytes = ReadFile(path);
+  const std::vector<uint8_t> bytes = ReadBytes(path);
   auto full = GgufFile::Open(path);
   ASSERT_TRUE(full.ok()) << full.status();
   const GgufTensorInfo& last = (*full)->tensors().back();
@@ -93,7 +93,7 @@ TEST_F(GgufMalformed, EveryTruncationFailsCleanly) {
 TEST_F(GgufMalformed, EveryHeaderByteCorruptionIsSafe) {
   const std::string path = dir_.File("valid.gguf");
   ASSERT_NO_FATAL_FAILURE(WriteValidFile(path));
-  const std::vector<uint8_t> bytes = ReadFile(path);
+  const std::vector<uint8_t> bytes = ReadBytes(path);
   auto full = GgufFile::Open(path);
   ASSERT_TRUE(full.ok()) << full.status();
   const std::string corrupt = dir_.File("corrupt.gguf");

@@ -14,8 +14,8 @@ namespace swarm::model {
 namespace {
 
 using kernels::GgmlType;
+using test_support::ReadBytes;
 using testing::Bytes;
-using testing::ReadFile;
 using testing::ScratchDir;
 
 GgufValue Scalar(
@@ -126,7 +126,7 @@ TEST(GgufWriter, RoundTripsEveryValueType) {
   for (const auto& [k, v] : f.metadata()) ASSERT_TRUE(w2.SetValue(k, v).ok()) << k;
   ASSERT_TRUE(w2.Begin(copy).ok());
   ASSERT_TRUE(w2.Finish().ok());
-  EXPECT_EQ(ReadFile(copy), ReadFile(path));
+  EXPECT_EQ(ReadBytes(copy), ReadBytes(path));
 }
 
 TEST(GgufWriter, StreamsTensorsInAnyChunking) {
@@ -206,7 +206,7 @@ TEST(GgufWriter, ExactLayoutOfASmallFile) {
   Bytes expected;
   expected.Header(1, 1).Str("k").U32(4).U32(7);
   expected.TensorInfo("x", {1}, 0, 0).PadTo(32).F32(1.0f).PadTo(32);
-  EXPECT_EQ(ReadFile(path), expected.data());
+  EXPECT_EQ(ReadBytes(path), expected.data());
 }
 
 TEST(GgufWriter, RejectsBadArguments) {

@@ -9,6 +9,7 @@
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/model_config.h"
+#include "support/shared_model.h"
 
 namespace swarm::model {
 namespace {
@@ -16,7 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::ScratchDir;
 
-const std::string kStories = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kStories = test_support::kSharedModel;
 
 TEST(ModelConfig, Stories260K) {
   auto file = GgufFile::Open(kStories);

@@ -10,6 +10,7 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "support/shared_model.h"
 
 namespace swarm::model {
 namespace {
@@ -20,7 +21,7 @@ using testing::ScratchDir;
 using testing::TinyModelSpec;
 using testing::WriteTinyModel;
 
-const std::string kStories = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kStories = test_support::kSharedModel;
 
 void ExpectView(const GgufFile& file, const kernels::Weight& w, const std::string& name,
                 int64_t n_in, int64_t n_out) {

@@ -12,6 +12,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "model/slice.h"
+#include "support/shared_model.h"
 
 namespace swarm::model {
 namespace {
@@ -19,7 +20,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::ScratchDir;
 
-const std::string kStories = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kStories = test_support::kSharedModel;
 
 bool SameValue(const GgufValue& a, const GgufValue& b) {
   if (a.type != b.type || a.value.index() != b.value.index()) return false;

@@ -22,8 +22,8 @@ namespace swarm::model {
 namespace {
 
 using kernels::GgmlType;
+using test_support::ReadBytes;
 using ::testing::HasSubstr;
-using testing::ReadFile;
 using testing::ScratchDir;
 
 SyntheticModelSpec Tiny(GgmlType type) {
@@ -78,7 +78,7 @@ TEST(SyntheticModel, EveryTypeLoadsAndIsDeterministic) {
     EXPECT_TRUE(summary->fallbacks.empty());
     spec.n_threads = 3;  // another thread count gives the same bytes
     ASSERT_TRUE(WriteSyntheticModel(spec, b).ok());
-    EXPECT_EQ(ReadFile(a), ReadFile(b));
+    EXPECT_EQ(ReadBytes(a), ReadBytes(b));
 
     auto loaded = Load(a);
     ASSERT_TRUE(loaded.ok()) << loaded.status();

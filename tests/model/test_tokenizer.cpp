@@ -17,6 +17,7 @@
 #include "model/tokenizer.h"
 #include "model/tokenizer_utf8.h"
 #include "model/tokenizer_vocab.h"
+#include "support/shared_model.h"
 
 namespace swarm::model {
 namespace {
@@ -460,7 +461,7 @@ TEST(StreamingDecoder, LeadingSpaceRule) {
 // --- real vocabularies ----------------------------------------------------------------------
 
 TEST(Stories260K, OnceUponATime) {
-  auto t = Load(SWARM_SHARED_DIR "/models/stories260K.gguf");
+  auto t = Load(test_support::kSharedModel);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->n_vocab(), 512);
   EXPECT_EQ(t->bos_id(), 1);
@@ -475,7 +476,7 @@ TEST(Stories260K, OnceUponATime) {
 
   // The reference continuation (200 greedy tokens after BOS, plus the newline its writer put at
   // the end) re-encodes to exactly BOS + 200 tokens, and round-trips.
-  std::ifstream in(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt", std::ios::binary);
+  std::ifstream in(test_support::kSharedReferenceText, std::ios::binary);
   std::string reference((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(reference.empty());
   ASSERT_EQ(reference.back(), '\n');

@@ -12,22 +12,20 @@
 
 #include "model/gguf.h"
 #include "model/tokenizer.h"
+#include "support/files.h"
 
 namespace swarm::model {
 namespace {
 
 const std::string kVectorDir = SWARM_SHARED_DIR "/tokenizer-vectors/";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using test_support::ReadFile;
 
 // NAME.inp: each test string is followed by "\n__ggml_vocab_test__\n" (the newline before the
 // separator line is not part of the string), so the file ends with a separator.
 std::vector<std::string> ReadInputs(const std::string& path) {
   const std::string text = ReadFile(path);
+  EXPECT_FALSE(text.empty()) << "cannot read " << path;
   const std::string separator = "\n__ggml_vocab_test__\n";
   std::vector<std::string> inputs;
   size_t pos = 0;
@@ -41,7 +39,9 @@ std::vector<std::string> ReadInputs(const std::string& path) {
 
 // NAME.out: one line of space-separated ids per input.
 std::vector<std::vector<int32_t>> ReadExpected(const std::string& path) {
-  std::istringstream in(ReadFile(path));
+  const std::string text = ReadFile(path);
+  EXPECT_FALSE(text.empty()) << "cannot read " << path;
+  std::istringstream in(text);
   std::vector<std::vector<int32_t>> expected;
   for (std::string line; std::getline(in, line);) {
     std::istringstream ids(line);

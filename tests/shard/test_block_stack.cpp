@@ -12,18 +12,15 @@
 #include "shard/block_stack.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
+#include "support/files.h"
+#include "support/shared_model.h"
 
 namespace swarm::shard {
 namespace {
 
-const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kModel = test_support::kSharedModel;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 class BlockStackTest : public ::testing::Test {
  protected:
@@ -72,7 +69,7 @@ TEST_F(BlockStackTest, GreedyContinuationMatchesTheReferenceText) {
   ASSERT_TRUE(stats.ok()) << stats.status();
   text += decoder.Finish();
   // The reference file is the text plus the newline its generator printed at the end.
-  EXPECT_EQ(text + "\n", ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt"));
+  EXPECT_EQ(text + "\n", ReadFile(test_support::kSharedReferenceText));
 }
 
 // For every split point k, blocks [0, k) then [k, L) give bit-identical hidden states to [0, L),

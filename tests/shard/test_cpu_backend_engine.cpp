@@ -15,18 +15,15 @@
 #include "shard/block_stack.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
+#include "support/files.h"
+#include "support/shared_model.h"
 
 namespace swarm::shard {
 namespace {
 
-const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kModel = test_support::kSharedModel;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 std::vector<std::string> BackendNames() {
   std::vector<std::string> names;
@@ -83,8 +80,7 @@ TEST_P(CpuEngineTest, GreedyContinuationMatchesTheReferenceText) {
   auto m = Load(GetParam(), 2);
   ASSERT_NE(m, nullptr);
   // The reference file is the text plus the newline its generator printed at the end.
-  EXPECT_EQ(Greedy(*m, 200) + "\n",
-            ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt"));
+  EXPECT_EQ(Greedy(*m, 200) + "\n", ReadFile(test_support::kSharedReferenceText));
 }
 
 TEST_P(CpuEngineTest, OneAndTwoThreadsGiveTheSameTokens) {

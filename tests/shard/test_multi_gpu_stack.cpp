@@ -24,6 +24,8 @@
 #include "shard/local_pipeline.h"
 #include "shard/multi_gpu_stack.h"
 #include "shard/serving_stack.h"
+#include "support/files.h"
+#include "support/shared_model.h"
 #if SWARM_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -39,7 +41,7 @@ extern "C" const char* __lsan_default_suppressions() {
 namespace swarm::shard {
 namespace {
 
-const char* kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
+const std::string& kModel = test_support::kSharedModel;
 
 #if SWARM_CUDA_EMULATED
 // On the emulated GPU (tests/kernels/cuda_emulation), where every CUDA thread is a fiber, the
@@ -49,12 +51,7 @@ constexpr int kGreedyTokens = 50;
 constexpr int kGreedyTokens = 200;
 #endif
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 // Blocks [0, k) on one stack and [k, L) on another: two peers of a chain, in-process.
 class ChainPipeline : public model::BlockPipeline {
@@ -116,7 +113,7 @@ class MultiGpuStackTest : public ::testing::Test {
   // The reference continuation (200 tokens) without the newline its writer put at the end, cut
   // to the length of `text` when the run was shorter.
   std::string ReferenceText(const std::string& text) {
-    std::string reference = ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt");
+    std::string reference = ReadFile(test_support::kSharedReferenceText);
     if (!reference.empty() && reference.back() == '\n') reference.pop_back();
     if (kGreedyTokens < 200) {
       EXPECT_GT(text.size(), 100u) << "a short run, yet too short to mean anything";

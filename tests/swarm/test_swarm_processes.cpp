@@ -34,21 +34,18 @@
 #include "router/route_builder.h"
 #include "router/swarm_hop_provider.h"
 #include "shard/local_model.h"
+#include "support/files.h"
+#include "support/shared_model.h"
 
 namespace swarm::swarm_test {
 namespace {
 
-const std::string kModel = SWARM_SHARED_DIR "/models/stories260K.gguf";
-const std::string kReferencePath = SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt";
+const std::string& kModel = test_support::kSharedModel;
+const std::string& kReferencePath = test_support::kSharedReferenceText;
 constexpr int kTokens = 200;
 constexpr auto kStartTimeout = std::chrono::seconds(120);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::ReadFile;
 
 // The reference file is `swarm generate`'s stdout: the text and a trailing newline.
 std::string ReferenceText() {

@@ -195,7 +195,8 @@ struct Q4_0Weights {
       w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(d[c], 4), low4);
     }
   }
-  static constexpr int kLaneOrder = kX8LanesQ4_0;
+  // Q4_0LaneScales has the order built in; ScalarLaneScales, which reads kLaneOrder, is not used.
+  [[maybe_unused]] static constexpr int kLaneOrder = kX8LanesQ4_0;
   using LaneScales = Q4_0LaneScales;
 };
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_test_util.h"
+#include "support/shared_model.h"
 
 namespace swarm::cli_test {
 namespace {
@@ -18,8 +19,7 @@ TEST(CliOnEmulatedGpu, GenerateOnTheGpuGivesTheReferenceBeginning) {
   ASSERT_FALSE(text.empty());
   text.pop_back();  // the final newline
   EXPECT_GT(text.size(), 100u);
-  EXPECT_EQ(text,
-            ReadFile(SWARM_SHARED_DIR "/models/stories260K.greedy-200.txt").substr(0, text.size()));
+  EXPECT_EQ(text, ReadFile(test_support::kSharedReferenceText).substr(0, text.size()));
 }
 
 TEST(CliOnEmulatedGpu, BenchReportsTheDeviceAndTheFractionsOfItsLimits) {
