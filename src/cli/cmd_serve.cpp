@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
+#include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/device_list_flag.h"
 #include "kernels/backend_factory.h"
@@ -65,6 +66,7 @@ struct ServeFlags {
   double rtt_interval_s = 10;
   std::string throughput_cache;
   bool hold_joining = false;
+  CacheTypeFlags cache_types;
 };
 
 // Leaving: how long the offline record may wait for acknowledgement, and the DHT node for
@@ -312,14 +314,18 @@ absl::StatusOr<std::vector<std::unique_ptr<kernels::Backend>>> MakeBackends(
 // not.
 absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
     const std::vector<std::unique_ptr<kernels::Backend>>& backends,
-    const model::ModelConfig& config, const std::vector<model::BlockWeights>& weights) {
+    const model::ModelConfig& config, const std::vector<model::BlockWeights>& weights,
+    kernels::KvTypes kv_types) {
   if (backends.size() == 1 && backends[0]->host_memory()) {
-    SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backends[0], config, weights));
+    SWARM_ASSIGN_OR_RETURN(auto stack,
+                           shard::BlockStack::Create(*backends[0], config, weights, kv_types));
     return std::unique_ptr<shard::ServingStack>(std::move(stack));
   }
   std::vector<kernels::Backend*> raw;
   for (const auto& backend : backends) raw.push_back(backend.get());
-  SWARM_ASSIGN_OR_RETURN(auto stack, shard::MultiGpuStack::Create(raw, config, weights));
+  shard::MultiGpuOptions options;
+  options.kv_types = kv_types;
+  SWARM_ASSIGN_OR_RETURN(auto stack, shard::MultiGpuStack::Create(raw, config, weights, options));
   return std::unique_ptr<shard::ServingStack>(std::move(stack));
 }
 
@@ -423,7 +429,8 @@ absl::Status Serve(const ServeFlags& flags) {
 
     SWARM_ASSIGN_OR_RETURN(auto weights,
                            model::LoadBlockWeights(*file, config, range.first, range.second));
-    SWARM_ASSIGN_OR_RETURN(auto stack, MakeStack(backends, config, weights));
+    SWARM_ASSIGN_OR_RETURN(auto stack,
+                           MakeStack(backends, config, weights, flags.cache_types.Types()));
     SWARM_ASSIGN_OR_RETURN(auto throughput, Throughput(*stack, flags, config, devices));
 
     peer::PeerServerOptions options;
@@ -571,6 +578,7 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--cache-tokens", flags->cache_tokens, "KV-cache budget in tokens, all sessions")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  AddCacheTypeFlags(*cmd, flags->cache_types);
   cmd->add_option("--max-length", flags->max_length, "Longest session in tokens")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));

@@ -16,9 +16,10 @@ absl::StatusOr<kernels::Weight> Prepare(kernels::Backend& backend, const kernels
 
 absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
     kernels::Backend& backend, const model::ModelConfig& config,
-    const std::vector<model::BlockWeights>& host_blocks) {
+    const std::vector<model::BlockWeights>& host_blocks, kernels::KvTypes kv_types) {
   if (host_blocks.empty()) return absl::InvalidArgumentError("a block stack needs >= 1 block");
-  std::unique_ptr<BlockStack> stack(new BlockStack(backend, config));
+  SWARM_RETURN_IF_ERROR(kernels::ValidateKvTypes(kv_types, config.head_dim));
+  std::unique_ptr<BlockStack> stack(new BlockStack(backend, config, kv_types));
   stack->first_ = host_blocks.front().layer;
   stack->last_ = host_blocks.back().layer + 1;
   for (size_t i = 0; i < host_blocks.size(); ++i) {
@@ -46,8 +47,10 @@ absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
   return stack;
 }
 
-absl::StatusOr<std::unique_ptr<KvCache>> BlockStack::NewCache(int64_t capacity) {
-  return KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity);
+absl::StatusOr<std::unique_ptr<KvCache>> BlockStack::NewCache(int64_t capacity,
+                                                              kernels::KvTypes types) {
+  SWARM_RETURN_IF_ERROR(kernels::ValidateKvTypes(types, config_.head_dim));
+  return KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity, types);
 }
 
 absl::StatusOr<std::unique_ptr<SequenceCache>> BlockStack::NewSequenceCache(int64_t capacity) {

@@ -29,9 +29,12 @@ struct SequenceStep {
 
 class BlockStack final : public ServingStack {
  public:
+  // Sessions' caches hold keys and values of kv_types (InvalidArgument if the model's heads cannot
+  // be stored in them: kernels::ValidateKvTypes).
   static absl::StatusOr<std::unique_ptr<BlockStack>> Create(
       kernels::Backend& backend, const model::ModelConfig& config,
-      const std::vector<model::BlockWeights>& host_blocks);
+      const std::vector<model::BlockWeights>& host_blocks,
+      kernels::KvTypes kv_types = kernels::kDefaultKvTypes);
 
   int64_t first_block() const override { return first_; }
   int64_t last_block() const override { return last_; }
@@ -41,8 +44,15 @@ class BlockStack final : public ServingStack {
   // The blocks' weights as the backend holds them (after PrepareWeight), first block first.
   const std::vector<model::BlockWeights>& resident_weights() const { return blocks_; }
 
-  absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity);
-  size_t CacheBytesPerToken() const { return KvCache::BytesPerToken(n_blocks(), config_.kv_dim()); }
+  absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity) {
+    return NewCache(capacity, kv_types_);
+  }
+  // A cache of other element types than the stack's (`swarm bench` compares them on one stack).
+  absl::StatusOr<std::unique_ptr<KvCache>> NewCache(int64_t capacity, kernels::KvTypes types);
+  kernels::KvTypes kv_types() const { return kv_types_; }
+  size_t CacheBytesPerToken() const {
+    return KvCache::BytesPerToken(n_blocks(), config_.kv_dim(), kv_types_);
+  }
 
   // hidden_in, hidden_out: [n_embd, total tokens] in host memory, the steps' tokens concatenated in
   // order (may alias). Each step's tokens take the positions [cache->length(), + n_tokens); on
@@ -64,11 +74,12 @@ class BlockStack final : public ServingStack {
   void Unpark() override { backend_.Unpark(); }
 
  private:
-  BlockStack(kernels::Backend& backend, const model::ModelConfig& config)
-      : backend_(backend), config_(config) {}
+  BlockStack(kernels::Backend& backend, const model::ModelConfig& config, kernels::KvTypes kv_types)
+      : backend_(backend), config_(config), kv_types_(kv_types) {}
 
   kernels::Backend& backend_;
   model::ModelConfig config_;
+  kernels::KvTypes kv_types_;
   int64_t first_ = 0;
   int64_t last_ = 0;
   std::vector<model::BlockWeights> blocks_;  // backend-resident views

@@ -6,11 +6,12 @@
 namespace swarm::shard {
 
 absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(BlockStack& stack,
-                                                                     int64_t max_length) {
+                                                                     int64_t max_length,
+                                                                     kernels::KvTypes types) {
   if (stack.first_block() != 0 || stack.last_block() != stack.config().n_layer) {
     return absl::InvalidArgumentError("a local pipeline needs every block of the model");
   }
-  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(max_length));
+  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(max_length, types));
   return std::unique_ptr<LocalPipeline>(new LocalPipeline(stack, std::move(cache)));
 }
 

@@ -11,8 +11,14 @@ namespace swarm::shard {
 
 class LocalPipeline : public model::BlockPipeline {
  public:
+  // The cache holds the stack's KV types, or `types`.
   static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(BlockStack& stack,
-                                                               int64_t max_length);
+                                                               int64_t max_length) {
+    return Create(stack, max_length, stack.kv_types());
+  }
+  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(BlockStack& stack,
+                                                               int64_t max_length,
+                                                               kernels::KvTypes types);
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
   KvCache& cache() { return *cache_; }
 

@@ -77,6 +77,7 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
     return absl::InvalidArgumentError(
         absl::StrCat(n_backends, " devices for ", n_blocks, " blocks: each needs at least one"));
   }
+  SWARM_RETURN_IF_ERROR(kernels::ValidateKvTypes(options.kv_types, config.head_dim));
   std::unique_ptr<MultiGpuStack> stack(new MultiGpuStack(config, options));
   stack->first_ = host_blocks.front().layer;
   stack->last_ = host_blocks.back().layer + 1;
@@ -191,7 +192,7 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack::Cache>> MultiGpuStack::NewCache(in
   for (const auto& segment : segments_) {
     SWARM_ASSIGN_OR_RETURN(auto part,
                            KvCache::Create(*segment->backend, segment->last - segment->first,
-                                           config_.kv_dim(), capacity));
+                                           config_.kv_dim(), capacity, options_.kv_types));
     cache->parts_.push_back(std::move(part));
   }
   return cache;
