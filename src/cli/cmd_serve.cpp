@@ -31,6 +31,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "peer/block_placement.h"
+#include "peer/cache_budget.h"
 #include "peer/peer_server.h"
 #include "peer/rtt_probe.h"
 #include "registry/dht_registry.h"
@@ -413,12 +414,16 @@ absl::Status Serve(const ServeFlags& flags) {
     SWARM_ASSIGN_OR_RETURN(auto router, BindRouter(context, listen, listen != flags.listen));
     listen = router->endpoint();
     const std::string address = PublicAddress(listen, flags.public_host);
+    // --cache-tokens is memory (an f32 cache's worth of positions): in this peer's cache types
+    // the same bytes hold budget.tokens positions, which sessions reserve and the record shows.
+    const peer::CacheBudget budget = peer::CacheBudgetFor(
+        flags.cache_tokens, range.second - range.first, config.kv_dim(), flags.cache_types.Types());
     if (registry) {
       // Joining: placement counts this peer (with what an earlier run measured, if anything);
       // routes leave it out until it is online. Unavailable for a lone node: harmless.
       (void)registry->Announce(MakeRecord(address, config, blocks, registry::PeerState::kJoining,
                                           CachedThroughput(flags, config, devices, blocks.size()),
-                                          flags.cache_tokens, flags.cache_tokens, 0));
+                                          budget.tokens, budget.tokens, 0));
     }
     if (flags.hold_joining) {
       std::fprintf(stderr, "serve: joining blocks [%d, %d), held until SIGUSR2\n", blocks.first,
@@ -436,7 +441,7 @@ absl::Status Serve(const ServeFlags& flags) {
     peer::PeerServerOptions options;
     options.model_id = config.model_id;
     options.peer_id = peer_id;
-    options.limits.cache_tokens = flags.cache_tokens;
+    options.limits.cache_tokens = budget.tokens;
     options.limits.max_session_length = flags.max_length;
     options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
     options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack->n_blocks();
@@ -450,12 +455,14 @@ absl::Status Serve(const ServeFlags& flags) {
     if (stop.shutdown()) break;
     // The log line first: whoever reads "listening on" finds it in the log already.
     std::fprintf(stderr,
-                 "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens, "
-                 "%.0f decode / %.0f prompt tokens/s per block\n",
+                 "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens (%s, "
+                 "%.1f MiB), %.0f decode / %.0f prompt tokens/s per block\n",
                  config.model_id.c_str(), static_cast<long long>(range.first),
                  static_cast<long long>(range.second), static_cast<long long>(config.n_layer),
-                 Placement(*stack).c_str(), static_cast<long long>(flags.cache_tokens),
-                 throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
+                 Placement(*stack).c_str(), static_cast<long long>(budget.tokens),
+                 kernels::KvTypesText(flags.cache_types.Types()).c_str(),
+                 static_cast<double>(budget.bytes) / (1 << 20), throughput.decode_tps_per_block,
+                 throughput.prompt_tps_per_block);
     // The first line of stdout says where the peer listens (scripts and tests read it).
     std::printf("listening on %s blocks %lld:%lld peer %s dht %d\n", server->endpoint().c_str(),
                 static_cast<long long>(range.first), static_cast<long long>(range.second),
@@ -483,9 +490,9 @@ absl::Status Serve(const ServeFlags& flags) {
       announcer = std::thread([&] {
         auto last_rebalance = std::chrono::steady_clock::now();
         while (true) {
-          registry::PeerRecord record = MakeRecord(
-              address, config, blocks, registry::PeerState::kOnline, throughput,
-              server->free_cache_tokens(), flags.cache_tokens, server->active_sessions());
+          registry::PeerRecord record =
+              MakeRecord(address, config, blocks, registry::PeerState::kOnline, throughput,
+                         server->free_cache_tokens(), budget.tokens, server->active_sessions());
           record.rtt_ms = rtts.Get();
           (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
           const auto now = std::chrono::steady_clock::now();
@@ -575,7 +582,9 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str();
   cmd->add_option("--public-host", flags->public_host,
                   "Host others reach this peer at (default: the --listen host)");
-  cmd->add_option("--cache-tokens", flags->cache_tokens, "KV-cache budget in tokens, all sessions")
+  cmd->add_option("--cache-tokens", flags->cache_tokens,
+                  "KV-cache budget, all sessions: the memory this many tokens take in an f32 "
+                  "cache (an f16 cache holds twice the tokens in it, q8_0 about 3.8 times)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   AddCacheTypeFlags(*cmd, flags->cache_types);
