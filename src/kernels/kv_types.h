@@ -2,8 +2,9 @@
 // imply for a cache row's size and for the attention arithmetic. Value types and pure functions,
 // callable from any thread.
 //
-// Where the rounding happens follows llama.cpp's default CPU run (flash attention off, K and V
-// cache f16; ggml's mul_mat converts its second operand to the first's vec_dot_type):
+// Where the rounding happens follows llama.cpp's CPU run without flash attention (its default
+// until flash_attn became "auto", which newer versions resolve to on for the CPU); K and V caches
+// f16 by default; ggml's mul_mat converts its second operand to the first's vec_dot_type:
 //   - K and V are rounded to the cache type when stored (f16: round to nearest even; q8_0: blocks
 //     of 32 with an f16 scale, as quantize_row_q8_0).
 //   - Q is rounded to K's dot type before Q·K: f16 for an f16 cache, q8_0 for a q8_0 cache.
@@ -11,6 +12,9 @@
 //     rounded to f16 before P·V when V is f16 (mul_mat(V, P) converts P to f16).
 //   - A q8_0 V cache needs flash attention in llama.cpp, whose CPU kernel dequantizes V to float
 //     and keeps P in float: no rounding of P there.
+// With flash attention and an f16 V cache, llama.cpp instead accumulates exp(s - max) · V in an f16
+// accumulator (rounded at every position, rescaled in f16) and divides by the float sum at the
+// end; Q, K and V are rounded as above. That mode is not implemented here.
 #pragma once
 
 #include <cstddef>
