@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "base/status_macros.h"
+#include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "gateway/api_ready_line.h"
 #include "gateway/api_server.h"
@@ -31,6 +32,7 @@ struct ApiFlags {
   kernels::BackendOptions backend;
   double route_wait_s = 20;
   double request_timeout_s = 10;
+  CacheTypeFlags cache_types;  // in-process blocks' KV caches
 };
 
 absl::Status ParseListen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -59,6 +61,7 @@ absl::Status RunApi(const ApiFlags& flags) {
     gateway::LocalEngineOptions options;
     options.backend = flags.backend;
     options.n_ctx = flags.n_ctx;
+    options.kv_types = flags.cache_types.Types();
     options.model_id = flags.model_id;
     SWARM_ASSIGN_OR_RETURN(engine, gateway::LocalEngine::Load(flags.model_path, options));
   } else {
@@ -132,6 +135,7 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
                   "Seconds a client may take to send one request (slower ones are closed)")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
+  AddCacheTypeFlags(*cmd, flags->cache_types);
   cmd->add_option("--backend,--device", flags->backend.name,
                   "Backend of the client head (and in-process), alias --device: auto (GPU 0 if "
                   "usable, else cpu), cpu, cpu:generic, cpu:avx2, cpu:avx512, reference, cuda "

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "kernels/backend_factory.h"
 #include "kernels/cpu/cpu_features.h"
@@ -45,6 +46,8 @@ struct BenchFlags {
   int64_t gpu_copy_mib = 256;  // device-to-device copy probe on a GPU
   int gemm_n = 8192;           // f16 GEMM peak probe on a GPU: n x n x n
   std::string json_path;
+  CacheTypeFlags cache_types;
+  int64_t long_context = 4096;  // decode at this many tokens of cache, per cache type (0 = skip)
 };
 
 double Seconds(Clock::time_point start) {
@@ -334,7 +337,8 @@ int RunBench(const BenchFlags& flags) {
 
   backend_options.threads = threads;
   const auto load_start = Clock::now();
-  auto loaded = shard::LocalModel::Load(flags.model_path, backend_options);
+  auto loaded = shard::LocalModel::Load(flags.model_path, backend_options, /*load_blocks=*/true,
+                                        flags.cache_types.Types());
   if (!loaded.ok()) return Fail(loaded.status());
   shard::LocalModel& m = **loaded;
   const double load_seconds = Seconds(load_start);
@@ -514,10 +518,10 @@ int RunBench(const BenchFlags& flags) {
                  100 * tps_cpu / bound_cpu, cpu_norm / wall);
     if (device.copy_bandwidth > 0) {
       // On the card a step reads the weights (blocks and client head all live there) and the KV
-      // cache up to its position: f32 K and V rows of every layer; the timed steps sit at
-      // positions 1..n, so (n + 3) / 2 rows on average.
-      const double kv_bytes = 2.0 * static_cast<double>(cfg.kv_dim()) * sizeof(float) *
-                              static_cast<double>(cfg.n_layer) * (static_cast<double>(n) + 3) / 2;
+      // cache up to its position: K and V rows of every layer, of the cache's types; the timed
+      // steps sit at positions 1..n, so (n + 3) / 2 rows on average.
+      const double kv_bytes =
+          static_cast<double>(m.blocks->CacheBytesPerToken()) * (static_cast<double>(n) + 3) / 2;
       const double device_bytes = bytes_per_token + kv_bytes;
       const double device_bound = device.copy_bandwidth / device_bytes;
       out["generation"]["kv_cache_bytes_per_token_mean"] = kv_bytes;
@@ -561,6 +565,63 @@ int RunBench(const BenchFlags& flags) {
         paired_fractions.size(),
         100 * out["generation"]["fraction_of_weights_read_bound_min"].get<double>(),
         100 * out["generation"]["fraction_of_weights_read_bound_max"].get<double>());
+  }
+
+  if (flags.long_context > 0) {
+    // Decode at a long context, once per cache type on the same weights: each step's attention
+    // reads the whole cache, which is where the cache's element type shows. The cache is filled
+    // by a prompt of random tokens (in pieces, so the scratch stays small), then kLongSteps steps
+    // are timed. The context is capped at the model's training context.
+    constexpr int64_t kLongSteps = 16;
+    constexpr int64_t kFillPiece = 512;
+    const int64_t context =
+        cfg.n_ctx_train > 0 ? std::min(flags.long_context, cfg.n_ctx_train) : flags.long_context;
+    std::vector<float> fill_hidden(static_cast<size_t>(n_embd * kFillPiece));
+    json rows = json::array();
+    for (const kernels::KvTypes types :
+         {kernels::KvTypes{kernels::GgmlType::kF32, kernels::GgmlType::kF32},
+          kernels::KvTypes{kernels::GgmlType::kF16, kernels::GgmlType::kF16},
+          kernels::KvTypes{kernels::GgmlType::kQ8_0, kernels::GgmlType::kQ8_0}}) {
+      if (auto valid = kernels::ValidateKvTypes(types, cfg.head_dim); !valid.ok()) {
+        std::fprintf(stderr, "decode at %lld tokens of context, cache %s: skipped (%s)\n",
+                     static_cast<long long>(context), kernels::KvTypesText(types).c_str(),
+                     std::string(valid.message()).c_str());
+        continue;
+      }
+      auto pipe = shard::LocalPipeline::Create(*m.blocks, context + kLongSteps + 2, types);
+      if (!pipe.ok()) return Fail(pipe.status());
+      const auto fill_start = Clock::now();
+      for (int64_t done = 0; done < context;) {
+        const int64_t piece = std::min(kFillPiece, context - done);
+        std::vector<int32_t> ids(static_cast<size_t>(piece));
+        for (int32_t& id : ids) id = token(rng);
+        if (auto s = m.head->Embed(ids, fill_hidden.data()); !s.ok()) return Fail(s);
+        if (auto s = (*pipe)->Forward(piece, fill_hidden.data(), fill_hidden.data()); !s.ok()) {
+          return Fail(s);
+        }
+        done += piece;
+      }
+      const double fill_seconds = Seconds(fill_start);
+      const auto start = Clock::now();
+      if (auto s = run_generation(**pipe, kLongSteps - 1); !s.ok()) return Fail(s);
+      const double seconds = Seconds(start);
+      const double tps = static_cast<double>(kLongSteps) / seconds;
+      const size_t bytes_per_position =
+          shard::KvCache::BytesPerToken(cfg.n_layer, cfg.kv_dim(), types);
+      rows.push_back({{"cache_type", kernels::KvTypesText(types)},
+                      {"context_tokens", context},
+                      {"decode_tokens", kLongSteps},
+                      {"decode_tokens_per_second", tps},
+                      {"prefill_tokens_per_second", static_cast<double>(context) / fill_seconds},
+                      {"kv_cache_bytes_per_token", bytes_per_position},
+                      {"kv_cache_bytes_at_context", bytes_per_position * context}});
+      std::fprintf(stderr,
+                   "decode at %lld tokens of context, cache %s: %.2f tokens/s (%.1f MiB of KV "
+                   "cache)\n",
+                   static_cast<long long>(context), kernels::KvTypesText(types).c_str(), tps,
+                   static_cast<double>(bytes_per_position * context) / (1 << 20));
+    }
+    out["long_context"] = rows;
   }
 
   if (flags.profile && profiler != nullptr) {
@@ -652,6 +713,12 @@ void AddBenchCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(64, 32768));
   cmd->add_option("--json", flags->json_path, "Also write the JSON to this file");
+  AddCacheTypeFlags(*cmd, flags->cache_types);
+  cmd->add_option("--long-context", flags->long_context,
+                  "Also time decode steps at this many tokens of KV cache, once per cache type "
+                  "(f32, f16, q8_0; capped at the model's training context; 0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->callback([flags, &exit_code] { exit_code.value = RunBench(*flags); });
 }
 

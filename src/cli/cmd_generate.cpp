@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
+#include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/sampling_flags.h"
 #include "model/generator.h"
@@ -36,6 +37,7 @@ struct GenerateFlags {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   std::string codec = "f32";
+  CacheTypeFlags cache_types;  // in-process blocks' KV caches
 };
 
 // The parts of a swarm client that outlive the session opening: the DHT node and the router.
@@ -101,7 +103,8 @@ int RunGenerate(const GenerateFlags& flags) {
   const auto load_start = std::chrono::steady_clock::now();
   // With peers the client holds only the embeddings, output norm, head and tokenizer.
   const bool in_process = flags.peers.empty() && flags.initial_peers.empty();
-  auto local = shard::LocalModel::Load(flags.model_path, flags.backend, in_process);
+  auto local = shard::LocalModel::Load(flags.model_path, flags.backend, in_process,
+                                       flags.cache_types.Types());
   if (!local.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(local.status().message()).c_str());
     return 1;
@@ -238,6 +241,7 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
                   "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
       ->capture_default_str();
   AddSamplingFlags(*cmd, flags->sampling);
+  AddCacheTypeFlags(*cmd, flags->cache_types);
   cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });
 }
 

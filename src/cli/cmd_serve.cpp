@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
+#include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/device_list_flag.h"
 #include "kernels/backend_factory.h"
@@ -58,6 +59,7 @@ struct ServeFlags {
   double rtt_interval_s = 10;
   std::string throughput_cache;
   bool hold_joining = false;
+  CacheTypeFlags cache_types;
 };
 
 sigset_t StopSignals() {
@@ -169,14 +171,18 @@ absl::StatusOr<std::vector<std::unique_ptr<kernels::Backend>>> MakeBackends(
 // not.
 absl::StatusOr<std::unique_ptr<shard::ServingStack>> MakeStack(
     const std::vector<std::unique_ptr<kernels::Backend>>& backends,
-    const model::ModelConfig& config, const std::vector<model::BlockWeights>& weights) {
+    const model::ModelConfig& config, const std::vector<model::BlockWeights>& weights,
+    kernels::KvTypes kv_types) {
   if (backends.size() == 1 && backends[0]->host_memory()) {
-    SWARM_ASSIGN_OR_RETURN(auto stack, shard::BlockStack::Create(*backends[0], config, weights));
+    SWARM_ASSIGN_OR_RETURN(auto stack,
+                           shard::BlockStack::Create(*backends[0], config, weights, kv_types));
     return std::unique_ptr<shard::ServingStack>(std::move(stack));
   }
   std::vector<kernels::Backend*> raw;
   for (const auto& backend : backends) raw.push_back(backend.get());
-  SWARM_ASSIGN_OR_RETURN(auto stack, shard::MultiGpuStack::Create(raw, config, weights));
+  shard::MultiGpuOptions options;
+  options.kv_types = kv_types;
+  SWARM_ASSIGN_OR_RETURN(auto stack, shard::MultiGpuStack::Create(raw, config, weights, options));
   return std::unique_ptr<shard::ServingStack>(std::move(stack));
 }
 
@@ -205,7 +211,11 @@ absl::Status Serve(const ServeFlags& flags) {
   options.n_devices = static_cast<int64_t>(backends.size());
   options.listen = flags.listen;
   options.public_host = flags.public_host;
+  // --cache-tokens is memory (an f32 cache's worth of positions): the node counts the positions
+  // it holds in this peer's cache types over the blocks it serves (peer::CacheBudgetFor).
   options.limits.cache_tokens = flags.cache_tokens;
+  options.kv_dim = config.kv_dim();
+  options.cache_types = flags.cache_types.Types();
   options.limits.max_session_length = flags.max_length;
   options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
   options.peer_id = flags.peer_id;
@@ -223,7 +233,8 @@ absl::Status Serve(const ServeFlags& flags) {
     SWARM_ASSIGN_OR_RETURN(auto weights,
                            model::LoadBlockWeights(*file, config, blocks.first, blocks.last));
     peer::LoadedBlocks loaded;
-    SWARM_ASSIGN_OR_RETURN(loaded.stack, MakeStack(backends, config, weights));
+    SWARM_ASSIGN_OR_RETURN(loaded.stack,
+                           MakeStack(backends, config, weights, flags.cache_types.Types()));
     SWARM_ASSIGN_OR_RETURN(loaded.throughput, Throughput(*loaded.stack, flags, config, devices));
     loaded.placement = loaded.stack->Describe();
     return loaded;
@@ -269,9 +280,12 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str();
   cmd->add_option("--public-host", flags->public_host,
                   "Host others reach this peer at (default: the --listen host)");
-  cmd->add_option("--cache-tokens", flags->cache_tokens, "KV-cache budget in tokens, all sessions")
+  cmd->add_option("--cache-tokens", flags->cache_tokens,
+                  "KV-cache budget, all sessions: the memory this many tokens take in an f32 "
+                  "cache (an f16 cache holds twice the tokens in it, q8_0 about 3.8 times)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  AddCacheTypeFlags(*cmd, flags->cache_types);
   cmd->add_option("--max-length", flags->max_length, "Longest session in tokens")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));

@@ -18,7 +18,7 @@ constexpr const char* kLocalPeer = "local";
 absl::StatusOr<std::unique_ptr<LocalEngine>> LocalEngine::Load(const std::string& gguf_path,
                                                                const LocalEngineOptions& options) {
   absl::StatusOr<std::unique_ptr<shard::LocalModel>> loaded =
-      shard::LocalModel::Load(gguf_path, options.backend, /*load_blocks=*/true);
+      shard::LocalModel::Load(gguf_path, options.backend, /*load_blocks=*/true, options.kv_types);
   if (!loaded.ok()) return loaded.status();
   std::unique_ptr<shard::LocalModel> m = std::move(*loaded);
 

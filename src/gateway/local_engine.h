@@ -21,6 +21,7 @@ struct LocalEngineOptions {
   kernels::BackendOptions backend;
   int32_t n_ctx = 0;     // context length; 0: the model's training context
   std::string model_id;  // the id clients use; "" derives one from the GGUF (general.name or file)
+  kernels::KvTypes kv_types = kernels::kDefaultKvTypes;  // element types of the KV caches
 };
 
 class LocalEngine final : public CompletionEngine {

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/backend_capabilities.h"
 #include "kernels/ggml_type.h"
+#include "kernels/kv_types.h"
 
 namespace swarm::kernels {
 
@@ -56,6 +57,7 @@ struct AttentionShape {
   int64_t n_head = 0;
   int64_t n_head_kv = 0;  // n_head is a multiple of n_head_kv (grouped-query attention)
   int64_t head_dim = 0;
+  KvTypes cache{};  // element types of the K and V caches the attention reads
 };
 
 class Backend {
@@ -105,12 +107,14 @@ class Backend {
   // y: [n] += x
   virtual void Add(float* y, const float* x, int64_t n) = 0;
   // Writes k, v: [kv_dim, T] into the cache rows positions[t] of k_cache, v_cache: [kv_dim,
-  // capacity].
+  // capacity], rounded to types.k / types.v (kernels/kv_types.h). Row p of a cache starts at byte
+  // p * KvRowBytes(type, kv_dim).
   virtual void StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
-                       const int32_t* positions, float* k_cache, float* v_cache) = 0;
+                       const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) = 0;
   // Causal attention for T query tokens of one sequence: token t attends to cache rows
-  // [0, positions[t]]. q, out: [head_dim * n_head, T]; caches: [head_dim * n_head_kv, capacity].
-  virtual void Attention(const float* q, const float* k_cache, const float* v_cache,
+  // [0, positions[t]]. q, out: [head_dim * n_head, T]; caches: [head_dim * n_head_kv, capacity]
+  // of shape.cache's types, which ValidateKvTypes accepted for shape.head_dim.
+  virtual void Attention(const float* q, const void* k_cache, const void* v_cache,
                          const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                          float* out) = 0;
 

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "base/half.h"
 #include "kernels/quant_reference.h"
 
 namespace swarm::kernels {
@@ -142,39 +143,71 @@ void CpuReferenceBackend::Add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-// k, v: [kv_dim, T] -> column positions[t] of k_cache, v_cache: [kv_dim, capacity]
+// k, v: [kv_dim, T] -> row positions[t] of k_cache, v_cache: [kv_dim, capacity], rounded to the
+// cache types as llama.cpp's copy into its cache (f16: nearest even; q8_0: quantize_row_q8_0_ref).
 void CpuReferenceBackend::StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
-                                  const int32_t* positions, float* k_cache, float* v_cache) {
+                                  const int32_t* positions, KvTypes types, void* k_cache,
+                                  void* v_cache) {
+  const size_t k_row = KvRowBytes(types.k, kv_dim), v_row = KvRowBytes(types.v, kv_dim);
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const size_t bytes = static_cast<size_t>(kv_dim) * sizeof(float);
-    std::memcpy(k_cache + positions[t] * kv_dim, k + t * kv_dim, bytes);
-    std::memcpy(v_cache + positions[t] * kv_dim, v + t * kv_dim, bytes);
+    QuantizeRow(types.k, k + t * kv_dim, static_cast<uint8_t*>(k_cache) + positions[t] * k_row,
+                kv_dim);
+    QuantizeRow(types.v, v + t * kv_dim, static_cast<uint8_t*>(v_cache) + positions[t] * v_row,
+                kv_dim);
   }
 }
 
-// q, out: [head_dim * n_head, T]; caches: [head_dim * n_head_kv, capacity]
-void CpuReferenceBackend::Attention(const float* q, const float* k_cache, const float* v_cache,
+namespace {
+
+// Rounds one head of q as ggml's mul_mat rounds its second operand to the K cache's vec_dot_type
+// (f16 for an f16 cache, q8_0 for a q8_0 cache, nothing for f32).
+void RoundQueryForKeys(GgmlType k_type, const float* q, int64_t head_dim, float* rounded,
+                       std::vector<uint8_t>& tmp) {
+  if (k_type == GgmlType::kF32) {
+    std::copy(q, q + head_dim, rounded);
+    return;
+  }
+  tmp.resize(KvRowBytes(k_type, head_dim));
+  QuantizeRow(k_type, q, tmp.data(), head_dim);
+  DequantizeRow(k_type, tmp.data(), rounded, head_dim);
+}
+
+}  // namespace
+
+// q, out: [head_dim * n_head, T]; caches: [head_dim * n_head_kv, capacity] of shape.cache's types.
+// Rounding as llama.cpp's default CPU attention (kernels/kv_types.h); the arithmetic in between is
+// double.
+void CpuReferenceBackend::Attention(const float* q, const void* k_cache, const void* v_cache,
                                     const AttentionShape& shape, int64_t n_tokens,
                                     const int32_t* positions, float* out) {
   const int64_t head_dim = shape.head_dim;
   const int64_t q_stride = head_dim * shape.n_head;
-  const int64_t kv_stride = head_dim * shape.n_head_kv;
+  const int64_t kv_dim = head_dim * shape.n_head_kv;
   const int64_t group = shape.n_head / shape.n_head_kv;  // query heads per KV head
+  const KvTypes types = shape.cache;
+  const size_t k_row = KvRowBytes(types.k, kv_dim), v_row = KvRowBytes(types.v, kv_dim);
+  const bool round_probabilities = types.v == GgmlType::kF16;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const auto* k_bytes = static_cast<const uint8_t*>(k_cache);
+  const auto* v_bytes = static_cast<const uint8_t*>(v_cache);
   std::vector<double> scores;
   std::vector<double> acc(static_cast<size_t>(head_dim));
+  std::vector<float> qh(static_cast<size_t>(head_dim)), row(static_cast<size_t>(head_dim));
+  std::vector<uint8_t> tmp;
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t n_visible = int64_t{positions[t]} + 1;
     scores.resize(static_cast<size_t>(n_visible));
     for (int64_t h = 0; h < shape.n_head; ++h) {
-      const float* qh = q + t * q_stride + h * head_dim;
+      RoundQueryForKeys(types.k, q + t * q_stride + h * head_dim, head_dim, qh.data(), tmp);
       const int64_t kv_head = h / group;
+      const size_t k_head = KvRowBytes(types.k, kv_head * head_dim);
+      const size_t v_head = KvRowBytes(types.v, kv_head * head_dim);
 
       double max_score = -std::numeric_limits<double>::infinity();
       for (int64_t p = 0; p < n_visible; ++p) {
-        const float* kp = k_cache + p * kv_stride + kv_head * head_dim;
+        DequantizeRow(types.k, k_bytes + p * k_row + k_head, row.data(), head_dim);
         double dot = 0.0;
-        for (int64_t i = 0; i < head_dim; ++i) dot += static_cast<double>(qh[i]) * kp[i];
+        for (int64_t i = 0; i < head_dim; ++i) dot += static_cast<double>(qh[i]) * row[i];
         scores[p] = dot * scale;
         max_score = std::max(max_score, scores[p]);
       }
@@ -186,9 +219,11 @@ void CpuReferenceBackend::Attention(const float* q, const float* k_cache, const 
 
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t p = 0; p < n_visible; ++p) {
-        const float* vp = v_cache + p * kv_stride + kv_head * head_dim;
-        const double weight = scores[p] / denominator;
-        for (int64_t i = 0; i < head_dim; ++i) acc[i] += weight * vp[i];
+        DequantizeRow(types.v, v_bytes + p * v_row + v_head, row.data(), head_dim);
+        double weight = scores[p] / denominator;
+        // llama.cpp's softmax output is a float tensor that mul_mat converts to f16.
+        if (round_probabilities) weight = HalfToFloat(FloatToHalf(static_cast<float>(weight)));
+        for (int64_t i = 0; i < head_dim; ++i) acc[i] += weight * row[i];
       }
       float* oh = out + t * q_stride + h * head_dim;
       for (int64_t i = 0; i < head_dim; ++i) oh[i] = static_cast<float>(acc[i]);

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "peer/block_placement.h"
+#include "peer/cache_budget.h"
 #include "peer/peer_server.h"
 #include "peer/rtt_probe.h"
 
@@ -217,14 +218,18 @@ absl::Status PeerNode::RunUntilLeft() {
     SWARM_ASSIGN_OR_RETURN(auto router, BindRouter(context, listen, listen != o.listen));
     listen = router->endpoint();
     const std::string address = PublicAddress(listen, o.public_host);
+    // The same memory holds this many positions of the peer's cache types over these blocks: what
+    // sessions reserve and the records show.
+    const CacheBudget budget =
+        CacheBudgetFor(o.limits.cache_tokens, blocks.size(), o.kv_dim, o.cache_types);
     if (registry) {
       // Joining: placement counts this peer (with what an earlier run measured, if anything);
       // routes leave it out until it is online. Unavailable for a lone node: harmless.
       const shard::Throughput cached =
           o.cached_throughput ? o.cached_throughput(blocks.size()) : shard::Throughput{};
       (void)registry->Announce(MakeRecord(address, o.model_id, blocks,
-                                          registry::PeerState::kJoining, cached,
-                                          o.limits.cache_tokens, o.limits.cache_tokens, 0));
+                                          registry::PeerState::kJoining, cached, budget.tokens,
+                                          budget.tokens, 0));
     }
     if (o.hold_joining) {
       std::fprintf(stderr, "serve: joining blocks [%d, %d), held until SIGUSR2\n", blocks.first,
@@ -241,6 +246,7 @@ absl::Status PeerNode::RunUntilLeft() {
     options.model_id = o.model_id;
     options.peer_id = peer_id;
     options.limits = o.limits;
+    options.limits.cache_tokens = budget.tokens;
     options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack.n_blocks();
     options.inference_steps_per_sec = throughput.decode_tps_per_block / stack.n_blocks();
     std::unique_ptr<PeerServer> server =
@@ -256,12 +262,14 @@ absl::Status PeerNode::RunUntilLeft() {
     }
     // The log line first: whoever reads the ready line finds it in the log already.
     std::fprintf(stderr,
-                 "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens, "
-                 "%.0f decode / %.0f prompt tokens/s per block\n",
+                 "serve: model %s, blocks [%lld, %lld) of %lld, %s, cache %lld tokens (%s, "
+                 "%.1f MiB), %.0f decode / %.0f prompt tokens/s per block\n",
                  o.model_id.c_str(), static_cast<long long>(blocks.first),
                  static_cast<long long>(blocks.last), static_cast<long long>(o.n_layer),
-                 loaded.placement.c_str(), static_cast<long long>(o.limits.cache_tokens),
-                 throughput.decode_tps_per_block, throughput.prompt_tps_per_block);
+                 loaded.placement.c_str(), static_cast<long long>(budget.tokens),
+                 kernels::KvTypesText(o.cache_types).c_str(),
+                 static_cast<double>(budget.bytes) / (1 << 20), throughput.decode_tps_per_block,
+                 throughput.prompt_tps_per_block);
     if (o.on_ready) {
       o.on_ready(PeerReady{server->endpoint(), blocks, peer_id, registry ? registry->port() : 0});
     }
@@ -287,9 +295,9 @@ absl::Status PeerNode::RunUntilLeft() {
       announcer = std::jthread([&] {
         auto last_rebalance = std::chrono::steady_clock::now();
         while (true) {
-          registry::PeerRecord record = MakeRecord(
-              address, o.model_id, blocks, registry::PeerState::kOnline, throughput,
-              server->free_cache_tokens(), o.limits.cache_tokens, server->active_sessions());
+          registry::PeerRecord record =
+              MakeRecord(address, o.model_id, blocks, registry::PeerState::kOnline, throughput,
+                         server->free_cache_tokens(), budget.tokens, server->active_sessions());
           record.rtt_ms = rtts_->Get();
           (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
           const auto now = std::chrono::steady_clock::now();

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kernels/kv_types.h"
 #include "peer/session_table.h"
 #include "registry/dht_registry.h"
 #include "registry/peer_record.h"
@@ -57,7 +58,13 @@ struct PeerNodeOptions {
 
   std::string listen = "tcp://127.0.0.1:0";
   std::string public_host;  // host others reach this peer at (default: the listen host)
+  // limits.cache_tokens is memory: what that many positions take in an f32 cache over the served
+  // blocks (--cache-tokens). Sessions reserve positions of cache_types, so a range's budget holds
+  // CacheBudgetFor(cache_tokens, its blocks, kv_dim, cache_types).tokens of them (kv_dim 0:
+  // limits.cache_tokens positions, whatever the types).
   SessionLimits limits;
+  int64_t kv_dim = 0;
+  kernels::KvTypes cache_types = kernels::kDefaultKvTypes;
   std::string peer_id;  // reported without a DHT node (else the DHT key's id)
 
   // Discovery: without a DHT node the peer neither announces nor moves (static swarms, tests).

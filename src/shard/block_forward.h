@@ -64,10 +64,12 @@ void RunBlock(kernels::Backend& b, const model::ModelConfig& c, const model::Blo
   for (const auto& step : steps) {
     KvCache& cache = cache_of(step);
     const int32_t* step_positions = positions + offset;
+    kernels::AttentionShape step_shape = shape;
+    step_shape.cache = cache.types();
     b.StoreKv(a.k + offset * kv_dim, a.v + offset * kv_dim, kv_dim, step.n_tokens, step_positions,
-              cache.keys(local_layer), cache.values(local_layer));
-    b.Attention(a.q + offset * n_embd, cache.keys(local_layer), cache.values(local_layer), shape,
-                step.n_tokens, step_positions, a.att + offset * n_embd);
+              cache.types(), cache.keys(local_layer), cache.values(local_layer));
+    b.Attention(a.q + offset * n_embd, cache.keys(local_layer), cache.values(local_layer),
+                step_shape, step.n_tokens, step_positions, a.att + offset * n_embd);
     offset += step.n_tokens;
   }
   b.MatMul(w.wo, a.att, n_tokens, a.xb2);

@@ -16,9 +16,10 @@ absl::StatusOr<kernels::Weight> Prepare(kernels::Backend& backend, const kernels
 
 absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
     kernels::Backend& backend, const model::ModelConfig& config,
-    const std::vector<model::BlockWeights>& host_blocks) {
+    const std::vector<model::BlockWeights>& host_blocks, kernels::KvTypes kv_types) {
   if (host_blocks.empty()) return absl::InvalidArgumentError("a block stack needs >= 1 block");
-  std::unique_ptr<BlockStack> stack(new BlockStack(backend, config));
+  SWARM_RETURN_IF_ERROR(kernels::ValidateKvTypes(kv_types, config.head_dim));
+  std::unique_ptr<BlockStack> stack(new BlockStack(backend, config, kv_types));
   stack->first_ = host_blocks.front().layer;
   stack->last_ = host_blocks.back().layer + 1;
   for (size_t i = 0; i < host_blocks.size(); ++i) {
@@ -48,10 +49,12 @@ absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
 
 std::string BlockStack::Describe() const { return absl::StrCat("backend ", devices()); }
 
-absl::StatusOr<std::unique_ptr<SequenceCache>> BlockStack::NewCache(int64_t capacity) {
+absl::StatusOr<std::unique_ptr<SequenceCache>> BlockStack::NewCache(int64_t capacity,
+                                                                    kernels::KvTypes types) {
+  SWARM_RETURN_IF_ERROR(kernels::ValidateKvTypes(types, config_.head_dim));
   std::vector<std::unique_ptr<KvCache>> parts(1);
   SWARM_ASSIGN_OR_RETURN(parts[0],
-                         KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity));
+                         KvCache::Create(backend_, n_blocks(), config_.kv_dim(), capacity, types));
   return std::make_unique<SequenceCache>(this, std::move(parts));
 }
 

@@ -24,9 +24,12 @@ namespace swarm::shard {
 
 class BlockStack final : public ServingStack {
  public:
+  // Sessions' caches hold keys and values of kv_types (InvalidArgument if the model's heads cannot
+  // be stored in them: kernels::ValidateKvTypes).
   static absl::StatusOr<std::unique_ptr<BlockStack>> Create(
       kernels::Backend& backend, const model::ModelConfig& config,
-      const std::vector<model::BlockWeights>& host_blocks);
+      const std::vector<model::BlockWeights>& host_blocks,
+      kernels::KvTypes kv_types = kernels::kDefaultKvTypes);
 
   int64_t first_block() const override { return first_; }
   int64_t last_block() const override { return last_; }
@@ -36,11 +39,19 @@ class BlockStack final : public ServingStack {
   // The blocks' weights as the backend holds them (after PrepareWeight), first block first.
   const std::vector<model::BlockWeights>& resident_weights() const { return blocks_; }
 
-  size_t CacheBytesPerToken() const { return KvCache::BytesPerToken(n_blocks(), config_.kv_dim()); }
+  kernels::KvTypes kv_types() const { return kv_types_; }
+  size_t CacheBytesPerToken() const {
+    return KvCache::BytesPerToken(n_blocks(), config_.kv_dim(), kv_types_);
+  }
   // "backend cpu-avx2"
   std::string Describe() const override;
 
-  absl::StatusOr<std::unique_ptr<SequenceCache>> NewCache(int64_t capacity) override;
+  // A cache of the stack's KV types.
+  absl::StatusOr<std::unique_ptr<SequenceCache>> NewCache(int64_t capacity) override {
+    return NewCache(capacity, kv_types_);
+  }
+  // A cache of other element types than the stack's (`swarm bench` compares them on one stack).
+  absl::StatusOr<std::unique_ptr<SequenceCache>> NewCache(int64_t capacity, kernels::KvTypes types);
   using ServingStack::Forward;
   absl::Status Forward(std::span<const SequenceStep> steps, int64_t first, int64_t last,
                        const float* hidden_in, float* hidden_out) override;
@@ -48,11 +59,12 @@ class BlockStack final : public ServingStack {
   void Unpark() override { backend_.Unpark(); }
 
  private:
-  BlockStack(kernels::Backend& backend, const model::ModelConfig& config)
-      : backend_(backend), config_(config) {}
+  BlockStack(kernels::Backend& backend, const model::ModelConfig& config, kernels::KvTypes kv_types)
+      : backend_(backend), config_(config), kv_types_(kv_types) {}
 
   kernels::Backend& backend_;
   model::ModelConfig config_;
+  kernels::KvTypes kv_types_;
   int64_t first_ = 0;
   int64_t last_ = 0;
   std::vector<model::BlockWeights> blocks_;  // backend-resident views

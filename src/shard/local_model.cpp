@@ -6,7 +6,8 @@
 namespace swarm::shard {
 
 absl::StatusOr<std::unique_ptr<LocalModel>> LocalModel::Load(
-    const std::string& path, const kernels::BackendOptions& backend_options, bool load_blocks) {
+    const std::string& path, const kernels::BackendOptions& backend_options, bool load_blocks,
+    kernels::KvTypes kv_types) {
   auto m = std::make_unique<LocalModel>();
   SWARM_ASSIGN_OR_RETURN(m->file, model::GgufFile::Open(path));
   SWARM_ASSIGN_OR_RETURN(m->config, model::ReadModelConfig(*m->file));
@@ -18,7 +19,7 @@ absl::StatusOr<std::unique_ptr<LocalModel>> LocalModel::Load(
   if (load_blocks) {
     SWARM_ASSIGN_OR_RETURN(auto blocks,
                            model::LoadBlockWeights(*m->file, m->config, 0, m->config.n_layer));
-    SWARM_ASSIGN_OR_RETURN(m->blocks, BlockStack::Create(*m->backend, m->config, blocks));
+    SWARM_ASSIGN_OR_RETURN(m->blocks, BlockStack::Create(*m->backend, m->config, blocks, kv_types));
   }
   return m;
 }

@@ -25,10 +25,10 @@ struct LocalModel {
   std::unique_ptr<model::ClientHead> head;
   std::unique_ptr<BlockStack> blocks;  // null when load_blocks is false
 
-  // Loads the client part and, if load_blocks, every block.
-  static absl::StatusOr<std::unique_ptr<LocalModel>> Load(const std::string& path,
-                                                          const kernels::BackendOptions& backend,
-                                                          bool load_blocks = true);
+  // Loads the client part and, if load_blocks, every block (whose caches hold kv_types).
+  static absl::StatusOr<std::unique_ptr<LocalModel>> Load(
+      const std::string& path, const kernels::BackendOptions& backend, bool load_blocks = true,
+      kernels::KvTypes kv_types = kernels::kDefaultKvTypes);
 };
 
 }  // namespace swarm::shard

@@ -2,15 +2,33 @@
 
 #include "absl/status/status.h"
 #include "base/status_macros.h"
+#include "shard/block_stack.h"
 
 namespace swarm::shard {
 
-absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(ServingStack& stack,
-                                                                     int64_t max_length) {
+namespace {
+
+absl::Status CheckWholeModel(const ServingStack& stack) {
   if (stack.first_block() != 0 || stack.last_block() != stack.config().n_layer) {
     return absl::InvalidArgumentError("a local pipeline needs every block of the model");
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(ServingStack& stack,
+                                                                     int64_t max_length) {
+  SWARM_RETURN_IF_ERROR(CheckWholeModel(stack));
   SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(max_length));
+  return std::unique_ptr<LocalPipeline>(new LocalPipeline(stack, std::move(cache)));
+}
+
+absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipeline::Create(BlockStack& stack,
+                                                                     int64_t max_length,
+                                                                     kernels::KvTypes types) {
+  SWARM_RETURN_IF_ERROR(CheckWholeModel(stack));
+  SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(max_length, types));
   return std::unique_ptr<LocalPipeline>(new LocalPipeline(stack, std::move(cache)));
 }
 

@@ -4,15 +4,23 @@
 
 #include <memory>
 
+#include "kernels/kv_types.h"
 #include "model/generator.h"
 #include "shard/serving_stack.h"
 
 namespace swarm::shard {
 
+class BlockStack;
+
 class LocalPipeline : public model::BlockPipeline {
  public:
+  // The cache holds the stack's KV types.
   static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(ServingStack& stack,
                                                                int64_t max_length);
+  // The cache holds `types` (`swarm bench` compares them on one stack).
+  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(BlockStack& stack,
+                                                               int64_t max_length,
+                                                               kernels::KvTypes types);
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
   SequenceCache& cache() { return *cache_; }
 

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
     return absl::InvalidArgumentError(
         absl::StrCat(n_backends, " devices for ", n_blocks, " blocks: each needs at least one"));
   }
+  SWARM_RETURN_IF_ERROR(kernels::ValidateKvTypes(options.kv_types, config.head_dim));
   std::unique_ptr<MultiGpuStack> stack(new MultiGpuStack(config, options));
   stack->first_ = host_blocks.front().layer;
   stack->last_ = host_blocks.back().layer + 1;
@@ -151,7 +152,7 @@ absl::StatusOr<std::unique_ptr<SequenceCache>> MultiGpuStack::NewCache(int64_t c
   for (const auto& segment : segments_) {
     SWARM_ASSIGN_OR_RETURN(auto part,
                            KvCache::Create(*segment->backend, segment->last - segment->first,
-                                           config_.kv_dim(), capacity));
+                                           config_.kv_dim(), capacity, options_.kv_types));
     parts.push_back(std::move(part));
   }
   return std::make_unique<SequenceCache>(this, std::move(parts));

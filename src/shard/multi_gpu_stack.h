@@ -29,6 +29,8 @@ struct MultiGpuOptions {
   // way.
   bool use_graphs = true;
   size_t max_graphs = 8;  // batch shapes kept (least recently used dropped)
+  // Element types of the sessions' KV caches (checked with kernels::ValidateKvTypes).
+  kernels::KvTypes kv_types = kernels::kDefaultKvTypes;
 };
 
 class MultiGpuStack final : public ServingStack {

@@ -79,8 +79,9 @@ class GatewaySwarmTest : public ::testing::Test {
     swarm_ = new LocalSwarm();
     LocalSwarmOptions options;
     // A cache budget for one long session (and a bit): a session the gateway fails to close
-    // makes the next long request fail.
-    options.serve_args = {"--cache-tokens", absl::StrCat(kCacheTokens)};
+    // makes the next long request fail. --cache-tokens is an f32 cache's worth of memory: half
+    // of kCacheTokens holds kCacheTokens positions of the default f16 cache.
+    options.serve_args = {"--cache-tokens", absl::StrCat(kCacheTokens / 2)};
     options.api_args = {"--request-timeout", "0.5"};
     start_status_ = swarm_->Start(options);
   }

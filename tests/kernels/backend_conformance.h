@@ -54,7 +54,7 @@ inline constexpr GgmlType kConformanceWeightTypes[] = {
 // Default NMSE bounds. Copies and single float additions must be exact (bound 0). MatMul allows
 // for activations quantized to VecDotType (measured ~2e-5 to 5e-5 NMSE for Q8_0/Q8_K on these
 // inputs) or rounded to f16/bf16 for float weights; the other operations allow float instead of
-// double accumulation and fast exp/sin/cos.
+// double accumulation and fast exp/sin/cos; Attention is looked up with the V cache's type.
 double DefaultNmseBound(Op op, GgmlType weight_type);
 
 struct ConformanceOptions {

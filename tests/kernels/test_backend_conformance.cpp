@@ -75,9 +75,17 @@ class GgmlStyleBackend : public CpuReferenceBackend {
   void SwiGlu(const float* gate, const float* up, int64_t n, float* y) override {
     for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
   }
-  void Attention(const float* q, const float* k_cache, const float* v_cache,
+  void Attention(const float* q, const void* k_cache_bytes, const void* v_cache_bytes,
                  const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                  float* out) override {
+    if (shape.cache != KvTypes{}) {
+      // Rounded caches: the reference's arithmetic (this backend's point is float accumulation).
+      CpuReferenceBackend::Attention(q, k_cache_bytes, v_cache_bytes, shape, n_tokens, positions,
+                                     out);
+      return;
+    }
+    const auto* k_cache = static_cast<const float*>(k_cache_bytes);
+    const auto* v_cache = static_cast<const float*>(v_cache_bytes);
     const int64_t d = shape.head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     for (int64_t t = 0; t < n_tokens; ++t) {
@@ -173,12 +181,12 @@ class BrokenBackend : public CpuReferenceBackend {
     if (bug_ == Op::kAdd) y[n / 2] = std::nextafter(y[n / 2], 1e30f);  // one ulp off
   }
   void StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
-               const int32_t* positions, float* k_cache, float* v_cache) override {
-    // Swaps the two caches.
-    if (bug_ == Op::kStoreKv) std::swap(k_cache, v_cache);
-    CpuReferenceBackend::StoreKv(k, v, kv_dim, n_tokens, positions, k_cache, v_cache);
+               const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) override {
+    // Stores the keys as values and the values as keys.
+    if (bug_ == Op::kStoreKv) std::swap(k, v);
+    CpuReferenceBackend::StoreKv(k, v, kv_dim, n_tokens, positions, types, k_cache, v_cache);
   }
-  void Attention(const float* q, const float* k_cache, const float* v_cache,
+  void Attention(const float* q, const void* k_cache, const void* v_cache,
                  const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                  float* out) override {
     // Sees one row too many (the stale one after the last position), when there is one.

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "base/half.h"
 #include "kernels/cpu_reference_backend.h"
 #include "kernels/quant_reference.h"
 
@@ -331,7 +332,8 @@ TEST_F(CpuReferenceBackendTest, StoreKvWritesOnlyTheGivenColumns) {
   const std::vector<float> k = {1, 2, 3, 4, 5, 6};
   const std::vector<float> v = {7, 8, 9, 10, 11, 12};
   const int32_t positions[] = {5, 2};
-  backend_.StoreKv(k.data(), v.data(), kv_dim, 2, positions, k_cache.data(), v_cache.data());
+  backend_.StoreKv(k.data(), v.data(), kv_dim, 2, positions, KvTypes{}, k_cache.data(),
+                   v_cache.data());
   for (int64_t p = 0; p < capacity; ++p) {
     for (int64_t i = 0; i < kv_dim; ++i) {
       const float want_k = p == 5 ? k[i] : p == 2 ? k[kv_dim + i] : -1;
@@ -340,6 +342,24 @@ TEST_F(CpuReferenceBackendTest, StoreKvWritesOnlyTheGivenColumns) {
       EXPECT_EQ(v_cache[p * kv_dim + i], want_v) << p << " " << i;
     }
   }
+}
+
+TEST_F(CpuReferenceBackendTest, StoreKvRoundsToTheCacheTypes) {
+  // f16 keys and q8_0 values: each row as QuantizeRow makes it (llama.cpp's copy into its cache).
+  const int64_t kv_dim = 64, capacity = 3;
+  const KvTypes types{GgmlType::kF16, GgmlType::kQ8_0};
+  const std::vector<float> k = Normal(kv_dim, 11), v = Normal(kv_dim, 12);
+  std::vector<uint8_t> k_cache(KvRowBytes(types.k, kv_dim) * capacity, 0xAB);
+  std::vector<uint8_t> v_cache(KvRowBytes(types.v, kv_dim) * capacity, 0xCD);
+  const int32_t position = 1;
+  backend_.StoreKv(k.data(), v.data(), kv_dim, 1, &position, types, k_cache.data(), v_cache.data());
+  std::vector<uint8_t> want_k(KvRowBytes(types.k, kv_dim)), want_v(KvRowBytes(types.v, kv_dim));
+  QuantizeRow(types.k, k.data(), want_k.data(), kv_dim);
+  QuantizeRow(types.v, v.data(), want_v.data(), kv_dim);
+  EXPECT_EQ(0, std::memcmp(k_cache.data() + want_k.size(), want_k.data(), want_k.size()));
+  EXPECT_EQ(0, std::memcmp(v_cache.data() + want_v.size(), want_v.data(), want_v.size()));
+  EXPECT_EQ(k_cache[0], 0xAB);  // other rows untouched
+  EXPECT_EQ(v_cache.back(), 0xCD);
 }
 
 // ---- Attention -------------------------------------------------------------------------------
@@ -468,6 +488,49 @@ TEST_F(CpuReferenceBackendTest, SoftmaxIsStableForLargeScores) {
   // Scores differ by 1 (1e4 * 1e-4): weights e/(1+e) and 1/(1+e).
   const double w2 = std::exp(1.0) / (1 + std::exp(1.0));
   EXPECT_NEAR(out, 1 + w2, 1e-3);
+}
+
+// With f16 caches the reference rounds where llama.cpp's default CPU run does (flash attention
+// off; kernels/kv_types.h): K and V when stored, Q before Q·K, and the normalized softmax
+// probabilities before P·V. Written out by hand for one head over three rows.
+TEST_F(CpuReferenceBackendTest, AttentionWithF16CacheRoundsQKVAndProbabilities) {
+  const int64_t hd = 4, rows = 3;
+  const auto r16 = [](double x) {
+    return static_cast<double>(HalfToFloat(FloatToHalf(static_cast<float>(x))));
+  };
+  const std::vector<float> q = Normal(hd, 21, 3.0f);
+  const std::vector<float> k = Normal(hd * rows, 22), v = Normal(hd * rows, 23);
+  const KvTypes types{GgmlType::kF16, GgmlType::kF16};
+  std::vector<uint8_t> k_cache(KvRowBytes(types.k, hd) * rows), v_cache(k_cache.size());
+  const std::vector<int32_t> positions = {0, 1, 2};
+  backend_.StoreKv(k.data(), v.data(), hd, rows, positions.data(), types, k_cache.data(),
+                   v_cache.data());
+  AttentionShape shape{1, 1, hd};
+  shape.cache = types;
+  std::vector<float> out(hd);
+  const int32_t last = 2;
+  backend_.Attention(q.data(), k_cache.data(), v_cache.data(), shape, 1, &last, out.data());
+
+  std::vector<double> scores(rows);
+  double max_score = -1e300, sum = 0;
+  for (int64_t p = 0; p < rows; ++p) {
+    double dot = 0;
+    for (int64_t i = 0; i < hd; ++i) dot += r16(q[i]) * r16(k[p * hd + i]);
+    scores[p] = dot / 2.0;  // 1 / sqrt(4)
+    max_score = std::max(max_score, scores[p]);
+  }
+  for (double& s : scores) sum += (s = std::exp(s - max_score));
+  std::vector<double> want(hd, 0.0);
+  for (int64_t p = 0; p < rows; ++p) {
+    const double weight = r16(static_cast<float>(scores[p] / sum));
+    for (int64_t i = 0; i < hd; ++i) want[i] += weight * r16(v[p * hd + i]);
+  }
+  ExpectNear(out, want, 1e-6, "f16 attention");
+  // And it differs from the unrounded f32 computation (the rounding is really there).
+  std::vector<float> out32(hd);
+  AttentionShape shape32{1, 1, hd};
+  backend_.Attention(q.data(), k.data(), v.data(), shape32, 1, &last, out32.data());
+  EXPECT_NE(out, out32);
 }
 
 }  // namespace

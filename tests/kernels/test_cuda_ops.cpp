@@ -282,7 +282,7 @@ TEST_F(CudaOpsTest, StoreKvAndAttentionDecodeAndPrompt) {
         float* dck = mem.Upload(cache_k);
         float* dcv = mem.Upload(cache_v);
         float* dout = mem.Zeros(q.size());
-        b->StoreKv(dk, dv, kv_dim, n_tokens, batch.positions.data(), dck, dcv);
+        b->StoreKv(dk, dv, kv_dim, n_tokens, batch.positions.data(), KvTypes{}, dck, dcv);
         b->Attention(dq, dck, dcv, AttentionShape{s.n_head, s.n_head_kv, s.head_dim}, n_tokens,
                      batch.positions.data(), dout);
         att.push_back(mem.Download(dout, q.size()));
@@ -322,7 +322,7 @@ TEST_F(CudaOpsTest, GraphReplayEqualsUncapturedSteps) {
     EXPECT_TRUE(cuda_->CopyToBackend(kv, host_kv.data(), host_kv.size() * sizeof(float)).ok());
     cuda_->Rope(q, shape.head_dim, shape.n_head, 1, &position, 10000.0f, RopeStyle::kNeox);
     cuda_->Rope(kv, shape.head_dim, shape.n_head_kv, 1, &position, 10000.0f, RopeStyle::kNeox);
-    cuda_->StoreKv(kv, kv, kv_dim, 1, &position, k_cache, v_cache);
+    cuda_->StoreKv(kv, kv, kv_dim, 1, &position, KvTypes{}, k_cache, v_cache);
     cuda_->Attention(q, k_cache, v_cache, shape, 1, &position, out);
     EXPECT_TRUE(cuda_->CopyToHost(host_out.data(), out, host_out.size() * sizeof(float)).ok());
   };

@@ -33,7 +33,7 @@ class FakeStack : public shard::ServingStack {
   absl::StatusOr<std::unique_ptr<shard::SequenceCache>> NewCache(int64_t capacity) override {
     if (capacity > max_cache) return absl::ResourceExhaustedError("out of device memory");
     std::vector<std::unique_ptr<shard::KvCache>> parts(1);
-    auto part = shard::KvCache::Create(backend_, 1, 1, capacity);
+    auto part = shard::KvCache::Create(backend_, 1, 1, capacity, kernels::kDefaultKvTypes);
     if (!part.ok()) return part.status();
     parts[0] = std::move(*part);
     return std::make_unique<shard::SequenceCache>(this, std::move(parts));

@@ -380,18 +380,21 @@ void CpuBackend::Add(float* y, const float* x, int64_t n) {
   if (profiling_) Record("add", GgmlType::kF32, 0, 0, 1, start, 0, 0);
 }
 
-// k, v: [kv_dim, T] -> column positions[t] of k_cache, v_cache: [kv_dim, capacity]
+// k, v: [kv_dim, T] -> row positions[t] of k_cache, v_cache: [kv_dim, capacity], rounded as the
+// reference does (QuantizeRow: a copy for f32).
 void CpuBackend::StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
-                         const int32_t* positions, float* k_cache, float* v_cache) {
-  const size_t bytes = static_cast<size_t>(kv_dim) * sizeof(float);
+                         const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) {
+  const size_t k_row = KvRowBytes(types.k, kv_dim), v_row = KvRowBytes(types.v, kv_dim);
   for (int64_t t = 0; t < n_tokens; ++t) {
-    std::memcpy(k_cache + positions[t] * kv_dim, k + t * kv_dim, bytes);
-    std::memcpy(v_cache + positions[t] * kv_dim, v + t * kv_dim, bytes);
+    QuantizeRow(types.k, k + t * kv_dim, static_cast<uint8_t*>(k_cache) + positions[t] * k_row,
+                kv_dim);
+    QuantizeRow(types.v, v + t * kv_dim, static_cast<uint8_t*>(v_cache) + positions[t] * v_row,
+                kv_dim);
   }
 }
 
 // q, out: [head_dim * n_head, T]; caches: [head_dim * n_head_kv, capacity]
-void CpuBackend::Attention(const float* q, const float* k_cache, const float* v_cache,
+void CpuBackend::Attention(const float* q, const void* k_cache, const void* v_cache,
                            const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                            float* out) {
   const auto start =

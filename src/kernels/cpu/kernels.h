@@ -114,9 +114,9 @@ using QuantizeX8Fn = void (*)(const float* x, const X8Layout& l, uint8_t* dst);
 
 // ---- attention ---------------------------------------------------------------------------------
 struct AttentionArgs {
-  const float* q = nullptr;        // [head_dim * n_head, T]
-  const float* k_cache = nullptr;  // [head_dim * n_head_kv, capacity]
-  const float* v_cache = nullptr;
+  const float* q = nullptr;       // [head_dim * n_head, T]
+  const void* k_cache = nullptr;  // [head_dim * n_head_kv, capacity] of shape.cache.k
+  const void* v_cache = nullptr;  // ... of shape.cache.v
   AttentionShape shape;
   const int32_t* positions = nullptr;  // [T]
   float* out = nullptr;                // [head_dim * n_head, T]
@@ -132,6 +132,32 @@ using AttentionFn = void (*)(const AttentionArgs& args, int64_t begin, int64_t e
 // Positions processed per chunk of the online softmax (fixed, so that no scratch grows with the
 // context and results do not depend on anything but the inputs).
 inline constexpr int64_t kAttentionChunk = 128;
+
+// n values of a KV cache type (f16, or q8_0 with n a multiple of 32) as floats.
+using KvToFloatFn = void (*)(GgmlType type, const void* src, float* dst, int64_t n);
+
+// The parts of an attention task's scratch that hold what a kernel reads as floats; the kernel's
+// own part (scores, accumulators, ...) comes first and takes own_floats.
+struct AttentionFloatViews {
+  float* q = nullptr;  // [group, head_dim]: the group's query heads rounded for the K type
+  float* k = nullptr;  // [chunk, head_dim]: a chunk of key rows converted to float
+  float* v = nullptr;  // [chunk, head_dim]
+};
+AttentionFloatViews AttentionViews(const AttentionShape& shape, float* scratch, int64_t own_floats);
+
+// The group's query heads (group * head_dim floats at q0) as the K cache type's dot product sees
+// them: q0 itself for f32 keys, else rounded into buf (kernels/kv_types.h).
+const float* RoundedQueries(GgmlType k_type, const float* q0, int64_t group, int64_t head_dim,
+                            float* buf);
+
+// Rows [c0, c0 + len) of KV head kvh of a cache as floats with a row stride: the cache itself for
+// f32 (stride kv_dim), else converted into buf (stride head_dim).
+struct KvRows {
+  const float* data;
+  int64_t stride;
+};
+KvRows KvChunkRows(GgmlType type, const void* cache, const AttentionShape& shape, int64_t kvh,
+                   int64_t c0, int64_t len, float* buf, KvToFloatFn to_float);
 
 struct KernelTable {
   Isa isa = Isa::kGeneric;
@@ -150,6 +176,7 @@ struct KernelTable {
   void (*swiglu)(const float* g, const float* u, int64_t n, float* y) = nullptr;
   void (*add)(float* y, const float* x, int64_t n) = nullptr;
   AttentionFn attention = nullptr;
+  KvToFloatFn kv_to_float = nullptr;
 };
 
 // Slot of a weight type in KernelTable::matmul, or -1.

@@ -8,6 +8,7 @@
 #include "base/half.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/quant_reference.h"
 
 namespace swarm::kernels::cpu {
 namespace {
@@ -221,20 +222,26 @@ void Add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+void KvToFloat(GgmlType type, const void* src, float* dst, int64_t n) {
+  DequantizeRow(type, src, dst, n);
+}
+
 void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t hd = a.shape.head_dim;
   const int64_t group = a.shape.n_head / a.shape.n_head_kv;
   const int64_t q_stride = hd * a.shape.n_head;
-  const int64_t kv_stride = hd * a.shape.n_head_kv;
   float* scores = scratch;                        // [group, chunk]
   float* acc = scores + group * kAttentionChunk;  // [group, hd]
   float* max_score = acc + group * hd;            // [group]
   float* denom = max_score + group;               // [group]
+  const AttentionFloatViews views =
+      AttentionViews(a.shape, scratch, group * (kAttentionChunk + hd + 2));
   for (int64_t task = begin; task < end; ++task) {
     const int64_t t = task / a.shape.n_head_kv;
     const int64_t kvh = task % a.shape.n_head_kv;
     const int64_t n_visible = int64_t{a.positions[t]} + 1;
-    const float* q0 = a.q + t * q_stride + kvh * group * hd;
+    const float* q0 =
+        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, views.q);
     for (int64_t g = 0; g < group; ++g) {
       max_score[g] = -std::numeric_limits<float>::infinity();
       denom[g] = 0.0f;
@@ -242,12 +249,16 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
     std::fill(acc, acc + group * hd, 0.0f);
     for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
       const int64_t len = std::min(kAttentionChunk, n_visible - c0);
+      const KvRows k =
+          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, views.k, KvToFloat);
+      const KvRows v =
+          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, views.v, KvToFloat);
       for (int64_t g = 0; g < group; ++g) {
         const float* qg = q0 + g * hd;
         float* s = scores + g * kAttentionChunk;
         float chunk_max = -std::numeric_limits<float>::infinity();
         for (int64_t p = 0; p < len; ++p) {
-          const float* kp = a.k_cache + (c0 + p) * kv_stride + kvh * hd;
+          const float* kp = k.data + p * k.stride;
           float dot = 0.0f;
           for (int64_t i = 0; i < hd; ++i) dot += qg[i] * kp[i];
           s[p] = dot * a.scale;
@@ -263,7 +274,7 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
           denom[g] += s[p];
         }
         for (int64_t p = 0; p < len; ++p) {
-          const float* vp = a.v_cache + (c0 + p) * kv_stride + kvh * hd;
+          const float* vp = v.data + p * v.stride;
           for (int64_t i = 0; i < hd; ++i) ag[i] += s[p] * vp[i];
         }
         max_score[g] = new_max;
@@ -312,14 +323,60 @@ KernelTable GenericKernelTable() {
   t.swiglu = SwiGlu;
   t.add = Add;
   t.attention = Attention;
+  t.kv_to_float = KvToFloat;
   return t;
 }
 
 int64_t AttentionScratchFloats(const AttentionShape& shape) {
   const int64_t group = shape.n_head / shape.n_head_kv;
-  // scores [group, chunk], acc [group, head_dim], running max and denominator [group] each,
-  // plus room to align each part to 64 bytes.
-  return group * (kAttentionChunk + shape.head_dim + 2) + 64;
+  // The kernel's own part: scores [group, chunk], acc [group, head_dim], running max and
+  // denominator [group] each; then AttentionViews: rounded queries [group, head_dim] and a chunk
+  // of converted K and V rows [chunk, head_dim] each; plus room to align each part to 64 bytes.
+  return group * (kAttentionChunk + shape.head_dim + 2) + group * shape.head_dim +
+         2 * kAttentionChunk * shape.head_dim + 64;
+}
+
+AttentionFloatViews AttentionViews(const AttentionShape& shape, float* scratch,
+                                   int64_t own_floats) {
+  const int64_t group = shape.n_head / shape.n_head_kv;
+  AttentionFloatViews views;
+  views.q = scratch + own_floats;
+  views.k = views.q + group * shape.head_dim;
+  views.v = views.k + kAttentionChunk * shape.head_dim;
+  return views;
+}
+
+const float* RoundedQueries(GgmlType k_type, const float* q0, int64_t group, int64_t head_dim,
+                            float* buf) {
+  if (k_type == GgmlType::kF32) return q0;
+  if (k_type == GgmlType::kF16) {
+    for (int64_t i = 0; i < group * head_dim; ++i) buf[i] = HalfToFloat(FloatToHalf(q0[i]));
+    return buf;
+  }
+  // q8_0: each head quantized in blocks of 32, as ggml quantizes mul_mat's second operand.
+  BlockQ8_0 blocks[8];
+  for (int64_t g = 0; g < group; ++g) {
+    for (int64_t i = 0; i < head_dim; i += 8 * kQK8_0) {
+      const int64_t n = std::min<int64_t>(8 * kQK8_0, head_dim - i);
+      QuantizeRow(GgmlType::kQ8_0, q0 + g * head_dim + i, blocks, n);
+      DequantizeRow(GgmlType::kQ8_0, blocks, buf + g * head_dim + i, n);
+    }
+  }
+  return buf;
+}
+
+KvRows KvChunkRows(GgmlType type, const void* cache, const AttentionShape& shape, int64_t kvh,
+                   int64_t c0, int64_t len, float* buf, KvToFloatFn to_float) {
+  const int64_t hd = shape.head_dim;
+  const int64_t kv_dim = hd * shape.n_head_kv;
+  if (type == GgmlType::kF32) {
+    return {static_cast<const float*>(cache) + c0 * kv_dim + kvh * hd, kv_dim};
+  }
+  const size_t row = KvRowBytes(type, kv_dim);
+  const size_t head = KvRowBytes(type, kvh * hd);
+  const auto* base = static_cast<const uint8_t*>(cache) + c0 * row + head;
+  for (int64_t p = 0; p < len; ++p) to_float(type, base + p * row, buf + p * hd, hd);
+  return {buf, hd};
 }
 
 const KernelTable& GenericKernels() {

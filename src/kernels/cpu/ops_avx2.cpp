@@ -101,22 +101,44 @@ float Dot(const float* q, const float* k, int64_t n) {
   return Hsum(acc);
 }
 
+// n f16 / q8_0 cache values as floats (F16C; q8_0 blocks widened 8 quants at a time).
+void KvToFloat(GgmlType type, const void* src, float* dst, int64_t n) {
+  if (type == GgmlType::kF16) {
+    const auto* h = static_cast<const uint16_t*>(src);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadF16(h + i));
+    for (; i < n; ++i) dst[i] = HalfToFloat1(h[i]);
+    return;
+  }
+  const auto* blocks = static_cast<const BlockQ8_0*>(src);
+  for (int64_t b = 0; b < n / kQK8_0; ++b) {
+    const __m256 d = _mm256_set1_ps(HalfToFloat1(blocks[b].d));
+    for (int j = 0; j < kQK8_0; j += 8) {
+      const __m256i q =
+          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + j)));
+      _mm256_storeu_ps(dst + b * kQK8_0 + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+    }
+  }
+}
+
 // As the AVX-512 attention: online softmax over chunks of kAttentionChunk positions.
 void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t hd = a.shape.head_dim;
   const int64_t group = a.shape.n_head / a.shape.n_head_kv;
   const int64_t q_stride = hd * a.shape.n_head;
-  const int64_t kv_stride = hd * a.shape.n_head_kv;
   float* scores = scratch;                        // [group, chunk]
   float* acc = scores + group * kAttentionChunk;  // [group, hd]
   float* max_score = acc + group * hd;            // [group]
   float* denom = max_score + group;               // [group]
+  const AttentionFloatViews views =
+      AttentionViews(a.shape, scratch, group * (kAttentionChunk + hd + 2));
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t task = begin; task < end; ++task) {
     const int64_t t = task / a.shape.n_head_kv;
     const int64_t kvh = task % a.shape.n_head_kv;
     const int64_t n_visible = int64_t{a.positions[t]} + 1;
-    const float* q0 = a.q + t * q_stride + kvh * group * hd;
+    const float* q0 =
+        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, views.q);
     for (int64_t g = 0; g < group; ++g) {
       max_score[g] = neg_inf;
       denom[g] = 0.0f;
@@ -124,11 +146,15 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
     std::fill(acc, acc + group * hd, 0.0f);
     for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
       const int64_t len = std::min(kAttentionChunk, n_visible - c0);
-      const float* k0 = a.k_cache + c0 * kv_stride + kvh * hd;
-      const float* v0 = a.v_cache + c0 * kv_stride + kvh * hd;
+      const KvRows k_rows =
+          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, views.k, KvToFloat);
+      const KvRows v_rows =
+          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, views.v, KvToFloat);
+      const float* k0 = k_rows.data;
+      const float* v0 = v_rows.data;
       for (int64_t p = 0; p < len; ++p) {
         for (int64_t g = 0; g < group; ++g) {
-          scores[g * kAttentionChunk + p] = Dot(q0 + g * hd, k0 + p * kv_stride, hd) * a.scale;
+          scores[g * kAttentionChunk + p] = Dot(q0 + g * hd, k0 + p * k_rows.stride, hd) * a.scale;
         }
       }
       for (int64_t g = 0; g < group; ++g) {
@@ -167,7 +193,7 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
           __m256 av = _mm256_maskload_ps(acc + g * hd + i, m);
           for (int64_t p = 0; p < len; ++p) {
             av = _mm256_fmadd_ps(_mm256_set1_ps(s[p]),
-                                 _mm256_maskload_ps(v0 + p * kv_stride + i, m), av);
+                                 _mm256_maskload_ps(v0 + p * v_rows.stride + i, m), av);
           }
           _mm256_maskstore_ps(acc + g * hd + i, m, av);
         }
@@ -201,6 +227,7 @@ KernelTable MakeTable() {
   t.swiglu = SwiGlu;
   t.add = Add;
   t.attention = Attention;
+  t.kv_to_float = KvToFloat;
   return t;
 }
 

@@ -211,22 +211,47 @@ void WeightedValuesHeads(const float* scores, const float* v0, int64_t hd, int64
   }
 }
 
+// n f16 / q8_0 cache values as floats (16 at a time; q8_0 blocks widened 16 quants at a time).
+void KvToFloat(GgmlType type, const void* src, float* dst, int64_t n) {
+  if (type == GgmlType::kF16) {
+    const auto* h = static_cast<const uint16_t*>(src);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      _mm512_storeu_ps(
+          dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+    }
+    for (; i < n; ++i) dst[i] = HalfToFloat1(h[i]);
+    return;
+  }
+  const auto* blocks = static_cast<const BlockQ8_0*>(src);
+  for (int64_t b = 0; b < n / kQK8_0; ++b) {
+    const __m512 d = _mm512_set1_ps(HalfToFloat1(blocks[b].d));
+    for (int j = 0; j < kQK8_0; j += 16) {
+      const __m512i q =
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs + j)));
+      _mm512_storeu_ps(dst + b * kQK8_0 + j, _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
+    }
+  }
+}
+
 // Online softmax over chunks of kAttentionChunk positions: scores of a chunk, then the running
 // maximum, the rescaled denominator and accumulator.
 void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t hd = a.shape.head_dim;
   const int64_t group = a.shape.n_head / a.shape.n_head_kv;
   const int64_t q_stride = hd * a.shape.n_head;
-  const int64_t kv_stride = hd * a.shape.n_head_kv;
   float* scores = scratch;                        // [group, chunk]
   float* acc = scores + group * kAttentionChunk;  // [group, hd]
   float* max_score = acc + group * hd;            // [group]
   float* denom = max_score + group;               // [group]
+  const AttentionFloatViews views =
+      AttentionViews(a.shape, scratch, group * (kAttentionChunk + hd + 2));
   for (int64_t task = begin; task < end; ++task) {
     const int64_t t = task / a.shape.n_head_kv;
     const int64_t kvh = task % a.shape.n_head_kv;
     const int64_t n_visible = int64_t{a.positions[t]} + 1;
-    const float* q0 = a.q + t * q_stride + kvh * group * hd;
+    const float* q0 =
+        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, views.q);
     for (int64_t g = 0; g < group; ++g) {
       max_score[g] = -std::numeric_limits<float>::infinity();
       denom[g] = 0.0f;
@@ -234,24 +259,28 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
     std::fill(acc, acc + group * hd, 0.0f);
     for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
       const int64_t len = std::min(kAttentionChunk, n_visible - c0);
-      const float* k0 = a.k_cache + c0 * kv_stride + kvh * hd;
-      const float* v0 = a.v_cache + c0 * kv_stride + kvh * hd;
+      const KvRows k_rows =
+          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, views.k, KvToFloat);
+      const KvRows v_rows =
+          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, views.v, KvToFloat);
+      const float* k0 = k_rows.data;
+      const float* v0 = v_rows.data;
       // Scores: each key row is loaded once for up to 4 query heads of the group.
       for (int64_t g = 0; g < group; g += 4) {
         const float* qg = q0 + g * hd;
         float* sg = scores + g * kAttentionChunk;
         switch (std::min<int64_t>(4, group - g)) {
           case 4:
-            Scores<4>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            Scores<4>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
             break;
           case 3:
-            Scores<3>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            Scores<3>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
             break;
           case 2:
-            Scores<2>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            Scores<2>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
             break;
           default:
-            Scores<1>(qg, k0, hd, kv_stride, len, a.scale, sg);
+            Scores<1>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
             break;
         }
       }
@@ -287,16 +316,16 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
         float* ag = acc + g * hd;
         switch (std::min<int64_t>(4, group - g)) {
           case 4:
-            WeightedValuesHeads<4>(sg, v0, hd, kv_stride, len, ag);
+            WeightedValuesHeads<4>(sg, v0, hd, v_rows.stride, len, ag);
             break;
           case 3:
-            WeightedValuesHeads<3>(sg, v0, hd, kv_stride, len, ag);
+            WeightedValuesHeads<3>(sg, v0, hd, v_rows.stride, len, ag);
             break;
           case 2:
-            WeightedValuesHeads<2>(sg, v0, hd, kv_stride, len, ag);
+            WeightedValuesHeads<2>(sg, v0, hd, v_rows.stride, len, ag);
             break;
           default:
-            WeightedValuesHeads<1>(sg, v0, hd, kv_stride, len, ag);
+            WeightedValuesHeads<1>(sg, v0, hd, v_rows.stride, len, ag);
             break;
         }
       }
@@ -333,6 +362,7 @@ KernelTable MakeTable() {
   t.swiglu = SwiGlu;
   t.add = Add;
   t.attention = Attention;
+  t.kv_to_float = KvToFloat;
   return t;
 }
 

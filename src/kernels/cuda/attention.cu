@@ -2,6 +2,7 @@
 
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/kv_values.cuh"
 
 namespace swarm::kernels::gpu {
 namespace {
@@ -19,10 +20,11 @@ constexpr int kMaxSplits = 32;
 // grid: x = n_head_kv * head_blocks, y = split, z = token.
 template <int EPL>
 __global__ void __launch_bounds__(kDecodeThreads)
-    AttentionDecodeKernel(const float* __restrict__ q, const float* __restrict__ k_cache,
-                          const float* __restrict__ v_cache, int n_head, int n_head_kv,
-                          int head_dim, const int32_t* __restrict__ positions,
-                          float* __restrict__ out, float* __restrict__ partials) {
+    AttentionDecodeKernel(const float* __restrict__ q, const uint8_t* __restrict__ k_cache,
+                          const uint8_t* __restrict__ v_cache, uint32_t k_type, uint32_t v_type,
+                          int n_head, int n_head_kv, int head_dim,
+                          const int32_t* __restrict__ positions, float* __restrict__ out,
+                          float* __restrict__ partials) {
   const int group = n_head / n_head_kv;
   const int head_blocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const int kv_head = blockIdx.x / head_blocks;
@@ -32,7 +34,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int64_t t = blockIdx.z;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int64_t q_stride = static_cast<int64_t>(head_dim) * n_head;
-  const int64_t kv_stride = static_cast<int64_t>(head_dim) * n_head_kv;
+  const int64_t kv_dim = static_cast<int64_t>(head_dim) * n_head_kv;
+  const int64_t k_row_bytes = KvBytes(k_type, kv_dim), v_row_bytes = KvBytes(v_type, kv_dim);
   const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
 
   const int64_t n_visible = static_cast<int64_t>(positions[t]) + 1;
@@ -47,6 +50,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
     for (int e = 0; e < EPL; ++e) {
       const int d = lane + kWarpSize * e;
       qr[h][e] = h < nh && d < head_dim ? q[t * q_stride + (h0 + h) * head_dim + d] : 0.0f;
+      // Lanes 0..31 of slot e hold one q8_0 block of the head (head_dim is a multiple of 32).
+      qr[h][e] = RoundQueryInWarp(qr[h][e], k_type);
     }
   }
   float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][EPL];
@@ -59,14 +64,15 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 
   for (int64_t p = begin + warp; p < end; p += kDecodeWarps) {
-    const float* kp = k_cache + p * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
-    const float* vp = v_cache + p * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+    const uint8_t* kp = k_cache + p * k_row_bytes;
+    const uint8_t* vp = v_cache + p * v_row_bytes;
+    const int64_t head0 = static_cast<int64_t>(kv_head) * head_dim;
     float kr[EPL], vr[EPL];
 #pragma unroll
     for (int e = 0; e < EPL; ++e) {
       const int d = lane + kWarpSize * e;
-      kr[e] = d < head_dim ? kp[d] : 0.0f;
-      vr[e] = d < head_dim ? vp[d] : 0.0f;
+      kr[e] = d < head_dim ? LoadKvValue(kp, k_type, head0 + d) : 0.0f;
+      vr[e] = d < head_dim ? LoadKvValue(vp, v_type, head0 + d) : 0.0f;
     }
 #pragma unroll
     for (int h = 0; h < kHeadsPerBlock; ++h) {
@@ -165,10 +171,10 @@ size_t PromptSharedBytes(int head_dim) {
 // qi's scores for cache columns j + 8c and its output dimensions j + 8k.
 template <int kMaxDim>
 __global__ void __launch_bounds__(kPromptThreads)
-    AttentionPromptKernel(const float* __restrict__ q, const float* __restrict__ k_cache,
-                          const float* __restrict__ v_cache, int n_head, int n_head_kv,
-                          int head_dim, int64_t n_tokens, const int32_t* __restrict__ positions,
-                          float* __restrict__ out) {
+    AttentionPromptKernel(const float* __restrict__ q, const uint8_t* __restrict__ k_cache,
+                          const uint8_t* __restrict__ v_cache, uint32_t k_type, uint32_t v_type,
+                          int n_head, int n_head_kv, int head_dim, int64_t n_tokens,
+                          const int32_t* __restrict__ positions, float* __restrict__ out) {
   SWARM_DYNAMIC_SHARED(float, smem);
   float* q_tile = smem;                              // [kQTile][head_dim]
   float* k_tile = q_tile + kQTile * head_dim;        // [kKTile][head_dim + 1]
@@ -184,7 +190,8 @@ __global__ void __launch_bounds__(kPromptThreads)
   const bool valid = t < n_tokens;
   const int64_t position = valid ? positions[t] : -1;
   const int64_t q_stride = static_cast<int64_t>(head_dim) * n_head;
-  const int64_t kv_stride = static_cast<int64_t>(head_dim) * n_head_kv;
+  const int64_t kv_dim = static_cast<int64_t>(head_dim) * n_head_kv;
+  const int64_t k_row_bytes = KvBytes(k_type, kv_dim), v_row_bytes = KvBytes(v_type, kv_dim);
   const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
 
   if (threadIdx.x == 0) {
@@ -201,6 +208,18 @@ __global__ void __launch_bounds__(kPromptThreads)
                     : 0.0f;
   }
   __syncthreads();
+  if (k_type != kKvF32) {
+    // Round the queries as the K type's dot product sees them; one warp per 32 values (a q8_0
+    // block: head_dim is a multiple of 32 for q8_0), every lane of a warp in every iteration.
+    const int n = kQTile * head_dim;
+    for (int base = threadIdx.x - threadIdx.x % kWarpSize; base < n; base += kPromptThreads) {
+      const int i = base + threadIdx.x % kWarpSize;
+      const float x = i < n ? q_tile[i] : 0.0f;
+      const float r = RoundQueryInWarp(x, k_type);
+      if (i < n) q_tile[i] = r;
+    }
+    __syncthreads();
+  }
   const int kv_end = shared_kv_end;
 
   constexpr int kDimsPerThread = kMaxDim / kThreadsPerQuery;
@@ -214,9 +233,11 @@ __global__ void __launch_bounds__(kPromptThreads)
     for (int i = threadIdx.x; i < kKTile * head_dim; i += kPromptThreads) {
       const int r = i / head_dim, d = i % head_dim;
       const int64_t p = p0 + r;
-      const int64_t src = p * kv_stride + static_cast<int64_t>(kv_head) * head_dim + d;
-      k_tile[r * (head_dim + 1) + d] = p < kv_end ? k_cache[src] : 0.0f;
-      v_tile[r * head_dim + d] = p < kv_end ? v_cache[src] : 0.0f;
+      const int64_t i_head = static_cast<int64_t>(kv_head) * head_dim + d;
+      k_tile[r * (head_dim + 1) + d] =
+          p < kv_end ? LoadKvValue(k_cache + p * k_row_bytes, k_type, i_head) : 0.0f;
+      v_tile[r * head_dim + d] =
+          p < kv_end ? LoadKvValue(v_cache + p * v_row_bytes, v_type, i_head) : 0.0f;
     }
     __syncthreads();
 
@@ -291,7 +312,8 @@ cudaError_t LaunchPrompt(const AttentionArgs& a, cudaStream_t stream) {
     const int64_t q_stride = a.head_dim * a.n_head;
     const dim3 grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(count));
     SWARM_LAUNCH(grid, kPromptThreads, shared, stream, AttentionPromptKernel<kMaxDim>)
-    (a.q + t0 * q_stride, a.k_cache, a.v_cache, static_cast<int>(a.n_head),
+    (a.q + t0 * q_stride, static_cast<const uint8_t*>(a.k_cache),
+     static_cast<const uint8_t*>(a.v_cache), a.k_type, a.v_type, static_cast<int>(a.n_head),
      static_cast<int>(a.n_head_kv), static_cast<int>(a.head_dim),
      std::min(a.n_tokens - t0, count * kQTile), a.positions + t0, a.out + t0 * q_stride);
   }
@@ -305,7 +327,8 @@ cudaError_t LaunchDecode(const AttentionArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.n_head_kv * head_blocks),
                   static_cast<unsigned>(a.n_splits), static_cast<unsigned>(a.n_tokens));
   SWARM_LAUNCH(grid, kDecodeThreads, 0, stream, AttentionDecodeKernel<EPL>)
-  (a.q, a.k_cache, a.v_cache, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
+  (a.q, static_cast<const uint8_t*>(a.k_cache), static_cast<const uint8_t*>(a.v_cache), a.k_type,
+   a.v_type, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
    static_cast<int>(a.head_dim), a.positions, a.out, a.partials);
   if (a.n_splits > 1) {
     const dim3 combine_grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.n_tokens));
@@ -337,6 +360,10 @@ cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0 || a.head_dim <= 0 ||
       a.head_dim > kMaxHeadDim || a.n_head > 65535) {
     return cudaErrorInvalidValue;
+  }
+  for (uint32_t type : {a.k_type, a.v_type}) {
+    if (type != kKvF32 && type != kKvF16 && type != kKvQ8_0) return cudaErrorInvalidValue;
+    if (type == kKvQ8_0 && a.head_dim % kKvQ8Block != 0) return cudaErrorInvalidValue;
   }
   if (a.n_tokens <= kDecodeMaxTokens) {
     if (a.n_splits < 1 || a.n_splits > kMaxSplits || (a.n_splits > 1 && a.partials == nullptr)) {

@@ -1,5 +1,6 @@
-// Causal attention over a KV cache in device memory. The CPU twin is
-// CpuReferenceBackend::Attention (scores and softmax in double there, in float here).
+// Causal attention over a KV cache (f32, f16 or q8_0) in device memory. The CPU twin is
+// CpuReferenceBackend::Attention (scores and softmax in double there, in float here; the reference
+// also rounds the softmax probabilities to f16 for an f16 V cache, which an online softmax cannot).
 //  - decode (n_tokens <= kDecodeMaxTokens): one block per (KV head, split, token); the visible
 //    cache is cut into n_splits ranges that run in parallel (long contexts keep every SM busy),
 //    then a second kernel merges the splits' softmax states. The query heads sharing a KV head
@@ -18,9 +19,13 @@ namespace swarm::kernels::gpu {
 inline constexpr int64_t kDecodeMaxTokens = 4;
 
 struct AttentionArgs {
-  const float* q = nullptr;        // [head_dim * n_head, n_tokens]
-  const float* k_cache = nullptr;  // [head_dim * n_head_kv, capacity]
-  const float* v_cache = nullptr;  // [head_dim * n_head_kv, capacity]
+  const float* q = nullptr;       // [head_dim * n_head, n_tokens]
+  const void* k_cache = nullptr;  // [head_dim * n_head_kv, capacity] of k_type
+  const void* v_cache = nullptr;  // [head_dim * n_head_kv, capacity] of v_type
+  // Cache element types as ggml ids: 0 f32, 1 f16, 8 q8_0 (kv_values.cuh; q8_0 needs head_dim a
+  // multiple of 32). Queries are rounded for k_type as the CPU reference does.
+  uint32_t k_type = 0;
+  uint32_t v_type = 0;
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim = 0;
@@ -38,8 +43,9 @@ int AttentionDecodeSplits(int64_t n_head, int64_t n_head_kv, int64_t n_tokens, i
 // Floats of scratch the decode kernel needs for `n_splits` (0 when it needs none).
 int64_t AttentionPartialFloats(int64_t n_head, int64_t head_dim, int64_t n_tokens, int n_splits);
 
-// cudaErrorInvalidValue when head_dim > kMaxHeadDim, n_head is not a multiple of n_head_kv, or a
-// decode with n_splits > 1 lacks its partials.
+// cudaErrorInvalidValue when head_dim > kMaxHeadDim, n_head is not a multiple of n_head_kv, a
+// cache type is not one of the three (or q8_0 with head_dim not a multiple of 32), or a decode
+// with n_splits > 1 lacks its partials.
 cudaError_t LaunchAttention(const AttentionArgs& args, cudaStream_t stream);
 
 }  // namespace swarm::kernels::gpu

@@ -664,15 +664,17 @@ void CudaBackend::Add(float* y, const float* x, int64_t n) {
 }
 
 void CudaBackend::StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
-                          const int32_t* positions, float* k_cache, float* v_cache) {
+                          const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) {
   if (n_tokens <= 0 || !s_->Ready()) return;
   const int32_t* dev_positions = s_->UploadInts(positions, n_tokens);
   if (dev_positions == nullptr) return;
-  s_->Check(gpu::LaunchStoreKv(k, v, kv_dim, n_tokens, dev_positions, k_cache, v_cache, s_->stream),
-            "store_kv");
+  s_->Check(
+      gpu::LaunchStoreKv(k, v, kv_dim, n_tokens, dev_positions, static_cast<uint32_t>(types.k),
+                         static_cast<uint32_t>(types.v), k_cache, v_cache, s_->stream),
+      "store_kv");
 }
 
-void CudaBackend::Attention(const float* q, const float* k_cache, const float* v_cache,
+void CudaBackend::Attention(const float* q, const void* k_cache, const void* v_cache,
                             const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                             float* out) {
   if (n_tokens <= 0 || !s_->Ready()) return;
@@ -689,6 +691,8 @@ void CudaBackend::Attention(const float* q, const float* k_cache, const float* v
   args.q = q;
   args.k_cache = k_cache;
   args.v_cache = v_cache;
+  args.k_type = static_cast<uint32_t>(shape.cache.k);
+  args.v_type = static_cast<uint32_t>(shape.cache.v);
   args.n_head = shape.n_head;
   args.n_head_kv = shape.n_head_kv;
   args.head_dim = shape.head_dim;

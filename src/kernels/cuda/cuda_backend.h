@@ -71,8 +71,8 @@ class CudaBackend : public Backend, public GraphCapture, public DeviceProbe {
   void SwiGlu(const float* gate, const float* up, int64_t n, float* y) override;
   void Add(float* y, const float* x, int64_t n) override;
   void StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
-               const int32_t* positions, float* k_cache, float* v_cache) override;
-  void Attention(const float* q, const float* k_cache, const float* v_cache,
+               const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) override;
+  void Attention(const float* q, const void* k_cache, const void* v_cache,
                  const AttentionShape& shape, int64_t n_tokens, const int32_t* positions,
                  float* out) override;
 

@@ -58,8 +58,10 @@ class ChainOnEmulatedGpuTest : public ::testing::Test {
     text.pop_back();  // the newline `swarm generate` prints at the end
     EXPECT_GT(text.size(), 100u);
     EXPECT_EQ(text, ReadFile(kReferenceText).substr(0, text.size()));
-    // Not bit for bit: the GPU kernels sum in another order than the CPU's.
-    EXPECT_LT(generation->nmse, 1e-9);
+    // Not bit for bit: the GPU kernels sum in another order than the CPU's. In the default f16
+    // KV cache a last-bit difference of a key, value or query can cross an f16 rounding boundary
+    // (2^-11 relative): ~1e-7 where an f32 cache stays below 1e-9.
+    EXPECT_LT(generation->nmse, 1e-6);
   }
 
   zmq::context_t zmq_{1};

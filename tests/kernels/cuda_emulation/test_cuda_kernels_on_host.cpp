@@ -277,45 +277,70 @@ TEST_F(CudaKernelsOnHostTest, StoreKvAndAttentionDecodeAndPrompt) {
       {2, 2, 128, Range(30, 12), 48, 1},
       {2, 1, 256, Range(0, 17), 17, 1},
   };
-  for (const AttentionCase& c : cases) {
-    const int64_t n_tokens = static_cast<int64_t>(c.positions.size());
-    const int64_t kv_dim = c.head_dim * c.n_head_kv;
-    const size_t q_size = static_cast<size_t>(c.head_dim * c.n_head * n_tokens);
-    const std::vector<float> q = NormalVector(rng_, q_size, 2.0f);
-    const std::vector<float> k = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
-    const std::vector<float> v = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
-    std::vector<float> expected_k = NormalVector(rng_, static_cast<size_t>(kv_dim * c.capacity));
-    std::vector<float> expected_v = NormalVector(rng_, static_cast<size_t>(kv_dim * c.capacity));
-    std::vector<float> actual_k = expected_k, actual_v = expected_v;
+  const KvTypes cache_types[] = {{GgmlType::kF32, GgmlType::kF32},
+                                 {GgmlType::kF16, GgmlType::kF16},
+                                 {GgmlType::kQ8_0, GgmlType::kQ8_0},
+                                 {GgmlType::kQ8_0, GgmlType::kF16},
+                                 {GgmlType::kF16, GgmlType::kF32}};
+  for (const KvTypes types : cache_types) {
+    const bool q8 = types.k == GgmlType::kQ8_0 || types.v == GgmlType::kQ8_0;
+    for (const AttentionCase& c : cases) {
+      if (q8 && c.head_dim % kQK8_0 != 0) continue;
+      const std::string what = Describe(c) + " cache=" + KvTypesText(types);
+      const int64_t n_tokens = static_cast<int64_t>(c.positions.size());
+      const int64_t kv_dim = c.head_dim * c.n_head_kv;
+      const size_t q_size = static_cast<size_t>(c.head_dim * c.n_head * n_tokens);
+      const std::vector<float> q = NormalVector(rng_, q_size, 2.0f);
+      const std::vector<float> k = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
+      const std::vector<float> v = NormalVector(rng_, static_cast<size_t>(kv_dim * n_tokens));
+      // Earlier cache contents (random bytes are not valid values of every type: start from
+      // stored floats).
+      const size_t k_row = KvRowBytes(types.k, kv_dim), v_row = KvRowBytes(types.v, kv_dim);
+      std::vector<uint8_t> expected_k(k_row * c.capacity), expected_v(v_row * c.capacity);
+      {
+        const std::vector<float> old = NormalVector(rng_, static_cast<size_t>(kv_dim * c.capacity));
+        const std::vector<int32_t> all = Range(0, static_cast<int32_t>(c.capacity));
+        reference_.StoreKv(old.data(), old.data(), kv_dim, c.capacity, all.data(), types,
+                           expected_k.data(), expected_v.data());
+      }
+      std::vector<uint8_t> actual_k = expected_k, actual_v = expected_v;
 
-    reference_.StoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(), expected_k.data(),
-                       expected_v.data());
-    ASSERT_EQ(gpu::LaunchStoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(),
-                                 actual_k.data(), actual_v.data(), nullptr),
-              cudaSuccess);
-    EXPECT_EQ(actual_k, expected_k) << Describe(c);
-    EXPECT_EQ(actual_v, expected_v) << Describe(c);
+      reference_.StoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(), types,
+                         expected_k.data(), expected_v.data());
+      ASSERT_EQ(gpu::LaunchStoreKv(k.data(), v.data(), kv_dim, n_tokens, c.positions.data(),
+                                   static_cast<uint32_t>(types.k), static_cast<uint32_t>(types.v),
+                                   actual_k.data(), actual_v.data(), nullptr),
+                cudaSuccess);
+      EXPECT_EQ(actual_k, expected_k) << what;
+      EXPECT_EQ(actual_v, expected_v) << what;
 
-    std::vector<float> expected(q_size), actual(q_size, NAN);
-    reference_.Attention(q.data(), expected_k.data(), expected_v.data(),
-                         AttentionShape{c.n_head, c.n_head_kv, c.head_dim}, n_tokens,
-                         c.positions.data(), expected.data());
-    std::vector<float> partials(static_cast<size_t>(
-        gpu::AttentionPartialFloats(c.n_head, c.head_dim, n_tokens, c.n_splits)));
-    gpu::AttentionArgs args;
-    args.q = q.data();
-    args.k_cache = actual_k.data();
-    args.v_cache = actual_v.data();
-    args.n_head = c.n_head;
-    args.n_head_kv = c.n_head_kv;
-    args.head_dim = c.head_dim;
-    args.n_tokens = n_tokens;
-    args.positions = c.positions.data();
-    args.out = actual.data();
-    args.n_splits = c.n_splits;
-    args.partials = partials.empty() ? nullptr : partials.data();
-    ASSERT_EQ(gpu::LaunchAttention(args, nullptr), cudaSuccess) << Describe(c);
-    EXPECT_LE(Nmse(actual, expected), 1e-9) << Describe(c);
+      std::vector<float> expected(q_size), actual(q_size, NAN);
+      AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
+      shape.cache = types;
+      reference_.Attention(q.data(), expected_k.data(), expected_v.data(), shape, n_tokens,
+                           c.positions.data(), expected.data());
+      std::vector<float> partials(static_cast<size_t>(
+          gpu::AttentionPartialFloats(c.n_head, c.head_dim, n_tokens, c.n_splits)));
+      gpu::AttentionArgs args;
+      args.q = q.data();
+      args.k_cache = actual_k.data();
+      args.v_cache = actual_v.data();
+      args.k_type = static_cast<uint32_t>(types.k);
+      args.v_type = static_cast<uint32_t>(types.v);
+      args.n_head = c.n_head;
+      args.n_head_kv = c.n_head_kv;
+      args.head_dim = c.head_dim;
+      args.n_tokens = n_tokens;
+      args.positions = c.positions.data();
+      args.out = actual.data();
+      args.n_splits = c.n_splits;
+      args.partials = partials.empty() ? nullptr : partials.data();
+      ASSERT_EQ(gpu::LaunchAttention(args, nullptr), cudaSuccess) << what;
+      // The reference rounds the probabilities to f16 for an f16 V cache; an online softmax
+      // cannot (kernels/kv_types.h).
+      const double bound = types.v == GgmlType::kF16 ? 4e-6 : 1e-9;
+      EXPECT_LE(Nmse(actual, expected), bound) << what;
+    }
   }
 }
 
@@ -332,7 +357,8 @@ TEST_F(CudaKernelsOnHostTest, LaunchersRefuseShapesTheKernelsCannotTake) {
   gpu::AttentionArgs args;
   std::vector<float> buffer(64);
   const int32_t position = 0;
-  args.q = args.k_cache = args.v_cache = buffer.data();
+  args.q = buffer.data();
+  args.k_cache = args.v_cache = buffer.data();
   args.out = buffer.data();
   args.positions = &position;
   args.n_tokens = 1;
@@ -346,6 +372,16 @@ TEST_F(CudaKernelsOnHostTest, LaunchersRefuseShapesTheKernelsCannotTake) {
   args.head_dim = 8;
   args.n_splits = 2;  // without partials
   EXPECT_EQ(gpu::LaunchAttention(args, nullptr), cudaErrorInvalidValue);
+  args.n_splits = 1;
+  args.k_type = static_cast<uint32_t>(GgmlType::kQ8_0);  // head_dim 8: no whole q8_0 block
+  EXPECT_EQ(gpu::LaunchAttention(args, nullptr), cudaErrorInvalidValue);
+  args.k_type = static_cast<uint32_t>(GgmlType::kQ4_0);  // not a KV cache type
+  EXPECT_EQ(gpu::LaunchAttention(args, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(gpu::LaunchStoreKv(buffer.data(), buffer.data(), 8, 1, &position,
+                               static_cast<uint32_t>(GgmlType::kQ8_0),
+                               static_cast<uint32_t>(GgmlType::kF16), buffer.data(), buffer.data(),
+                               nullptr),
+            cudaErrorInvalidValue);
 
   const HostWeight w = MakeWeight(rng_, GgmlType::kQ8_0, 64, 2);
   gpu::DeviceMatrix bad = w.device;

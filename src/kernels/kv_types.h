@@ -1,0 +1,53 @@
+// The element types a KV cache can hold (f32, f16, q8_0 in llama.cpp's block layout) and what they
+// imply for a cache row's size and for the attention arithmetic. Value types and pure functions,
+// callable from any thread.
+//
+// Where the rounding happens follows llama.cpp's CPU run without flash attention (its default
+// until flash_attn became "auto", which newer versions resolve to on for the CPU); K and V caches
+// f16 by default; ggml's mul_mat converts its second operand to the first's vec_dot_type:
+//   - K and V are rounded to the cache type when stored (f16: round to nearest even; q8_0: blocks
+//     of 32 with an f16 scale, as quantize_row_q8_0).
+//   - Q is rounded to K's dot type before Q·K: f16 for an f16 cache, q8_0 for a q8_0 cache.
+//   - The softmax is computed from the (unrounded) float scores; the normalized probabilities are
+//     rounded to f16 before P·V when V is f16 (mul_mat(V, P) converts P to f16).
+//   - A q8_0 V cache needs flash attention in llama.cpp, whose CPU kernel dequantizes V to float
+//     and keeps P in float: no rounding of P there.
+// With flash attention and an f16 V cache, llama.cpp instead accumulates exp(s - max) · V in an f16
+// accumulator (rounded at every position, rescaled in f16) and divides by the float sum at the
+// end; Q, K and V are rounded as above. That mode is not implemented here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/ggml_type.h"
+
+namespace swarm::kernels {
+
+struct KvTypes {
+  GgmlType k = GgmlType::kF32;
+  GgmlType v = GgmlType::kF32;
+  friend bool operator==(const KvTypes&, const KvTypes&) = default;
+};
+
+// llama.cpp's default: f16 keys and values.
+inline constexpr KvTypes kDefaultKvTypes{GgmlType::kF16, GgmlType::kF16};
+
+// Parses a --cache-type-k/-v value: "f32", "f16" or "q8_0" (case-insensitive).
+absl::StatusOr<GgmlType> ParseKvType(std::string_view name);
+
+// OK when keys and values of these types can hold heads of head_dim values: each type is f32, f16
+// or q8_0, and q8_0 needs head_dim a multiple of 32 (a block never spans two heads).
+absl::Status ValidateKvTypes(KvTypes types, int64_t head_dim);
+
+// Bytes of one cache row (one position, kv_dim values) of a valid KV type.
+size_t KvRowBytes(GgmlType type, int64_t kv_dim);
+
+// "f16/f16"-style text for logs and reports.
+std::string KvTypesText(KvTypes types);
+
+}  // namespace swarm::kernels
