@@ -23,10 +23,10 @@ TEST(CliOnEmulatedGpu, GenerateOnTheGpuGivesTheReferenceBeginning) {
 }
 
 TEST(CliOnEmulatedGpu, BenchReportsTheDeviceAndTheFractionsOfItsLimits) {
-  const Result r =
-      RunSwarm({"bench", "-m", kModel, "--device", "cuda:0", "-p", "20", "-n", "4", "-r", "1",
-                "--bandwidth-mib", "64", "--gpu-copy-mib", "4", "--gemm-n", "128"},
-               SWARM_EMULATED_GPU_BINARY);
+  const Result r = RunSwarm(
+      {"bench", "-m", kModel, "--device", "cuda:0", "-p", "20", "-n", "4", "-r", "1",
+       "--bandwidth-mib", "64", "--gpu-copy-mib", "4", "--gemm-n", "128", "--long-context", "0"},
+      SWARM_EMULATED_GPU_BINARY);
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   const nlohmann::json j =
       nlohmann::json::parse(r.stdout_text, nullptr, /*allow_exceptions=*/false);
