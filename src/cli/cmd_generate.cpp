@@ -36,6 +36,7 @@ struct GenerateFlags {
   std::string dht_bind = "0.0.0.0";
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
+  int64_t max_step_timeout_ms = 300000;
   std::string codec = "f32";
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
 };
@@ -52,6 +53,7 @@ absl::StatusOr<router::ChainOptions> MakeChainOptions(const GenerateFlags& flags
   SWARM_ASSIGN_OR_RETURN(options.codec, transport::ParseCodec(flags.codec));
   options.max_length = max_length;
   options.min_step_timeout = std::chrono::milliseconds(flags.min_step_timeout_ms);
+  options.max_step_timeout = std::chrono::milliseconds(flags.max_step_timeout_ms);
   return options;
 }
 
@@ -237,6 +239,10 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
                   "A peer silent this long (or 20x its usual step time) is replaced")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{3600000}));
+  cmd->add_option("--max-step-timeout-ms", flags->max_step_timeout_ms,
+                  "However long the prompt, a step not answered within this long fails its peer")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{86400000}));
   cmd->add_option("--codec", flags->codec,
                   "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
       ->capture_default_str();

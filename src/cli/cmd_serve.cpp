@@ -45,6 +45,10 @@ struct ServeFlags {
   int64_t cache_tokens = 16384;
   int64_t max_length = 2048;
   int64_t idle_timeout_s = 300;
+  double unstarted_timeout_s = 30;
+  peer::QuotaLimits quotas;
+  double queued_mib_per_connection = 4;
+  double queued_mib_per_identity = 16;
   kernels::BackendOptions backend;
   std::string peer_id;
   // Discovery.
@@ -218,6 +222,13 @@ absl::Status Serve(const ServeFlags& flags) {
   options.cache_types = flags.cache_types.Types();
   options.limits.max_session_length = flags.max_length;
   options.limits.idle_timeout = std::chrono::seconds(flags.idle_timeout_s);
+  options.limits.unstarted_timeout = Millis(flags.unstarted_timeout_s);
+  options.limits.quotas = flags.quotas;
+  options.limits.quotas.queued_bytes_per_connection =
+      static_cast<int64_t>(flags.queued_mib_per_connection * (1 << 20));
+  options.limits.quotas.queued_bytes_per_identity =
+      static_cast<int64_t>(flags.queued_mib_per_identity * (1 << 20));
+  options.n_embd = config.n_embd;
   options.peer_id = flags.peer_id;
   options.dht = !flags.no_dht;
   options.initial_peers = flags.initial_peers;
@@ -257,6 +268,60 @@ absl::Status Serve(const ServeFlags& flags) {
   return node.Run();
 }
 
+// What one client may take. A connection is one ZeroMQ connection; an identity is the remote IP
+// address (or the CURVE key of an authenticated client), which several connections may share.
+void AddQuotaFlags(CLI::App& cmd, ServeFlags& flags) {
+  const std::string group = "Quotas (per client)";
+  cmd.add_option("--unstarted-timeout", flags.unstarted_timeout_s,
+                 "Seconds before a session that never got a step ends")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 86400.0))
+      ->group(group);
+  cmd.add_option("--sessions-per-connection", flags.quotas.sessions_per_connection,
+                 "Sessions one connection may hold open")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->group(group);
+  cmd.add_option("--sessions-per-identity", flags.quotas.sessions_per_identity,
+                 "Sessions one identity (IP address or CURVE key) may hold open")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->group(group);
+  cmd.add_option("--cache-share-per-connection", flags.quotas.cache_share_per_connection,
+                 "Share of the KV-cache budget one connection may reserve (at least one session "
+                 "of --max-length)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0))
+      ->group(group);
+  cmd.add_option("--cache-share-per-identity", flags.quotas.cache_share_per_identity,
+                 "Share of the KV-cache budget one identity may reserve (at least one session of "
+                 "--max-length)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0))
+      ->group(group);
+  cmd.add_option("--queued-mib-per-connection", flags.queued_mib_per_connection,
+                 "MiB of steps (decoded) waiting to be computed, per connection; one step is "
+                 "always taken")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 65536.0))
+      ->group(group);
+  cmd.add_option("--queued-mib-per-identity", flags.queued_mib_per_identity,
+                 "MiB of steps (decoded) waiting to be computed, per identity")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 65536.0))
+      ->group(group);
+  cmd.add_option("--queued-steps-per-connection", flags.quotas.queued_steps_per_connection,
+                 "Steps waiting to be computed, per connection")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->group(group);
+  cmd.add_option("--queued-steps-per-identity", flags.quotas.queued_steps_per_identity,
+                 "Steps waiting to be computed, per identity")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->group(group);
+}
+
 }  // namespace
 
 void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
@@ -292,6 +357,7 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--idle-timeout", flags->idle_timeout_s, "Seconds before an idle session ends")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+  AddQuotaFlags(*cmd, *flags);
   cmd->add_option("--backend,--device", flags->backend.name,
                   "Backend, alias --device: auto (GPU 0 if usable, else cpu), cpu, cpu:generic, "
                   "cpu:avx2, cpu:avx512, reference, cuda (= cuda:0), cuda:N; or several, "

@@ -63,15 +63,15 @@ registry::PeerRecord MakeRecord(const std::string& address, const std::string& m
 
 // Binds the peer's ROUTER. After a move the old socket's port is released by ZeroMQ's I/O thread
 // asynchronously, so binding it again at once can fail with EADDRINUSE: `rebinding` retries.
-absl::StatusOr<std::unique_ptr<transport::RouterServer>> BindRouter(zmq::context_t& context,
-                                                                    const std::string& listen,
-                                                                    bool rebinding) {
-  auto bound = transport::RouterServer::Bind(context, listen);
+absl::StatusOr<std::unique_ptr<transport::RouterServer>> BindRouter(
+    zmq::context_t& context, const std::string& listen, bool rebinding,
+    const transport::ServerOptions& options) {
+  auto bound = transport::RouterServer::Bind(context, listen, options);
   for (int attempt = 0; rebinding && !bound.ok() && attempt < 50 &&
                         absl::StrContains(bound.status().message(), "Address already in use");
        ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    bound = transport::RouterServer::Bind(context, listen);
+    bound = transport::RouterServer::Bind(context, listen, options);
   }
   return bound;
 }
@@ -215,7 +215,13 @@ absl::Status PeerNode::RunUntilLeft() {
     const registry::BlockRange blocks = range;
     // Bound first, so the joining record has the address the peer will serve at (a move rebinds
     // the same port).
-    SWARM_ASSIGN_OR_RETURN(auto router, BindRouter(context, listen, listen != o.listen));
+    transport::ServerOptions server_options;
+    if (o.n_embd > 0) {
+      server_options.max_message_bytes = std::min(
+          server_options.max_message_bytes, MaxMessageBytes(o.n_embd, o.limits.max_session_length));
+    }
+    SWARM_ASSIGN_OR_RETURN(auto router,
+                           BindRouter(context, listen, listen != o.listen, server_options));
     listen = router->endpoint();
     const std::string address = PublicAddress(listen, o.public_host);
     // The same memory holds this many positions of the peer's cache types over these blocks: what

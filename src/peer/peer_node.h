@@ -64,6 +64,9 @@ struct PeerNodeOptions {
   // limits.cache_tokens positions, whatever the types).
   SessionLimits limits;
   int64_t kv_dim = 0;
+  // The model's hidden size: the ROUTER refuses frames larger than a step of the longest session
+  // can be (MaxMessageBytes). 0: only transport's generic limit.
+  int64_t n_embd = 0;
   kernels::KvTypes cache_types = kernels::kDefaultKvTypes;
   std::string peer_id;  // reported without a DHT node (else the DHT key's id)
 

@@ -16,7 +16,15 @@ bool AllFinite(const std::vector<float>& x) {
   return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
 }
 
+// What a queued step holds in memory: its decoded input and its route.
+int64_t QueuedBytes(const Step& step, int64_t n_embd) {
+  int64_t bytes = static_cast<int64_t>(sizeof(float)) * n_embd * step.n_tokens;
+  for (const Hop& hop : step.route) bytes += static_cast<int64_t>(sizeof(Hop) + hop.address.size());
+  return bytes;
+}
+
 constexpr std::chrono::milliseconds kIdlePoll{50};
+constexpr std::chrono::milliseconds kExpirySweep{1000};
 // How long the goodbye messages to clients may take to leave when the peer stops.
 constexpr std::chrono::milliseconds kShutdownLinger{200};
 
@@ -25,7 +33,11 @@ constexpr std::chrono::milliseconds kShutdownLinger{200};
 absl::StatusOr<std::unique_ptr<PeerServer>> PeerServer::Create(zmq::context_t& context,
                                                                shard::ServingStack& stack,
                                                                const PeerServerOptions& options) {
-  SWARM_ASSIGN_OR_RETURN(auto router, RouterServer::Bind(context, options.listen, options.server));
+  ServerOptions server = options.server;
+  server.max_message_bytes =
+      std::min(server.max_message_bytes,
+               MaxMessageBytes(stack.config().n_embd, options.limits.max_session_length));
+  SWARM_ASSIGN_OR_RETURN(auto router, RouterServer::Bind(context, options.listen, server));
   return std::unique_ptr<PeerServer>(new PeerServer(context, stack, options, std::move(router)));
 }
 
@@ -41,7 +53,10 @@ PeerServer::PeerServer(zmq::context_t& context, shard::ServingStack& stack,
       stack_(stack),
       options_(options),
       router_(std::move(router)),
+      admission_(options.limits.quotas, options.limits.cache_tokens,
+                 options.limits.max_session_length),
       sessions_(stack, options.limits) {
+  options_.downstream.send_timeout = std::chrono::milliseconds(0);
   free_cache_tokens_.store(sessions_.free_cache_tokens());
 }
 
@@ -49,6 +64,10 @@ PeerServer::~PeerServer() = default;
 
 absl::Status PeerServer::Run() {
   auto last_expiry = std::chrono::steady_clock::now();
+  // Often enough that an unstarted session ends close to its timeout.
+  const auto sweep = std::min<std::chrono::milliseconds>(
+      kExpirySweep, std::max<std::chrono::milliseconds>(options_.limits.unstarted_timeout / 4,
+                                                        std::chrono::milliseconds(10)));
   while (!stop_.load()) {
     // With work queued, only drain what has already arrived, then compute: steps that arrive
     // during a batch are batched together next time.
@@ -64,7 +83,9 @@ absl::Status PeerServer::Run() {
     while (true) {
       auto received = router_->Receive(std::chrono::milliseconds(0));
       if (!received.ok()) break;  // DeadlineExceeded: nothing more queued
-      Handle(received->routing_id, received->message);
+      Handle(received->routing_id,
+             IdentityOf(received->user_id, received->peer_address, received->routing_id),
+             received->message);
     }
     DrainDownstream();
     if (!pending_.empty()) {
@@ -76,7 +97,7 @@ absl::Status PeerServer::Run() {
     free_cache_tokens_.store(sessions_.free_cache_tokens());
     active_sessions_.store(static_cast<int64_t>(sessions_.size()));
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_expiry > std::chrono::seconds(1)) {
+    if (now - last_expiry > sweep) {
       sessions_.ExpireIdle(now);  // their queued steps are skipped when their batch comes
       last_expiry = now;
     }
@@ -116,7 +137,8 @@ void PeerServer::ReplyError(const std::string& routing_id, uint64_t request_id,
   Reply(routing_id, request_id, ErrorReply::FromStatus(status, session, step));
 }
 
-void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<WireMessage>& message) {
+void PeerServer::Handle(const std::string& routing_id, const std::string& identity,
+                        const absl::StatusOr<WireMessage>& message) {
   if (!message.ok()) {
     ReplyError(routing_id, 0, message.status());
     return;
@@ -167,9 +189,15 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
         existing->route.last_block == open->last_block) {
       // The same opening again: the client resent it because the first reply was late or lost
       // (a reconnection drops what was queued). Same answer; the session is left as it is, and
-      // answers go to the connection the client uses now.
+      // answers go to the connection the client uses now (which holds its quota from now on).
       existing->owner = routing_id;
+      existing->quota.Transfer({routing_id, identity});
       Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
+      return;
+    }
+    auto quota = admission_.AdmitSession({routing_id, identity}, open->max_length);
+    if (!quota.ok()) {
+      ReplyError(routing_id, request_id, quota.status(), open->session_id);
       return;
     }
     auto session = sessions_.Open(open->session_id, routing_id, route, open->max_length,
@@ -178,6 +206,7 @@ void PeerServer::Handle(const std::string& routing_id, const absl::StatusOr<Wire
       ReplyError(routing_id, request_id, session.status(), open->session_id);
       return;
     }
+    (*session)->quota = std::move(*quota);
     Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
   } else if (auto* close = std::get_if<CloseSession>(&decoded->body)) {
     // Steps still queued for it are dropped.
@@ -227,6 +256,23 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
                step.session_id, step.step_id);
     return;
   }
+  // The route may name only hops a peer should reach: checked before any work is done for it.
+  for (size_t i = 0; i < step.route.size(); ++i) {
+    if (absl::Status allowed = ValidatePushEndpoint(step.route[i].address); !allowed.ok()) {
+      ReplyError(
+          client, step.step_id,
+          absl::InvalidArgumentError(absl::StrCat("route hop ", i + 1, ": ", allowed.message())),
+          step.session_id, step.step_id);
+      return;
+    }
+  }
+  // Charged to the session's owner by what the step will take decoded, before it is decoded:
+  // a compressed frame costs what it inflates to.
+  auto quota = admission_.AdmitStep(session->quota.holder(), QueuedBytes(step, n_embd));
+  if (!quota.ok()) {
+    ReplyError(client, step.step_id, quota.status(), step.session_id, step.step_id);
+    return;
+  }
   auto input = DecodeActivations(message, &codec_workspace_);
   if (!input.ok()) {
     ReplyError(client, step.step_id, input.status(), step.session_id, step.step_id);
@@ -239,7 +285,8 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
     return;
   }
   session->last_used = std::chrono::steady_clock::now();
-  pending_.push_back(PendingStep{std::move(step), std::move(*input)});
+  session->started = true;
+  pending_.push_back(PendingStep{std::move(step), std::move(*input), std::move(*quota)});
 }
 
 void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_id,

@@ -4,6 +4,9 @@
 // (weights read once per batch). Each step's output is pushed straight to the next hop of its
 // route (peer to peer) and a copy goes back to the client that opened the session.
 // Everything received is validated; a bad message gets an error reply and the peer keeps serving.
+// Each client is held to quotas (peer::Admission: sessions, KV positions and queued steps per
+// connection and per identity) and its route may name only tcp:// hops; what breaks a limit is
+// refused with an error naming it while everyone else is served.
 // Single-threaded: Run() owns every socket; Stop() may be called from any thread or a signal.
 #pragma once
 
@@ -15,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "peer/admission.h"
 #include "peer/session_table.h"
 #include "shard/serving_stack.h"
 #include "transport/protocol.h"
@@ -27,9 +31,13 @@ struct PeerServerOptions {
   std::string peer_id;
   std::string model_id;
   SessionLimits limits;
-  int64_t max_batch_tokens = 2048;      // tokens of one batched forward
-  transport::ServerOptions server;      // the ROUTER (limits, CurveZMQ)
-  transport::ClientOptions downstream;  // DEALERs to the next hops
+  int64_t max_batch_tokens = 2048;  // tokens of one batched forward
+  // The ROUTER (limits, CurveZMQ). Create() lowers its max_message_bytes to what the model's
+  // shapes allow (MaxMessageBytes).
+  transport::ServerOptions server;
+  // DEALERs to the next hops. A push never waits (send_timeout is ignored): a next hop whose
+  // queue is full fails that step, it does not stall the loop.
+  transport::ClientOptions downstream;
   // Measured throughput, reported by Info (filled in by whoever measured it).
   double forward_tokens_per_sec = 0;
   double inference_steps_per_sec = 0;
@@ -71,12 +79,14 @@ class PeerServer {
   struct PendingStep {
     transport::Step step;
     std::vector<float> input;  // [n_embd, n_tokens]
+    Admission::Ticket quota;   // the session owner's share of the queue, until the step runs
   };
 
   PeerServer(zmq::context_t& context, shard::ServingStack& stack, const PeerServerOptions& options,
              std::unique_ptr<transport::RouterServer> router);
 
-  void Handle(const std::string& routing_id, const absl::StatusOr<transport::WireMessage>& message);
+  void Handle(const std::string& routing_id, const std::string& identity,
+              const absl::StatusOr<transport::WireMessage>& message);
   void HandleStep(const std::string& routing_id, uint64_t request_id,
                   transport::DecodedMessage& message);
   void HandleForward(const std::string& routing_id, uint64_t request_id,
@@ -97,6 +107,7 @@ class PeerServer {
   shard::ServingStack& stack_;
   PeerServerOptions options_;
   std::unique_ptr<transport::RouterServer> router_;
+  Admission admission_;  // before what holds its tickets: it outlives them
   SessionTable sessions_;
   absl::flat_hash_map<std::string, std::unique_ptr<transport::DealerClient>> downstream_;
   std::vector<PendingStep> pending_;

@@ -52,7 +52,10 @@ std::vector<std::unique_ptr<Session>> SessionTable::ExpireIdle(
     std::chrono::steady_clock::time_point now) {
   std::vector<std::unique_ptr<Session>> expired;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
-    if (now - it->second->last_used > limits_.idle_timeout) {
+    const Session& session = *it->second;
+    const bool idle = session.started ? now - session.last_used > limits_.idle_timeout
+                                      : now - session.opened > limits_.unstarted_timeout;
+    if (idle) {
       reserved_tokens_ -= it->second->cache->capacity();
       expired.push_back(std::move(it->second));
       sessions_.erase(it++);

@@ -4,7 +4,7 @@
 // max_length is bounded by a KV-cache budget, so a peer never promises more memory than it has;
 // a request beyond it is refused with RESOURCE_EXHAUSTED and the router tries elsewhere. Every
 // way a session ends (close, idle expiry, shutdown) goes through the table, so nothing about a
-// dead session outlives it. Owned by the server loop; one thread uses it.
+// dead session outlives it (its quota ticket included). Owned by the server loop; one thread.
 #pragma once
 
 #include <chrono>
@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "peer/admission.h"
 #include "shard/serving_stack.h"
 #include "transport/protocol.h"
 
@@ -37,13 +38,19 @@ struct Session {
   std::unique_ptr<shard::SequenceCache> cache;
   std::chrono::steady_clock::time_point opened;
   std::chrono::steady_clock::time_point last_used;
+  bool started = false;  // a step was taken; until then the session expires sooner
+  // The owner's share of the quotas (a session, its positions), given back when the session ends.
+  Admission::Ticket quota;
 };
 
 struct SessionLimits {
   int64_t cache_tokens = 1 << 16;  // budget: sum of max_length over open sessions
   int64_t max_session_length = 4096;
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(5)};
+  // A session that never got a step holds its reservation for no one: it ends sooner.
+  std::chrono::milliseconds unstarted_timeout{std::chrono::seconds(30)};
   int64_t max_sessions = 1024;
+  QuotaLimits quotas;  // per connection and identity (the server loop's Admission applies them)
 };
 
 class SessionTable {
@@ -60,7 +67,8 @@ class SessionTable {
   // valid until the session ends.
   Session* Find(const transport::SessionId& id);
   bool Close(const transport::SessionId& id);
-  // Ends sessions idle for longer than the limit; returns them (their owners may be told).
+  // Ends sessions idle for longer than the limit (unstarted_timeout for one that never got a
+  // step); returns them (their owners may be told).
   std::vector<std::unique_ptr<Session>> ExpireIdle(std::chrono::steady_clock::time_point now);
   // Ends every session (the peer stops); returns them so their owners can be told.
   std::vector<std::unique_ptr<Session>> CloseAll();

@@ -95,6 +95,14 @@ absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Lin
     }
     socket_options.watch_disconnects = true;
   }
+  // No frame of this session is larger than its longest step: libzmq drops a larger one unread.
+  if (auto tensor = transport::MaxEncodedSize(
+          options_.codec, static_cast<uint64_t>(n_embd_) *
+                              static_cast<uint64_t>(std::max<int64_t>(options_.max_length, 1)));
+      tensor.ok()) {
+    const auto limit = static_cast<int64_t>(*tensor + transport::kMaxHeaderBytes);
+    socket_options.max_message_bytes = std::min(socket_options.max_message_bytes, limit);
+  }
   auto socket = transport::DealerClient::Connect(context_, where.address, socket_options);
   if (!socket.ok()) return Attribute(socket.status(), where);
   link.socket = std::move(*socket);
@@ -134,14 +142,22 @@ ChainSession::~ChainSession() {
   for (Link& link : links_) CloseLink(link);
 }
 
-std::chrono::milliseconds ChainSession::StepTimeout(int64_t n_tokens) const {
+std::chrono::milliseconds StepTimeout(const ChainOptions& options, double seconds_per_token,
+                                      int64_t n_tokens) {
   const double per_token =
-      seconds_per_token_ >= 0
-          ? seconds_per_token_
-          : std::chrono::duration<double>(options_.initial_step_estimate).count();
-  const auto expected = std::chrono::milliseconds(
-      static_cast<int64_t>(1e3 * options_.step_timeout_factor * per_token * n_tokens));
-  return std::max(options_.min_step_timeout, expected);
+      seconds_per_token >= 0 ? seconds_per_token
+                             : std::chrono::duration<double>(options.initial_step_estimate).count();
+  const auto cap = std::max(options.min_step_timeout, options.max_step_timeout);
+  // In double first: factor x time x tokens can pass what milliseconds hold.
+  const double expected_ms = 1e3 * options.step_timeout_factor * per_token *
+                             static_cast<double>(std::max<int64_t>(n_tokens, 0));
+  if (!(expected_ms < static_cast<double>(cap.count()))) return cap;  // NaN too
+  return std::max(options.min_step_timeout,
+                  std::chrono::milliseconds(static_cast<int64_t>(expected_ms)));
+}
+
+std::chrono::milliseconds ChainSession::StepTimeout(int64_t n_tokens) const {
+  return router::StepTimeout(options_, seconds_per_token_, n_tokens);
 }
 
 ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
@@ -253,7 +269,8 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
           fail(i, absl::DataLossError("output for the wrong positions"));
           return result;
         }
-        auto values = transport::DecodeActivations(decoded, &workspace_);
+        // The shape and codec asked for, checked before anything is inflated.
+        auto values = transport::DecodeActivations(decoded, {options_.codec, shape}, &workspace_);
         if (!values.ok() || values->size() != n_values) {
           fail(i, absl::DataLossError(values.ok() ? "output of the wrong size"
                                                   : values.status().message()));

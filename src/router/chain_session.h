@@ -39,8 +39,11 @@ struct ChainOptions {
   std::chrono::milliseconds open_resend_interval{1000};
   // A step fails when the chain has not answered within
   // max(min_step_timeout, step_timeout_factor x the expected time of the step), the expected time
-  // being a running average of earlier steps' time per token (initial_step_estimate at first).
+  // being a running average of earlier steps' time per token (initial_step_estimate at first),
+  // and never later than max_step_timeout (a long prompt would otherwise wait for hours on a
+  // peer that never answers). See StepTimeout().
   std::chrono::milliseconds min_step_timeout{2000};
+  std::chrono::milliseconds max_step_timeout{std::chrono::minutes(5)};
   double step_timeout_factor = 20;
   std::chrono::milliseconds initial_step_estimate{1000};
   int max_failovers_per_step = 8;
@@ -90,6 +93,12 @@ struct FailoverEvent {
   int64_t replayed_positions = 0;  // the history's length
   int attempts = 0;                // replacements tried (1 when the first worked)
 };
+
+// How long a step of n_tokens may take before its hop is failed, given the measured time per
+// token (< 0: none yet, options.initial_step_estimate is used): see ChainOptions. Within
+// [min_step_timeout, max(min_step_timeout, max_step_timeout)].
+std::chrono::milliseconds StepTimeout(const ChainOptions& options, double seconds_per_token,
+                                      int64_t n_tokens);
 
 // Asks a peer for its Info (blocks, model id, throughput).
 absl::StatusOr<transport::InfoReply> QueryInfo(zmq::context_t& context, const std::string& address,

@@ -676,4 +676,20 @@ absl::StatusOr<std::vector<float>> DecodeActivations(const DecodedMessage& messa
   return DecodeTensor(message.tensor->bytes(), desc->num_elements(), desc->codec, workspace);
 }
 
+absl::StatusOr<std::vector<float>> DecodeActivations(const DecodedMessage& message,
+                                                     const TensorDesc& expected,
+                                                     CodecWorkspace* workspace) {
+  const TensorDesc* desc = MessageTensor(message.body);
+  if (desc != nullptr && *desc != expected) {
+    auto shape = [](const TensorDesc& d) {
+      std::string text = "[";
+      for (size_t i = 0; i < d.shape.size(); ++i) absl::StrAppend(&text, i ? ", " : "", d.shape[i]);
+      return absl::StrCat(text, "] ", CodecName(d.codec));
+    };
+    return absl::DataLossError(
+        absl::StrCat("tensor declared ", shape(*desc), ", expected ", shape(expected)));
+  }
+  return DecodeActivations(message, workspace);
+}
+
 }  // namespace swarm::transport

@@ -237,5 +237,11 @@ absl::StatusOr<EncodedTensor> EncodeActivations(std::span<const float> x,
 // Decodes the tensor of a decoded message (Step, StepOutput, Forward, ForwardOutput).
 absl::StatusOr<std::vector<float>> DecodeActivations(const DecodedMessage& message,
                                                      CodecWorkspace* workspace = nullptr);
+// The same, for a receiver that knows what it asked for: DataLoss, before anything is allocated
+// or inflated, when the message declares another shape or codec than `expected` (a peer's output
+// declaring more values than the step has would otherwise cost what it declares).
+absl::StatusOr<std::vector<float>> DecodeActivations(const DecodedMessage& message,
+                                                     const TensorDesc& expected,
+                                                     CodecWorkspace* workspace = nullptr);
 
 }  // namespace swarm::transport

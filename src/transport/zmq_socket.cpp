@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -192,6 +193,9 @@ absl::StatusOr<RoutedMessage> RouterServer::Receive(std::chrono::milliseconds ti
     if (parts.size() > 1) {
       // Set by our ZAP handler for CURVE clients; absent otherwise.
       if (const char* user = zmq_msg_gets(parts[1].handle(), "User-Id")) routed.user_id = user;
+      if (const char* address = zmq_msg_gets(parts[1].handle(), "Peer-Address")) {
+        routed.peer_address = address;
+      }
     }
     routed.message = ToWireMessage(parts, 1, total);
     return routed;
@@ -306,6 +310,36 @@ absl::StatusOr<WireMessage> DealerClient::ReceiveUntil(
   const auto left =
       std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   return Receive(std::max(left, std::chrono::milliseconds(0)));
+}
+
+absl::Status ValidatePushEndpoint(std::string_view endpoint) {
+  constexpr std::string_view kTcp = "tcp://";
+  auto refuse = [&](std::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hop address '", ToAbsl(endpoint), "' refused: ", ToAbsl(why)));
+  };
+  if (endpoint.substr(0, kTcp.size()) != kTcp) {
+    return refuse("a peer pushes only to tcp://HOST:PORT");
+  }
+  const std::string_view rest = endpoint.substr(kTcp.size());
+  if (rest.find(';') != std::string_view::npos) return refuse("no source address may be given");
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return refuse("expected tcp://HOST:PORT");
+  const std::string_view host = rest.substr(0, colon);
+  const std::string_view port = rest.substr(colon + 1);
+  if (host == "*" || host == "[*]") return refuse("no wildcard host");
+  for (char c : host) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '%';
+    if (!ok) return refuse("bad character in the host");
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 ||
+      value > 65535) {
+    return refuse("the port must be 1..65535");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<size_t>> PollReadable(std::span<const zmq::socket_ref> sockets,

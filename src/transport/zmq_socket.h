@@ -72,8 +72,9 @@ struct ClientOptions : SocketOptions {
 
 // A message the ROUTER received, tagged with its sender.
 struct RoutedMessage {
-  std::string routing_id;  // opaque ZeroMQ routing id of the sender's connection
-  std::string user_id;     // the sender's Z85 public key when CURVE + ZAP authenticated it
+  std::string routing_id;    // opaque ZeroMQ routing id of the sender's connection
+  std::string user_id;       // the sender's Z85 public key when CURVE + ZAP authenticated it
+  std::string peer_address;  // the sender's IP address (TCP; empty for other transports)
   // InvalidArgument when the sender broke the framing (no header, more than two frames); reply
   // with an error to routing_id and keep serving.
   absl::StatusOr<WireMessage> message;
@@ -144,6 +145,12 @@ class DealerClient {
   zmq::socket_t monitor_;  // PAIR receiving socket_'s disconnect events (unset when not watched)
   std::string endpoint_;
 };
+
+// Whether a peer may push to `endpoint`, an address a client's route names: only
+// tcp://HOST:PORT (never ipc://, inproc:// or another transport that would reach into the peer's
+// own machine or process, nor libzmq's "source;destination" form that binds a local address).
+// InvalidArgument saying why not.
+absl::Status ValidatePushEndpoint(std::string_view endpoint);
 
 // Waits until at least one of `sockets` is readable; returns the readable ones' indices (empty
 // on timeout). For loops that serve a RouterServer and several DealerClients in one thread.

@@ -424,11 +424,11 @@ class ChainHostileTest : public ::testing::Test {
       EXPECT_NE(c.AwaitError(id), StatusCode::kOk) << "an id already in use";
     }
 
-    // A route to nowhere: the step runs, the push fails, the client hears why.
+    // A route to nowhere: refused before the step runs (a peer pushes only to tcp:// hops).
     {
       transport::Step step = c.MakeStep(session, 0, 1, c.NextId());
       step.route.push_back({"not-an-endpoint", SessionId::Random(), {}});
-      EXPECT_EQ(c.StepError(step, one), StatusCode::kUnavailable);
+      EXPECT_EQ(c.StepError(step, one), StatusCode::kInvalidArgument);
     }
 
     // Messages a peer never accepts.
