@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -22,7 +23,10 @@ int64_t ShareOf(double share, int64_t cache_tokens, int64_t max_session_length) 
 }
 
 std::string MiB(int64_t bytes) {
-  return absl::StrCat(static_cast<double>(bytes) / (1 << 20), " MiB");
+  if (bytes < (1 << 20)) return absl::StrCat(bytes, " bytes");
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return text;
 }
 
 }  // namespace

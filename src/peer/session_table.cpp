@@ -1,5 +1,7 @@
 #include "peer/session_table.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
@@ -53,8 +55,9 @@ std::vector<std::unique_ptr<Session>> SessionTable::ExpireIdle(
   std::vector<std::unique_ptr<Session>> expired;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     const Session& session = *it->second;
-    const bool idle = session.started ? now - session.last_used > limits_.idle_timeout
-                                      : now - session.opened > limits_.unstarted_timeout;
+    const auto limit = session.started ? limits_.idle_timeout
+                                       : std::min(limits_.idle_timeout, limits_.unstarted_timeout);
+    const bool idle = now - session.last_used > limit;
     if (idle) {
       reserved_tokens_ -= it->second->cache->capacity();
       expired.push_back(std::move(it->second));

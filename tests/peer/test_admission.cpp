@@ -14,6 +14,7 @@ namespace {
 
 const Requester kAlice{"conn-a", "ip:10.0.0.1"};
 const Requester kAliceAgain{"conn-a2", "ip:10.0.0.1"};  // another connection, same address
+const Requester kAliceThird{"conn-a3", "ip:10.0.0.1"};
 const Requester kBob{"conn-b", "ip:10.0.0.2"};
 
 QuotaLimits Limits() {
@@ -50,7 +51,8 @@ TEST(AdmissionTest, CacheSharesPerConnectionAndIdentity) {
   // Another connection from the same address fits until the address's 500 are taken.
   auto other = admission.AdmitSession(kAliceAgain, 250);
   ASSERT_TRUE(other.ok()) << other.status();
-  ExpectExhausted(admission.AdmitSession(kAliceAgain, 100), "KV-cache positions per identity");
+  ExpectExhausted(admission.AdmitSession(kAliceAgain, 1), "KV-cache positions per connection");
+  ExpectExhausted(admission.AdmitSession(kAliceThird, 100), "KV-cache positions per identity");
   // Someone else is not affected.
   auto bob = admission.AdmitSession(kBob, 250);
   ASSERT_TRUE(bob.ok()) << bob.status();
@@ -102,7 +104,7 @@ TEST(AdmissionTest, QueuedStepsAreBoundedAndTheFirstIsAlwaysTaken) {
   ExpectExhausted(admission.AdmitStep(kAlice, 100), "queued steps per connection");
   // Same address, other connection: up to the identity's caps (6 steps, 1500 bytes).
   queued.push_back(*admission.AdmitStep(kAliceAgain, 100));
-  ExpectExhausted(admission.AdmitStep(kAliceAgain, 1001), "queued bytes per identity");
+  ExpectExhausted(admission.AdmitStep(kAliceThird, 1001), "queued bytes per identity");
   queued.push_back(*admission.AdmitStep(kAliceAgain, 100));
   ExpectExhausted(admission.AdmitStep(kAliceAgain, 1), "queued steps per identity");
   EXPECT_TRUE(admission.AdmitStep(kBob, 100).ok());

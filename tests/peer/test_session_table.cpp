@@ -178,12 +178,32 @@ TEST(SessionTable, IdleSessionsExpireWithTheirRoutes) {
   EXPECT_NE(table.Find(kB), nullptr);
   EXPECT_EQ(table.free_cache_tokens(), 80);
 
-  // Use keeps a session alive.
+  // Use (a step) keeps a session alive.
+  table.Find(kB)->started = true;
   table.Find(kB)->last_used = t0 + seconds(14);
   EXPECT_TRUE(table.ExpireIdle(t0 + seconds(20)).empty());
   EXPECT_EQ(table.ExpireIdle(t0 + seconds(25)).size(), 1u);
   EXPECT_EQ(table.size(), 0u);
   EXPECT_EQ(table.free_cache_tokens(), 100);
+}
+
+TEST(SessionTable, SessionsThatNeverStepExpireSooner) {
+  FakeStack stack;
+  SessionLimits limits = Limits(100);
+  limits.unstarted_timeout = seconds(2);
+  SessionTable table(stack, limits);
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(table.Open(kA, "client-a", Route(0, 2, 1), 10, t0).ok());
+  ASSERT_TRUE(table.Open(kB, "client-b", Route(0, 2, 1), 10, t0).ok());
+  table.Find(kB)->started = true;
+  table.Find(kB)->last_used = t0 + seconds(1);
+  EXPECT_TRUE(table.ExpireIdle(t0 + seconds(2)).empty());
+  auto expired = table.ExpireIdle(t0 + seconds(3));
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0]->id, kA);
+  // The one that stepped keeps the idle timeout.
+  EXPECT_TRUE(table.ExpireIdle(t0 + seconds(11)).empty());
+  EXPECT_EQ(table.ExpireIdle(t0 + seconds(12)).size(), 1u);
 }
 
 TEST(SessionTable, CloseAllEndsEverySessionAndHandsThemBack) {

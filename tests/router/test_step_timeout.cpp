@@ -29,7 +29,9 @@ TEST(StepTimeoutTest, TheCapHoldsForAnyInput) {
   ChainOptions options;
   options.max_step_timeout = milliseconds(30000);
   EXPECT_EQ(StepTimeout(options, std::numeric_limits<double>::infinity(), 1), milliseconds(30000));
-  EXPECT_EQ(StepTimeout(options, std::numeric_limits<double>::quiet_NaN(), 1), milliseconds(30000));
+  // NaN is no measurement: the initial estimate (1 s per token) holds, and the cap.
+  EXPECT_EQ(StepTimeout(options, std::numeric_limits<double>::quiet_NaN(), 1), milliseconds(20000));
+  EXPECT_EQ(StepTimeout(options, std::numeric_limits<double>::quiet_NaN(), 2), milliseconds(30000));
   EXPECT_EQ(StepTimeout(options, 1e300, std::numeric_limits<int64_t>::max()), milliseconds(30000));
   // A cap below the minimum: the minimum wins (the minimum is what the user asked a peer to get).
   options.min_step_timeout = milliseconds(60000);
