@@ -2,8 +2,12 @@
 // from one connection is refused beyond its cap while the peer's memory stays bounded and another
 // client generates the reference text; one connection's idle sessions cannot take the KV budget;
 // sessions that never get a step expire after --unstarted-timeout; a route naming an ipc:// or
-// inproc:// hop is refused; a frame larger than the model's shapes allow is dropped by libzmq.
-// Each refusal names the limit, and the peer keeps serving everyone else.
+// inproc:// hop is refused; a frame larger than the model's shapes allow is dropped by libzmq; and
+// on the client's side, a lying peer's tiny output that declares a huge shape is refused before it
+// is inflated. Each refusal names the limit, and the peer keeps serving everyone else.
+#include <unistd.h>
+#include <zstd.h>
+
 #include <atomic>
 #include <fstream>
 #include <thread>
@@ -324,6 +328,103 @@ TEST_F(ChainQuotasTest, AFrameLargerThanTheModelAllowsIsDroppedUnread) {
   EXPECT_TRUE(dropped) << "a frame of " << limit + 1 << " bytes was not refused by libzmq";
   // Everyone else is served.
   EXPECT_GT(FreeCacheTokens(), 0u);
+}
+
+// A peer that accepts every session and answers every step with a zstd frame of a few KiB that
+// declares [2^26, n_tokens] f32 values: 256 MiB once inflated.
+class BombingPeer {
+ public:
+  explicit BombingPeer(zmq::context_t& context) {
+    auto router = transport::RouterServer::Bind(context, "tcp://127.0.0.1:0");
+    EXPECT_TRUE(router.ok()) << router.status();
+    router_ = std::move(*router);
+    bomb_ = ZeroFrame(uint64_t{4} << 26);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~BombingPeer() {
+    stop_.store(true);
+    thread_.join();
+  }
+  const std::string& address() const { return router_->endpoint(); }
+  size_t bomb_bytes() const { return bomb_.size(); }
+
+ private:
+  static std::vector<uint8_t> ZeroFrame(uint64_t bytes) {
+    std::vector<uint8_t> zeros(size_t{1} << 20, 0), frame(1 << 20);
+    ZSTD_CCtx* cctx = ZSTD_createCCtx();
+    ZSTD_CCtx_setPledgedSrcSize(cctx, bytes);
+    ZSTD_outBuffer out{frame.data(), frame.size(), 0};
+    for (uint64_t done = 0; done < bytes;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), bytes - done));
+      done += n;
+      ZSTD_inBuffer in{zeros.data(), n, 0};
+      const ZSTD_EndDirective mode = done == bytes ? ZSTD_e_end : ZSTD_e_continue;
+      size_t left;
+      do {
+        left = ZSTD_compressStream2(cctx, &out, &in, mode);
+      } while (!ZSTD_isError(left) && (in.pos < in.size || (mode == ZSTD_e_end && left != 0)));
+    }
+    ZSTD_freeCCtx(cctx);
+    frame.resize(out.pos);
+    return frame;
+  }
+
+  void Serve() {
+    while (!stop_.load()) {
+      auto received = router_->Receive(milliseconds(50));
+      if (!received.ok() || !received->message.ok()) continue;
+      auto decoded = transport::DecodeMessage(*received->message);
+      if (!decoded.ok()) continue;
+      if (auto* open = std::get_if<transport::OpenSession>(&decoded->body)) {
+        Reply(received->routing_id, decoded->request_id,
+              transport::OpenSessionReply{open->session_id, true, open->max_length, ""});
+      } else if (auto* step = std::get_if<transport::Step>(&decoded->body)) {
+        transport::StepOutput output;
+        output.session_id = step->session_id;
+        output.step_id = step->step_id;
+        output.start_position = step->start_position;
+        output.n_tokens = step->n_tokens;
+        output.last_block = kLayers;
+        output.tensor = {step->tensor.codec,
+                         {uint32_t{1} << 26, static_cast<uint32_t>(step->n_tokens)}};
+        Reply(received->routing_id, step->step_id, output,
+              transport::Payload::FromVector(std::vector<uint8_t>(bomb_)));
+      }
+    }
+  }
+  void Reply(const std::string& to, uint64_t request_id, transport::Message body,
+             std::optional<transport::Payload> tensor = std::nullopt) {
+    auto wire = transport::EncodeMessage(request_id, std::move(body), std::move(tensor));
+    EXPECT_TRUE(wire.ok()) << wire.status();
+    if (wire.ok()) (void)router_->Send(to, *wire);
+  }
+
+  std::unique_ptr<transport::RouterServer> router_;
+  std::vector<uint8_t> bomb_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(ChainClientLimitsTest, ALyingPeersOversizedOutputIsRefusedBeforeInflating) {
+  zmq::context_t context(1);
+  BombingPeer liar(context);
+  router::ChainOptions options;
+  options.codec = transport::ParseCodec("f32+zstd").value();
+  options.max_length = 16;
+  auto chain = router::ChainSession::Open(context, {{liar.address(), 0, kLayers, ""}}, kLayers,
+                                          kEmbd, options);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  const int64_t rss_before = PeakRss(getpid());
+  std::vector<float> hidden(kEmbd, 0.25f), out(kEmbd);
+  const absl::Status status = (*chain)->Forward(1, hidden.data(), out.data());
+  const int64_t rss_after = PeakRss(getpid());
+  std::printf("a %zu-byte output declaring 256 MiB: %s; peak RSS %.1f -> %.1f MiB\n",
+              liar.bomb_bytes(), status.ToString().c_str(), rss_before / 1048576.0,
+              rss_after / 1048576.0);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "declared [67108864, 1]")) << status;
+  // Inflated, it would have cost 512 MiB (the values and zstd's output).
+  EXPECT_LT(rss_after - rss_before, int64_t{64} << 20);
 }
 
 }  // namespace
