@@ -4,6 +4,8 @@
 // (weights read once per batch). Each step's output is pushed straight to the next hop of its
 // route (peer to peer) and a copy goes back to the client that opened the session.
 // Everything received is validated; a bad message gets an error reply and the peer keeps serving.
+// A session belongs to the client that opened it (peer/session_access.h): a step, close or opening
+// without the right capability is refused with PERMISSION_DENIED and changes nothing.
 // Single-threaded: Run() owns every socket; Stop() may be called from any thread or a signal.
 #pragma once
 
@@ -15,6 +17,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "peer/session_access.h"
 #include "peer/session_table.h"
 #include "shard/serving_stack.h"
 #include "transport/protocol.h"
@@ -70,6 +73,7 @@ class PeerServer {
  private:
   struct PendingStep {
     transport::Step step;
+    AuthorizedStep access;     // who sent it, and this hop's layer of its route
     std::vector<float> input;  // [n_embd, n_tokens]
   };
 
@@ -79,8 +83,6 @@ class PeerServer {
   void Handle(const std::string& routing_id, const absl::StatusOr<transport::WireMessage>& message);
   void HandleStep(const std::string& routing_id, uint64_t request_id,
                   transport::DecodedMessage& message);
-  void HandleForward(const std::string& routing_id, uint64_t request_id,
-                     transport::DecodedMessage& message);
   void RunBatch();
   void Reply(const std::string& routing_id, uint64_t request_id, transport::Message body,
              std::optional<transport::Payload> tensor = std::nullopt);
