@@ -6,6 +6,10 @@
 // close it, roll it back and step into it: each gets PERMISSION_DENIED and nothing else, and the
 // client's text equals the in-process reference. Hop 0's bytes name hop 1 alone: nothing of
 // hop 2's session id, capabilities or address, and no owner capability or route key of any hop.
+// And the failover retry, which pushes positions the hops before the failed one already hold,
+// still goes through (the client marks it a redo in each layer).
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <functional>
@@ -255,6 +259,8 @@ TEST(ChainHijackTest, SessionsBelongToTheirOpenerAndHopsLearnOnlyTheNextHop) {
       last_layer = *layer;
     }
     ASSERT_TRUE(last_layer.has_value());
+    std::printf("a step's header at hop 0 of 3: %zu bytes, its sealed route %zu bytes\n",
+                seen0.back().header.size(), steps0.back()->sealed_route.size());
     const transport::Hop hop1 = *last_layer->next;
     const int64_t position = (*chain)->position();
 
@@ -309,6 +315,54 @@ TEST(ChainHijackTest, SessionsBelongToTheirOpenerAndHopsLearnOnlyTheNextHop) {
   EXPECT_TRUE(upstream.Silent());
   chain->reset();
   for (Peer& peer : peers) EXPECT_EQ(StopPeer(peer), 0) << ReadFile(peer.log_path);
+}
+
+// Offers one spare peer for the blocks of the last hop, nothing else.
+class SpareProvider : public router::HopProvider {
+ public:
+  explicit SpareProvider(router::ChainHop spare) : spare_(std::move(spare)) {}
+  void ReportFailure(const router::ChainHop&) override {}
+  void ReportSuccess(const router::ChainHop&) override {}
+  absl::StatusOr<std::vector<router::ChainHop>> Replace(uint32_t first, uint32_t last) override {
+    if (first != spare_.first_block || last != spare_.last_block || used_) {
+      return absl::UnavailableError(absl::StrCat("no spare for blocks ", first, "..", last));
+    }
+    used_ = true;
+    return std::vector<router::ChainHop>{spare_};
+  }
+
+ private:
+  router::ChainHop spare_;
+  bool used_ = false;
+};
+
+// The last hop dies mid-generation: the retried step reaches hop 1, which holds its positions
+// already, from hop 0, as a push. The client's redo mark lets it through, once; the text is exact.
+TEST(ChainHijackTest, FailoverRetryIsAcceptedByTheHopsBeforeTheFailedOne) {
+  auto peers = StartPeers(kModel, {{0, 2}, {2, 4}, {4, 5}, {4, 5}});
+  ASSERT_EQ(peers.size(), 4u);
+  for (const Peer& peer : peers) ASSERT_FALSE(peer.ready.address.empty());
+  kernels::BackendOptions backend;
+  auto client = shard::LocalModel::Load(kModel, backend, /*load_blocks=*/false);
+  ASSERT_TRUE(client.ok()) << client.status();
+  zmq::context_t zmq(1);
+  SpareProvider spare(HopsOf({&peers[3]})[0]);
+  router::ChainOptions options;
+  options.max_length = 1 + kReferenceTokens;
+  auto chain = router::ChainSession::Open(zmq, HopsOf({&peers[0], &peers[1], &peers[2]}),
+                                          (*client)->config.n_layer, (*client)->config.n_embd,
+                                          options, &spare);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  AttackingPipeline pipeline(**chain, /*attack_after=*/30,
+                             [&] { ASSERT_TRUE(peers[2].process->Signal(SIGKILL).ok()); });
+  auto generation = GenerateGreedy(**client, pipeline, kReferenceTokens);
+  ASSERT_TRUE(generation.ok()) << generation.status();
+  EXPECT_EQ(generation->text, ReadFile(kReferenceText));
+  ASSERT_EQ((*chain)->failovers(), 1);
+  EXPECT_EQ((*chain)->failover_events()[0].hop, 2);
+  EXPECT_EQ((*chain)->hops()[2].address, peers[3].ready.address);
+  chain->reset();
+  for (size_t i : {0, 1, 3}) EXPECT_EQ(StopPeer(peers[i]), 0) << ReadFile(peers[i].log_path);
 }
 
 }  // namespace
