@@ -10,6 +10,7 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev      # ZeroMQ sockets and their C++ binding
   capnproto libcapnp-dev      # wire-format schema compiler and runtime
   libzstd-dev                 # activation compression
+  libsodium-dev               # session capabilities and sealed routes (CSPRNG, secretbox)
   libboost-dev                # Boost.Beast / Asio for the HTTP gateway
   libboost-context-dev        # fibers: the tests' emulated GPU runs CUDA threads on them
   libopendht-dev              # Kademlia DHT for peer discovery

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "peer/batch_scheduler.h"
+#include "peer/session_access.h"
 
 namespace swarm::peer {
 
@@ -16,11 +17,10 @@ bool AllFinite(const std::vector<float>& x) {
   return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
 }
 
-// What a queued step holds in memory: its decoded input and its route.
+// What a queued step holds in memory: its decoded input and its sealed route.
 int64_t QueuedBytes(const Step& step, int64_t n_embd) {
-  int64_t bytes = static_cast<int64_t>(sizeof(float)) * n_embd * step.n_tokens;
-  for (const Hop& hop : step.route) bytes += static_cast<int64_t>(sizeof(Hop) + hop.address.size());
-  return bytes;
+  return static_cast<int64_t>(sizeof(float)) * n_embd * step.n_tokens +
+         static_cast<int64_t>(step.sealed_route.size());
 }
 
 constexpr std::chrono::milliseconds kIdlePoll{50};
@@ -184,9 +184,17 @@ void PeerServer::Handle(const std::string& routing_id, const std::string& identi
     const SessionRoute route{open->first_block, open->last_block, open->hop_index,
                              open->return_outputs, open->output_codec};
     Session* existing = sessions_.Find(open->session_id);
+    if (existing != nullptr) {
+      // Only its owner may open it again: anyone else would take its outputs.
+      if (auto owner = AuthorizeOwner(*existing, open->capabilities.owner, "open"); !owner.ok()) {
+        ReplyError(routing_id, request_id, owner, open->session_id);
+        return;
+      }
+    }
     if (existing != nullptr && existing->cache->capacity() == open->max_length &&
         existing->route.first_block == open->first_block &&
-        existing->route.last_block == open->last_block) {
+        existing->route.last_block == open->last_block &&
+        existing->capabilities == open->capabilities) {
       // The same opening again: the client resent it because the first reply was late or lost
       // (a reconnection drops what was queued). Same answer; the session is left as it is, and
       // answers go to the connection the client uses now (which holds its quota from now on).
@@ -207,8 +215,15 @@ void PeerServer::Handle(const std::string& routing_id, const std::string& identi
       return;
     }
     (*session)->quota = std::move(*quota);
+    (*session)->capabilities = open->capabilities;
     Reply(routing_id, request_id, OpenSessionReply{open->session_id, true, open->max_length, ""});
   } else if (auto* close = std::get_if<CloseSession>(&decoded->body)) {
+    if (const Session* session = sessions_.Find(close->session_id); session != nullptr) {
+      if (auto owner = AuthorizeOwner(*session, close->owner_capability, "close"); !owner.ok()) {
+        ReplyError(routing_id, request_id, owner, close->session_id);
+        return;
+      }
+    }
     // Steps still queued for it are dropped.
     std::erase_if(pending_,
                   [&](const PendingStep& p) { return p.step.session_id == close->session_id; });
@@ -216,8 +231,6 @@ void PeerServer::Handle(const std::string& routing_id, const std::string& identi
     Reply(routing_id, request_id, CloseSessionReply{close->session_id});
   } else if (std::holds_alternative<Step>(decoded->body)) {
     HandleStep(routing_id, request_id, *decoded);
-  } else if (std::holds_alternative<Forward>(decoded->body)) {
-    HandleForward(routing_id, request_id, *decoded);
   } else {
     ReplyError(routing_id, request_id,
                absl::InvalidArgumentError(absl::StrCat("a peer does not accept ",
@@ -234,6 +247,13 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
                absl::NotFoundError(absl::StrCat("no session ", step.session_id.ToString(),
                                                 " (never opened, closed or expired)")),
                step.session_id, step.step_id);
+    return;
+  }
+  // Whoever may not send this step hears so, and nothing else happens: its client is not told (the
+  // sender could otherwise fail the client's step by naming its id).
+  auto access = AuthorizeStep(*session, step);
+  if (!access.ok()) {
+    ReplyError(routing_id, request_id, access.status(), step.session_id, step.step_id);
     return;
   }
   // From here on errors go to the session's client, who can act on them, not to the upstream
@@ -256,13 +276,12 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
                step.session_id, step.step_id);
     return;
   }
-  // The route may name only hops a peer should reach: checked before any work is done for it.
-  for (size_t i = 0; i < step.route.size(); ++i) {
-    if (absl::Status allowed = ValidatePushEndpoint(step.route[i].address); !allowed.ok()) {
-      ReplyError(
-          client, step.step_id,
-          absl::InvalidArgumentError(absl::StrCat("route hop ", i + 1, ": ", allowed.message())),
-          step.session_id, step.step_id);
+  // The next hop must be one a peer should reach: checked before any work is done for it.
+  if (access->layer && access->layer->next) {
+    if (absl::Status allowed = ValidatePushEndpoint(access->layer->next->address); !allowed.ok()) {
+      ReplyError(client, step.step_id,
+                 absl::InvalidArgumentError(absl::StrCat("next hop: ", allowed.message())),
+                 step.session_id, step.step_id);
       return;
     }
   }
@@ -286,56 +305,9 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
   }
   session->last_used = std::chrono::steady_clock::now();
   session->started = true;
-  pending_.push_back(PendingStep{std::move(step), std::move(*input), std::move(*quota)});
-}
-
-void PeerServer::HandleForward(const std::string& routing_id, uint64_t request_id,
-                               DecodedMessage& message) {
-  const Forward& forward = std::get<Forward>(message.body);
-  const int64_t n_embd = stack_.config().n_embd;
-  if (forward.first_block < stack_.first_block() || forward.last_block > stack_.last_block() ||
-      forward.first_block >= forward.last_block) {
-    ReplyError(routing_id, request_id, absl::InvalidArgumentError("blocks outside this peer's"));
-    return;
-  }
-  if (forward.start_position != 0 || forward.tensor.shape.size() != 2 ||
-      forward.tensor.shape[0] != n_embd ||
-      forward.tensor.shape[1] != static_cast<uint32_t>(forward.n_tokens) ||
-      forward.n_tokens > options_.max_batch_tokens) {
-    ReplyError(routing_id, request_id,
-               absl::InvalidArgumentError(absl::StrCat("a stateless forward takes [", n_embd,
-                                                       ", n_tokens <= ", options_.max_batch_tokens,
-                                                       "] activations from position 0")));
-    return;
-  }
-  auto input = DecodeActivations(message, &codec_workspace_);
-  if (!input.ok() || !AllFinite(*input)) {
-    ReplyError(routing_id, request_id,
-               input.ok() ? absl::InvalidArgumentError("activations hold NaN or infinity")
-                          : input.status());
-    return;
-  }
-  auto cache = stack_.NewCache(forward.n_tokens);
-  if (!cache.ok()) {
-    ReplyError(routing_id, request_id, cache.status());
-    return;
-  }
-  const shard::SequenceStep seq{cache->get(), forward.n_tokens};
-  std::vector<float> output(input->size());
-  auto status = stack_.Forward({&seq, 1}, forward.first_block, forward.last_block, input->data(),
-                               output.data());
-  if (!status.ok()) {
-    ReplyError(routing_id, request_id, status);
-    return;
-  }
-  auto encoded = EncodeActivations(
-      output, {static_cast<uint32_t>(n_embd), static_cast<uint32_t>(forward.n_tokens)},
-      forward.output_codec, &codec_workspace_);
-  if (!encoded.ok()) {
-    ReplyError(routing_id, request_id, encoded.status());
-    return;
-  }
-  Reply(routing_id, request_id, ForwardOutput{forward.n_tokens, encoded->desc}, encoded->bytes);
+  NoteAccepted(*session, step, *access);
+  pending_.push_back(PendingStep{std::move(step), std::move(*access), std::move(*input),
+                                 std::move(*quota)});
 }
 
 void PeerServer::RunBatch() {
@@ -364,12 +336,8 @@ void PeerServer::RunBatch() {
     Session* session = sessions_.Find(p.step.session_id);
     if (session == nullptr) continue;  // closed meanwhile
     const int64_t length = session->cache->length();
-    if (p.step.start_position > length) {
-      ReplyError(session->owner, p.step.step_id,
-                 absl::InvalidArgumentError(
-                     absl::StrCat("step starts at position ", p.step.start_position,
-                                  " but the session holds only ", length, " positions")),
-                 p.step.session_id, p.step.step_id);
+    if (auto position = CheckStepPosition(p.step, p.access, length); !position.ok()) {
+      ReplyError(session->owner, p.step.step_id, position, p.step.session_id, p.step.step_id);
       continue;
     }
     // A step that starts earlier redoes positions (a retried step): forget what follows.
@@ -413,8 +381,10 @@ void PeerServer::RunBatch() {
       const std::vector<uint32_t> shape = {static_cast<uint32_t>(n_embd),
                                            static_cast<uint32_t>(p.step.n_tokens)};
       // Push to the next hop first: it is on the critical path; the client's copy is not.
-      if (!p.step.route.empty()) {
-        const Hop next = p.step.route.front();
+      const Hop* next_hop =
+          p.access.layer && p.access.layer->next ? &*p.access.layer->next : nullptr;
+      if (next_hop != nullptr) {
+        const Hop& next = *next_hop;
         auto encoded = EncodeActivations(out, shape, next.codec, &codec_workspace_);
         absl::Status pushed = encoded.ok() ? absl::OkStatus() : encoded.status();
         if (pushed.ok()) {
@@ -424,7 +394,8 @@ void PeerServer::RunBatch() {
           forwarded.start_position = p.step.start_position;
           forwarded.n_tokens = p.step.n_tokens;
           forwarded.tensor = encoded->desc;
-          forwarded.route.assign(p.step.route.begin() + 1, p.step.route.end());
+          forwarded.capability = next.push_capability;
+          forwarded.sealed_route = p.access.layer->sealed_next;
           pushed = PushDownstream(next, std::move(forwarded), encoded->bytes);
         }
         if (!pushed.ok()) {
@@ -434,7 +405,7 @@ void PeerServer::RunBatch() {
                      p.step.session_id, p.step.step_id);
         }
       }
-      if (route.return_outputs || p.step.route.empty()) {
+      if (route.return_outputs || next_hop == nullptr) {
         auto encoded = EncodeActivations(out, shape, route.output_codec, &codec_workspace_);
         if (!encoded.ok()) {
           ReplyError(session->owner, p.step.step_id, encoded.status(), p.step.session_id,

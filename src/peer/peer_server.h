@@ -7,6 +7,8 @@
 // Each client is held to quotas (peer::Admission: sessions, KV positions and queued steps per
 // connection and per identity) and its route may name only tcp:// hops; what breaks a limit is
 // refused with an error naming it while everyone else is served.
+// A session belongs to the client that opened it (peer/session_access.h): a step, close or opening
+// without the right capability is refused with PERMISSION_DENIED and changes nothing.
 // Single-threaded: Run() owns every socket; Stop() may be called from any thread or a signal.
 #pragma once
 
@@ -19,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "peer/admission.h"
+#include "peer/session_access.h"
 #include "peer/session_table.h"
 #include "shard/serving_stack.h"
 #include "transport/protocol.h"
@@ -78,6 +81,7 @@ class PeerServer {
  private:
   struct PendingStep {
     transport::Step step;
+    AuthorizedStep access;     // who sent it, and this hop's layer of its route
     std::vector<float> input;  // [n_embd, n_tokens]
     Admission::Ticket quota;   // the session owner's share of the queue, until the step runs
   };
@@ -89,8 +93,6 @@ class PeerServer {
               const absl::StatusOr<transport::WireMessage>& message);
   void HandleStep(const std::string& routing_id, uint64_t request_id,
                   transport::DecodedMessage& message);
-  void HandleForward(const std::string& routing_id, uint64_t request_id,
-                     transport::DecodedMessage& message);
   void RunBatch();
   void Reply(const std::string& routing_id, uint64_t request_id, transport::Message body,
              std::optional<transport::Payload> tensor = std::nullopt);

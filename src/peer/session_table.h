@@ -34,6 +34,9 @@ struct SessionRoute {
 struct Session {
   transport::SessionId id;
   std::string owner;  // opaque id of the client connection that opened it (answers go there)
+  // The client's secrets for this session: who may do what (peer/session_access.h).
+  transport::SessionCapabilities capabilities;
+  uint64_t last_pushed_step = 0;  // the latest step an upstream hop delivered (each only once)
   SessionRoute route;
   std::unique_ptr<shard::SequenceCache> cache;
   std::chrono::steady_clock::time_point opened;

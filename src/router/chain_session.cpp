@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "transport/request_reply.h"
+#include "transport/route_seal.h"
 
 namespace swarm::router {
 namespace {
@@ -107,6 +108,7 @@ absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Lin
   if (!socket.ok()) return Attribute(socket.status(), where);
   link.socket = std::move(*socket);
   link.session_id = transport::SessionId::Random();
+  link.capabilities = transport::SessionCapabilities::Random();
   link.history.clear();
   transport::OpenSession open;
   open.session_id = link.session_id;
@@ -116,6 +118,7 @@ absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Lin
   open.output_codec = options_.codec;
   open.hop_index = static_cast<uint32_t>(hop_index);
   open.return_outputs = true;
+  open.capabilities = link.capabilities;
   const uint64_t request_id = next_request_id_++;
   auto wire = EncodeMessage(request_id, open);
   if (!wire.ok()) return wire.status();
@@ -133,7 +136,8 @@ absl::Status ChainSession::OpenLink(const ChainHop& where, size_t hop_index, Lin
 
 void ChainSession::CloseLink(Link& link) {
   if (link.socket == nullptr) return;
-  auto wire = EncodeMessage(next_request_id_++, transport::CloseSession{link.session_id});
+  auto wire = EncodeMessage(next_request_id_++,
+                            transport::CloseSession{link.session_id, link.capabilities.owner});
   if (wire.ok()) (void)link.socket->Send(*wire);  // fire and forget; idle expiry is the backstop
   link.socket.reset();
 }
@@ -162,7 +166,7 @@ std::chrono::milliseconds ChainSession::StepTimeout(int64_t n_tokens) const {
 
 ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
                                                std::span<Link> links, int64_t start,
-                                               int64_t n_tokens, const float* input) {
+                                               int64_t n_tokens, const float* input, bool redo) {
   StepResult result;
   auto fail = [&](size_t i, const absl::Status& status) {
     result.failed_hop = static_cast<int>(i);
@@ -184,9 +188,21 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
   step.start_position = start;
   step.n_tokens = static_cast<int32_t>(n_tokens);
   step.tensor = encoded->desc;
-  for (size_t i = 1; i < hops.size(); ++i) {
-    step.route.push_back({hops[i].address, links[i].session_id, options_.codec});
+  step.capability = links[0].capabilities.owner;
+  // Hop i's layer names hop i + 1 alone, with the capability that lets hop i push to it.
+  std::vector<transport::SealingHop> route;
+  route.reserve(hops.size());
+  for (size_t i = 0; i < hops.size(); ++i) {
+    route.push_back(
+        {{hops[i].address, links[i].session_id, options_.codec, links[i].capabilities.push},
+         links[i].capabilities.route_key});
   }
+  auto sealed = transport::SealRoute(route, {step_id, start, static_cast<int32_t>(n_tokens), redo});
+  if (!sealed.ok()) {
+    result.status = sealed.status();
+    return result;
+  }
+  step.sealed_route = std::move(*sealed);
   auto wire = EncodeMessage(step_id, std::move(step), encoded->bytes);
   if (!wire.ok()) {
     result.status = wire.status();
@@ -357,7 +373,8 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
   const size_t n_values = static_cast<size_t>(n_embd_ * n_tokens);
   for (int attempt = 0;; ++attempt) {
     const auto start = Clock::now();
-    StepResult step = RunStep(hops_, links_, position_, n_tokens, hidden_in);
+    // A retry redoes positions the hops before the failed one already hold.
+    StepResult step = RunStep(hops_, links_, position_, n_tokens, hidden_in, attempt > 0);
     if (step.status.ok()) {
       const std::vector<std::vector<float>>& outputs = step.outputs;
       const std::vector<Clock::time_point>& arrived = step.arrived;

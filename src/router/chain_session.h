@@ -2,6 +2,9 @@
 // goes to the first peer; each peer pushes its output straight to the next; the last returns the
 // final hidden states. Every peer also returns a copy of its output, so the session keeps each
 // hop's input history: what a replacement peer must replay to rebuild its KV cache.
+// Each hop's session belongs to this client: it alone holds the session's owner capability, and
+// each step's route is sealed layer by layer (transport/route_seal.h), so a hop learns only the
+// next hop's address, session and push capability.
 // Owns one DEALER socket per hop. One thread at a time.
 #pragma once
 
@@ -137,6 +140,7 @@ class ChainSession : public model::BlockPipeline {
     // Watches disconnects when heartbeats are on.
     std::unique_ptr<transport::DealerClient> socket;
     transport::SessionId session_id;
+    transport::SessionCapabilities capabilities;  // chosen at open; the owner one never leaves us
     std::vector<float> history;  // [n_embd, position] inputs this hop has processed
   };
 
@@ -157,9 +161,10 @@ class ChainSession : public model::BlockPipeline {
     std::vector<std::chrono::steady_clock::time_point> arrived;  // per hop: when its output came
   };
   // Runs positions [start, start + n_tokens) of `input` ([n_embd, n_tokens]) through hops[0..],
-  // collecting every hop's output.
+  // collecting every hop's output. `redo`: some hops may already hold these positions (the step
+  // is retried after a failover), so each hop is told it may roll back to `start`.
   StepResult RunStep(std::span<const ChainHop> hops, std::span<Link> links, int64_t start,
-                     int64_t n_tokens, const float* input);
+                     int64_t n_tokens, const float* input, bool redo = false);
   // Replaces hop i by peers from the provider and replays its history through them; `event`
   // comes with hop, reason and detection filled in.
   absl::Status ReplaceHop(size_t i, FailoverEvent event);

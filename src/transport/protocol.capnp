@@ -11,9 +11,9 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("swarm::transport::wire");
 
-const protocolVersion :UInt16 = 1;
+const protocolVersion :UInt16 = 2;
 
-# 128-bit session id chosen at random by the client.
+# 128-bit session id chosen at random by the client. Not a secret: the capabilities below authorise.
 struct SessionId {
   hi @0 :UInt64;
   lo @1 :UInt64;
@@ -39,11 +39,13 @@ struct TensorDesc {
   frameBytes @2 :UInt64;   # exact size of the tensor frame that follows
 }
 
-# One downstream hop of a pushed step: where to send, which session there, which codec on that link.
+# The next hop of a pushed step, as the hop before it learns it from its sealed route layer: where
+# to send, which session there, the capability that lets it push there, which codec on that link.
 struct Hop {
   address @0 :Text;
   sessionId @1 :SessionId;
   codec @2 :Codec;
+  pushCapability @3 :Data;   # 16 bytes
 }
 
 struct InfoRequest {}
@@ -68,6 +70,10 @@ struct OpenSession {
   outputCodec @4 :Codec;   # codec of the output copies returned to the client
   hopIndex @5 :UInt32;     # this peer's position in the client's chain
   returnOutputs @6 :Bool;  # send the client a copy of every step output
+  # Random secrets the client chose for this session alone (transport/capability.h):
+  ownerCapability @7 :Data;  # 16 bytes; open again, close, roll back, step from the client
+  pushCapability @8 :Data;   # 16 bytes; the upstream hop delivers the next steps
+  routeKey @9 :Data;         # 32 bytes; opens this hop's layer of every step's sealed route
 }
 
 struct OpenSessionReply {
@@ -83,7 +89,21 @@ struct Step {
   startPosition @2 :Int64;
   nTokens @3 :Int32;
   tensor @4 :TensorDesc;      # [n_embd, n_tokens]
-  route @5 :List(Hop);        # the remaining downstream hops, next one first
+  capability @5 :Data;        # the session's owner (from the client) or push (from upstream) one
+  sealedRoute @6 :Data;       # this hop's RouteLayer, sealed with its route key; empty: last hop
+}
+
+# One hop's layer of a step's route: serialized, then sealed (crypto_secretbox) with the route key
+# the client gave that hop, so only that hop reads it and no one else can make one. It binds the
+# step it was made for, names the next hop alone, and carries the next hop's layer, sealed with the
+# next hop's key (opaque here): a hop learns nothing about the hops after the next.
+struct RouteLayer {
+  stepId @0 :UInt64;
+  startPosition @1 :Int64;
+  nTokens @2 :Int32;
+  redo @3 :Bool;              # the client redoes positions this hop may hold (a retried step)
+  next @4 :Hop;               # absent on the last hop
+  sealedNext @5 :Data;        # the next hop's sealed layer
 }
 
 struct StepOutput {
@@ -99,24 +119,11 @@ struct StepOutput {
 
 struct CloseSession {
   sessionId @0 :SessionId;
+  ownerCapability @1 :Data;
 }
 
 struct CloseSessionReply {
   sessionId @0 :SessionId;
-}
-
-struct Forward {
-  firstBlock @0 :UInt32;
-  lastBlock @1 :UInt32;
-  startPosition @2 :Int64;
-  nTokens @3 :Int32;
-  outputCodec @4 :Codec;
-  tensor @5 :TensorDesc;      # [n_embd, n_tokens] or [n_embd, n_tokens, n_seqs]
-}
-
-struct ForwardOutput {
-  nTokens @0 :Int32;
-  tensor @1 :TensorDesc;
 }
 
 struct Error {
@@ -149,10 +156,8 @@ struct Envelope {
     stepOutput @7 :StepOutput;
     closeSession @8 :CloseSession;
     closeSessionReply @9 :CloseSessionReply;
-    forward @10 :Forward;
-    forwardOutput @11 :ForwardOutput;
-    error @12 :Error;
-    ping @13 :Ping;
-    pong @14 :Pong;
+    error @10 :Error;
+    ping @11 :Ping;
+    pong @12 :Pong;
   }
 }

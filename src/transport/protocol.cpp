@@ -27,7 +27,7 @@ namespace {
 // A header is at most kMaxHeaderBytes; the decoder reads each word at most about twice, so any
 // message that makes the reader traverse more is hostile (shared or overlapping pointers).
 constexpr uint64_t kTraversalLimitWords = 2 * kMaxHeaderBytes / sizeof(capnp::word);
-constexpr int kNestingLimit = 8;  // the schema nests 4 deep (Envelope > Step > Hop > SessionId)
+constexpr int kNestingLimit = 8;  // the schema nests 4 deep (Envelope > Step > TensorDesc > Codec)
 
 capnp::ReaderOptions HeaderReaderOptions() {
   capnp::ReaderOptions options;
@@ -127,6 +127,33 @@ absl::Status CheckLength(uint64_t length, std::string_view field) {
   return absl::OkStatus();
 }
 
+absl::Status CheckSealedBytes(size_t size, std::string_view field) {
+  if (size > kMaxSealedRouteBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ToAbsl(field), " of ", size, " bytes, at most ", kMaxSealedRouteBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckHop(const Hop& hop) {
+  if (hop.address.empty()) return absl::InvalidArgumentError("route hop without address");
+  SWARM_RETURN_IF_ERROR(CheckText(hop.address, kMaxShortTextBytes, "hop address"));
+  SWARM_RETURN_IF_ERROR(ValidateCodec(hop.codec));
+  if (hop.push_capability.empty()) {
+    return absl::InvalidArgumentError("route hop without its push capability");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRouteLayer(const RouteLayer& layer) {
+  SWARM_RETURN_IF_ERROR(CheckTokens(layer.start_position, layer.n_tokens));
+  if (layer.next) SWARM_RETURN_IF_ERROR(CheckHop(*layer.next));
+  if (!layer.next && !layer.sealed_next.empty()) {
+    return absl::InvalidArgumentError("route layer carries a layer for no next hop");
+  }
+  return CheckSealedBytes(layer.sealed_next.size(), "next hop's sealed layer");
+}
+
 struct Validator {
   const std::optional<Payload>& tensor;
 
@@ -149,6 +176,11 @@ struct Validator {
     if (m.hop_index > kMaxBlocks) {
       return absl::InvalidArgumentError(absl::StrCat("hop_index ", m.hop_index, " too large"));
     }
+    if (!m.capabilities.complete()) {
+      return absl::InvalidArgumentError(
+          "opening without its capabilities (owner, push, route key): the session would belong "
+          "to anyone who knows its id");
+    }
     return CheckNoTensor(tensor);
   }
   absl::Status operator()(const OpenSessionReply& m) const {
@@ -158,15 +190,7 @@ struct Validator {
   }
   absl::Status operator()(const Step& m) const {
     SWARM_RETURN_IF_ERROR(CheckTokens(m.start_position, m.n_tokens));
-    if (m.route.size() > kMaxRouteHops) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("route of ", m.route.size(), " hops, at most ", kMaxRouteHops));
-    }
-    for (const Hop& hop : m.route) {
-      if (hop.address.empty()) return absl::InvalidArgumentError("route hop without address");
-      SWARM_RETURN_IF_ERROR(CheckText(hop.address, kMaxShortTextBytes, "hop address"));
-      SWARM_RETURN_IF_ERROR(ValidateCodec(hop.codec));
-    }
+    SWARM_RETURN_IF_ERROR(CheckSealedBytes(m.sealed_route.size(), "sealed route"));
     return CheckTensor(m.tensor, m.n_tokens, 2, 2, tensor);
   }
   absl::Status operator()(const StepOutput& m) const {
@@ -179,16 +203,6 @@ struct Validator {
   }
   absl::Status operator()(const CloseSession&) const { return CheckNoTensor(tensor); }
   absl::Status operator()(const CloseSessionReply&) const { return CheckNoTensor(tensor); }
-  absl::Status operator()(const Forward& m) const {
-    SWARM_RETURN_IF_ERROR(CheckBlockRange(m.first_block, m.last_block, false));
-    SWARM_RETURN_IF_ERROR(CheckTokens(m.start_position, m.n_tokens));
-    SWARM_RETURN_IF_ERROR(ValidateCodec(m.output_codec));
-    return CheckTensor(m.tensor, m.n_tokens, 2, 3, tensor);
-  }
-  absl::Status operator()(const ForwardOutput& m) const {
-    SWARM_RETURN_IF_ERROR(CheckTokens(0, m.n_tokens));
-    return CheckTensor(m.tensor, m.n_tokens, 2, 3, tensor);
-  }
   absl::Status operator()(const ErrorReply& m) const {
     SWARM_RETURN_IF_ERROR(CheckText(m.message, kMaxErrorMessageBytes, "error message"));
     return CheckNoTensor(tensor);
@@ -223,6 +237,23 @@ void Write(const TensorDesc& d, uint64_t frame_bytes, wire::TensorDesc::Builder 
 
 capnp::Text::Reader AsText(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
 
+capnp::Data::Reader AsData(std::span<const uint8_t> bytes) {
+  return capnp::Data::Reader(bytes.data(), bytes.size());
+}
+
+// An empty secret is not written: the reader takes a missing field for "none given".
+template <size_t N>
+void WriteSecret(const Secret<N>& secret, auto&& set) {
+  if (!secret.empty()) set(AsData(secret.bytes));
+}
+
+void Write(const Hop& hop, wire::Hop::Builder b) {
+  b.setAddress(AsText(hop.address));
+  Write(hop.session_id, b.initSessionId());
+  Write(hop.codec, b.initCodec());
+  WriteSecret(hop.push_capability, [&](auto d) { b.setPushCapability(d); });
+}
+
 struct Writer {
   wire::Envelope::Body::Builder body;
   uint64_t frame_bytes;
@@ -249,6 +280,9 @@ struct Writer {
     Write(m.output_codec, b.initOutputCodec());
     b.setHopIndex(m.hop_index);
     b.setReturnOutputs(m.return_outputs);
+    WriteSecret(m.capabilities.owner, [&](auto d) { b.setOwnerCapability(d); });
+    WriteSecret(m.capabilities.push, [&](auto d) { b.setPushCapability(d); });
+    WriteSecret(m.capabilities.route_key, [&](auto d) { b.setRouteKey(d); });
   }
   void operator()(const OpenSessionReply& m) {
     auto b = body.initOpenSessionReply();
@@ -264,13 +298,8 @@ struct Writer {
     b.setStartPosition(m.start_position);
     b.setNTokens(m.n_tokens);
     Write(m.tensor, frame_bytes, b.initTensor());
-    auto route = b.initRoute(static_cast<unsigned>(m.route.size()));
-    for (size_t i = 0; i < m.route.size(); ++i) {
-      auto hop = route[static_cast<unsigned>(i)];
-      hop.setAddress(AsText(m.route[i].address));
-      Write(m.route[i].session_id, hop.initSessionId());
-      Write(m.route[i].codec, hop.initCodec());
-    }
+    WriteSecret(m.capability, [&](auto d) { b.setCapability(d); });
+    if (!m.sealed_route.empty()) b.setSealedRoute(AsData(m.sealed_route));
   }
   void operator()(const StepOutput& m) {
     auto b = body.initStepOutput();
@@ -284,24 +313,12 @@ struct Writer {
     Write(m.tensor, frame_bytes, b.initTensor());
   }
   void operator()(const CloseSession& m) {
-    Write(m.session_id, body.initCloseSession().initSessionId());
+    auto b = body.initCloseSession();
+    Write(m.session_id, b.initSessionId());
+    WriteSecret(m.owner_capability, [&](auto d) { b.setOwnerCapability(d); });
   }
   void operator()(const CloseSessionReply& m) {
     Write(m.session_id, body.initCloseSessionReply().initSessionId());
-  }
-  void operator()(const Forward& m) {
-    auto b = body.initForward();
-    b.setFirstBlock(m.first_block);
-    b.setLastBlock(m.last_block);
-    b.setStartPosition(m.start_position);
-    b.setNTokens(m.n_tokens);
-    Write(m.output_codec, b.initOutputCodec());
-    Write(m.tensor, frame_bytes, b.initTensor());
-  }
-  void operator()(const ForwardOutput& m) {
-    auto b = body.initForwardOutput();
-    b.setNTokens(m.n_tokens);
-    Write(m.tensor, frame_bytes, b.initTensor());
   }
   void operator()(const ErrorReply& m) {
     auto b = body.initError();
@@ -338,6 +355,24 @@ absl::StatusOr<std::string> ReadText(bool has, capnp::Text::Reader text, size_t 
 }
 
 SessionId Read(wire::SessionId::Reader r) { return SessionId{r.getHi(), r.getLo()}; }
+
+// A secret field: absent (none given) or exactly its size.
+template <typename S>
+absl::StatusOr<S> ReadSecret(bool has, capnp::Data::Reader data, std::string_view field) {
+  if (!has || data.size() == 0) return S{};
+  if (data.size() != S::kSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ToAbsl(field), " of ", data.size(), " bytes, expected ", S::kSize));
+  }
+  return S::FromBytes(std::span<const uint8_t>(data.begin(), data.size()));
+}
+
+absl::StatusOr<std::vector<uint8_t>> ReadSealed(bool has, capnp::Data::Reader data,
+                                                std::string_view field) {
+  if (!has) return std::vector<uint8_t>();
+  SWARM_RETURN_IF_ERROR(CheckSealedBytes(data.size(), field));
+  return std::vector<uint8_t>(data.begin(), data.end());
+}
 
 absl::StatusOr<Codec> Read(wire::Codec::Reader r) {
   const auto dtype = static_cast<uint16_t>(r.getDtype());
@@ -404,6 +439,14 @@ absl::StatusOr<Message> ReadBody(wire::Envelope::Body::Reader body,
       SWARM_ASSIGN_OR_RETURN(m.output_codec, Read(r.getOutputCodec()));
       m.hop_index = r.getHopIndex();
       m.return_outputs = r.getReturnOutputs();
+      SWARM_ASSIGN_OR_RETURN(m.capabilities.owner,
+                             ReadSecret<Capability>(r.hasOwnerCapability(), r.getOwnerCapability(),
+                                                    "owner capability"));
+      SWARM_ASSIGN_OR_RETURN(
+          m.capabilities.push,
+          ReadSecret<Capability>(r.hasPushCapability(), r.getPushCapability(), "push capability"));
+      SWARM_ASSIGN_OR_RETURN(m.capabilities.route_key,
+                             ReadSecret<RouteKey>(r.hasRouteKey(), r.getRouteKey(), "route key"));
       return m;
     }
     case wire::Envelope::Body::OPEN_SESSION_REPLY: {
@@ -424,19 +467,10 @@ absl::StatusOr<Message> ReadBody(wire::Envelope::Body::Reader body,
       m.start_position = r.getStartPosition();
       m.n_tokens = r.getNTokens();
       SWARM_ASSIGN_OR_RETURN(m.tensor, Read(r.getTensor(), tensor));
-      auto route = r.getRoute();
-      if (route.size() > kMaxRouteHops) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("route of ", route.size(), " hops, at most ", kMaxRouteHops));
-      }
-      for (auto hop : route) {
-        Hop h;
-        SWARM_ASSIGN_OR_RETURN(h.address, ReadText(hop.hasAddress(), hop.getAddress(),
-                                                   kMaxShortTextBytes, "hop address"));
-        h.session_id = Read(hop.getSessionId());
-        SWARM_ASSIGN_OR_RETURN(h.codec, Read(hop.getCodec()));
-        m.route.push_back(std::move(h));
-      }
+      SWARM_ASSIGN_OR_RETURN(
+          m.capability, ReadSecret<Capability>(r.hasCapability(), r.getCapability(), "capability"));
+      SWARM_ASSIGN_OR_RETURN(m.sealed_route,
+                             ReadSealed(r.hasSealedRoute(), r.getSealedRoute(), "sealed route"));
       return m;
     }
     case wire::Envelope::Body::STEP_OUTPUT: {
@@ -452,28 +486,17 @@ absl::StatusOr<Message> ReadBody(wire::Envelope::Body::Reader body,
       SWARM_ASSIGN_OR_RETURN(m.tensor, Read(r.getTensor(), tensor));
       return m;
     }
-    case wire::Envelope::Body::CLOSE_SESSION:
-      return CloseSession{Read(body.getCloseSession().getSessionId())};
+    case wire::Envelope::Body::CLOSE_SESSION: {
+      auto r = body.getCloseSession();
+      CloseSession m;
+      m.session_id = Read(r.getSessionId());
+      SWARM_ASSIGN_OR_RETURN(m.owner_capability,
+                             ReadSecret<Capability>(r.hasOwnerCapability(), r.getOwnerCapability(),
+                                                    "owner capability"));
+      return m;
+    }
     case wire::Envelope::Body::CLOSE_SESSION_REPLY:
       return CloseSessionReply{Read(body.getCloseSessionReply().getSessionId())};
-    case wire::Envelope::Body::FORWARD: {
-      auto r = body.getForward();
-      Forward m;
-      m.first_block = r.getFirstBlock();
-      m.last_block = r.getLastBlock();
-      m.start_position = r.getStartPosition();
-      m.n_tokens = r.getNTokens();
-      SWARM_ASSIGN_OR_RETURN(m.output_codec, Read(r.getOutputCodec()));
-      SWARM_ASSIGN_OR_RETURN(m.tensor, Read(r.getTensor(), tensor));
-      return m;
-    }
-    case wire::Envelope::Body::FORWARD_OUTPUT: {
-      auto r = body.getForwardOutput();
-      ForwardOutput m;
-      m.n_tokens = r.getNTokens();
-      SWARM_ASSIGN_OR_RETURN(m.tensor, Read(r.getTensor(), tensor));
-      return m;
-    }
     case wire::Envelope::Body::ERROR: {
       auto r = body.getError();
       ErrorReply m;
@@ -495,6 +518,32 @@ absl::StatusOr<Message> ReadBody(wire::Envelope::Body::Reader body,
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown message type ", static_cast<int>(body.which())));
+}
+
+absl::StatusOr<Hop> ReadHop(wire::Hop::Reader hop) {
+  Hop h;
+  SWARM_ASSIGN_OR_RETURN(
+      h.address, ReadText(hop.hasAddress(), hop.getAddress(), kMaxShortTextBytes, "hop address"));
+  h.session_id = Read(hop.getSessionId());
+  SWARM_ASSIGN_OR_RETURN(h.codec, Read(hop.getCodec()));
+  SWARM_ASSIGN_OR_RETURN(
+      h.push_capability,
+      ReadSecret<Capability>(hop.hasPushCapability(), hop.getPushCapability(), "push capability"));
+  return h;
+}
+
+absl::StatusOr<RouteLayer> ReadRouteLayer(wire::RouteLayer::Reader r) {
+  RouteLayer layer;
+  layer.step_id = r.getStepId();
+  layer.start_position = r.getStartPosition();
+  layer.n_tokens = r.getNTokens();
+  layer.redo = r.getRedo();
+  if (r.hasNext()) {
+    SWARM_ASSIGN_OR_RETURN(layer.next, ReadHop(r.getNext()));
+  }
+  SWARM_ASSIGN_OR_RETURN(layer.sealed_next, ReadSealed(r.hasSealedNext(), r.getSealedNext(),
+                                                       "next hop's sealed layer"));
+  return layer;
 }
 
 // Copies the header into word-aligned memory (a received frame has no alignment guarantee).
@@ -552,9 +601,9 @@ absl::Status ErrorReply::ToStatus() const {
 
 std::string_view MessageName(const Message& message) {
   static constexpr std::string_view kNames[] = {
-      "InfoRequest",  "InfoReply",         "OpenSession", "OpenSessionReply", "Step",  "StepOutput",
-      "CloseSession", "CloseSessionReply", "Forward",     "ForwardOutput",    "Error", "Ping",
-      "Pong"};
+      "InfoRequest", "InfoReply",  "OpenSession",  "OpenSessionReply",
+      "Step",        "StepOutput", "CloseSession", "CloseSessionReply",
+      "Error",       "Ping",       "Pong"};
   static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[message.index()];
 }
@@ -636,6 +685,46 @@ absl::StatusOr<DecodedMessage> DecodeMessage(std::span<const uint8_t> header,
 
 absl::StatusOr<DecodedMessage> DecodeMessage(const WireMessage& wire) {
   return DecodeMessage(wire.header.bytes(), wire.tensor);
+}
+
+absl::StatusOr<std::vector<uint8_t>> EncodeRouteLayer(const RouteLayer& layer) {
+  SWARM_RETURN_IF_ERROR(CheckRouteLayer(layer));
+  try {
+    capnp::MallocMessageBuilder builder(128);
+    auto b = builder.initRoot<wire::RouteLayer>();
+    b.setStepId(layer.step_id);
+    b.setStartPosition(layer.start_position);
+    b.setNTokens(layer.n_tokens);
+    b.setRedo(layer.redo);
+    if (layer.next) Write(*layer.next, b.initNext());
+    if (!layer.sealed_next.empty()) b.setSealedNext(AsData(layer.sealed_next));
+    auto words = capnp::messageToFlatArray(builder);
+    auto bytes = words.asBytes();
+    return std::vector<uint8_t>(bytes.begin(), bytes.end());
+  } catch (const kj::Exception& e) {
+    return absl::InternalError(absl::StrCat("capnp encode: ", e.getDescription().cStr()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory encoding a route layer");
+  }
+}
+
+absl::StatusOr<RouteLayer> DecodeRouteLayer(std::span<const uint8_t> bytes) {
+  SWARM_RETURN_IF_ERROR(CheckSealedBytes(bytes.size(), "route layer"));
+  SWARM_ASSIGN_OR_RETURN(kj::Array<capnp::word> words, AlignedWords(bytes));
+  RouteLayer layer;
+  try {
+    capnp::FlatArrayMessageReader reader(words.asPtr(), HeaderReaderOptions());
+    if (reader.getEnd() != words.end()) {
+      return absl::DataLossError("trailing bytes after the route layer");
+    }
+    SWARM_ASSIGN_OR_RETURN(layer, ReadRouteLayer(reader.getRoot<wire::RouteLayer>()));
+  } catch (const kj::Exception& e) {
+    return absl::DataLossError(absl::StrCat("malformed route layer: ", e.getDescription().cStr()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory decoding a route layer");
+  }
+  SWARM_RETURN_IF_ERROR(CheckRouteLayer(layer));
+  return layer;
 }
 
 std::optional<uint64_t> PeekRequestId(std::span<const uint8_t> header) {

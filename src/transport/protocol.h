@@ -16,20 +16,22 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "transport/capability.h"
 #include "transport/codec.h"
 #include "transport/payload.h"
 
 namespace swarm::transport {
 
 // Must equal `protocolVersion` in protocol.capnp (checked by a static_assert in protocol.cpp).
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;
 
 // Limits every decoded message is held to. Far below Cap'n Proto's own limits: a header is a few
 // hundred bytes in practice.
 inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
 inline constexpr size_t kMaxShortTextBytes = 256;  // ids, addresses, backend names
 inline constexpr size_t kMaxErrorMessageBytes = 4096;
-inline constexpr size_t kMaxRouteHops = 128;
+inline constexpr size_t kMaxRouteHops = 64;  // hops one sealed route may name
+inline constexpr size_t kMaxSealedRouteBytes = 48 * 1024;
 inline constexpr size_t kMaxTensorDims = 4;
 inline constexpr uint64_t kMaxTensorElements = uint64_t{1} << 26;  // 256 MiB of f32
 inline constexpr uint32_t kMaxBlocks = 4096;
@@ -46,8 +48,8 @@ struct SessionId {
     return H::combine(std::move(h), id.hi, id.lo);
   }
   std::string ToString() const;  // 32 hex digits
-  // 128 random bits from the OS (std::random_device): unguessable, so one client cannot step
-  // into another's session on a shared peer.
+  // 128 random bits from the OS (std::random_device). Knowing a session's id grants nothing: its
+  // capabilities (transport/capability.h) authorise steps, rollbacks and closes.
   static SessionId Random();
 };
 
@@ -59,10 +61,12 @@ struct TensorDesc {
   uint64_t num_elements() const;  // 0 if the shape is invalid
 };
 
+// The next hop of a pushed step, as the hop before it learns it (from its sealed route layer).
 struct Hop {
   std::string address;  // a ZeroMQ endpoint, e.g. tcp://10.0.0.5:31337
   SessionId session_id;
-  Codec codec;  // codec of the link into this hop
+  Codec codec;                 // codec of the link into this hop
+  Capability push_capability;  // lets the hop before it push steps into that session
   friend bool operator==(const Hop&, const Hop&) = default;
 };
 
@@ -91,6 +95,7 @@ struct OpenSession {
   Codec output_codec;
   uint32_t hop_index = 0;
   bool return_outputs = true;
+  SessionCapabilities capabilities;  // all three required
   friend bool operator==(const OpenSession&, const OpenSession&) = default;
 };
 
@@ -109,8 +114,27 @@ struct Step {
   int64_t start_position = 0;
   int32_t n_tokens = 0;
   TensorDesc tensor;
-  std::vector<Hop> route;  // remaining downstream hops, next one first
+  // The session's owner capability (a step from the client) or its push capability (a step the
+  // upstream hop pushed).
+  Capability capability;
+  // This hop's RouteLayer sealed with its route key (route_seal.h); empty: no hop follows. A
+  // pushed step must carry one.
+  std::vector<uint8_t> sealed_route;
   friend bool operator==(const Step&, const Step&) = default;
+};
+
+// One hop's layer of a step's route, as that hop reads it after opening it with its route key. It
+// is bound to one step (id, positions), names the next hop alone, and carries the next hop's
+// layer sealed with the next hop's key, which this hop cannot read.
+struct RouteLayer {
+  uint64_t step_id = 0;
+  int64_t start_position = 0;
+  int32_t n_tokens = 0;
+  bool redo =
+      false;  // the client redoes positions this hop may hold (a step retried after failover)
+  std::optional<Hop> next;           // none on the last hop
+  std::vector<uint8_t> sealed_next;  // the next hop's sealed layer (empty when next is none)
+  friend bool operator==(const RouteLayer&, const RouteLayer&) = default;
 };
 
 // The tensor frame holds the output of hop `hop_index`: [n_embd, n_tokens].
@@ -128,30 +152,13 @@ struct StepOutput {
 
 struct CloseSession {
   SessionId session_id;
+  Capability owner_capability;
   friend bool operator==(const CloseSession&, const CloseSession&) = default;
 };
 
 struct CloseSessionReply {
   SessionId session_id;
   friend bool operator==(const CloseSessionReply&, const CloseSessionReply&) = default;
-};
-
-// Stateless: the tensor frame ([n_embd, n_tokens] or [n_embd, n_tokens, n_seqs]) runs through
-// blocks [first_block, last_block) with no KV cache kept.
-struct Forward {
-  uint32_t first_block = 0;
-  uint32_t last_block = 0;
-  int64_t start_position = 0;
-  int32_t n_tokens = 0;
-  Codec output_codec;
-  TensorDesc tensor;
-  friend bool operator==(const Forward&, const Forward&) = default;
-};
-
-struct ForwardOutput {
-  int32_t n_tokens = 0;
-  TensorDesc tensor;
-  friend bool operator==(const ForwardOutput&, const ForwardOutput&) = default;
 };
 
 struct ErrorReply {
@@ -179,15 +186,14 @@ struct Pong {
   friend bool operator==(const Pong&, const Pong&) = default;
 };
 
-using Message =
-    std::variant<InfoRequest, InfoReply, OpenSession, OpenSessionReply, Step, StepOutput,
-                 CloseSession, CloseSessionReply, Forward, ForwardOutput, ErrorReply, Ping, Pong>;
+using Message = std::variant<InfoRequest, InfoReply, OpenSession, OpenSessionReply, Step,
+                             StepOutput, CloseSession, CloseSessionReply, ErrorReply, Ping, Pong>;
 
 std::string_view MessageName(const Message& message);
 // The tensor a message carries, or null for messages without a tensor frame.
 const TensorDesc* MessageTensor(const Message& message);
 
-// What travels: a header frame and, for Step/StepOutput/Forward/ForwardOutput, a tensor frame.
+// What travels: a header frame and, for Step/StepOutput, a tensor frame.
 struct WireMessage {
   Payload header;
   std::optional<Payload> tensor;
@@ -223,6 +229,12 @@ absl::StatusOr<DecodedMessage> DecodeMessage(std::span<const uint8_t> header,
                                              std::optional<Payload> tensor);
 absl::StatusOr<DecodedMessage> DecodeMessage(const WireMessage& wire);
 
+// A route layer as the bytes route_seal.h seals, and back. Decoding treats the bytes as hostile
+// (they open only with the hop's key, but the client who sealed them is not trusted either):
+// DataLoss for unreadable bytes, InvalidArgument for a field out of range.
+absl::StatusOr<std::vector<uint8_t>> EncodeRouteLayer(const RouteLayer& layer);
+absl::StatusOr<RouteLayer> DecodeRouteLayer(std::span<const uint8_t> bytes);
+
 // Best effort: the request id of a header DecodeMessage refused, so the error reply can echo it.
 std::optional<uint64_t> PeekRequestId(std::span<const uint8_t> header);
 
@@ -234,7 +246,7 @@ struct EncodedTensor {
 absl::StatusOr<EncodedTensor> EncodeActivations(std::span<const float> x,
                                                 std::vector<uint32_t> shape, const Codec& codec,
                                                 CodecWorkspace* workspace = nullptr);
-// Decodes the tensor of a decoded message (Step, StepOutput, Forward, ForwardOutput).
+// Decodes the tensor of a decoded message (Step, StepOutput).
 absl::StatusOr<std::vector<float>> DecodeActivations(const DecodedMessage& message,
                                                      CodecWorkspace* workspace = nullptr);
 // The same, for a receiver that knows what it asked for: DataLoss, before anything is allocated

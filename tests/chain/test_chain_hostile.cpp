@@ -20,11 +20,13 @@
 #include <thread>
 #include <zmq_addon.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "base/status_macros.h"
 #include "chain_test_util.h"
 #include "transport/link_emulator.h"
 #include "transport/protocol.capnp.h"
 #include "transport/protocol.h"
+#include "transport/route_seal.h"
 #include "transport/zmq_socket.h"
 
 namespace swarm::chain_test {
@@ -117,6 +119,8 @@ class RawClient {
     open.first_block = first;
     open.last_block = last;
     open.max_length = max_length;
+    open.capabilities = transport::SessionCapabilities::Random();
+    caps_[id] = open.capabilities;
     const uint64_t request_id = next_id_++;
     Send(request_id, open);
     auto reply = Await(request_id);
@@ -128,20 +132,26 @@ class RawClient {
 
   void Close(const SessionId& id) {
     const uint64_t request_id = next_id_++;
-    Send(request_id, transport::CloseSession{id});
+    Send(request_id, transport::CloseSession{id, caps_[id].owner});
     auto reply = Await(request_id);
     EXPECT_TRUE(reply.ok() && std::holds_alternative<transport::CloseSessionReply>(reply->body));
   }
 
-  // A step whose request id equals its step id (the peer answers step errors with the step id).
+  // A step whose request id equals its step id (the peer answers step errors with the step id),
+  // with the owner capability of a session this client opened.
   transport::Step MakeStep(const SessionId& id, int64_t start, int32_t n_tokens, uint64_t step_id) {
     transport::Step step;
     step.session_id = id;
     step.step_id = step_id;
     step.start_position = start;
     step.n_tokens = n_tokens;
+    if (auto it = caps_.find(id); it != caps_.end()) step.capability = it->second.owner;
     return step;
   }
+  // The capabilities a session this client opened was given.
+  const transport::SessionCapabilities& Caps(const SessionId& id) { return caps_[id]; }
+  // For a session opened by hand.
+  void Remember(const transport::OpenSession& open) { caps_[open.session_id] = open.capabilities; }
   StatusCode StepError(transport::Step step, const std::vector<float>& x, const char* codec = "f32",
                        std::vector<uint32_t> shape = {}) {
     if (shape.empty()) shape = {kEmbd, static_cast<uint32_t>(step.n_tokens)};
@@ -160,6 +170,7 @@ class RawClient {
   std::string address_;
   std::unique_ptr<DealerClient> socket_;
   uint64_t next_id_ = 1000;
+  absl::flat_hash_map<SessionId, transport::SessionCapabilities> caps_;
 };
 
 // A Step header built by hand for what EncodeMessage refuses to write; `edit` breaks one thing.
@@ -284,9 +295,10 @@ class ChainHostileTest : public ::testing::Test {
     // Hand-built headers: another protocol version, an unknown dtype, an absurd shape.
     {
       const uint64_t id = c.NextId();
-      auto header = HandStep(id, session, [](auto env, auto) { env.setVersion(2); });
+      auto header = HandStep(
+          id, session, [](auto env, auto) { env.setVersion(transport::kProtocolVersion + 1); });
       c.Send(WireMessage{Bytes(header), Bytes(std::vector<uint8_t>(4 * kEmbd))});
-      EXPECT_EQ(c.AwaitError(id), StatusCode::kFailedPrecondition) << "protocol version 2";
+      EXPECT_EQ(c.AwaitError(id), StatusCode::kFailedPrecondition) << "another protocol version";
     }
     {
       const uint64_t id = c.NextId();
@@ -413,12 +425,13 @@ class ChainHostileTest : public ::testing::Test {
       EXPECT_NE(c.AwaitError(id), StatusCode::kOk) << first << ":" << last << " len " << length;
     }
     {
-      // The same session id twice.
+      // The same session id twice (with other capabilities: the session is not this opening's).
       transport::OpenSession open;
       open.session_id = session;
       open.first_block = peer.ready.first_block;
       open.last_block = peer.ready.last_block;
       open.max_length = 16;
+      open.capabilities = transport::SessionCapabilities::Random();
       const uint64_t id = c.NextId();
       c.Send(id, open);
       EXPECT_NE(c.AwaitError(id), StatusCode::kOk) << "an id already in use";
@@ -427,7 +440,11 @@ class ChainHostileTest : public ::testing::Test {
     // A route to nowhere: refused before the step runs (a peer pushes only to tcp:// hops).
     {
       transport::Step step = c.MakeStep(session, 0, 1, c.NextId());
-      step.route.push_back({"not-an-endpoint", SessionId::Random(), {}});
+      const transport::SealingHop route[] = {
+          {{}, c.Caps(session).route_key},
+          {{"not-an-endpoint", SessionId::Random(), {}, transport::Capability::Random()},
+           transport::RouteKey::Random()}};
+      step.sealed_route = transport::SealRoute(route, {step.step_id, 0, 1, false}).value();
       EXPECT_EQ(c.StepError(step, one), StatusCode::kInvalidArgument);
     }
 
@@ -446,19 +463,6 @@ class ChainHostileTest : public ::testing::Test {
       output.tensor = encoded.desc;
       c.Send(id2, output, encoded.bytes);
       EXPECT_EQ(c.AwaitError(id2), StatusCode::kInvalidArgument);
-    }
-    // A stateless forward with the wrong width.
-    {
-      transport::Forward forward;
-      forward.first_block = peer.ready.first_block;
-      forward.last_block = peer.ready.last_block;
-      forward.n_tokens = 1;
-      auto encoded =
-          transport::EncodeActivations(Activations(kEmbd + 3), {kEmbd + 3, 1}, {}).value();
-      forward.tensor = encoded.desc;
-      const uint64_t id = c.NextId();
-      c.Send(id, forward, encoded.bytes);
-      EXPECT_EQ(c.AwaitError(id), StatusCode::kInvalidArgument);
     }
 
     c.Close(session);
@@ -549,6 +553,8 @@ TEST_F(ChainHostileTest, RepeatedOpeningIsAnsweredLikeTheFirst) {
   open.first_block = 0;
   open.last_block = 2;
   open.max_length = 64;
+  open.capabilities = transport::SessionCapabilities::Random();
+  c.Remember(open);
   for (int i = 0; i < 2; ++i) {
     const uint64_t id = c.NextId();
     c.Send(id, open);

@@ -1,7 +1,8 @@
 // A real PeerServer in a thread on loopback TCP, serving a BlockStack over the stories260K model,
 // driven by a DEALER the way a client drives it: Info, opening a session, steps whose hidden states
 // equal the stack's own, closing, hostile or misdirected messages answered with errors while the
-// server keeps serving, and Stop() ending Run() with the open sessions' clients told.
+// server keeps serving, sessions that only their opener (and, for the next step, the upstream
+// hop) may use, and Stop() ending Run() with the open sessions' clients told.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,9 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "base/status_macros.h"
 #include "peer/peer_server.h"
 #include "shard/local_model.h"
+#include "transport/route_seal.h"
 #include "transport/zmq_socket.h"
 
 namespace swarm::peer {
@@ -56,19 +59,28 @@ class PeerServerTest : public ::testing::Test {
     client_ = std::move(*client);
   }
 
-  absl::Status Send(uint64_t request_id, Message body, std::optional<Payload> tensor = {}) {
+  std::unique_ptr<DealerClient> Connect() {
+    auto client = DealerClient::Connect(context_, server_->endpoint());
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? std::move(*client) : nullptr;
+  }
+
+  // On `via` (the test's client by default).
+  absl::Status Send(uint64_t request_id, Message body, std::optional<Payload> tensor = {},
+                    DealerClient* via = nullptr) {
     SWARM_ASSIGN_OR_RETURN(auto wire,
                            EncodeMessage(request_id, std::move(body), std::move(tensor)));
-    return client_->Send(wire);
+    return (via ? via : client_.get())->Send(wire);
   }
-  absl::StatusOr<DecodedMessage> Receive() {
-    SWARM_ASSIGN_OR_RETURN(auto wire, client_->Receive(kReplyTimeout));
+  absl::StatusOr<DecodedMessage> Receive(DealerClient* via = nullptr) {
+    SWARM_ASSIGN_OR_RETURN(auto wire, (via ? via : client_.get())->Receive(kReplyTimeout));
     return DecodeMessage(wire);
   }
   absl::StatusOr<DecodedMessage> Call(uint64_t request_id, Message body,
-                                      std::optional<Payload> tensor = {}) {
-    SWARM_RETURN_IF_ERROR(Send(request_id, std::move(body), std::move(tensor)));
-    return Receive();
+                                      std::optional<Payload> tensor = {},
+                                      DealerClient* via = nullptr) {
+    SWARM_RETURN_IF_ERROR(Send(request_id, std::move(body), std::move(tensor), via));
+    return Receive(via);
   }
 
   // Embeddings of tokens: [n_embd, tokens.size()].
@@ -94,6 +106,7 @@ class PeerServerTest : public ::testing::Test {
     return outputs;
   }
 
+  // An opening with new capabilities for `id` (kept in caps_ for the steps and the close).
   OpenSession Opening(SessionId id, uint32_t first, uint32_t last, uint32_t max_length = 16) {
     OpenSession open;
     open.session_id = id;
@@ -102,12 +115,16 @@ class PeerServerTest : public ::testing::Test {
     open.max_length = max_length;
     open.hop_index = 1;
     open.return_outputs = true;
+    open.capabilities = SessionCapabilities::Random();
+    caps_[id] = open.capabilities;
     return open;
   }
 
-  // A step of `input` ([n_embd, n_tokens], f32) at `start` with no further hops.
-  absl::StatusOr<DecodedMessage> RunStep(SessionId id, uint64_t step_id, int64_t start,
-                                         const std::vector<float>& input) {
+  // A step of `input` ([n_embd, n_tokens], f32) at `start` with no further hops, carrying
+  // `capability` and `sealed_route`.
+  absl::StatusOr<Step> MakeStep(SessionId id, uint64_t step_id, int64_t start,
+                                const std::vector<float>& input, Capability capability,
+                                std::vector<uint8_t> sealed_route, Payload* tensor) {
     const int32_t n_tokens = static_cast<int32_t>(input.size() / n_embd_);
     SWARM_ASSIGN_OR_RETURN(
         auto encoded,
@@ -119,7 +136,19 @@ class PeerServerTest : public ::testing::Test {
     step.start_position = start;
     step.n_tokens = n_tokens;
     step.tensor = encoded.desc;
-    return Call(step_id, std::move(step), encoded.bytes);
+    step.capability = capability;
+    step.sealed_route = std::move(sealed_route);
+    *tensor = encoded.bytes;
+    return step;
+  }
+
+  // The session's owner runs a step (as the client does).
+  absl::StatusOr<DecodedMessage> RunStep(SessionId id, uint64_t step_id, int64_t start,
+                                         const std::vector<float>& input) {
+    Payload tensor;
+    SWARM_ASSIGN_OR_RETURN(Step step,
+                           MakeStep(id, step_id, start, input, caps_[id].owner, {}, &tensor));
+    return Call(step_id, std::move(step), tensor);
   }
 
   std::unique_ptr<shard::LocalModel> model_;
@@ -129,6 +158,7 @@ class PeerServerTest : public ::testing::Test {
   std::unique_ptr<PeerServer> server_;
   std::unique_ptr<DealerClient> client_;
   std::future<absl::Status> run_;
+  absl::flat_hash_map<SessionId, SessionCapabilities> caps_;
 };
 
 absl::StatusCode ErrorCode(const DecodedMessage& message) {
@@ -191,7 +221,7 @@ TEST_F(PeerServerTest, StepsEqualTheStackRunDirectly) {
     ++step_id;
   }
 
-  auto closed = Call(2, CloseSession{id});
+  auto closed = Call(2, CloseSession{id, caps_[id].owner});
   ASSERT_TRUE(closed.ok()) << closed.status();
   ASSERT_TRUE(std::holds_alternative<CloseSessionReply>(closed->body)) << MessageName(closed->body);
   // Closed: its steps are refused, and its tokens are free again.
@@ -233,6 +263,150 @@ TEST_F(PeerServerTest, RefusesWhatItCannotServeAndKeepsServing) {
   const auto* pong_reply = std::get_if<Pong>(&ping->body);
   ASSERT_NE(pong_reply, nullptr) << MessageName(ping->body);
   EXPECT_EQ(pong_reply->nonce, 123u);
+}
+
+// The session's client (client_) opened it as hop 1 of its chain; `upstream` plays hop 0, which
+// learned the session's id and push capability from its route layer; `stranger` knows the id.
+// Every forbidden move is refused with PERMISSION_DENIED to whoever made it and changes nothing:
+// the client's outputs stay exactly the stack's, and the client hears of none of it.
+TEST_F(PeerServerTest, SessionsBelongToTheirOpener) {
+  ASSERT_GE(model_->config.n_layer, 3);
+  const std::vector<float> prompt = Embed({1, 42, 7});
+  const std::vector<float> next = Embed({99});
+  const auto expected = RunDirectly({prompt, next}, 1, 3);
+  StartServer();
+  auto upstream = Connect();
+  auto stranger = Connect();
+  ASSERT_NE(upstream, nullptr);
+  ASSERT_NE(stranger, nullptr);
+
+  const SessionId id = SessionId::Random();
+  const OpenSession opening = Opening(id, 1, 3);
+  const SessionCapabilities caps = caps_[id];
+  auto opened = Call(1, opening);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE(std::holds_alternative<OpenSessionReply>(opened->body)) << MessageName(opened->body);
+
+  // The client seals this hop's layer of each step (a one-hop route: nothing follows).
+  auto layer_for = [&](uint64_t step_id, int64_t start, const std::vector<float>& input, bool redo,
+                       const RouteKey& key) {
+    const int32_t n = static_cast<int32_t>(input.size() / n_embd_);
+    return SealRoute(std::vector<SealingHop>{{Hop{}, key}}, {step_id, start, n, redo}).value();
+  };
+  auto push = [&](DealerClient* via, uint64_t step_id, int64_t start,
+                  const std::vector<float>& input, Capability capability,
+                  std::vector<uint8_t> layer) -> absl::Status {
+    Payload tensor;
+    SWARM_ASSIGN_OR_RETURN(
+        Step step, MakeStep(id, step_id, start, input, capability, std::move(layer), &tensor));
+    return Send(step_id, std::move(step), tensor, via);
+  };
+  // What `via` got back: an error whose code the caller checks.
+  auto refused = [&](DealerClient* via, const char* what) {
+    auto reply = Receive(via);
+    ASSERT_TRUE(reply.ok()) << what << ": " << reply.status();
+    const auto* error = std::get_if<ErrorReply>(&reply->body);
+    ASSERT_NE(error, nullptr) << what << ": got " << MessageName(reply->body);
+    EXPECT_EQ(error->code, absl::StatusCode::kPermissionDenied) << what << ": " << error->message;
+    EXPECT_FALSE(error->message.empty());
+  };
+  // The client's next message is this step's output, equal to the stack's.
+  auto output_is = [&](uint64_t step_id, int64_t start, const std::vector<float>& want) {
+    auto reply = Receive();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    const auto* output = std::get_if<StepOutput>(&reply->body);
+    ASSERT_NE(output, nullptr) << MessageName(reply->body) << " "
+                               << (std::holds_alternative<ErrorReply>(reply->body)
+                                       ? std::get<ErrorReply>(reply->body).message
+                                       : "");
+    EXPECT_EQ(output->step_id, step_id);
+    EXPECT_EQ(output->start_position, start);
+    auto hidden = DecodeActivations(*reply);
+    ASSERT_TRUE(hidden.ok()) << hidden.status();
+    EXPECT_EQ(*hidden, want);
+  };
+
+  // The upstream hop delivers step 1 with the push capability and the client's layer; the output
+  // goes to the client, not to the hop.
+  const auto layer1 = layer_for(1, 0, prompt, false, caps.route_key);
+  ASSERT_TRUE(push(upstream.get(), 1, 0, prompt, caps.push, layer1).ok());
+  output_is(1, 0, expected[0]);
+
+  // A stranger who knows the id: open it again (with capabilities of its own), close it, step at
+  // position 0 (a rollback) and at the next position, with no capability or a made-up one, or
+  // the push capability of another session.
+  {
+    OpenSession again = opening;
+    again.capabilities = SessionCapabilities::Random();
+    ASSERT_TRUE(Send(20, again, {}, stranger.get()).ok());
+    refused(stranger.get(), "open again");
+    ASSERT_TRUE(Send(21, CloseSession{id, {}}, {}, stranger.get()).ok());
+    refused(stranger.get(), "close without a capability");
+    ASSERT_TRUE(Send(22, CloseSession{id, Capability::Random()}, {}, stranger.get()).ok());
+    refused(stranger.get(), "close with a made-up capability");
+    ASSERT_TRUE(push(stranger.get(), 23, 0, prompt, {}, {}).ok());
+    refused(stranger.get(), "step at 0 without a capability");
+    ASSERT_TRUE(push(stranger.get(), 24, 3, next, Capability::Random(), {}).ok());
+    refused(stranger.get(), "step at the next position with a made-up capability");
+    ASSERT_TRUE(push(stranger.get(), 25, 3, next, Capability::Random(),
+                     layer_for(25, 3, next, false, caps.route_key))
+                    .ok());
+    refused(stranger.get(), "step with a made-up capability and a good layer");
+  }
+  // The upstream hop: roll back (replaying step 1's layer, or a layer of its own making, or
+  // step 1's layer on another step), step without the client's layer, close, open again.
+  {
+    ASSERT_TRUE(push(upstream.get(), 1, 0, prompt, caps.push, layer1).ok());
+    refused(upstream.get(), "step 1 delivered again");
+    ASSERT_TRUE(push(upstream.get(), 30, 0, prompt, caps.push,
+                     layer_for(30, 0, prompt, true, RouteKey::Random()))
+                    .ok());
+    refused(upstream.get(), "rollback with a forged layer");
+    ASSERT_TRUE(push(upstream.get(), 31, 0, prompt, caps.push, layer1).ok());
+    refused(upstream.get(), "rollback with step 1's layer");
+    ASSERT_TRUE(push(upstream.get(), 32, 3, next, caps.push, {}).ok());
+    refused(upstream.get(), "next step without the client's layer");
+    ASSERT_TRUE(Send(33, CloseSession{id, caps.push}, {}, upstream.get()).ok());
+    refused(upstream.get(), "close with the push capability");
+    OpenSession again = opening;
+    again.capabilities.owner = caps.push;
+    ASSERT_TRUE(Send(34, again, {}, upstream.get()).ok());
+    refused(upstream.get(), "open again with the push capability");
+  }
+
+  // Nothing changed: the next step, delivered as the client sealed it, continues from position 3
+  // with the outputs the stack gives, and it is the first thing the client hears since step 1.
+  ASSERT_TRUE(
+      push(upstream.get(), 2, 3, next, caps.push, layer_for(2, 3, next, false, caps.route_key))
+          .ok());
+  output_is(2, 3, expected[1]);
+
+  // A retry after a failover redoes positions: only where the client marked its layer a redo may
+  // a pushed step start below the session's position (without: refused, to the client).
+  ASSERT_TRUE(
+      push(upstream.get(), 3, 3, next, caps.push, layer_for(3, 3, next, false, caps.route_key))
+          .ok());
+  {
+    auto reply = Receive();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(ErrorCode(*reply), absl::StatusCode::kPermissionDenied) << MessageName(reply->body);
+  }
+  ASSERT_TRUE(
+      push(upstream.get(), 4, 3, next, caps.push, layer_for(4, 3, next, true, caps.route_key))
+          .ok());
+  output_is(4, 3, expected[1]);
+  // The client itself may roll back to any position it holds.
+  auto rolled = RunStep(id, 5, 0, prompt);
+  ASSERT_TRUE(rolled.ok()) << rolled.status();
+  ASSERT_TRUE(std::holds_alternative<StepOutput>(rolled->body)) << MessageName(rolled->body);
+  EXPECT_EQ(DecodeActivations(*rolled).value(), expected[0]);
+
+  // Neither intruder got anything but its refusals.
+  EXPECT_FALSE(stranger->Receive(std::chrono::milliseconds(0)).ok());
+  EXPECT_FALSE(upstream->Receive(std::chrono::milliseconds(0)).ok());
+  auto closed = Call(6, CloseSession{id, caps.owner});
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_TRUE(std::holds_alternative<CloseSessionReply>(closed->body)) << MessageName(closed->body);
 }
 
 TEST_F(PeerServerTest, StopEndsRunAndTellsTheOpenSessions) {

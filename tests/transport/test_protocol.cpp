@@ -40,16 +40,15 @@ std::vector<Envelope> SampleMessages() {
   auto tensor =
       EncodeActivations(Ramp(n_embd * n_tokens), {n_embd, (uint32_t)n_tokens}, C("f16+zstd"))
           .value();
-  auto batch =
-      EncodeActivations(Ramp(n_embd * n_tokens * 2), {n_embd, (uint32_t)n_tokens, 2}, C("int8h/32"))
-          .value();
   std::vector<Envelope> out;
   out.push_back({1, InfoRequest{}, std::nullopt});
   out.push_back(
       {2,
        InfoReply{"peer-abc", "stories260K", 2, 5, "cpu-reference", 1234.5, 67.25, 1u << 20, 2048},
        std::nullopt});
-  out.push_back({3, OpenSession{Sid(1), 0, 3, 512, C("bf16"), 0, true}, std::nullopt});
+  out.push_back({3,
+                 OpenSession{Sid(1), 0, 3, 512, C("bf16"), 0, true, SessionCapabilities::Random()},
+                 std::nullopt});
   out.push_back({4, OpenSessionReply{Sid(1), true, 512, ""}, std::nullopt});
   out.push_back({5, OpenSessionReply{Sid(2), false, 0, "cache full"}, std::nullopt});
   Step step;
@@ -58,16 +57,13 @@ std::vector<Envelope> SampleMessages() {
   step.start_position = 17;
   step.n_tokens = n_tokens;
   step.tensor = tensor.desc;
-  step.route = {Hop{"tcp://10.0.0.2:5000", Sid(4), C("f16")},
-                Hop{"tcp://[::1]:6000", Sid(5), C("int8+zstd")}};
+  step.capability = Capability::Random();
+  step.sealed_route.assign(300, 0xa5);  // opaque here
   out.push_back({6, step, tensor.bytes});
   StepOutput output{Sid(3), 42, 17, n_tokens, 1, 2, 5, tensor.desc};
   out.push_back({7, output, tensor.bytes});
-  out.push_back({8, CloseSession{Sid(6)}, std::nullopt});
+  out.push_back({8, CloseSession{Sid(6), Capability::Random()}, std::nullopt});
   out.push_back({9, CloseSessionReply{Sid(6)}, std::nullopt});
-  Forward forward{0, 5, 0, n_tokens, C("f32"), batch.desc};
-  out.push_back({10, forward, batch.bytes});
-  out.push_back({11, ForwardOutput{n_tokens, batch.desc}, batch.bytes});
   out.push_back(
       {12, ErrorReply{StatusCode::kResourceExhausted, "no room", Sid(7), 9}, std::nullopt});
   out.push_back({13, ErrorReply{StatusCode::kInvalidArgument, "bad", std::nullopt, std::nullopt},
@@ -161,8 +157,18 @@ TEST(ProtocolTest, EncoderRefusesWhatTheDecoderWould) {
   bad.n_tokens = 0;
   EXPECT_EQ(EncodeMessage(1, bad, good).status().code(), StatusCode::kInvalidArgument);
   bad = step;
-  bad.route.assign(kMaxRouteHops + 1, Hop{"tcp://a:1", Sid(2), C("f16")});
+  bad.sealed_route.assign(kMaxSealedRouteBytes + 1, 1);
   EXPECT_EQ(EncodeMessage(1, bad, good).status().code(), StatusCode::kInvalidArgument);
+  // An opening must bring all its capabilities, or the session would be anyone's.
+  OpenSession open{Sid(1), 0, 3, 16, C("f32"), 0, true, SessionCapabilities::Random()};
+  EXPECT_TRUE(EncodeMessage(1, open).ok());
+  for (int missing = 0; missing < 3; ++missing) {
+    OpenSession partial = open;
+    if (missing == 0) partial.capabilities.owner = {};
+    if (missing == 1) partial.capabilities.push = {};
+    if (missing == 2) partial.capabilities.route_key = {};
+    EXPECT_EQ(EncodeMessage(1, partial).status().code(), StatusCode::kInvalidArgument) << missing;
+  }
   InfoReply info;
   info.peer_id = std::string(kMaxShortTextBytes + 1, 'p');
   EXPECT_EQ(EncodeMessage(1, info).status().code(), StatusCode::kInvalidArgument);
@@ -379,10 +385,6 @@ TEST(ProtocolHostileTest, UnknownCodecAndEnumValues) {
     codec.setBlockSize(0);
   });
   EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kInvalidArgument);
-  header = HandStep([](auto, auto step) {
-    step.initRoute(1)[0].initCodec().setDtype(static_cast<wire::Dtype>(200));
-  });
-  EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kInvalidArgument);
 }
 
 TEST(ProtocolHostileTest, UnknownMessageType) {
@@ -402,17 +404,15 @@ TEST(ProtocolHostileTest, UnknownMessageType) {
 }
 
 TEST(ProtocolHostileTest, OverlongListsAndStrings) {
-  auto header = HandStep([](auto, auto step) {
-    auto route = step.initRoute(kMaxRouteHops + 1);
-    for (auto hop : route) hop.setAddress("tcp://x:1");
-  });
+  auto header = HandStep([](auto, auto step) { step.initSealedRoute(kMaxSealedRouteBytes + 1); });
   EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kInvalidArgument);
-  header = HandStep([](auto, auto step) {
-    step.initRoute(1)[0].setAddress(std::string(kMaxShortTextBytes + 1, 'a'));
-  });
-  EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kInvalidArgument);
-  header = HandStep([](auto, auto step) { step.initRoute(1); });  // hop without address
-  EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kInvalidArgument);
+  // Capabilities are exactly 16 bytes (none given: absent).
+  for (unsigned n : {1u, 15u, 17u, 64u}) {
+    header = HandStep([&](auto, auto step) { step.initCapability(n); });
+    EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kInvalidArgument) << n;
+  }
+  header = HandStep([](auto, auto step) { step.initCapability(16); });
+  EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kOk);
   {
     capnp::MallocMessageBuilder builder;
     auto env = builder.initRoot<wire::Envelope>();
@@ -483,10 +483,14 @@ TEST(ProtocolHostileTest, TraversalBombIsRefused) {
   env.setVersion(kProtocolVersion);
   auto step = env.initBody().initStep();
   step.setNTokens(1);
-  const auto route_slot =
-      capnp::Schema::from<wire::Step>().getFieldByName("route").getProto().getSlot().getOffset();
-  capnp::AnyStruct::Builder any(kj::cp(step));
-  any.getPointerSection()[route_slot].initAsListOfAnyStruct(0, 0, 1u << 28);
+  auto tensor = step.initTensor();
+  const auto shape_slot = capnp::Schema::from<wire::TensorDesc>()
+                              .getFieldByName("shape")
+                              .getProto()
+                              .getSlot()
+                              .getOffset();
+  capnp::AnyStruct::Builder any(kj::cp(tensor));
+  any.getPointerSection()[shape_slot].initAsListOfAnyStruct(0, 0, 1u << 28);
   const auto header = Flat(builder);
   ASSERT_LT(header.size(), 1024u);
   EXPECT_EQ(DecodeCode(header, Zeros(256)), StatusCode::kDataLoss);
@@ -515,7 +519,7 @@ TEST(ProtocolHostileTest, NestingBombIsHarmless) {
 
 // A pointer that points back at its own struct: no loop, no crash.
 TEST(ProtocolHostileTest, SelfReferenceIsHarmless) {
-  auto header = Bytes(EncodeMessage(1, CloseSession{Sid(1)}).value().header);
+  auto header = Bytes(EncodeMessage(1, CloseSessionReply{Sid(1)}).value().header);
   // Layout: 8-byte segment table, root pointer, envelope struct (data words, pointer). Point
   // the envelope's body pointer at the envelope itself: offset -(data words + 1) words.
   ASSERT_GE(header.size(), 40u);
