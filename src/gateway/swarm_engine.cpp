@@ -108,6 +108,8 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   provider_options.cache_tokens_needed = max_length;
   provider_options.route_wait =
       absl::Milliseconds(static_cast<int64_t>(options_.route_wait_s * 1e3));
+  provider_options.performance = &performance_;
+  provider_options.context = &context_;
   router::SwarmHopProvider provider(*registry_, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
   router::ChainOptions chain_options;
