@@ -228,7 +228,7 @@ absl::Status ShowStatus(const StatusFlags& flags) {
            {"total_cache_tokens", p.total_cache_tokens},
            {"active_sessions", p.active_sessions},
            {"rtt_ms", rtt},
-           {"identity", identities[k].Name()},
+           {"identity", std::string(identities[k].Name())},
            {"answered_as", identities[k].kind == Identity::kMismatch ? identities[k].detail : ""}});
     }
     std::printf("%s\n", out.dump(2).c_str());
@@ -238,12 +238,12 @@ absl::Status ShowStatus(const StatusFlags& flags) {
               static_cast<long long>(n_blocks), snapshot.size());
   // Throughput is what each peer claims in its record: routing trusts only what a client
   // measures (router::PeerPerformance).
-  std::printf("%-10s %-26s %-8s %-*s %10s %12s  %-20s %s\n", "peer", "address", "state",
+  std::printf("%-10s %-26s %-8s %-*s %11s %12s  %-20s %s\n", "peer", "address", "state",
               static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "claimed t/s",
               "cache free", "identity", "RTT to next peers");
   for (size_t k = 0; k < snapshot.size(); ++k) {
     const registry::PeerRecord& p = snapshot[k];
-    std::printf("%-10s %-26s %-8s %-*s %10.4g %12lld  %-20s %s\n", p.peer_id.ShortHex().c_str(),
+    std::printf("%-10s %-26s %-8s %-*s %11.4g %12lld  %-20s %s\n", p.peer_id.ShortHex().c_str(),
                 p.address.c_str(), std::string(registry::PeerStateName(p.state)).c_str(),
                 static_cast<int>(std::max<int64_t>(n_blocks, 6)), Bar(p.blocks, n_blocks).c_str(),
                 p.decode_tps_per_block, static_cast<long long>(p.free_cache_tokens),

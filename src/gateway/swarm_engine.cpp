@@ -69,6 +69,10 @@ void SwarmEngine::RefreshLoop() {
         peer.block_begin = p.blocks.first;
         peer.block_end = p.blocks.last;
         peer.throughput = p.blocks.size() > 0 ? p.decode_tps_per_block / p.blocks.size() : 0.0;
+        if (auto measured = performance_.MeasuredTpsPerBlock(p.peer_id);
+            measured && p.blocks.size() > 0) {
+          peer.measured_throughput = *measured / p.blocks.size();
+        }
         peer.cache_tokens_left = p.free_cache_tokens;
         for (const auto& [id, ms] : p.rtt_ms) peer.rtts.push_back({id.ToHex(), ms});
         view.peers.push_back(std::move(peer));

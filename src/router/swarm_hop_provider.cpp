@@ -9,11 +9,14 @@
 
 namespace swarm::router {
 
-// Hops reach here only after their identity was checked, so a failure is the failure of the
-// peer at that address: the address is banned with it (ids are free to make).
+// A hop whose identity was checked is the peer at that address: its failure bans the address
+// too (ids are free to make). Unchecked, the record may have named someone else's address.
 void SwarmHopProvider::ReportFailure(const ChainHop& hop) {
   auto id = registry::PeerId::FromHex(hop.peer_id);
-  if (id.ok()) bans_.ReportFailure(*id, hop.address);
+  if (!id.ok()) return;
+  auto owner = owner_.find(hop.address);
+  const bool checked = owner != owner_.end() && owner->second == *id;
+  bans_.ReportFailure(*id, checked ? std::string_view(hop.address) : std::string_view());
 }
 
 void SwarmHopProvider::ReportSuccess(const ChainHop& hop) {
@@ -84,7 +87,8 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
         bans_.ReportFailure(hop.peer_id);
         route_options.banned.insert(hop.peer_id);
       } else {
-        bans_.ReportFailure(hop.peer_id, hop.address);
+        // No answer: nothing says whose address it is, so only the id is banned.
+        bans_.ReportFailure(hop.peer_id);
       }
       break;
     }

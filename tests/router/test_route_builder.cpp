@@ -48,7 +48,9 @@ std::vector<RouteHop> Hops(std::initializer_list<std::tuple<std::string, int, in
 
 TEST(RouteBuilderTest, PrefersFastPeer) {
   registry::RegistrySnapshot peers = {Peer("slow", 0, 4, 100), Peer("fast", 0, 4, 1000)};
-  auto route = BuildRoute(peers, 4);
+  RouteOptions o;
+  o.claim_cap_factor = 0;  // claims as given (capping: MeasuredThroughputOverridesClaims)
+  auto route = BuildRoute(peers, 4, o);
   ASSERT_TRUE(route.ok()) << route.status();
   EXPECT_EQ(route->hops, Hops({{"fast", 0, 4}}, peers));
   // 50 ms RTT by default: 25 ms there, 25 ms back, 4 blocks at 1000 tokens/s.
@@ -60,6 +62,7 @@ TEST(RouteBuilderTest, HopsCostLatency) {
   registry::RegistrySnapshot peers = {Peer("a", 0, 2, 1000), Peer("b", 2, 4, 1000),
                                       Peer("c", 0, 4, 200)};
   RouteOptions far;
+  far.claim_cap_factor = 0;  // claims as given
   far.default_rtt_ms = 100;  // a+b: 3 × 50 ms + 4 ms = 154 ms; c: 2 × 50 ms + 20 ms = 120 ms
   auto r1 = BuildRoute(peers, 4, far);
   ASSERT_TRUE(r1.ok()) << r1.status();
@@ -67,6 +70,7 @@ TEST(RouteBuilderTest, HopsCostLatency) {
   EXPECT_NEAR(r1->cost_s, 0.120, 1e-12);
 
   RouteOptions near;
+  near.claim_cap_factor = 0;
   near.default_rtt_ms = 10;  // a+b: 15 + 4 = 19 ms; c: 10 + 20 = 30 ms
   auto r2 = BuildRoute(peers, 4, near);
   ASSERT_TRUE(r2.ok()) << r2.status();
