@@ -23,8 +23,12 @@ void PeerPerformance::ObserveStep(const registry::PeerId& peer, int64_t blocks, 
     e = Entry{per_block, 1, now};
     return;
   }
-  e.seconds_per_block += options_.smoothing * (per_block - e.seconds_per_block);
   e.steps += 1;
+  // A plain mean over the first 1/smoothing steps (a peer's first steps count equally, so one
+  // generation's worth is a fair sample even when its slowness comes in bursts), then a running
+  // average that follows changes.
+  const double weight = std::max(options_.smoothing, 1.0 / static_cast<double>(e.steps));
+  e.seconds_per_block += weight * (per_block - e.seconds_per_block);
   e.last = now;
 }
 

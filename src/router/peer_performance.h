@@ -19,8 +19,9 @@
 namespace swarm::router {
 
 struct PeerPerformanceOptions {
-  // Weight of the newest step in the running average of a peer's seconds per block.
-  double smoothing = 0.3;
+  // Weight of the newest step in the running average of a peer's seconds per block (the first
+  // 1/smoothing steps are averaged with equal weights).
+  double smoothing = 0.1;
   // Steps of more tokens than this are prefills, whose time per block says little about a decode
   // step's: not counted.
   int64_t max_step_tokens = 8;

@@ -20,6 +20,7 @@ TEST(PeerPerformanceTest, SmoothsDecodeStepsPerBlock) {
   FakeClock clock;
   PeerPerformance perf(PeerPerformanceOptions{.smoothing = 0.5}, clock.AsClock());
   const registry::PeerId a = registry::PeerId::FromName("a"), b = registry::PeerId::FromName("b");
+  // The first 1/smoothing = 2 steps are a plain mean.
   EXPECT_FALSE(perf.MeasuredTpsPerBlock(a).has_value());
   EXPECT_EQ(perf.Steps(a), 0);
   // 4 blocks in 0.04 s: 0.01 s per block, 100 steps/s per block.
@@ -30,6 +31,9 @@ TEST(PeerPerformanceTest, SmoothsDecodeStepsPerBlock) {
   perf.ObserveStep(a, 4, 1, 0.12);
   EXPECT_NEAR(*perf.MeasuredTpsPerBlock(a), 50, 1e-9);
   EXPECT_EQ(perf.Steps(a), 2);
+  // Past 1/smoothing steps, a running average: 0.02 + 0.5 x (0.01 - 0.02) = 0.015 s.
+  perf.ObserveStep(a, 1, 1, 0.01);
+  EXPECT_NEAR(*perf.MeasuredTpsPerBlock(a), 1 / 0.015, 1e-9);
   EXPECT_FALSE(perf.MeasuredTpsPerBlock(b).has_value());
   EXPECT_EQ(perf.MeasuredTps().size(), 1u);
 }

@@ -218,8 +218,8 @@ void ExpectReferencePrefix(const Generation& g) {
 }
 
 // Two peers serve every block. One of them edited its throughput cache to claim 1e12 tokens/s
-// and is frozen (SIGSTOP) for 150 ms of every 200 ms, so it delivers a step in tens of
-// milliseconds where the other takes well under one. The claim, capped at 4x the other's,
+// and is frozen (SIGSTOP) for 60 ms of every 63 ms, so it delivers a step in tens of
+// milliseconds where the other takes one or two. The claim, capped at 4x the other's,
 // wins the first generation; from the second on the client routes by what it measured.
 TEST(SwarmRouting, PeerClaimingMoreThanItDeliversLosesTraffic) {
   peer::LocalSwarm swarm(SwarmOptions());
@@ -246,14 +246,19 @@ TEST(SwarmRouting, PeerClaimingMoreThanItDeliversLosesTraffic) {
   const registry::PeerId liar_id = IdOf(**liar), honest_id = IdOf(**honest);
   auto snapshot = WaitForSnapshot(client.registry(), client.config().model_id, [&](const auto& s) {
     for (const auto& r : s) {
-      if (r.peer_id == liar_id && r.decode_tps_per_block >= 1e12 && HasOnline(s, honest_id)) {
+      // Online: a joining peer announces its cached claim too, but is not routed to yet.
+      if (r.peer_id == liar_id && r.decode_tps_per_block >= 1e12 &&
+          r.state == registry::PeerState::kOnline && HasOnline(s, honest_id)) {
         return true;
       }
     }
     return false;
   });
   bool claims = false;
-  for (const auto& r : snapshot) claims |= r.peer_id == liar_id && r.decode_tps_per_block >= 1e12;
+  for (const auto& r : snapshot) {
+    claims |= r.peer_id == liar_id && r.decode_tps_per_block >= 1e12 &&
+              r.state == registry::PeerState::kOnline;
+  }
   ASSERT_TRUE(claims) << "the liar's record does not claim 1e12";
 
   std::atomic<bool> stop{false};
@@ -261,9 +266,9 @@ TEST(SwarmRouting, PeerClaimingMoreThanItDeliversLosesTraffic) {
   std::thread freezer([&] {
     while (!stop.load()) {
       ::kill(liar_pid, SIGSTOP);
-      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
       ::kill(liar_pid, SIGCONT);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));
     }
     ::kill(liar_pid, SIGCONT);
   });
@@ -289,7 +294,7 @@ TEST(SwarmRouting, PeerClaimingMoreThanItDeliversLosesTraffic) {
   ASSERT_TRUE(liar_tps && honest_tps);
   std::printf("measured steps/s per block: liar %.4g (claims 1e12), honest %.4g\n", *liar_tps,
               *honest_tps);
-  EXPECT_LT(*liar_tps * 10, *honest_tps);
+  EXPECT_LT(*liar_tps * 4, *honest_tps);
   std::filesystem::remove_all(cache_dir);
 }
 
