@@ -250,15 +250,15 @@ absl::Status ShowStatus(const StatusFlags& flags) {
                 identities[k].Short().c_str(), RttList(p).c_str());
   }
   std::printf(
-      "\nspans (distinct peers whose identity checked out; one peer's work cannot be\n"
-      "checked against another's):\n");
+      "\nspans (distinct peers whose identity checked out; a span one peer serves has no other\n"
+      "peer to check its work against):\n");
   for (const Span& span : spans) {
     const std::string blocks = span.last - span.first == 1
                                    ? absl::StrCat(span.first)
                                    : absl::StrCat(span.first, "..", span.last - 1);
     std::printf("  blocks %-10s %s\n", blocks.c_str(), SpanVerdict(span).c_str());
   }
-  std::printf("\nreplicas per block: ");
+  std::printf("\nonline records per block: ");
   std::vector<int64_t> missing;
   for (int64_t b = 0; b < n_blocks; ++b) {
     std::printf("%d", std::min(replicas[b], 9));
