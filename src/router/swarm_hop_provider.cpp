@@ -81,15 +81,10 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
       if (!verify) break;
       absl::Status identity = VerifyIdentity(hop.peer_id, hop.address);
       if (identity.ok()) continue;
+      // Only the record's id is banned, never the address: on a mismatch the address is the
+      // answering peer's; without an answer nothing says whose it is.
       verified = false;
-      if (absl::IsFailedPrecondition(identity)) {
-        // The address is someone else's: ban the record's id only, never the address.
-        bans_.ReportFailure(hop.peer_id);
-        route_options.banned.insert(hop.peer_id);
-      } else {
-        // No answer: nothing says whose address it is, so only the id is banned.
-        bans_.ReportFailure(hop.peer_id);
-      }
+      bans_.ReportFailure(hop.peer_id);
       break;
     }
     if (!verified && round + 1 < kMaxRounds) continue;
