@@ -15,6 +15,7 @@
 #include "model/generator.h"
 #include "registry/dht_registry.h"
 #include "router/chain_session.h"
+#include "router/peer_performance.h"
 #include "router/swarm_hop_provider.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
@@ -41,9 +42,11 @@ struct GenerateFlags {
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
 };
 
-// The parts of a swarm client that outlive the session opening: the DHT node and the router.
+// The parts of a swarm client that outlive the session opening: the DHT node, what this process
+// measures of the peers, and the router.
 struct SwarmClient {
   std::unique_ptr<registry::DhtRegistry> registry;
+  router::PeerPerformance performance;
   std::unique_ptr<router::SwarmHopProvider> provider;
 };
 
@@ -72,6 +75,8 @@ absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
   provider_options.n_blocks = config.n_layer;
   provider_options.cache_tokens_needed = max_length;
   provider_options.route_wait = absl::Milliseconds(static_cast<int64_t>(flags.route_wait_s * 1e3));
+  provider_options.performance = &client.performance;
+  provider_options.context = &context;
   client.provider = std::make_unique<router::SwarmHopProvider>(*client.registry, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, client.provider->InitialRoute());
   return router::ChainSession::Open(context, std::move(hops), config.n_layer, config.n_embd,

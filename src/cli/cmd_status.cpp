@@ -1,8 +1,14 @@
 // `swarm status`: the swarm's coverage map, read from the DHT: which peers serve which blocks,
-// in what state, how fast, with how much KV cache left.
+// in what state, how fast they claim to be, with how much KV cache left; whether the peer at each
+// record's address is the record's peer (asked for its Info), and which spans of blocks more than
+// one distinct peer serves (their work can be checked against each other: verifiable) or only one
+// (unverifiable).
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -15,6 +21,8 @@
 #include "model/model_config.h"
 #include "peer/block_placement.h"
 #include "registry/dht_registry.h"
+#include "router/ban_list.h"
+#include "router/chain_session.h"
 
 namespace swarm::cli {
 namespace {
@@ -26,7 +34,112 @@ struct StatusFlags {
   int64_t n_blocks = 0;
   std::string dht_bind = "0.0.0.0";
   bool json = false;
+  bool no_probe = false;
+  double probe_timeout_s = 2;
 };
+
+// What asking the peer at a record's address for its Info found.
+struct Identity {
+  enum Kind { kNotChecked, kOk, kMismatch, kNoAnswer } kind = kNotChecked;
+  std::string detail;  // the id it answered with, or why no answer came
+
+  std::string_view Name() const {
+    switch (kind) {
+      case kOk:
+        return "ok";
+      case kMismatch:
+        return "mismatch";
+      case kNoAnswer:
+        return "no answer";
+      case kNotChecked:
+        break;
+    }
+    return "not checked";
+  }
+  // For the table: "ok", "answers as 1a2b3c4d", "no answer", "-".
+  std::string Short() const {
+    switch (kind) {
+      case kOk:
+        return "ok";
+      case kMismatch:
+        return absl::StrCat("answers as ", detail.substr(0, 8));
+      case kNoAnswer:
+        return "no answer";
+      case kNotChecked:
+        break;
+    }
+    return "-";
+  }
+};
+
+// Asks every online peer, in parallel, who it is.
+std::vector<Identity> ProbeIdentities(const registry::RegistrySnapshot& snapshot,
+                                      std::chrono::milliseconds timeout) {
+  zmq::context_t context(1);
+  std::vector<std::future<Identity>> pending;
+  for (const registry::PeerRecord& p : snapshot) {
+    if (p.state != registry::PeerState::kOnline) {
+      pending.push_back(std::async(std::launch::deferred, [] { return Identity{}; }));
+      continue;
+    }
+    pending.push_back(std::async(std::launch::async, [&context, &p, timeout] {
+      auto info = router::QueryInfo(context, p.address, timeout);
+      if (!info.ok()) return Identity{Identity::kNoAnswer, std::string(info.status().message())};
+      auto id = registry::PeerId::FromHex(info->peer_id);
+      if (id.ok() && *id == p.peer_id) return Identity{Identity::kOk, info->peer_id};
+      return Identity{Identity::kMismatch, info->peer_id};
+    }));
+  }
+  std::vector<Identity> out;
+  for (auto& f : pending) out.push_back(f.get());
+  return out;
+}
+
+// A run of consecutive blocks served by the same distinct peers.
+struct Span {
+  int64_t first = 0, last = 0;        // [first, last)
+  std::vector<std::string> peer_ids;  // one per distinct peer (address), the first id seen there
+  bool verifiable() const { return peer_ids.size() >= 2; }
+};
+
+// Online records that passed their identity check (all online ones when not probed), counted
+// once per address: one process announcing several ids is one peer.
+std::vector<Span> Spans(const registry::RegistrySnapshot& snapshot,
+                        const std::vector<Identity>& identities, int64_t n_blocks) {
+  std::vector<std::map<std::string, std::string>> serving(static_cast<size_t>(n_blocks));
+  for (size_t k = 0; k < snapshot.size(); ++k) {
+    const registry::PeerRecord& p = snapshot[k];
+    if (p.state != registry::PeerState::kOnline) continue;
+    if (identities[k].kind != Identity::kOk && identities[k].kind != Identity::kNotChecked) {
+      continue;
+    }
+    const std::string address = router::AddressKey(p.address);
+    for (int64_t b = std::max(0, p.blocks.first); b < std::min<int64_t>(p.blocks.last, n_blocks);
+         ++b) {
+      serving[b].try_emplace(address, p.peer_id.ToHex());
+    }
+  }
+  std::vector<Span> spans;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    std::vector<std::string> ids;
+    for (const auto& [address, id] : serving[b]) ids.push_back(id);
+    if (!spans.empty() && spans.back().last == b &&
+        std::equal(serving[b].begin(), serving[b].end(), serving[b - 1].begin(),
+                   serving[b - 1].end())) {
+      spans.back().last = b + 1;
+    } else {
+      spans.push_back(Span{b, b + 1, std::move(ids)});
+    }
+  }
+  return spans;
+}
+
+std::string SpanVerdict(const Span& span) {
+  const size_t n = span.peer_ids.size();
+  if (n == 0) return "0 peers: uncovered";
+  if (n == 1) return "1 peer: unverifiable";
+  return absl::StrCat(n, " peers: verifiable");
+}
 
 std::string Bar(const registry::BlockRange& range, int64_t n_blocks) {
   std::string bar;
@@ -77,6 +190,12 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     }
   }
   std::vector<double> throughput = peer::SwarmThroughput(snapshot, n_blocks);
+  std::vector<Identity> identities(snapshot.size());
+  if (!flags.no_probe) {
+    identities = ProbeIdentities(
+        snapshot, std::chrono::milliseconds(static_cast<int64_t>(flags.probe_timeout_s * 1e3)));
+  }
+  const std::vector<Span> spans = Spans(snapshot, identities, n_blocks);
 
   if (flags.json) {
     nlohmann::json out;
@@ -84,38 +203,62 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     out["n_blocks"] = n_blocks;
     out["replicas"] = replicas;
     out["block_throughput"] = throughput;
+    out["spans"] = nlohmann::json::array();
+    for (const Span& span : spans) {
+      out["spans"].push_back({{"first_block", span.first},
+                              {"last_block", span.last},
+                              {"peers", span.peer_ids.size()},
+                              {"peer_ids", span.peer_ids},
+                              {"verifiable", span.verifiable()}});
+    }
     out["peers"] = nlohmann::json::array();
-    for (const registry::PeerRecord& p : snapshot) {
+    for (size_t k = 0; k < snapshot.size(); ++k) {
+      const registry::PeerRecord& p = snapshot[k];
       nlohmann::json rtt = nlohmann::json::object();
       for (const auto& [id, ms] : p.rtt_ms) rtt[id.ToHex()] = ms;
-      out["peers"].push_back({{"peer_id", p.peer_id.ToHex()},
-                              {"address", p.address},
-                              {"state", std::string(registry::PeerStateName(p.state))},
-                              {"first_block", p.blocks.first},
-                              {"last_block", p.blocks.last},
-                              {"decode_tps_per_block", p.decode_tps_per_block},
-                              {"prompt_tps_per_block", p.prompt_tps_per_block},
-                              {"free_cache_tokens", p.free_cache_tokens},
-                              {"total_cache_tokens", p.total_cache_tokens},
-                              {"active_sessions", p.active_sessions},
-                              {"rtt_ms", rtt}});
+      out["peers"].push_back(
+          {{"peer_id", p.peer_id.ToHex()},
+           {"address", p.address},
+           {"state", std::string(registry::PeerStateName(p.state))},
+           {"first_block", p.blocks.first},
+           {"last_block", p.blocks.last},
+           {"decode_tps_per_block", p.decode_tps_per_block},
+           {"prompt_tps_per_block", p.prompt_tps_per_block},
+           {"free_cache_tokens", p.free_cache_tokens},
+           {"total_cache_tokens", p.total_cache_tokens},
+           {"active_sessions", p.active_sessions},
+           {"rtt_ms", rtt},
+           {"identity", std::string(identities[k].Name())},
+           {"answered_as", identities[k].kind == Identity::kMismatch ? identities[k].detail : ""}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return absl::OkStatus();
   }
   std::printf("model %s: %lld blocks, %zu peers\n\n", model_id.c_str(),
               static_cast<long long>(n_blocks), snapshot.size());
-  std::printf("%-10s %-26s %-8s %-*s %10s %12s  %s\n", "peer", "address", "state",
-              static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "tok/s/blk", "cache free",
-              "RTT to next peers");
-  for (const registry::PeerRecord& p : snapshot) {
-    std::printf("%-10s %-26s %-8s %-*s %10.0f %12lld  %s\n", p.peer_id.ShortHex().c_str(),
+  // Throughput is what each peer claims in its record: routing trusts only what a client
+  // measures (router::PeerPerformance).
+  std::printf("%-10s %-26s %-8s %-*s %11s %12s  %-20s %s\n", "peer", "address", "state",
+              static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "claimed t/s",
+              "cache free", "identity", "RTT to next peers");
+  for (size_t k = 0; k < snapshot.size(); ++k) {
+    const registry::PeerRecord& p = snapshot[k];
+    std::printf("%-10s %-26s %-8s %-*s %11.4g %12lld  %-20s %s\n", p.peer_id.ShortHex().c_str(),
                 p.address.c_str(), std::string(registry::PeerStateName(p.state)).c_str(),
                 static_cast<int>(std::max<int64_t>(n_blocks, 6)), Bar(p.blocks, n_blocks).c_str(),
                 p.decode_tps_per_block, static_cast<long long>(p.free_cache_tokens),
-                RttList(p).c_str());
+                identities[k].Short().c_str(), RttList(p).c_str());
   }
-  std::printf("\nreplicas per block: ");
+  std::printf(
+      "\nspans (distinct peers whose identity checked out; a span one peer serves has no other\n"
+      "peer to check its work against):\n");
+  for (const Span& span : spans) {
+    const std::string blocks = span.last - span.first == 1
+                                   ? absl::StrCat(span.first)
+                                   : absl::StrCat(span.first, "..", span.last - 1);
+    std::printf("  blocks %-10s %s\n", blocks.c_str(), SpanVerdict(span).c_str());
+  }
+  std::printf("\nonline records per block: ");
   std::vector<int64_t> missing;
   for (int64_t b = 0; b < n_blocks; ++b) {
     std::printf("%d", std::min(replicas[b], 9));
@@ -147,6 +290,12 @@ void AddStatusCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--dht-bind", flags->dht_bind, "Address of this client's DHT node")
       ->capture_default_str();
   cmd->add_flag("--json", flags->json, "Print JSON");
+  cmd->add_flag("--no-probe", flags->no_probe,
+                "Do not ask each peer who it is (identity shows '-', every online record counts)");
+  cmd->add_option("--probe-timeout", flags->probe_timeout_s,
+                  "Seconds to wait for each peer's Info answer")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([flags, &exit_code] {
     absl::Status status = ShowStatus(*flags);
     if (!status.ok()) {

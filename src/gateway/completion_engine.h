@@ -75,9 +75,10 @@ struct PeerView {
   std::string state;  // "joining", "online", "offline" (or "local" for the in-process engine)
   int32_t block_begin = 0;
   int32_t block_end = 0;
-  double throughput = 0;           // announced forward steps per second over its whole span
-  int64_t cache_tokens_left = -1;  // free KV-cache tokens, -1 when unknown
-  std::vector<PeerRtt> rtts;       // measured round trips to the peers of the next blocks
+  double throughput = 0;            // announced forward steps per second over its whole span
+  double measured_throughput = -1;  // the same as this process measured it, -1 when not measured
+  int64_t cache_tokens_left = -1;   // free KV-cache tokens, -1 when unknown
+  std::vector<PeerRtt> rtts;        // measured round trips to the peers of the next blocks
 };
 
 struct SwarmView {

@@ -47,6 +47,7 @@ nlohmann::json SwarmJson(const ModelInfo& info, const SwarmView& view, const Req
                      {"state", p.state},
                      {"blocks", {p.block_begin, p.block_end}},
                      {"throughput", p.throughput},
+                     {"measured_throughput", p.measured_throughput},
                      {"cache_tokens_left", p.cache_tokens_left},
                      {"rtts", std::move(rtts)}});
   }

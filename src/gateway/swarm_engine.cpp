@@ -69,6 +69,10 @@ void SwarmEngine::RefreshLoop() {
         peer.block_begin = p.blocks.first;
         peer.block_end = p.blocks.last;
         peer.throughput = p.blocks.size() > 0 ? p.decode_tps_per_block / p.blocks.size() : 0.0;
+        if (auto measured = performance_.MeasuredTpsPerBlock(p.peer_id);
+            measured && p.blocks.size() > 0) {
+          peer.measured_throughput = *measured / p.blocks.size();
+        }
         peer.cache_tokens_left = p.free_cache_tokens;
         for (const auto& [id, ms] : p.rtt_ms) peer.rtts.push_back({id.ToHex(), ms});
         view.peers.push_back(std::move(peer));
@@ -108,6 +112,8 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   provider_options.cache_tokens_needed = max_length;
   provider_options.route_wait =
       absl::Milliseconds(static_cast<int64_t>(options_.route_wait_s * 1e3));
+  provider_options.performance = &performance_;
+  provider_options.context = &context_;
   router::SwarmHopProvider provider(*registry_, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
   router::ChainOptions chain_options;

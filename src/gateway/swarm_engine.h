@@ -1,8 +1,9 @@
 // The swarm behind the CompletionEngine interface: each request gets its own route through the
 // DHT's peers (router::SwarmHopProvider) and its own chain session with failover
 // (router::ChainSession); this process holds only the client part of the model (embeddings,
-// output norm, head, tokenizer). Describe() serves a view of the registry refreshed by a
-// background thread. Owns the DHT client node; thread-safe.
+// output norm, head, tokenizer). The engine keeps what its sessions measure of each peer's steps
+// (router::PeerPerformance), so later requests route by measured speed. Describe() serves a view of
+// the registry refreshed by a background thread. Owns the DHT client node; thread-safe.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "registry/dht_registry.h"
+#include "router/peer_performance.h"
 
 namespace swarm::gateway {
 
@@ -59,6 +61,7 @@ class SwarmEngine final : public CompletionEngine {
   ModelInfo info_;
   std::unique_ptr<registry::DhtRegistry> registry_;
   zmq::context_t context_{1};
+  router::PeerPerformance performance_;  // fed and read by every request's router
 
   mutable std::mutex view_mu_;
   SwarmView view_;  // guarded by view_mu_

@@ -1,15 +1,35 @@
 #include "router/ban_list.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 
 namespace swarm::router {
 
+std::string AddressKey(std::string_view address) {
+  auto hp = registry::ParseTcpAddress(address);
+  if (!hp.ok()) return std::string(address);
+  std::string host = absl::AsciiStrToLower(hp->host);
+  unsigned char raw[sizeof(in6_addr)];
+  char text[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, host.c_str(), raw) == 1 &&
+      inet_ntop(AF_INET, raw, text, sizeof(text)) != nullptr) {
+    host = text;
+  } else if (inet_pton(AF_INET6, host.c_str(), raw) == 1 &&
+             inet_ntop(AF_INET6, raw, text, sizeof(text)) != nullptr) {
+    host = absl::StrCat("[", text, "]");
+  }
+  return absl::StrCat(host, ":", hp->port);
+}
+
 BanList::BanList(BanOptions options, Clock clock) : options_(options), clock_(std::move(clock)) {}
 
-absl::Time BanList::ReportFailure(const registry::PeerId& peer) {
-  const absl::Time now = clock_();
-  absl::MutexLock lock(&mu_);
-  auto [it, inserted] = entries_.try_emplace(peer, Entry{options_.initial, absl::InfinitePast()});
+template <typename Key>
+absl::Time BanList::Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now) {
+  auto [it, inserted] = entries.try_emplace(key, Entry{options_.initial, absl::InfinitePast()});
   Entry& e = it->second;
   // A peer that stayed quiet for a long while after its ban starts over.
   if (!inserted && now - e.until > options_.max) e.next_ban = options_.initial;
@@ -21,12 +41,27 @@ absl::Time BanList::ReportFailure(const registry::PeerId& peer) {
   return e.until;
 }
 
-void BanList::ReportSuccess(const registry::PeerId& peer) {
+absl::Time BanList::ReportFailure(const registry::PeerId& peer, std::string_view address) {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  if (!address.empty()) Ban(addresses_, AddressKey(address), now);
+  return Ban(entries_, peer, now);
+}
+
+void BanList::ReportSuccess(const registry::PeerId& peer, std::string_view address) {
   absl::MutexLock lock(&mu_);
   entries_.erase(peer);
+  if (!address.empty()) addresses_.erase(AddressKey(address));
 }
 
 bool BanList::IsBanned(const registry::PeerId& peer) const { return BannedUntil(peer) > clock_(); }
+
+bool BanList::IsAddressBanned(std::string_view address) const {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  auto it = addresses_.find(AddressKey(address));
+  return it != addresses_.end() && it->second.until > now;
+}
 
 absl::Time BanList::BannedUntil(const registry::PeerId& peer) const {
   absl::MutexLock lock(&mu_);
@@ -40,6 +75,16 @@ absl::flat_hash_set<registry::PeerId> BanList::Banned() const {
   absl::MutexLock lock(&mu_);
   for (const auto& [peer, e] : entries_) {
     if (e.until > now) out.insert(peer);
+  }
+  return out;
+}
+
+absl::flat_hash_set<std::string> BanList::BannedAddresses() const {
+  const absl::Time now = clock_();
+  absl::flat_hash_set<std::string> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [address, e] : addresses_) {
+    if (e.until > now) out.insert(address);
   }
   return out;
 }

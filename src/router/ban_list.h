@@ -1,11 +1,15 @@
 // Peers that failed recently, banned with exponential backoff: the first failure bans for
 // `initial`, each further failure doubles the ban up to `max`, and a success (or `max` without a
-// failure after the ban ended) forgets the peer.
+// failure after the ban ended) forgets the peer. Peer ids are free to make, so a failure bans the
+// announced address (host:port) too: a peer that comes back under a new id at the same address
+// stays banned.
 // Owned by a client's inference session (or a router); thread-safe, and the clock is injected so
 // tests advance time without sleeping.
 #pragma once
 
 #include <functional>
+#include <string>
+#include <string_view>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -23,6 +27,11 @@ struct BanOptions {
   double multiplier = 2.0;
 };
 
+// The key an address is banned under: "host:port" of a tcp:// address with a numeric host in its
+// canonical form (so "tcp://127.000.0.1:5" and "tcp://127.0.0.1:5" are one address), lowercased;
+// any other address as it is.
+std::string AddressKey(std::string_view address);
+
 class BanList {
  public:
   using Clock = std::function<absl::Time()>;
@@ -30,28 +39,35 @@ class BanList {
   explicit BanList(
       BanOptions options = {}, Clock clock = [] { return absl::Now(); });
 
-  // Bans `peer` from now for its current backoff, then grows the backoff. Returns the end of
-  // the ban.
-  absl::Time ReportFailure(const registry::PeerId& peer);
-  // The peer answered correctly: lift any ban and reset its backoff.
-  void ReportSuccess(const registry::PeerId& peer);
+  // Bans `peer` from now for its current backoff, then grows the backoff. With an address, the
+  // address is banned the same way (its own backoff). Returns the end of the peer's ban.
+  absl::Time ReportFailure(const registry::PeerId& peer, std::string_view address = {});
+  // The peer answered correctly: lift any ban and reset its backoff (and its address's).
+  void ReportSuccess(const registry::PeerId& peer, std::string_view address = {});
 
   bool IsBanned(const registry::PeerId& peer) const;
+  bool IsAddressBanned(std::string_view address) const;
   // When the current ban ends (absl::InfinitePast() if not banned).
   absl::Time BannedUntil(const registry::PeerId& peer) const;
   // Every peer banned right now: what RouteOptions::banned wants.
   absl::flat_hash_set<registry::PeerId> Banned() const;
+  // Every address banned right now, as AddressKey(): what RouteOptions::banned_addresses wants.
+  absl::flat_hash_set<std::string> BannedAddresses() const;
 
  private:
   struct Entry {
     absl::Duration next_ban;  // length of the ban the next failure gets
     absl::Time until;
   };
+  template <typename Key>
+  absl::Time Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BanOptions options_;
   const Clock clock_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<registry::PeerId, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Entry> addresses_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace swarm::router

@@ -387,12 +387,15 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
       // the client before the previous hop's copy (which that hop sends after its push), and then
       // it added nothing. The hops' times add up to the step's.
       auto previous = start;
+      std::vector<double> hop_seconds(hops_.size());
       for (size_t i = 0; i < hops_.size(); ++i) {
         const auto latest = std::max(previous, arrived[i]);
+        hop_seconds[i] = std::chrono::duration<double>(latest - previous).count();
         timings_[i].steps += 1;
-        timings_[i].seconds += std::chrono::duration<double>(latest - previous).count();
+        timings_[i].seconds += hop_seconds[i];
         previous = latest;
       }
+      if (provider_ != nullptr) provider_->StepTimed(hops_, hop_seconds, n_tokens);
       const double per_token =
           std::chrono::duration<double>(arrived.back() - start).count() / n_tokens;
       seconds_per_token_ =

@@ -74,6 +74,10 @@ class HopProvider {
   // Called after every successful step: a chance to keep what Replace() needs fresh, so that a
   // failure finds it ready. Must not block.
   virtual void StepDone() {}
+  // After every successful step of `n_tokens` positions: each hop's share of its time, as
+  // HopTiming counts it (seconds[k] for hops[k]). What routing learns peers' speed from.
+  virtual void StepTimed(std::span<const ChainHop> /*hops*/, std::span<const double> /*seconds*/,
+                         int64_t /*n_tokens*/) {}
 };
 
 // Per-hop timing as the client sees it: when each hop's output arrived after the step was sent.

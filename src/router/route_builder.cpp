@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "router/ban_list.h"
 
 namespace swarm::router {
 namespace {
@@ -41,6 +42,7 @@ struct Entry {
 struct Candidate {
   const registry::PeerRecord* record = nullptr;
   int32_t lo = 0, hi = 0;      // its blocks clipped to [start, end)
+  double load_factor = 1;      // 1 + load_weight x sessions
   double block_s = 0;          // compute seconds per block, load included
   double enter_penalty_s = 0;  // cache penalty, paid once per hop
   double est_latency_s = 0;    // one-way latency when no peer-to-peer RTT is known
@@ -132,6 +134,12 @@ absl::Status ValidateOptions(int64_t n_blocks, const RouteOptions& o, int32_t* s
   for (const auto& [id, l] : o.load) {
     if (!finite_nonneg(l)) return absl::InvalidArgumentError("route: bad load");
   }
+  for (const auto& [id, tps] : o.measured_tps_per_block) {
+    if (!(tps > 0 && std::isfinite(tps))) {
+      return absl::InvalidArgumentError("route: bad measured throughput");
+    }
+  }
+  if (!finite_nonneg(o.claim_cap_factor)) return absl::InvalidArgumentError("route: bad cap");
   *start = static_cast<int32_t>(o.start_block);
   *end = static_cast<int32_t>(e);
   return absl::OkStatus();
@@ -145,6 +153,57 @@ double CachePenalty(const registry::PeerRecord& r, const RouteOptions& o) {
                                 static_cast<double>(r.total_cache_tokens);
   if (fill <= o.nearly_full_fraction) return 0;
   return o.nearly_full_penalty_s * (fill - o.nearly_full_fraction) / (1.0 - o.nearly_full_fraction);
+}
+
+// Each candidate's decode throughput per block for the estimate: what the client measured, else
+// its claim (or the default), at most claim_cap_factor x a reference: over the blocks it serves,
+// the fastest measured candidate serving that block or, where none is measured, the (lower) median
+// claim of the candidates serving it. Linear in the candidates' blocks: snapshots can be large.
+std::vector<double> CredibleThroughput(const std::vector<Candidate>& cands, int32_t start,
+                                       int32_t end, const RouteOptions& options) {
+  const size_t n = cands.size();
+  std::vector<double> tps(n);
+  std::vector<char> measured(n, 0);
+  for (size_t k = 0; k < n; ++k) {
+    const registry::PeerRecord& r = *cands[k].record;
+    if (auto it = options.measured_tps_per_block.find(r.peer_id);
+        it != options.measured_tps_per_block.end()) {
+      tps[k] = it->second;
+      measured[k] = 1;
+    } else {
+      tps[k] = r.decode_tps_per_block > 0 ? r.decode_tps_per_block : options.default_tps_per_block;
+    }
+  }
+  if (options.claim_cap_factor <= 0) return tps;
+  std::vector<double> best_measured(end - start, 0);
+  std::vector<std::vector<double>> claims(end - start);
+  for (size_t k = 0; k < n; ++k) {
+    for (int32_t i = cands[k].lo; i < cands[k].hi; ++i) {
+      if (measured[k]) {
+        best_measured[i - start] = std::max(best_measured[i - start], tps[k]);
+      } else {
+        claims[i - start].push_back(tps[k]);
+      }
+    }
+  }
+  std::vector<double> reference(end - start, 0);
+  for (int32_t i = start; i < end; ++i) {
+    std::vector<double>& c = claims[i - start];
+    if (best_measured[i - start] > 0) {
+      reference[i - start] = best_measured[i - start];
+    } else if (!c.empty()) {
+      // The lower median: of two claims, the smaller one bounds the other.
+      std::nth_element(c.begin(), c.begin() + (c.size() - 1) / 2, c.end());
+      reference[i - start] = c[(c.size() - 1) / 2];
+    }
+  }
+  for (size_t k = 0; k < n; ++k) {
+    if (measured[k]) continue;
+    double ref = 0;
+    for (int32_t i = cands[k].lo; i < cands[k].hi; ++i) ref = std::max(ref, reference[i - start]);
+    if (ref > 0) tps[k] = std::min(tps[k], options.claim_cap_factor * ref);
+  }
+  return tps;
 }
 
 }  // namespace
@@ -169,7 +228,9 @@ absl::StatusOr<Route> BuildRoute(const registry::RegistrySnapshot& peers, int64_
     if (r.blocks.first < 0 || r.blocks.last > n_blocks || r.blocks.empty()) continue;
     const int32_t lo = std::max(r.blocks.first, start), hi = std::min(r.blocks.last, end);
     if (lo >= hi || r.state == registry::PeerState::kOffline) continue;
-    if (r.state != registry::PeerState::kOnline || options.banned.contains(id)) {
+    if (r.state != registry::PeerState::kOnline || options.banned.contains(id) ||
+        (!options.banned_addresses.empty() &&
+         options.banned_addresses.contains(AddressKey(r.address)))) {
       unusable_ranges.push_back(r.blocks);
       continue;
     }
@@ -177,15 +238,17 @@ absl::StatusOr<Route> BuildRoute(const registry::RegistrySnapshot& peers, int64_
     c.record = rec;
     c.lo = lo;
     c.hi = hi;
-    const double tps =
-        r.decode_tps_per_block > 0 ? r.decode_tps_per_block : options.default_tps_per_block;
     double load = r.active_sessions;
     if (auto it = options.load.find(id); it != options.load.end()) load += it->second;
-    c.block_s = (1.0 + options.load_weight * load) / tps;
+    c.load_factor = 1.0 + options.load_weight * load;
     c.enter_penalty_s = CachePenalty(r, options);
     c.est_latency_s = ClientRttMs(options, id) / 2000.0;
     cands.push_back(std::move(c));
   }
+  // Seconds per block: measured where the client has measured, else the claim within bounds.
+  std::vector<double> tps = CredibleThroughput(cands, start, end, options);
+  for (size_t k = 0; k < cands.size(); ++k) cands[k].block_s = cands[k].load_factor / tps[k];
+
   // Deterministic regardless of snapshot order: ties go to the lower peer id.
   std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
     return a.record->peer_id < b.record->peer_id;

@@ -7,6 +7,8 @@
 //                                                             the previous peer's measured RTT/2
 //                                                             if known, else the client's RTT/2)
 //                   + blocks / decode_tps_per_block × (1 + load_weight × sessions on that peer)
+//                     (the throughput the client measured of that peer when it has, else the
+//                     peer's claim, capped: see RouteOptions::claim_cap_factor)
 //                   + cache penalty                           (free KV cache below what the session
 //                                                             needs, or nearly full)
 //   + latency from the last peer back to the client.
@@ -45,6 +47,17 @@ struct RouteOptions {
   double load_weight = 1.0;
 
   absl::flat_hash_set<registry::PeerId> banned;
+  // Addresses banned whatever id announces them, as router::AddressKey() gives them.
+  absl::flat_hash_set<std::string> banned_addresses;
+
+  // Decode throughput per block this client measured (router::PeerPerformance): used instead of
+  // the peer's claim.
+  absl::flat_hash_map<registry::PeerId, double> measured_tps_per_block;
+  // A claim is only a claim: a peer not measured counts as at most claim_cap_factor times the
+  // fastest measured peer among those serving any of the same blocks or, where none is measured,
+  // the median claim of the others serving them. So a record claiming 1e12 tokens/s attracts one
+  // session, is measured, and from then on counts for what it delivers. 0: claims are believed.
+  double claim_cap_factor = 4.0;
 
   // KV cache the session needs on every peer it uses (prompt + generated tokens).
   int64_t cache_tokens_needed = 0;

@@ -9,14 +9,52 @@
 
 namespace swarm::router {
 
+// A hop whose identity was checked is the peer at that address: its failure bans the address
+// too (ids are free to make). Unchecked, the record may have named someone else's address.
 void SwarmHopProvider::ReportFailure(const ChainHop& hop) {
   auto id = registry::PeerId::FromHex(hop.peer_id);
-  if (id.ok()) bans_.ReportFailure(*id);
+  if (!id.ok()) return;
+  auto owner = owner_.find(hop.address);
+  const bool checked = owner != owner_.end() && owner->second == *id;
+  bans_.ReportFailure(*id, checked ? std::string_view(hop.address) : std::string_view());
 }
 
 void SwarmHopProvider::ReportSuccess(const ChainHop& hop) {
   auto id = registry::PeerId::FromHex(hop.peer_id);
-  if (id.ok()) bans_.ReportSuccess(*id);
+  if (id.ok()) bans_.ReportSuccess(*id, hop.address);
+}
+
+void SwarmHopProvider::StepTimed(std::span<const ChainHop> hops, std::span<const double> seconds,
+                                 int64_t n_tokens) {
+  if (options_.performance == nullptr) return;
+  for (size_t k = 0; k < hops.size() && k < seconds.size(); ++k) {
+    auto id = registry::PeerId::FromHex(hops[k].peer_id);
+    if (!id.ok()) continue;
+    options_.performance->ObserveStep(
+        *id, static_cast<int64_t>(hops[k].last_block) - hops[k].first_block, n_tokens, seconds[k]);
+  }
+}
+
+absl::Status SwarmHopProvider::VerifyIdentity(const registry::PeerId& id,
+                                              const std::string& address) {
+  if (auto it = owner_.find(address); it != owner_.end()) {
+    if (it->second == id) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat("peer ", address, " answers as ", it->second.ShortHex()));
+  }
+  SWARM_ASSIGN_OR_RETURN(
+      transport::InfoReply info,
+      QueryInfo(*options_.context, address, absl::ToChronoMilliseconds(options_.identity_timeout),
+                options_.socket));
+  auto reported = registry::PeerId::FromHex(info.peer_id);
+  if (!reported.ok() || reported->IsZero()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("peer ", address, " does not say which peer it is"));
+  }
+  owner_[address] = *reported;
+  if (*reported == id) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("peer ", address, " answers as ", reported->ShortHex()));
 }
 
 absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
@@ -24,18 +62,41 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
   RouteOptions route_options;
   route_options.start_block = first;
   route_options.end_block = last;
-  route_options.banned = bans_.Banned();
   route_options.load = load_;
   route_options.cache_tokens_needed = options_.cache_tokens_needed;
-  SWARM_ASSIGN_OR_RETURN(router::Route route,
-                         BuildRoute(snapshot, options_.n_blocks, route_options));
-  std::vector<ChainHop> hops;
-  for (const RouteHop& hop : route.hops) {
-    hops.push_back({hop.address, static_cast<uint32_t>(hop.blocks.first),
-                    static_cast<uint32_t>(hop.blocks.last), hop.peer_id.ToHex()});
-    load_[hop.peer_id] += 1;
+  if (options_.performance != nullptr) {
+    route_options.measured_tps_per_block = options_.performance->MeasuredTps();
   }
-  return hops;
+  const bool verify = options_.verify_identity && options_.context != nullptr;
+  // Each round either returns or excludes one more record (an impostor, or a peer that did not
+  // answer), so it ends; the bound only caps the Info queries one call may make.
+  constexpr int kMaxRounds = 64;
+  for (int round = 0;; ++round) {
+    route_options.banned = bans_.Banned();
+    route_options.banned_addresses = bans_.BannedAddresses();
+    SWARM_ASSIGN_OR_RETURN(router::Route route,
+                           BuildRoute(snapshot, options_.n_blocks, route_options));
+    bool verified = true;
+    for (const RouteHop& hop : route.hops) {
+      if (!verify) break;
+      absl::Status identity = VerifyIdentity(hop.peer_id, hop.address);
+      if (identity.ok()) continue;
+      // Only the record's id is banned, never the address: on a mismatch the address is the
+      // answering peer's; without an answer nothing says whose it is.
+      verified = false;
+      bans_.ReportFailure(hop.peer_id);
+      break;
+    }
+    if (!verified && round + 1 < kMaxRounds) continue;
+    if (!verified) return absl::UnavailableError("route: too many records failed their check");
+    std::vector<ChainHop> hops;
+    for (const RouteHop& hop : route.hops) {
+      hops.push_back({hop.address, static_cast<uint32_t>(hop.blocks.first),
+                      static_cast<uint32_t>(hop.blocks.last), hop.peer_id.ToHex()});
+      load_[hop.peer_id] += 1;
+    }
+    return hops;
+  }
 }
 
 void SwarmHopProvider::CollectRefresh() {

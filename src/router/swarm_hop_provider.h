@@ -1,11 +1,15 @@
 // Routes a client's session through the swarm: reads the model's peer records from the DHT,
-// builds the cheapest chain (route_builder.h) avoiding banned peers, and finds replacements for
-// failed hops. Spreads this client's sessions over replicas by counting the sessions it placed on
-// each peer. Owned by the client; one thread at a time (the session's).
+// builds the cheapest chain (route_builder.h) avoiding banned peers and addresses, and finds
+// replacements for failed hops. Spreads this client's sessions over replicas by counting the
+// sessions it placed on each peer, feeds the hops' measured step times to the client's
+// PeerPerformance (which the next routes use instead of claims), and checks that the peer
+// answering at a record's address is the record's peer before routing to it.
+// Owned by the client; one thread at a time (the session's).
 #pragma once
 
 #include <cstdint>
 #include <future>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,6 +18,7 @@
 #include "registry/dht_registry.h"
 #include "router/ban_list.h"
 #include "router/chain_session.h"
+#include "router/peer_performance.h"
 #include "router/route_builder.h"
 
 namespace swarm::router {
@@ -36,6 +41,17 @@ struct SwarmHopProviderOptions {
   absl::Duration refresh_interval = absl::Seconds(4);
   absl::Duration min_refresh_gap = absl::Seconds(1);
   BanOptions bans;
+  // The client's measurements of peers (shared by its sessions; outlives the provider). Null: the
+  // claims alone, capped against each other.
+  PeerPerformance* performance = nullptr;
+  // Before a route uses a record, the peer at its address is asked for its Info; a peer that
+  // answers with another id is not the record's: the record is skipped and its id banned (the
+  // address belongs to the peer that answered). No answer within identity_timeout is a failure of
+  // the record's peer. A check holds for the provider's life. Needs `context`.
+  bool verify_identity = true;
+  zmq::context_t* context = nullptr;
+  absl::Duration identity_timeout = absl::Seconds(2);
+  transport::ClientOptions socket;  // for the identity checks (keys of a private swarm)
 };
 
 class SwarmHopProvider : public HopProvider {
@@ -52,9 +68,12 @@ class SwarmHopProvider : public HopProvider {
   void ReportSuccess(const ChainHop& hop) override;
   absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) override;
   void StepDone() override;
+  void StepTimed(std::span<const ChainHop> hops, std::span<const double> seconds,
+                 int64_t n_tokens) override;
 
   // The last snapshot read (for status displays and the gateway's dashboard).
   const registry::RegistrySnapshot& last_snapshot() const { return snapshot_; }
+  const BanList& bans() const { return bans_; }
 
  private:
   absl::StatusOr<std::vector<ChainHop>> Route(int64_t first, int64_t last);
@@ -62,10 +81,17 @@ class SwarmHopProvider : public HopProvider {
   absl::StatusOr<std::vector<ChainHop>> RouteThrough(const registry::RegistrySnapshot& snapshot,
                                                      int64_t first, int64_t last);
 
+  // Asks the peer at `address` who it is: OK when it is `id`; FailedPrecondition naming the id
+  // it reported otherwise (remembered in owner_); the query's error when it did not answer.
+  absl::Status VerifyIdentity(const registry::PeerId& id, const std::string& address);
+
   registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;
   BanList bans_;
   absl::flat_hash_map<registry::PeerId, double> load_;
+  // Who answered at each address asked (the record's id or another): records announcing an
+  // address that answered as someone else are skipped without asking again.
+  absl::flat_hash_map<std::string, registry::PeerId> owner_;
   registry::RegistrySnapshot snapshot_;
   absl::Time snapshot_time_ = absl::InfinitePast();
   // A background read of the registry, and when it was started.

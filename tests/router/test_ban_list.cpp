@@ -59,5 +59,42 @@ TEST(BanListTest, BannedSetAndQuietPeriodReset) {
   EXPECT_EQ(bans.ReportFailure(a), clock.now + absl::Seconds(1));
 }
 
+// Ids are free: a peer banned at an address stays banned there under any new id, the address's
+// ban follows the same backoff, and spellings of one numeric IPv6 address are one address.
+TEST(BanListTest, AddressIsBannedWithItsPeer) {
+  FakeClock clock;
+  BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(8), 2.0}, clock.AsClock());
+  const registry::PeerId liar = registry::PeerId::FromName("liar");
+  const registry::PeerId fresh = registry::PeerId::FromName("fresh id");
+  bans.ReportFailure(liar, "tcp://127.0.0.1:5000");
+  bans.ReportFailure(liar, "tcp://127.0.0.1:5000");  // until +2 s
+  EXPECT_TRUE(bans.IsAddressBanned("tcp://127.0.0.1:5000"));
+  EXPECT_TRUE(bans.IsAddressBanned("tcp://127.0.0.1:5000"));
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://127.0.0.1:5001"));
+  EXPECT_FALSE(bans.IsBanned(fresh));
+  EXPECT_EQ(bans.BannedAddresses(), (absl::flat_hash_set<std::string>{"127.0.0.1:5000"}));
+  EXPECT_EQ(AddressKey("tcp://[::1]:7"), "[::1]:7");
+  EXPECT_EQ(AddressKey("tcp://[0:0:0:0:0:0:0:1]:7"), "[::1]:7");
+  EXPECT_EQ(AddressKey("tcp://Example.ORG:7"), "example.org:7");
+  EXPECT_EQ(AddressKey("ipc:///tmp/x"), "ipc:///tmp/x");
+
+  // The new id at the old address fails too: the address's backoff grows (4 s), not restarts.
+  clock.now += absl::Seconds(2);
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://127.0.0.1:5000"));
+  bans.ReportFailure(fresh, "tcp://127.0.0.1:5000");
+  clock.now += absl::Seconds(3);
+  EXPECT_TRUE(bans.IsAddressBanned("tcp://127.0.0.1:5000"));
+  EXPECT_FALSE(bans.IsBanned(fresh));  // its own first ban (1 s) is over
+  clock.now += absl::Seconds(1);
+  EXPECT_TRUE(bans.BannedAddresses().empty());
+
+  // A success at the address lifts its ban; a failure without an address bans no address.
+  bans.ReportFailure(fresh, "tcp://127.0.0.1:5000");
+  bans.ReportSuccess(fresh, "tcp://127.0.0.1:5000");
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://127.0.0.1:5000"));
+  bans.ReportFailure(liar);
+  EXPECT_TRUE(bans.BannedAddresses().empty());
+}
+
 }  // namespace
 }  // namespace swarm::router

@@ -48,7 +48,9 @@ std::vector<RouteHop> Hops(std::initializer_list<std::tuple<std::string, int, in
 
 TEST(RouteBuilderTest, PrefersFastPeer) {
   registry::RegistrySnapshot peers = {Peer("slow", 0, 4, 100), Peer("fast", 0, 4, 1000)};
-  auto route = BuildRoute(peers, 4);
+  RouteOptions o;
+  o.claim_cap_factor = 0;  // claims as given (capping: MeasuredThroughputOverridesClaims)
+  auto route = BuildRoute(peers, 4, o);
   ASSERT_TRUE(route.ok()) << route.status();
   EXPECT_EQ(route->hops, Hops({{"fast", 0, 4}}, peers));
   // 50 ms RTT by default: 25 ms there, 25 ms back, 4 blocks at 1000 tokens/s.
@@ -60,6 +62,7 @@ TEST(RouteBuilderTest, HopsCostLatency) {
   registry::RegistrySnapshot peers = {Peer("a", 0, 2, 1000), Peer("b", 2, 4, 1000),
                                       Peer("c", 0, 4, 200)};
   RouteOptions far;
+  far.claim_cap_factor = 0;  // claims as given
   far.default_rtt_ms = 100;  // a+b: 3 × 50 ms + 4 ms = 154 ms; c: 2 × 50 ms + 20 ms = 120 ms
   auto r1 = BuildRoute(peers, 4, far);
   ASSERT_TRUE(r1.ok()) << r1.status();
@@ -67,6 +70,7 @@ TEST(RouteBuilderTest, HopsCostLatency) {
   EXPECT_NEAR(r1->cost_s, 0.120, 1e-12);
 
   RouteOptions near;
+  near.claim_cap_factor = 0;
   near.default_rtt_ms = 10;  // a+b: 15 + 4 = 19 ms; c: 10 + 20 = 30 ms
   auto r2 = BuildRoute(peers, 4, near);
   ASSERT_TRUE(r2.ok()) << r2.status();
@@ -374,6 +378,7 @@ TEST(RouteBuilderTest, MatchesExhaustiveSearchOnRandomSwarms) {
       peers.push_back(p);
     }
     RouteOptions o;
+    o.claim_cap_factor = 0;  // the search against claims as given (capping: tested above)
     o.default_rtt_ms = 1 + rng() % 100;
     for (int k = 0; k < n_peers; ++k) {
       if (rng() % 2) o.client_rtt_ms[peers[k].peer_id] = static_cast<double>(rng() % 150);
@@ -470,6 +475,78 @@ TEST(RouteBuilderTest, ThousandPeersEightyBlocksIsFast) {
       "%.3f ms CPU\n",
       kPeers, kBlocks, kRuns, best_ms, best_cpu_ms);
   EXPECT_LT(best_ms, 1000.0);  // generous: the point is the printed figure, not a timing test
+}
+
+// A peer this client measured counts for what it delivered, whatever it claims; a claim of a peer
+// never measured is capped by the measured peers of its blocks (or the other claims), so a 1e12
+// claim wins at most until it is measured.
+TEST(RouteBuilderTest, MeasuredThroughputOverridesClaims) {
+  registry::RegistrySnapshot peers = {Peer("honest", 0, 4, 1000), Peer("liar", 0, 4, 1e12)};
+  RouteOptions o;
+  // Never measured: the liar's claim counts as at most 4 x the honest claim (the lower median).
+  auto route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops, Hops({{"liar", 0, 4}}, peers));
+  EXPECT_NEAR(route->cost_s, 0.025 + 4 / 4000.0 + 0.025, 1e-12);
+  // Without the cap the claim would be believed (what the cap changes).
+  o.claim_cap_factor = 0;
+  route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok());
+  EXPECT_NEAR(route->cost_s, 0.025 + 4 / 1e12 + 0.025, 1e-12);
+  o.claim_cap_factor = 4;
+
+  // Measured slow (10 steps/s per block): the honest peer, not measured, wins; its own claim is
+  // now capped at 4 x the liar's measurement, 40, so it costs 4 / 40 s.
+  o.measured_tps_per_block[Id("liar")] = 10;
+  route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok());
+  EXPECT_EQ(route->hops, Hops({{"honest", 0, 4}}, peers));
+  EXPECT_NEAR(route->cost_s, 0.025 + 4 / 40.0 + 0.025, 1e-12);
+  // Once measured too, each counts for its measurement.
+  o.measured_tps_per_block[Id("honest")] = 800;
+  route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok());
+  EXPECT_EQ(route->hops, Hops({{"honest", 0, 4}}, peers));
+  EXPECT_NEAR(route->cost_s, 0.025 + 4 / 800.0 + 0.025, 1e-12);
+
+  // A peer claiming less than it delivers gets its measured speed.
+  registry::RegistrySnapshot modest = {Peer("modest", 0, 4, 10), Peer("other", 0, 4, 100)};
+  RouteOptions m;
+  m.measured_tps_per_block[Id("modest")] = 1000;
+  route = BuildRoute(modest, 4, m);
+  ASSERT_TRUE(route.ok());
+  EXPECT_EQ(route->hops, Hops({{"modest", 0, 4}}, modest));
+
+  // A measurement is validated like any option.
+  m.measured_tps_per_block[Id("other")] = -1;
+  EXPECT_TRUE(absl::IsInvalidArgument(BuildRoute(modest, 4, m).status()));
+}
+
+// A lone peer's claim has nothing to be capped by; a claim only counts against peers that share
+// a block with it.
+TEST(RouteBuilderTest, ClaimsAreCappedOnlyByPeersOfTheSameBlocks) {
+  registry::RegistrySnapshot peers = {Peer("a", 0, 2, 1e9), Peer("b", 2, 4, 100)};
+  RouteOptions o;
+  o.measured_tps_per_block[Id("b")] = 1;
+  auto route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok());
+  EXPECT_NEAR(route->cost_s, 0.025 + 2 / 1e9 + 0.025 + 2 / 1.0 + 0.025, 1e-9);
+}
+
+// A banned address is not used whatever id announces it; another address of the same host is.
+TEST(RouteBuilderTest, RespectsBannedAddresses) {
+  registry::RegistrySnapshot peers = {Peer("new id", 0, 4, 1e6), Peer("other", 0, 4, 1000)};
+  peers[0].address = "tcp://127.0.0.1:5000";
+  peers[1].address = "tcp://127.0.0.1:5001";
+  RouteOptions o;
+  o.banned_addresses = {"127.0.0.1:5000"};
+  auto route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok());
+  EXPECT_EQ(route->hops, Hops({{"other", 0, 4}}, peers));
+  o.banned_addresses = {"127.0.0.1:5000", "127.0.0.1:5001"};
+  route = BuildRoute(peers, 4, o);
+  EXPECT_TRUE(absl::IsUnavailable(route.status()));
+  EXPECT_NE(route.status().message().find("banned"), std::string_view::npos) << route.status();
 }
 
 }  // namespace
