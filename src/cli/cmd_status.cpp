@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "cli/commands.h"
+#include "cli/swarm_secret_flag.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "peer/block_placement.h"
@@ -26,6 +27,7 @@ struct StatusFlags {
   int64_t n_blocks = 0;
   std::string dht_bind = "0.0.0.0";
   bool json = false;
+  std::string swarm_secret;
 };
 
 std::string Bar(const registry::BlockRange& range, int64_t n_blocks) {
@@ -59,10 +61,13 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     n_blocks = config.n_layer;
   }
   if (model_id.empty()) return absl::InvalidArgumentError("give -m MODEL.gguf or --model-id ID");
+  SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
+  const std::string secret_name = swarm_secret ? swarm_secret->Fingerprint() : "";
   registry::DhtRegistryOptions dht;
   dht.bind_address = flags.dht_bind;
   dht.initial_peers = flags.initial_peers;
   dht.client_only = true;
+  dht.swarm_secret = std::move(swarm_secret);
   SWARM_ASSIGN_OR_RETURN(auto registry, registry::DhtRegistry::Create(dht));
   SWARM_ASSIGN_OR_RETURN(auto snapshot, registry->Snapshot(model_id));
   for (const registry::PeerRecord& p : snapshot)
@@ -81,6 +86,8 @@ absl::Status ShowStatus(const StatusFlags& flags) {
   if (flags.json) {
     nlohmann::json out;
     out["model_id"] = model_id;
+    out["private"] = !secret_name.empty();
+    if (!secret_name.empty()) out["secret_fingerprint"] = secret_name;
     out["n_blocks"] = n_blocks;
     out["replicas"] = replicas;
     out["block_throughput"] = throughput;
@@ -103,8 +110,11 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     std::printf("%s\n", out.dump(2).c_str());
     return absl::OkStatus();
   }
-  std::printf("model %s: %lld blocks, %zu peers\n\n", model_id.c_str(),
-              static_cast<long long>(n_blocks), snapshot.size());
+  std::printf("model %s: %lld blocks, %zu peers%s\n\n", model_id.c_str(),
+              static_cast<long long>(n_blocks), snapshot.size(),
+              secret_name.empty()
+                  ? ""
+                  : absl::StrCat(", private swarm (secret ", secret_name, ")").c_str());
   std::printf("%-10s %-26s %-8s %-*s %10s %12s  %s\n", "peer", "address", "state",
               static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "tok/s/blk", "cache free",
               "RTT to next peers");
@@ -147,6 +157,7 @@ void AddStatusCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--dht-bind", flags->dht_bind, "Address of this client's DHT node")
       ->capture_default_str();
   cmd->add_flag("--json", flags->json, "Print JSON");
+  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->callback([flags, &exit_code] {
     absl::Status status = ShowStatus(*flags);
     if (!status.ok()) {

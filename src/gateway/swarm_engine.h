@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +22,8 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "registry/dht_registry.h"
+#include "transport/swarm_secret.h"
+#include "transport/zmq_socket.h"
 
 namespace swarm::gateway {
 
@@ -34,6 +37,8 @@ struct SwarmEngineOptions {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   double refresh_interval_s = 2;
+  // A private swarm: the DHT node is the swarm's own and every peer connection CurveZMQ.
+  std::optional<transport::SwarmSecret> swarm_secret;
 };
 
 class SwarmEngine final : public CompletionEngine {
@@ -58,6 +63,7 @@ class SwarmEngine final : public CompletionEngine {
   model::ClientWeights client_weights_;
   ModelInfo info_;
   std::unique_ptr<registry::DhtRegistry> registry_;
+  transport::ClientOptions socket_options_;  // every chain's (CurveZMQ in a private swarm)
   zmq::context_t context_{1};
 
   mutable std::mutex view_mu_;
