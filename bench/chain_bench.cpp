@@ -298,7 +298,13 @@ int Run(const Flags& flags) {
   std::vector<Setup> setups = {Setup{}};
   for (int n : flags.peers) {
     for (double l : flags.latencies_ms) {
-      for (bool private_swarm : kinds) setups.push_back(Setup{n, l, private_swarm});
+      for (bool private_swarm : kinds) {
+        Setup setup;
+        setup.n_peers = n;
+        setup.latency_ms = l;
+        setup.private_swarm = private_swarm;
+        setups.push_back(std::move(setup));
+      }
     }
   }
 
