@@ -5,11 +5,13 @@
 // bandwidth). With peer-to-peer push a decode step makes N + 1 transits, so the floor of a step is
 // the in-process per-token time plus (N + 1) one-way latencies. Prints one JSON line per setup.
 // Every setup is open at once and they take turns token by token (a round: a prompt and
-// warmup + n tokens each), so the machine's drift falls on all of them alike.
+// warmup + n tokens each), so the machine's drift falls on all of them alike. With --private
+// every chain setup is measured twice: open (plaintext), and as a private swarm (peers started
+// with --swarm-secret, every link CurveZMQ), which prices the encryption.
 //
 // Usage: chain_bench --swarm build/src/cli/swarm -m MODEL.gguf [--peers 2,4]
 //                    [--latency-ms 0,10,50] [--bandwidth-mbit 100] [-n 32] [--warmup 4]
-//                    [--codec f32] [-t THREADS] [--prompt "..."] [--rounds 3]
+//                    [--codec f32] [-t THREADS] [--prompt "..."] [--rounds 3] [--private]
 #include <sched.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -25,6 +27,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +43,7 @@
 #include "shard/local_pipeline.h"
 #include "transport/codec.h"
 #include "transport/link_emulator.h"
+#include "transport/swarm_secret.h"
 
 namespace {
 
@@ -61,6 +65,7 @@ struct Flags {
   std::string prompt = "Once upon a time";
   int rounds = 3;
   bool pin_threads = true;
+  bool private_swarm = false;  // also measure each chain as a private swarm
 };
 
 struct Latency {
@@ -190,12 +195,15 @@ std::vector<int> AllowedCpus() {
 }
 
 // n peers splitting the blocks evenly, a fixed chain: no discovery, no announcer or RTT threads.
+// With `secret_path`, a private swarm's peers.
 absl::StatusOr<std::unique_ptr<peer::LocalSwarm>> StartPeers(const Flags& flags, int n,
-                                                             int64_t n_layer, int64_t max_length) {
+                                                             int64_t n_layer, int64_t max_length,
+                                                             const std::string& secret_path) {
   std::vector<std::string> common = {
       "-m",        flags.model,   "--listen",     "tcp://127.0.0.1:0",
       "--backend", flags.backend, "--max-length", std::to_string(max_length),
       "--no-dht"};
+  if (!secret_path.empty()) common.insert(common.end(), {"--swarm-secret", secret_path});
   if (flags.threads > 0) common.insert(common.end(), {"--threads", std::to_string(flags.threads)});
   auto swarm = std::make_unique<peer::LocalSwarm>(
       peer::LocalSwarmOptions{.binary = flags.swarm_binary,
@@ -213,6 +221,7 @@ absl::StatusOr<std::unique_ptr<peer::LocalSwarm>> StartPeers(const Flags& flags,
 struct Setup {
   int n_peers = 0;  // 0: in-process
   double latency_ms = 0;
+  bool private_swarm = false;  // CurveZMQ on every link
   std::vector<double> samples_ms;
   std::vector<double> blocks_ms;  // of each sample: the part spent in the blocks (or the chain)
   std::vector<double> prompt_ms;
@@ -247,24 +256,56 @@ int Run(const Flags& flags) {
   // Every peer set runs for the whole benchmark, so the rounds can interleave the setups: each
   // round measures the in-process engine and then every chain, and drift on a shared machine
   // spreads over all of them alike.
-  std::map<int, std::unique_ptr<peer::LocalSwarm>> peer_sets;
+  // --private: a secret in a scratch file (removed at the end) and the clients' CURVE keys.
+  std::string secret_path;
+  std::optional<transport::CurveClientOptions> curve;
+  if (flags.private_swarm) {
+    auto secret = transport::SwarmSecret::Generate();
+    if (!secret.ok()) return fail(secret.status());
+    secret_path = absl::StrCat(std::filesystem::temp_directory_path().string(), "/chain-bench-",
+                               getpid(), ".secret");
+    if (auto saved = secret->Save(secret_path, /*overwrite=*/true); !saved.ok()) return fail(saved);
+    auto keys = transport::DeriveCurveKeys(*secret);
+    if (!keys.ok()) return fail(keys.status());
+    curve = transport::SwarmCurveClient(*keys);
+  }
+  struct RemoveFile {
+    const std::string& path;
+    ~RemoveFile() {
+      if (!path.empty()) std::remove(path.c_str());
+    }
+  } remove_secret{secret_path};
+  std::vector<bool> kinds = {false};
+  if (flags.private_swarm) kinds.push_back(true);
+  std::map<std::pair<int, bool>, std::unique_ptr<peer::LocalSwarm>> peer_sets;
   for (int n : flags.peers) {
     if (n < 1 || n > m.config.n_layer) return fail(absl::InvalidArgumentError("bad --peers"));
-    if (peer_sets.contains(n)) continue;
-    auto peers = StartPeers(flags, n, m.config.n_layer, max_length);
-    if (!peers.ok()) return fail(peers.status());
-    // A peer prints where it listens once its backend (and its workers) exist.
-    if (flags.pin_threads) {
-      for (peer::LocalPeer& p : (*peers)->peers()) PinComputeThreads(p.process->pid(), cpus);
+    for (bool private_swarm : kinds) {
+      if (peer_sets.contains({n, private_swarm})) continue;
+      auto peers = StartPeers(flags, n, m.config.n_layer, max_length,
+                              private_swarm ? secret_path : std::string());
+      if (!peers.ok()) return fail(peers.status());
+      // A peer prints where it listens once its backend (and its workers) exist.
+      if (flags.pin_threads) {
+        for (peer::LocalPeer& p : (*peers)->peers()) PinComputeThreads(p.process->pid(), cpus);
+      }
+      peer_sets[{n, private_swarm}] = std::move(*peers);
     }
-    peer_sets[n] = std::move(*peers);
   }
   // This process last: the in-process engine and the chains' client. Threads it starts later
   // (ZeroMQ's, the link emulators') inherit its main thread's CPU; they mostly wait.
   if (flags.pin_threads) PinComputeThreads(getpid(), cpus);
   std::vector<Setup> setups = {Setup{}};
   for (int n : flags.peers) {
-    for (double l : flags.latencies_ms) setups.push_back(Setup{n, l, {}, {}, {}, {}, 0});
+    for (double l : flags.latencies_ms) {
+      for (bool private_swarm : kinds) {
+        Setup setup;
+        setup.n_peers = n;
+        setup.latency_ms = l;
+        setup.private_swarm = private_swarm;
+        setups.push_back(std::move(setup));
+      }
+    }
   }
 
   zmq::context_t context(1);
@@ -289,7 +330,7 @@ int Run(const Flags& flags) {
         blocks = r.local.get();
       } else {
         std::vector<router::ChainHop> hops;
-        for (const peer::LocalPeer& p : peer_sets[setup.n_peers]->peers()) {
+        for (const peer::LocalPeer& p : peer_sets[{setup.n_peers, setup.private_swarm}]->peers()) {
           std::string address = p.ready.address;
           if (setup.latency_ms > 0) {
             transport::LinkEmulatorOptions link;
@@ -308,6 +349,7 @@ int Run(const Flags& flags) {
         router::ChainOptions options;
         options.codec = *codec;
         options.max_length = max_length;
+        if (setup.private_swarm) options.socket.curve = curve;
         auto chain =
             router::ChainSession::Open(context, hops, m.config.n_layer, m.config.n_embd, options);
         if (!chain.ok()) return fail(chain.status());
@@ -345,9 +387,11 @@ int Run(const Flags& flags) {
       }
       const Latency latency = Summarize(round_ms[s], 0);
       std::fprintf(
-          stderr, "round %d: %s %d peers, %g ms links: median %.2f ms/token (%.2f in the blocks)\n",
+          stderr,
+          "round %d: %s %d peers, %g ms links%s: median %.2f ms/token (%.2f in the blocks)\n",
           round, setup.n_peers ? "chain" : "in-process", setup.n_peers, setup.latency_ms,
-          latency.median_ms, Summarize(fwd_ms[s], 0).median_ms);
+          setup.private_swarm ? ", private" : "", latency.median_ms,
+          Summarize(fwd_ms[s], 0).median_ms);
     }
   }
   for (auto& [n, peers] : peer_sets) peers->StopAll(std::chrono::seconds(30));
@@ -367,10 +411,10 @@ int Run(const Flags& flags) {
                             {"blocks_ms_median", Summarize(setups[0].blocks_ms, 0).median_ms}})
                           .dump()
                           .c_str());
-  std::fprintf(stderr, "\n%-6s %-10s %12s %12s %10s %8s\n", "peers", "one-way ms", "token ms",
-               "floor ms", "tokens/s", "ratio");
-  std::fprintf(stderr, "%-6s %-10s %12.2f %12s %10.2f\n", "-", "-", baseline.median_ms, "-",
-               baseline.mean_ms > 0 ? 1e3 / baseline.mean_ms : 0.0);
+  std::fprintf(stderr, "\n%-6s %-10s %-8s %12s %12s %10s %8s\n", "peers", "one-way ms", "swarm",
+               "token ms", "floor ms", "tokens/s", "ratio");
+  std::fprintf(stderr, "%-6s %-10s %-8s %12.2f %12s %10.2f\n", "-", "-", "-", baseline.median_ms,
+               "-", baseline.mean_ms > 0 ? 1e3 / baseline.mean_ms : 0.0);
   for (size_t i = 1; i < setups.size(); ++i) {
     const Setup& setup = setups[i];
     const Latency latency = Summarize(setup.samples_ms, setup.prompt_ms.front());
@@ -385,6 +429,7 @@ int Run(const Flags& flags) {
                  {"setup", l > 0 ? "peers+links" : "peers"},
                  {"model", model_name},
                  {"n_peers", setup.n_peers},
+                 {"private", setup.private_swarm},
                  {"transits_per_step", transits},
                  {"codec", transport::CodecName(*codec)},
                  {"one_way_latency_ms", l},
@@ -399,8 +444,9 @@ int Run(const Flags& flags) {
                  {"ratio_to_floor", latency.median_ms / floor_ms},
                  {"target", l > 0 ? 1.1 : 1.05}};
     std::printf("%s\n", line.dump().c_str());
-    std::fprintf(stderr, "%-6d %-10g %12.2f %12.2f %10.2f %7.3fx (target %.2fx)\n", setup.n_peers,
-                 l, latency.median_ms, floor_ms, latency.mean_ms > 0 ? 1e3 / latency.mean_ms : 0.0,
+    std::fprintf(stderr, "%-6d %-10g %-8s %12.2f %12.2f %10.2f %7.3fx (target %.2fx)\n",
+                 setup.n_peers, l, setup.private_swarm ? "private" : "open", latency.median_ms,
+                 floor_ms, latency.mean_ms > 0 ? 1e3 / latency.mean_ms : 0.0,
                  latency.median_ms / floor_ms, l > 0 ? 1.1 : 1.05);
   }
   std::fflush(stdout);
@@ -435,6 +481,8 @@ int main(int argc, char** argv) {
   app.add_option("--pin-threads", flags.pin_threads,
                  "Pin every process's main thread and backend workers one per CPU")
       ->capture_default_str();
+  app.add_flag("--private", flags.private_swarm,
+               "Also measure every chain as a private swarm (--swarm-secret, CurveZMQ)");
   app.add_option("--rounds", flags.rounds, "Rounds over all setups (interleaved)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));

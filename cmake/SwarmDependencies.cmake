@@ -15,6 +15,7 @@ pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
 find_package(msgpack REQUIRED CONFIG PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/cmake/msgpackc-cxx)
 find_package(opendht REQUIRED)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
+# Private swarms: key derivation (BLAKE2b), CURVE key pairs from a seed, sealed DHT records.
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 

@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libabsl-dev                 # Status/StatusOr, strings, synchronization
   libzmq3-dev cppzmq-dev      # ZeroMQ sockets and their C++ binding
+  libsodium-dev               # private swarms: key derivation, CURVE key pairs, sealed DHT records
   capnproto libcapnp-dev      # wire-format schema compiler and runtime
   libzstd-dev                 # activation compression
   libsodium-dev               # session capabilities and sealed routes (CSPRNG, secretbox)

@@ -10,6 +10,7 @@
 #include "base/status_macros.h"
 #include "cli/cache_type_flags.h"
 #include "cli/commands.h"
+#include "cli/swarm_secret_flag.h"
 #include "gateway/api_ready_line.h"
 #include "gateway/api_server.h"
 #include "gateway/local_engine.h"
@@ -33,6 +34,7 @@ struct ApiFlags {
   double route_wait_s = 20;
   double request_timeout_s = 10;
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
+  std::string swarm_secret;
 };
 
 absl::Status ParseListen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -57,6 +59,10 @@ absl::Status RunApi(const ApiFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::unique_ptr<gateway::CompletionEngine> engine;
+  if (flags.initial_peers.empty() && !flags.swarm_secret.empty()) {
+    return absl::InvalidArgumentError("--swarm-secret is for a swarm: give --initial-peers");
+  }
+  SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
   if (flags.initial_peers.empty()) {
     gateway::LocalEngineOptions options;
     options.backend = flags.backend;
@@ -73,6 +79,7 @@ absl::Status RunApi(const ApiFlags& flags) {
     options.n_ctx = flags.n_ctx;
     options.model_id = flags.model_id;
     options.route_wait_s = flags.route_wait_s;
+    options.swarm_secret = std::move(swarm_secret);
     SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(flags.model_path, options));
   }
   gateway::ApiServerOptions options;
@@ -136,6 +143,7 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
   AddCacheTypeFlags(*cmd, flags->cache_types);
+  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("--backend,--device", flags->backend.name,
                   "Backend of the client head (and in-process), alias --device: auto (GPU 0 if "
                   "usable, else cpu), cpu, cpu:generic, cpu:avx2, cpu:avx512, reference, cuda "

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -31,12 +32,14 @@
 #include "base/subprocess.h"
 #include "cli/block_range_flag.h"
 #include "cli/commands.h"
+#include "cli/swarm_secret_flag.h"
 #include "model/generator.h"
 #include "nlohmann/json.hpp"
 #include "peer/local_swarm.h"
 #include "router/chain_session.h"
 #include "shard/local_model.h"
 #include "transport/codec.h"
+#include "transport/swarm_secret.h"
 
 namespace swarm::cli {
 namespace {
@@ -82,7 +85,44 @@ struct DemoFlags {
   std::string log_dir;
   std::string ready_file;
   std::vector<std::string> serve_args;
+  // A private swarm: --swarm-secret FILE, or --private (a new secret in the scratch folder).
+  bool private_swarm = false;
+  std::string swarm_secret;
 };
+
+// The demo's private swarm: the secret file every peer gets and the client's CURVE keys.
+struct DemoSecret {
+  std::string path;
+  std::string fingerprint;
+  std::optional<transport::CurveClientOptions> client;
+};
+
+// --swarm-secret FILE, or with --private a new secret written into `scratch` (removed with it);
+// none for an open swarm. Says on stderr what the swarm is.
+absl::StatusOr<DemoSecret> PrepareSecret(const DemoFlags& flags, const fs::path& scratch) {
+  DemoSecret out;
+  if (!flags.private_swarm && flags.swarm_secret.empty()) return out;
+  std::optional<transport::SwarmSecret> secret;
+  if (!flags.swarm_secret.empty()) {
+    SWARM_ASSIGN_OR_RETURN(secret, LoadSwarmSecretFlag(flags.swarm_secret));
+    out.path = flags.swarm_secret;
+  } else {
+    SWARM_ASSIGN_OR_RETURN(secret, transport::SwarmSecret::Generate());
+    out.path = (scratch / "swarm.secret").string();
+    // The scratch folder is the demo's own: an earlier demo's secret there is replaced.
+    SWARM_RETURN_IF_ERROR(secret->Save(out.path, /*overwrite=*/true));
+  }
+  SWARM_ASSIGN_OR_RETURN(auto keys, transport::DeriveCurveKeys(*secret));
+  out.client = transport::SwarmCurveClient(keys);
+  out.fingerprint = secret->Fingerprint();
+  std::fprintf(stderr,
+               "demo: private swarm, secret %s (fingerprint %s%s): every peer admits only holders "
+               "of the secret, over CurveZMQ (encrypted, authenticated); their DHT is the swarm's "
+               "own and its records sealed\n",
+               out.path.c_str(), out.fingerprint.c_str(),
+               flags.swarm_secret.empty() ? ", made for this demo" : "");
+  return out;
+}
 
 absl::Status ConfigError(const std::string& origin, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(origin, ": ", what));
@@ -257,7 +297,8 @@ std::string Tail(const fs::path& log, size_t max_bytes = 2000) {
 
 // Starts every peer at once, then waits for each one's ready line.
 absl::Status StartPeers(const std::string& model_path, const DemoConfig& config, int64_t max_length,
-                        peer::LocalSwarm& swarm, std::vector<DemoPeer>& peers) {
+                        const DemoSecret& secret, peer::LocalSwarm& swarm,
+                        std::vector<DemoPeer>& peers) {
   std::vector<std::vector<std::string>> args;
   for (size_t i = 0; i < peers.size(); ++i) {
     const DemoPeer& peer = peers[i];
@@ -269,6 +310,8 @@ absl::Status StartPeers(const std::string& model_path, const DemoConfig& config,
     if (config.threads_per_peer > 0) {
       args.back().insert(args.back().end(), {"--threads", std::to_string(config.threads_per_peer)});
     }
+    if (!secret.path.empty())
+      args.back().insert(args.back().end(), {"--swarm-secret", secret.path});
   }
   SWARM_RETURN_IF_ERROR(swarm.StartAll(args));
   for (size_t i = 0; i < peers.size(); ++i) peers[i].address = swarm.peer(i).ready.address;
@@ -349,18 +392,19 @@ struct TempDir {
 };
 
 void PrintReport(const std::vector<DemoPeer>& peers, const std::vector<router::HopTiming>& timings,
-                 const model::GenerationStats& stats, const std::string& codec) {
+                 const model::GenerationStats& stats, const std::string& codec,
+                 bool private_swarm) {
   const double total = stats.prompt_seconds + stats.generation_seconds;
   double hops_total = 0;
   for (const router::HopTiming& t : timings) hops_total += t.seconds;
   std::fprintf(
       stderr,
       "\ndemo: prompt %lld tokens in %.1f ms; %lld tokens generated in %.3f s "
-      "(%.1f tokens/s) through %zu peers, codec %s\n",
+      "(%.1f tokens/s) through %zu peers, codec %s%s\n",
       static_cast<long long>(stats.prompt_tokens), 1e3 * stats.prompt_seconds,
       static_cast<long long>(stats.generated_tokens), stats.generation_seconds,
       stats.generation_seconds > 0 ? (stats.generated_tokens - 1) / stats.generation_seconds : 0.0,
-      peers.size(), codec.c_str());
+      peers.size(), codec.c_str(), private_swarm ? ", private swarm (CurveZMQ on every link)" : "");
   std::fprintf(stderr,
                "where the time went, per step (one step = the prompt, then one per token):\n"
                "  %-4s %-7s %-22s %6s %12s %12s %14s\n",
@@ -464,12 +508,19 @@ int RunServeOnly(const DemoFlags& flags, const std::string& exe, const std::stri
     }
     temporary_logs.path = log_dir = dir;
   }
-  peer::LocalSwarm swarm(
-      {.binary = exe,
-       .serve_args = {"-m", model_path, "--listen", "tcp://127.0.0.1:0", "--dht-bind", "127.0.0.1"},
-       .log_dir = log_dir,
-       .log_name = "peer",
-       .ready_timeout = std::chrono::seconds(60)});
+  auto secret = PrepareSecret(flags, log_dir);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(secret.status().message()).c_str());
+    return 1;
+  }
+  std::vector<std::string> serve_args = {"-m",         model_path, "--listen", "tcp://127.0.0.1:0",
+                                         "--dht-bind", "127.0.0.1"};
+  if (!secret->path.empty()) serve_args.insert(serve_args.end(), {"--swarm-secret", secret->path});
+  peer::LocalSwarm swarm({.binary = exe,
+                          .serve_args = serve_args,
+                          .log_dir = log_dir,
+                          .log_name = "peer",
+                          .ready_timeout = std::chrono::seconds(60)});
   std::string text;
   std::string bootstrap;
   for (const auto& [first, last] : spans) {
@@ -492,7 +543,8 @@ int RunServeOnly(const DemoFlags& flags, const std::string& exe, const std::stri
       text += line;
     }
   }
-  const std::string last = absl::StrCat("bootstrap ", bootstrap, "\n");
+  std::string last = absl::StrCat("bootstrap ", bootstrap, "\n");
+  if (!secret->path.empty()) absl::StrAppend(&last, "secret ", secret->path, "\n");
   std::fwrite(last.data(), 1, last.size(), stdout);
   std::fflush(stdout);
   text += last;
@@ -620,6 +672,8 @@ int RunDemo(const DemoFlags& flags) {
   } else {
     return fail(absl::InternalError("cannot create a temporary folder for the peers' logs"));
   }
+  auto secret = PrepareSecret(flags, logs.path);
+  if (!secret.ok()) return fail(secret.status());
   std::fprintf(stderr, "demo: %s, %lld blocks, split over %zu peers on loopback:\n",
                model_path->c_str(), static_cast<long long>(n_layer), peers.size());
   const auto start_peers = Clock::now();
@@ -627,7 +681,7 @@ int RunDemo(const DemoFlags& flags) {
                           .log_dir = logs.path.string(),
                           .log_name = "peer",
                           .ready_timeout = std::chrono::seconds(60)});
-  absl::Status started = StartPeers(*model_path, config, max_length, swarm, peers);
+  absl::Status started = StartPeers(*model_path, config, max_length, *secret, swarm, peers);
   if (!started.ok()) return fail(started);
   for (size_t i = 0; i < peers.size(); ++i) {
     std::fprintf(stderr, "  peer %zu: blocks %lld:%lld at %s (pid %d)\n", i,
@@ -642,6 +696,7 @@ int RunDemo(const DemoFlags& flags) {
   options.codec = *codec;
   options.max_length = max_length;
   options.min_step_timeout = std::chrono::seconds(20);
+  options.socket.curve = secret->client;
   std::vector<router::ChainHop> hops;
   for (const DemoPeer& peer : peers) {
     hops.push_back(
@@ -679,7 +734,7 @@ int RunDemo(const DemoFlags& flags) {
   chain->reset();
   StopPeers(swarm, peers);
   if (!stats.ok()) return fail(stats.status());
-  PrintReport(peers, timings, *stats, transport::CodecName(*codec));
+  PrintReport(peers, timings, *stats, transport::CodecName(*codec), secret->client.has_value());
   if (stats->finish_reason == "cancelled") {
     std::fprintf(stderr, "demo: cancelled\n");
     return 130;
@@ -702,6 +757,7 @@ void AddDemoCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm demo\n"
       "  swarm demo --peers 5 --codec int8 -n 100 --prompt \"The little dog\"\n"
       "  swarm demo --config configs/demo-stories260k-sampled.json\n"
+      "  swarm demo --private     # the same behind a new swarm secret\n"
       "  swarm demo --serve-only -m MODEL.gguf --peers 6 --replicas 2 -- --backend cpu");
   cmd->add_option("--config", flags->config_path,
                   "Layout file (default: configs/demo-stories260k.json of this repository)");
@@ -727,6 +783,10 @@ void AddDemoCommand(CLI::App& app, ExitCode& exit_code) {
                   "With --serve-only: keep the peers' logs in DIR (default: a temporary folder)");
   cmd->add_option("--ready-file", flags->ready_file,
                   "With --serve-only: write what it prints to FILE once every peer serves");
+  cmd->add_flag("--private", flags->private_swarm,
+                "A private swarm: make a secret in the scratch folder and run the peers and the "
+                "generation behind it (CurveZMQ, the swarm's own DHT)");
+  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("serve_args", flags->serve_args,
                   "With --serve-only, after --: more `swarm serve` flags for every peer");
   cmd->callback([flags, &exit_code] {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/sampling_flags.h"
+#include "cli/swarm_secret_flag.h"
 #include "model/generator.h"
 #include "registry/dht_registry.h"
 #include "router/chain_session.h"
@@ -40,6 +42,7 @@ struct GenerateFlags {
   int64_t max_step_timeout_ms = 300000;
   std::string codec = "f32";
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
+  std::string swarm_secret;
 };
 
 // The parts of a swarm client that outlive the session opening: the DHT node, what this process
@@ -50,25 +53,33 @@ struct SwarmClient {
   std::unique_ptr<router::SwarmHopProvider> provider;
 };
 
-absl::StatusOr<router::ChainOptions> MakeChainOptions(const GenerateFlags& flags,
-                                                      int64_t max_length) {
+absl::StatusOr<router::ChainOptions> MakeChainOptions(
+    const GenerateFlags& flags, int64_t max_length,
+    const std::optional<transport::SwarmSecret>& swarm_secret) {
   router::ChainOptions options;
   SWARM_ASSIGN_OR_RETURN(options.codec, transport::ParseCodec(flags.codec));
   options.max_length = max_length;
   options.min_step_timeout = std::chrono::milliseconds(flags.min_step_timeout_ms);
   options.max_step_timeout = std::chrono::milliseconds(flags.max_step_timeout_ms);
+  if (swarm_secret) {
+    // A member of a private swarm: every connection to a peer is CurveZMQ with the swarm's keys.
+    SWARM_ASSIGN_OR_RETURN(auto keys, transport::DeriveCurveKeys(*swarm_secret));
+    options.socket.curve = transport::SwarmCurveClient(keys);
+  }
   return options;
 }
 
 // The blocks run through a chain the router builds from the swarm's DHT records, with failover.
 absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
     zmq::context_t& context, const GenerateFlags& flags, const model::ModelConfig& config,
-    int64_t max_length, SwarmClient& client) {
-  SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length));
+    int64_t max_length, const std::optional<transport::SwarmSecret>& swarm_secret,
+    SwarmClient& client) {
+  SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length, swarm_secret));
   registry::DhtRegistryOptions dht;
   dht.bind_address = flags.dht_bind;
   dht.initial_peers = flags.initial_peers;
   dht.client_only = true;
+  dht.swarm_secret = swarm_secret;
   SWARM_ASSIGN_OR_RETURN(client.registry, registry::DhtRegistry::Create(dht));
   router::SwarmHopProviderOptions provider_options;
   provider_options.model_id = config.model_id;
@@ -77,6 +88,7 @@ absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
   provider_options.route_wait = absl::Milliseconds(static_cast<int64_t>(flags.route_wait_s * 1e3));
   provider_options.performance = &client.performance;
   provider_options.context = &context;
+  provider_options.socket = options.socket;
   client.provider = std::make_unique<router::SwarmHopProvider>(*client.registry, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, client.provider->InitialRoute());
   return router::ChainSession::Open(context, std::move(hops), config.n_layer, config.n_embd,
@@ -84,14 +96,14 @@ absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
 }
 
 // The blocks run through a fixed chain of peers: each peer's whole span, in the given order.
-absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenChain(zmq::context_t& context,
-                                                                const GenerateFlags& flags,
-                                                                const model::ModelConfig& config,
-                                                                int64_t max_length) {
-  SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length));
+absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenChain(
+    zmq::context_t& context, const GenerateFlags& flags, const model::ModelConfig& config,
+    int64_t max_length, const std::optional<transport::SwarmSecret>& swarm_secret) {
+  SWARM_ASSIGN_OR_RETURN(auto options, MakeChainOptions(flags, max_length, swarm_secret));
   std::vector<router::ChainHop> hops;
   for (const std::string& address : flags.peers) {
-    SWARM_ASSIGN_OR_RETURN(auto info, router::QueryInfo(context, address, options.open_timeout));
+    SWARM_ASSIGN_OR_RETURN(
+        auto info, router::QueryInfo(context, address, options.open_timeout, options.socket));
     if (info.model_id != config.model_id) {
       return absl::FailedPreconditionError(absl::StrCat("peer ", address, " serves model ",
                                                         info.model_id, ", not ", config.model_id));
@@ -110,6 +122,15 @@ int RunGenerate(const GenerateFlags& flags) {
   const auto load_start = std::chrono::steady_clock::now();
   // With peers the client holds only the embeddings, output norm, head and tokenizer.
   const bool in_process = flags.peers.empty() && flags.initial_peers.empty();
+  if (in_process && !flags.swarm_secret.empty()) {
+    std::fprintf(stderr, "error: --swarm-secret is for a swarm: give --initial-peers or --peers\n");
+    return 2;
+  }
+  auto swarm_secret = LoadSwarmSecretFlag(flags.swarm_secret);
+  if (!swarm_secret.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(swarm_secret.status().message()).c_str());
+    return 1;
+  }
   auto local = shard::LocalModel::Load(flags.model_path, flags.backend, in_process,
                                        flags.cache_types.Types());
   if (!local.ok()) {
@@ -147,9 +168,10 @@ int RunGenerate(const GenerateFlags& flags) {
     }
     pipeline = std::move(*local_pipeline);
   } else {
-    auto opened = flags.peers.empty()
-                      ? OpenSwarmChain(zmq_context, flags, m.config, context, swarm_client)
-                      : OpenChain(zmq_context, flags, m.config, context);
+    auto opened =
+        flags.peers.empty()
+            ? OpenSwarmChain(zmq_context, flags, m.config, context, *swarm_secret, swarm_client)
+            : OpenChain(zmq_context, flags, m.config, context, *swarm_secret);
     if (!opened.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(opened.status().message()).c_str());
       return 1;
@@ -253,6 +275,7 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str();
   AddSamplingFlags(*cmd, flags->sampling);
   AddCacheTypeFlags(*cmd, flags->cache_types);
+  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });
 }
 

@@ -21,6 +21,7 @@
 #include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/device_list_flag.h"
+#include "cli/swarm_secret_flag.h"
 #include "kernels/backend_factory.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
@@ -64,6 +65,7 @@ struct ServeFlags {
   std::string throughput_cache;
   bool hold_joining = false;
   CacheTypeFlags cache_types;
+  std::string swarm_secret;
 };
 
 sigset_t StopSignals() {
@@ -196,6 +198,7 @@ std::chrono::milliseconds Millis(double seconds) {
 
 absl::Status Serve(const ServeFlags& flags) {
   BlockStopSignals();
+  SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
   SWARM_ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(flags.model_path));
   SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(*file));
   SWARM_ASSIGN_OR_RETURN(auto backends, MakeBackends(flags));
@@ -240,6 +243,13 @@ absl::Status Serve(const ServeFlags& flags) {
   options.rebalance_interval = Millis(flags.rebalance_interval_s);
   options.rtt_interval = Millis(flags.rtt_interval_s);
   options.hold_joining = flags.hold_joining;
+  if (swarm_secret) {
+    std::fprintf(stderr,
+                 "serve: private swarm (secret %s): CurveZMQ on every connection, the swarm's own "
+                 "DHT, sealed records\n",
+                 swarm_secret->Fingerprint().c_str());
+  }
+  options.swarm_secret = std::move(swarm_secret);
   options.load_blocks = [&](registry::BlockRange blocks) -> absl::StatusOr<peer::LoadedBlocks> {
     SWARM_ASSIGN_OR_RETURN(auto weights,
                            model::LoadBlockWeights(*file, config, blocks.first, blocks.last));
@@ -332,7 +342,8 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm serve -m stories260K.gguf --num-blocks 2                # start a new swarm\n"
       "  swarm serve -m stories260K.gguf --num-blocks 2 --initial-peers 127.0.0.1:4000\n"
       "  swarm serve -m part.gguf --blocks 3:5 --listen tcp://0.0.0.0:31337 --no-dht\n"
-      "  swarm serve -m model.gguf --blocks 0:32 --device cuda:0,cuda:1   # 16 blocks per GPU");
+      "  swarm serve -m model.gguf --blocks 0:32 --device cuda:0,cuda:1   # 16 blocks per GPU\n"
+      "  swarm serve -m stories260K.gguf --num-blocks 2 --swarm-secret swarm.secret  # private");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file (whole model or a slice)")
       ->required();
   auto* blocks =
@@ -392,6 +403,7 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
                   "Seconds between measurements of round trips to the peers of the next blocks")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
+  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("--throughput-cache", flags->throughput_cache,
                   "Folder caching measured throughput (default: ~/.cache/swarm)");
   cmd->add_flag("--hold-joining", flags->hold_joining,

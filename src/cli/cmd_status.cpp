@@ -17,12 +17,15 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "cli/commands.h"
+#include "cli/swarm_secret_flag.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "peer/block_placement.h"
 #include "registry/dht_registry.h"
 #include "router/ban_list.h"
 #include "router/chain_session.h"
+#include "transport/swarm_secret.h"
+#include "transport/zmq_socket.h"
 
 namespace swarm::cli {
 namespace {
@@ -36,6 +39,7 @@ struct StatusFlags {
   bool json = false;
   bool no_probe = false;
   double probe_timeout_s = 2;
+  std::string swarm_secret;
 };
 
 // What asking the peer at a record's address for its Info found.
@@ -74,7 +78,8 @@ struct Identity {
 
 // Asks every online peer, in parallel, who it is.
 std::vector<Identity> ProbeIdentities(const registry::RegistrySnapshot& snapshot,
-                                      std::chrono::milliseconds timeout) {
+                                      std::chrono::milliseconds timeout,
+                                      const transport::ClientOptions& socket) {
   zmq::context_t context(1);
   std::vector<std::future<Identity>> pending;
   for (const registry::PeerRecord& p : snapshot) {
@@ -82,8 +87,8 @@ std::vector<Identity> ProbeIdentities(const registry::RegistrySnapshot& snapshot
       pending.push_back(std::async(std::launch::deferred, [] { return Identity{}; }));
       continue;
     }
-    pending.push_back(std::async(std::launch::async, [&context, &p, timeout] {
-      auto info = router::QueryInfo(context, p.address, timeout);
+    pending.push_back(std::async(std::launch::async, [&context, &p, timeout, &socket] {
+      auto info = router::QueryInfo(context, p.address, timeout, socket);
       if (!info.ok()) return Identity{Identity::kNoAnswer, std::string(info.status().message())};
       auto id = registry::PeerId::FromHex(info->peer_id);
       if (id.ok() && *id == p.peer_id) return Identity{Identity::kOk, info->peer_id};
@@ -172,10 +177,18 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     n_blocks = config.n_layer;
   }
   if (model_id.empty()) return absl::InvalidArgumentError("give -m MODEL.gguf or --model-id ID");
+  SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
+  const std::string secret_name = swarm_secret ? swarm_secret->Fingerprint() : "";
   registry::DhtRegistryOptions dht;
   dht.bind_address = flags.dht_bind;
   dht.initial_peers = flags.initial_peers;
   dht.client_only = true;
+  transport::ClientOptions socket;  // CurveZMQ with the swarm's keys in a private swarm
+  if (swarm_secret) {
+    SWARM_ASSIGN_OR_RETURN(auto keys, transport::DeriveCurveKeys(*swarm_secret));
+    socket.curve = transport::SwarmCurveClient(keys);
+  }
+  dht.swarm_secret = std::move(swarm_secret);
   SWARM_ASSIGN_OR_RETURN(auto registry, registry::DhtRegistry::Create(dht));
   SWARM_ASSIGN_OR_RETURN(auto snapshot, registry->Snapshot(model_id));
   for (const registry::PeerRecord& p : snapshot)
@@ -193,13 +206,15 @@ absl::Status ShowStatus(const StatusFlags& flags) {
   std::vector<Identity> identities(snapshot.size());
   if (!flags.no_probe) {
     identities = ProbeIdentities(
-        snapshot, std::chrono::milliseconds(static_cast<int64_t>(flags.probe_timeout_s * 1e3)));
+        snapshot, std::chrono::milliseconds(static_cast<int64_t>(flags.probe_timeout_s * 1e3)), socket);
   }
   const std::vector<Span> spans = Spans(snapshot, identities, n_blocks);
 
   if (flags.json) {
     nlohmann::json out;
     out["model_id"] = model_id;
+    out["private"] = !secret_name.empty();
+    if (!secret_name.empty()) out["secret_fingerprint"] = secret_name;
     out["n_blocks"] = n_blocks;
     out["replicas"] = replicas;
     out["block_throughput"] = throughput;
@@ -234,8 +249,11 @@ absl::Status ShowStatus(const StatusFlags& flags) {
     std::printf("%s\n", out.dump(2).c_str());
     return absl::OkStatus();
   }
-  std::printf("model %s: %lld blocks, %zu peers\n\n", model_id.c_str(),
-              static_cast<long long>(n_blocks), snapshot.size());
+  std::printf("model %s: %lld blocks, %zu peers%s\n\n", model_id.c_str(),
+              static_cast<long long>(n_blocks), snapshot.size(),
+              secret_name.empty()
+                  ? ""
+                  : absl::StrCat(", private swarm (secret ", secret_name, ")").c_str());
   // Throughput is what each peer claims in its record: routing trusts only what a client
   // measures (router::PeerPerformance).
   std::printf("%-10s %-26s %-8s %-*s %11s %12s  %-20s %s\n", "peer", "address", "state",
@@ -296,6 +314,7 @@ void AddStatusCommand(CLI::App& app, ExitCode& exit_code) {
                   "Seconds to wait for each peer's Info answer")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->callback([flags, &exit_code] {
     absl::Status status = ShowStatus(*flags);
     if (!status.ok()) {

@@ -25,5 +25,6 @@ void AddSliceCommand(CLI::App& app, ExitCode& exit_code);
 void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code);
 void AddLinkEmulatorCommand(CLI::App& app, ExitCode& exit_code);
 void AddDemoCommand(CLI::App& app, ExitCode& exit_code);
+void AddSecretCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli

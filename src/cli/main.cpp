@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   swarm::cli::AddMakeModelCommand(app, exit_code);
   swarm::cli::AddLinkEmulatorCommand(app, exit_code);
   swarm::cli::AddDemoCommand(app, exit_code);
+  swarm::cli::AddSecretCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

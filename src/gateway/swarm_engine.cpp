@@ -40,6 +40,11 @@ absl::StatusOr<std::unique_ptr<SwarmEngine>> SwarmEngine::Create(
   dht.bind_address = options.dht_bind;
   dht.initial_peers = options.initial_peers;
   dht.client_only = true;
+  dht.swarm_secret = options.swarm_secret;
+  if (options.swarm_secret) {
+    SWARM_ASSIGN_OR_RETURN(auto keys, transport::DeriveCurveKeys(*options.swarm_secret));
+    engine->socket_options_.curve = transport::SwarmCurveClient(keys);
+  }
   SWARM_ASSIGN_OR_RETURN(engine->registry_, registry::DhtRegistry::Create(dht));
   engine->view_.n_blocks = info.n_blocks;
   engine->refresher_ = std::thread([e = engine.get()] { e->RefreshLoop(); });
@@ -114,12 +119,14 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
       absl::Milliseconds(static_cast<int64_t>(options_.route_wait_s * 1e3));
   provider_options.performance = &performance_;
   provider_options.context = &context_;
+  provider_options.socket = socket_options_;
   router::SwarmHopProvider provider(*registry_, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
   router::ChainOptions chain_options;
   SWARM_ASSIGN_OR_RETURN(chain_options.codec, transport::ParseCodec(options_.codec));
   chain_options.max_length = max_length;
   chain_options.min_step_timeout = std::chrono::milliseconds(options_.min_step_timeout_ms);
+  chain_options.socket = socket_options_;
   SWARM_ASSIGN_OR_RETURN(auto session,
                          router::ChainSession::Open(context_, std::move(hops), config_.n_layer,
                                                     config_.n_embd, chain_options, &provider));

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,8 @@
 #include "model/model_weights.h"
 #include "registry/dht_registry.h"
 #include "router/peer_performance.h"
+#include "transport/swarm_secret.h"
+#include "transport/zmq_socket.h"
 
 namespace swarm::gateway {
 
@@ -36,6 +39,8 @@ struct SwarmEngineOptions {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   double refresh_interval_s = 2;
+  // A private swarm: the DHT node is the swarm's own and every peer connection CurveZMQ.
+  std::optional<transport::SwarmSecret> swarm_secret;
 };
 
 class SwarmEngine final : public CompletionEngine {
@@ -60,6 +65,7 @@ class SwarmEngine final : public CompletionEngine {
   model::ClientWeights client_weights_;
   ModelInfo info_;
   std::unique_ptr<registry::DhtRegistry> registry_;
+  transport::ClientOptions socket_options_;  // every chain's (CurveZMQ in a private swarm)
   zmq::context_t context_{1};
   router::PeerPerformance performance_;  // fed and read by every request's router
 

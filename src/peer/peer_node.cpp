@@ -16,6 +16,7 @@
 #include "peer/cache_budget.h"
 #include "peer/peer_server.h"
 #include "peer/rtt_probe.h"
+#include "transport/zmq_curve.h"
 
 namespace swarm::peer {
 namespace {
@@ -184,6 +185,7 @@ absl::Status PeerNode::RunUntilLeft() {
     dht.refresh_interval =
         absl::Milliseconds(std::min(o.announce_interval.count(), o.record_ttl.count() / 2));
     dht.shutdown_timeout = kDhtShutdownWait;
+    dht.swarm_secret = o.swarm_secret;
     SWARM_ASSIGN_OR_RETURN(registry_, registry::DhtRegistry::Create(dht));
   }
   registry::DhtRegistry* const registry = registry_.get();
@@ -210,12 +212,25 @@ absl::Status PeerNode::RunUntilLeft() {
 
   std::string listen = o.listen;
   zmq::context_t context(1);
+  // A private swarm: every socket of this peer speaks CurveZMQ with the swarm's keys; the ROUTER
+  // admits only the members' key. The authenticator serves the context's CURVE sockets and goes
+  // before the context, after them.
+  std::unique_ptr<transport::ZapAuthenticator> authenticator;
+  transport::ServerOptions server_options;
+  std::optional<transport::CurveClientOptions> client_curve;
+  if (o.swarm_secret) {
+    SWARM_ASSIGN_OR_RETURN(const transport::SwarmCurveKeys keys,
+                           transport::DeriveCurveKeys(*o.swarm_secret));
+    SWARM_ASSIGN_OR_RETURN(authenticator,
+                           transport::ZapAuthenticator::Start(context, {keys.client.public_key}));
+    server_options.curve = transport::SwarmCurveServer(keys, authenticator.get());
+    client_curve = transport::SwarmCurveClient(keys);
+  }
   StopReason& stop = *stop_;
   while (true) {
     const registry::BlockRange blocks = range;
     // Bound first, so the joining record has the address the peer will serve at (a move rebinds
     // the same port).
-    transport::ServerOptions server_options;
     if (o.n_embd > 0) {
       server_options.max_message_bytes = std::min(
           server_options.max_message_bytes, MaxMessageBytes(o.n_embd, o.limits.max_session_length));
@@ -255,6 +270,8 @@ absl::Status PeerNode::RunUntilLeft() {
     options.limits.cache_tokens = budget.tokens;
     options.forward_tokens_per_sec = throughput.prompt_tps_per_block / stack.n_blocks();
     options.inference_steps_per_sec = throughput.decode_tps_per_block / stack.n_blocks();
+    options.server = server_options;
+    options.downstream.curve = client_curve;
     std::unique_ptr<PeerServer> server =
         PeerServer::Create(context, stack, options, std::move(router));
     {
@@ -284,7 +301,9 @@ absl::Status PeerNode::RunUntilLeft() {
     std::jthread measurer;
     if (registry && blocks.last < o.n_layer) {
       measurer = std::jthread([&] {
-        RttProber prober(context, RttProbeOptions{});
+        RttProbeOptions probe;
+        probe.socket.curve = client_curve;
+        RttProber prober(context, probe);
         registry::PeerRecord me;
         me.peer_id = registry->peer_id();
         me.blocks = blocks;

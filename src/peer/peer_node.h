@@ -27,6 +27,7 @@
 #include "registry/peer_record.h"
 #include "shard/serving_stack.h"
 #include "shard/throughput_probe.h"
+#include "transport/swarm_secret.h"
 
 namespace swarm::peer {
 
@@ -69,6 +70,11 @@ struct PeerNodeOptions {
   int64_t n_embd = 0;
   kernels::KvTypes cache_types = kernels::kDefaultKvTypes;
   std::string peer_id;  // reported without a DHT node (else the DHT key's id)
+
+  // A private swarm: the peer's socket admits only the swarm's members, over CurveZMQ (so do its
+  // pushes to the next peers and its round-trip probes), and its DHT node is the swarm's own
+  // (registry::DhtRegistryOptions::swarm_secret).
+  std::optional<transport::SwarmSecret> swarm_secret;
 
   // Discovery: without a DHT node the peer neither announces nor moves (static swarms, tests).
   bool dht = true;

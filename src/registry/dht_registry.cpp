@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
+#include "registry/record_seal.h"
 
 namespace swarm::registry {
 namespace {
@@ -73,10 +75,6 @@ struct PendingOp {
   }
 };
 
-dht::InfoHash ModelKey(std::string_view model_id) {
-  return dht::InfoHash::get(DhtKeyName(model_id));
-}
-
 PeerId ToPeerId(const dht::InfoHash& h) {
   std::array<uint8_t, PeerId::kSize> bytes{};
   static_assert(dht::InfoHash::size() == PeerId::kSize);
@@ -96,19 +94,32 @@ absl::Status ValidateModelId(const std::string& model_id) {
   return absl::OkStatus();
 }
 
-// A value fetched from the DHT, checked as untrusted input: signed, signature valid, signed by
-// the peer the record names, for this model, not expired, not claiming an absurd lifetime.
-absl::StatusOr<PeerRecord> VerifyValue(const dht::Value& v, const std::string& model_id,
+// What a sealed record is bound to (not stored): its kind and the DHT key it lives under, so a
+// sealed record cannot be replayed under another model's key.
+std::string SealContext(const dht::InfoHash& key) {
+  return absl::StrCat(ToAbsl(kSealedPeerRecordUserType), "/", key.toString());
+}
+
+// A value fetched from the DHT under `key`, checked as untrusted input: signed, signature valid,
+// (private swarm) opens with the swarm's seal, signed by the peer the record names, for this
+// model, not expired, not claiming an absurd lifetime.
+absl::StatusOr<PeerRecord> VerifyValue(const dht::Value& v, const dht::InfoHash& key,
+                                       const RecordSeal* seal, const std::string& model_id,
                                        int64_t now_ms, int64_t max_lifetime_ms) {
-  if (v.user_type != kPeerRecordUserType) return absl::InvalidArgumentError("not a peer record");
+  const std::string_view user_type = seal ? kSealedPeerRecordUserType : kPeerRecordUserType;
+  if (v.user_type != user_type) return absl::InvalidArgumentError("not a peer record");
   if (!v.isSigned() || !v.owner) return absl::PermissionDeniedError("unsigned record");
-  if (v.data.size() > kMaxSerializedRecordSize) {
+  if (v.data.size() > kMaxSerializedRecordSize + (seal ? RecordSeal::kOverhead : 0)) {
     return absl::InvalidArgumentError("record too large");
   }
   if (!v.checkSignature()) return absl::PermissionDeniedError("bad signature");
-  SWARM_ASSIGN_OR_RETURN(
-      PeerRecord r, ParsePeerRecord(std::string_view(reinterpret_cast<const char*>(v.data.data()),
-                                                     v.data.size())));
+  std::string_view data(reinterpret_cast<const char*>(v.data.data()), v.data.size());
+  std::string opened;
+  if (seal) {
+    SWARM_ASSIGN_OR_RETURN(opened, seal->Open(data, SealContext(key)));
+    data = opened;
+  }
+  SWARM_ASSIGN_OR_RETURN(PeerRecord r, ParsePeerRecord(data));
   if (ToPeerId(v.owner->getId()) != r.peer_id) {
     return absl::PermissionDeniedError("record signed by a key other than its peer's");
   }
@@ -229,7 +240,9 @@ std::string DhtKeyName(std::string_view model_id) {
 class DhtRegistry::Impl {
  public:
   explicit Impl(DhtRegistryOptions options)
-      : options_(std::move(options)), shared_(std::make_shared<SharedState>()) {}
+      : options_(std::move(options)), shared_(std::make_shared<SharedState>()) {
+    if (options_.swarm_secret) seal_.emplace(*options_.swarm_secret);
+  }
 
   ~Impl() {
     {
@@ -260,7 +273,7 @@ class DhtRegistry::Impl {
     SWARM_RETURN_IF_ERROR(ValidateOptions(options_));
     dht::DhtRunner::Config config;
     config.threaded = true;
-    config.dht_config.node_config.network = options_.network_id;
+    config.dht_config.node_config.network = seal_ ? seal_->network_id() : options_.network_id;
     if (!options_.client_only) {
       SWARM_ASSIGN_OR_RETURN(identity_,
                              LoadOrCreateIdentity(options_.identity_path, options_.key_bits));
@@ -300,9 +313,14 @@ class DhtRegistry::Impl {
         runner_.bootstrap(hp.host, std::to_string(hp.port));
       }
       if (!WaitConnected(absl::Now() + options_.connect_timeout)) {
+        // A node of another DHT network (another swarm secret, or none) drops our packets
+        // without a word, which looks exactly like a node that is not there.
         return absl::UnavailableError(absl::StrCat(
             "no initial peer answered within ", absl::FormatDuration(options_.connect_timeout),
-            " (", absl::StrJoin(options_.initial_peers, ", "), ")"));
+            " (", absl::StrJoin(options_.initial_peers, ", "), "); ",
+            seal_ ? "a private swarm's nodes answer only nodes with the same swarm secret: check "
+                    "--swarm-secret"
+                  : "if that swarm is private, pass --swarm-secret FILE with its secret"));
       }
     }
     if (!options_.client_only) {
@@ -315,6 +333,8 @@ class DhtRegistry::Impl {
 
   uint16_t port() const { return runner_.getBoundPort(AF_INET); }
   PeerId peer_id() const { return peer_id_; }
+  uint64_t rejected_records() const { return rejected_.load(std::memory_order_relaxed); }
+  bool is_private() const { return seal_.has_value(); }
   size_t KnownNodes() const {
     try {
       return runner_.getNodesStats(AF_INET).getKnownNodes();
@@ -404,6 +424,18 @@ class DhtRegistry::Impl {
     return dist(rd);
   }
 
+  // Where a model's records live: SHA-1 of its key name in an open swarm, a keyed hash that only
+  // members can compute in a private one.
+  dht::InfoHash Key(const std::string& model_id) const {
+    if (!seal_) return dht::InfoHash::get(DhtKeyName(model_id));
+    const auto key = seal_->RecordKey(DhtKeyName(model_id));
+    static_assert(RecordSeal::kRecordKeySize == dht::InfoHash::size());
+    return dht::InfoHash(key.data(), key.size());
+  }
+  std::string_view UserType() const {
+    return seal_ ? kSealedPeerRecordUserType : kPeerRecordUserType;
+  }
+
   bool Interrupted() {
     absl::MutexLock lock(&shared_->mu);
     return shared_->interrupted;
@@ -430,14 +462,14 @@ class DhtRegistry::Impl {
     auto op = std::make_shared<PendingOp>(shared_);
     try {
       runner_.get(
-          ModelKey(model_id),
+          Key(model_id),
           [op](const std::vector<std::shared_ptr<dht::Value>>& vals) {
             absl::MutexLock lock(&op->shared->mu);
             op->values.insert(op->values.end(), vals.begin(), vals.end());
             return true;
           },
           [op](bool ok) { op->Finish(ok); },
-          [](const dht::Value& v) { return v.user_type == kPeerRecordUserType; });
+          [user_type = UserType()](const dht::Value& v) { return v.user_type == user_type; });
     } catch (const std::exception& e) {
       Log(absl::StrCat("DHT get failed: ", e.what()));
       return {};
@@ -452,10 +484,15 @@ class DhtRegistry::Impl {
     const int64_t now_ms = absl::ToUnixMillis(absl::Now());
     const int64_t max_ms = absl::ToInt64Milliseconds(options_.max_record_lifetime);
     absl::flat_hash_map<PeerId, PeerRecord> newest;
+    const dht::InfoHash key = Key(model_id);
+    const RecordSeal* seal = seal_ ? &*seal_ : nullptr;
     for (const auto& v : values) {
       if (!v) continue;
-      auto r = VerifyValue(*v, model_id, now_ms, max_ms);
-      if (!r.ok()) continue;
+      auto r = VerifyValue(*v, key, seal, model_id, now_ms, max_ms);
+      if (!r.ok()) {
+        rejected_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       auto [it, inserted] = newest.try_emplace(r->peer_id, *r);
       if (!inserted && r->seq > it->second.seq) it->second = std::move(*r);
     }
@@ -481,14 +518,18 @@ class DhtRegistry::Impl {
     // Time-based so that it keeps growing across restarts of the peer.
     record.seq = std::max<uint64_t>(last_seq_ + 1, static_cast<uint64_t>(now_ms));
     last_seq_ = record.seq;
-    const std::string bytes = SerializePeerRecord(record);
+    const dht::InfoHash key = Key(record.model_id);
+    std::string bytes = SerializePeerRecord(record);
+    // Sealed first, then signed (by putSigned): the signature covers the sealed bytes, and the
+    // record inside names the peer whose key signed it, as in an open swarm.
+    if (seal_) bytes = seal_->Seal(bytes, SealContext(key));
     auto value = std::make_shared<dht::Value>(dht::ValueType::USER_DATA.id,
                                               dht::Blob(bytes.begin(), bytes.end()), value_id_);
-    value->user_type = std::string(kPeerRecordUserType);
+    value->user_type = std::string(UserType());
     auto op = std::make_shared<PendingOp>(shared_, interruptible);
     try {
       runner_.putSigned(
-          ModelKey(record.model_id), value, [op](bool ok) { op->Finish(ok); },
+          key, value, [op](bool ok) { op->Finish(ok); },
           /*permanent=*/false);
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("DHT put failed: ", e.what()));
@@ -611,6 +652,8 @@ class DhtRegistry::Impl {
   }
 
   const DhtRegistryOptions options_;
+  std::optional<RecordSeal> seal_;  // a private swarm's
+  std::atomic<uint64_t> rejected_{0};
   std::shared_ptr<SharedState> shared_;
   dht::DhtRunner runner_;
   bool started_ = false;
@@ -651,6 +694,8 @@ DhtRegistry::~DhtRegistry() = default;
 uint16_t DhtRegistry::port() const { return impl_->port(); }
 PeerId DhtRegistry::peer_id() const { return impl_->peer_id(); }
 size_t DhtRegistry::KnownNodes() const { return impl_->KnownNodes(); }
+uint64_t DhtRegistry::rejected_records() const { return impl_->rejected_records(); }
+bool DhtRegistry::is_private() const { return impl_->is_private(); }
 absl::Status DhtRegistry::Announce(const PeerRecord& record) { return impl_->Announce(record); }
 absl::Status DhtRegistry::Withdraw(absl::Duration timeout) { return impl_->Withdraw(timeout); }
 void DhtRegistry::Interrupt() { impl_->Interrupt(); }

@@ -2,7 +2,9 @@
 // binds a UDP port, bootstraps from --initial-peers, and either announces this peer's signed
 // record for a model (full node, `swarm serve`) or only reads records (client: generate,
 // status, gateway). Records are signed with the node's RSA identity; a peer's id is the hash of
-// its public key, so no one can publish under another peer's id.
+// its public key, so no one can publish under another peer's id. In a private swarm (a swarm
+// secret in the options) the node speaks the swarm's own DHT network, and the records live under
+// keys and inside a seal derived from the secret (registry::RecordSeal).
 //
 // Threads: every public method may be called from any thread (they block the caller for at most
 // op_timeout, connect_timeout for Create()). OpenDHT runs its own network thread; our callbacks
@@ -15,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,14 +26,17 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "registry/peer_record.h"
+#include "transport/swarm_secret.h"
 
 namespace swarm::registry {
 
 // DHT network id: nodes only talk to nodes of the same network, so a swarm never mixes with
 // the public OpenDHT network (id 0) or with swarms started with another id.
 inline constexpr uint32_t kSwarmNetworkId = 0x5357524d;  // "SWRM"
-// user_type of our DHT values, signed along with the data.
+// user_type of our DHT values, signed along with the data; a private swarm's values are sealed
+// records.
 inline constexpr std::string_view kPeerRecordUserType = "swarm.peer.v1";
+inline constexpr std::string_view kSealedPeerRecordUserType = "swarm.sealed.v1";
 
 // Name hashed (SHA-1) into the DHT key under which a model's peer records live.
 std::string DhtKeyName(std::string_view model_id);
@@ -49,6 +55,9 @@ struct DhtRegistryOptions {
   std::string identity_path;
   unsigned key_bits = 2048;  // RSA key size for new identities (1024 is for tests only)
   uint32_t network_id = kSwarmNetworkId;
+  // A private swarm: the network id (network_id is then unused), the records' keys and their seal
+  // all derive from it, so nodes without it neither reach this node nor read or forge records.
+  std::optional<transport::SwarmSecret> swarm_secret;
 
   // Published records expire after record_ttl and are re-published every refresh_interval
   // (must be shorter). Records claiming to live longer than max_record_lifetime are rejected.
@@ -69,7 +78,8 @@ struct DhtRegistryOptions {
 class DhtRegistry {
  public:
   // Starts the node and, with initial peers, waits until at least one answers (Unavailable
-  // after connect_timeout). InvalidArgument for malformed options or identity file.
+  // after connect_timeout: also what a node of another network meets, so the message says to
+  // check the swarm secret). InvalidArgument for malformed options or identity file.
   static absl::StatusOr<std::unique_ptr<DhtRegistry>> Create(DhtRegistryOptions options);
   ~DhtRegistry();
   DhtRegistry(const DhtRegistry&) = delete;
@@ -81,6 +91,11 @@ class DhtRegistry {
   PeerId peer_id() const;
   // DHT nodes this one currently knows (good + dubious), for status displays.
   size_t KnownNodes() const;
+  // Values read under a model's key and ignored, over this registry's life: unsigned, forged,
+  // expired, for another model, malformed, and (private swarm) every value that does not open
+  // with the swarm's secret. Each read of the DHT counts what it ignored again.
+  uint64_t rejected_records() const;
+  bool is_private() const;
 
   // Publishes `record` now and keeps it published (re-signed with a fresh expiry every
   // refresh_interval) until Withdraw() or destruction; a later Announce replaces it (call it

@@ -37,7 +37,7 @@ absl::StatusOr<DecodedMessage> Call(DealerClient& socket, const WireMessage& req
   const bool resends = options.resend_interval.count() > 0;
   auto next_send = resends ? Clock::now() + options.resend_interval : Clock::time_point::max();
   std::vector<zmq::socket_ref> sockets = {socket.socket()};
-  if (socket.watches_disconnects()) sockets.push_back(socket.disconnect_events());
+  if (socket.connection_events()) sockets.push_back(socket.connection_events());
   auto ours = [request_id](const DecodedMessage& m) { return m.request_id == request_id; };
   while (true) {
     const auto now = Clock::now();
@@ -49,6 +49,8 @@ absl::StatusOr<DecodedMessage> Call(DealerClient& socket, const WireMessage& req
     bool resend = Clock::now() >= next_send;
     for (size_t k : readable) {
       if (k == 1) {
+        // A refused handshake is final: the request can never arrive.
+        SWARM_RETURN_IF_ERROR(socket.HandshakeStatus());
         if (!socket.ConnectionDropped()) continue;
         if (!resends) return absl::UnavailableError("connection lost before the reply");
         resend = true;

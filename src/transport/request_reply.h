@@ -40,8 +40,9 @@ struct CallOptions {
 
 // Sends `request` and waits for the reply to `request_id` (an ErrorReply with that id included).
 // Besides TakeReply's errors: DeadlineExceeded ("no reply in time") at the deadline; Unavailable
-// when the socket watches disconnects, the connection drops and the request is not resent; a
-// failed send as DealerClient::Send reports it.
+// when the socket watches disconnects, the connection drops and the request is not resent;
+// PermissionDenied as soon as the security handshake is refused (DealerClient::HandshakeStatus);
+// a failed send as DealerClient::Send reports it.
 absl::StatusOr<DecodedMessage> Call(DealerClient& socket, const WireMessage& request,
                                     uint64_t request_id, const CallOptions& options);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/absl_compat.h"
@@ -126,12 +127,12 @@ absl::Status SendPayloads(zmq::socket_t& s, const WireMessage& m, zmq::send_flag
 
 std::string LastEndpoint(zmq::socket_t& s) { return s.get(zmq::sockopt::last_endpoint); }
 
-// A PAIR socket that receives `s`'s disconnect events. Each monitor needs an inproc endpoint of
-// its own; the counter makes the names unique within the process.
-absl::StatusOr<zmq::socket_t> WatchDisconnects(zmq::context_t& context, zmq::socket_t& s) {
+// A PAIR socket that receives `s`'s `events`. Each monitor needs an inproc endpoint of its own;
+// the counter makes the names unique within the process.
+absl::StatusOr<zmq::socket_t> Monitor(zmq::context_t& context, zmq::socket_t& s, int events) {
   static std::atomic<uint64_t> monitors{0};
   const std::string endpoint = absl::StrCat("inproc://swarm-dealer-monitor-", ++monitors);
-  if (zmq_socket_monitor(s.handle(), endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0) {
+  if (zmq_socket_monitor(s.handle(), endpoint.c_str(), events) != 0) {
     return absl::InternalError(absl::StrCat("socket monitor: ", zmq_strerror(zmq_errno())));
   }
   try {
@@ -142,6 +143,48 @@ absl::StatusOr<zmq::socket_t> WatchDisconnects(zmq::context_t& context, zmq::soc
   } catch (const zmq::error_t& e) {
     (void)zmq_socket_monitor(s.handle(), nullptr, 0);
     return absl::InternalError(absl::StrCat("socket monitor: ", e.what()));
+  }
+}
+
+constexpr int kHandshakeEvents =
+    ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+// A CURVE client whose keys the server cannot use (another swarm's) is not told why: the server
+// just closes the connection, and libzmq reconnects and tries again. Two such failures in a row,
+// with no success between, are taken as a refusal (one could be a peer dying mid-handshake).
+constexpr int kSilentRefusals = 2;
+constexpr char kSecretHint[] = "check --swarm-secret: it must be the swarm's own secret";
+
+// Why a handshake failed for good, from one monitor event (OK when the event says nothing final).
+absl::Status HandshakeFailure(uint16_t event, uint32_t value, bool curve, int& silent_refusals) {
+  switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+      silent_refusals = 0;
+      return absl::OkStatus();
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        return absl::PermissionDeniedError(
+            curve ? "the handshake was refused: the peer does not encrypt (it is not in a private "
+                    "swarm) and this client connects with a swarm secret; drop --swarm-secret or "
+                    "check the address"
+                  : "the handshake was refused: the peer requires CurveZMQ encryption (it belongs "
+                    "to a private swarm); pass --swarm-secret FILE with that swarm's secret");
+      }
+      return absl::PermissionDeniedError(
+          absl::StrCat("the handshake failed (ZMTP protocol error 0x", absl::Hex(value), ")",
+                       curve ? absl::StrCat("; ", kSecretHint) : std::string()));
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+      return absl::PermissionDeniedError(
+          absl::StrCat("the handshake was refused: the peer did not admit this client's key (ZAP "
+                       "status ",
+                       value, "); ", kSecretHint));
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      if (!curve || ++silent_refusals < kSilentRefusals) return absl::OkStatus();
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the handshake was refused: the peer closed the encrypted handshake ", silent_refusals,
+          " times; it does not hold this swarm secret (another private swarm); ", kSecretHint));
+    default:
+      return absl::OkStatus();
   }
 }
 
@@ -239,12 +282,16 @@ absl::StatusOr<std::unique_ptr<DealerClient>> DealerClient::Connect(zmq::context
       s.set(zmq::sockopt::curve_publickey, options.curve->public_key);
       s.set(zmq::sockopt::curve_secretkey, options.curve->secret_key);
     }
-    zmq::socket_t monitor;
-    if (options.watch_disconnects) {
-      SWARM_ASSIGN_OR_RETURN(monitor, WatchDisconnects(context, s));
-    }
+    // Handshake failures are always watched: without that, a refused client would wait out its
+    // deadline, as libzmq neither reports the refusal on the socket nor tries again.
+    SWARM_ASSIGN_OR_RETURN(
+        zmq::socket_t monitor,
+        Monitor(context, s,
+                kHandshakeEvents | (options.watch_disconnects ? ZMQ_EVENT_DISCONNECTED : 0)));
     s.connect(ep);
-    return std::unique_ptr<DealerClient>(new DealerClient(std::move(s), std::move(monitor), ep));
+    return std::unique_ptr<DealerClient>(new DealerClient(std::move(s), std::move(monitor), ep,
+                                                          options.curve.has_value(),
+                                                          options.watch_disconnects));
   } catch (const zmq::error_t& e) {
     return Caught(e, absl::StrCat("connect ", ep));
   } catch (const std::bad_alloc&) {
@@ -259,17 +306,21 @@ DealerClient::~DealerClient() {
   }
 }
 
-bool DealerClient::ConnectionDropped() {
-  if (!monitor_) return false;
-  bool dropped = false;
+void DealerClient::ReadEvents() {
+  if (!monitor_) return;
   try {
     while (true) {
       // An event is [16-bit id, 32-bit value][affected endpoint].
       zmq::message_t event;
       if (!monitor_.recv(event, zmq::recv_flags::dontwait)) break;
       uint16_t id = 0;
-      if (event.size() >= sizeof(id)) std::memcpy(&id, event.data(), sizeof(id));
-      dropped |= (id & ZMQ_EVENT_DISCONNECTED) != 0;
+      uint32_t value = 0;
+      if (event.size() >= sizeof(id) + sizeof(value)) {
+        std::memcpy(&id, event.data(), sizeof(id));
+        std::memcpy(&value, static_cast<const char*>(event.data()) + sizeof(id), sizeof(value));
+      }
+      if (id == ZMQ_EVENT_DISCONNECTED) dropped_ = true;
+      if (handshake_.ok()) handshake_ = HandshakeFailure(id, value, curve_, silent_refusals_);
       while (monitor_.get(zmq::sockopt::rcvmore)) {
         zmq::message_t rest;
         if (!monitor_.recv(rest, zmq::recv_flags::dontwait)) break;
@@ -278,7 +329,16 @@ bool DealerClient::ConnectionDropped() {
   } catch (const zmq::error_t&) {
     // A monitor that cannot be read says nothing; the caller's deadline still applies.
   }
-  return dropped;
+}
+
+bool DealerClient::ConnectionDropped() {
+  ReadEvents();
+  return watch_disconnects_ && std::exchange(dropped_, false);
+}
+
+absl::Status DealerClient::HandshakeStatus() {
+  ReadEvents();
+  return handshake_;
 }
 
 absl::Status DealerClient::Send(const WireMessage& message) {

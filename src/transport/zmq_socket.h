@@ -133,17 +133,39 @@ class DealerClient {
   // (ZeroMQ reconnects by itself, but what was queued on the old connection is lost, and a peer's
   // sessions die with its process). Never blocks; always false without the option.
   bool ConnectionDropped();
-  // Readable when ConnectionDropped() has something to report, for PollReadable next to
-  // socket(); a null reference without watch_disconnects.
-  zmq::socket_ref disconnect_events() { return monitor_; }
-  bool watches_disconnects() const { return static_cast<bool>(monitor_); }
+  // PermissionDenied once the security handshake with the peer has failed for good, saying why
+  // (a plain client and a CurveZMQ peer, or the reverse; CURVE keys the peer refuses, e.g. of
+  // another swarm's secret): nothing sent on this socket will ever arrive. OK otherwise. Sticky;
+  // never blocks.
+  absl::Status HandshakeStatus();
+  // Readable when ConnectionDropped() or HandshakeStatus() may have something new to report, for
+  // PollReadable next to socket().
+  zmq::socket_ref connection_events() { return monitor_; }
+  // connection_events() with watch_disconnects; a null reference without.
+  zmq::socket_ref disconnect_events() {
+    return watch_disconnects_ ? zmq::socket_ref(monitor_) : zmq::socket_ref();
+  }
+  bool watches_disconnects() const { return watch_disconnects_; }
 
  private:
-  DealerClient(zmq::socket_t socket, zmq::socket_t monitor, std::string endpoint)
-      : socket_(std::move(socket)), monitor_(std::move(monitor)), endpoint_(std::move(endpoint)) {}
+  DealerClient(zmq::socket_t socket, zmq::socket_t monitor, std::string endpoint, bool curve,
+               bool watch_disconnects)
+      : socket_(std::move(socket)),
+        monitor_(std::move(monitor)),
+        endpoint_(std::move(endpoint)),
+        curve_(curve),
+        watch_disconnects_(watch_disconnects) {}
+  // Reads the monitor's queued events into dropped_ and handshake_.
+  void ReadEvents();
+
   zmq::socket_t socket_;
-  zmq::socket_t monitor_;  // PAIR receiving socket_'s disconnect events (unset when not watched)
+  zmq::socket_t monitor_;  // PAIR receiving socket_'s handshake (and disconnect) events
   std::string endpoint_;
+  const bool curve_;
+  const bool watch_disconnects_;
+  bool dropped_ = false;     // a disconnect not reported yet
+  int silent_refusals_ = 0;  // handshakes failed in a row without a reason
+  absl::Status handshake_;   // set once the handshake has failed for good
 };
 
 // Whether a peer may push to `endpoint`, an address a client's route names: only

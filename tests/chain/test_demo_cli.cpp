@@ -94,6 +94,21 @@ TEST(DemoCliTest, LossyCodecAndExplicitModel) {
   ExpectNoPeerLeft(r.err, 2);
 }
 
+// --private: a fresh secret in the scratch folder, the peers and the chain behind it (CurveZMQ),
+// the same text, and the demo says so; the secret goes with the scratch folder.
+TEST(DemoCliTest, PrivateSwarmStreamsTheReferenceText) {
+  DemoResult r = RunDemo({"--private", "--prompt", "", "-n", "200", "--temp", "0", "--peers", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, ReadFile(kReferenceText));
+  EXPECT_NE(r.err.find("demo: private swarm, secret "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("made for this demo"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("private swarm (CurveZMQ on every link)"), std::string::npos) << r.err;
+  std::smatch secret;
+  ASSERT_TRUE(std::regex_search(r.err, secret, std::regex(R"(private swarm, secret (\S+) )")));
+  EXPECT_FALSE(std::filesystem::exists(secret[1].str())) << secret[1].str();
+  ExpectNoPeerLeft(r.err, 2);
+}
+
 TEST(DemoCliTest, BadLayoutsAreClearErrors) {
   const std::string path = absl::StrCat(::testing::TempDir(), "demo-layout-", ::getpid(), ".json");
   const std::pair<const char*, const char*> cases[] = {
