@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
+#include "transport/capability.h"
 
 namespace swarm::transport {
 namespace {
@@ -27,12 +28,6 @@ constexpr size_t kMaxFileBytes = 4096;
 constexpr char kHowToMake[] = "make one with `swarm secret -o FILE`";
 // Every derived key is keyed BLAKE2b of "swarm.v1/" + purpose.
 constexpr std::string_view kPurposePrefix = "swarm.v1/";
-
-absl::Status InitSodium() {
-  // Idempotent and thread-safe; picks the fastest implementations and seeds the RNG.
-  if (sodium_init() < 0) return absl::InternalError("libsodium could not be initialised");
-  return absl::OkStatus();
-}
 
 absl::StatusOr<CurveKeyPair> SeededCurvePair(const SwarmSecret& secret, std::string_view purpose) {
   const std::vector<uint8_t> seed = secret.Derive(purpose, crypto_box_SEEDBYTES);
@@ -58,7 +53,7 @@ absl::StatusOr<CurveKeyPair> SeededCurvePair(const SwarmSecret& secret, std::str
 SwarmSecret::~SwarmSecret() { sodium_memzero(bytes_.data(), bytes_.size()); }
 
 absl::StatusOr<SwarmSecret> SwarmSecret::Generate() {
-  SWARM_RETURN_IF_ERROR(InitSodium());
+  InitSodium();  // transport/capability.h
   SwarmSecret secret;
   randombytes_buf(secret.bytes_.data(), secret.bytes_.size());
   return secret;
@@ -205,7 +200,7 @@ std::string SwarmSecret::Fingerprint() const {
 }
 
 absl::StatusOr<SwarmCurveKeys> DeriveCurveKeys(const SwarmSecret& secret) {
-  SWARM_RETURN_IF_ERROR(InitSodium());
+  InitSodium();  // transport/capability.h
   SWARM_RETURN_IF_ERROR(CheckCurveAvailable());
   SwarmCurveKeys keys;
   SWARM_ASSIGN_OR_RETURN(keys.server, SeededCurvePair(secret, "curve-server"));

@@ -12,11 +12,13 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "base/status_macros.h"
 #include "chain_test_util.h"
 #include "peer/admission.h"
 #include "transport/protocol.h"
+#include "transport/route_seal.h"
 #include "transport/zmq_socket.h"
 
 namespace swarm::chain_test {
@@ -74,6 +76,8 @@ class RawClient {
     open.first_block = 0;
     open.last_block = kLayers;
     open.max_length = max_length;
+    open.capabilities = transport::SessionCapabilities::Random();
+    caps_[id] = open.capabilities;
     SWARM_ASSIGN_OR_RETURN(auto reply, Call(open));
     if (auto* error = std::get_if<transport::ErrorReply>(&reply.body)) return error->ToStatus();
     if (!std::holds_alternative<transport::OpenSessionReply>(reply.body)) {
@@ -82,8 +86,9 @@ class RawClient {
     return absl::OkStatus();
   }
   // A step of n_tokens positions at `start` (input: a pattern), its reply: the output or an error.
+  // `next`: the hop this peer should push the output to.
   absl::StatusOr<DecodedMessage> Step(const SessionId& id, int64_t start, int32_t n_tokens,
-                                      std::vector<transport::Hop> route = {}) {
+                                      std::optional<transport::Hop> next = std::nullopt) {
     std::vector<float> x(size_t{kEmbd} * n_tokens);
     for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(i % 97);
     auto encoded = transport::EncodeActivations(x, {kEmbd, static_cast<uint32_t>(n_tokens)}, {});
@@ -94,7 +99,13 @@ class RawClient {
     step.start_position = start;
     step.n_tokens = n_tokens;
     step.tensor = encoded->desc;
-    step.route = std::move(route);
+    step.capability = caps_[id].owner;
+    if (next) {
+      const transport::SealingHop route[] = {{{}, caps_[id].route_key},
+                                             {*next, transport::RouteKey::Random()}};
+      SWARM_ASSIGN_OR_RETURN(step.sealed_route,
+                             transport::SealRoute(route, {step.step_id, start, n_tokens, false}));
+    }
     const uint64_t step_id = step.step_id;
     Send(step_id, std::move(step), encoded->bytes);
     return Await(step_id);
@@ -105,6 +116,7 @@ class RawClient {
  private:
   std::unique_ptr<DealerClient> socket_;
   uint64_t next_id_ = 1;
+  absl::flat_hash_map<SessionId, transport::SessionCapabilities> caps_;
 };
 
 const transport::ErrorReply* ErrorOf(const absl::StatusOr<DecodedMessage>& reply) {
@@ -291,7 +303,9 @@ TEST_F(ChainQuotasTest, RoutesNameOnlyTcpHops) {
   ASSERT_TRUE(client.Open(session, 64).ok());
   for (const char* hop : {"ipc:///tmp/swarm-quotas-test.sock", "inproc://swarm-dealer-monitor-1",
                           "tcp://127.0.0.1:1;127.0.0.1:2"}) {
-    auto reply = client.Step(session, 0, 1, {{hop, SessionId::Random(), {}}});
+    auto reply =
+        client.Step(session, 0, 1,
+                    transport::Hop{hop, SessionId::Random(), {}, transport::Capability::Random()});
     const auto* error = ErrorOf(reply);
     ASSERT_NE(error, nullptr) << hop;
     EXPECT_EQ(error->code, StatusCode::kInvalidArgument) << hop;

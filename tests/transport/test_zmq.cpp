@@ -33,7 +33,7 @@ DecodedMessage MustDecode(const WireMessage& wire) {
 RoutedMessage ServeOne(RouterServer& server) {
   auto routed = server.Receive(kLong);
   EXPECT_TRUE(routed.ok()) << routed.status();
-  if (!routed.ok()) return RoutedMessage{"", "", routed.status()};
+  if (!routed.ok()) return RoutedMessage{"", "", "", routed.status()};
   if (!routed->message.ok()) {
     EXPECT_TRUE(
         server
