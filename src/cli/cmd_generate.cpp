@@ -37,6 +37,7 @@ struct GenerateFlags {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   std::string codec = "f32";
+  double verify_share = 0.1;  // share of steps spot-checked on a replica (0: off)
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
 };
 
@@ -52,6 +53,7 @@ absl::StatusOr<router::ChainOptions> MakeChainOptions(const GenerateFlags& flags
   SWARM_ASSIGN_OR_RETURN(options.codec, transport::ParseCodec(flags.codec));
   options.max_length = max_length;
   options.min_step_timeout = std::chrono::milliseconds(flags.min_step_timeout_ms);
+  options.verify.share = flags.verify_share;
   return options;
 }
 
@@ -187,6 +189,7 @@ int RunGenerate(const GenerateFlags& flags) {
       std::fprintf(stderr, "failovers: %d, %.3f s replacing peers and replaying history\n",
                    chain->failovers(), chain->failover_seconds());
     }
+    std::fprintf(stderr, "%s\n", chain->verification().Summary().c_str());
     for (size_t i = 0; i < chain->hops().size(); ++i) {
       const router::ChainHop& hop = chain->hops()[i];
       const router::HopTiming& t = chain->timings()[i];
@@ -240,6 +243,12 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--codec", flags->codec,
                   "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
       ->capture_default_str();
+  cmd->add_option("--verify-share", flags->verify_share,
+                  "Share of steps also run on another peer serving the same blocks and compared "
+                  "(a new peer's first steps and, after a mismatch, every step are checked too; "
+                  "0: off). Outputs are always checked for NaN, zeros and absurd norms")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   AddSamplingFlags(*cmd, flags->sampling);
   AddCacheTypeFlags(*cmd, flags->cache_types);
   cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });

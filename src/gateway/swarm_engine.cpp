@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "model/client_head.h"
 #include "model/sampler.h"
@@ -114,6 +115,7 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   SWARM_ASSIGN_OR_RETURN(chain_options.codec, transport::ParseCodec(options_.codec));
   chain_options.max_length = max_length;
   chain_options.min_step_timeout = std::chrono::milliseconds(options_.min_step_timeout_ms);
+  chain_options.verify.share = options_.verify_share;
   SWARM_ASSIGN_OR_RETURN(auto session,
                          router::ChainSession::Open(context_, std::move(hops), config_.n_layer,
                                                     config_.n_embd, chain_options, &provider));
@@ -152,6 +154,12 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
                                          timings[i].seconds / timings[i].steps);
       }
     }
+    const router::VerificationStats& verification = session->verification();
+    for (const auto& [span, c] : verification.spans) {
+      request.metrics->AddVerification(absl::StrCat(span.first, "..", span.second - 1),
+                                       c.verified_steps, c.unverified_steps, c.mismatches);
+    }
+    request.metrics->AddLiesCaught(verification.output_refused, verification.peers_banned);
   }
   return stats.ok() ? absl::OkStatus() : stats.status();
 }

@@ -34,6 +34,7 @@ struct SwarmEngineOptions {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   double refresh_interval_s = 2;
+  double verify_share = 0.1;  // share of steps spot-checked on a replica (0: off)
 };
 
 class SwarmEngine final : public CompletionEngine {

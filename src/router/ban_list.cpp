@@ -23,7 +23,31 @@ absl::Time BanList::ReportFailure(const registry::PeerId& peer) {
 
 void BanList::ReportSuccess(const registry::PeerId& peer) {
   absl::MutexLock lock(&mu_);
-  entries_.erase(peer);
+  auto it = entries_.find(peer);
+  if (it != entries_.end() && !it->second.liar) entries_.erase(it);
+}
+
+void BanList::ReportLie(const registry::PeerId* peer, const std::string& address) {
+  const absl::Time until = clock_() + options_.lie;
+  absl::MutexLock lock(&mu_);
+  if (peer != nullptr) {
+    Entry& e = entries_.try_emplace(*peer, Entry{options_.initial, absl::InfinitePast()})
+                   .first->second;
+    e.until = std::max(e.until, until);
+    e.next_ban = options_.max;
+    e.liar = true;
+  }
+  if (!address.empty()) {
+    absl::Time& end = addresses_[address];
+    end = std::max(end, until);
+  }
+}
+
+bool BanList::IsAddressBanned(const std::string& address) const {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  auto it = addresses_.find(address);
+  return it != addresses_.end() && it->second > now;
 }
 
 bool BanList::IsBanned(const registry::PeerId& peer) const { return BannedUntil(peer) > clock_(); }

@@ -52,6 +52,12 @@ class SwarmHopProvider : public HopProvider {
   void ReportSuccess(const ChainHop& hop) override;
   absl::StatusOr<std::vector<ChainHop>> Replace(uint32_t first, uint32_t last) override;
   void StepDone() override;
+  // Bans the peer's id and address for BanOptions::lie.
+  void ReportLie(const ChainHop& hop) override;
+  // From the last snapshot: the online, unbanned peer serving [first, last) that this client
+  // loads least (ties: lowest id), none of `exclude`'s ids or addresses.
+  absl::StatusOr<ChainHop> Replica(uint32_t first, uint32_t last,
+                                   std::span<const ChainHop> exclude) override;
 
   // The last snapshot read (for status displays and the gateway's dashboard).
   const registry::RegistrySnapshot& last_snapshot() const { return snapshot_; }
@@ -61,6 +67,8 @@ class SwarmHopProvider : public HopProvider {
   // The route over [first, last) through `snapshot` avoiding banned peers, counted in load_.
   absl::StatusOr<std::vector<ChainHop>> RouteThrough(const registry::RegistrySnapshot& snapshot,
                                                      int64_t first, int64_t last);
+  // The records whose address is not banned.
+  registry::RegistrySnapshot WithoutBannedAddresses(const registry::RegistrySnapshot& snapshot) const;
 
   registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;
