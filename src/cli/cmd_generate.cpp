@@ -37,7 +37,7 @@ struct GenerateFlags {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   std::string codec = "f32";
-  double verify_share = 0.1;  // share of steps spot-checked on a replica (0: off)
+  double verify_share = 0.1;   // share of steps spot-checked on a replica (0: off)
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
 };
 

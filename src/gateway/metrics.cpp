@@ -189,8 +189,8 @@ void MetricsRegistry::ObservePeerStep(std::string_view peer_id, double seconds) 
 
 void MetricsRegistry::AddFailover() { Add("swarm_failovers_total", {}); }
 
-void MetricsRegistry::AddVerification(std::string_view span, int64_t verified,
-                                      int64_t unverified, int64_t mismatches) {
+void MetricsRegistry::AddVerification(std::string_view span, int64_t verified, int64_t unverified,
+                                      int64_t mismatches) {
   const std::vector<std::string> labels = {std::string(span)};
   Add("swarm_verified_steps_total", labels, static_cast<double>(verified));
   Add("swarm_unverified_steps_total", labels, static_cast<double>(unverified));

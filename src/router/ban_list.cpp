@@ -31,8 +31,8 @@ void BanList::ReportLie(const registry::PeerId* peer, const std::string& address
   const absl::Time until = clock_() + options_.lie;
   absl::MutexLock lock(&mu_);
   if (peer != nullptr) {
-    Entry& e = entries_.try_emplace(*peer, Entry{options_.initial, absl::InfinitePast()})
-                   .first->second;
+    Entry& e =
+        entries_.try_emplace(*peer, Entry{options_.initial, absl::InfinitePast()}).first->second;
     e.until = std::max(e.until, until);
     e.next_ban = options_.max;
     e.liar = true;

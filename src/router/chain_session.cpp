@@ -190,7 +190,8 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
   result.arrived.assign(hops.size(), sent_at);
   size_t received = 0;
   // A hop that refuses its input (InvalidArgument: NaN, infinity) may have been fed a lie by the
-  // hop before it: its error waits until that hop's copy is here to be checked.
+  // hop before it: its error waits until that hop's copy is here and the earlier hops' outputs
+  // are checked.
   std::optional<std::pair<size_t, absl::Status>> refused_input;
   const auto timeout = StepTimeout(n_tokens);
   const auto deadline = sent_at + timeout;
@@ -204,8 +205,7 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
       watched.push_back(i);
     }
   }
-  while (received < hops.size() &&
-         !(refused_input && !outputs[refused_input->first - 1].empty())) {
+  while (received < hops.size() && !(refused_input && !outputs[refused_input->first - 1].empty())) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     auto readable = transport::PollReadable(sockets, std::max(left, std::chrono::milliseconds(0)));
@@ -252,7 +252,7 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
       };
       while (true) {
         auto reply = transport::TakeReply(*links[i].socket, ours);
-        if (!reply.ok() && i > 0 && outputs[i - 1].empty() && !refused_input &&
+        if (!reply.ok() && i > 0 && !refused_input &&
             reply.status().code() == absl::StatusCode::kInvalidArgument) {
           refused_input.emplace(i, reply.status());
           break;

@@ -198,8 +198,8 @@ class ChainSession : public model::BlockPipeline {
   // `exclude`'s, closed afterwards (arbitration). NotFound when no replica serves the span.
   absl::StatusOr<std::vector<float>> RunOnReplica(size_t i, int64_t n_tokens,
                                                   std::span<const float> hop_input,
-                                                  std::span<const ChainHop> exclude,
-                                                  bool temporary, ChainHop* used);
+                                                  std::span<const ChainHop> exclude, bool temporary,
+                                                  ChainHop* used);
   void BanLiar(const ChainHop& hop);
   const std::string& BackendOf(const ChainHop& hop);
 

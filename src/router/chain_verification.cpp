@@ -36,8 +36,8 @@ void ChainSession::CheckOutputs(std::span<const ChainHop> hops, const float* inp
     if (result.outputs[k].empty()) return;
     std::span<const float> hop_input = k == 0 ? std::span<const float>(input, n_values)
                                               : std::span<const float>(result.outputs[k - 1]);
-    absl::Status checked = CheckHopOutput(hop_input, result.outputs[k], n_embd_, n_tokens,
-                                          options_.output_bounds);
+    absl::Status checked =
+        CheckHopOutput(hop_input, result.outputs[k], n_embd_, n_tokens, options_.output_bounds);
     if (!checked.ok()) {
       ++verification_.output_refused;
       result.failed_hop = static_cast<int>(k);
@@ -103,9 +103,8 @@ absl::StatusOr<std::vector<float>> ChainSession::RunOnReplica(size_t i, int64_t 
     std::vector<float> input(history.begin() + from * n_embd_, history.end());
     input.insert(input.end(), hop_input.begin(), hop_input.end());
     const int64_t n = position_ - from + n_tokens;
-    StepResult result =
-        RunStep(std::span<const ChainHop>(&replica->hop, 1), std::span<Link>(&replica->link, 1),
-                from, n, input.data());
+    StepResult result = RunStep(std::span<const ChainHop>(&replica->hop, 1),
+                                std::span<Link>(&replica->link, 1), from, n, input.data());
     *used = replica->hop;
     if (!result.status.ok()) {
       if (result.lied) BanLiar(replica->hop);
@@ -119,13 +118,11 @@ absl::StatusOr<std::vector<float>> ChainSession::RunOnReplica(size_t i, int64_t 
     std::vector<float>& out = result.outputs[0];
     return std::vector<float>(out.end() - n_tokens * n_embd_, out.end());
   }
-  return absl::UnavailableError(absl::StrCat("no replica of blocks ", span.first, "..",
-                                             span.second, " answered in ", kReplicaAttempts,
-                                             " tries"));
+  return absl::UnavailableError(absl::StrCat("no replica of blocks ", span.first, "..", span.second,
+                                             " answered in ", kReplicaAttempts, " tries"));
 }
 
-absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
-                                                               const float* input,
+absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens, const float* input,
                                                                const StepResult& step) {
   const size_t n_values = static_cast<size_t>(n_embd_ * n_tokens);
   // Counted once the step is accepted, so that a step run again is counted once.
@@ -170,14 +167,12 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
     bool hop_agrees = false, second_agrees = false;
     if (third_output.ok()) {
       const std::string& third_backend = BackendOf(third);
-      hop_agrees =
-          OutputsAgree(hop_output, *third_output, n_embd_,
-                       ToleranceFor(BackendOf(hop), third_backend, options_.codec,
-                                    options_.verify.cross_backend_tolerance));
-      second_agrees =
-          OutputsAgree(*replica_output, *third_output, n_embd_,
-                       ToleranceFor(BackendOf(second), third_backend, options_.codec,
-                                    options_.verify.cross_backend_tolerance));
+      hop_agrees = OutputsAgree(hop_output, *third_output, n_embd_,
+                                ToleranceFor(BackendOf(hop), third_backend, options_.codec,
+                                             options_.verify.cross_backend_tolerance));
+      second_agrees = OutputsAgree(*replica_output, *third_output, n_embd_,
+                                   ToleranceFor(BackendOf(second), third_backend, options_.codec,
+                                                options_.verify.cross_backend_tolerance));
     }
     if (hop_agrees && !second_agrees) {
       // The replica lied: the hop's output stands, the replica goes.
@@ -204,16 +199,15 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
         replicas_.erase(it);
       }
       provider_->ReportFailure(second);
-      event.reason = absl::StrCat(Describe(hop), " and its replica ", second.address,
-                                  " disagree; no third peer decided",
-                                  third_output.ok() ? "" : absl::StrCat(" (", third_output.status().message(), ")"));
+      event.reason = absl::StrCat(
+          Describe(hop), " and its replica ", second.address, " disagree; no third peer decided",
+          third_output.ok() ? "" : absl::StrCat(" (", third_output.status().message(), ")"));
     }
     absl::Status replaced = ReplaceHop(i, std::move(event));
     if (!replaced.ok()) {
-      return absl::DataLossError(absl::StrCat("blocks ", hop.first_block, "..", hop.last_block,
-                                              ": ", Describe(hop),
-                                              " disagrees with a replica and cannot be replaced: ",
-                                              replaced.message()));
+      return absl::DataLossError(
+          absl::StrCat("blocks ", hop.first_block, "..", hop.last_block, ": ", Describe(hop),
+                       " disagrees with a replica and cannot be replaced: ", replaced.message()));
     }
     return Verdict::kRerun;
   }

@@ -26,8 +26,8 @@ absl::Status CheckHopOutput(std::span<const float> input, std::span<const float>
   }
   const size_t n = static_cast<size_t>(n_embd) * static_cast<size_t>(n_tokens);
   if (output.size() != n || input.size() != n) {
-    return absl::DataLossError(absl::StrCat("output of ", output.size(), " values for [", n_embd,
-                                            ", ", n_tokens, "]"));
+    return absl::DataLossError(
+        absl::StrCat("output of ", output.size(), " values for [", n_embd, ", ", n_tokens, "]"));
   }
   for (int64_t t = 0; t < n_tokens; ++t) {
     const auto in = input.subspan(static_cast<size_t>(t * n_embd), static_cast<size_t>(n_embd));

@@ -39,9 +39,9 @@ struct SpanVerification {
 
 struct VerificationStats {
   std::map<std::pair<uint32_t, uint32_t>, SpanVerification> spans;
-  int64_t mismatches = 0;      // disagreements between a hop and a replica
-  int64_t output_refused = 0;  // outputs that failed the output checks (output_check.h)
-  int64_t peers_banned = 0;    // peers banned as liars (by a check or by arbitration)
+  int64_t mismatches = 0;              // disagreements between a hop and a replica
+  int64_t output_refused = 0;          // outputs that failed the output checks (output_check.h)
+  int64_t peers_banned = 0;            // peers banned as liars (by a check or by arbitration)
   double max_cross_backend_error = 0;  // largest relative error seen between agreeing backends
 
   int64_t verified_steps() const;
@@ -54,8 +54,9 @@ struct VerificationStats {
 // n_embd values; a token whose b is all zeros counts ||a_t||). 0 for identical spans.
 double MaxRelativeError(std::span<const float> a, std::span<const float> b, int64_t n_embd);
 
-// The relative error two honest peers' outputs may differ by: 0 (bit-identical) for the same
-// backend; else the measured cross-backend error of f32 arithmetic plus the codec's rounding
+// The relative error two honest peers' outputs may differ by: 0 (bit-identical) for the same CPU
+// backend (deterministic, independent of threads and batching); else the cross-backend error of
+// f32 arithmetic (larger when a GPU runs cuBLAS on multi-token steps) plus the codec's rounding
 // (docs/VERIFICATION.md has the figures).
 double ToleranceFor(const std::string& backend_a, const std::string& backend_b,
                     const transport::Codec& codec, double cross_backend_tolerance = -1);

@@ -68,7 +68,8 @@ class SwarmHopProvider : public HopProvider {
   absl::StatusOr<std::vector<ChainHop>> RouteThrough(const registry::RegistrySnapshot& snapshot,
                                                      int64_t first, int64_t last);
   // The records whose address is not banned.
-  registry::RegistrySnapshot WithoutBannedAddresses(const registry::RegistrySnapshot& snapshot) const;
+  registry::RegistrySnapshot WithoutBannedAddresses(
+      const registry::RegistrySnapshot& snapshot) const;
 
   registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;

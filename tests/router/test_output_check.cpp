@@ -1,9 +1,9 @@
-#include "router/output_check.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
+
+#include "router/output_check.h"
 
 namespace swarm::router {
 namespace {

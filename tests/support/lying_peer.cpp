@@ -3,9 +3,9 @@
 // as it launches `swarm serve`, plus --lie MODE (noise, zeros, nan, perturb) for every position
 // from --lie-after on. A test tool only: the production binary has no way to lie.
 // Usage: swarm_lying_peer serve -m MODEL --blocks A:B [--initial-peers H:P] --lie noise
-#include <CLI/CLI.hpp>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -38,8 +38,8 @@ struct Flags {
   double announce_interval_s = 5;
   double record_ttl_s = 60;
   std::string lie = "noise";
-  int64_t lie_after = 0;     // first position whose output is corrupted
-  double lie_scale = 1.0;    // noise / perturbation size relative to each token's rms
+  int64_t lie_after = 0;   // first position whose output is corrupted
+  double lie_scale = 1.0;  // noise / perturbation size relative to each token's rms
 };
 
 // A ServingStack that runs the real blocks, then corrupts the outputs of positions >= lie_after.
@@ -178,8 +178,7 @@ int main(int argc, char** argv) {
   serve->add_option("--backend,--device", flags.backend);
   serve->add_option("--announce-interval", flags.announce_interval_s);
   serve->add_option("--record-ttl", flags.record_ttl_s);
-  serve->add_option("--lie", flags.lie)
-      ->check(CLI::IsMember({"noise", "zeros", "nan", "perturb"}));
+  serve->add_option("--lie", flags.lie)->check(CLI::IsMember({"noise", "zeros", "nan", "perturb"}));
   serve->add_option("--lie-after", flags.lie_after, "First position whose output is wrong");
   serve->add_option("--lie-scale", flags.lie_scale, "Noise size relative to a token's rms");
   app.require_subcommand(1);

@@ -6,7 +6,9 @@
 // refused by the output checks even with spot checks off. The single-peer span is unverified.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,7 +62,16 @@ struct Result {
   std::string text;
   router::VerificationStats verification;
   std::vector<router::ChainHop> final_hops;
+  // Per hop but the last: the smallest and largest rms(output) / rms(input) over the tokens (the
+  // figures behind router::OutputBounds).
+  std::vector<std::pair<double, double>> rms_ratios;
 };
+
+double Rms(const float* x, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return std::sqrt(sum / n);
+}
 
 class VerifiedSwarm : public ::testing::Test {
  protected:
@@ -96,6 +107,11 @@ class VerifiedSwarm : public ::testing::Test {
     auto registry = registry::DhtRegistry::Create(options);
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_ = std::move(*registry);
+  }
+
+  // The liar leaves (SIGTERM: it announces itself offline), so later tests do not route to it.
+  void TearDown() override {
+    if (liars_ != nullptr) liars_->StopAll(std::chrono::seconds(10));
   }
 
   // Starts a lying peer for blocks 2:4 with `lie_args` and waits until the client's registry
@@ -187,7 +203,26 @@ class VerifiedSwarm : public ::testing::Test {
     result.status = stats.status();
     result.verification = (*session)->verification();
     result.final_hops = (*session)->hops();
+    const int64_t n_embd = config.n_embd;
+    for (size_t i = 0; i + 1 < result.final_hops.size(); ++i) {
+      const std::vector<float>& in = (*session)->history(i);
+      const std::vector<float>& out = (*session)->history(i + 1);
+      double lo = INFINITY, hi = 0;
+      for (size_t t = 0; (t + 1) * n_embd <= in.size() && (t + 1) * n_embd <= out.size(); ++t) {
+        const double ratio = Rms(&out[t * n_embd], n_embd) / Rms(&in[t * n_embd], n_embd);
+        lo = std::min(lo, ratio);
+        hi = std::max(hi, ratio);
+      }
+      result.rms_ratios.push_back({lo, hi});
+      std::printf("hop %zu (blocks %u..%u): rms(out)/rms(in) in [%.3g, %.3g]\n", i,
+                  result.final_hops[i].first_block, result.final_hops[i].last_block - 1, lo, hi);
+    }
     std::printf("%s\n", result.verification.Summary().c_str());
+    for (const router::FailoverEvent& e : (*session)->failover_events()) {
+      std::printf("replaced hop %d (%s): detect %.3f s, route %.3f s, open %.3f s, replay %.3f s\n",
+                  e.hop, e.reason.c_str(), e.detect_seconds, e.route_seconds, e.open_seconds,
+                  e.replay_seconds);
+    }
     return result;
   }
 
