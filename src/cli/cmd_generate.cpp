@@ -37,8 +37,9 @@ struct GenerateFlags {
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
   std::string codec = "f32";
-  double verify_share = 0.1;   // share of steps spot-checked on a replica (0: off)
-  CacheTypeFlags cache_types;  // in-process blocks' KV caches
+  double verify_share = 0.1;     // share of steps spot-checked on a replica (0: off)
+  double verify_tolerance = -1;  // between backends; < 0: the built-in table
+  CacheTypeFlags cache_types;    // in-process blocks' KV caches
 };
 
 // The parts of a swarm client that outlive the session opening: the DHT node and the router.
@@ -54,6 +55,7 @@ absl::StatusOr<router::ChainOptions> MakeChainOptions(const GenerateFlags& flags
   options.max_length = max_length;
   options.min_step_timeout = std::chrono::milliseconds(flags.min_step_timeout_ms);
   options.verify.share = flags.verify_share;
+  options.verify.cross_backend_tolerance = flags.verify_tolerance;
   return options;
 }
 
@@ -249,6 +251,11 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
                   "0: off). Outputs are always checked for NaN, zeros and absurd norms")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--verify-tolerance", flags->verify_tolerance,
+                  "Relative error allowed between peers of different backends (-1: the measured "
+                  "table of docs/VERIFICATION.md); the same CPU backend must match bit for bit")
+      ->capture_default_str()
+      ->check(CLI::Range(-1.0, 1e3));
   AddSamplingFlags(*cmd, flags->sampling);
   AddCacheTypeFlags(*cmd, flags->cache_types);
   cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });

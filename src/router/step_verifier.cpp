@@ -12,9 +12,11 @@
 namespace swarm::router {
 namespace {
 
-// Measured between the CPU backends (reference, generic, AVX2, AVX-512) over stories260K's blocks
-// (docs/VERIFICATION.md): about 1e-6 relative; the margin covers larger models' longer sums.
-constexpr double kCrossBackendF32 = 1e-4;
+// Measured between the CPU backends (reference, generic, AVX2, AVX-512) over stories260K's five
+// blocks and 200 positions (docs/VERIFICATION.md): up to 4e-3 relative with f32 activations (the
+// f16 KV cache rounds the backends' last-bit differences apart, and attention carries them on).
+// 2.5 times that.
+constexpr double kCrossBackendF32 = 1e-2;
 // A GPU peer runs prompts of 17+ tokens (a replica's catch-up, a replay) through cuBLAS with
 // activations rounded to f16/bf16 (NMSE up to 5e-5 per matmul, docs/GPU.md), so even two GPU
 // peers differ in the last bits from token-by-token decoding; through a span's blocks that stays
@@ -34,7 +36,7 @@ double CodecStep(const transport::Codec& codec) {
     case transport::Dtype::kBf16:
       return 8e-3;  // 2^-7: one bf16 ulp
     default:
-      return 5e-2;  // int8 blocks: a step of absmax/127 on the few values that round apart
+      return 1e-2;  // int8 blocks: a step of absmax/127 on the few values that round apart
   }
 }
 
