@@ -174,40 +174,40 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
                                    ToleranceFor(BackendOf(second), third_backend, options_.codec,
                                                 options_.verify.cross_backend_tolerance));
     }
-    if (hop_agrees && !second_agrees) {
-      // The replica lied: the hop's output stands, the replica goes.
-      BanLiar(second);
-      if (auto it = replicas_.find({hop.first_block, hop.last_block}); it != replicas_.end()) {
-        CloseLink(it->second.link);
-        replicas_.erase(it);
+    if (hop_agrees) {
+      // The hop's output stands. The replica lied, unless both are within the tolerance of the
+      // third (different backends, each near the bound).
+      if (!second_agrees) {
+        BanLiar(second);
+        if (auto it = replicas_.find({hop.first_block, hop.last_block}); it != replicas_.end()) {
+          CloseLink(it->second.link);
+          replicas_.erase(it);
+        }
       }
       ++counters.verified_steps;
       continue;
     }
+    if (!second_agrees) {
+      // No third opinion (none serves the span, none answered, or all three differ): trust
+      // neither. Any other peer of the span would have been the third, so there is nothing to
+      // replace the hop with that is not one of the two: the step fails, the text stays right.
+      return absl::DataLossError(absl::StrCat(
+          "blocks ", hop.first_block, "..", hop.last_block - 1, ": ", Describe(hop),
+          " and its replica ", second.address, " disagree and no third peer decides",
+          third_output.ok() ? " (it agrees with neither)"
+                            : absl::StrCat(" (", third_output.status().message(), ")")));
+    }
+    // The hop lied: ban it, replace it (its history replayed on the replacement) and run the step
+    // again from its start, which rolls every hop back to it.
+    BanLiar(hop);
     FailoverEvent event;
     event.hop = static_cast<int>(i);
-    if (second_agrees && !hop_agrees) {
-      // The hop lied: ban it, replace it (its history replayed on the replacement) and run the
-      // step again from its start, which rolls every hop back to it.
-      BanLiar(hop);
-      event.reason = absl::StrCat(Describe(hop), ": output disagrees with two replicas");
-    } else {
-      // No third opinion (or a split one): trust neither for this step. The replica goes, the
-      // hop is replaced by whatever serves the span, and the step runs again.
-      if (auto it = replicas_.find({hop.first_block, hop.last_block}); it != replicas_.end()) {
-        CloseLink(it->second.link);
-        replicas_.erase(it);
-      }
-      provider_->ReportFailure(second);
-      event.reason = absl::StrCat(
-          Describe(hop), " and its replica ", second.address, " disagree; no third peer decided",
-          third_output.ok() ? "" : absl::StrCat(" (", third_output.status().message(), ")"));
-    }
+    event.reason = absl::StrCat(Describe(hop), ": output disagrees with two replicas");
     absl::Status replaced = ReplaceHop(i, std::move(event));
     if (!replaced.ok()) {
       return absl::DataLossError(
-          absl::StrCat("blocks ", hop.first_block, "..", hop.last_block, ": ", Describe(hop),
-                       " disagrees with a replica and cannot be replaced: ", replaced.message()));
+          absl::StrCat("blocks ", hop.first_block, "..", hop.last_block - 1, ": ", Describe(hop),
+                       " was outvoted and cannot be replaced: ", replaced.message()));
     }
     return Verdict::kRerun;
   }

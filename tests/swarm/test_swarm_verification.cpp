@@ -116,9 +116,9 @@ class VerifiedSwarm : public ::testing::Test {
 
   // Starts a lying peer for blocks 2:4 with `lie_args` and waits until the client's registry
   // shows it and every honest peer online.
-  peer::LocalPeer* StartLiar(std::vector<std::string> lie_args) {
+  peer::LocalPeer* StartLiar(std::vector<std::string> lie_args, const char* blocks = "2:4") {
     liars_ = std::make_unique<peer::LocalSwarm>(Options(SWARM_LYING_PEER, "swarm-liar"));
-    std::vector<std::string> args = {"--blocks", "2:4", "--initial-peers", bootstrap_};
+    std::vector<std::string> args = {"--blocks", blocks, "--initial-peers", bootstrap_};
     args.insert(args.end(), lie_args.begin(), lie_args.end());
     auto liar = liars_->Start(args);
     EXPECT_TRUE(liar.ok()) << liar.status();
@@ -141,9 +141,9 @@ class VerifiedSwarm : public ::testing::Test {
     ADD_FAILURE() << "fewer than " << n << " peers online";
   }
 
-  // Greedy BOS-only generation. The chain's hop for blocks 2:4 is `forced` when given (the
-  // router would pick any of the replicas), with the router behind it for replicas and
-  // replacements.
+  // Greedy BOS-only generation. The chain's hop for the blocks of `forced` is that peer when
+  // given (the router would pick any of the replicas), with the router behind it for replicas
+  // and replacements.
   Result Generate(const router::VerifyOptions& verify, const peer::LocalPeer* forced) {
     Result result;
     const model::ModelConfig& config = model_->config;
@@ -159,18 +159,19 @@ class VerifiedSwarm : public ::testing::Test {
       return result;
     }
     if (forced != nullptr) {
+      const uint32_t first = forced->ready.first_block, last = forced->ready.last_block;
       std::vector<router::ChainHop> chain;
       for (const router::ChainHop& hop : *hops) {
         for (uint32_t b = hop.first_block; b < hop.last_block; ++b) {
-          if (b < 2 || b >= 4) {
+          if (b < first || b >= last) {
             if (chain.empty() || chain.back().address != hop.address ||
                 chain.back().last_block != b) {
               chain.push_back({hop.address, b, b + 1, hop.peer_id});
             } else {
               chain.back().last_block = b + 1;
             }
-          } else if (b == 2) {
-            chain.push_back({forced->ready.address, 2, 4, forced->ready.peer_id});
+          } else if (b == first) {
+            chain.push_back({forced->ready.address, first, last, forced->ready.peer_id});
           }
         }
       }
@@ -313,6 +314,31 @@ TEST_F(VerifiedSwarm, HonestReplicasAgreeAndASinglePeerSpanIsUnverified) {
   EXPECT_GE(single_unverified, kTokens - 1);  // the prompt step and each token but the last
   EXPECT_EQ(single_verified, 0);
   EXPECT_GE(replicated_verified, kTokens);
+}
+
+// One honest peer and one liar for the whole model: a disagreement has no third peer to decide
+// it, so the generation stops with a clear error instead of trusting either, and every token it
+// produced before is the reference's.
+class LoneReplica : public VerifiedSwarm {
+ protected:
+  static void SetUpTestSuite() {
+    honest_ = new peer::LocalSwarm(Options(SWARM_BINARY, "swarm-verify-lone"));
+    auto first = honest_->Start({"--blocks", "0:5"});
+    ASSERT_TRUE(first.ok()) << first.status();
+  }
+};
+
+TEST_F(LoneReplica, DisagreementWithoutAThirdPeerFailsClearly) {
+  peer::LocalPeer* liar = StartLiar({"--lie", "noise", "--lie-after", "3"}, "0:5");
+  ASSERT_NE(liar, nullptr);
+  Result r = Generate({.share = 0.1, .new_peer_steps = 8, .seed = 4}, liar);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDataLoss) << r.status;
+  EXPECT_NE(r.status.message().find("no third peer"), std::string::npos) << r.status;
+  EXPECT_EQ(r.verification.mismatches, 1);
+  EXPECT_EQ(r.verification.peers_banned, 0);
+  // Positions 0..2 were checked and right: three tokens, the reference's.
+  EXPECT_FALSE(r.text.empty());
+  EXPECT_EQ(ReferenceText().substr(0, r.text.size()), r.text);
 }
 
 }  // namespace
