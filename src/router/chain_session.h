@@ -194,12 +194,14 @@ class ChainSession : public model::BlockPipeline {
   enum class Verdict { kAccepted, kRerun };
   absl::StatusOr<Verdict> VerifyStep(int64_t n_tokens, const float* input, const StepResult& step);
   // Runs hop i's step on a replica of its span (opened and caught up from the hop's history as
-  // needed); the replica's output for the step. `temporary`: a fresh session on a peer other than
-  // `exclude`'s, closed afterwards (arbitration). NotFound when no replica serves the span.
+  // needed). Returns the replica's outputs for positions [*from, position_ + n_tokens): *from is
+  // set to the first position the replica computed in this call (a kept replica), or read as the
+  // first position wanted (`temporary`: a fresh session on a peer other than `exclude`'s, caught
+  // up from 0 and closed afterwards, for arbitration). NotFound when no replica serves the span.
   absl::StatusOr<std::vector<float>> RunOnReplica(size_t i, int64_t n_tokens,
                                                   std::span<const float> hop_input,
                                                   std::span<const ChainHop> exclude, bool temporary,
-                                                  ChainHop* used);
+                                                  ChainHop* used, int64_t* from);
   void BanLiar(const ChainHop& hop);
   const std::string& BackendOf(const ChainHop& hop);
 
@@ -222,6 +224,9 @@ class ChainSession : public model::BlockPipeline {
   VerificationPolicy policy_{VerifyOptions{}};
   VerificationStats verification_;
   std::map<Span, Replica> replicas_;
+  // A span whose liar was replaced: the next hop's history holds the liar's outputs before this
+  // position, so a check compares the new peer's outputs from here on only.
+  std::map<Span, int64_t> compare_from_;
   absl::flat_hash_map<std::string, std::string> backends_;  // by address, from Info
 };
 

@@ -65,7 +65,8 @@ const std::string& ChainSession::BackendOf(const ChainHop& hop) {
 absl::StatusOr<std::vector<float>> ChainSession::RunOnReplica(size_t i, int64_t n_tokens,
                                                               std::span<const float> hop_input,
                                                               std::span<const ChainHop> exclude,
-                                                              bool temporary, ChainHop* used) {
+                                                              bool temporary, ChainHop* used,
+                                                              int64_t* first_out) {
   const ChainHop& hop = hops_[i];
   const Span span{hop.first_block, hop.last_block};
   const std::vector<float>& history = links_[i].history;  // [n_embd, position_]
@@ -115,8 +116,10 @@ absl::StatusOr<std::vector<float>> ChainSession::RunOnReplica(size_t i, int64_t 
     }
     replica->length = position_ + n_tokens;
     if (temporary) CloseLink(replica->link);
+    const int64_t first = temporary ? std::clamp(*first_out, from, position_) : from;
+    *first_out = first;
     std::vector<float>& out = result.outputs[0];
-    return std::vector<float>(out.end() - n_tokens * n_embd_, out.end());
+    return std::vector<float>(out.begin() + (first - from) * n_embd_, out.end());
   }
   return absl::UnavailableError(absl::StrCat("no replica of blocks ", span.first, "..", span.second,
                                              " answered in ", kReplicaAttempts, " tries"));
@@ -136,15 +139,35 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
     }
     std::span<const float> hop_input = i == 0 ? std::span<const float>(input, n_values)
                                               : std::span<const float>(step.outputs[i - 1]);
-    const std::vector<float>& hop_output = step.outputs[i];
     ChainHop second;
     const ChainHop exclude_hop[] = {hop};
-    auto replica_output = RunOnReplica(i, n_tokens, hop_input, exclude_hop, false, &second);
+    int64_t first = 0;
+    auto replica_output = RunOnReplica(i, n_tokens, hop_input, exclude_hop, false, &second, &first);
     if (!replica_output.ok()) {
       ++counters.unverified_steps;
       if (absl::IsNotFound(replica_output.status())) ++counters.no_replica_steps;
       continue;
     }
+    // The replica recomputed every position it had not seen, so the hop's earlier outputs (the
+    // next hop's input history) are compared too: a lie on a step that was not drawn is found at
+    // the next check. Its tokens are out already; the liar is banned all the same. The last hop's
+    // outputs are not kept: only its step is compared.
+    if (auto it = compare_from_.find({hop.first_block, hop.last_block});
+        it != compare_from_.end() && first < it->second) {
+      replica_output->erase(replica_output->begin(),
+                            replica_output->begin() + (it->second - first) * n_embd_);
+      first = it->second;
+    }
+    std::vector<float> hop_output;
+    if (i + 1 < hops_.size()) {
+      const std::vector<float>& earlier = links_[i + 1].history;
+      hop_output.assign(earlier.begin() + first * n_embd_, earlier.end());
+    } else {
+      replica_output->erase(replica_output->begin(),
+                            replica_output->end() - static_cast<ptrdiff_t>(n_values));
+      first = position_;
+    }
+    hop_output.insert(hop_output.end(), step.outputs[i].begin(), step.outputs[i].end());
     const double tolerance = ToleranceFor(BackendOf(hop), BackendOf(second), options_.codec,
                                           options_.verify.cross_backend_tolerance);
     if (OutputsAgree(hop_output, *replica_output, n_embd_, tolerance)) {
@@ -163,7 +186,12 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
     policy_.MismatchSeen();
     ChainHop third;
     const ChainHop exclude_both[] = {hop, second};
-    auto third_output = RunOnReplica(i, n_tokens, hop_input, exclude_both, true, &third);
+    int64_t third_first = first;
+    auto third_output =
+        RunOnReplica(i, n_tokens, hop_input, exclude_both, true, &third, &third_first);
+    if (third_output.ok() && third_first != first) {
+      third_output = absl::InternalError("the third peer's outputs start elsewhere");
+    }
     bool hop_agrees = false, second_agrees = false;
     if (third_output.ok()) {
       const std::string& third_backend = BackendOf(third);
@@ -208,6 +236,11 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
       return absl::DataLossError(
           absl::StrCat("blocks ", hop.first_block, "..", hop.last_block - 1, ": ", Describe(hop),
                        " was outvoted and cannot be replaced: ", replaced.message()));
+    }
+    for (const ChainHop& h : hops_) {
+      if (h.first_block >= hop.first_block && h.last_block <= hop.last_block) {
+        compare_from_[{h.first_block, h.last_block}] = position_;
+      }
     }
     return Verdict::kRerun;
   }

@@ -39,10 +39,12 @@ struct Flags {
   double record_ttl_s = 60;
   std::string lie = "noise";
   int64_t lie_after = 0;   // first position whose output is corrupted
+  int64_t lie_every = 1;   // then every lie_every-th position
   double lie_scale = 1.0;  // noise / perturbation size relative to each token's rms
 };
 
-// A ServingStack that runs the real blocks, then corrupts the outputs of positions >= lie_after.
+// A ServingStack that runs the real blocks, then corrupts the outputs of positions lie_after,
+// lie_after + lie_every, ...
 class LyingStack final : public shard::ServingStack {
  public:
   LyingStack(std::unique_ptr<shard::ServingStack> inner, const Flags& flags)
@@ -68,7 +70,10 @@ class LyingStack final : public shard::ServingStack {
     float* token = hidden_out;
     for (size_t k = 0; k < steps.size(); ++k) {
       for (int64_t t = 0; t < steps[k].n_tokens; ++t, token += n_embd) {
-        if (starts[k] + t >= flags_.lie_after) Corrupt(std::span<float>(token, n_embd));
+        const int64_t position = starts[k] + t;
+        if (position >= flags_.lie_after && (position - flags_.lie_after) % flags_.lie_every == 0) {
+          Corrupt(std::span<float>(token, n_embd));
+        }
       }
     }
     return absl::OkStatus();
@@ -181,6 +186,8 @@ int main(int argc, char** argv) {
   serve->add_option("--lie", flags.lie)->check(CLI::IsMember({"noise", "zeros", "nan", "perturb"}));
   serve->add_option("--lie-after", flags.lie_after, "First position whose output is wrong");
   serve->add_option("--lie-scale", flags.lie_scale, "Noise size relative to a token's rms");
+  serve->add_option("--lie-every", flags.lie_every, "Lie on every N-th position only")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   std::unique_ptr<swarm::kernels::Backend> backend;
