@@ -109,6 +109,7 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   provider_options.cache_tokens_needed = max_length;
   provider_options.route_wait =
       absl::Milliseconds(static_cast<int64_t>(options_.route_wait_s * 1e3));
+  provider_options.shared_bans = &bans_;
   router::SwarmHopProvider provider(*registry_, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
   router::ChainOptions chain_options;

@@ -21,6 +21,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "registry/dht_registry.h"
+#include "router/ban_list.h"
 
 namespace swarm::gateway {
 
@@ -59,6 +60,8 @@ class SwarmEngine final : public CompletionEngine {
   model::ClientWeights client_weights_;
   ModelInfo info_;
   std::unique_ptr<registry::DhtRegistry> registry_;
+  // Peers banned by any request (failures, and liars for BanOptions::lie) are avoided by the next.
+  router::BanList bans_;
   zmq::context_t context_{1};
 
   mutable std::mutex view_mu_;

@@ -36,12 +36,18 @@ struct SwarmHopProviderOptions {
   absl::Duration refresh_interval = absl::Seconds(4);
   absl::Duration min_refresh_gap = absl::Seconds(1);
   BanOptions bans;
+  // Bans shared with other providers (the gateway's requests: a liar one request caught stays out
+  // of the next); null: this provider's own, with `bans`. Must outlive the provider.
+  BanList* shared_bans = nullptr;
 };
 
 class SwarmHopProvider : public HopProvider {
  public:
   SwarmHopProvider(registry::DhtRegistry& registry, const SwarmHopProviderOptions& options)
-      : registry_(registry), options_(options), bans_(options.bans) {}
+      : registry_(registry),
+        options_(options),
+        own_bans_(options.bans),
+        bans_(options.shared_bans != nullptr ? *options.shared_bans : own_bans_) {}
   // Waits for a background read in flight (at most the registry's op_timeout).
   ~SwarmHopProvider() override = default;
 
@@ -73,7 +79,8 @@ class SwarmHopProvider : public HopProvider {
 
   registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;
-  BanList bans_;
+  BanList own_bans_;
+  BanList& bans_;  // own_bans_ or options.shared_bans
   absl::flat_hash_map<registry::PeerId, double> load_;
   registry::RegistrySnapshot snapshot_;
   absl::Time snapshot_time_ = absl::InfinitePast();
