@@ -101,6 +101,15 @@ class LyingStack final : public shard::ServingStack {
   std::mt19937 rng_{1234};
 };
 
+sigset_t StopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  return signals;
+}
+
 std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
 }
@@ -148,28 +157,25 @@ absl::Status Serve(const Flags& flags, std::unique_ptr<kernels::Backend>& backen
     std::fflush(stdout);
   };
   peer::PeerNode node(std::move(options));
-  // SIGTERM/SIGINT end the node, taken by a thread of their own (blocked everywhere else).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
+  // SIGTERM/SIGINT make the node leave, taken by a thread of their own (blocked everywhere else
+  // by main); SIGUSR1 ends that thread once the node has left.
+  const sigset_t signals = StopSignals();
   std::thread waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);
-    node.Stop();
+    if (signal != SIGUSR1) node.Stop();
   });
-  waiter.detach();  // the process ends with Run(); the waiter never outlives it in practice
-  return node.Run();
+  absl::Status status = node.Run();
+  pthread_kill(waiter.native_handle(), SIGUSR1);
+  waiter.join();
+  return status;
 }
 
 }  // namespace
 }  // namespace swarm::test_support
 
 int main(int argc, char** argv) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
+  const sigset_t signals = swarm::test_support::StopSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   swarm::test_support::Flags flags;
   CLI::App app("A peer that lies, for tests");
