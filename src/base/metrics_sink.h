@@ -22,6 +22,16 @@ class MetricsSink {
   // KV-cache tokens in use and the budget, per peer (or "local" for the in-process engine).
   virtual void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens,
                              int64_t capacity_tokens) = 0;
+  // A generation's verification of peers' work, per span of blocks ("2..3", inclusive): hop-steps
+  // checked against a replica and not, disagreements, outputs refused by the output checks, and
+  // peers banned as liars. Default: dropped.
+  virtual void AddVerification(std::string_view span, int64_t verified, int64_t unverified,
+                               int64_t mismatches) {
+    (void)span, (void)verified, (void)unverified, (void)mismatches;
+  }
+  virtual void AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) {
+    (void)outputs_refused, (void)peers_banned;
+  }
 };
 
 // Discards everything: for callers that were given no sink.

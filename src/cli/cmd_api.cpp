@@ -32,6 +32,7 @@ struct ApiFlags {
   int32_t n_ctx = 0;
   kernels::BackendOptions backend;
   double route_wait_s = 20;
+  double verify_share = 0.1;
   double request_timeout_s = 10;
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
   std::string swarm_secret;
@@ -80,6 +81,7 @@ absl::Status RunApi(const ApiFlags& flags) {
     options.model_id = flags.model_id;
     options.route_wait_s = flags.route_wait_s;
     options.swarm_secret = std::move(swarm_secret);
+    options.verify_share = flags.verify_share;
     SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(flags.model_path, options));
   }
   gateway::ApiServerOptions options;
@@ -138,6 +140,11 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--route-wait", flags->route_wait_s, "Seconds to wait for a route")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--verify-share", flags->verify_share,
+                  "Share of steps also run on another peer of the same blocks and compared (a "
+                  "new peer's first steps and, after a mismatch, every step too; 0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--request-timeout", flags->request_timeout_s,
                   "Seconds a client may take to send one request (slower ones are closed)")
       ->capture_default_str()

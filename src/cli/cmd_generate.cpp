@@ -41,7 +41,9 @@ struct GenerateFlags {
   int64_t min_step_timeout_ms = 2000;
   int64_t max_step_timeout_ms = 300000;
   std::string codec = "f32";
-  CacheTypeFlags cache_types;  // in-process blocks' KV caches
+  double verify_share = 0.1;     // share of steps spot-checked on a replica (0: off)
+  double verify_tolerance = -1;  // between backends; < 0: the built-in table
+  CacheTypeFlags cache_types;    // in-process blocks' KV caches
   std::string swarm_secret;
 };
 
@@ -66,6 +68,8 @@ absl::StatusOr<router::ChainOptions> MakeChainOptions(
     SWARM_ASSIGN_OR_RETURN(auto keys, transport::DeriveCurveKeys(*swarm_secret));
     options.socket.curve = transport::SwarmCurveClient(keys);
   }
+  options.verify.share = flags.verify_share;
+  options.verify.cross_backend_tolerance = flags.verify_tolerance;
   return options;
 }
 
@@ -216,6 +220,7 @@ int RunGenerate(const GenerateFlags& flags) {
       std::fprintf(stderr, "failovers: %d, %.3f s replacing peers and replaying history\n",
                    chain->failovers(), chain->failover_seconds());
     }
+    std::fprintf(stderr, "%s\n", chain->verification().Summary().c_str());
     for (size_t i = 0; i < chain->hops().size(); ++i) {
       const router::ChainHop& hop = chain->hops()[i];
       const router::HopTiming& t = chain->timings()[i];
@@ -273,6 +278,17 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--codec", flags->codec,
                   "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
       ->capture_default_str();
+  cmd->add_option("--verify-share", flags->verify_share,
+                  "Share of steps also run on another peer serving the same blocks and compared "
+                  "(a new peer's first steps and, after a mismatch, every step are checked too; "
+                  "0: off). Outputs are always checked for NaN, zeros and absurd norms")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--verify-tolerance", flags->verify_tolerance,
+                  "Relative error allowed between peers of different backends (-1: the measured "
+                  "table of docs/VERIFICATION.md); the same CPU backend must match bit for bit")
+      ->capture_default_str()
+      ->check(CLI::Range(-1.0, 1e3));
   AddSamplingFlags(*cmd, flags->sampling);
   AddCacheTypeFlags(*cmd, flags->cache_types);
   AddSwarmSecretFlag(*cmd, flags->swarm_secret);

@@ -206,7 +206,8 @@ absl::Status ShowStatus(const StatusFlags& flags) {
   std::vector<Identity> identities(snapshot.size());
   if (!flags.no_probe) {
     identities = ProbeIdentities(
-        snapshot, std::chrono::milliseconds(static_cast<int64_t>(flags.probe_timeout_s * 1e3)), socket);
+        snapshot, std::chrono::milliseconds(static_cast<int64_t>(flags.probe_timeout_s * 1e3)),
+        socket);
   }
   const std::vector<Span> spans = Spans(snapshot, identities, n_blocks);
 

@@ -111,6 +111,13 @@ class ApiServer::Handler final : public HttpHandler {
           n > 0 ? json(1e3 * metrics_.HistogramSum("swarm_peer_step_latency_seconds", labels) / n)
                 : json(nullptr);
     }
+    // Spot checks and output checks of peers' work over the generations so far.
+    snapshot["verification"] = {
+        {"verified_steps", metrics_.Total("swarm_verified_steps_total")},
+        {"unverified_steps", metrics_.Total("swarm_unverified_steps_total")},
+        {"mismatches", metrics_.Total("swarm_verification_mismatches_total")},
+        {"outputs_refused", metrics_.Total("swarm_outputs_refused_total")},
+        {"peers_banned", metrics_.Total("swarm_peers_banned_total")}};
     return snapshot;
   }
 

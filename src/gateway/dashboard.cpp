@@ -147,6 +147,8 @@ std::string_view DashboardHtml() {
     <div class="stat"><div class="label">Weakest block</div><div class="value" id="s-weak">–</div></div>
     <div class="stat"><div class="label">Generations now</div><div class="value" id="s-active">–</div></div>
     <div class="stat"><div class="label">Requests served</div><div class="value" id="s-total">–</div></div>
+    <div class="stat" title="Steps also run on a replica peer and found equal, of all steps (spans one peer serves cannot be checked)"><div class="label">Steps verified</div><div class="value" id="s-verified">–</div></div>
+    <div class="stat" title="Peers caught returning wrong outputs (disagreeing with replicas, or NaN, zeros, absurd norms)"><div class="label">Liars banned</div><div class="value" id="s-banned">–</div></div>
   </div>
   <section>
     <h2>Blocks</h2>
@@ -297,6 +299,13 @@ async function refresh() {
     document.getElementById("s-peers").textContent = `${online} / ${d.peers.length}`;
     document.getElementById("s-active").textContent = String(d.server.active_generations);
     document.getElementById("s-total").textContent = fmt(d.server.requests_total, 0);
+    if (d.verification) {
+      const v = d.verification, all = v.verified_steps + v.unverified_steps;
+      document.getElementById("s-verified").textContent =
+          all > 0 ? `${fmt(100 * v.verified_steps / all, 0)}%` : "–";
+      document.getElementById("s-banned").textContent =
+          `${fmt(v.peers_banned, 0)}` + (v.mismatches > 0 ? ` (${fmt(v.mismatches, 0)} mismatches)` : "");
+    }
     setStatus(true, "updated " + new Date().toLocaleTimeString());
   } catch (e) {
     setStatus(false, "cannot reach the gateway (" + e.message + ")");

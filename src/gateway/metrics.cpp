@@ -90,6 +90,15 @@ MetricsRegistry::MetricsRegistry() {
   Define("swarm_peer_cache_tokens_left", Type::kGauge, "Free KV-cache tokens announced per peer.",
          {"peer"});
   Define("swarm_block_peers", Type::kGauge, "Online peers serving each block.", {"block"});
+  Define("swarm_verified_steps_total", Type::kCounter,
+         "Steps of a span checked against a replica peer and found equal.", {"span"});
+  Define("swarm_unverified_steps_total", Type::kCounter,
+         "Steps of a span not checked (not drawn, or no replica serves the span).", {"span"});
+  Define("swarm_verification_mismatches_total", Type::kCounter,
+         "Steps where a peer's output disagreed with a replica's.", {"span"});
+  Define("swarm_outputs_refused_total", Type::kCounter,
+         "Peer outputs refused by the output checks (NaN, infinity, norm out of bounds).", {});
+  Define("swarm_peers_banned_total", Type::kCounter, "Peers banned as liars.", {});
 }
 
 void MetricsRegistry::Define(std::string name, Type type, std::string help,
@@ -180,6 +189,19 @@ void MetricsRegistry::ObservePeerStep(std::string_view peer_id, double seconds) 
 
 void MetricsRegistry::AddFailover() { Add("swarm_failovers_total", {}); }
 
+void MetricsRegistry::AddVerification(std::string_view span, int64_t verified, int64_t unverified,
+                                      int64_t mismatches) {
+  const std::vector<std::string> labels = {std::string(span)};
+  Add("swarm_verified_steps_total", labels, static_cast<double>(verified));
+  Add("swarm_unverified_steps_total", labels, static_cast<double>(unverified));
+  Add("swarm_verification_mismatches_total", labels, static_cast<double>(mismatches));
+}
+
+void MetricsRegistry::AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) {
+  Add("swarm_outputs_refused_total", {}, static_cast<double>(outputs_refused));
+  Add("swarm_peers_banned_total", {}, static_cast<double>(peers_banned));
+}
+
 void MetricsRegistry::AddBytesSent(std::string_view codec, uint64_t bytes) {
   Add("swarm_bytes_sent_total", {std::string(codec)}, static_cast<double>(bytes));
 }
@@ -241,6 +263,15 @@ double MetricsRegistry::Value(std::string_view family,
   if (it == families_.end()) return 0;
   auto s = it->second.series.find(labels);
   return s == it->second.series.end() ? 0 : s->second.value;
+}
+
+double MetricsRegistry::Total(std::string_view family) const {
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(family);
+  if (it == families_.end()) return 0;
+  double total = 0;
+  for (const auto& [labels, series] : it->second.series) total += series.value;
+  return total;
 }
 
 uint64_t MetricsRegistry::HistogramCount(std::string_view family,

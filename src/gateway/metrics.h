@@ -45,12 +45,17 @@ class MetricsRegistry final : public MetricsSink {
   void AddBytesSent(std::string_view codec, uint64_t bytes) override;
   void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens,
                      int64_t capacity_tokens) override;
+  void AddVerification(std::string_view span, int64_t verified, int64_t unverified,
+                       int64_t mismatches) override;
+  void AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) override;
 
   // The whole registry in Prometheus text format.
   std::string Render() const;
 
   // Value of one counter or gauge series (0 when absent); for tests and the dashboard.
   double Value(std::string_view family, const std::vector<std::string>& labels) const;
+  // Sum of a counter or gauge family's series (0 when absent).
+  double Total(std::string_view family) const;
   // Number of observations of one histogram series.
   uint64_t HistogramCount(std::string_view family, const std::vector<std::string>& labels) const;
   // Sum of the observations of one histogram series (0 when absent).

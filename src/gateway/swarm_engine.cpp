@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "model/client_head.h"
 #include "model/sampler.h"
@@ -120,6 +121,7 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   provider_options.performance = &performance_;
   provider_options.context = &context_;
   provider_options.socket = socket_options_;
+  provider_options.shared_bans = &bans_;
   router::SwarmHopProvider provider(*registry_, provider_options);
   SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
   router::ChainOptions chain_options;
@@ -127,6 +129,7 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   chain_options.max_length = max_length;
   chain_options.min_step_timeout = std::chrono::milliseconds(options_.min_step_timeout_ms);
   chain_options.socket = socket_options_;
+  chain_options.verify.share = options_.verify_share;
   SWARM_ASSIGN_OR_RETURN(auto session,
                          router::ChainSession::Open(context_, std::move(hops), config_.n_layer,
                                                     config_.n_embd, chain_options, &provider));
@@ -165,6 +168,12 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
                                          timings[i].seconds / timings[i].steps);
       }
     }
+    const router::VerificationStats& verification = session->verification();
+    for (const auto& [span, c] : verification.spans) {
+      request.metrics->AddVerification(absl::StrCat(span.first, "..", span.second - 1),
+                                       c.verified_steps, c.unverified_steps, c.mismatches);
+    }
+    request.metrics->AddLiesCaught(verification.output_refused, verification.peers_banned);
   }
   return stats.ok() ? absl::OkStatus() : stats.status();
 }

@@ -23,6 +23,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "registry/dht_registry.h"
+#include "router/ban_list.h"
 #include "router/peer_performance.h"
 #include "transport/swarm_secret.h"
 #include "transport/zmq_socket.h"
@@ -41,6 +42,7 @@ struct SwarmEngineOptions {
   double refresh_interval_s = 2;
   // A private swarm: the DHT node is the swarm's own and every peer connection CurveZMQ.
   std::optional<transport::SwarmSecret> swarm_secret;
+  double verify_share = 0.1;  // share of steps spot-checked on a replica (0: off)
 };
 
 class SwarmEngine final : public CompletionEngine {
@@ -66,6 +68,8 @@ class SwarmEngine final : public CompletionEngine {
   ModelInfo info_;
   std::unique_ptr<registry::DhtRegistry> registry_;
   transport::ClientOptions socket_options_;  // every chain's (CurveZMQ in a private swarm)
+  // Peers banned by any request (failures, and liars for BanOptions::lie) are avoided by the next.
+  router::BanList bans_;
   zmq::context_t context_{1};
   router::PeerPerformance performance_;  // fed and read by every request's router
 

@@ -50,8 +50,28 @@ absl::Time BanList::ReportFailure(const registry::PeerId& peer, std::string_view
 
 void BanList::ReportSuccess(const registry::PeerId& peer, std::string_view address) {
   absl::MutexLock lock(&mu_);
-  entries_.erase(peer);
-  if (!address.empty()) addresses_.erase(AddressKey(address));
+  if (auto it = entries_.find(peer); it != entries_.end() && !it->second.liar) entries_.erase(it);
+  if (!address.empty()) {
+    auto it = addresses_.find(AddressKey(address));
+    if (it != addresses_.end() && !it->second.liar) addresses_.erase(it);
+  }
+}
+
+void BanList::ReportLie(const registry::PeerId* peer, std::string_view address) {
+  const absl::Time until = clock_() + options_.lie;
+  absl::MutexLock lock(&mu_);
+  auto ban = [&](Entry& e) {
+    e.until = std::max(e.until, until);
+    e.next_ban = options_.max;
+    e.liar = true;
+  };
+  if (peer != nullptr) {
+    ban(entries_.try_emplace(*peer, Entry{options_.initial, absl::InfinitePast()}).first->second);
+  }
+  if (!address.empty()) {
+    ban(addresses_.try_emplace(AddressKey(address), Entry{options_.initial, absl::InfinitePast()})
+            .first->second);
+  }
 }
 
 bool BanList::IsBanned(const registry::PeerId& peer) const { return BannedUntil(peer) > clock_(); }

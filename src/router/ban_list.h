@@ -2,7 +2,8 @@
 // `initial`, each further failure doubles the ban up to `max`, and a success (or `max` without a
 // failure after the ban ended) forgets the peer. Peer ids are free to make, so a failure bans the
 // announced address (host:port) too: a peer that comes back under a new id at the same address
-// stays banned.
+// stays banned. A peer caught lying (wrong outputs) is banned for `lie`, and so is its address; a
+// success does not lift that.
 // Owned by a client's inference session (or a router); thread-safe, and the clock is injected so
 // tests advance time without sleeping.
 #pragma once
@@ -25,6 +26,7 @@ struct BanOptions {
   absl::Duration initial = absl::Seconds(1);
   absl::Duration max = absl::Minutes(5);
   double multiplier = 2.0;
+  absl::Duration lie = absl::Hours(24);
 };
 
 // The key an address is banned under: "host:port" of a tcp:// address with a numeric host in its
@@ -42,8 +44,12 @@ class BanList {
   // Bans `peer` from now for its current backoff, then grows the backoff. With an address, the
   // address is banned the same way (its own backoff). Returns the end of the peer's ban.
   absl::Time ReportFailure(const registry::PeerId& peer, std::string_view address = {});
-  // The peer answered correctly: lift any ban and reset its backoff (and its address's).
+  // The peer answered correctly: lift any ban and reset its backoff (and its address's), unless
+  // it is a lie ban.
   void ReportSuccess(const registry::PeerId& peer, std::string_view address = {});
+  // The peer returned wrong outputs: it (when its id is known) and its address are banned for
+  // options.lie; a success does not lift it.
+  void ReportLie(const registry::PeerId* peer, std::string_view address);
 
   bool IsBanned(const registry::PeerId& peer) const;
   bool IsAddressBanned(std::string_view address) const;
@@ -58,6 +64,7 @@ class BanList {
   struct Entry {
     absl::Duration next_ban;  // length of the ban the next failure gets
     absl::Time until;
+    bool liar = false;  // a lie ban: not lifted by a success
   };
   template <typename Key>
   absl::Time Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now)
@@ -67,7 +74,7 @@ class BanList {
   const Clock clock_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<registry::PeerId, Entry> entries_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Entry> addresses_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Entry> addresses_ ABSL_GUARDED_BY(mu_);  // by AddressKey()
 };
 
 }  // namespace swarm::router

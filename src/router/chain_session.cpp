@@ -1,6 +1,7 @@
 #include "router/chain_session.h"
 
 #include <algorithm>
+#include <optional>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
@@ -144,6 +145,7 @@ void ChainSession::CloseLink(Link& link) {
 
 ChainSession::~ChainSession() {
   for (Link& link : links_) CloseLink(link);
+  for (auto& [span, replica] : replicas_) CloseLink(replica.link);
 }
 
 std::chrono::milliseconds StepTimeout(const ChainOptions& options, double seconds_per_token,
@@ -219,6 +221,10 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
   outputs.assign(hops.size(), {});
   result.arrived.assign(hops.size(), sent_at);
   size_t received = 0;
+  // A hop that refuses its input (InvalidArgument: NaN, infinity) may have been fed a lie by the
+  // hop before it: its error waits until that hop's copy is here and the earlier hops' outputs
+  // are checked.
+  std::optional<std::pair<size_t, absl::Status>> refused_input;
   const auto timeout = StepTimeout(n_tokens);
   const auto deadline = sent_at + timeout;
   // The hops' sockets, then the disconnect events of those that watch them.
@@ -231,7 +237,7 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
       watched.push_back(i);
     }
   }
-  while (received < hops.size()) {
+  while (received < hops.size() && !(refused_input && !outputs[refused_input->first - 1].empty())) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     auto readable = transport::PollReadable(sockets, std::max(left, std::chrono::milliseconds(0)));
@@ -240,6 +246,10 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
       return result;
     }
     if (readable->empty()) {
+      if (refused_input) {
+        fail(refused_input->first, refused_input->second);
+        return result;
+      }
       // The first hop without an output is the one that stalled (the earlier ones answered).
       for (size_t i = 0; i < hops.size(); ++i) {
         if (outputs[i].empty()) {
@@ -274,6 +284,11 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
       };
       while (true) {
         auto reply = transport::TakeReply(*links[i].socket, ours);
+        if (!reply.ok() && i > 0 && !refused_input &&
+            reply.status().code() == absl::StatusCode::kInvalidArgument) {
+          refused_input.emplace(i, reply.status());
+          break;
+        }
         if (!reply.ok()) {
           fail(i, reply.status());
           return result;
@@ -298,6 +313,8 @@ ChainSession::StepResult ChainSession::RunStep(std::span<const ChainHop> hops,
       }
     }
   }
+  CheckOutputs(hops, input, n_tokens, refused_input ? refused_input->first : hops.size(), result);
+  if (result.status.ok() && refused_input) fail(refused_input->first, refused_input->second);
   return result;
 }
 
@@ -340,6 +357,7 @@ absl::Status ChainSession::ReplaceHop(size_t i, FailoverEvent event) {
       last_error = replay.status;
       event.replay_seconds += seconds_since(phase);
       if (!last_error.ok()) {
+        if (replay.lied) BanLiar(replacement[replay.failed_hop]);
         if (replay.failed_hop >= 0) provider_->ReportFailure(replacement[replay.failed_hop]);
         for (Link& link : links) CloseLink(link);
         continue;
@@ -375,6 +393,15 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
     const auto start = Clock::now();
     // A retry redoes positions the hops before the failed one already hold.
     StepResult step = RunStep(hops_, links_, position_, n_tokens, hidden_in, attempt > 0);
+    if (step.status.ok() && policy_.enabled()) {
+      SWARM_ASSIGN_OR_RETURN(const Verdict verdict, VerifyStep(n_tokens, hidden_in, step));
+      if (verdict == Verdict::kRerun) {
+        if (attempt >= options_.max_failovers_per_step) {
+          return absl::DataLossError("peers kept disagreeing with their replicas");
+        }
+        continue;  // a liar was replaced: the whole step runs again from its start position
+      }
+    }
     if (step.status.ok()) {
       const std::vector<std::vector<float>>& outputs = step.outputs;
       const std::vector<Clock::time_point>& arrived = step.arrived;
@@ -406,6 +433,7 @@ absl::Status ChainSession::Forward(int64_t n_tokens, const float* hidden_in, flo
       return absl::OkStatus();
     }
     failed_hop_ = step.failed_hop;
+    if (step.lied) BanLiar(hops_[step.failed_hop]);
     if (provider_ == nullptr || step.failed_hop < 0 || attempt >= options_.max_failovers_per_step) {
       return step.status;
     }

@@ -10,13 +10,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "model/generator.h"
+#include "router/output_check.h"
+#include "router/step_verifier.h"
 #include "transport/codec.h"
 #include "transport/protocol.h"
 #include "transport/zmq_socket.h"
@@ -59,6 +63,10 @@ struct ChainOptions {
   // above the links' round-trip time.
   std::chrono::milliseconds heartbeat_interval{250};
   transport::ClientOptions socket;
+  // Every hop's output is checked (output_check.h) before use; one that fails counts as a lie.
+  OutputBounds output_bounds;
+  // Spot checks on replicas (step_verifier.h, chain_verification.cpp); share 0: off.
+  VerifyOptions verify;
 };
 
 // Finds peers to replace a failed hop: the router behind a swarm session. Failed peers are
@@ -78,6 +86,16 @@ class HopProvider {
   // HopTiming counts it (seconds[k] for hops[k]). What routing learns peers' speed from.
   virtual void StepTimed(std::span<const ChainHop> /*hops*/, std::span<const double> /*seconds*/,
                          int64_t /*n_tokens*/) {}
+  // The hop returned wrong outputs (refused by the output checks, or outvoted by replicas): not
+  // to be offered again for long, nor its address (ids are free). Default: ReportFailure.
+  virtual void ReportLie(const ChainHop& hop) { ReportFailure(hop); }
+  // One peer that serves all of [first, last), other than the peers (ids and addresses) of
+  // `exclude`: a replica to check a hop's work against. NotFound when there is none.
+  virtual absl::StatusOr<ChainHop> Replica(uint32_t first, uint32_t last,
+                                           std::span<const ChainHop> exclude) {
+    (void)first, (void)last, (void)exclude;
+    return absl::NotFoundError("no replicas without a router");
+  }
 };
 
 // Per-hop timing as the client sees it: when each hop's output arrived after the step was sent.
@@ -138,6 +156,8 @@ class ChainSession : public model::BlockPipeline {
   const std::vector<HopTiming>& timings() const { return timings_; }
   // hop's inputs so far: [n_embd, position()]
   const std::vector<float>& history(size_t hop) const { return links_[hop].history; }
+  // Spot checks and output checks so far: verified / unverified steps per span, mismatches, bans.
+  const VerificationStats& verification() const { return verification_; }
 
  private:
   struct Link {
@@ -154,7 +174,8 @@ class ChainSession : public model::BlockPipeline {
         hops_(std::move(hops)),
         n_embd_(n_embd),
         options_(options),
-        provider_(provider) {}
+        provider_(provider),
+        policy_(options.verify) {}
   absl::Status OpenLink(const ChainHop& hop, size_t hop_index, Link& link);
   void CloseLink(Link& link);
   // What one step through a list of hops came to.
@@ -163,6 +184,7 @@ class ChainSession : public model::BlockPipeline {
     int failed_hop = -1;  // on failure: the hop to blame, an index into the step's hops (-1: none)
     std::vector<std::vector<float>> outputs;  // on success, per hop: [n_embd, n_tokens]
     std::vector<std::chrono::steady_clock::time_point> arrived;  // per hop: when its output came
+    bool lied = false;  // failed_hop's output failed the output checks
   };
   // Runs positions [start, start + n_tokens) of `input` ([n_embd, n_tokens]) through hops[0..],
   // collecting every hop's output. `redo`: some hops may already hold these positions (the step
@@ -173,6 +195,33 @@ class ChainSession : public model::BlockPipeline {
   // comes with hop, reason and detection filled in.
   absl::Status ReplaceHop(size_t i, FailoverEvent event);
   std::chrono::milliseconds StepTimeout(int64_t n_tokens) const;
+
+  // Verification (chain_verification.cpp).
+  // A second session on another peer serving a hop's blocks, fed from the hop's history.
+  struct Replica {
+    ChainHop hop;
+    Link link;
+    int64_t length = 0;  // positions it has processed
+  };
+  using Span = std::pair<uint32_t, uint32_t>;
+  // The output checks of hops[0, upto) in order; the first that fails is blamed as a liar.
+  void CheckOutputs(std::span<const ChainHop> hops, const float* input, int64_t n_tokens,
+                    size_t upto, StepResult& result);
+  // Spot checks of a successful step (before it is committed). kRerun: a hop was caught and
+  // replaced, run the step again.
+  enum class Verdict { kAccepted, kRerun };
+  absl::StatusOr<Verdict> VerifyStep(int64_t n_tokens, const float* input, const StepResult& step);
+  // Runs hop i's step on a replica of its span (opened and caught up from the hop's history as
+  // needed). Returns the replica's outputs for positions [*from, position_ + n_tokens): *from is
+  // set to the first position the replica computed in this call (a kept replica), or read as the
+  // first position wanted (`temporary`: a fresh session on a peer other than `exclude`'s, caught
+  // up from 0 and closed afterwards, for arbitration). NotFound when no replica serves the span.
+  absl::StatusOr<std::vector<float>> RunOnReplica(size_t i, int64_t n_tokens,
+                                                  std::span<const float> hop_input,
+                                                  std::span<const ChainHop> exclude, bool temporary,
+                                                  ChainHop* used, int64_t* from);
+  void BanLiar(const ChainHop& hop);
+  const std::string& BackendOf(const ChainHop& hop);
 
   zmq::context_t& context_;
   std::vector<ChainHop> hops_;
@@ -190,6 +239,13 @@ class ChainSession : public model::BlockPipeline {
   uint64_t next_step_id_ = 1;
   uint64_t next_request_id_ = 1;
   transport::CodecWorkspace workspace_;
+  VerificationPolicy policy_{VerifyOptions{}};
+  VerificationStats verification_;
+  std::map<Span, Replica> replicas_;
+  // A span whose liar was replaced: the next hop's history holds the liar's outputs before this
+  // position, so a check compares the new peer's outputs from here on only.
+  std::map<Span, int64_t> compare_from_;
+  absl::flat_hash_map<std::string, std::string> backends_;  // by address, from Info
 };
 
 }  // namespace swarm::router

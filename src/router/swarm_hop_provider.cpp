@@ -57,8 +57,56 @@ absl::Status SwarmHopProvider::VerifyIdentity(const registry::PeerId& id,
       absl::StrCat("peer ", address, " answers as ", reported->ShortHex()));
 }
 
+void SwarmHopProvider::ReportLie(const ChainHop& hop) {
+  auto id = registry::PeerId::FromHex(hop.peer_id);
+  bans_.ReportLie(id.ok() ? &*id : nullptr, hop.address);
+}
+
+registry::RegistrySnapshot SwarmHopProvider::WithoutBannedAddresses(
+    const registry::RegistrySnapshot& snapshot) const {
+  registry::RegistrySnapshot kept;
+  for (const registry::PeerRecord& r : snapshot) {
+    if (!bans_.IsAddressBanned(r.address)) kept.push_back(r);
+  }
+  return kept;
+}
+
+absl::StatusOr<ChainHop> SwarmHopProvider::Replica(uint32_t first, uint32_t last,
+                                                   std::span<const ChainHop> exclude) {
+  CollectRefresh();
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const auto banned = bans_.Banned();
+  const registry::PeerRecord* best = nullptr;
+  double best_load = 0;
+  for (const registry::PeerRecord& r : snapshot_) {
+    if (r.state != registry::PeerState::kOnline || r.expiry_unix_ms <= now_ms) continue;
+    if (r.blocks.first > static_cast<int32_t>(first) ||
+        r.blocks.last < static_cast<int32_t>(last)) {
+      continue;
+    }
+    if (banned.contains(r.peer_id) || bans_.IsAddressBanned(r.address)) continue;
+    const std::string id = r.peer_id.ToHex();
+    bool excluded = false;
+    for (const ChainHop& e : exclude) excluded |= e.address == r.address || e.peer_id == id;
+    if (excluded) continue;
+    auto it = load_.find(r.peer_id);
+    const double load = it == load_.end() ? 0 : it->second;
+    if (best == nullptr || load < best_load || (load == best_load && r.peer_id < best->peer_id)) {
+      best = &r;
+      best_load = load;
+    }
+  }
+  if (best == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("no other online peer serves blocks ", first, "..", last - 1));
+  }
+  load_[best->peer_id] += 1;
+  return ChainHop{best->address, first, last, best->peer_id.ToHex()};
+}
+
 absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
-    const registry::RegistrySnapshot& snapshot, int64_t first, int64_t last) {
+    const registry::RegistrySnapshot& all, int64_t first, int64_t last) {
+  const registry::RegistrySnapshot snapshot = WithoutBannedAddresses(all);
   RouteOptions route_options;
   route_options.start_block = first;
   route_options.end_block = last;

@@ -52,12 +52,18 @@ struct SwarmHopProviderOptions {
   zmq::context_t* context = nullptr;
   absl::Duration identity_timeout = absl::Seconds(2);
   transport::ClientOptions socket;  // for the identity checks (keys of a private swarm)
+  // Bans shared with other providers (the gateway's requests: a liar one request caught stays out
+  // of the next); null: this provider's own, with `bans`. Must outlive the provider.
+  BanList* shared_bans = nullptr;
 };
 
 class SwarmHopProvider : public HopProvider {
  public:
   SwarmHopProvider(registry::DhtRegistry& registry, const SwarmHopProviderOptions& options)
-      : registry_(registry), options_(options), bans_(options.bans) {}
+      : registry_(registry),
+        options_(options),
+        own_bans_(options.bans),
+        bans_(options.shared_bans != nullptr ? *options.shared_bans : own_bans_) {}
   // Waits for a background read in flight (at most the registry's op_timeout).
   ~SwarmHopProvider() override = default;
 
@@ -70,6 +76,12 @@ class SwarmHopProvider : public HopProvider {
   void StepDone() override;
   void StepTimed(std::span<const ChainHop> hops, std::span<const double> seconds,
                  int64_t n_tokens) override;
+  // Bans the peer's id and address for BanOptions::lie.
+  void ReportLie(const ChainHop& hop) override;
+  // From the last snapshot: the online, unbanned peer serving [first, last) that this client
+  // loads least (ties: lowest id), none of `exclude`'s ids or addresses.
+  absl::StatusOr<ChainHop> Replica(uint32_t first, uint32_t last,
+                                   std::span<const ChainHop> exclude) override;
 
   // The last snapshot read (for status displays and the gateway's dashboard).
   const registry::RegistrySnapshot& last_snapshot() const { return snapshot_; }
@@ -80,6 +92,9 @@ class SwarmHopProvider : public HopProvider {
   // The route over [first, last) through `snapshot` avoiding banned peers, counted in load_.
   absl::StatusOr<std::vector<ChainHop>> RouteThrough(const registry::RegistrySnapshot& snapshot,
                                                      int64_t first, int64_t last);
+  // The records whose address is not banned.
+  registry::RegistrySnapshot WithoutBannedAddresses(
+      const registry::RegistrySnapshot& snapshot) const;
 
   // Asks the peer at `address` who it is: OK when it is `id`; FailedPrecondition naming the id
   // it reported otherwise (remembered in owner_); the query's error when it did not answer.
@@ -87,7 +102,8 @@ class SwarmHopProvider : public HopProvider {
 
   registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;
-  BanList bans_;
+  BanList own_bans_;
+  BanList& bans_;  // own_bans_ or options.shared_bans
   absl::flat_hash_map<registry::PeerId, double> load_;
   // Who answered at each address asked (the record's id or another): records announcing an
   // address that answered as someone else are skipped without asking again.

@@ -337,7 +337,13 @@ TEST_F(GatewaySwarmTest, MetricsCountRequestsTokensAndPeerSteps) {
         << m;
     EXPECT_GT(
         Metric(m, absl::StrCat("swarm_peer_cache_tokens_left{peer=\"", p.ready.peer_id, "\"}")), 0);
+    // One peer per span: no replica to check its steps against.
+    const std::string span =
+        absl::StrCat("{span=\"", p.ready.first_block, "..", p.ready.last_block - 1, "\"}");
+    EXPECT_GT(Metric(m, "swarm_unverified_steps_total" + span), 0) << m;
+    EXPECT_EQ(Metric(m, "swarm_verified_steps_total" + span), 0) << m;
   }
+  EXPECT_EQ(Metric(m, "swarm_peers_banned_total"), 0) << m;
   for (const char* family : {"# TYPE swarm_token_latency_seconds histogram\n",
                              "# TYPE swarm_peer_step_latency_seconds histogram\n",
                              "# TYPE swarm_bytes_sent_total counter\n"}) {

@@ -96,5 +96,26 @@ TEST(BanListTest, AddressIsBannedWithItsPeer) {
   EXPECT_TRUE(bans.BannedAddresses().empty());
 }
 
+TEST(BanListTest, ALiarIsBannedLongByIdAndAddressAndSuccessDoesNotLiftIt) {
+  FakeClock clock;
+  BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(8), 2.0, absl::Hours(1)},
+               clock.AsClock());
+  const registry::PeerId liar = registry::PeerId::FromName("liar");
+  bans.ReportLie(&liar, "tcp://10.0.0.1:5000");
+  EXPECT_TRUE(bans.IsBanned(liar));
+  EXPECT_TRUE(bans.IsAddressBanned("tcp://10.0.0.1:5000"));
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://10.0.0.1:5001"));
+  bans.ReportSuccess(liar);
+  EXPECT_TRUE(bans.IsBanned(liar));
+  // A new id at the same address stays out (the address ban); without an id, the address alone.
+  bans.ReportLie(nullptr, "tcp://10.0.0.2:5000");
+  EXPECT_TRUE(bans.IsAddressBanned("tcp://10.0.0.2:5000"));
+  clock.now += absl::Minutes(59);
+  EXPECT_TRUE(bans.IsBanned(liar));
+  clock.now += absl::Minutes(2);
+  EXPECT_FALSE(bans.IsBanned(liar));
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://10.0.0.1:5000"));
+}
+
 }  // namespace
 }  // namespace swarm::router
