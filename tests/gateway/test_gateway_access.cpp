@@ -18,6 +18,7 @@
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "gateway/api_ready_line.h"
+#include "gateway/http_server.h"
 #include "gtest/gtest.h"
 #include "http_test_client.h"
 #include "nlohmann/json.hpp"
@@ -121,6 +122,22 @@ void ExpectUnauthorized(const Response& r) {
   EXPECT_EQ(e["code"], "invalid_api_key");
   EXPECT_TRUE(e["param"].is_null());
   EXPECT_EQ(r[http::field::www_authenticate], "Bearer");
+}
+
+TEST(GatewayAccessTest, ClientsAreAddressesAndIpv6Prefixes) {
+  EXPECT_EQ(ClientKey("127.0.0.1"), "127.0.0.1");
+  EXPECT_EQ(ClientKey("::ffff:192.0.2.7"), "192.0.2.7");
+  // One host commonly holds a whole /64: its addresses are one client.
+  EXPECT_EQ(ClientKey("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(ClientKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_NE(ClientKey("2001:db8:1:3::1"), ClientKey("2001:db8:1:2::1"));
+  EXPECT_EQ(ClientKey("not an address"), "");
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.1"));
+  EXPECT_TRUE(IsLoopbackAddress("127.1.2.3"));
+  EXPECT_TRUE(IsLoopbackAddress("::1"));
+  EXPECT_FALSE(IsLoopbackAddress("0.0.0.0"));
+  EXPECT_FALSE(IsLoopbackAddress("::"));
+  EXPECT_FALSE(IsLoopbackAddress("192.168.1.2"));
 }
 
 TEST(GatewayAccessTest, KeysAreRequiredWhenGiven) {
