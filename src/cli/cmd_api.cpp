@@ -1,5 +1,6 @@
 // `swarm api`: the OpenAI-compatible HTTP gateway with the swarm dashboard and Prometheus
-// metrics, in front of the swarm (--initial-peers) or, without peers, the in-process engine.
+// metrics, in front of the swarm (--initial-peers) or, without peers, the in-process engine;
+// optionally behind API keys, with CORS for chosen origins and per-client limits.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
@@ -34,6 +35,13 @@ struct ApiFlags {
   double route_wait_s = 20;
   double verify_share = 0.1;
   double request_timeout_s = 10;
+  double header_timeout_s = 5;
+  double idle_timeout_s = 15;
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
+  std::vector<std::string> cors_origins;
+  int max_connections_per_client = 16;
+  int max_queued_per_client = 4;
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
   std::string swarm_secret;
 };
@@ -51,6 +59,10 @@ absl::Status ParseListen(const std::string& listen, std::string& host, uint16_t&
   return absl::OkStatus();
 }
 
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
+}
+
 absl::Status RunApi(const ApiFlags& flags) {
   // Signals wait for sigwait() below; block them before any thread starts.
   sigset_t signals;
@@ -58,6 +70,24 @@ absl::Status RunApi(const ApiFlags& flags) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Settle access before loading anything: a bad key file is a startup error, not a late one.
+  gateway::ApiServerOptions options;
+  SWARM_RETURN_IF_ERROR(ParseListen(flags.listen, options.http.host, options.http.port));
+  options.access.api_keys = flags.api_keys;
+  if (!flags.api_key_file.empty()) {
+    SWARM_ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                           gateway::ReadApiKeyFile(flags.api_key_file));
+    options.access.api_keys.insert(options.access.api_keys.end(), keys.begin(), keys.end());
+  }
+  options.access.cors_origins = flags.cors_origins;
+  SWARM_RETURN_IF_ERROR(gateway::AccessControl::Create(options.access).status());
+  if (options.access.api_keys.empty() && !gateway::IsLoopbackAddress(options.http.host)) {
+    std::fprintf(stderr,
+                 "warning: serving on %s without --api-key: anyone who can reach this address "
+                 "can use the gateway and the swarm behind it\n",
+                 options.http.host.c_str());
+  }
 
   std::unique_ptr<gateway::CompletionEngine> engine;
   if (flags.initial_peers.empty() && !flags.swarm_secret.empty()) {
@@ -84,13 +114,14 @@ absl::Status RunApi(const ApiFlags& flags) {
     options.verify_share = flags.verify_share;
     SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(flags.model_path, options));
   }
-  gateway::ApiServerOptions options;
-  SWARM_RETURN_IF_ERROR(ParseListen(flags.listen, options.http.host, options.http.port));
   options.max_concurrent_generations = flags.concurrency;
+  options.max_queued_per_client = flags.max_queued_per_client;
   options.max_tokens_limit = flags.max_tokens_limit;
   options.chat_template = flags.chat_template;
-  options.http.request_timeout =
-      std::chrono::milliseconds(static_cast<int64_t>(flags.request_timeout_s * 1e3));
+  options.http.request_timeout = Millis(flags.request_timeout_s);
+  options.http.header_timeout = Millis(flags.header_timeout_s);
+  options.http.idle_timeout = Millis(flags.idle_timeout_s);
+  options.http.max_connections_per_client = flags.max_connections_per_client;
   SWARM_ASSIGN_OR_RETURN(auto server, gateway::ApiServer::Start(options, *engine));
   const gateway::ApiReadyLine ready{.host = options.http.host,
                                     .port = server->port(),
@@ -114,7 +145,11 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
       "Examples:\n"
       "  swarm api -m stories260K.gguf --initial-peers 127.0.0.1:4000 --listen 127.0.0.1:8080\n"
       "  swarm api -m stories260K.gguf --listen 127.0.0.1:0     # in-process, any free port\n"
-      "  curl http://127.0.0.1:8080/v1/completions -d '{\"prompt\":\"Once\",\"max_tokens\":20}'");
+      "  swarm api -m stories260K.gguf --listen 0.0.0.0:8080 --api-key-file keys.txt\n"
+      "  curl http://127.0.0.1:8080/v1/completions -d '{\"prompt\":\"Once\",\"max_tokens\":20}'\n"
+      "  curl http://127.0.0.1:8080/v1/models -H \"Authorization: Bearer $KEY\"   # with keys\n"
+      "With keys, every route but GET /health and the dashboard page (GET /) needs one; keys\n"
+      "travel in clear over plain HTTP: put the gateway behind TLS to use it across a network.");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF (its client part is used)")
       ->required();
   cmd->add_option("--initial-peers", flags->initial_peers,
@@ -149,6 +184,31 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
                   "Seconds a client may take to send one request (slower ones are closed)")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
+  cmd->add_option("--header-timeout", flags->header_timeout_s,
+                  "Seconds a client may take to send a request's headers (a new connection: from "
+                  "connecting)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
+  cmd->add_option("--idle-timeout", flags->idle_timeout_s,
+                  "Seconds a keep-alive connection may wait for its next request")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
+  cmd->add_option("--api-key", flags->api_keys,
+                  "A key clients must send (Authorization: Bearer KEY); repeatable. Visible to "
+                  "other local users in the process list: prefer --api-key-file");
+  cmd->add_option("--api-key-file", flags->api_key_file,
+                  "File of keys, one a line (blank lines and # comments ignored)");
+  cmd->add_option("--cors-origin", flags->cors_origins,
+                  "Web origin (scheme://host[:port], or *) whose pages may call the API; "
+                  "repeatable. Default: none");
+  cmd->add_option("--max-connections-per-client", flags->max_connections_per_client,
+                  "Open connections per client address (IPv6: per /64); more are answered 429")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 512));
+  cmd->add_option("--max-queued-per-client", flags->max_queued_per_client,
+                  "Generations running or waiting per client address; more are answered 429")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   AddCacheTypeFlags(*cmd, flags->cache_types);
   AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("--backend,--device", flags->backend.name,

@@ -13,7 +13,40 @@ namespace {
 
 using nlohmann::json;
 
-HttpHeaders Cors() { return {{"Access-Control-Allow-Origin", "*"}}; }
+void AddHeaders(HttpHeaders& to, const HttpHeaders& extra) {
+  to.insert(to.end(), extra.begin(), extra.end());
+}
+
+// Adds the request's CORS headers to whatever a generation job writes.
+class HeaderAddingWriter final : public ResponseWriter {
+ public:
+  HeaderAddingWriter(ResponseWriter& inner, const HttpHeaders& extra)
+      : inner_(inner), extra_(extra) {}
+  bool Send(const HttpResponse& response) override {
+    HttpResponse r = response;
+    AddHeaders(r.headers, extra_);
+    return inner_.Send(r);
+  }
+  bool BeginStream(int status, const std::string& content_type,
+                   const HttpHeaders& headers) override {
+    HttpHeaders all = headers;
+    AddHeaders(all, extra_);
+    return inner_.BeginStream(status, content_type, all);
+  }
+  bool Write(std::string data) override { return inner_.Write(std::move(data)); }
+  bool EndStream() override { return inner_.EndStream(); }
+  bool client_gone() const override { return inner_.client_gone(); }
+
+ private:
+  ResponseWriter& inner_;
+  const HttpHeaders& extra_;
+};
+
+// The request comes from a page of the gateway itself: its Origin names the Host it asked.
+bool SameOrigin(const std::string& origin, const HttpHeaders& headers) {
+  const std::string* host = FindHeader(headers, "Host");
+  return host != nullptr && (origin == "http://" + *host || origin == "https://" + *host);
+}
 
 }  // namespace
 
@@ -21,30 +54,72 @@ HttpHeaders Cors() { return {{"Access-Control-Allow-Origin", "*"}}; }
 class ApiServer::Handler final : public HttpHandler {
  public:
   Handler(const ApiServerOptions& options, CompletionEngine& engine, ChatTemplateKind chat_template,
-          MetricsRegistry& metrics)
+          MetricsRegistry& metrics, AccessControl access)
       : options_(options),
+        access_(std::move(access)),
         engine_(engine),
         metrics_(metrics),
         log_(options.recent_requests),
         api_(engine, chat_template, OpenAiOptions{options.max_tokens_limit}, metrics, log_),
         start_(std::chrono::steady_clock::now()) {}
 
+  // Access first (preflight, origin, key), then the route; every answer carries the request's
+  // CORS headers.
   HttpDispatch Handle(HttpRequest request) override {
     std::string path = request.path;
     while (path.size() > 1 && path.back() == '/') path.pop_back();
-    const std::string& method = request.method;
-
-    if (method == "OPTIONS") {
-      // CORS preflight, so browser clients on other origins can call the API.
-      return Answer("options",
-                    HttpResponse{204,
-                                 "text/plain",
-                                 "",
-                                 {{"Access-Control-Allow-Origin", "*"},
-                                  {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
-                                  {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
-                                  {"Access-Control-Max-Age", "86400"}}});
+    const HttpHeaders cors = access_.CorsHeaders(request.headers);
+    HttpDispatch d = Guard(request, path);
+    if (!d.response && !d.job) d = RouteRequest(request, path);
+    // A preflight's answer has its own CORS headers.
+    if (d.response && request.method != "OPTIONS") AddHeaders(d.response->headers, cors);
+    if (d.job) {
+      d.job = [job = std::move(d.job), cors](ResponseWriter& writer) {
+        HeaderAddingWriter with_cors(writer, cors);
+        job(with_cors);
+      };
     }
+    return d;
+  }
+
+  // Preflights, and requests that may not pass: from a page of a foreign origin, or without a key.
+  // An empty dispatch lets the request through.
+  HttpDispatch Guard(const HttpRequest& request, const std::string& path) {
+    const std::optional<std::string> origin = AccessControl::Origin(request.headers);
+    if (request.method == "OPTIONS") {
+      if (!origin) {
+        return Answer("options",
+                      HttpResponse{204, "text/plain", "", {{"Allow", "GET, POST, OPTIONS"}}});
+      }
+      if (std::optional<HttpHeaders> headers = access_.PreflightHeaders(request.headers)) {
+        return Answer("options", HttpResponse{204, "text/plain", "", std::move(*headers)});
+      }
+      return Answer("options", ForeignOrigin(*origin));
+    }
+    // A browser sends Origin with every cross-origin request, also with the "simple" ones it
+    // sends without a preflight (a form's POST): refusing them here keeps a web page from making
+    // the gateway work blind even where it could not read the answer.
+    if (origin && !access_.AllowOrigin(*origin) && !SameOrigin(*origin, request.headers)) {
+      return Answer("other", ForeignOrigin(*origin));
+    }
+    const bool public_route = path == "/health" || path == "/";
+    if (!public_route && !access_.Authorized(request.headers)) {
+      const bool sent = FindHeader(request.headers, "Authorization") != nullptr;
+      HttpResponse r = ErrorResponse(
+          {401,
+           sent ? "Incorrect API key provided. Use a key this gateway was started with "
+                  "(Authorization: Bearer YOUR_KEY)."
+                : "You didn't provide an API key. You need to provide your API key in an "
+                  "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+           "invalid_request_error", "", "invalid_api_key"});
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return Answer("unauthorized", std::move(r));
+    }
+    return {};
+  }
+
+  HttpDispatch RouteRequest(HttpRequest& request, const std::string& path) {
+    const std::string& method = request.method;
     struct Route {
       const char* path;
       const char* method;
@@ -83,7 +158,7 @@ class ApiServer::Handler final : public HttpHandler {
           HttpResponse{200, "text/html; charset=utf-8", std::string(DashboardHtml()), {}});
     }
     if (endpoint == "api_swarm") {
-      return Answer(endpoint, HttpResponse{200, "application/json", Dump(Snapshot()), Cors()});
+      return Answer(endpoint, HttpResponse{200, "application/json", Dump(Snapshot()), {}});
     }
     if (endpoint == "metrics") return Answer(endpoint, Metrics());
     if (endpoint == "health") {
@@ -128,6 +203,7 @@ class ApiServer::Handler final : public HttpHandler {
     std::string type = status >= 500 ? "server_error" : "invalid_request_error";
     std::string code;
     if (status == 429) {
+      // What OpenAI sends when a rate limit is hit.
       type = "requests";
       code = "rate_limit_exceeded";
     } else if (status == 413) {
@@ -135,7 +211,9 @@ class ApiServer::Handler final : public HttpHandler {
     } else if (status == 431) {
       code = "headers_too_large";
     }
-    return ErrorResponse({status, message, type, "", code});
+    HttpResponse r = ErrorResponse({status, message, type, "", code});
+    if (status == 429) r.headers.emplace_back("Retry-After", "1");
+    return r;
   }
 
  private:
@@ -144,6 +222,13 @@ class ApiServer::Handler final : public HttpHandler {
     HttpDispatch d;
     d.response = std::move(response);
     return d;
+  }
+
+  static HttpResponse ForeignOrigin(const std::string& origin) {
+    return ErrorResponse({403,
+                          absl::StrCat("Requests from web pages of origin '", origin,
+                                       "' are not allowed (the gateway's --cors-origin)."),
+                          "invalid_request_error", "", "origin_not_allowed"});
   }
 
   HttpDispatch MethodNotAllowed(const std::string& endpoint, const std::string& method,
@@ -196,6 +281,7 @@ class ApiServer::Handler final : public HttpHandler {
   }
 
   ApiServerOptions options_;
+  const AccessControl access_;
   CompletionEngine& engine_;
   MetricsRegistry& metrics_;
   RequestLog log_;
@@ -206,21 +292,25 @@ class ApiServer::Handler final : public HttpHandler {
 absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiServerOptions& options,
                                                             CompletionEngine& engine) {
   if (options.max_concurrent_generations < 1 || options.max_queued_generations < 0 ||
-      options.max_tokens_limit < 1) {
+      options.max_tokens_limit < 1 || options.max_queued_per_client < 1) {
     return absl::InvalidArgumentError(
-        "max_concurrent_generations and max_tokens_limit must be >= 1, "
+        "max_concurrent_generations, max_queued_per_client and max_tokens_limit must be >= 1, "
         "max_queued_generations >= 0");
   }
+  absl::StatusOr<AccessControl> access = AccessControl::Create(options.access);
+  if (!access.ok()) return access.status();
   absl::StatusOr<ChatTemplateKind> chat_template =
       ResolveChatTemplate(options.chat_template, engine.info().chat_template);
   if (!chat_template.ok()) return chat_template.status();
 
   std::unique_ptr<ApiServer> server(new ApiServer());
   server->metrics_ = std::make_unique<MetricsRegistry>();
-  server->handler_ = std::make_unique<Handler>(options, engine, *chat_template, *server->metrics_);
+  server->handler_ = std::make_unique<Handler>(options, engine, *chat_template, *server->metrics_,
+                                               std::move(*access));
   HttpServerOptions http = options.http;
   http.worker_threads = options.max_concurrent_generations;
   http.max_queued_jobs = options.max_queued_generations;
+  http.max_jobs_per_client = options.max_queued_per_client;
   absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(http, *server->handler_);
   if (!started.ok()) return started.status();
   server->http_ = std::move(*started);

@@ -1,7 +1,8 @@
 // The gateway as one object: an HTTP server answering the OpenAI-compatible API (/v1/...), the
 // swarm dashboard (/ and /api/swarm), Prometheus metrics (/metrics) and /health, in front of a
-// CompletionEngine. Owns the HTTP server, the metrics registry and the request log; borrows the
-// engine, which must outlive it. Start/Stop from the owning thread; metrics() from any thread.
+// CompletionEngine, behind API keys and a CORS policy (AccessControl). Owns the HTTP server, the
+// metrics registry and the request log; borrows the engine, which must outlive it. Start/Stop
+// from the owning thread; metrics() from any thread.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "gateway/access_control.h"
 #include "gateway/completion_engine.h"
 #include "gateway/http_server.h"
 #include "gateway/metrics.h"
@@ -17,9 +19,16 @@
 namespace swarm::gateway {
 
 struct ApiServerOptions {
-  HttpServerOptions http;  // http.worker_threads is set from max_concurrent_generations
+  // http.worker_threads, max_queued_jobs and max_jobs_per_client are set from the fields below.
+  HttpServerOptions http;
   int max_concurrent_generations = 4;
   int max_queued_generations = 16;  // beyond these, 429
+  // Generations running or waiting for one client (remote address); beyond, 429 for that client
+  // while the others go on.
+  int max_queued_per_client = 4;
+  // With keys, everything but GET /health and the dashboard's page (GET /, which holds no data)
+  // needs one. Requests from web pages of origins not allowed here are refused (403).
+  AccessOptions access;
   int32_t max_tokens_limit = 4096;
   std::string chat_template;    // a template name overriding detection; "" detects from the GGUF
   size_t recent_requests = 32;  // shown on the dashboard

@@ -283,9 +283,27 @@ function setStatus(ok, text) {
   const s = document.getElementById("status");
   s.replaceChildren(el("span", {class: ok ? "dot" : "dot bad"}), text);
 }
+// A gateway started with --api-key answers /api/swarm only with a key: asked for once, kept for
+// this tab (sessionStorage), sent as Authorization: Bearer.
+let apiKey = sessionStorage.getItem("swarm-api-key") || "";
+let askedForKey = false;
 async function refresh() {
   try {
-    const res = await fetch("/api/swarm", {cache: "no-store"});
+    const headers = apiKey ? {Authorization: "Bearer " + apiKey} : {};
+    const res = await fetch("/api/swarm", {cache: "no-store", headers});
+    if (res.status === 401) {
+      if (!askedForKey) {
+        askedForKey = true;
+        const key = window.prompt("This gateway needs an API key:");
+        if (key) {
+          apiKey = key.trim();
+          sessionStorage.setItem("swarm-api-key", apiKey);
+          askedForKey = false;
+          return refresh();
+        }
+      }
+      throw new Error("an API key is needed");
+    }
     if (!res.ok) throw new Error("HTTP " + res.status);
     const d = await res.json();
     const name = d.model.name && d.model.name !== d.model.id ? ` (${d.model.name})` : "";

@@ -1,5 +1,7 @@
 #include "gateway/http_server.h"
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -7,7 +9,9 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -46,26 +50,36 @@ class Admission {
   std::atomic<bool> released_{false};
 };
 
-// Fixed worker threads; at most threads + max_queued jobs admitted at once. TrySubmit refuses
-// instead of waiting.
+enum class Admit { kAccepted, kBusy, kClientBusy, kStopping };
+
+// Fixed worker threads; at most threads + max_queued jobs admitted at once, and at most
+// per_client of them from one client. TrySubmit refuses instead of waiting.
 class WorkerPool {
  public:
   using Job = std::function<void(Admission&)>;
 
-  WorkerPool(int threads, int max_queued) : capacity_(threads + max_queued) {
+  WorkerPool(int threads, int max_queued, int per_client)
+      : capacity_(threads + max_queued), per_client_cap_(per_client) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
   }
   ~WorkerPool() { Stop(); }
 
-  bool TrySubmit(Job job) {
+  Admit TrySubmit(const std::string& client, Job job) {
     {
       std::lock_guard lock(mu_);
-      if (stopping_ || admitted_ >= capacity_) return false;
+      if (stopping_) return Admit::kStopping;
+      int& mine = per_client_[client];
+      if (per_client_cap_ > 0 && mine >= per_client_cap_) return Admit::kClientBusy;
+      if (admitted_ >= capacity_) {
+        if (mine == 0) per_client_.erase(client);
+        return Admit::kBusy;
+      }
+      ++mine;
       ++admitted_;
-      queue_.push_back(std::move(job));
+      queue_.push_back({client, std::move(job)});
     }
     cv_.notify_one();
-    return true;
+    return Admit::kAccepted;
   }
 
   // Runs what is queued (jobs see their clients gone by then), then joins.
@@ -88,28 +102,36 @@ class WorkerPool {
  private:
   void Run() {
     for (;;) {
-      Job job;
+      Queued queued;
       {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        job = std::move(queue_.front());
+        queued = std::move(queue_.front());
         queue_.pop_front();
       }
-      Admission admission([this] {
+      Admission admission([this, client = queued.client] {
         std::lock_guard lock(mu_);
         --admitted_;
+        auto it = per_client_.find(client);
+        if (it != per_client_.end() && --it->second <= 0) per_client_.erase(it);
       });
-      job(admission);
+      queued.job(admission);
       admission.Release();
     }
   }
 
+  struct Queued {
+    std::string client;
+    Job job;
+  };
   const int capacity_;
+  const int per_client_cap_;  // 0: none
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
+  std::deque<Queued> queue_;
   int admitted_ = 0;
+  std::unordered_map<std::string, int> per_client_;  // admitted jobs by client
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
@@ -130,7 +152,7 @@ class HttpServer::Impl {
         handler_(handler),
         acceptor_(net::make_strand(ioc_)),
         retry_timer_(acceptor_.get_executor()),
-        pool_(options.worker_threads, options.max_queued_jobs) {}
+        pool_(options.worker_threads, options.max_queued_jobs, options.max_jobs_per_client) {}
 
   absl::Status Listen();
   void Run();
@@ -146,17 +168,23 @@ class HttpServer::Impl {
     return static_cast<int>(sessions_.size());
   }
 
-  void Register(Session* s) {
+  void Register(Session* s, const std::string& client) {
     std::lock_guard lock(sessions_mu_);
     sessions_.insert(s);
+    ++per_client_[client];
   }
-  void Unregister(Session* s) {
+  void Unregister(Session* s, const std::string& client) {
     std::lock_guard lock(sessions_mu_);
     sessions_.erase(s);
+    auto it = per_client_.find(client);
+    if (it != per_client_.end() && --it->second <= 0) per_client_.erase(it);
   }
 
  private:
   void Accept();
+  // Why a new connection from `client` cannot be served ("" if it can).
+  std::string Refusal(const std::string& client) const;
+  void Refuse(tcp::socket& socket, const std::string& message);
 
   HttpServerOptions options_;
   HttpHandler& handler_;
@@ -165,7 +193,8 @@ class HttpServer::Impl {
   uint16_t port_ = 0;
   // Declared before ioc_: sessions still queued in ioc_ unregister while it is destroyed.
   mutable std::mutex sessions_mu_;
-  std::unordered_set<Session*> sessions_;  // live sessions, for Stop()
+  std::unordered_set<Session*> sessions_;            // live sessions, for Stop()
+  std::unordered_map<std::string, int> per_client_;  // live sessions by client
   net::io_context ioc_;
   // Keeps the io threads running while no socket operation is pending (a session whose job runs on
   // the worker pool has none); released by Stop once every session is closed.
@@ -187,14 +216,18 @@ http::status ToStatus(int code) { return static_cast<http::status>(code); }
 // shares only the StreamState.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, HttpServer::Impl& server)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {
-    server_.Register(this);
+  Session(tcp::socket socket, HttpServer::Impl& server, std::string client)
+      : server_(server),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        client_(std::move(client)),
+        header_deadline_(std::chrono::steady_clock::now() + server.options().header_timeout) {
+    server_.Register(this, client_);
     beast::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
-  ~Session() { server_.Unregister(this); }
+  ~Session() { server_.Unregister(this, client_); }
 
   void Start() {
     net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
@@ -225,9 +258,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnJobDone(bool response_complete);
 
  private:
-  void Arm(std::chrono::milliseconds d) {
+  void Arm(std::chrono::milliseconds d) { ArmUntil(std::chrono::steady_clock::now() + d); }
+  void ArmUntil(std::chrono::steady_clock::time_point deadline) {
     ++timer_gen_;
-    timer_.expires_after(d);
+    timer_.expires_at(deadline);
     timer_.async_wait([self = shared_from_this(), gen = timer_gen_](beast::error_code ec) {
       if (ec || gen != self->timer_gen_) return;
       self->Close();
@@ -278,7 +312,14 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(server_.options().max_header_bytes);
     parser_->body_limit(server_.options().max_body_bytes);
     if (buffer_.size() == 0) {
-      Arm(server_.options().idle_timeout);
+      // A new connection waits for its first request within the header deadline; a keep-alive
+      // one for its next request within the idle time, and then for its headers.
+      if (served_) {
+        Arm(server_.options().idle_timeout);
+        header_deadline_.reset();
+      } else {
+        ArmUntil(*header_deadline_);
+      }
       StartRawRead();
       return;
     }
@@ -318,7 +359,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // The header first, to answer "Expect: 100-continue" (curl sends it for larger bodies and
   // otherwise waits a second before sending the body), then the body; one deadline for both.
   void ReadRest() {
-    Arm(server_.options().request_timeout);
+    if (!header_deadline_) {
+      header_deadline_ = std::chrono::steady_clock::now() + server_.options().header_timeout;
+    }
+    ArmUntil(*header_deadline_);
     http::async_read_header(
         socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -329,6 +373,9 @@ class Session : public std::enable_shared_from_this<Session> {
       OnRequest(ec);
       return;
     }
+    served_ = true;
+    header_deadline_.reset();
+    Arm(server_.options().request_timeout);
     if (!parser_->is_done() &&
         beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       auto res = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
@@ -362,6 +409,10 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string remote_;
+  const std::string client_;
+  // When the headers of the request being read must be complete; unset between requests.
+  std::optional<std::chrono::steady_clock::time_point> header_deadline_;
+  bool served_ = false;  // a request's headers were read on this connection
   bool keep_alive_ = false;
   bool closed_ = false;
   bool reading_raw_ = false;
@@ -572,6 +623,7 @@ void Session::Dispatch() {
   }
   request.body = std::move(req.body());
   request.remote = remote_;
+  request.client = client_;
 
   HttpDispatch dispatch;
   try {
@@ -597,9 +649,9 @@ void Session::Dispatch() {
   stream_ = std::make_shared<StreamState>();
   job_running_ = true;
   auto self = shared_from_this();
-  const bool accepted =
-      server_.pool().TrySubmit([self, stream = stream_, job = std::move(dispatch.job),
-                                &server = server_](Admission& admission) {
+  const Admit admit =
+      server_.pool().TrySubmit(client_, [self, stream = stream_, job = std::move(dispatch.job),
+                                         &server = server_](Admission& admission) {
         SessionWriter writer(self, stream, server, admission);
         try {
           job(writer);
@@ -609,13 +661,21 @@ void Session::Dispatch() {
         const bool complete = writer.complete();
         net::post(self->socket_.get_executor(), [self, complete] { self->OnJobDone(complete); });
       });
-  if (!accepted) {
+  if (admit != Admit::kAccepted) {
     job_running_ = false;
     stream_.reset();
-    const bool stopping = server_.stopping();
-    HttpResponse r = server_.handler().ServerError(
-        stopping ? 503 : 429, stopping ? "The server is shutting down."
-                                       : "Too many requests in progress; try again shortly.");
+    HttpResponse r;
+    if (admit == Admit::kStopping) {
+      r = server_.handler().ServerError(503, "The server is shutting down.");
+    } else if (admit == Admit::kClientBusy) {
+      r = server_.handler().ServerError(
+          429, absl::StrCat("Too many requests from your address are running or waiting (the "
+                            "limit is ",
+                            server_.options().max_jobs_per_client,
+                            " per client); wait for one to finish."));
+    } else {
+      r = server_.handler().ServerError(429, "Too many requests in progress; try again shortly.");
+    }
     WriteWhole(r, [self](bool ok) {
       if (!ok) return;
       if (self->keep_alive_) {
@@ -680,14 +740,61 @@ void HttpServer::Impl::Accept() {
       });
       return;
     }
-    if (open_connections() >= options_.max_connections) {
-      beast::error_code ignored;
-      socket.close(ignored);
+    beast::error_code peer_ec;
+    const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+    std::string client = peer_ec ? "" : ClientKey(peer.address().to_string());
+    const std::string refusal = Refusal(client);
+    if (!refusal.empty()) {
+      Refuse(socket, refusal);
     } else {
-      std::make_shared<Session>(std::move(socket), *this)->Start();
+      std::make_shared<Session>(std::move(socket), *this, std::move(client))->Start();
     }
     Accept();
   });
+}
+
+std::string HttpServer::Impl::Refusal(const std::string& client) const {
+  std::lock_guard lock(sessions_mu_);
+  auto it = per_client_.find(client);
+  if (it != per_client_.end() && it->second >= options_.max_connections_per_client) {
+    return absl::StrCat("Too many connections from your address (the limit is ",
+                        options_.max_connections_per_client,
+                        " per client); reuse a keep-alive connection or close idle ones.");
+  }
+  if (static_cast<int>(sessions_.size()) >= options_.max_connections) {
+    return "Too many connections to this server; try again shortly.";
+  }
+  return "";
+}
+
+// Answers 429 and closes, on the acceptor's strand and without waiting: the socket is non-blocking,
+// a fresh socket's send buffer takes the small response whole, and whatever request bytes have
+// already arrived are read first so that closing does not reset the connection before the client
+// reads the answer. A refused connection holds no slot and no timer.
+void HttpServer::Impl::Refuse(tcp::socket& socket, const std::string& message) {
+  beast::error_code ec;
+  socket.non_blocking(true, ec);
+  std::array<char, kReadChunk> scratch;
+  for (int i = 0; i < 16 && !ec; ++i) socket.read_some(net::buffer(scratch), ec);
+  try {
+    const HttpResponse r = handler_.ServerError(429, message);
+    http::response<http::string_body> res(ToStatus(r.status), 11);
+    res.set(http::field::server, "swarm");
+    res.set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res.set(name, value);
+    res.keep_alive(false);
+    res.body() = r.body;
+    res.prepare_payload();
+    std::ostringstream out;
+    out << res;
+    const std::string bytes = out.str();
+    ec.clear();
+    socket.write_some(net::buffer(bytes), ec);
+  } catch (const std::exception&) {
+    // Out of memory: close without an answer.
+  }
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
 }
 
 void HttpServer::Impl::Run() {
@@ -744,14 +851,39 @@ void HttpServer::Impl::Stop() {
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
                                                               HttpHandler& handler) {
   if (options.io_threads < 1 || options.worker_threads < 1 || options.max_queued_jobs < 0 ||
-      options.max_connections < 1 || options.max_header_bytes < 256) {
+      options.max_jobs_per_client < 0 || options.max_connections < 1 ||
+      options.max_connections_per_client < 1 || options.max_header_bytes < 256) {
     return absl::InvalidArgumentError("HttpServerOptions: thread counts and limits must be >= 1");
+  }
+  if (options.max_connections_per_client > options.max_connections) {
+    return absl::InvalidArgumentError(
+        "the connections per client must not exceed the connections in all: one client could "
+        "take them all");
   }
   auto impl = std::make_unique<Impl>(options, handler);
   absl::Status st = impl->Listen();
   if (!st.ok()) return st;
   impl->Run();
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+std::string ClientKey(const std::string& address) {
+  beast::error_code ec;
+  net::ip::address a = net::ip::make_address(address, ec);
+  if (ec) return "";
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string();
+  }
+  if (a.is_v4()) return a.to_string();
+  net::ip::address_v6::bytes_type bytes = a.to_v6().to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return net::ip::address_v6(bytes).to_string() + "/64";
+}
+
+bool IsLoopbackAddress(const std::string& address) {
+  beast::error_code ec;
+  const net::ip::address a = net::ip::make_address(address, ec);
+  return !ec && a.is_loopback();
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -14,11 +14,7 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-HttpHeaders SseHeaders() {
-  return {{"Cache-Control", "no-cache"},
-          {"X-Accel-Buffering", "no"},
-          {"Access-Control-Allow-Origin", "*"}};
-}
+HttpHeaders SseHeaders() { return {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}}; }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -61,8 +57,7 @@ ApiError EngineError(const absl::Status& status) {
 }
 
 HttpResponse ErrorResponse(const ApiError& error) {
-  return HttpResponse{
-      error.status, "application/json", ErrorBody(error), {{"Access-Control-Allow-Origin", "*"}}};
+  return HttpResponse{error.status, "application/json", ErrorBody(error), {}};
 }
 
 OpenAiApi::OpenAiApi(CompletionEngine& engine, ChatTemplateKind chat_template,
@@ -97,7 +92,7 @@ HttpResponse OpenAiApi::ListModels() const {
   const ModelInfo& info = engine_.info();
   json model = {{"id", info.id}, {"object", "model"}, {"created", created_}, {"owned_by", "swarm"}};
   json body = {{"object", "list"}, {"data", json::array({model})}};
-  return {200, "application/json", Dump(body), {{"Access-Control-Allow-Origin", "*"}}};
+  return {200, "application/json", Dump(body), {}};
 }
 
 HttpResponse OpenAiApi::GetModel(const std::string& id) const {
@@ -107,7 +102,7 @@ HttpResponse OpenAiApi::GetModel(const std::string& id) const {
                           "invalid_request_error", "model", "model_not_found"});
   }
   json model = {{"id", info.id}, {"object", "model"}, {"created", created_}, {"owned_by", "swarm"}};
-  return {200, "application/json", Dump(model), {{"Access-Control-Allow-Origin", "*"}}};
+  return {200, "application/json", Dump(model), {}};
 }
 
 void OpenAiApi::Fail(ResponseWriter& writer, const std::string& endpoint, const ApiError& error) {
@@ -309,7 +304,7 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
                  "application/json",
                  Dump(chat ? ChatCompletionJson(meta, full_text, finish_reason, usage)
                            : CompletionJson(meta, full_text, finish_reason, usage)),
-                 {{"Access-Control-Allow-Origin", "*"}}});
+                 {}});
     return;
   }
   if (gone || !begin_stream()) return;

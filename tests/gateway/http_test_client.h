@@ -44,6 +44,12 @@ class Client {
   explicit Client(uint16_t port) : socket_(ioc_) {
     socket_.connect(tcp::endpoint(net::ip::address_v4::loopback(), port));
   }
+  // From another loopback address (e.g. 127.0.0.2): another client, as the server counts them.
+  Client(uint16_t port, const std::string& from) : socket_(ioc_) {
+    socket_.open(tcp::v4());
+    socket_.bind(tcp::endpoint(net::ip::make_address(from), 0));
+    socket_.connect(tcp::endpoint(net::ip::address_v4::loopback(), port));
+  }
 
   Response Send(http::verb verb, const std::string& target, const std::string& body = "",
                 const std::vector<std::pair<std::string, std::string>>& headers = {}) {

@@ -55,6 +55,7 @@ class ObservedEngine final : public CompletionEngine {
     {
       std::lock_guard lock(mu_);
       ++started_;
+      cv_.notify_all();
     }
     int64_t n = 0;
     bool refused = false;
@@ -94,6 +95,10 @@ class ObservedEngine final : public CompletionEngine {
     std::lock_guard lock(mu_);
     released_ = true;
     cv_.notify_all();
+  }
+  void WaitStarted(int count) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return started_ >= count; });
   }
   void WaitFinished(int count) {
     std::unique_lock lock(mu_);
@@ -520,7 +525,7 @@ TEST_F(ApiServerTest, ExpectContinueIsAnswered) {
 
 TEST_F(ApiServerTest, SlowClientIsClosedWhileOthersAreServed) {
   ApiServerOptions options;
-  options.http.request_timeout = std::chrono::milliseconds(300);
+  options.http.header_timeout = std::chrono::milliseconds(300);
   StartServer(options);
   Client slow(port());
   // Headers one byte at a time, never finished.
@@ -625,7 +630,8 @@ TEST_F(ApiServerTest, ConcurrentRequestsAllGetTheirOwnAnswers) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      Client c(port());
+      // Each from its own address: the gateway caps what one address runs at once.
+      Client c(port(), "127.0.0." + std::to_string(10 + t));
       const bool stream = t % 2 == 1;
       Response r = c.Post("/v1/completions", {{"prompt", prompts[t % prompts.size()]},
                                               {"max_tokens", 24},
@@ -670,6 +676,43 @@ TEST_F(ApiServerTest, OverloadGets429) {
   first.join();
   Response again = c.Post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 3}});
   EXPECT_EQ(again.result_int(), 200);
+}
+
+TEST_F(ApiServerTest, OneClientsGenerationsAreCappedWhileOthersGoOn) {
+  ApiServerOptions options;
+  options.max_concurrent_generations = 2;
+  options.max_queued_generations = 4;
+  options.max_queued_per_client = 1;
+  StartServer(options);
+  observed_->PauseAt(1);
+  std::thread first([&] {
+    Client c(port());
+    Response r = c.Post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 3}});
+    EXPECT_EQ(r.result_int(), 200) << r.body();
+  });
+  observed_->WaitPaused();
+  // The same address again, on another connection: over its cap.
+  Client again(port());
+  Response r = again.Post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 3}});
+  EXPECT_EQ(r.result_int(), 429);
+  const json e = Error(r);
+  EXPECT_EQ(e["type"], "requests");
+  EXPECT_EQ(e["code"], "rate_limit_exceeded");
+  EXPECT_NE(e["message"].get<std::string>().find("per client"), std::string::npos) << e;
+  EXPECT_EQ(r["Retry-After"], "1");
+  // Another address is admitted and served while the first client is at its cap.
+  std::thread other([&] {
+    Client c(port(), "127.0.0.2");
+    Response r = c.Post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 3}});
+    EXPECT_EQ(r.result_int(), 200) << r.body();
+  });
+  observed_->WaitStarted(2);
+  observed_->Release();
+  first.join();
+  other.join();
+  EXPECT_EQ(observed_->finished(), 2);
+  // Its slot is free again once its generation is done.
+  EXPECT_EQ(again.Post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 3}}).result_int(), 200);
 }
 
 TEST_F(ApiServerTest, StopEndsRunningGenerations) {
