@@ -1,6 +1,7 @@
 // `swarm generate`: text generation, streamed to stdout. Without peers every block runs in-process
 // (the reference the swarm must match).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -84,6 +85,9 @@ absl::StatusOr<std::unique_ptr<router::ChainSession>> OpenSwarmChain(
   dht.initial_peers = flags.initial_peers;
   dht.client_only = true;
   dht.swarm_secret = swarm_secret;
+  // Reaching the DHT is part of finding peers: a bootstrap node that is restarting (or briefly
+  // unreachable) is waited for as long as missing blocks are, not failed after a fixed 10 s.
+  dht.connect_timeout = std::max(absl::Seconds(1), absl::Seconds(flags.route_wait_s));
   SWARM_ASSIGN_OR_RETURN(client.registry, registry::DhtRegistry::Create(dht));
   router::SwarmHopProviderOptions provider_options;
   provider_options.model_id = config.model_id;
@@ -264,7 +268,8 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--dht-bind", flags->dht_bind, "Address of this client's DHT node")
       ->capture_default_str();
   cmd->add_option("--route-wait", flags->route_wait_s,
-                  "Seconds to wait for peers covering every block before giving up")
+                  "Seconds to wait for the swarm's DHT to answer, and for peers covering every "
+                  "block, before giving up")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--min-step-timeout-ms", flags->min_step_timeout_ms,

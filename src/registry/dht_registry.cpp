@@ -312,15 +312,21 @@ class DhtRegistry::Impl {
         // Retried by OpenDHT for as long as this node has no connection.
         runner_.bootstrap(hp.host, std::to_string(hp.port));
       }
-      if (!WaitConnected(absl::Now() + options_.connect_timeout)) {
-        // A node of another DHT network (another swarm secret, or none) drops our packets
-        // without a word, which looks exactly like a node that is not there.
-        return absl::UnavailableError(absl::StrCat(
-            "no initial peer answered within ", absl::FormatDuration(options_.connect_timeout),
-            " (", absl::StrJoin(options_.initial_peers, ", "), "); ",
-            seal_ ? "a private swarm's nodes answer only nodes with the same swarm secret: check "
-                    "--swarm-secret"
-                  : "if that swarm is private, pass --swarm-secret FILE with its secret"));
+      // OpenDHT retries its bootstrap nodes only every 10 s and more: an initial peer that is
+      // restarting would be found long after it is back. Ping them every kRecontactInterval.
+      const absl::Time deadline = absl::Now() + options_.connect_timeout;
+      while (!WaitConnected(std::min(deadline, absl::Now() + kRecontactInterval))) {
+        if (absl::Now() >= deadline) {
+          // A node of another DHT network (another swarm secret, or none) drops our packets
+          // without a word, which looks exactly like a node that is not there.
+          return absl::UnavailableError(absl::StrCat(
+              "no initial peer answered within ", absl::FormatDuration(options_.connect_timeout),
+              " (", absl::StrJoin(options_.initial_peers, ", "), "); ",
+              seal_ ? "a private swarm's nodes answer only nodes with the same swarm secret: check "
+                      "--swarm-secret"
+                    : "if that swarm is private, pass --swarm-secret FILE with its secret"));
+        }
+        PingInitialPeers();
       }
     }
     if (!options_.client_only) {
@@ -404,7 +410,12 @@ class DhtRegistry::Impl {
       // DHT nodes of every peer seen in earlier records, then give it until the deadline.
       ContactKnownPeers(/*everyone=*/true);
       if (!options_.initial_peers.empty() || HasSeenPeers()) {
-        WaitConnected(deadline);
+        // The initial peers too, every kRecontactInterval, not at OpenDHT's slower retries.
+        while (!WaitConnected(std::min(deadline, absl::Now() + kRecontactInterval)) &&
+               absl::Now() < deadline && !Interrupted() && !Stopping()) {
+          PingInitialPeers();
+          ContactKnownPeers(/*everyone=*/true);
+        }
         if (KnownNodes() == 0) return absl::UnavailableError("not connected to the swarm's DHT");
       }
     }
@@ -439,6 +450,10 @@ class DhtRegistry::Impl {
   bool Interrupted() {
     absl::MutexLock lock(&shared_->mu);
     return shared_->interrupted;
+  }
+  bool Stopping() {
+    absl::MutexLock lock(&shared_->mu);
+    return shared_->stopping;
   }
   static absl::Status InterruptedError() {
     return absl::UnavailableError("the DHT registry was interrupted (the peer is leaving)");
@@ -643,6 +658,22 @@ class DhtRegistry::Impl {
         }
       } catch (const std::exception& e) {
         Log(absl::StrCat("contacting ", endpoint, ": ", e.what()));
+      }
+    }
+  }
+
+  // Pings each initial peer once (a node that answers joins the routing table).
+  void PingInitialPeers() {
+    for (const std::string& p : options_.initial_peers) {
+      auto hp = ParseHostPort(p);
+      if (!hp.ok()) continue;
+      try {
+        for (const dht::SockAddr& addr :
+             dht::SockAddr::resolve(hp->host, std::to_string(hp->port))) {
+          runner_.bootstrap(addr);
+        }
+      } catch (const std::exception& e) {
+        Log(absl::StrCat("contacting ", p, ": ", e.what()));
       }
     }
   }

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 
 #include "absl/time/clock.h"
 #include "registry/dht_registry.h"
@@ -280,6 +281,46 @@ TEST(DhtRegistryTest, SwarmSurvivesItsBootstrapNodeLeaving) {
   std::printf(
       "new node joined through a non-bootstrap peer and saw %zu records in %.0f ms\n", snap.size(),
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// A UDP port on loopback that was free a moment ago.
+uint16_t FreeUdpPort() {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot reserve a UDP port";
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A node whose initial peer is down (a bootstrap node restarting) connects as soon as it is back,
+// not at OpenDHT's next retry (every 10 s).
+TEST(DhtRegistryTest, ConnectsSoonAfterARestartingInitialPeerIsBack) {
+  const uint16_t port = FreeUdpPort();
+  auto options = NodeOptions({"127.0.0.1:" + std::to_string(port)});
+  options.client_only = true;
+  options.connect_timeout = absl::Seconds(20);
+  auto joining = std::async(std::launch::async, [&] { return DhtRegistry::Create(options); });
+  absl::SleepFor(absl::Seconds(4));  // past OpenDHT's first quick retry
+  auto boot_options = NodeOptions();
+  boot_options.port = port;
+  auto boot = Start(boot_options);
+  ASSERT_TRUE(boot);
+  ASSERT_TRUE(boot->Announce(Record(0, 5, 6401)).ok());
+  const absl::Time back = absl::Now();
+  auto client = joining.get();
+  ASSERT_TRUE(client.ok()) << client.status();
+  const absl::Duration waited = absl::Now() - back;
+  EXPECT_LT(waited, absl::Seconds(3));
+  std::printf("connected %.0f ms after the initial peer came back\n",
+              absl::ToDoubleMilliseconds(waited));
+  const auto has_boot = HasPeers({boot->peer_id()});
+  EXPECT_TRUE(has_boot(SnapshotUntil(**client, has_boot)));
 }
 
 TEST(DhtRegistryTest, FirstNodeOfANewSwarmAnnouncesAlone) {
