@@ -306,8 +306,8 @@ void PeerServer::HandleStep(const std::string& routing_id, uint64_t request_id,
   session->last_used = std::chrono::steady_clock::now();
   session->started = true;
   NoteAccepted(*session, step, *access);
-  pending_.push_back(PendingStep{std::move(step), std::move(*access), std::move(*input),
-                                 std::move(*quota)});
+  pending_.push_back(
+      PendingStep{std::move(step), std::move(*access), std::move(*input), std::move(*quota)});
 }
 
 void PeerServer::RunBatch() {
