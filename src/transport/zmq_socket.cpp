@@ -182,7 +182,10 @@ absl::Status HandshakeFailure(uint16_t event, uint32_t value, bool curve, int& s
       if (!curve || ++silent_refusals < kSilentRefusals) return absl::OkStatus();
       return absl::PermissionDeniedError(absl::StrCat(
           "the handshake was refused: the peer closed the encrypted handshake ", silent_refusals,
-          " times; it does not hold this swarm secret (another private swarm); ", kSecretHint));
+          " times: it holds another swarm's secret, or it does not encrypt (a peer of an open "
+          "swarm; "
+          "which one depends on who closes first); ",
+          kSecretHint));
     default:
       return absl::OkStatus();
   }

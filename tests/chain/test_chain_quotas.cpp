@@ -111,6 +111,8 @@ class RawClient {
     return Await(step_id);
   }
   uint64_t NextId() { return next_id_++; }
+  // The owner capability of a session this client opened.
+  transport::Capability Owner(const SessionId& id) { return caps_[id].owner; }
   DealerClient& socket() { return *socket_; }
 
  private:
@@ -201,6 +203,7 @@ TEST_F(ChainQuotasTest, AFloodOfQueuedStepsIsRefusedAndMemoryStaysBounded) {
     transport::Step step;
     step.session_id = session;
     step.step_id = flood.NextId();
+    step.capability = flood.Owner(session);
     step.start_position = 1;
     step.n_tokens = kTokens;
     step.tensor = encoded->desc;
