@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What CI runs: the format check, a clang build that checks the lock annotations, and the whole
-# test suite under AddressSanitizer + UBSan; warnings are errors in both builds.
+# What CI runs: the format check, a clang build that checks the lock annotations and fuzzes every
+# parser briefly, and the whole test suite under AddressSanitizer + UBSan; warnings are errors in
+# both builds.
 # Usage: scripts/test.sh [ctest arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +11,12 @@ jobs=$(nproc)
 # 1. Every tracked C++/CUDA file as .clang-format writes it.
 scripts/format.sh --check
 
-# 2. Clang, compile only: -Wthread-safety (added by CMakeLists.txt for Clang) checks ABSL_GUARDED_BY
-#    and the other lock annotations, which GCC ignores. The `swarm` target compiles every module
-#    (tests and benchmarks hold no lock annotations); Debug (-O0) compiles fastest; no CUDA, whose
-#    nvcc drives GCC.
-cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSWARM_CUDA=OFF -DSWARM_WERROR=ON \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
-cmake --build build-clang -j "$jobs" --target swarm
+# 2. Clang: -Wthread-safety (added by CMakeLists.txt for Clang) checks ABSL_GUARDED_BY and the
+#    other lock annotations, which GCC ignores, over the `swarm` target (every module; tests and
+#    benchmarks hold no lock annotations). It compiles in the fuzz build's configuration (ASan +
+#    UBSan + coverage, -O1, no CUDA), which also builds the libFuzzer targets; each then runs for
+#    15 s on its committed corpus (scripts/fuzz.sh, docs/FUZZING.md).
+FUZZ_BUILD_TARGETS=swarm scripts/fuzz.sh 15
 
 # 3. GCC with AddressSanitizer + UBSan: build everything (the layering check runs first, as in
 #    every build) and run every test.

@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
+#include "registry/peer_record_value.h"
 
 namespace swarm::registry {
 namespace {
@@ -96,10 +97,10 @@ absl::Status ValidateModelId(const std::string& model_id) {
   return absl::OkStatus();
 }
 
-// A value fetched from the DHT, checked as untrusted input: signed, signature valid, signed by
-// the peer the record names, for this model, not expired, not claiming an absurd lifetime.
-absl::StatusOr<PeerRecord> VerifyValue(const dht::Value& v, const std::string& model_id,
-                                       int64_t now_ms, int64_t max_lifetime_ms) {
+}  // namespace
+
+absl::StatusOr<PeerRecord> VerifyPeerRecordValue(const dht::Value& v, const std::string& model_id,
+                                                 int64_t now_ms, int64_t max_lifetime_ms) {
   if (v.user_type != kPeerRecordUserType) return absl::InvalidArgumentError("not a peer record");
   if (!v.isSigned() || !v.owner) return absl::PermissionDeniedError("unsigned record");
   if (v.data.size() > kMaxSerializedRecordSize) {
@@ -119,6 +120,8 @@ absl::StatusOr<PeerRecord> VerifyValue(const dht::Value& v, const std::string& m
   }
   return r;
 }
+
+namespace {
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -454,7 +457,7 @@ class DhtRegistry::Impl {
     absl::flat_hash_map<PeerId, PeerRecord> newest;
     for (const auto& v : values) {
       if (!v) continue;
-      auto r = VerifyValue(*v, model_id, now_ms, max_ms);
+      auto r = VerifyPeerRecordValue(*v, model_id, now_ms, max_ms);
       if (!r.ok()) continue;
       auto [it, inserted] = newest.try_emplace(r->peer_id, *r);
       if (!inserted && r->seq > it->second.seq) it->second = std::move(*r);
