@@ -4,8 +4,7 @@
 # what the fuzzer finds (build-fuzz/fuzz-corpus/TARGET). Prints the executions per target and in
 # all; exits non-zero on the first crash, leaving the input in build-fuzz/fuzz-artifacts/.
 # Usage: scripts/fuzz.sh [--no-build] [SECONDS]
-# Environment: FUZZ_TARGETS="fuzz_gguf fuzz_tokenizer" runs only those; FUZZ_BUILD_TARGETS adds
-# build targets (CI builds `swarm` in the same configuration for its -Wthread-safety check).
+# Environment: FUZZ_TARGETS="fuzz_gguf fuzz_tokenizer" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,8 +29,7 @@ if ((build)); then
     -DSWARM_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_C_FLAGS_DEBUG="-O1 -gline-tables-only" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -gline-tables-only" \
     "${launcher[@]}" >/dev/null
-  # shellcheck disable=SC2086
-  cmake --build "$dir" -j "$(nproc)" --target swarm_fuzzers ${FUZZ_BUILD_TARGETS:-}
+  cmake --build "$dir" -j "$(nproc)" --target swarm_fuzzers
 fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
