@@ -20,6 +20,7 @@ PACKAGES=(
   nlohmann-json3-dev          # JSON for the HTTP API and benchmark output
   libgtest-dev libgmock-dev libbenchmark-dev
   clang clang-format           # CI: the -Wthread-safety build and the format check
+  libclang-rt-14-dev          # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   chromium                    # headless browser: the dashboard test renders the page
 )
 

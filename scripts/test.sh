@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What CI runs: the format check, a clang build that checks the lock annotations, and the whole
-# test suite under AddressSanitizer + UBSan; warnings are errors in both builds.
+# What CI runs: the format check, a clang build that checks the lock annotations, a short run of
+# every fuzz target, and the whole test suite under AddressSanitizer + UBSan; warnings are errors
+# in every build.
 # Usage: scripts/test.sh [ctest arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,12 @@ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSWARM_CUDA=OFF -DS
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
 cmake --build build-clang -j "$jobs" --target swarm
 
-# 3. GCC with AddressSanitizer + UBSan: build everything (the layering check runs first, as in
+# 3. The libFuzzer targets (clang, ASan + UBSan, build-fuzz/), each for 15 s on its committed
+#    corpus (scripts/fuzz.sh, docs/FUZZING.md). A build of its own: instrumenting every module to
+#    share step 2's build would cost more than the few modules the fuzz targets compile.
+scripts/fuzz.sh 15
+
+# 4. GCC with AddressSanitizer + UBSan: build everything (the layering check runs first, as in
 #    every build) and run every test.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWARM_SANITIZE=ON \
   -DSWARM_WERROR=ON

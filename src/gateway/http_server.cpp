@@ -20,6 +20,7 @@
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "gateway/http_request.h"
 
 namespace swarm::gateway {
 namespace {
@@ -309,8 +310,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     parser_.emplace();
-    parser_->header_limit(server_.options().max_header_bytes);
-    parser_->body_limit(server_.options().max_body_bytes);
+    LimitRequestParser(*parser_, server_.options());
     if (buffer_.size() == 0) {
       // A new connection waits for its first request within the header deadline; a keep-alive
       // one for its next request within the idle time, and then for its headers.
@@ -568,22 +568,8 @@ void Session::OnRequest(beast::error_code ec) {
     Close();
     return;
   }
-  if (ec == http::error::body_limit) {
-    RespondError(413,
-                 absl::StrCat("Request body too large (the limit is ",
-                              server_.options().max_body_bytes, " bytes)."),
-                 /*linger=*/true);
-    return;
-  }
-  if (ec == http::error::header_limit) {
-    RespondError(431,
-                 absl::StrCat("Request headers too large (the limit is ",
-                              server_.options().max_header_bytes, " bytes)."),
-                 /*linger=*/true);
-    return;
-  }
-  if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
-    RespondError(400, absl::StrCat("Malformed HTTP request: ", ec.message()), /*linger=*/true);
+  if (const int status = RequestErrorStatus(ec); status != 0) {
+    RespondError(status, RequestErrorMessage(ec, server_.options()), /*linger=*/true);
     return;
   }
   if (ec) {
@@ -614,15 +600,7 @@ void Session::RespondError(int status, const std::string& message, bool linger) 
 void Session::Dispatch() {
   http::request<http::string_body> req = parser_->release();
   keep_alive_ = req.keep_alive();
-  HttpRequest request;
-  request.method = std::string(req.method_string());
-  request.target = std::string(req.target());
-  request.path = request.target.substr(0, request.target.find('?'));
-  for (const auto& field : req) {
-    request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  request.body = std::move(req.body());
-  request.remote = remote_;
+  HttpRequest request = ToHttpRequest(std::move(req), remote_);
   request.client = client_;
 
   HttpDispatch dispatch;

@@ -514,8 +514,23 @@ class GgufParser {
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
   SWARM_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> mapped, MappedFile::Open(path));
   std::unique_ptr<GgufFile> file(new GgufFile());
+  file->name_ = path;
   file->file_ = std::move(mapped);
-  GgufParser parser(*file, file->file_->bytes());
+  file->bytes_ = file->file_->bytes();
+  return Parse(std::move(file));
+}
+
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromBytes(std::span<const uint8_t> bytes,
+                                                              std::string name) {
+  std::unique_ptr<GgufFile> file(new GgufFile());
+  file->name_ = std::move(name);
+  file->copy_.assign(bytes.begin(), bytes.end());
+  file->bytes_ = file->copy_;
+  return Parse(std::move(file));
+}
+
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::unique_ptr<GgufFile> file) {
+  GgufParser parser(*file, file->bytes_);
   absl::Status status;
   try {
     status = parser.Parse();
@@ -523,7 +538,7 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
     status = absl::ResourceExhaustedError("out of memory while parsing GGUF metadata");
   }
   if (!status.ok()) {
-    return absl::Status(status.code(), absl::StrCat(path, ": ", status.message()));
+    return absl::Status(status.code(), absl::StrCat(file->name_, ": ", status.message()));
   }
   return file;
 }
@@ -646,11 +661,11 @@ const GgufTensorInfo* GgufFile::FindTensor(std::string_view name) const {
 }
 
 std::span<const uint8_t> GgufFile::TensorData(const GgufTensorInfo& info) const {
-  return file_->bytes().subspan(data_offset_ + info.offset, info.size);
+  return bytes_.subspan(data_offset_ + info.offset, info.size);
 }
 
 void GgufFile::Prefetch(const GgufTensorInfo& info) const {
-  file_->AdviseWillNeed(data_offset_ + info.offset, info.size);
+  if (file_ != nullptr) file_->AdviseWillNeed(data_offset_ + info.offset, info.size);
 }
 
 }  // namespace swarm::model

@@ -1,7 +1,8 @@
-// GGUF v3 reader over a memory-mapped file. The file is untrusted: Open() validates every count,
-// length, type, offset and size (overflow-safe) and fails with a message naming what is wrong.
-// A GgufFile owns its mapping; tensor data spans and string views point into it and live as long
-// as the GgufFile. Read-only after Open(): safe to share between threads.
+// GGUF v3 reader over a memory-mapped file (Open) or bytes in memory (FromBytes, one parser for
+// both). The bytes are untrusted: every count, length, type, offset and size is validated
+// (overflow-safe), and a failure names what is wrong. A GgufFile owns its bytes (the mapping or a
+// copy); tensor data spans and string views point into them and live as long as the GgufFile.
+// Read-only once parsed: safe to share between threads.
 #pragma once
 
 #include <cstdint>
@@ -61,10 +62,13 @@ struct GgufTensorInfo {
 class GgufFile {
  public:
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
+  // Parses a copy of `bytes`; `name` stands for the path in path() and in error messages.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> FromBytes(std::span<const uint8_t> bytes,
+                                                             std::string name = "<memory>");
 
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
-  const std::string& path() const { return file_->path(); }
+  const std::string& path() const { return name_; }
 
   // Metadata, in file order.
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
@@ -89,12 +93,18 @@ class GgufFile {
   // Hints the OS to read these tensors' pages ahead (and only these).
   void Prefetch(const GgufTensorInfo& info) const;
   uint64_t data_offset() const { return data_offset_; }
-  uint64_t file_size() const { return file_->bytes().size(); }
+  uint64_t file_size() const { return bytes_.size(); }
 
  private:
   GgufFile() = default;
   friend class GgufParser;
-  std::unique_ptr<MappedFile> file_;
+  // Parses bytes_, owned by file_ or copy_; errors are prefixed with name_.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> Parse(std::unique_ptr<GgufFile> file);
+
+  std::string name_;
+  std::unique_ptr<MappedFile> file_;  // null for FromBytes
+  std::vector<uint8_t> copy_;         // FromBytes' bytes
+  std::span<const uint8_t> bytes_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
+#include "registry/peer_record_value.h"
 #include "registry/record_seal.h"
 
 namespace swarm::registry {
@@ -100,12 +101,12 @@ std::string SealContext(const dht::InfoHash& key) {
   return absl::StrCat(ToAbsl(kSealedPeerRecordUserType), "/", key.toString());
 }
 
-// A value fetched from the DHT under `key`, checked as untrusted input: signed, signature valid,
-// (private swarm) opens with the swarm's seal, signed by the peer the record names, for this
-// model, not expired, not claiming an absurd lifetime.
-absl::StatusOr<PeerRecord> VerifyValue(const dht::Value& v, const dht::InfoHash& key,
-                                       const RecordSeal* seal, const std::string& model_id,
-                                       int64_t now_ms, int64_t max_lifetime_ms) {
+}  // namespace
+
+absl::StatusOr<PeerRecord> VerifyPeerRecordValue(const dht::Value& v, const dht::InfoHash& key,
+                                                 const RecordSeal* seal,
+                                                 const std::string& model_id, int64_t now_ms,
+                                                 int64_t max_lifetime_ms) {
   const std::string_view user_type = seal ? kSealedPeerRecordUserType : kPeerRecordUserType;
   if (v.user_type != user_type) return absl::InvalidArgumentError("not a peer record");
   if (!v.isSigned() || !v.owner) return absl::PermissionDeniedError("unsigned record");
@@ -130,6 +131,8 @@ absl::StatusOr<PeerRecord> VerifyValue(const dht::Value& v, const dht::InfoHash&
   }
   return r;
 }
+
+namespace {
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -503,7 +506,7 @@ class DhtRegistry::Impl {
     const RecordSeal* seal = seal_ ? &*seal_ : nullptr;
     for (const auto& v : values) {
       if (!v) continue;
-      auto r = VerifyValue(*v, key, seal, model_id, now_ms, max_ms);
+      auto r = VerifyPeerRecordValue(*v, key, seal, model_id, now_ms, max_ms);
       if (!r.ok()) {
         rejected_.fetch_add(1, std::memory_order_relaxed);
         continue;

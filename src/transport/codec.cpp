@@ -84,11 +84,16 @@ void EncodeInt8(const float* x, size_t n, const Codec& codec, uint8_t* out) {
       std::memset(qs + begin, 0, end - begin);
       continue;
     }
+    // A subnormal scale (a block whose absmax is below about 3.7e-37) has no finite inverse:
+    // multiplying by inf would saturate every nonzero value and turn 0 into NaN, whose
+    // conversion to int8 is undefined. Such blocks divide instead.
     const float inverse = 1.0f / scale;
+    const bool by_inverse = std::isfinite(inverse);
     for (size_t i = begin; i < end; ++i) {
       // Clamp first (a rounded-down f16 scale can push |x / scale| past 127), then round to
       // nearest even by adding and removing 1.5 * 2^23; exact for |v| < 2^22.
-      const float v = std::clamp(x[i] * inverse, -127.0f, 127.0f);
+      const float q = by_inverse ? x[i] * inverse : x[i] / scale;
+      const float v = std::clamp(q, -127.0f, 127.0f);
       qs[i] = static_cast<int8_t>((v + 12582912.0f) - 12582912.0f);
     }
   }

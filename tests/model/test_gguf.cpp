@@ -2,7 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <span>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "model/gguf.h"
 #include "support/shared_model.h"
 
@@ -170,6 +175,39 @@ TEST(GgufReader, Gpt2Vocabulary) {
   ASSERT_TRUE(merges.ok()) << merges.status();
   EXPECT_EQ(merges->size(), 50000u);
   EXPECT_EQ((*merges)[0], "\xC4\xA0 t");  // "Ġ t"
+}
+
+// The bytes in memory parse as the file does (one parser), and errors name the given name.
+TEST(GgufReader, FromBytesMatchesOpen) {
+  auto opened = GgufFile::Open(kStories);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::ifstream in(kStories, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  auto parsed = GgufFile::FromBytes(bytes, "stories in memory");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const GgufFile& a = **opened;
+  const GgufFile& b = **parsed;
+  EXPECT_EQ(b.path(), "stories in memory");
+  EXPECT_EQ(b.file_size(), a.file_size());
+  EXPECT_EQ(b.data_offset(), a.data_offset());
+  ASSERT_EQ(b.metadata().size(), a.metadata().size());
+  for (size_t i = 0; i < a.metadata().size(); ++i) {
+    EXPECT_EQ(b.metadata()[i].first, a.metadata()[i].first);
+  }
+  ASSERT_EQ(b.tensors().size(), a.tensors().size());
+  for (const GgufTensorInfo& t : a.tensors()) {
+    const GgufTensorInfo* u = b.FindTensor(t.name);
+    ASSERT_NE(u, nullptr) << t.name;
+    const auto x = a.TensorData(t);
+    const auto y = b.TensorData(*u);
+    ASSERT_EQ(x.size(), y.size());
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << t.name;
+  }
+
+  auto truncated = GgufFile::FromBytes(std::span(bytes).first(100), "cut");
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_TRUE(absl::StartsWith(truncated.status().message(), "cut: ")) << truncated.status();
 }
 
 TEST(GgufReader, MissingFile) {

@@ -185,6 +185,21 @@ TEST(CodecTest, Int8ZerosAndTinyValues) {
   for (float v : y) EXPECT_TRUE(std::isfinite(v));
 }
 
+// A block whose scale (absmax / 127) is subnormal: 1 / scale overflows to inf. Each value must
+// still be quantized in proportion (not saturated to +-127), and zeros stay zero (0 * inf would be
+// NaN, and converting NaN to int8 is undefined). Found by fuzz_activations.
+TEST(CodecTest, Int8SubnormalScale) {
+  const std::vector<float> x = {1e-38f, 5e-39f, -2.5e-39f, 0.0f, 0.0f, -1e-38f, 1e-39f, 0.0f};
+  std::vector<float> y = RoundTrip(x, MustParse("int8/8"));
+  ASSERT_EQ(y.size(), x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_NEAR(y[i], x[i], 1e-38f / 127) << i;
+    if (x[i] == 0.0f) {
+      EXPECT_EQ(y[i], 0.0f) << i;
+    }
+  }
+}
+
 TEST(CodecTest, ZstdDecodesToTheSameValuesAndReportsRatio) {
   std::vector<float> x = Activations(2048 * 16, 6);
   for (const char* name : {"f32", "f16", "bf16", "int8", "int8h"}) {
