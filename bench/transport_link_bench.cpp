@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
                        {"rtt_ms_min", ms.front()},
                        {"rtt_ms_model", model_ms}});
   }
-  (void)(*client)->Send(EncodeMessage(0, CloseSession{session}).value());
+  (void)(*client)->Send(EncodeMessage(0, CloseSession{session, {}}).value());
   peer.join();
   if (!failure.empty()) {
     std::fprintf(stderr, "%s\n", failure.c_str());

@@ -4,6 +4,7 @@
 #include <future>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
@@ -36,16 +37,14 @@ void SwarmHopProvider::StepTimed(std::span<const ChainHop> hops, std::span<const
 }
 
 absl::Status SwarmHopProvider::VerifyIdentity(const registry::PeerId& id,
-                                              const std::string& address) {
+                                              const std::string& address,
+                                              absl::StatusOr<transport::InfoReply> answer) {
   if (auto it = owner_.find(address); it != owner_.end()) {
     if (it->second == id) return absl::OkStatus();
     return absl::FailedPreconditionError(
         absl::StrCat("peer ", address, " answers as ", it->second.ShortHex()));
   }
-  SWARM_ASSIGN_OR_RETURN(
-      transport::InfoReply info,
-      QueryInfo(*options_.context, address, absl::ToChronoMilliseconds(options_.identity_timeout),
-                options_.socket));
+  SWARM_ASSIGN_OR_RETURN(transport::InfoReply info, std::move(answer));
   auto reported = registry::PeerId::FromHex(info.peer_id);
   if (!reported.ok() || reported->IsZero()) {
     return absl::FailedPreconditionError(
@@ -119,21 +118,31 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
   // Each round either returns or excludes one more record (an impostor, or a peer that did not
   // answer), so it ends; the bound only caps the Info queries one call may make.
   constexpr int kMaxRounds = 64;
+  // Records that failed their check in this call stay out of it whatever their ban's length: a
+  // dead record (a killed peer's, until it expires) would otherwise cost another identity_timeout
+  // each time its short first ban ends.
+  absl::flat_hash_set<registry::PeerId> failed;
   for (int round = 0;; ++round) {
     route_options.banned = bans_.Banned();
+    route_options.banned.insert(failed.begin(), failed.end());
     route_options.banned_addresses = bans_.BannedAddresses();
     SWARM_ASSIGN_OR_RETURN(router::Route route,
                            BuildRoute(snapshot, options_.n_blocks, route_options));
     bool verified = true;
-    for (const RouteHop& hop : route.hops) {
-      if (!verify) break;
-      absl::Status identity = VerifyIdentity(hop.peer_id, hop.address);
-      if (identity.ok()) continue;
-      // Only the record's id is banned, never the address: on a mismatch the address is the
-      // answering peer's; without an answer nothing says whose it is.
-      verified = false;
-      bans_.ReportFailure(hop.peer_id);
-      break;
+    if (verify) {
+      for (const RouteHop& hop : route.hops) {
+        absl::StatusOr<transport::InfoReply> answer =
+            owner_.contains(hop.address)
+                ? absl::StatusOr<transport::InfoReply>(absl::UnknownError("known"))
+                : QueryInfo(*options_.context, hop.address,
+                            absl::ToChronoMilliseconds(options_.identity_timeout), options_.socket);
+        if (VerifyIdentity(hop.peer_id, hop.address, std::move(answer)).ok()) continue;
+        // Only the record's id is banned, never the address: on a mismatch the address is the
+        // answering peer's; without an answer nothing says whose it is.
+        verified = false;
+        failed.insert(hop.peer_id);
+        bans_.ReportFailure(hop.peer_id);
+      }
     }
     if (!verified && round + 1 < kMaxRounds) continue;
     if (!verified) return absl::UnavailableError("route: too many records failed their check");

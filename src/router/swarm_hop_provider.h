@@ -98,7 +98,10 @@ class SwarmHopProvider : public HopProvider {
 
   // Asks the peer at `address` who it is: OK when it is `id`; FailedPrecondition naming the id
   // it reported otherwise (remembered in owner_); the query's error when it did not answer.
-  absl::Status VerifyIdentity(const registry::PeerId& id, const std::string& address);
+  // `answer`: what the peer at `address` answered to an Info query (unused when the address's
+  // owner is already known).
+  absl::Status VerifyIdentity(const registry::PeerId& id, const std::string& address,
+                              absl::StatusOr<transport::InfoReply> answer);
 
   registry::DhtRegistry& registry_;
   SwarmHopProviderOptions options_;

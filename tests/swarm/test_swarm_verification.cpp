@@ -313,6 +313,9 @@ TEST_F(VerifiedSwarm, ZeroOutputsAreRefusedWithoutSpotChecks) {
 // Honest peers only, every step checked: no false alarm between replicas of the same backend
 // (bit-identical), and the span that one peer serves is reported unverified.
 TEST_F(VerifiedSwarm, HonestReplicasAgreeAndASinglePeerSpanIsUnverified) {
+  // Every replica must be in the client's first snapshot: the router reads it once per route, and
+  // a replica announced later is seen only at the next refresh.
+  WaitOnline(honest_->size());
   Result r = Generate({.share = 1.0, .seed = 3}, nullptr);
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.text, ReferenceText());
