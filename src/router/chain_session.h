@@ -221,7 +221,7 @@ class ChainSession : public model::BlockPipeline {
                                                   std::span<const ChainHop> exclude, bool temporary,
                                                   ChainHop* used, int64_t* from);
   void BanLiar(const ChainHop& hop);
-  const std::string& BackendOf(const ChainHop& hop);
+  std::string BackendOf(const ChainHop& hop);
 
   zmq::context_t& context_;
   std::vector<ChainHop> hops_;

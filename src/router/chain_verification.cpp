@@ -54,7 +54,7 @@ void ChainSession::BanLiar(const ChainHop& hop) {
   if (provider_ != nullptr) provider_->ReportLie(hop);
 }
 
-const std::string& ChainSession::BackendOf(const ChainHop& hop) {
+std::string ChainSession::BackendOf(const ChainHop& hop) {
   auto it = backends_.find(hop.address);
   if (it != backends_.end()) return it->second;
   // Unknown ("") never counts as the same backend: such a pair is compared within tolerance.
@@ -194,7 +194,7 @@ absl::StatusOr<ChainSession::Verdict> ChainSession::VerifyStep(int64_t n_tokens,
     }
     bool hop_agrees = false, second_agrees = false;
     if (third_output.ok()) {
-      const std::string& third_backend = BackendOf(third);
+      const std::string third_backend = BackendOf(third);
       hop_agrees = OutputsAgree(hop_output, *third_output, n_embd_,
                                 ToleranceFor(BackendOf(hop), third_backend, options_.codec,
                                              options_.verify.cross_backend_tolerance));
