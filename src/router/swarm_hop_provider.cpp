@@ -61,15 +61,6 @@ void SwarmHopProvider::ReportLie(const ChainHop& hop) {
   bans_.ReportLie(id.ok() ? &*id : nullptr, hop.address);
 }
 
-registry::RegistrySnapshot SwarmHopProvider::WithoutBannedAddresses(
-    const registry::RegistrySnapshot& snapshot) const {
-  registry::RegistrySnapshot kept;
-  for (const registry::PeerRecord& r : snapshot) {
-    if (!bans_.IsAddressBanned(r.address)) kept.push_back(r);
-  }
-  return kept;
-}
-
 absl::StatusOr<ChainHop> SwarmHopProvider::Replica(uint32_t first, uint32_t last,
                                                    std::span<const ChainHop> exclude) {
   CollectRefresh();
@@ -104,8 +95,7 @@ absl::StatusOr<ChainHop> SwarmHopProvider::Replica(uint32_t first, uint32_t last
 }
 
 absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
-    const registry::RegistrySnapshot& all, int64_t first, int64_t last) {
-  const registry::RegistrySnapshot snapshot = WithoutBannedAddresses(all);
+    const registry::RegistrySnapshot& snapshot, int64_t first, int64_t last) {
   RouteOptions route_options;
   route_options.start_block = first;
   route_options.end_block = last;

@@ -92,9 +92,6 @@ class SwarmHopProvider : public HopProvider {
   // The route over [first, last) through `snapshot` avoiding banned peers, counted in load_.
   absl::StatusOr<std::vector<ChainHop>> RouteThrough(const registry::RegistrySnapshot& snapshot,
                                                      int64_t first, int64_t last);
-  // The records whose address is not banned.
-  registry::RegistrySnapshot WithoutBannedAddresses(
-      const registry::RegistrySnapshot& snapshot) const;
 
   // Asks the peer at `address` who it is: OK when it is `id`; FailedPrecondition naming the id
   // it reported otherwise (remembered in owner_); the query's error when it did not answer.
