@@ -12,8 +12,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "base/metrics_sink.h"
 #include "model/sampler.h"
+#include "model/scoring.h"
 #include "model/tokenizer.h"
 
 namespace swarm::gateway {
@@ -40,6 +42,24 @@ struct GenerationRequest {
   // route, a failover) should check it between waits and then return Cancelled; between tokens,
   // on_token returning false says the same.
   std::function<bool()> is_cancelled;
+  // Log-probabilities, the model's own (log-softmax of the logits, before any sampling transform).
+  // logprobs >= 0: every reported token comes with its log-probability and this many most likely
+  // alternatives (GenerationEvent::logprobs). prompt_logprobs: the prompt's tokens too, from the
+  // prompt's own forward step, handed to on_prompt_logprobs once before the first token (the
+  // prompt's first token has none: prompt.size() - 1 entries, with `logprobs` alternatives each).
+  int32_t logprobs = -1;
+  bool prompt_logprobs = false;
+  std::function<void(std::vector<model::TokenLogprob>)> on_prompt_logprobs;
+};
+
+// Scoring without generating: the log-probability of every token of a sequence given those
+// before it (model::ScoreSequence), the sequence run through the blocks in batched steps.
+struct ScoreRequest {
+  std::vector<int32_t> tokens;  // the whole sequence, BOS included when wanted; >= 2 tokens
+  model::ScoreOptions options;
+  std::string request_id;
+  MetricsSink* metrics = nullptr;  // as in GenerationRequest
+  std::function<bool()> is_cancelled;
 };
 
 // One hop of a route: a peer computing blocks [block_begin, block_end).
@@ -56,6 +76,9 @@ struct GenerationEvent {
   // Only valid during the callback.
   std::span<const RouteHop> route;
   int32_t failovers = 0;  // failovers so far in this generation
+  // With GenerationRequest::logprobs >= 0: this token's log-probability and alternatives. Only
+  // valid during the callback.
+  const model::TokenLogprob* logprobs = nullptr;
 };
 
 // Called with every sampled token, in order, on the thread that called Generate. Returns false to
@@ -101,6 +124,12 @@ class CompletionEngine {
   // failed beyond recovery), anything else is internal. Tokens already reported stay valid.
   virtual absl::Status Generate(const GenerationRequest& request,
                                 const TokenCallback& on_token) = 0;
+
+  // Scores request.tokens (see ScoreRequest) on a fresh sequence. Errors as Generate's.
+  virtual absl::StatusOr<std::vector<model::TokenLogprob>> Score(const ScoreRequest& request) {
+    (void)request;
+    return absl::UnimplementedError("this engine cannot score tokens");
+  }
 
   // A snapshot of the swarm. Must return promptly (a cached view, no network round trips): it is
   // called on the server's I/O threads.

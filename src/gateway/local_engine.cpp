@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/logprob_tap.h"
 #include "model/generator.h"
 #include "model/sampler.h"
 #include "shard/local_pipeline.h"
@@ -78,6 +79,8 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   model::GenerateOptions options;
   options.max_new_tokens = request.max_tokens;
   options.stop_at_end_of_generation = true;
+  LogprobTap logprobs(request, *model_->head);
+  logprobs.Install(options);
 
   using Clock = std::chrono::steady_clock;
   Clock::time_point last = Clock::now();
@@ -102,6 +105,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     GenerationEvent event;
     event.token = token;
     event.route = route;
+    event.logprobs = logprobs.For(token);
     return on_token(event);
   };
   absl::StatusOr<model::GenerationStats> stats = model::Generate(
@@ -112,6 +116,29 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   }
   if (request.metrics != nullptr) request.metrics->SetKvCacheUse(kLocalPeer, 0, capacity);
   return stats.ok() ? absl::OkStatus() : stats.status();
+}
+
+absl::StatusOr<std::vector<model::TokenLogprob>> LocalEngine::Score(const ScoreRequest& request) {
+  if (absl::Status s = ValidateScoreRequest(request, info_.n_ctx, tokenizer().n_vocab()); !s.ok()) {
+    return s;
+  }
+  absl::MutexLock run_lock(&run_mu_);
+  if (request.is_cancelled && request.is_cancelled()) {
+    return absl::CancelledError("cancelled before it started");
+  }
+  const int64_t n = static_cast<int64_t>(request.tokens.size());
+  absl::StatusOr<std::unique_ptr<shard::LocalPipeline>> pipeline =
+      shard::LocalPipeline::Create(*model_->blocks, n);
+  if (!pipeline.ok()) return pipeline.status();
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<std::vector<model::TokenLogprob>> scored =
+      model::ScoreSequence(*model_->head, **pipeline, request.tokens, request.options);
+  if (request.metrics != nullptr) {
+    request.metrics->ObservePeerStep(kLocalPeer,
+                                     std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  return scored;
 }
 
 SwarmView LocalEngine::Describe() const {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -32,6 +33,7 @@ class LocalEngine final : public CompletionEngine {
   const ModelInfo& info() const override { return info_; }
   const model::Tokenizer& tokenizer() const override { return *model_->tokenizer; }
   absl::Status Generate(const GenerationRequest& request, const TokenCallback& on_token) override;
+  absl::StatusOr<std::vector<model::TokenLogprob>> Score(const ScoreRequest& request) override;
   SwarmView Describe() const override;
 
  private:

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/openai_logprobs.h"
 #include "gateway/text_stream.h"
 
 namespace swarm::gateway {
@@ -195,6 +196,19 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   bool gone = false;     // the client is gone or a write failed
   std::string finish_reason;
   std::string full_text = params.echo ? echo_text : "";
+  // Log-probabilities, when asked for: text offsets count from the start of the prompt's text.
+  const bool with_logprobs = params.logprobs >= 0;
+  int64_t prompt_text_size = 0;
+  if (with_logprobs && !chat && !params.echo) {
+    prompt_text_size = static_cast<int64_t>(params.prompt_text ? params.prompt_text->size()
+                                                               : tokenizer.Decode(prompt).size());
+  }
+  LogprobCollector logprobs(tokenizer, chat, prompt_text_size);
+  // A chunk's choices[].logprobs (null when not asked for).
+  auto with_chunk_logprobs = [&](json chunk) {
+    if (with_logprobs) chunk["choices"][0]["logprobs"] = logprobs.TakeChunk();
+    return chunk;
+  };
   int64_t n_completion = 0;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point last = t0;
@@ -204,19 +218,20 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
     started = true;
     if (!writer.BeginStream(200, "text/event-stream", SseHeaders())) return false;
     if (chat) return writer.Write(SseEvent(ChatChunkJson(meta, true, std::string(), "")));
-    if (params.echo && !echo_text.empty()) {
-      return writer.Write(SseEvent(CompletionChunkJson(meta, echo_text, "")));
+    if (params.echo && (!echo_text.empty() || with_logprobs)) {
+      return writer.Write(SseEvent(with_chunk_logprobs(CompletionChunkJson(meta, echo_text, ""))));
     }
     return true;
   };
+  // With log-probabilities every token gets its chunk, even one whose text is held back.
   auto emit = [&](const std::string& piece) -> bool {
-    if (piece.empty()) return true;
+    if (piece.empty() && !(params.stream && logprobs.has_chunk())) return true;
     if (!params.stream) {
       full_text += piece;
       return true;
     }
-    return writer.Write(SseEvent(chat ? ChatChunkJson(meta, false, piece, "")
-                                      : CompletionChunkJson(meta, piece, "")));
+    return writer.Write(SseEvent(with_chunk_logprobs(chat ? ChatChunkJson(meta, false, piece, "")
+                                                          : CompletionChunkJson(meta, piece, ""))));
   };
 
   GenerationRequest request;
@@ -226,9 +241,33 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   request.request_id = meta.id;
   request.metrics = &metrics_;
   request.is_cancelled = [&writer] { return writer.client_gone(); };
+  request.logprobs = params.logprobs;
+  // The prompt's log-probabilities come from the prompt's own forward step (echo).
+  request.prompt_logprobs = params.echo && with_logprobs;
+  request.on_prompt_logprobs = [&](std::vector<model::TokenLogprob> scored) {
+    logprobs.AddPrompt(request.prompt, scored);
+  };
 
   absl::Status status;
-  if (max_tokens > 0) {
+  if (max_tokens == 0 && request.prompt_logprobs) {
+    // Scoring only (how evaluation harnesses ask): one batched pass over the prompt.
+    if (request.prompt.size() < 2) {
+      logprobs.AddPrompt(request.prompt, {});
+    } else {
+      ScoreRequest score;
+      score.tokens = request.prompt;
+      score.options.top_k = params.logprobs;
+      score.request_id = meta.id;
+      score.metrics = &metrics_;
+      score.is_cancelled = request.is_cancelled;
+      absl::StatusOr<std::vector<model::TokenLogprob>> scored = engine_.Score(score);
+      if (scored.ok()) {
+        logprobs.AddPrompt(request.prompt, *scored);
+      } else {
+        status = scored.status();
+      }
+    }
+  } else if (max_tokens > 0) {
     status = engine_.Generate(request, [&](const GenerationEvent& event) -> bool {
       if (gone || writer.client_gone()) {
         gone = true;
@@ -251,6 +290,7 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
         finish_reason = "stop";
         return false;
       }
+      if (event.logprobs != nullptr) logprobs.Add(*event.logprobs);
       if (!emit(text.Push(event.token))) {
         gone = true;
         return false;
@@ -300,11 +340,10 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   const Usage usage{n_prompt, n_completion};
   metrics_.CountRequest(endpoint, 200);
   if (!params.stream) {
-    writer.Send({200,
-                 "application/json",
-                 Dump(chat ? ChatCompletionJson(meta, full_text, finish_reason, usage)
-                           : CompletionJson(meta, full_text, finish_reason, usage)),
-                 {}});
+    json body = chat ? ChatCompletionJson(meta, full_text, finish_reason, usage)
+                     : CompletionJson(meta, full_text, finish_reason, usage);
+    if (with_logprobs) body["choices"][0]["logprobs"] = logprobs.Json();
+    writer.Send({200, "application/json", Dump(body), {}});
     return;
   }
   if (gone || !begin_stream()) return;

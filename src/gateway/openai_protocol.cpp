@@ -264,6 +264,26 @@ std::optional<ApiError> ParseStop(const json& body, const RequestLimits& limits,
   return std::nullopt;
 }
 
+// Completions: `logprobs` an integer 0..5 (OpenAI's bound). Chat: `logprobs` a boolean, and
+// `top_logprobs` 0..20, which needs `logprobs: true`.
+std::optional<ApiError> ParseLogprobs(const json& j, bool chat, CompletionParams* out) {
+  std::optional<int64_t> k;
+  if (!chat) {
+    if (auto e = GetInteger(j, "logprobs", 0, 5, &k)) return e;
+    if (k) out->logprobs = static_cast<int32_t>(*k);
+    return std::nullopt;
+  }
+  bool wanted = false;
+  if (auto e = GetBool(j, "logprobs", &wanted)) return e;
+  if (auto e = GetInteger(j, "top_logprobs", 0, 20, &k)) return e;
+  if (k && !wanted) {
+    return InvalidValue("top_logprobs",
+                        "'logprobs' must be set to true when 'top_logprobs' is used.");
+  }
+  if (wanted) out->logprobs = k ? static_cast<int32_t>(*k) : 0;
+  return std::nullopt;
+}
+
 }  // namespace
 
 nlohmann::json ErrorJson(const ApiError& error) {
@@ -373,12 +393,7 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, bool chat,
       if (!suffix->get<std::string>().empty()) return Unsupported("suffix", "'suffix'");
     }
   }
-  if (const json* lp = Field(j, "logprobs")) {
-    if (chat ? !lp->is_boolean() : !lp->is_number_integer()) {
-      return InvalidType("logprobs", chat ? "a boolean" : "an integer", *lp);
-    }
-    if (chat ? lp->get<bool>() : true) return Unsupported("logprobs", "'logprobs'");
-  }
+  if (auto e = ParseLogprobs(j, chat, out)) return e;
   if (const json* bias = Field(j, "logit_bias")) {
     if (!bias->is_object()) return InvalidType("logit_bias", "an object", *bias);
     if (!bias->empty()) return Unsupported("logit_bias", "'logit_bias'");

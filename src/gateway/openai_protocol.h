@@ -41,6 +41,9 @@ struct CompletionParams {
   std::optional<std::string> prompt_text;
   std::vector<int32_t> prompt_tokens;
   bool echo = false;
+  // Log-probabilities: -1 none; k >= 0: each token's and its k most likely alternatives
+  // (completions: `logprobs` 0..5; chat: `logprobs: true` with `top_logprobs` 0..20).
+  int32_t logprobs = -1;
   // /v1/chat/completions
   std::vector<ChatMessage> messages;
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "gateway/logprob_tap.h"
 #include "model/client_head.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
@@ -101,17 +102,13 @@ SwarmView SwarmEngine::Describe() const {
   return view_;
 }
 
-absl::Status SwarmEngine::Generate(const GenerationRequest& request,
-                                   const TokenCallback& on_token) {
-  if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  const int64_t max_length = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
-  if (max_length > info_.n_ctx) {
-    return absl::InvalidArgumentError("prompt and max_tokens exceed the context length");
-  }
-  // Per request: a client head on its own backend (zero-copy views of the mapped weights), a
-  // route and a chain session. Nothing is shared between requests but the DHT node.
-  SWARM_ASSIGN_OR_RETURN(auto backend, kernels::MakeBackend(options_.backend));
-  SWARM_ASSIGN_OR_RETURN(auto head, model::ClientHead::Create(*backend, config_, client_weights_));
+absl::StatusOr<SwarmEngine::Chain> SwarmEngine::OpenChain(int64_t max_length) {
+  // Per request: nothing is shared between requests but the DHT node, the bans and what was
+  // measured of the peers.
+  Chain chain;
+  SWARM_ASSIGN_OR_RETURN(chain.backend, kernels::MakeBackend(options_.backend));
+  SWARM_ASSIGN_OR_RETURN(chain.head,
+                         model::ClientHead::Create(*chain.backend, config_, client_weights_));
   router::SwarmHopProviderOptions provider_options;
   provider_options.model_id = config_.model_id;
   provider_options.n_blocks = config_.n_layer;
@@ -122,25 +119,56 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   provider_options.context = &context_;
   provider_options.socket = socket_options_;
   provider_options.shared_bans = &bans_;
-  router::SwarmHopProvider provider(*registry_, provider_options);
-  SWARM_ASSIGN_OR_RETURN(auto hops, provider.InitialRoute());
+  chain.provider = std::make_unique<router::SwarmHopProvider>(*registry_, provider_options);
+  SWARM_ASSIGN_OR_RETURN(auto hops, chain.provider->InitialRoute());
   router::ChainOptions chain_options;
   SWARM_ASSIGN_OR_RETURN(chain_options.codec, transport::ParseCodec(options_.codec));
   chain_options.max_length = max_length;
   chain_options.min_step_timeout = std::chrono::milliseconds(options_.min_step_timeout_ms);
   chain_options.socket = socket_options_;
   chain_options.verify.share = options_.verify_share;
-  SWARM_ASSIGN_OR_RETURN(auto session,
-                         router::ChainSession::Open(context_, std::move(hops), config_.n_layer,
-                                                    config_.n_embd, chain_options, &provider));
+  SWARM_ASSIGN_OR_RETURN(chain.session, router::ChainSession::Open(
+                                            context_, std::move(hops), config_.n_layer,
+                                            config_.n_embd, chain_options, chain.provider.get()));
+  return chain;
+}
+
+void SwarmEngine::ReportChainMetrics(const router::ChainSession& session, MetricsSink* metrics) {
+  if (metrics == nullptr) return;
+  const auto& timings = session.timings();
+  for (size_t i = 0; i < timings.size() && i < session.hops().size(); ++i) {
+    if (timings[i].steps > 0) {
+      metrics->ObservePeerStep(session.hops()[i].peer_id, timings[i].seconds / timings[i].steps);
+    }
+  }
+  const router::VerificationStats& verification = session.verification();
+  for (const auto& [span, c] : verification.spans) {
+    metrics->AddVerification(absl::StrCat(span.first, "..", span.second - 1), c.verified_steps,
+                             c.unverified_steps, c.mismatches);
+  }
+  metrics->AddLiesCaught(verification.output_refused, verification.peers_banned);
+}
+
+absl::Status SwarmEngine::Generate(const GenerationRequest& request,
+                                   const TokenCallback& on_token) {
+  if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  const int64_t max_length = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (max_length > info_.n_ctx) {
+    return absl::InvalidArgumentError("prompt and max_tokens exceed the context length");
+  }
+  SWARM_ASSIGN_OR_RETURN(Chain chain, OpenChain(max_length));
+  router::ChainSession* session = chain.session.get();
 
   model::Sampler sampler(request.sampling);
   model::GenerateOptions generate_options;
   generate_options.max_new_tokens = request.max_tokens;
+  LogprobTap logprobs(request, *chain.head);
+  logprobs.Install(generate_options);
   std::vector<RouteHop> route;
   int reported_failovers = 0;
   auto stats = model::Generate(
-      request.prompt, generate_options, *head, *session, sampler, *tokenizer_, [&](int32_t token) {
+      request.prompt, generate_options, *chain.head, *session, sampler, *tokenizer_,
+      [&](int32_t token) {
         if (route.empty() || session->failovers() != reported_failovers) {
           route.clear();
           for (const router::ChainHop& hop : session->hops()) {
@@ -158,24 +186,22 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
         event.token = token;
         event.route = route;
         event.failovers = session->failovers();
+        event.logprobs = logprobs.For(token);
         return on_token(event);
       });
-  if (request.metrics != nullptr) {
-    const auto& timings = session->timings();
-    for (size_t i = 0; i < timings.size() && i < session->hops().size(); ++i) {
-      if (timings[i].steps > 0) {
-        request.metrics->ObservePeerStep(session->hops()[i].peer_id,
-                                         timings[i].seconds / timings[i].steps);
-      }
-    }
-    const router::VerificationStats& verification = session->verification();
-    for (const auto& [span, c] : verification.spans) {
-      request.metrics->AddVerification(absl::StrCat(span.first, "..", span.second - 1),
-                                       c.verified_steps, c.unverified_steps, c.mismatches);
-    }
-    request.metrics->AddLiesCaught(verification.output_refused, verification.peers_banned);
-  }
+  ReportChainMetrics(*session, request.metrics);
   return stats.ok() ? absl::OkStatus() : stats.status();
+}
+
+absl::StatusOr<std::vector<model::TokenLogprob>> SwarmEngine::Score(const ScoreRequest& request) {
+  SWARM_RETURN_IF_ERROR(ValidateScoreRequest(request, info_.n_ctx, tokenizer_->n_vocab()));
+  SWARM_ASSIGN_OR_RETURN(Chain chain, OpenChain(static_cast<int64_t>(request.tokens.size())));
+  auto scored = model::ScoreSequence(*chain.head, *chain.session, request.tokens, request.options);
+  if (request.metrics != nullptr) {
+    for (int i = 0; i < chain.session->failovers(); ++i) request.metrics->AddFailover();
+  }
+  ReportChainMetrics(*chain.session, request.metrics);
+  return scored;
 }
 
 }  // namespace swarm::gateway

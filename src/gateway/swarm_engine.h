@@ -19,12 +19,15 @@
 #include "absl/status/statusor.h"
 #include "gateway/completion_engine.h"
 #include "kernels/backend_factory.h"
+#include "model/client_head.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "registry/dht_registry.h"
 #include "router/ban_list.h"
+#include "router/chain_session.h"
 #include "router/peer_performance.h"
+#include "router/swarm_hop_provider.h"
 #include "transport/swarm_secret.h"
 #include "transport/zmq_socket.h"
 
@@ -54,11 +57,24 @@ class SwarmEngine final : public CompletionEngine {
   const ModelInfo& info() const override { return info_; }
   const model::Tokenizer& tokenizer() const override { return *tokenizer_; }
   absl::Status Generate(const GenerationRequest& request, const TokenCallback& on_token) override;
+  absl::StatusOr<std::vector<model::TokenLogprob>> Score(const ScoreRequest& request) override;
   SwarmView Describe() const override;
 
  private:
   SwarmEngine() = default;
   void RefreshLoop();
+  // What one request runs on: a client head on its own backend (zero-copy views of the mapped
+  // weights), a router and a chain session for `max_length` positions. Declared in the order
+  // they must be destroyed in reverse.
+  struct Chain {
+    std::unique_ptr<kernels::Backend> backend;
+    std::unique_ptr<model::ClientHead> head;
+    std::unique_ptr<router::SwarmHopProvider> provider;
+    std::unique_ptr<router::ChainSession> session;
+  };
+  absl::StatusOr<Chain> OpenChain(int64_t max_length);
+  // The session's peer timings and verification counts, into the request's metrics.
+  static void ReportChainMetrics(const router::ChainSession& session, MetricsSink* metrics);
 
   SwarmEngineOptions options_;
   std::unique_ptr<model::GgufFile> file_;

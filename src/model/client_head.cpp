@@ -24,13 +24,11 @@ absl::StatusOr<std::unique_ptr<ClientHead>> ClientHead::Create(kernels::Backend&
   return head;
 }
 
-absl::Status ClientHead::EnsureScratch(int64_t n_tokens) {
-  // Embedding needs [n_embd, T]; logits need [n_embd] + [n_vocab].
-  const int64_t floats = std::max(config_.n_embd * n_tokens, config_.n_embd + config_.n_vocab);
-  if (scratch_ != nullptr && scratch_tokens_ >= n_tokens) return absl::OkStatus();
+absl::Status ClientHead::EnsureScratch(int64_t floats) {
+  if (scratch_ != nullptr && scratch_floats_ >= floats) return absl::OkStatus();
   scratch_.reset();
   SWARM_ASSIGN_OR_RETURN(scratch_, backend_.Allocate(static_cast<size_t>(floats) * sizeof(float)));
-  scratch_tokens_ = n_tokens;
+  scratch_floats_ = floats;
   return absl::OkStatus();
 }
 
@@ -43,7 +41,7 @@ absl::Status ClientHead::Embed(std::span<const int32_t> tokens, float* out) {
     }
   }
   const int64_t n = static_cast<int64_t>(tokens.size());
-  SWARM_RETURN_IF_ERROR(EnsureScratch(n));
+  SWARM_RETURN_IF_ERROR(EnsureScratch(config_.n_embd * n));
   float* embd = static_cast<float*>(scratch_->data());
   backend_.GetRows(weights_.token_embd, tokens.data(), n, embd);
   SWARM_RETURN_IF_ERROR(
@@ -52,16 +50,21 @@ absl::Status ClientHead::Embed(std::span<const int32_t> tokens, float* out) {
 }
 
 absl::Status ClientHead::Logits(const float* hidden, float* logits) {
-  SWARM_RETURN_IF_ERROR(EnsureScratch(1));
-  float* x = static_cast<float*>(scratch_->data());  // [n_embd]
-  float* y = x + config_.n_embd;                     // [n_vocab]
-  const size_t hidden_bytes = static_cast<size_t>(config_.n_embd) * sizeof(float);
+  return LogitsBatch(hidden, 1, logits);
+}
+
+absl::Status ClientHead::LogitsBatch(const float* hidden, int64_t n_tokens, float* logits) {
+  if (n_tokens <= 0) return absl::InvalidArgumentError("no positions to compute logits for");
+  SWARM_RETURN_IF_ERROR(EnsureScratch((config_.n_embd + config_.n_vocab) * n_tokens));
+  float* x = static_cast<float*>(scratch_->data());  // [n_embd, n_tokens]
+  float* y = x + config_.n_embd * n_tokens;          // [n_vocab, n_tokens]
+  const size_t hidden_bytes = static_cast<size_t>(config_.n_embd * n_tokens) * sizeof(float);
   SWARM_RETURN_IF_ERROR(backend_.CopyToBackend(x, hidden, hidden_bytes));
-  backend_.RmsNorm(x, static_cast<const float*>(weights_.output_norm.data), config_.n_embd, 1,
-                   config_.rms_eps, x);
-  backend_.MatMul(weights_.output, x, 1, y);
-  SWARM_RETURN_IF_ERROR(
-      backend_.CopyToHost(logits, y, static_cast<size_t>(config_.n_vocab) * sizeof(float)));
+  backend_.RmsNorm(x, static_cast<const float*>(weights_.output_norm.data), config_.n_embd,
+                   n_tokens, config_.rms_eps, x);
+  backend_.MatMul(weights_.output, x, n_tokens, y);
+  SWARM_RETURN_IF_ERROR(backend_.CopyToHost(
+      logits, y, static_cast<size_t>(config_.n_vocab * n_tokens) * sizeof(float)));
   return backend_.Synchronize();
 }
 

@@ -25,6 +25,9 @@ class ClientHead {
   absl::Status Embed(std::span<const int32_t> tokens, float* out);
   // hidden: [n_embd] host (the last position's final hidden state); logits: [n_vocab] host.
   absl::Status Logits(const float* hidden, float* logits);
+  // Every position's logits in one pass (one matrix product over all of them, as a prompt step
+  // runs its blocks): hidden: [n_embd, n_tokens] host; logits: [n_vocab, n_tokens] host.
+  absl::Status LogitsBatch(const float* hidden, int64_t n_tokens, float* logits);
   // The caller is about to wait for peers: the backend's helper threads sleep now (Backend::Park).
   void ParkThreads() { backend_.Park(); }
 
@@ -35,14 +38,15 @@ class ClientHead {
  private:
   ClientHead(kernels::Backend& backend, const ModelConfig& config)
       : backend_(backend), config_(config) {}
-  absl::Status EnsureScratch(int64_t n_tokens);
+  absl::Status EnsureScratch(int64_t floats);
 
   kernels::Backend& backend_;
   ModelConfig config_;
   ClientWeights weights_;
   std::vector<std::unique_ptr<kernels::Buffer>> weight_storage_;
-  std::unique_ptr<kernels::Buffer> scratch_;  // embeddings [n_embd, T], or hidden + logits
-  int64_t scratch_tokens_ = 0;
+  // embeddings [n_embd, T], or hidden [n_embd, T] + logits [n_vocab, T]
+  std::unique_ptr<kernels::Buffer> scratch_;
+  int64_t scratch_floats_ = 0;
 };
 
 }  // namespace swarm::model

@@ -33,7 +33,11 @@ absl::StatusOr<GenerationStats> Generate(std::span<const int32_t> prompt,
     // While the peers compute, the head's spinning threads would only take CPU from them.
     if (blocks.waits_on_peers()) head.ParkThreads();
     SWARM_RETURN_IF_ERROR(blocks.Forward(n_tokens, hidden.data(), hidden.data()));
+    if (i == 0 && options.on_prompt_hidden) {
+      SWARM_RETURN_IF_ERROR(options.on_prompt_hidden(hidden.data(), n_tokens));
+    }
     SWARM_RETURN_IF_ERROR(head.Logits(hidden.data() + (n_tokens - 1) * n_embd, logits.data()));
+    if (options.on_logits) options.on_logits(logits);
     const int32_t token = sampler.Sample(logits, history);
     if (i == 0) {
       stats.prompt_seconds = SecondsSince(start);

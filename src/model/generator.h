@@ -28,6 +28,11 @@ class BlockPipeline {
 struct GenerateOptions {
   int64_t max_new_tokens = 128;
   bool stop_at_end_of_generation = true;  // stop on EOS/EOT (the token is not reported)
+  // Optional observers (log-probabilities). on_prompt_hidden: once, with the final hidden states
+  // of every prompt position ([n_embd, prompt.size()] host) from the prompt's forward step; an
+  // error ends the generation. on_logits: each step's logits ([n_vocab]) before sampling.
+  std::function<absl::Status(const float* hidden, int64_t n_tokens)> on_prompt_hidden;
+  std::function<void(std::span<const float> logits)> on_logits;
 };
 
 struct GenerationStats {

@@ -51,6 +51,53 @@ await check("streamed completion is the reference text", async () => {
   assert.equal(text, reference);
 });
 
+await check("completion with echo and logprobs, max_tokens 0, scores the prompt", async () => {
+  const prompt = "Once upon a time there was a girl";
+  const scored = await client.completions.create({
+    model, prompt, max_tokens: 0, echo: true, logprobs: 2,
+  });
+  const lp = scored.choices[0].logprobs;
+  assert.equal(scored.choices[0].text, prompt);
+  assert.equal(lp.tokens.length, scored.usage.prompt_tokens);
+  assert.equal(lp.token_logprobs.length, lp.tokens.length);
+  assert.equal(lp.text_offset.length, lp.tokens.length);
+  assert.equal(lp.token_logprobs[0], null);
+  assert.equal(lp.top_logprobs[0], null);
+  for (let i = 1; i < lp.tokens.length; i += 1) {
+    assert.ok(lp.token_logprobs[i] < 0, `token ${i}: ${lp.token_logprobs[i]}`);
+    assert.ok(Object.keys(lp.top_logprobs[i]).length <= 2);
+  }
+  // Generating after the same prompt: the echoed part's numbers are the same.
+  const generated = await client.completions.create({
+    model, prompt, max_tokens: 4, temperature: 0, echo: true, logprobs: 2,
+  });
+  const glp = generated.choices[0].logprobs;
+  assert.equal(glp.tokens.length, lp.tokens.length + 4);
+  for (let i = 1; i < lp.tokens.length; i += 1) {
+    assert.ok(Math.abs(glp.token_logprobs[i] - lp.token_logprobs[i]) < 1e-4);
+  }
+});
+
+await check("chat completion with logprobs and top_logprobs", async () => {
+  const chat = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0,
+    logprobs: true, top_logprobs: 3,
+  });
+  const content = chat.choices[0].logprobs.content;
+  assert.ok(content.length >= 1);
+  for (const e of content) {
+    assert.equal(typeof e.token, "string");
+    assert.ok(e.logprob <= 0);
+    assert.ok(Array.isArray(e.bytes));
+    assert.equal(e.top_logprobs.length, 3);
+    assert.equal(e.top_logprobs[0].logprob, e.logprob);  // greedy: the likeliest token
+  }
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: "user", content: "Hi" }],
+      logprobs: true, top_logprobs: 21 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "top_logprobs");
+});
+
 // stories260K has no chat template, so the gateway renders the plain one: BOS, then
 // "User: {content}\nAssistant:", and the reply ends at the next "\nUser:". The chat's answer is
 // that completion, without the space it starts with.

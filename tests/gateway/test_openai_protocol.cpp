@@ -110,7 +110,9 @@ TEST(OpenAiProtocol, RejectsWhatItCannotDo) {
   const std::vector<Case> cases = {
       {R"({"prompt": "x", "n": 2})", false, "n", "unsupported_parameter"},
       {R"({"prompt": "x", "best_of": 3})", false, "best_of", "unsupported_parameter"},
-      {R"({"prompt": "x", "logprobs": 2})", false, "logprobs", "unsupported_parameter"},
+      {R"({"prompt": "x", "logprobs": 6})", false, "logprobs", "integer_above_max_value"},
+      {R"({"prompt": "x", "logprobs": -1})", false, "logprobs", "integer_below_min_value"},
+      {R"({"prompt": "x", "logprobs": true})", false, "logprobs", "invalid_type"},
       {R"({"prompt": "x", "suffix": "end"})", false, "suffix", "unsupported_parameter"},
       {R"({"prompt": "x", "logit_bias": {"5": 10}})", false, "logit_bias", "unsupported_parameter"},
       {R"({"prompt": "x", "max_tokens": 513})", false, "max_tokens", "integer_above_max_value"},
@@ -132,8 +134,13 @@ TEST(OpenAiProtocol, RejectsWhatItCannotDo) {
       {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", true,
        "messages[0].content[0].type", "unsupported_parameter"},
       {R"({"messages": "hi"})", true, "messages", "invalid_type"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", true, "logprobs",
-       "unsupported_parameter"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": 1})", true, "logprobs",
+       "invalid_type"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true,
+           "top_logprobs": 21})",
+       true, "top_logprobs", "integer_above_max_value"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", true,
+       "top_logprobs", "invalid_value"},
       {R"({"messages": [{"role": "user", "content": "x"}],
            "response_format": {"type": "json_object"}})",
        true, "response_format", "unsupported_parameter"},
@@ -267,6 +274,18 @@ TEST(Metrics, ReplaceGaugeDropsGoneSeries) {
   const std::string text = m.Render();
   EXPECT_NE(text.find("swarm_peers{state=\"online\"} 2\n"), std::string::npos);
   EXPECT_EQ(text.find("joining"), std::string::npos);
+}
+
+TEST(OpenAiProtocol, ParsesLogprobs) {
+  EXPECT_EQ(Parse(R"({"prompt": "x"})", false).logprobs, -1);
+  EXPECT_EQ(Parse(R"({"prompt": "x", "logprobs": 0})", false).logprobs, 0);
+  EXPECT_EQ(Parse(R"({"prompt": "x", "logprobs": 5, "echo": true})", false).logprobs, 5);
+  EXPECT_EQ(Parse(R"({"prompt": "x", "logprobs": null})", false).logprobs, -1);
+  const std::string chat = R"({"messages": [{"role": "user", "content": "x"}])";
+  EXPECT_EQ(Parse(chat + "}", true).logprobs, -1);
+  EXPECT_EQ(Parse(chat + R"(, "logprobs": false})", true).logprobs, -1);
+  EXPECT_EQ(Parse(chat + R"(, "logprobs": true})", true).logprobs, 0);
+  EXPECT_EQ(Parse(chat + R"(, "logprobs": true, "top_logprobs": 20})", true).logprobs, 20);
 }
 
 }  // namespace
