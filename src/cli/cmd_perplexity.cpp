@@ -106,6 +106,10 @@ int RunPerplexity(const PerplexityFlags& flags) {
   }
   int64_t n_chunk = static_cast<int64_t>(tokens.size()) / n_ctx;
   if (flags.chunks >= 0) n_chunk = std::min(n_chunk, flags.chunks);
+  if (n_chunk == 0) {
+    std::fprintf(stderr, "error: --chunks 0 leaves nothing to evaluate\n");
+    return 2;
+  }
   const int64_t batch = std::min(flags.batch, n_ctx);
   const int64_t first = n_ctx / 2;
   std::fprintf(stderr,
