@@ -26,5 +26,6 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code);
 void AddLinkEmulatorCommand(CLI::App& app, ExitCode& exit_code);
 void AddDemoCommand(CLI::App& app, ExitCode& exit_code);
 void AddSecretCommand(CLI::App& app, ExitCode& exit_code);
+void AddChatCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli
