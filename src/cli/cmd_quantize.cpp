@@ -26,11 +26,15 @@ int RunQuantize(const QuantizeFlags& flags) {
   if (!flags.quiet) {
     options.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   }
+  // Exit 2: TYPE is not a scheme, or needs a type this build cannot write; 1: the files.
+  if (auto scheme = model::ParseQuantScheme(flags.type); !scheme.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(scheme.status().message()).c_str());
+    return 2;
+  }
   auto report = model::QuantizeModel(flags.in_path, flags.out_path, options);
   if (!report.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(report.status().message()).c_str());
-    return absl::IsInvalidArgument(report.status()) || absl::IsUnimplemented(report.status()) ? 2
-                                                                                              : 1;
+    return absl::IsUnimplemented(report.status()) ? 2 : 1;
   }
   int fallbacks = 0;
   for (const model::QuantizedTensor& t : report->tensors) fallbacks += !t.fallback.empty();

@@ -271,12 +271,15 @@ TEST_F(QuantizeCli, BadInputGivesAClearError) {
 
   r = Run("quantize '" + dir_->File("missing.gguf") + "' '" + dir_->File("y.gguf") + "' Q8_0");
   EXPECT_EQ(r.status, 1);
+  r = Run("quantize /dev/null '" + dir_->File("y.gguf") + "' Q8_0");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, HasSubstr("error: "));
 
   // A quantized source is refused (requantizing loses precision).
   const std::string q8 = dir_->File("src-q8.gguf");
   ASSERT_EQ(Quantize("Q8_0", q8).status, 0);
   r = Run("quantize '" + q8 + "' '" + dir_->File("z.gguf") + "' Q4_0");
-  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, HasSubstr("reads F32, F16 or BF16 models"));
 }
 
