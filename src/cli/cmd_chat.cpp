@@ -219,7 +219,7 @@ int RunChat(const ChatFlags& flags) {
   auto swarm_secret = LoadChainSecret(flags.chain);
   if (!swarm_secret.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(swarm_secret.status().message()).c_str());
-    return absl::IsInvalidArgument(swarm_secret.status()) ? 2 : 1;
+    return flags.chain.in_process() ? 2 : 1;  // 2: a secret without peers; 1: an unusable file
   }
   auto local = shard::LocalModel::Load(flags.model_path, flags.backend, flags.chain.in_process(),
                                        flags.cache_types.Types());
