@@ -22,6 +22,7 @@ PACKAGES=(
   clang clang-format           # CI: the -Wthread-safety build and the format check
   libclang-rt-14-dev          # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   chromium                    # headless browser: the dashboard test renders the page
+  tmux                        # the `swarm chat` tests type into a terminal and read it back
 )
 
 missing=()

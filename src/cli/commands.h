@@ -27,5 +27,7 @@ void AddLinkEmulatorCommand(CLI::App& app, ExitCode& exit_code);
 void AddDemoCommand(CLI::App& app, ExitCode& exit_code);
 void AddSecretCommand(CLI::App& app, ExitCode& exit_code);
 void AddPerplexityCommand(CLI::App& app, ExitCode& exit_code);
+void AddChatCommand(CLI::App& app, ExitCode& exit_code);
+void AddQuantizeCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   swarm::cli::AddDemoCommand(app, exit_code);
   swarm::cli::AddSecretCommand(app, exit_code);
   swarm::cli::AddPerplexityCommand(app, exit_code);
+  swarm::cli::AddChatCommand(app, exit_code);
+  swarm::cli::AddQuantizeCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
