@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/absl_compat.h"
 #include "base/checked_math.h"
+#include "kernels/block_lowbit.h"
 
 namespace swarm::kernels {
 
@@ -25,6 +26,12 @@ absl::StatusOr<TypeTraits> GetTypeTraits(uint32_t type_id) {
       return TypeTraits{"q6_K", kQK_K, sizeof(BlockQ6_K)};
     case GgmlType::kQ8_K:
       return TypeTraits{"q8_K", kQK_K, sizeof(BlockQ8_K)};
+    case GgmlType::kQ2_K:
+      return TypeTraits{"q2_K", kQK_K, sizeof(BlockQ2_K)};
+    case GgmlType::kQ3_K:
+      return TypeTraits{"q3_K", kQK_K, sizeof(BlockQ3_K)};
+    case GgmlType::kIQ4_XS:
+      return TypeTraits{"iq4_xs", kQK_K, sizeof(BlockIQ4_XS)};
   }
   return absl::InvalidArgumentError(absl::StrCat("unsupported tensor type id ", type_id));
 }
@@ -44,12 +51,14 @@ absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n) {
 
 absl::StatusOr<GgmlType> ParseGgmlType(std::string_view name) {
   const std::string lower = absl::AsciiStrToLower(ToAbsl(name));
-  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0,
-                     GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+  for (GgmlType t :
+       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
+        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     if (absl::AsciiStrToLower(ToAbsl(GgmlTypeName(t))) == lower) return t;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown weight type '", ToAbsl(name),
-                                                 "' (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown weight type '", ToAbsl(name),
+                   "' (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q2_k, q3_k, iq4_xs)"));
 }
 
 std::string_view GgmlTypeName(GgmlType type) {

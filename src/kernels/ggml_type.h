@@ -16,9 +16,12 @@ enum class GgmlType : uint32_t {
   kF16 = 1,
   kQ4_0 = 2,
   kQ8_0 = 8,
+  kQ2_K = 10,  // blocks in block_lowbit.h
+  kQ3_K = 11,
   kQ4_K = 12,
   kQ6_K = 14,
   kQ8_K = 15,  // activations only (K-quant dot products)
+  kIQ4_XS = 23,
   kBF16 = 30,
 };
 
@@ -79,7 +82,7 @@ inline absl::StatusOr<TypeTraits> GetTypeTraits(GgmlType type) {
 // overflows.
 absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n);
 
-// Parses "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" (case-insensitive).
+// Parses a type name as GgmlTypeName spells it (case-insensitive): "f32", "q4_k", "iq4_xs", ...
 absl::StatusOr<GgmlType> ParseGgmlType(std::string_view name);
 std::string_view GgmlTypeName(GgmlType type);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/half.h"
+#include "kernels/block_lowbit.h"
 
 namespace swarm::kernels {
 namespace {
@@ -534,6 +535,12 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
       return DequantizeQ6_K(static_cast<const BlockQ6_K*>(src), dst, n / kQK_K);
     case GgmlType::kQ8_K:
       return DequantizeQ8_K(static_cast<const BlockQ8_K*>(src), dst, n / kQK_K);
+    case GgmlType::kQ2_K:
+      return DequantizeQ2_K(static_cast<const BlockQ2_K*>(src), dst, n / kQK_K);
+    case GgmlType::kQ3_K:
+      return DequantizeQ3_K(static_cast<const BlockQ3_K*>(src), dst, n / kQK_K);
+    case GgmlType::kIQ4_XS:
+      return DequantizeIQ4_XS(static_cast<const BlockIQ4_XS*>(src), dst, n / kQK_K);
   }
   // An id outside the enum: callers validate types first; produce a defined result anyway.
   std::fill(dst, dst + n, 0.0f);
@@ -564,6 +571,12 @@ void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n) {
       return QuantizeQ6_K(src, static_cast<BlockQ6_K*>(dst), n / kQK_K);
     case GgmlType::kQ8_K:
       return QuantizeQ8_K(src, static_cast<BlockQ8_K*>(dst), n / kQK_K);
+    case GgmlType::kQ2_K:
+      return QuantizeQ2_K(src, static_cast<BlockQ2_K*>(dst), n / kQK_K);
+    case GgmlType::kQ3_K:
+      return QuantizeQ3_K(src, static_cast<BlockQ3_K*>(dst), n / kQK_K);
+    case GgmlType::kIQ4_XS:
+      return QuantizeIQ4_XS(src, static_cast<BlockIQ4_XS*>(dst), n / kQK_K);
   }
 }
 
@@ -592,6 +605,9 @@ GgmlType VecDotType(GgmlType weight_type) {
       return GgmlType::kQ8_0;
     case GgmlType::kQ4_K:
     case GgmlType::kQ6_K:
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K:
+    case GgmlType::kIQ4_XS:
       return GgmlType::kQ8_K;
     default:
       return GgmlType::kF32;
@@ -612,6 +628,15 @@ float VecDotQuantizedReference(GgmlType type, const void* row, const void* x_qua
     case GgmlType::kQ6_K:
       return VecDotQ6_KQ8_K(static_cast<const BlockQ6_K*>(row),
                             static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);
+    case GgmlType::kQ2_K:
+      return VecDotQ2_KQ8_K(static_cast<const BlockQ2_K*>(row),
+                            static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);
+    case GgmlType::kQ3_K:
+      return VecDotQ3_KQ8_K(static_cast<const BlockQ3_K*>(row),
+                            static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);
+    case GgmlType::kIQ4_XS:
+      return VecDotIQ4_XSQ8_K(static_cast<const BlockIQ4_XS*>(row),
+                              static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);
     default:
       // Float weight types take float activations (VecDotType is F32).
       return DotRowReference(type, row, static_cast<const float*>(x_quant), n);

@@ -23,6 +23,9 @@ bool IsWeightType(GgmlType type) {
     case GgmlType::kQ4_0:
     case GgmlType::kQ4_K:
     case GgmlType::kQ6_K:
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K:
+    case GgmlType::kIQ4_XS:
       return true;
     default:
       return false;

@@ -60,6 +60,9 @@ bool IsWeightType(GgmlType t) {
     case GgmlType::kQ4_0:
     case GgmlType::kQ4_K:
     case GgmlType::kQ6_K:
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K:
+    case GgmlType::kIQ4_XS:
       return true;
     default:
       return false;
@@ -81,6 +84,12 @@ uint32_t FileType(GgmlType t) {
       return 14;  // Q4_K_S
     case GgmlType::kQ6_K:
       return 18;
+    case GgmlType::kQ2_K:
+      return 10;
+    case GgmlType::kQ3_K:
+      return 11;  // Q3_K_S
+    case GgmlType::kIQ4_XS:
+      return 30;
     case GgmlType::kBF16:
       return 32;
     default:

@@ -42,6 +42,18 @@ constexpr Golden kGolden[] = {
     {GgmlType::kQ8_K, 1, 0x30433469f580cd44ull, 0x00000000u},
     {GgmlType::kQ8_K, 2, 0xd3cba008064b3d58ull, 0x00000000u},
     {GgmlType::kQ8_K, 3, 0x36bedb37f1b1fb9bull, 0x00000000u},
+    {GgmlType::kQ2_K, 0, 0x9572e1699a57fbd7ull, 0xc18a1c64u},
+    {GgmlType::kQ2_K, 1, 0x0d945012a1c1629full, 0xbe20de36u},
+    {GgmlType::kQ2_K, 2, 0xa0847ddc94b3ec1cull, 0x41caaf99u},
+    {GgmlType::kQ2_K, 3, 0xaeafd8ffc5df94bfull, 0xc1be3aacu},
+    {GgmlType::kQ3_K, 0, 0x20afd8ec77ec39efull, 0x3eeaf3b0u},
+    {GgmlType::kQ3_K, 1, 0xec4d60367fc1546aull, 0xbe470029u},
+    {GgmlType::kQ3_K, 2, 0xf6dbb1aeb76cdbf5ull, 0x421c5cf8u},
+    {GgmlType::kQ3_K, 3, 0x7b6838990abe7ed7ull, 0xc24ffbeeu},
+    {GgmlType::kIQ4_XS, 0, 0x821cc734f2c4e976ull, 0xc0298c70u},
+    {GgmlType::kIQ4_XS, 1, 0x95c86031fec6395aull, 0xbda97db1u},
+    {GgmlType::kIQ4_XS, 2, 0x8a18258cf5f57810ull, 0x4208d042u},
+    {GgmlType::kIQ4_XS, 3, 0xe643a2997b538e82ull, 0xc286dff3u},
     // clang-format on
 };
 

@@ -8,6 +8,7 @@
 #include "base/half.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/matmul_lowbit.h"
 #include "kernels/quant_reference.h"
 
 namespace swarm::kernels::cpu {
@@ -318,6 +319,9 @@ KernelTable GenericKernelTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQuant<GgmlType::kQ4_0>;
   t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQuant<GgmlType::kQ4_K>;
   t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQuant<GgmlType::kQ6_K>;
+  for (GgmlType lt : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
+    t.matmul[MatMulSlot(lt)] = LowBitMatMulGeneric(lt);
+  }
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

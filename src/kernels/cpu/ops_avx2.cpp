@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/matmul_lowbit.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace swarm::kernels::cpu::avx2 {
@@ -221,6 +222,9 @@ KernelTable MakeTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0;
   t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQ4_K;
   t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_K;
+  for (GgmlType lt : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
+    t.matmul[MatMulSlot(lt)] = LowBitMatMulAvx2(lt);
+  }
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;

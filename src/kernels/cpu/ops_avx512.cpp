@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/matmul_lowbit.h"
 #include "kernels/cpu/simd_avx512.h"  // first: brings in immintrin.h
 
 namespace swarm::kernels::cpu::avx512 {
@@ -353,6 +354,9 @@ KernelTable MakeTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0;
   t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQ4_K;
   t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_K;
+  for (GgmlType lt : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
+    t.matmul[MatMulSlot(lt)] = LowBitMatMulAvx512(lt);
+  }
   t.matmul_packed[MatMulSlot(GgmlType::kF32)] = MatMulF32Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kF16)] = MatMulF16Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kBF16)] = MatMulBF16Panels;

@@ -41,6 +41,9 @@ static_assert(static_cast<uint32_t>(WType::kQ8_0) == static_cast<uint32_t>(GgmlT
 static_assert(static_cast<uint32_t>(WType::kQ4_0) == static_cast<uint32_t>(GgmlType::kQ4_0));
 static_assert(static_cast<uint32_t>(WType::kQ4_K) == static_cast<uint32_t>(GgmlType::kQ4_K));
 static_assert(static_cast<uint32_t>(WType::kQ6_K) == static_cast<uint32_t>(GgmlType::kQ6_K));
+static_assert(static_cast<uint32_t>(WType::kQ2_K) == static_cast<uint32_t>(GgmlType::kQ2_K));
+static_assert(static_cast<uint32_t>(WType::kQ3_K) == static_cast<uint32_t>(GgmlType::kQ3_K));
+static_assert(static_cast<uint32_t>(WType::kIQ4_XS) == static_cast<uint32_t>(GgmlType::kIQ4_XS));
 
 namespace {
 
@@ -66,6 +69,12 @@ bool WeightLayout(GgmlType type, int64_t* block, int64_t* bytes) {
       return *block = 256, *bytes = 144, true;
     case GgmlType::kQ6_K:
       return *block = 256, *bytes = 210, true;
+    case GgmlType::kQ2_K:
+      return *block = 256, *bytes = 84, true;
+    case GgmlType::kQ3_K:
+      return *block = 256, *bytes = 110, true;
+    case GgmlType::kIQ4_XS:
+      return *block = 256, *bytes = 136, true;
     case GgmlType::kQ8_K:
       break;
   }

@@ -172,3 +172,5 @@ struct Quant<WType::kBF16, kFloatRun> : FloatQuant<WType::kBF16, kFloatRun> {};
 inline bool FloatRunOf4(int64_t n_in) { return n_in % 4 == 0; }
 
 }  // namespace swarm::kernels::gpu
+
+#include "kernels/cuda/dequantize_lowbit.cuh"  // Q2_K, Q3_K, IQ4_XS

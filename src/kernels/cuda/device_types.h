@@ -13,8 +13,11 @@ enum class WType : uint32_t {
   kF16 = 1,
   kQ4_0 = 2,
   kQ8_0 = 8,
+  kQ2_K = 10,
+  kQ3_K = 11,
   kQ4_K = 12,
   kQ6_K = 14,
+  kIQ4_XS = 23,
   kBF16 = 30,
 };
 

@@ -31,6 +31,12 @@ cudaError_t DispatchWeightType(WType type, int64_t n_in, F&& f) {
       return f(QuantTag<Quant<WType::kQ4_K>>{});
     case WType::kQ6_K:
       return f(QuantTag<Quant<WType::kQ6_K>>{});
+    case WType::kQ2_K:
+      return f(QuantTag<Quant<WType::kQ2_K>>{});
+    case WType::kQ3_K:
+      return f(QuantTag<Quant<WType::kQ3_K>>{});
+    case WType::kIQ4_XS:
+      return f(QuantTag<Quant<WType::kIQ4_XS>>{});
   }
   return cudaErrorInvalidValue;
 }

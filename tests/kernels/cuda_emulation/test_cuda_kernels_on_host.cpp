@@ -58,11 +58,11 @@ HostWeight MakeWeight(PortableRandom& rng, GgmlType type, int64_t n_in, int64_t 
   return w;
 }
 
-constexpr GgmlType kAllTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,
-                                  GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
-                                  GgmlType::kQ6_K};
+constexpr GgmlType kAllTypes[] = {
+    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
+    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS};
 
-bool IsKQuant(GgmlType type) { return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K; }
+bool IsKQuant(GgmlType type) { return GetTypeTraits(type).value().block_size == kQK_K; }
 
 class CudaKernelsOnHostTest : public ::testing::Test {
  protected:

@@ -46,6 +46,12 @@ int main(int argc, char** argv) {
       {"kQ6_K", "quantize_row_q6_K_ref", "ggml_vec_dot_q6_K_q8_K_generic", "quantize_row_q8_K_ref",
        210, 256, 292, 256},
       {"kQ8_K", "quantize_row_q8_K_ref", nullptr, nullptr, 292, 256, 0, 0},
+      {"kQ2_K", "quantize_row_q2_K_ref", "ggml_vec_dot_q2_K_q8_K_generic", "quantize_row_q8_K_ref",
+       84, 256, 292, 256},
+      {"kQ3_K", "quantize_row_q3_K_ref", "ggml_vec_dot_q3_K_q8_K_generic", "quantize_row_q8_K_ref",
+       110, 256, 292, 256},
+      {"kIQ4_XS", "quantize_row_iq4_xs_ref", "ggml_vec_dot_iq4_xs_q8_K_generic",
+       "quantize_row_q8_K_ref", 136, 256, 292, 256},
   };
   using swarm::kernels::testing::Fnv1a64;
   using swarm::kernels::testing::InputKind;
