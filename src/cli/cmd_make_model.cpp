@@ -140,7 +140,8 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->add_option("--arch", flags->arch, "llama or qwen2")
       ->capture_default_str()
       ->check(CLI::IsMember({"llama", "qwen2"}));
-  cmd->add_option("--type", flags->type, "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+  cmd->add_option("--type", flags->type,
+                  "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q5_k, q6_k")
       ->capture_default_str();
   cmd->add_option("--seed", flags->seed, "Random seed")->capture_default_str();
   cmd->add_option("--vocab", flags->vocab_path,

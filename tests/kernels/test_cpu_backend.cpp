@@ -51,7 +51,8 @@ INSTANTIATE_TEST_SUITE_P(Cpu, BackendConformanceTest, ::testing::ValuesIn(Confor
 // ---- helpers ---------------------------------------------------------------------------------
 
 constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                               GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+                               GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
+                               GgmlType::kQ5_0, GgmlType::kQ5_K};
 
 struct HostMatrix {
   std::vector<uint8_t> bytes;

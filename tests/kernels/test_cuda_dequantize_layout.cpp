@@ -21,9 +21,11 @@ namespace {
 
 TEST(CudaDequantizeLayout, MatchesTheReferenceBitForBit) {
   const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
+                            GgmlType::kQ5_0, GgmlType::kQ5_K};
   for (GgmlType type : types) {
-    const bool k_quant = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K;
+    const bool k_quant =
+        type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K;
     std::vector<int64_t> lengths = {k_quant ? 256 : 32, k_quant ? 1024 : 96};
     if (type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16) {
       lengths.push_back(66);  // not a multiple of 4: one-element chunks

@@ -84,7 +84,7 @@ inline int X8LaneOffset(int order) { return order == kX8LanesQ8_0 ? 128 : 8; }
 
 // The activation group size a quantized weight type's kernels expect.
 inline int64_t X8Group(GgmlType type) {
-  return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K ? 256 : 32;
+  return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K ? 256 : 32;
 }
 
 inline int X8LaneOrder(GgmlType type) {
@@ -164,11 +164,11 @@ struct KernelTable {
   // Whether the Q8_0/Q4_0 kernels read the X8 lane section (the quantizer must then fill it).
   bool x8_lanes = false;
   // Indexed by MatMulSlot(type); null for types the table lacks.
-  MatMulFn matmul[7] = {};
+  MatMulFn matmul[10] = {};
   // Products over weights in the backend's own layout of their type (CpuLayoutOf), by
   // MatMulSlot(type). Where a type has one, the backend's PrepareWeight rewrites that type's
   // weights into that layout.
-  MatMulFn matmul_packed[7] = {};
+  MatMulFn matmul_packed[10] = {};
   QuantizeX8Fn quantize_x8 = nullptr;
   // One token: y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (y may alias x).
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps, float* y) = nullptr;
@@ -196,6 +196,12 @@ inline int MatMulSlot(GgmlType type) {
       return 5;
     case GgmlType::kQ6_K:
       return 6;
+    case GgmlType::kQ4_1:
+      return 7;
+    case GgmlType::kQ5_0:
+      return 8;
+    case GgmlType::kQ5_K:
+      return 9;
     default:
       return -1;
   }
@@ -218,7 +224,8 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
 
 inline bool UsesX8(GgmlType type) {
   return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K ||
-         type == GgmlType::kQ6_K;
+         type == GgmlType::kQ6_K || type == GgmlType::kQ4_1 || type == GgmlType::kQ5_0 ||
+         type == GgmlType::kQ5_K;
 }
 
 const KernelTable& GenericKernels();

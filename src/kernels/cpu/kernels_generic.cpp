@@ -318,6 +318,9 @@ KernelTable GenericKernelTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_0)] = MatMulQuant<GgmlType::kQ4_0>;
   t.matmul[MatMulSlot(GgmlType::kQ4_K)] = MatMulQuant<GgmlType::kQ4_K>;
   t.matmul[MatMulSlot(GgmlType::kQ6_K)] = MatMulQuant<GgmlType::kQ6_K>;
+  t.matmul[MatMulSlot(GgmlType::kQ4_1)] = generic::MatMulQ4_1;
+  t.matmul[MatMulSlot(GgmlType::kQ5_0)] = generic::MatMulQ5_0;
+  t.matmul[MatMulSlot(GgmlType::kQ5_K)] = generic::MatMulQ5_K;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

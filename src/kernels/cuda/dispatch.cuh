@@ -31,6 +31,12 @@ cudaError_t DispatchWeightType(WType type, int64_t n_in, F&& f) {
       return f(QuantTag<Quant<WType::kQ4_K>>{});
     case WType::kQ6_K:
       return f(QuantTag<Quant<WType::kQ6_K>>{});
+    case WType::kQ4_1:
+      return f(QuantTag<Quant<WType::kQ4_1>>{});
+    case WType::kQ5_0:
+      return f(QuantTag<Quant<WType::kQ5_0>>{});
+    case WType::kQ5_K:
+      return f(QuantTag<Quant<WType::kQ5_K>>{});
   }
   return cudaErrorInvalidValue;
 }

@@ -1,0 +1,27 @@
+// AVX-512 table's matrix products of Q4_1, Q5_0 and Q5_K weights (the kernels are in
+// matmul_quant_ext_x86.inc, compiled here with the AVX-512 flags: 256-bit vectors,
+// EVEX-encoded; a 512-bit version is not written yet).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/cpu/kernels_isa.h"
+
+namespace swarm::kernels::cpu::avx512 {
+namespace {
+#include "kernels/cpu/matmul_quant_ext_x86.inc"
+}  // namespace
+
+void MatMulQ4_1(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  ext::Drive<ext::Q4_1Kernel>(a, r0, r1);
+}
+void MatMulQ5_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  ext::Drive<ext::Q5_0Kernel>(a, r0, r1);
+}
+void MatMulQ5_K(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  ext::Drive<ext::Q5KKernel>(a, r0, r1);
+}
+
+}  // namespace swarm::kernels::cpu::avx512
