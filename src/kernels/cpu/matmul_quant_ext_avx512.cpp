@@ -15,7 +15,6 @@ namespace swarm::kernels::cpu::avx512 {
 namespace {
 #include "kernels/cpu/matmul_quant_ext_x86.inc"
 
-using ext::FifthBits32;
 using ext::FifthBitsK;
 using ext::Half;
 using ext::Load256;
@@ -44,14 +43,6 @@ struct Q32 {
   static constexpr bool kQ4_1 = kType == GgmlType::kQ4_1;
   static constexpr int64_t kBlockBytes =
       kQ4_1 ? int64_t{sizeof(BlockQ4_1)} : int64_t{sizeof(BlockQ5_0)};
-  // The block's 32 unsigned quants (Q5_0: with the fifth bit), elements in order.
-  static __m256i Quants(const uint8_t* blk) {
-    if constexpr (kQ4_1) {
-      return Nibbles32(blk + 4);
-    } else {
-      return _mm256_or_si256(Nibbles32(blk + 6), FifthBits32(LoadU32(blk + 2)));
-    }
-  }
 };
 
 template <GgmlType kType, int R, int C>
@@ -94,9 +85,18 @@ void TileQ32(const MatMulArgs& a, int64_t r, int64_t t) {
     for (int i = 0; i < R; ++i) {
       const uint8_t* blk = rows[i] + b * W::kBlockBytes;
       PrefetchIfStreaming<C>(blk, (pair ? 2 : 1) * W::kBlockBytes);
-      const __m256i q0 = W::Quants(blk);
-      const __m256i q1 = pair ? W::Quants(blk + W::kBlockBytes) : _mm256_setzero_si256();
-      const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+      __m512i wv;
+      if constexpr (W::kQ4_1) {
+        const __m256i q1 = pair ? Nibbles32(blk + W::kBlockBytes + 4) : _mm256_setzero_si256();
+        wv = _mm512_inserti64x4(_mm512_castsi256_si512(Nibbles32(blk + 4)), q1, 1);
+      } else {
+        // The two blocks' 64 fifth bits are a byte mask: 16 where set.
+        const __m256i q1 = pair ? Nibbles32(blk + W::kBlockBytes + 6) : _mm256_setzero_si256();
+        const uint64_t bits =
+            LoadU32(blk + 2) | (pair ? uint64_t{LoadU32(blk + W::kBlockBytes + 2)} << 32 : 0);
+        wv = _mm512_or_si512(_mm512_inserti64x4(_mm512_castsi256_si512(Nibbles32(blk + 6)), q1, 1),
+                             _mm512_maskz_mov_epi8(_cvtu64_mask64(bits), _mm512_set1_epi8(16)));
+      }
       const uint16_t d1 = pair ? LoadU16(blk + W::kBlockBytes) : uint16_t{0};
       const __m512 dw =
           _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
