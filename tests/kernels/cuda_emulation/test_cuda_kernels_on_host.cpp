@@ -83,7 +83,7 @@ TEST_F(CudaKernelsOnHostTest, MatVecEveryTypeThreadsPerRowAndTokenBlock) {
     std::vector<int64_t> lengths;
     if (IsKQuant(type)) {
       lengths = {256, 1024, 4096};
-    } else if (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0) {
+    } else if (GetTypeTraits(type).value().block_size == 32) {  // Q8_0, Q4_0, Q4_1, Q5_0
       lengths = {64, 512, 2048};
     } else {
       lengths = {66, 172, 512, 2048};
