@@ -1,6 +1,7 @@
 #include "kernels/ggml_type.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/absl_compat.h"
 #include "base/checked_math.h"
@@ -18,8 +19,16 @@ absl::StatusOr<TypeTraits> GetTypeTraits(uint32_t type_id) {
       return TypeTraits{"bf16", 1, 2};
     case GgmlType::kQ4_0:
       return TypeTraits{"q4_0", kQK4_0, sizeof(BlockQ4_0)};
+    case GgmlType::kQ4_1:
+      return TypeTraits{"q4_1", kQK4_1, sizeof(BlockQ4_1)};
+    case GgmlType::kQ5_0:
+      return TypeTraits{"q5_0", kQK5_0, sizeof(BlockQ5_0)};
     case GgmlType::kQ8_0:
       return TypeTraits{"q8_0", kQK8_0, sizeof(BlockQ8_0)};
+    case GgmlType::kQ8_1:
+      return TypeTraits{"q8_1", kQK8_1, sizeof(BlockQ8_1)};
+    case GgmlType::kQ5_K:
+      return TypeTraits{"q5_K", kQK_K, sizeof(BlockQ5_K)};
     case GgmlType::kQ4_K:
       return TypeTraits{"q4_K", kQK_K, sizeof(BlockQ4_K)};
     case GgmlType::kQ6_K:
@@ -33,7 +42,9 @@ absl::StatusOr<TypeTraits> GetTypeTraits(uint32_t type_id) {
     case GgmlType::kIQ4_XS:
       return TypeTraits{"iq4_xs", kQK_K, sizeof(BlockIQ4_XS)};
   }
-  return absl::InvalidArgumentError(absl::StrCat("unsupported tensor type id ", type_id));
+  const std::string name = GgmlTypeIdName(type_id);  // "Q5_1", or "type id N" if ggml has none
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported tensor ", absl::StartsWith(name, "type id") ? "" : "type ", name));
 }
 
 absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n) {
@@ -53,12 +64,14 @@ absl::StatusOr<GgmlType> ParseGgmlType(std::string_view name) {
   const std::string lower = absl::AsciiStrToLower(ToAbsl(name));
   for (GgmlType t :
        {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
-        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
+        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K,
+        GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     if (absl::AsciiStrToLower(ToAbsl(GgmlTypeName(t))) == lower) return t;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown weight type '", ToAbsl(name),
-                   "' (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q2_k, q3_k, iq4_xs)"));
+                   "' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q2_k, q3_k, q4_k, q5_k, q6_k, "
+                   "iq4_xs)"));
 }
 
 std::string_view GgmlTypeName(GgmlType type) {

@@ -10,12 +10,13 @@
 
 #include "base/half.h"
 #include "kernels/block_lowbit.h"
+#include "kernels/quant_q4_1.h"
+#include "kernels/quant_q5_0.h"
+#include "kernels/quant_q5_k.h"
+#include "kernels/quant_reference_internal.h"
 
 namespace swarm::kernels {
-namespace {
-
-// Groups whose largest magnitude is below this count as all zero (ggml's GROUP_MAX_EPS).
-constexpr float kGroupMaxEps = 1e-15f;
+namespace quant_internal {
 
 // Round to nearest, ties to even, by letting the float adder do it: adding 1.5 * 2^23 puts the
 // integer part in the low mantissa bits. Exact for |x| < 2^22 (ggml's nearest_int); for larger or
@@ -32,66 +33,6 @@ int NearestInt(float x) {
 int8_t SaturateToInt8(float v) {
   if (std::isnan(v)) return 0;
   return static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
-}
-
-// ---- Q8_0 -------------------------------------------------------------------------------------
-
-void QuantizeQ8_0(const float* x, BlockQ8_0* y, int64_t n_blocks) {
-  for (int64_t i = 0; i < n_blocks; ++i, x += kQK8_0) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = FloatToHalf(d);
-    // roundf: ties away from zero (unlike NearestInt).
-    for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = SaturateToInt8(std::round(x[j] * id));
-  }
-}
-
-void DequantizeQ8_0(const BlockQ8_0* x, float* y, int64_t n_blocks) {
-  for (int64_t i = 0; i < n_blocks; ++i) {
-    const float d = HalfToFloat(x[i].d);
-    for (int j = 0; j < kQK8_0; ++j) *y++ = x[i].qs[j] * d;
-  }
-}
-
-// ---- Q4_0 -------------------------------------------------------------------------------------
-
-void QuantizeQ4_0(const float* x, BlockQ4_0* y, int64_t n_blocks) {
-  for (int64_t i = 0; i < n_blocks; ++i, x += kQK4_0) {
-    // The signed value of largest magnitude maps to -8, so the full range [-8, 7] is used on the
-    // side where it matters.
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int j = 0; j < kQK4_0; ++j) {
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    }
-    const float d = max / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = FloatToHalf(d);
-    auto quant = [&](float v) -> uint8_t {
-      // Truncation of v*id + 8.5 (a C cast), i.e. rounding with ties up, capped at 15.
-      const float shifted = v * id + 8.5f;
-      if (!(shifted >= 0.0f)) return 0;
-      return static_cast<uint8_t>(std::min(15, static_cast<int>(std::min(shifted, 127.0f))));
-    };
-    for (int j = 0; j < kQK4_0 / 2; ++j) {
-      y[i].qs[j] = static_cast<uint8_t>(quant(x[j]) | (quant(x[j + kQK4_0 / 2]) << 4));
-    }
-  }
-}
-
-void DequantizeQ4_0(const BlockQ4_0* x, float* y, int64_t n_blocks) {
-  for (int64_t i = 0; i < n_blocks; ++i, y += kQK4_0) {
-    const float d = HalfToFloat(x[i].d);
-    for (int j = 0; j < kQK4_0 / 2; ++j) {
-      y[j] = ((x[i].qs[j] & 0x0f) - 8) * d;
-      y[j + kQK4_0 / 2] = ((x[i].qs[j] >> 4) - 8) * d;
-    }
-  }
 }
 
 // ---- K-quant helpers --------------------------------------------------------------------------
@@ -228,6 +169,77 @@ void GetScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
   } else {
     *scale = static_cast<uint8_t>((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
     *min = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+}  // namespace quant_internal
+
+namespace {
+
+using quant_internal::GetScaleMinK4;
+using quant_internal::kGroupMaxEps;
+using quant_internal::MakeQkx2Quants;
+using quant_internal::MakeQxQuants;
+using quant_internal::NearestInt;
+using quant_internal::SaturateToInt8;
+
+// ---- Q8_0 -------------------------------------------------------------------------------------
+
+void QuantizeQ8_0(const float* x, BlockQ8_0* y, int64_t n_blocks) {
+  for (int64_t i = 0; i < n_blocks; ++i, x += kQK8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = FloatToHalf(d);
+    // roundf: ties away from zero (unlike NearestInt).
+    for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = SaturateToInt8(std::round(x[j] * id));
+  }
+}
+
+void DequantizeQ8_0(const BlockQ8_0* x, float* y, int64_t n_blocks) {
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    const float d = HalfToFloat(x[i].d);
+    for (int j = 0; j < kQK8_0; ++j) *y++ = x[i].qs[j] * d;
+  }
+}
+
+// ---- Q4_0 -------------------------------------------------------------------------------------
+
+void QuantizeQ4_0(const float* x, BlockQ4_0* y, int64_t n_blocks) {
+  for (int64_t i = 0; i < n_blocks; ++i, x += kQK4_0) {
+    // The signed value of largest magnitude maps to -8, so the full range [-8, 7] is used on the
+    // side where it matters.
+    float amax = 0.0f;
+    float max = 0.0f;
+    for (int j = 0; j < kQK4_0; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = FloatToHalf(d);
+    auto quant = [&](float v) -> uint8_t {
+      // Truncation of v*id + 8.5 (a C cast), i.e. rounding with ties up, capped at 15.
+      const float shifted = v * id + 8.5f;
+      if (!(shifted >= 0.0f)) return 0;
+      return static_cast<uint8_t>(std::min(15, static_cast<int>(std::min(shifted, 127.0f))));
+    };
+    for (int j = 0; j < kQK4_0 / 2; ++j) {
+      y[i].qs[j] = static_cast<uint8_t>(quant(x[j]) | (quant(x[j + kQK4_0 / 2]) << 4));
+    }
+  }
+}
+
+void DequantizeQ4_0(const BlockQ4_0* x, float* y, int64_t n_blocks) {
+  for (int64_t i = 0; i < n_blocks; ++i, y += kQK4_0) {
+    const float d = HalfToFloat(x[i].d);
+    for (int j = 0; j < kQK4_0 / 2; ++j) {
+      y[j] = ((x[i].qs[j] & 0x0f) - 8) * d;
+      y[j + kQK4_0 / 2] = ((x[i].qs[j] >> 4) - 8) * d;
+    }
   }
 }
 
@@ -541,6 +553,14 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
       return DequantizeQ3_K(static_cast<const BlockQ3_K*>(src), dst, n / kQK_K);
     case GgmlType::kIQ4_XS:
       return DequantizeIQ4_XS(static_cast<const BlockIQ4_XS*>(src), dst, n / kQK_K);
+    case GgmlType::kQ4_1:
+      return quant_internal::DequantizeQ4_1(static_cast<const BlockQ4_1*>(src), dst, n / kQK4_1);
+    case GgmlType::kQ8_1:
+      return quant_internal::DequantizeQ8_1(static_cast<const BlockQ8_1*>(src), dst, n / kQK8_1);
+    case GgmlType::kQ5_0:
+      return quant_internal::DequantizeQ5_0(static_cast<const BlockQ5_0*>(src), dst, n / kQK5_0);
+    case GgmlType::kQ5_K:
+      return quant_internal::DequantizeQ5_K(static_cast<const BlockQ5_K*>(src), dst, n / kQK_K);
   }
   // An id outside the enum: callers validate types first; produce a defined result anyway.
   std::fill(dst, dst + n, 0.0f);
@@ -577,6 +597,14 @@ void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n) {
       return QuantizeQ3_K(src, static_cast<BlockQ3_K*>(dst), n / kQK_K);
     case GgmlType::kIQ4_XS:
       return QuantizeIQ4_XS(src, static_cast<BlockIQ4_XS*>(dst), n / kQK_K);
+    case GgmlType::kQ4_1:
+      return quant_internal::QuantizeQ4_1(src, static_cast<BlockQ4_1*>(dst), n / kQK4_1);
+    case GgmlType::kQ8_1:
+      return quant_internal::QuantizeQ8_1(src, static_cast<BlockQ8_1*>(dst), n / kQK8_1);
+    case GgmlType::kQ5_0:
+      return quant_internal::QuantizeQ5_0(src, static_cast<BlockQ5_0*>(dst), n / kQK5_0);
+    case GgmlType::kQ5_K:
+      return quant_internal::QuantizeQ5_K(src, static_cast<BlockQ5_K*>(dst), n / kQK_K);
   }
 }
 
@@ -602,8 +630,12 @@ GgmlType VecDotType(GgmlType weight_type) {
   switch (weight_type) {
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_0:
+    case GgmlType::kQ5_0:
       return GgmlType::kQ8_0;
+    case GgmlType::kQ4_1:
+      return GgmlType::kQ8_1;
     case GgmlType::kQ4_K:
+    case GgmlType::kQ5_K:
     case GgmlType::kQ6_K:
     case GgmlType::kQ2_K:
     case GgmlType::kQ3_K:
@@ -637,6 +669,15 @@ float VecDotQuantizedReference(GgmlType type, const void* row, const void* x_qua
     case GgmlType::kIQ4_XS:
       return VecDotIQ4_XSQ8_K(static_cast<const BlockIQ4_XS*>(row),
                               static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);
+    case GgmlType::kQ4_1:
+      return quant_internal::VecDotQ4_1Q8_1(static_cast<const BlockQ4_1*>(row),
+                                            static_cast<const BlockQ8_1*>(x_quant), n / kQK4_1);
+    case GgmlType::kQ5_0:
+      return quant_internal::VecDotQ5_0Q8_0(static_cast<const BlockQ5_0*>(row),
+                                            static_cast<const BlockQ8_0*>(x_quant), n / kQK5_0);
+    case GgmlType::kQ5_K:
+      return quant_internal::VecDotQ5_KQ8_K(static_cast<const BlockQ5_K*>(row),
+                                            static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);
     default:
       // Float weight types take float activations (VecDotType is F32).
       return DotRowReference(type, row, static_cast<const float*>(x_quant), n);

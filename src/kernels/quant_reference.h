@@ -18,7 +18,7 @@ namespace swarm::kernels {
 // dst: [n] floats from a row of `n` elements of `type` (n a multiple of the block size).
 void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 
-// dst: one row of `n` elements of `type` (any type of ggml_type.h), rounded as llama.cpp's
+// dst: one row of `n` elements of `type` (any type GetTypeTraits accepts), rounded as llama.cpp's
 // quantize_row_*_ref (quantize_iq4_xs without importance weights for IQ4_XS).
 void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 
@@ -27,7 +27,7 @@ void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 float DotRowReference(GgmlType type, const void* row, const float* x, int64_t n);
 
 // The activation type a weight type's integer dot product uses (as ggml's vec_dot_type):
-// Q8_0 for Q8_0/Q4_0, Q8_K for the K-quants and IQ4_XS; F32 for float weight types.
+// Q8_0 for Q8_0/Q4_0/Q5_0, Q8_1 for Q4_1, Q8_K for the K-quants and IQ4_XS; F32 for float types.
 GgmlType VecDotType(GgmlType weight_type);
 
 // Integer dot product as llama.cpp computes it: `row` of `type`, `x_quant` already quantized to

@@ -26,6 +26,9 @@ bool IsWeightType(GgmlType type) {
     case GgmlType::kQ2_K:
     case GgmlType::kQ3_K:
     case GgmlType::kIQ4_XS:
+    case GgmlType::kQ4_1:
+    case GgmlType::kQ5_0:
+    case GgmlType::kQ5_K:
       return true;
     default:
       return false;
@@ -79,7 +82,8 @@ class TensorLoader {
     if (!IsWeightType(t->type)) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", name, "' has type ", ToAbsl(kernels::GgmlTypeName(t->type)),
-                       ", which is not a weight type (f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)"));
+                       ", which is not a weight type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, "
+                       "q4_K, q5_K, q6_K)"));
     }
     auto row = kernels::RowBytes(t->type, n_in);
     if (!row.ok()) {

@@ -63,6 +63,9 @@ bool IsWeightType(GgmlType t) {
     case GgmlType::kQ2_K:
     case GgmlType::kQ3_K:
     case GgmlType::kIQ4_XS:
+    case GgmlType::kQ4_1:
+    case GgmlType::kQ5_0:
+    case GgmlType::kQ5_K:
       return true;
     default:
       return false;
@@ -80,8 +83,14 @@ uint32_t FileType(GgmlType t) {
       return 2;
     case GgmlType::kQ8_0:
       return 7;
+    case GgmlType::kQ4_1:
+      return 3;
+    case GgmlType::kQ5_0:
+      return 8;
     case GgmlType::kQ4_K:
       return 14;  // Q4_K_S
+    case GgmlType::kQ5_K:
+      return 16;  // Q5_K_S
     case GgmlType::kQ6_K:
       return 18;
     case GgmlType::kQ2_K:

@@ -131,11 +131,13 @@ double MatMulBound(GgmlType type, int64_t n_tokens) {
 
 TEST_F(CudaOpsTest, MatMulEveryTypeEveryPath) {
   const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
+                            GgmlType::kQ5_0, GgmlType::kQ5_K};
   for (GgmlType type : types) {
-    const bool k_quant = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K;
+    const int64_t block = GetTypeTraits(type).value().block_size;
+    const bool k_quant = block == kQK_K;
     std::vector<int64_t> row_lengths = {k_quant ? 256 : 64, k_quant ? 2048 : 4096};
-    if (!k_quant && type != GgmlType::kQ8_0 && type != GgmlType::kQ4_0) {
+    if (block == 1) {
       row_lengths.push_back(172);  // stories260K's n_ff
       row_lengths.push_back(66);   // not a multiple of 4: scalar loads
     }
@@ -175,10 +177,11 @@ TEST_F(CudaOpsTest, MatVecResultsDoNotDependOnTheBatch) {
 
 TEST_F(CudaOpsTest, GetRowsIsBitIdentical) {
   const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
+                            GgmlType::kQ5_0, GgmlType::kQ5_K};
   const std::vector<int32_t> ids = {3, 0, 7, 3, 1};
   for (GgmlType type : types) {
-    const int64_t n_in = type == GgmlType::kQ4_K || type == GgmlType::kQ6_K ? 512 : 96;
+    const int64_t n_in = GetTypeTraits(type).value().block_size == kQK_K ? 512 : 96;
     const HostWeight table = MakeWeight(rng_, type, n_in, 8);
     std::vector<std::vector<float> > out;
     for (Backend* b : {static_cast<Backend*>(&reference_), static_cast<Backend*>(cuda_.get())}) {

@@ -84,8 +84,8 @@ inline int X8LaneOffset(int order) { return order == kX8LanesQ8_0 ? 128 : 8; }
 
 // The activation group size a quantized weight type's kernels expect.
 inline int64_t X8Group(GgmlType type) {
-  return type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ2_K ||
-                 type == GgmlType::kQ3_K || type == GgmlType::kIQ4_XS
+  return type == GgmlType::kQ4_K || type == GgmlType::kQ5_K || type == GgmlType::kQ6_K ||
+                 type == GgmlType::kQ2_K || type == GgmlType::kQ3_K || type == GgmlType::kIQ4_XS
              ? 256
              : 32;
 }
@@ -199,12 +199,18 @@ inline int MatMulSlot(GgmlType type) {
       return 5;
     case GgmlType::kQ6_K:
       return 6;
-    case GgmlType::kQ2_K:  // 7-9 are left for Q5_0, Q4_1, Q5_K
+    case GgmlType::kQ2_K:
       return 10;
     case GgmlType::kQ3_K:
       return 11;
     case GgmlType::kIQ4_XS:
       return 12;
+    case GgmlType::kQ4_1:
+      return 7;
+    case GgmlType::kQ5_0:
+      return 8;
+    case GgmlType::kQ5_K:
+      return 9;
     default:
       return -1;
   }
@@ -227,7 +233,8 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
 
 inline bool UsesX8(GgmlType type) {
   return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K ||
-         type == GgmlType::kQ6_K || type == GgmlType::kQ2_K || type == GgmlType::kQ3_K ||
+         type == GgmlType::kQ6_K || type == GgmlType::kQ4_1 || type == GgmlType::kQ5_0 ||
+         type == GgmlType::kQ5_K || type == GgmlType::kQ2_K || type == GgmlType::kQ3_K ||
          type == GgmlType::kIQ4_XS;
 }
 

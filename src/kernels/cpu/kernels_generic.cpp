@@ -322,6 +322,9 @@ KernelTable GenericKernelTable() {
   for (GgmlType lt : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     t.matmul[MatMulSlot(lt)] = LowBitMatMulGeneric(lt);
   }
+  t.matmul[MatMulSlot(GgmlType::kQ4_1)] = generic::MatMulQ4_1;
+  t.matmul[MatMulSlot(GgmlType::kQ5_0)] = generic::MatMulQ5_0;
+  t.matmul[MatMulSlot(GgmlType::kQ5_K)] = generic::MatMulQ5_K;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

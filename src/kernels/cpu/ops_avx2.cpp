@@ -225,6 +225,9 @@ KernelTable MakeTable() {
   for (GgmlType lt : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     t.matmul[MatMulSlot(lt)] = LowBitMatMulAvx2(lt);
   }
+  t.matmul[MatMulSlot(GgmlType::kQ4_1)] = MatMulQ4_1;
+  t.matmul[MatMulSlot(GgmlType::kQ5_0)] = MatMulQ5_0;
+  t.matmul[MatMulSlot(GgmlType::kQ5_K)] = MatMulQ5_K;
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;

@@ -357,6 +357,9 @@ KernelTable MakeTable() {
   for (GgmlType lt : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     t.matmul[MatMulSlot(lt)] = LowBitMatMulAvx512(lt);
   }
+  t.matmul[MatMulSlot(GgmlType::kQ4_1)] = MatMulQ4_1;
+  t.matmul[MatMulSlot(GgmlType::kQ5_0)] = MatMulQ5_0;
+  t.matmul[MatMulSlot(GgmlType::kQ5_K)] = MatMulQ5_K;
   t.matmul_packed[MatMulSlot(GgmlType::kF32)] = MatMulF32Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kF16)] = MatMulF16Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kBF16)] = MatMulBF16Panels;

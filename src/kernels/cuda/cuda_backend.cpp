@@ -44,6 +44,9 @@ static_assert(static_cast<uint32_t>(WType::kQ6_K) == static_cast<uint32_t>(GgmlT
 static_assert(static_cast<uint32_t>(WType::kQ2_K) == static_cast<uint32_t>(GgmlType::kQ2_K));
 static_assert(static_cast<uint32_t>(WType::kQ3_K) == static_cast<uint32_t>(GgmlType::kQ3_K));
 static_assert(static_cast<uint32_t>(WType::kIQ4_XS) == static_cast<uint32_t>(GgmlType::kIQ4_XS));
+static_assert(static_cast<uint32_t>(WType::kQ4_1) == static_cast<uint32_t>(GgmlType::kQ4_1));
+static_assert(static_cast<uint32_t>(WType::kQ5_0) == static_cast<uint32_t>(GgmlType::kQ5_0));
+static_assert(static_cast<uint32_t>(WType::kQ5_K) == static_cast<uint32_t>(GgmlType::kQ5_K));
 
 namespace {
 
@@ -75,6 +78,13 @@ bool WeightLayout(GgmlType type, int64_t* block, int64_t* bytes) {
       return *block = 256, *bytes = 110, true;
     case GgmlType::kIQ4_XS:
       return *block = 256, *bytes = 136, true;
+    case GgmlType::kQ4_1:
+      return *block = 32, *bytes = 20, true;
+    case GgmlType::kQ5_0:
+      return *block = 32, *bytes = 22, true;
+    case GgmlType::kQ5_K:
+      return *block = 256, *bytes = 176, true;
+    case GgmlType::kQ8_1:
     case GgmlType::kQ8_K:
       break;
   }
@@ -531,9 +541,9 @@ absl::StatusOr<Weight> CudaBackend::PrepareWeight(const Weight& host,
                                                   std::vector<std::unique_ptr<Buffer>>& storage) {
   const auto row_bytes = WeightRowBytes(host.type, host.n_in);
   if (!row_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the CUDA backend cannot use a weight of type id ",
-                     static_cast<uint32_t>(host.type), " with rows of ", host.n_in, " elements"));
+    return absl::InvalidArgumentError(absl::StrCat("the CUDA backend cannot use a weight of type ",
+                                                   GgmlTypeIdName(static_cast<uint32_t>(host.type)),
+                                                   " with rows of ", host.n_in, " elements"));
   }
   if (host.n_out <= 0 || host.data == nullptr) {
     return absl::InvalidArgumentError("weight without rows or data");
@@ -612,9 +622,9 @@ void CudaBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, floa
   const auto row_bytes = WeightRowBytes(w.type, w.n_in);
   if (!row_bytes || w.n_out <= 0 || w.n_out > 0x7fffffff || w.n_in > 0x7fffffff ||
       n_tokens > 0x7fffffff) {
-    s_->Fail(absl::InvalidArgumentError(absl::StrCat("CUDA MatMul: unsupported weight (type id ",
-                                                     static_cast<uint32_t>(w.type), ", ", w.n_in,
-                                                     " x ", w.n_out, ") or batch of ", n_tokens)));
+    s_->Fail(absl::InvalidArgumentError(absl::StrCat(
+        "CUDA MatMul: unsupported weight (", GgmlTypeIdName(static_cast<uint32_t>(w.type)), ", ",
+        w.n_in, " x ", w.n_out, ") or batch of ", n_tokens)));
     return;
   }
   const gpu::DeviceMatrix dm{static_cast<WType>(w.type), w.n_in, w.n_out, w.data, *row_bytes};

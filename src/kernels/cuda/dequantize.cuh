@@ -126,6 +126,12 @@ struct Quant<WType::kQ6_K, kFloatRun> {
   }
 };
 
+}  // namespace swarm::kernels::gpu
+
+#include "kernels/cuda/dequantize_q5.cuh"  // Q4_1, Q5_0, Q5_K (they reuse Q4_K's ScaleMin)
+
+namespace swarm::kernels::gpu {
+
 // Float types: a chunk is kFloatRun consecutive elements (4 when the row length allows aligned
 // vector loads, else 1).
 template <WType kType, int kFloatRun>

@@ -37,6 +37,12 @@ cudaError_t DispatchWeightType(WType type, int64_t n_in, F&& f) {
       return f(QuantTag<Quant<WType::kQ3_K>>{});
     case WType::kIQ4_XS:
       return f(QuantTag<Quant<WType::kIQ4_XS>>{});
+    case WType::kQ4_1:
+      return f(QuantTag<Quant<WType::kQ4_1>>{});
+    case WType::kQ5_0:
+      return f(QuantTag<Quant<WType::kQ5_0>>{});
+    case WType::kQ5_K:
+      return f(QuantTag<Quant<WType::kQ5_K>>{});
   }
   return cudaErrorInvalidValue;
 }

@@ -60,7 +60,8 @@ HostWeight MakeWeight(PortableRandom& rng, GgmlType type, int64_t n_in, int64_t 
 
 constexpr GgmlType kAllTypes[] = {
     GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
-    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS};
+    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS,
+    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K};
 
 bool IsKQuant(GgmlType type) { return GetTypeTraits(type).value().block_size == kQK_K; }
 
@@ -81,7 +82,7 @@ TEST_F(CudaKernelsOnHostTest, MatVecEveryTypeThreadsPerRowAndTokenBlock) {
     std::vector<int64_t> lengths;
     if (IsKQuant(type)) {
       lengths = {256, 1024, 4096};
-    } else if (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0) {
+    } else if (GetTypeTraits(type).value().block_size == 32) {  // Q8_0, Q4_0, Q4_1, Q5_0
       lengths = {64, 512, 2048};
     } else {
       lengths = {66, 172, 512, 2048};

@@ -52,6 +52,13 @@ int main(int argc, char** argv) {
        110, 256, 292, 256},
       {"kIQ4_XS", "quantize_row_iq4_xs_ref", "ggml_vec_dot_iq4_xs_q8_K_generic",
        "quantize_row_q8_K_ref", 136, 256, 292, 256},
+      {"kQ4_1", "quantize_row_q4_1_ref", "ggml_vec_dot_q4_1_q8_1_generic", "quantize_row_q8_1_ref",
+       20, 32, 36, 32},
+      {"kQ5_0", "quantize_row_q5_0_ref", "ggml_vec_dot_q5_0_q8_0_generic", "quantize_row_q8_0_ref",
+       22, 32, 34, 32},
+      {"kQ5_K", "quantize_row_q5_K_ref", "ggml_vec_dot_q5_K_q8_K_generic", "quantize_row_q8_K_ref",
+       176, 256, 292, 256},
+      {"kQ8_1", "quantize_row_q8_1_ref", nullptr, nullptr, 36, 32, 0, 0},
   };
   using swarm::kernels::testing::Fnv1a64;
   using swarm::kernels::testing::InputKind;
