@@ -22,6 +22,7 @@ PACKAGES=(
   clang clang-format           # CI: the -Wthread-safety build and the format check
   libclang-rt-14-dev          # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   chromium                    # headless browser: the dashboard test renders the page
+  python3 python3-numpy       # the independent numpy reference forward (tests/reference)
 )
 
 missing=()
