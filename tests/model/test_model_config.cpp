@@ -141,12 +141,13 @@ TEST_F(ConfigFromMetadata, Qwen3HeadSizeFromKeyLength) {
   EXPECT_TRUE(c->qk_norm);
   EXPECT_FALSE(c->qkv_bias);
   EXPECT_EQ(c->rope.style, kernels::RopeStyle::kNeox);
+  // Any architecture: heads of two sizes are refused.
   ExpectError(
       [](GgufWriter& w) {
-        w.SetUint32("qwen3.attention.key_length", 16);
-        w.SetUint32("qwen3.attention.value_length", 32);
+        w.SetUint32("llama.attention.key_length", 16);
+        w.SetUint32("llama.attention.value_length", 32);
       },
-      absl::StatusCode::kUnimplemented, "qwen3.attention.value_length 32 differs");
+      absl::StatusCode::kUnimplemented, "llama.attention.value_length 32 differs");
 }
 
 TEST_F(ConfigFromMetadata, RopeScalingAndFrequencyFactors) {

@@ -2,18 +2,20 @@
 // forward that reads the GGUF itself (own reader, own dequantizers). On small synthetic models of
 // each architecture (llama; llama3 with rope_freqs and YaRN or linear scaling, at prompts long
 // enough for the factors to matter; qwen3 with its q/k norms and a head size other than
-// n_embd / n_head), greedy tokens must be equal and every step's logits within an NMSE bound.
+// n_embd / n_head), greedy tokens must be equal and every step's logits within an NMSE bound (see
+// the bounds below for each backend).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "base/subprocess.h"
 #include "model/synthetic_model.h"
 #include "shard/local_model.h"
@@ -26,11 +28,18 @@ namespace {
 
 using kernels::GgmlType;
 
-// Quantized weights meet activations rounded to 8 bits in the optimized CPU backend (as in
-// llama.cpp), and the engine computes in float, the reference in double: the logits' NMSE stays
-// far below this bound (measured values are printed), while leaving out the RoPE factors or the
-// scaling moves it above 1e-2.
-constexpr double kLogitsNmseBound = 1e-4;
+// The engine's reference backend accumulates in double like the numpy forward: its logits agree to
+// rounding (measured NMSE about 1e-13), so tokens are compared as generated.
+constexpr double kReferenceBackendNmse = 1e-10;
+// The optimized CPU backend rounds activations to 8 bits before quantized dot products, as
+// llama.cpp does: its logits differ by an NMSE of about 1e-4 to 1e-3 (printed), enough to flip a
+// near-tie between two tokens of these random models. It runs on the reference's tokens, and its
+// choice must equal the reference's wherever the reference's top two logits are further apart
+// than kClearMargin times their RMS.
+constexpr double kCpuBackendNmse = 1e-2;
+constexpr double kClearMargin = 0.2;
+// Leaving out the RoPE factors or the scaling moves the logits by an NMSE of 0.3 to 0.9.
+constexpr double kAblationNmse = 1e-2;
 
 struct Case {
   std::string name;
@@ -108,7 +117,9 @@ std::vector<Step> RunReference(const std::string& model, const std::vector<int32
                                    "-n",
                                    absl::StrCat(n)};
   if (!extra_flag.empty()) argv.push_back(extra_flag);
-  auto process = Subprocess::Start({.argv = argv});
+  Subprocess::Options options;
+  options.argv = argv;
+  auto process = Subprocess::Start(options);
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return {};
   auto out = (*process)->ReadAll(std::chrono::seconds(240));
@@ -117,28 +128,29 @@ std::vector<Step> RunReference(const std::string& model, const std::vector<int32
   EXPECT_TRUE(code.ok() && *code == 0) << "run_reference.py failed";
   std::vector<Step> steps;
   if (!out.ok()) return steps;
-  for (std::string_view line : absl::StrSplit(*out, '\n', absl::SkipEmpty())) {
-    std::vector<std::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (words.size() < 6 || words[0] != "step" || words[2] != "token" || words[4] != "logits") {
+  std::istringstream lines(*out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string step_word, token_word, logits_word;
+    int index = 0;
+    Step step;
+    words >> step_word >> index >> token_word >> step.token >> logits_word;
+    if (!words || step_word != "step" || token_word != "token" || logits_word != "logits") {
       ADD_FAILURE() << "unexpected reference output: " << line.substr(0, 80);
       return {};
     }
-    Step step;
-    EXPECT_TRUE(absl::SimpleAtoi(words[3], &step.token));
-    for (size_t i = 5; i < words.size(); ++i) {
-      float v = 0;
-      EXPECT_TRUE(absl::SimpleAtof(words[i], &v));
-      step.logits.push_back(v);
-    }
+    float v = 0;
+    while (words >> v) step.logits.push_back(v);
     steps.push_back(std::move(step));
   }
   return steps;
 }
 
 // The engine's greedy steps, in-process: the prompt in one multi-token forward, then one token
-// per step.
+// per step: its own choice, or forced[i] when given.
 std::vector<Step> RunEngine(const std::string& path, const std::vector<int32_t>& prompt, int n,
-                            const std::string& backend) {
+                            const std::string& backend, const std::vector<int32_t>& forced = {}) {
   const kernels::KvTypes f32_cache{GgmlType::kF32, GgmlType::kF32};
   auto m = LocalModel::Load(path, {.name = backend, .threads = 1}, true, f32_cache);
   EXPECT_TRUE(m.ok()) << m.status();
@@ -160,7 +172,7 @@ std::vector<Step> RunEngine(const std::string& path, const std::vector<int32_t>&
     EXPECT_TRUE((*m)->head->Logits(out.data() + (t - 1) * n_embd, step.logits.data()).ok());
     step.token = static_cast<int32_t>(std::max_element(step.logits.begin(), step.logits.end()) -
                                       step.logits.begin());
-    input = {step.token};
+    input = {forced.empty() ? step.token : forced[static_cast<size_t>(i)]};
     steps.push_back(std::move(step));
   }
   return steps;
@@ -181,29 +193,52 @@ TEST_P(NumpyReferenceTest, GreedyTokensAndLogitsMatch) {
 
   const std::vector<Step> reference = RunReference(path, prompt, c.new_tokens);
   ASSERT_EQ(static_cast<int>(reference.size()), c.new_tokens);
-  for (const std::string backend : {"cpu", "reference"}) {
-    const std::vector<Step> engine = RunEngine(path, prompt, c.new_tokens, backend);
-    ASSERT_EQ(engine.size(), reference.size());
-    test_support::NmseAccumulator all;
-    for (size_t i = 0; i < engine.size(); ++i) {
-      ASSERT_EQ(engine[i].logits.size(), reference[i].logits.size());
-      const double nmse = test_support::Nmse(engine[i].logits, reference[i].logits);
-      all.Add(engine[i].logits.data(), reference[i].logits.data(), engine[i].logits.size());
-      EXPECT_LE(nmse, kLogitsNmseBound) << c.name << " " << backend << " step " << i;
-      EXPECT_EQ(engine[i].token, reference[i].token) << c.name << " " << backend << " step " << i;
+  std::vector<int32_t> reference_tokens;
+  for (const Step& step : reference) reference_tokens.push_back(step.token);
+
+  // The engine's reference backend: greedy on its own, the same tokens and logits.
+  const std::vector<Step> exact = RunEngine(path, prompt, c.new_tokens, "reference");
+  ASSERT_EQ(exact.size(), reference.size());
+  test_support::NmseAccumulator exact_all;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    EXPECT_LE(test_support::Nmse(exact[i].logits, reference[i].logits), kReferenceBackendNmse)
+        << c.name << " step " << i;
+    EXPECT_EQ(exact[i].token, reference[i].token) << c.name << " step " << i;
+    exact_all.Add(exact[i].logits.data(), reference[i].logits.data(), exact[i].logits.size());
+  }
+  std::printf("%s, reference backend: %d greedy tokens equal, logits NMSE %.3g\n", c.name.c_str(),
+              c.new_tokens, exact_all.nmse());
+
+  // The optimized CPU backend on the reference's tokens.
+  const std::vector<Step> cpu = RunEngine(path, prompt, c.new_tokens, "cpu", reference_tokens);
+  ASSERT_EQ(cpu.size(), reference.size());
+  test_support::NmseAccumulator cpu_all;
+  int clear = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const std::vector<float>& want = reference[i].logits;
+    EXPECT_LE(test_support::Nmse(cpu[i].logits, want), kCpuBackendNmse) << c.name << " step " << i;
+    cpu_all.Add(cpu[i].logits.data(), want.data(), want.size());
+    std::vector<float> sorted = want;
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    double energy = 0;
+    for (float v : want) energy += static_cast<double>(v) * v;
+    const double rms = std::sqrt(energy / static_cast<double>(want.size()));
+    if (sorted[0] - sorted[1] > kClearMargin * rms) {
+      ++clear;
+      EXPECT_EQ(cpu[i].token, reference[i].token) << c.name << " step " << i;
     }
-    std::printf("%s, %s backend: logits NMSE %.3g over %zu steps\n", c.name.c_str(),
-                backend.c_str(), all.nmse(), engine.size());
-    if (backend != "cpu") continue;
-    // Each ablation (the reference without the factors, or without the scaling) must be far off:
-    // the prompt is long enough that what it leaves out matters.
-    for (const std::string& flag : c.ablations) {
-      const std::vector<Step> ablated = RunReference(path, prompt, 1, flag);
-      ASSERT_EQ(ablated.size(), 1u);
-      const double nmse = test_support::Nmse(engine[0].logits, ablated[0].logits);
-      std::printf("%s: reference %s: logits NMSE %.3g\n", c.name.c_str(), flag.c_str(), nmse);
-      EXPECT_GT(nmse, 100 * kLogitsNmseBound) << c.name << " " << flag;
-    }
+  }
+  std::printf("%s, cpu backend: logits NMSE %.3g, %d of %d clear choices checked\n", c.name.c_str(),
+              cpu_all.nmse(), clear, c.new_tokens);
+
+  // Each ablation (the reference without the factors, or without the scaling) is far off: the
+  // prompt is long enough that what it leaves out matters.
+  for (const std::string& flag : c.ablations) {
+    const std::vector<Step> ablated = RunReference(path, prompt, 1, flag);
+    ASSERT_EQ(ablated.size(), 1u);
+    const double nmse = test_support::Nmse(exact[0].logits, ablated[0].logits);
+    std::printf("%s: reference %s: logits NMSE %.3g\n", c.name.c_str(), flag.c_str(), nmse);
+    EXPECT_GT(nmse, kAblationNmse) << c.name << " " << flag;
   }
 }
 
