@@ -410,8 +410,12 @@ TEST_F(CudaKernelsOnHostTest, LaunchersRefuseShapesTheKernelsCannotTake) {
   bad.n_in = 48;  // not a whole number of Q8_0 blocks
   EXPECT_EQ(gpu::LaunchMatVec(bad, buffer.data(), 1, buffer.data(), nullptr),
             cudaErrorInvalidValue);
-  EXPECT_EQ(gpu::LaunchRope(buffer.data(), 7, 1, 1, &position, 10000.0f, false, nullptr),
+  const gpu::RopeAngles angles{};
+  EXPECT_EQ(gpu::LaunchRope(buffer.data(), 7, 1, 1, &position, angles, false, nullptr),
             cudaErrorInvalidValue);
+  EXPECT_EQ(
+      gpu::LaunchRope(buffer.data(), gpu::kMaxHeadDim + 2, 1, 1, &position, angles, false, nullptr),
+      cudaErrorInvalidValue);
 }
 
 // Half a warp at __syncthreads, the other half at __syncwarp: a deadlock on a device.
