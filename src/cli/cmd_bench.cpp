@@ -192,7 +192,8 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
   auto blocks = model::LoadBlockWeights(*m.file, m.config, 0, m.config.n_layer);
   if (!blocks.ok()) return blocks.status();
   for (const model::BlockWeights& b : *blocks) {
-    for (const kernels::Weight* w : {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv}) {
+    for (const kernels::Weight* w :
+         {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.q_norm, &b.k_norm}) {
       c.block_weight_bytes += WeightBytes(*w);
     }
     for (const kernels::Weight* w : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
@@ -210,8 +211,9 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
   c.head_params = static_cast<double>(client->output.n_in) * client->output.n_out;
   if (m.blocks != nullptr) {
     for (const model::BlockWeights& b : m.blocks->resident_weights()) {
-      for (const kernels::Weight* w : {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.wq, &b.wk,
-                                       &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
+      for (const kernels::Weight* w :
+           {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.q_norm, &b.k_norm, &b.wq, &b.wk,
+            &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
         AddRegion(*w, c.weight_regions);
       }
     }

@@ -18,6 +18,9 @@ struct MakeModelFlags {
   std::string arch = "llama";
   int64_t n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, n_vocab = 0;
   int64_t context = 0;
+  int64_t head_dim = 0;
+  std::string rope_scaling;
+  float rope_scaling_factor = 4.0f;
   std::string type = "f16";
   uint64_t seed = 1;
   std::string vocab_path;
@@ -86,6 +89,9 @@ int RunMakeModel(const MakeModelFlags& f) {
   spec.name = f.name;
   spec.n_threads = f.threads;
   if (f.context > 0) spec.n_ctx = f.context;
+  spec.head_dim = f.head_dim;
+  spec.rope_scaling = f.rope_scaling;
+  spec.rope_scaling_factor = f.rope_scaling_factor;
 
   const auto start = std::chrono::steady_clock::now();
   auto summary = model::WriteSyntheticModel(spec, f.out_path);
@@ -127,7 +133,10 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm make-model --preset tinyllama-1.1b --type q4_k \\\n"
       "      --vocab ../shared/tokenizer-vectors/ggml-vocab-llama-spm.gguf -o tinyllama-q4k.gguf\n"
       "  swarm make-model --n-layer 2 --n-embd 64 --n-ff 128 --n-head 4 --n-vocab 300 \\\n"
-      "      --type f32 --seed 7 -o tiny.gguf");
+      "      --type f32 --seed 7 -o tiny.gguf\n"
+      "  swarm make-model --preset stories260k-shape --arch llama3 --rope-scaling yarn \\\n"
+      "      --type q8_0 -o tiny-llama3.gguf\n"
+      "  swarm make-model --preset stories260k-shape --arch qwen3 --type f32 -o tiny-qwen3.gguf");
   cmd->add_option("--preset", flags->preset, "tinyllama-1.1b, llama-7b or stories260k-shape");
   flags->n_layer_opt = cmd->add_option("--n-layer", flags->n_layer, "Transformer blocks");
   flags->n_embd_opt = cmd->add_option("--n-embd", flags->n_embd, "Embedding width");
@@ -137,9 +146,20 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
       cmd->add_option("--n-head-kv", flags->n_head_kv, "KV heads (default: --n-head)");
   flags->n_vocab_opt = cmd->add_option("--n-vocab", flags->n_vocab,
                                        "Vocabulary size (built-in SPM vocabulary, >= 259)");
-  cmd->add_option("--arch", flags->arch, "llama or qwen2")
+  cmd->add_option("--arch", flags->arch,
+                  "llama, llama3 (llama with Llama 3.1 rope_freqs factors), qwen2 or qwen3 "
+                  "(q/k norms, head size 2 * n_embd / n_head unless --head-dim)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"llama", "qwen2"}));
+      ->check(CLI::IsMember({"llama", "llama3", "qwen2", "qwen3"}));
+  cmd->add_option("--head-dim", flags->head_dim,
+                  "Head size, written as attention.key_length (0 = architecture's default)")
+      ->capture_default_str();
+  cmd->add_option("--rope-scaling", flags->rope_scaling,
+                  "Write rope.scaling.type (none, linear or yarn) and its factor")
+      ->check(CLI::IsMember({"none", "linear", "yarn"}));
+  cmd->add_option("--rope-scaling-factor", flags->rope_scaling_factor,
+                  "rope.scaling.factor; yarn's original_context_length is the context / factor")
+      ->capture_default_str();
   cmd->add_option("--type", flags->type,
                   "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q2_k, q3_k, q4_k, q5_k, "
                   "q6_k, iq4_xs")

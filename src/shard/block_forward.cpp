@@ -10,9 +10,10 @@ namespace swarm::shard {
 absl::Status BlockActivations::Reserve(kernels::Backend& backend, const model::ModelConfig& config,
                                        int64_t n_tokens) {
   if (n_tokens <= capacity_) return absl::OkStatus();
-  const int64_t n_embd = config.n_embd, kv = config.kv_dim(), n_ff = config.n_ff;
-  // x, xb, xb2, q, att: n_embd each; k, v: kv_dim each; hb, hb2: n_ff each.
-  const uint64_t per_token = 5 * n_embd + 2 * kv + 2 * n_ff;
+  const int64_t n_embd = config.n_embd, q_dim = config.q_dim(), kv = config.kv_dim();
+  const int64_t n_ff = config.n_ff;
+  // x, xb, xb2: n_embd each; q, att: q_dim each; k, v: kv_dim each; hb, hb2: n_ff each.
+  const uint64_t per_token = 3 * n_embd + 2 * q_dim + 2 * kv + 2 * n_ff;
   auto floats = CheckedMul(per_token, static_cast<uint64_t>(n_tokens));
   auto bytes = floats ? CheckedMul(*floats, sizeof(float)) : std::nullopt;
   if (!bytes) return absl::ResourceExhaustedError("scratch size overflows");
@@ -28,8 +29,8 @@ absl::Status BlockActivations::Reserve(kernels::Backend& backend, const model::M
   x = take(n_embd);
   xb = take(n_embd);
   xb2 = take(n_embd);
-  q = take(n_embd);
-  att = take(n_embd);
+  q = take(q_dim);
+  att = take(q_dim);
   k = take(kv);
   v = take(kv);
   hb = take(n_ff);

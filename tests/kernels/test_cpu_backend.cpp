@@ -22,6 +22,14 @@
 namespace swarm::kernels::cpu {
 namespace {
 
+// Unscaled RoPE with this base and pairing.
+RopeParams Plain(float freq_base, RopeStyle style) {
+  RopeParams rope;
+  rope.freq_base = freq_base;
+  rope.style = style;
+  return rope;
+}
+
 using testing::AvailableIsas;
 using testing::BackendConformanceTest;
 using testing::BackendUnderTest;
@@ -433,16 +441,25 @@ TEST_P(CpuKernelTest, ElementwiseOpsMatchReference) {
     reference.Add(want.data(), u.data(), n * n_tokens);
     EXPECT_TRUE(BitIdentical(got, want)) << "add " << n;
   }
-  // Rope computes its angles as the reference does: bit-identical.
+  // Rope computes its angles as the reference does: bit-identical, plain and with Llama 3-style
+  // factors under YaRN scaling.
   for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
     const int64_t head_dim = 64, n_heads = 4, n_tokens = 40;
-    std::vector<float> got = RandomVector(rng, static_cast<size_t>(head_dim * n_heads * n_tokens));
-    std::vector<float> want = got;
-    std::vector<int32_t> positions(n_tokens);
-    std::iota(positions.begin(), positions.end(), 1000);
-    cpu->Rope(got.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
-    reference.Rope(want.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
-    EXPECT_TRUE(BitIdentical(got, want));
+    RopeParams scaled = Plain(500000.0f, style);
+    scaled.freq_scale = 0.125f;
+    scaled.ext_factor = 1.0f;
+    scaled.n_ctx_orig = 1024;
+    for (int64_t i = 0; i < head_dim / 2; ++i) scaled.freq_factors.push_back(1.0f + 0.2f * i);
+    for (const RopeParams& rope : {Plain(10000.0f, style), scaled}) {
+      std::vector<float> got =
+          RandomVector(rng, static_cast<size_t>(head_dim * n_heads * n_tokens));
+      std::vector<float> want = got;
+      std::vector<int32_t> positions(n_tokens);
+      std::iota(positions.begin(), positions.end(), 1000);
+      cpu->Rope(got.data(), head_dim, n_heads, n_tokens, positions.data(), rope);
+      reference.Rope(want.data(), head_dim, n_heads, n_tokens, positions.data(), rope);
+      EXPECT_TRUE(BitIdentical(got, want));
+    }
   }
 }
 

@@ -161,6 +161,47 @@ TEST_F(GgufCommands, MakeModel) {
   EXPECT_THAT(r.err, HasSubstr("n_head"));
 }
 
+TEST_F(GgufCommands, MakeModelArchitectures) {
+  const std::string qwen3 = dir_.File("qwen3.gguf");
+  Result r =
+      Run("make-model --preset stories260k-shape --arch qwen3 --type q8_0 -o '" + qwen3 + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = Run("inspect '" + qwen3 + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("head dim 16"));  // not 64 / 8
+  EXPECT_THAT(r.out, HasSubstr("qk_norm        yes"));
+
+  const std::string llama3 = dir_.File("llama3.gguf");
+  r =
+      Run("make-model --preset stories260k-shape --arch llama3 --rope-scaling linear "
+          "--rope-scaling-factor 2 --type f16 -o '" +
+          llama3 + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // A slice keeps the frequency factors and the scaling.
+  const std::string part = dir_.File("llama3-part.gguf");
+  r = Run("slice -m '" + llama3 + "' --blocks 1:3 -o '" + part + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const std::string& path : {llama3, part}) {
+    auto file = GgufFile::Open(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    auto config = ReadModelConfig(**file);
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->rope.freq_factors.size(), 4u) << path;
+    EXPECT_EQ(config->rope.freq_scale, 0.5f) << path;
+  }
+  r = Run("inspect '" + part + "'");
+  EXPECT_THAT(r.out, HasSubstr("rope_freqs factors, scale 2"));
+
+  // Refused by the flag parser (CLI11's validation exit code), naming the value.
+  r = Run("make-model --preset stories260k-shape --arch mamba -o '" + dir_.File("x.gguf") + "'");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.err, HasSubstr("mamba"));
+  r = Run("make-model --preset stories260k-shape --rope-scaling longrope -o '" +
+          dir_.File("x.gguf") + "'");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.err, HasSubstr("longrope"));
+}
+
 TEST_F(GgufCommands, HelpHasExamples) {
   for (const char* cmd : {"inspect", "slice", "make-model"}) {
     Result r = Run(std::string(cmd) + " --help");
