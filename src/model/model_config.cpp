@@ -10,6 +10,7 @@
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
 #include "model/gguf.h"
+#include "model/moe_config.h"
 
 namespace swarm::model {
 
@@ -76,6 +77,10 @@ std::string ComputeModelId(const GgufFile& file, const ModelConfig& c) {
   h.Add(c.name);
   for (int64_t v : {c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.n_vocab, c.n_ctx_train}) {
     h.AddInt(static_cast<uint64_t>(v));
+  }
+  // Dense models keep the identity they always had.
+  if (c.is_moe()) {
+    for (int64_t v : {c.n_expert, c.n_expert_used, c.n_ff_exp}) h.AddInt(static_cast<uint64_t>(v));
   }
   uint32_t bits;
   std::memcpy(&bits, &c.rms_eps, 4);
@@ -169,12 +174,7 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
                        ", head dimension ", c.head_dim, ") are not supported"));
     }
   }
-  if (file.Has(p + "expert_count")) {
-    SWARM_ASSIGN_OR_RETURN(int64_t experts, file.GetInt(p + "expert_count"));
-    if (experts > 0) {
-      return absl::UnimplementedError("mixture-of-experts models are not supported");
-    }
-  }
+  SWARM_RETURN_IF_ERROR(ReadMoeConfig(file, p, c));
   if (auto scaling = file.GetString(p + "rope.scaling.type"); scaling.ok()) {
     if (*scaling != "none") {
       auto factor = file.GetFloat(p + "rope.scaling.factor");

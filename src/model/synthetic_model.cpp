@@ -46,7 +46,7 @@ enum class Fill { kOnes, kUniform };
 struct TensorPlan {
   std::string name;
   GgmlType type;
-  std::vector<int64_t> ne;  // [n_in] or [n_in, n_out]
+  std::vector<int64_t> ne;  // [n_in], [n_in, n_out] or [n_in, n_out, n_expert]
   Fill fill;
   float scale;  // half-width of the uniform distribution
 };
@@ -95,10 +95,23 @@ GgmlType MatrixType(GgmlType requested, int64_t n_in) {
   return GgmlType::kF16;
 }
 
+bool IsMoe(const SyntheticModelSpec& s) { return s.arch == "mixtral"; }
+
+// general.architecture: Mixtral files are "llama" files with experts.
+std::string GgufArchitecture(const SyntheticModelSpec& s) {
+  return s.arch == "mixtral" ? "llama" : s.arch;
+}
+
 absl::Status Validate(const SyntheticModelSpec& s) {
-  if (s.arch != "llama" && s.arch != "qwen2") {
+  if (s.arch != "llama" && s.arch != "qwen2" && s.arch != "mixtral") {
     return absl::InvalidArgumentError(
-        absl::StrCat("architecture '", s.arch, "' is not one of llama, qwen2"));
+        absl::StrCat("architecture '", s.arch, "' is not one of llama, qwen2, mixtral"));
+  }
+  if (IsMoe(s) && (s.n_expert < 1 || s.n_expert > 1024 || s.n_expert_used < 1 ||
+                   s.n_expert_used > s.n_expert)) {
+    return absl::InvalidArgumentError(absl::StrCat("experts ", s.n_expert, " (used ",
+                                                   s.n_expert_used, ") expected 1..1024 experts, ",
+                                                   "1..experts used"));
   }
   struct Bound {
     const char* name;
@@ -219,6 +232,22 @@ std::vector<TensorPlan> PlanTensors(const SyntheticModelSpec& s, int64_t n_vocab
     }
     t.push_back(matrix(p + "attn_output.weight", e, e));
     t.push_back(norm(p + "ffn_norm.weight", e));
+    if (IsMoe(s)) {
+      // As llama.cpp writes them: the router stays f32; experts are [n_in, n_out, n_expert].
+      const int64_t ne = s.n_expert;
+      TensorPlan router = matrix(p + "ffn_gate_inp.weight", e, ne);
+      router.type = GgmlType::kF32;
+      t.push_back(router);
+      auto experts = [&](std::string name, int64_t n_in, int64_t n_out) {
+        TensorPlan plan = matrix(std::move(name), n_in, n_out);
+        plan.ne.push_back(ne);
+        return plan;
+      };
+      t.push_back(experts(p + "ffn_gate_exps.weight", e, ff));
+      t.push_back(experts(p + "ffn_down_exps.weight", ff, e));
+      t.push_back(experts(p + "ffn_up_exps.weight", e, ff));
+      continue;
+    }
     t.push_back(matrix(p + "ffn_gate.weight", e, ff));
     t.push_back(matrix(p + "ffn_up.weight", e, ff));
     t.push_back(matrix(p + "ffn_down.weight", ff, e));
@@ -258,7 +287,8 @@ void MakeRows(const TensorPlan& plan, uint64_t seed, int64_t first, int64_t last
 
 absl::Status WriteTensor(const TensorPlan& plan, uint64_t seed, int n_threads, GgufWriter& w) {
   SWARM_ASSIGN_OR_RETURN(size_t row_bytes, kernels::RowBytes(plan.type, plan.ne[0]));
-  const int64_t n_rows = plan.ne.size() > 1 ? plan.ne[1] : 1;
+  int64_t n_rows = 1;
+  for (size_t d = 1; d < plan.ne.size(); ++d) n_rows *= plan.ne[d];
   const int64_t batch_rows =
       std::clamp<int64_t>(static_cast<int64_t>(kBatchBytes / row_bytes), 1, n_rows);
   std::vector<uint8_t> buffer(static_cast<size_t>(batch_rows) * row_bytes);
@@ -299,11 +329,11 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
                                             const std::string& path) {
   SWARM_RETURN_IF_ERROR(Validate(spec));
   GgufWriter w;
-  const std::string& a = spec.arch;
+  const std::string a = GgufArchitecture(spec);
   w.SetString("general.architecture", a);
   w.SetString("general.name",
               spec.name.empty()
-                  ? absl::StrCat("synthetic ", a, " ", spec.n_layer, "x", spec.n_embd, " ",
+                  ? absl::StrCat("synthetic ", spec.arch, " ", spec.n_layer, "x", spec.n_embd, " ",
                                  ToAbsl(kernels::GgmlTypeName(spec.type)), " seed ", spec.seed)
                   : spec.name);
   w.SetUint32("general.file_type", FileType(spec.type));
@@ -319,6 +349,10 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
   w.SetFloat32(a + ".attention.layer_norm_rms_epsilon", a == "qwen2" ? 1e-6f : 1e-5f);
   w.SetFloat32(a + ".rope.freq_base", a == "qwen2" ? 1000000.0f : 10000.0f);
   w.SetUint32(a + ".rope.dimension_count", static_cast<uint32_t>(spec.n_embd / spec.n_head));
+  if (IsMoe(spec)) {
+    w.SetUint32(a + ".expert_count", static_cast<uint32_t>(spec.n_expert));
+    w.SetUint32(a + ".expert_used_count", static_cast<uint32_t>(spec.n_expert_used));
+  }
   w.SetUint64("swarm.synthetic_seed", spec.seed);
   SWARM_ASSIGN_OR_RETURN(int64_t n_vocab, WriteVocabulary(spec, w));
 

@@ -16,8 +16,10 @@
 namespace swarm::model {
 
 struct SyntheticModelSpec {
-  std::string arch = "llama";  // or "qwen2" (adds q/k/v biases, NeoX RoPE)
-  std::string name;            // general.name; derived from the shape and seed when empty
+  // "llama", "qwen2" (adds q/k/v biases, NeoX RoPE) or "mixtral" (a llama-architecture mixture
+  // of experts, as Mixtral files carry it: general.architecture "llama" with expert_count).
+  std::string arch = "llama";
+  std::string name;  // general.name; derived from the shape and seed when empty
   int64_t n_layer = 0;
   int64_t n_embd = 0;
   int64_t n_ff = 0;
@@ -25,6 +27,10 @@ struct SyntheticModelSpec {
   int64_t n_head_kv = 0;
   int64_t n_vocab = 0;  // replaced by the vocabulary's size when vocab_path is set
   int64_t n_ctx = 2048;
+  // Mixture of experts ("mixtral"): experts per block and experts used per token. Each expert's
+  // feed-forward is n_ff wide.
+  int64_t n_expert = 8;
+  int64_t n_expert_used = 2;
   // Type of every matrix, token_embd and output included; 1-D tensors are always f32. A matrix
   // whose row length is not a multiple of the type's block size falls back (as llama.cpp does) to
   // q8_0 when possible, else f16.
