@@ -24,6 +24,7 @@ struct MakeModelFlags {
   std::string name;
   std::string out_path;
   int threads = 0;
+  int64_t n_expert = 8, n_expert_used = 2;  // mixture-of-experts architectures
   // Which shape flags were given (they override the preset's values).
   CLI::Option* n_layer_opt = nullptr;
   CLI::Option* n_embd_opt = nullptr;
@@ -85,6 +86,8 @@ int RunMakeModel(const MakeModelFlags& f) {
   spec.vocab_path = f.vocab_path;
   spec.name = f.name;
   spec.n_threads = f.threads;
+  spec.n_expert = f.n_expert;
+  spec.n_expert_used = f.n_expert_used;
   if (f.context > 0) spec.n_ctx = f.context;
 
   const auto start = std::chrono::steady_clock::now();
@@ -137,9 +140,13 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
       cmd->add_option("--n-head-kv", flags->n_head_kv, "KV heads (default: --n-head)");
   flags->n_vocab_opt = cmd->add_option("--n-vocab", flags->n_vocab,
                                        "Vocabulary size (built-in SPM vocabulary, >= 259)");
-  cmd->add_option("--arch", flags->arch, "llama or qwen2")
+  cmd->add_option("--arch", flags->arch, "llama, qwen2 or mixtral (llama with experts)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"llama", "qwen2"}));
+      ->check(CLI::IsMember({"llama", "qwen2", "mixtral"}));
+  cmd->add_option("--n-expert", flags->n_expert, "Experts per block (mixture-of-experts archs)")
+      ->capture_default_str();
+  cmd->add_option("--n-expert-used", flags->n_expert_used, "Experts each token uses")
+      ->capture_default_str();
   cmd->add_option("--type", flags->type, "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
       ->capture_default_str();
   cmd->add_option("--seed", flags->seed, "Random seed")->capture_default_str();

@@ -361,7 +361,8 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
   const std::vector<TensorPlan> plans = PlanTensors(spec, n_vocab);
   for (const TensorPlan& p : plans) {
     SWARM_RETURN_IF_ERROR(w.AddTensor(p.name, p.type, p.ne));
-    if (p.ne.size() > 1 && p.type != spec.type) {
+    const bool router = p.name.ends_with(".ffn_gate_inp.weight");  // f32 by choice, not fallback
+    if (p.ne.size() > 1 && p.type != spec.type && !router) {
       summary.fallbacks.push_back(
           absl::StrCat(p.name, ": ", ToAbsl(kernels::GgmlTypeName(p.type))));
     }
