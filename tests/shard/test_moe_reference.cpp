@@ -15,12 +15,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/subprocess.h"
+#include "kernels/backend_factory.h"
 #include "model/gguf.h"
 #include "model/slice.h"
 #include "model/synthetic_model.h"
 #include "shard/local_model.h"
 #include "shard/local_pipeline.h"
 #include "shard/moe_forward.h"
+#include "shard/multi_gpu_stack.h"
 #include "support/files.h"
 
 namespace swarm::shard {
@@ -162,6 +164,60 @@ TEST_P(MoeReferenceTest, GreedyTokensAndLogitsMatchNumpy) {
 INSTANTIATE_TEST_SUITE_P(Types, MoeReferenceTest,
                          ::testing::Values(kernels::GgmlType::kF32, kernels::GgmlType::kF16,
                                            kernels::GgmlType::kQ8_0));
+
+// A peer batches sessions: two sequences in one step (their tokens grouped by expert together)
+// give each the bits it gets alone, on every CPU backend; and a MultiGpuStack over two backends
+// (the MoE block's host synchronization on each) gives BlockStack's bits.
+TEST(MoeBatchTest, BatchedSequencesEqualSequencesAloneBitForBit) {
+  test_support::ScratchDir dir;
+  const std::string path = dir.File("mixtral.gguf");
+  ASSERT_TRUE(model::WriteSyntheticModel(MixtralSpec(kernels::GgmlType::kQ8_0), path).ok());
+  const std::vector<int32_t> a = {1, 300, 17, 260, 42}, b = {1, 99, 7};
+  for (const char* backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    kernels::BackendOptions options;
+    options.name = backend;
+    auto m = LocalModel::Load(path, options);
+    ASSERT_TRUE(m.ok()) << m.status();
+    BlockStack& stack = *(*m)->blocks;
+    const int64_t n_embd = (*m)->config.n_embd;
+    auto embed = [&](const std::vector<int32_t>& tokens) {
+      std::vector<float> x(static_cast<size_t>(n_embd) * tokens.size());
+      EXPECT_TRUE((*m)->head->Embed(tokens, x.data()).ok());
+      return x;
+    };
+    const std::vector<float> xa = embed(a), xb = embed(b);
+    auto alone = [&](const std::vector<float>& x, int64_t n) {
+      auto cache = *stack.NewCache(16);
+      std::vector<float> out(x.size());
+      const SequenceStep step{cache.get(), n};
+      EXPECT_TRUE(stack.Forward({&step, 1}, x.data(), out.data()).ok());
+      return out;
+    };
+    std::vector<float> expected = alone(xa, 5), expected_b = alone(xb, 3);
+    expected.insert(expected.end(), expected_b.begin(), expected_b.end());
+    std::vector<float> x = xa;
+    x.insert(x.end(), xb.begin(), xb.end());
+    auto ca = *stack.NewCache(16), cb = *stack.NewCache(16);
+    const SequenceStep both[] = {{ca.get(), 5}, {cb.get(), 3}};
+    std::vector<float> batched(x.size());
+    ASSERT_TRUE(stack.Forward(both, x.data(), batched.data()).ok());
+    EXPECT_EQ(batched, expected);
+
+    auto host_blocks = model::LoadBlockWeights(*(*m)->file, (*m)->config, 0, 3);
+    ASSERT_TRUE(host_blocks.ok()) << host_blocks.status();
+    auto first = kernels::MakeBackend(options), second = kernels::MakeBackend(options);
+    ASSERT_TRUE(first.ok() && second.ok());
+    std::vector<kernels::Backend*> backends = {first->get(), second->get()};
+    auto multi = MultiGpuStack::Create(backends, (*m)->config, *host_blocks);
+    ASSERT_TRUE(multi.ok()) << multi.status();
+    auto ma = *(*multi)->NewCache(16), mb = *(*multi)->NewCache(16);
+    const SequenceStep spread[] = {{ma.get(), 5}, {mb.get(), 3}};
+    std::vector<float> across(x.size());
+    ASSERT_TRUE((*multi)->Forward(spread, x.data(), across.data()).ok());
+    EXPECT_EQ(across, expected);
+  }
+}
 
 // `swarm slice` of a mixture of experts: the slice keeps the expert keys and the 3-D expert
 // tensors of its blocks, byte for byte, and refuses nothing.
