@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "base/subprocess.h"
 #include "kernels/backend_factory.h"
+#include "kernels/cpu_reference_backend.h"
 #include "model/gguf.h"
 #include "model/slice.h"
 #include "model/synthetic_model.h"
@@ -216,6 +218,65 @@ TEST(MoeBatchTest, BatchedSequencesEqualSequencesAloneBitForBit) {
     std::vector<float> across(x.size());
     ASSERT_TRUE((*multi)->Forward(spread, x.data(), across.data()).ok());
     EXPECT_EQ(across, expected);
+  }
+}
+
+// The reference backend, counting the matrix products run with each weight.
+class CountingBackend : public kernels::CpuReferenceBackend {
+ public:
+  void MatMul(const kernels::Weight& w, const float* x, int64_t n_tokens, float* y) override {
+    ++uses[w.data];
+    CpuReferenceBackend::MatMul(w, x, n_tokens, y);
+  }
+  std::map<const void*, int> uses;
+};
+
+// Each expert's weights are read at most once per step, whatever the number of tokens (a prompt
+// groups its tokens by expert); a one-token decode step reads exactly the chosen experts.
+TEST(MoeReadsTest, EachChosenExpertOncePerStepAndOnlyTheChosenOnes) {
+  test_support::ScratchDir dir;
+  const std::string path = dir.File("mixtral.gguf");
+  const model::SyntheticModelSpec spec = MixtralSpec(kernels::GgmlType::kF32);
+  ASSERT_TRUE(model::WriteSyntheticModel(spec, path).ok());
+  kernels::BackendOptions options;
+  options.name = "reference";
+  auto m = LocalModel::Load(path, options, /*load_blocks=*/false);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto host = model::LoadBlockWeights(*(*m)->file, (*m)->config, 0, spec.n_layer);
+  ASSERT_TRUE(host.ok()) << host.status();
+  CountingBackend counting;
+  auto stack = BlockStack::Create(counting, (*m)->config, *host);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  auto cache = *(*stack)->NewCache(32);
+  // Experts read per block in one step: each must have had gate, up and down once.
+  auto experts_read = [&](const std::vector<int32_t>& tokens) {
+    std::vector<float> x(static_cast<size_t>(spec.n_embd) * tokens.size()), y(x.size());
+    EXPECT_TRUE((*m)->head->Embed(tokens, x.data()).ok());
+    counting.uses.clear();
+    const SequenceStep step{cache.get(), static_cast<int64_t>(tokens.size())};
+    EXPECT_TRUE((*stack)->Forward({&step, 1}, x.data(), y.data()).ok());
+    std::vector<int> read_per_block;
+    for (const model::BlockWeights& b : (*stack)->resident_weights()) {
+      int read = 0;
+      for (size_t e = 0; e < b.gate_exps.size(); ++e) {
+        const int gate = counting.uses[b.gate_exps[e].data], up = counting.uses[b.up_exps[e].data],
+                  down = counting.uses[b.down_exps[e].data];
+        EXPECT_EQ(gate, up);
+        EXPECT_EQ(gate, down);
+        EXPECT_LE(gate, 1) << "expert " << e << " read " << gate << " times in one step";
+        read += gate;
+      }
+      read_per_block.push_back(read);
+    }
+    return read_per_block;
+  };
+  const std::vector<int> prompt = experts_read({1, 300, 17, 260, 42, 99, 7, 150, 3, 271, 64, 200});
+  for (int read : prompt) {
+    EXPECT_GE(read, 2);  // 12 tokens choose at least 2 experts, each read once
+    EXPECT_LE(read, 8);
+  }
+  for (int32_t token : {5, 77, 301}) {
+    for (int read : experts_read({token})) EXPECT_EQ(read, 2);  // exactly the 2 chosen
   }
 }
 
