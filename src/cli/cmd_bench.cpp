@@ -216,7 +216,8 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
   auto blocks = model::LoadBlockWeights(*m.file, m.config, 0, m.config.n_layer);
   if (!blocks.ok()) return blocks.status();
   for (const model::BlockWeights& b : *blocks) {
-    for (const kernels::Weight* w : {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv}) {
+    for (const kernels::Weight* w :
+         {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.q_norm, &b.k_norm}) {
       c.block_weight_bytes += WeightBytes(*w);
     }
     for (const kernels::Weight* w : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
@@ -236,8 +237,8 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
   if (m.blocks != nullptr) {
     for (const model::BlockWeights& b : m.blocks->resident_weights()) {
       for (const kernels::Weight* w :
-           {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate,
-            &b.w_up, &b.w_down, &b.ffn_gate_inp}) {
+           {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.q_norm, &b.k_norm, &b.wq, &b.wk,
+            &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down, &b.ffn_gate_inp}) {
         AddRegion(*w, c.weight_regions);
       }
       // The paired plain read of a mixture of experts reads as many experts as a token uses.

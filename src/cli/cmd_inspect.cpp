@@ -142,9 +142,12 @@ int RunInspect(const InspectFlags& flags) {
   std::printf("  n_ctx_train    %lld\n", static_cast<long long>(c.n_ctx_train));
   std::printf("  rms_eps        %g\n", c.rms_eps);
   std::printf(
-      "  rope           freq_base %g, %s\n", c.rope_freq_base,
-      c.rope_style == kernels::RopeStyle::kNeox ? "NeoX (half-split pairs)" : "adjacent pairs");
+      "  rope           freq_base %g, %s%s, scale %g%s\n", c.rope.freq_base,
+      c.rope.style == kernels::RopeStyle::kNeox ? "NeoX (half-split pairs)" : "adjacent pairs",
+      c.rope.freq_factors.empty() ? "" : ", rope_freqs factors", 1.0 / c.rope.freq_scale,
+      c.rope.ext_factor != 0.0f ? " (YaRN)" : "");
   std::printf("  qkv_bias       %s\n", c.qkv_bias ? "yes" : "no");
+  std::printf("  qk_norm        %s\n", c.qk_norm ? "yes" : "no");
   auto range = model::ReadSliceRange(f);
   if (!range.ok()) {
     std::printf("  slice          invalid: %s\n", std::string(range.status().message()).c_str());

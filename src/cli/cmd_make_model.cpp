@@ -18,13 +18,16 @@ struct MakeModelFlags {
   std::string arch = "llama";
   int64_t n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, n_vocab = 0;
   int64_t context = 0;
+  int64_t head_dim = 0;
+  std::string rope_scaling;
+  float rope_scaling_factor = 4.0f;
   std::string type = "f16";
   uint64_t seed = 1;
   std::string vocab_path;
   std::string name;
   std::string out_path;
   int threads = 0;
-  int64_t n_expert = 8, n_expert_used = 2;  // mixture-of-experts architectures
+  int64_t n_expert = 8, n_expert_used = 2, n_ff_exp = 0;  // mixture-of-experts architectures
   // Which shape flags were given (they override the preset's values).
   CLI::Option* n_layer_opt = nullptr;
   CLI::Option* n_embd_opt = nullptr;
@@ -88,7 +91,11 @@ int RunMakeModel(const MakeModelFlags& f) {
   spec.n_threads = f.threads;
   spec.n_expert = f.n_expert;
   spec.n_expert_used = f.n_expert_used;
+  spec.n_ff_exp = f.n_ff_exp;
   if (f.context > 0) spec.n_ctx = f.context;
+  spec.head_dim = f.head_dim;
+  spec.rope_scaling = f.rope_scaling;
+  spec.rope_scaling_factor = f.rope_scaling_factor;
 
   const auto start = std::chrono::steady_clock::now();
   auto summary = model::WriteSyntheticModel(spec, f.out_path);
@@ -130,7 +137,10 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm make-model --preset tinyllama-1.1b --type q4_k \\\n"
       "      --vocab ../shared/tokenizer-vectors/ggml-vocab-llama-spm.gguf -o tinyllama-q4k.gguf\n"
       "  swarm make-model --n-layer 2 --n-embd 64 --n-ff 128 --n-head 4 --n-vocab 300 \\\n"
-      "      --type f32 --seed 7 -o tiny.gguf");
+      "      --type f32 --seed 7 -o tiny.gguf\n"
+      "  swarm make-model --preset stories260k-shape --arch llama3 --rope-scaling yarn \\\n"
+      "      --type q8_0 -o tiny-llama3.gguf\n"
+      "  swarm make-model --preset stories260k-shape --arch qwen3 --type f32 -o tiny-qwen3.gguf");
   cmd->add_option("--preset", flags->preset, "tinyllama-1.1b, llama-7b or stories260k-shape");
   flags->n_layer_opt = cmd->add_option("--n-layer", flags->n_layer, "Transformer blocks");
   flags->n_embd_opt = cmd->add_option("--n-embd", flags->n_embd, "Embedding width");
@@ -140,12 +150,27 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
       cmd->add_option("--n-head-kv", flags->n_head_kv, "KV heads (default: --n-head)");
   flags->n_vocab_opt = cmd->add_option("--n-vocab", flags->n_vocab,
                                        "Vocabulary size (built-in SPM vocabulary, >= 259)");
-  cmd->add_option("--arch", flags->arch, "llama, qwen2 or mixtral (llama with experts)")
+  cmd->add_option("--arch", flags->arch,
+                  "llama, llama3 (llama with Llama 3.1 rope_freqs factors), qwen2, qwen3 "
+                  "(q/k norms, head size 2 * n_embd / n_head unless --head-dim), mixtral (llama "
+                  "with experts) or qwen3moe (qwen3 with experts)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"llama", "qwen2", "mixtral"}));
+      ->check(CLI::IsMember({"llama", "llama3", "qwen2", "qwen3", "mixtral", "qwen3moe"}));
   cmd->add_option("--n-expert", flags->n_expert, "Experts per block (mixture-of-experts archs)")
       ->capture_default_str();
   cmd->add_option("--n-expert-used", flags->n_expert_used, "Experts each token uses")
+      ->capture_default_str();
+  cmd->add_option("--n-ff-exp", flags->n_ff_exp,
+                  "Width of each expert (qwen3moe's expert_feed_forward_length; 0 = --n-ff)")
+      ->capture_default_str();
+  cmd->add_option("--head-dim", flags->head_dim,
+                  "Head size, written as attention.key_length (0 = architecture's default)")
+      ->capture_default_str();
+  cmd->add_option("--rope-scaling", flags->rope_scaling,
+                  "Write rope.scaling.type (none, linear or yarn) and its factor")
+      ->check(CLI::IsMember({"none", "linear", "yarn"}));
+  cmd->add_option("--rope-scaling-factor", flags->rope_scaling_factor,
+                  "rope.scaling.factor; yarn's original_context_length is the context / factor")
       ->capture_default_str();
   cmd->add_option("--type", flags->type, "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
       ->capture_default_str();

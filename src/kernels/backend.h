@@ -17,13 +17,9 @@
 #include "kernels/backend_capabilities.h"
 #include "kernels/ggml_type.h"
 #include "kernels/kv_types.h"
+#include "kernels/rope_params.h"
 
 namespace swarm::kernels {
-
-enum class RopeStyle {
-  kAdjacentPairs,  // GGUF `llama`: rotates (x[2i], x[2i+1])
-  kNeox,           // `qwen2`: rotates (x[i], x[i + head_dim/2])
-};
 
 // How a weight's rows are laid out in memory. kGguf: GGUF's blocks, as stored in the file.
 // kCpuLanes and kCpuRowPanels: the optimized CPU backend's own layouts of Q4_0
@@ -99,9 +95,10 @@ class Backend {
   // y: [n, T] = x / sqrt(mean(x^2) + eps) * weight: [n]   (y may alias x)
   virtual void RmsNorm(const float* x, const float* weight, int64_t n, int64_t n_tokens, float eps,
                        float* y) = 0;
-  // x: [head_dim * n_heads, T] rotated in place; positions: [T] in host memory.
+  // x: [head_dim * n_heads, T] rotated in place as rope_params.h defines; positions: [T] in host
+  // memory.
   virtual void Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
-                    const int32_t* positions, float freq_base, RopeStyle style) = 0;
+                    const int32_t* positions, const RopeParams& rope) = 0;
   // y: [n] = silu(gate) * up   (y may alias gate)
   virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* y) = 0;
   // y: [n] += x

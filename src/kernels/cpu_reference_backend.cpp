@@ -120,21 +120,20 @@ void CpuReferenceBackend::RmsNorm(const float* x, const float* weight, int64_t n
 }
 
 // x: [head_dim * n_heads, T]. Pair i of a head (i < head_dim/2) turns by the angle
-// positions[t] * freq_base^(-2i/head_dim).
+// positions[t] * table.freq[i]; cos and sin are scaled by table.mscale.
 void CpuReferenceBackend::Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
-                               const int32_t* positions, float freq_base, RopeStyle style) {
+                               const int32_t* positions, const RopeParams& rope) {
   const int64_t half = head_dim / 2;
+  const RopeTable table = MakeRopeTable(rope, head_dim);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t h = 0; h < n_heads; ++h) {
       float* head = x + t * head_dim * n_heads + h * head_dim;
       for (int64_t i = 0; i < half; ++i) {
-        const double theta =
-            positions[t] * std::pow(static_cast<double>(freq_base),
-                                    -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-        const double c = std::cos(theta);
-        const double s = std::sin(theta);
-        float& a = style == RopeStyle::kNeox ? head[i] : head[2 * i];
-        float& b = style == RopeStyle::kNeox ? head[i + half] : head[2 * i + 1];
+        const double theta = positions[t] * table.freq[i];
+        const double c = std::cos(theta) * table.mscale;
+        const double s = std::sin(theta) * table.mscale;
+        float& a = rope.style == RopeStyle::kNeox ? head[i] : head[2 * i];
+        float& b = rope.style == RopeStyle::kNeox ? head[i + half] : head[2 * i + 1];
         const double a0 = a;
         const double b0 = b;
         a = static_cast<float>(a0 * c - b0 * s);

@@ -10,7 +10,9 @@
 #include "base/absl_compat.h"
 #include "base/status_macros.h"
 #include "model/gguf.h"
+#include "model/metadata_audit.h"
 #include "model/moe_config.h"
+#include "model/rope_config.h"
 
 namespace swarm::model {
 
@@ -85,8 +87,25 @@ std::string ComputeModelId(const GgufFile& file, const ModelConfig& c) {
   uint32_t bits;
   std::memcpy(&bits, &c.rms_eps, 4);
   h.AddInt(bits);
-  std::memcpy(&bits, &c.rope_freq_base, 4);
+  std::memcpy(&bits, &c.rope.freq_base, 4);
   h.AddInt(bits);
+  // RoPE scaling and factors, only when present (the ids of models without them are unchanged).
+  kernels::RopeParams plain;
+  plain.freq_base = c.rope.freq_base;
+  plain.style = c.rope.style;
+  if (!(c.rope == plain)) {
+    h.Add("rope");
+    for (float v : {c.rope.freq_scale, c.rope.ext_factor, c.rope.attn_factor, c.rope.beta_fast,
+                    c.rope.beta_slow}) {
+      std::memcpy(&bits, &v, 4);
+      h.AddInt(bits);
+    }
+    h.AddInt(static_cast<uint64_t>(c.rope.n_ctx_orig));
+    for (float v : c.rope.freq_factors) {
+      std::memcpy(&bits, &v, 4);
+      h.AddInt(bits);
+    }
+  }
   // The tensor table, in name order so that a file with the same tensors laid out differently
   // still has the same identity.
   std::vector<const GgufTensorInfo*> tensors;
@@ -129,9 +148,11 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
     return arch.status();
   }
   c.architecture = std::string(*arch);
-  if (c.architecture != "llama" && c.architecture != "qwen2") {
-    return absl::UnimplementedError(absl::StrCat("architecture '", c.architecture,
-                                                 "' is not supported (supported: llama, qwen2)"));
+  if (c.architecture != "llama" && c.architecture != "qwen2" && c.architecture != "qwen3" &&
+      c.architecture != "qwen3moe") {
+    return absl::UnimplementedError(
+        absl::StrCat("architecture '", c.architecture,
+                     "' is not supported (supported: llama, qwen2, qwen3, qwen3moe)"));
   }
   if (auto name = file.GetString("general.name"); name.ok()) c.name = std::string(*name);
 
@@ -144,25 +165,36 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
                          GetBoundedOr(file, p + "attention.head_count_kv", kMaxHeads, c.n_head));
   SWARM_ASSIGN_OR_RETURN(c.n_ctx_train, GetBounded(file, p + "context_length", kMaxContext));
 
-  if (c.n_embd % c.n_head != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embedding_length ", c.n_embd, " is not a multiple of head_count ", c.n_head));
-  }
   if (c.n_head % c.n_head_kv != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("head_count ", c.n_head, " is not a multiple of head_count_kv ", c.n_head_kv));
   }
-  c.head_dim = c.n_embd / c.n_head;
+  // The head size: attention.key_length when given (qwen3's differs from n_embd / n_head; the
+  // query and output projections are then [n_embd] -> [n_head * key_length] and back).
+  if (file.Has(p + "attention.key_length")) {
+    SWARM_ASSIGN_OR_RETURN(c.head_dim, GetBounded(file, p + "attention.key_length", kMaxEmbd));
+  } else {
+    if (c.n_embd % c.n_head != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "embedding_length ", c.n_embd, " is not a multiple of head_count ", c.n_head));
+    }
+    c.head_dim = c.n_embd / c.n_head;
+  }
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("head dimension ", c.head_dim, " is odd: RoPE rotates pairs"));
   }
-  for (const char* key : {"attention.key_length", "attention.value_length"}) {
-    if (!file.Has(p + key)) continue;
-    SWARM_ASSIGN_OR_RETURN(int64_t length, GetBounded(file, p + key, kMaxEmbd));
+  if (c.head_dim * c.n_head > kMaxEmbd) {
+    return absl::InvalidArgumentError(absl::StrCat("head_count ", c.n_head, " times key_length ",
+                                                   c.head_dim, " exceeds ", kMaxEmbd));
+  }
+  if (file.Has(p + "attention.value_length")) {
+    SWARM_ASSIGN_OR_RETURN(int64_t length,
+                           GetBounded(file, p + "attention.value_length", kMaxEmbd));
     if (length != c.head_dim) {
-      return absl::UnimplementedError(absl::StrCat(
-          p, key, " ", length, " differs from embedding_length / head_count ", c.head_dim));
+      return absl::UnimplementedError(absl::StrCat(p, "attention.value_length ", length,
+                                                   " differs from the key length ", c.head_dim,
+                                                   ": heads of two sizes are not supported"));
     }
   }
   if (file.Has(p + "rope.dimension_count")) {
@@ -175,16 +207,7 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
     }
   }
   SWARM_RETURN_IF_ERROR(ReadMoeConfig(file, p, c));
-  if (auto scaling = file.GetString(p + "rope.scaling.type"); scaling.ok()) {
-    if (*scaling != "none") {
-      auto factor = file.GetFloat(p + "rope.scaling.factor");
-      if (!factor.ok() || *factor != 1.0) {
-        return absl::UnimplementedError(
-            absl::StrCat("RoPE scaling '", ToAbsl(*scaling), "' is not supported"));
-      }
-    }
-  }
-
+  SWARM_RETURN_IF_ERROR(AuditModelFile(file, c.architecture, c.head_dim, c.n_ctx_train));
   {
     const std::string key = p + "attention.layer_norm_rms_epsilon";
     auto eps = file.GetFloat(key);
@@ -199,17 +222,17 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
     }
     c.rms_eps = static_cast<float>(*eps);
   }
-  if (file.Has(p + "rope.freq_base")) {
-    SWARM_ASSIGN_OR_RETURN(double base, file.GetFloat(p + "rope.freq_base"));
-    if (!(base > 1.0 && base < 1e12)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, "rope.freq_base is ", base, ", expected (1, 1e12)"));
-    }
-    c.rope_freq_base = static_cast<float>(base);
-  }
-  c.rope_style =
-      c.architecture == "qwen2" ? kernels::RopeStyle::kNeox : kernels::RopeStyle::kAdjacentPairs;
+  SWARM_ASSIGN_OR_RETURN(c.rope, ReadRopeParams(file, c.architecture, c.head_dim, c.n_ctx_train));
+  // qwen2 always has Q/K/V biases; llama.cpp's llama takes them when the file has them.
   c.qkv_bias = c.architecture == "qwen2";
+  if (c.architecture == "llama") {
+    for (const GgufTensorInfo& t : file.tensors()) {
+      const std::string_view name = t.name;
+      if (name.starts_with("blk.") && name.ends_with(".attn_q.bias")) c.qkv_bias = true;
+    }
+  }
+  // qwen3moe: qwen3's attention, every block a mixture of experts.
+  c.qk_norm = c.architecture == "qwen3" || c.architecture == "qwen3moe";
 
   // The vocabulary size: the tokenizer's token list, or the embedding table (a slice without the
   // client tensors has only the former; a model without a tokenizer only the latter).

@@ -157,21 +157,25 @@ absl::StatusOr<std::vector<BlockWeights>> LoadBlockWeights(const GgufFile& file,
   TensorLoader loader(file);
   std::vector<BlockWeights> blocks;
   blocks.reserve(static_cast<size_t>(last - first));
-  const int64_t e = config.n_embd, kv = config.kv_dim(), ff = config.n_ff;
+  const int64_t e = config.n_embd, q = config.q_dim(), kv = config.kv_dim(), ff = config.n_ff;
   for (int64_t il = first; il < last; ++il) {
     const std::string p = absl::StrCat("blk.", il, ".");
     BlockWeights b;
     b.layer = il;
     SWARM_ASSIGN_OR_RETURN(b.attn_norm, loader.Vector(p + "attn_norm.weight", e));
-    SWARM_ASSIGN_OR_RETURN(b.wq, loader.Matrix(p + "attn_q.weight", e, e));
+    SWARM_ASSIGN_OR_RETURN(b.wq, loader.Matrix(p + "attn_q.weight", e, q));
     SWARM_ASSIGN_OR_RETURN(b.wk, loader.Matrix(p + "attn_k.weight", e, kv));
     SWARM_ASSIGN_OR_RETURN(b.wv, loader.Matrix(p + "attn_v.weight", e, kv));
     if (config.qkv_bias) {
-      SWARM_ASSIGN_OR_RETURN(b.bq, loader.Vector(p + "attn_q.bias", e));
+      SWARM_ASSIGN_OR_RETURN(b.bq, loader.Vector(p + "attn_q.bias", q));
       SWARM_ASSIGN_OR_RETURN(b.bk, loader.Vector(p + "attn_k.bias", kv));
       SWARM_ASSIGN_OR_RETURN(b.bv, loader.Vector(p + "attn_v.bias", kv));
     }
-    SWARM_ASSIGN_OR_RETURN(b.wo, loader.Matrix(p + "attn_output.weight", e, e));
+    if (config.qk_norm) {
+      SWARM_ASSIGN_OR_RETURN(b.q_norm, loader.Vector(p + "attn_q_norm.weight", config.head_dim));
+      SWARM_ASSIGN_OR_RETURN(b.k_norm, loader.Vector(p + "attn_k_norm.weight", config.head_dim));
+    }
+    SWARM_ASSIGN_OR_RETURN(b.wo, loader.Matrix(p + "attn_output.weight", q, e));
     SWARM_ASSIGN_OR_RETURN(b.ffn_norm, loader.Vector(p + "ffn_norm.weight", e));
     if (config.is_moe()) {
       const int64_t ne = config.n_expert, fe = config.n_ff_exp;

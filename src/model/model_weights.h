@@ -20,9 +20,11 @@ class GgufFile;
 struct BlockWeights {
   int64_t layer = 0;             // model layer id
   kernels::Weight attn_norm;     // [n_embd] f32
-  kernels::Weight wq, wk, wv;    // [n_embd] -> [n_embd], [kv_dim], [kv_dim]
+  kernels::Weight wq, wk, wv;    // [n_embd] -> [q_dim], [kv_dim], [kv_dim]
   kernels::Weight bq, bk, bv;    // qwen2 only (data == nullptr otherwise), f32
-  kernels::Weight wo;            // [n_embd] -> [n_embd]
+  kernels::Weight q_norm;        // qwen3 only: [head_dim] f32, attn_q_norm.weight
+  kernels::Weight k_norm;        // qwen3 only: [head_dim] f32, attn_k_norm.weight
+  kernels::Weight wo;            // [q_dim] -> [n_embd]
   kernels::Weight ffn_norm;      // [n_embd] f32
   kernels::Weight w_gate, w_up;  // [n_embd] -> [n_ff]
   kernels::Weight w_down;        // [n_ff] -> [n_embd]

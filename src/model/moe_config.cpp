@@ -27,6 +27,25 @@ absl::Status ReadMoeConfig(const GgufFile& file, const std::string& p, ModelConf
     return absl::InvalidArgumentError(
         absl::StrCat(p, "expert_count is ", experts, ", expected 0..", kMaxExperts));
   }
+  // The tensors must agree with the keys: expert tensors without expert_count would be ignored,
+  // dense feed-forward tensors beside experts likewise.
+  bool expert_tensors = false, dense_tensors = false;
+  for (const GgufTensorInfo& t : file.tensors()) {
+    const std::string_view name = t.name;
+    if (!name.starts_with("blk.")) continue;
+    expert_tensors = expert_tensors || name.ends_with(".ffn_gate_inp.weight");
+    dense_tensors = dense_tensors || name.ends_with(".ffn_gate.weight");
+  }
+  if (experts == 0 && expert_tensors) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the file has expert tensors (ffn_gate_inp) but no ", p, "expert_count"));
+  }
+  if (experts > 0 && dense_tensors) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the file has both experts (", p,
+        "expert_count) and dense feed-forward tensors (ffn_gate.weight): blocks of both kinds "
+        "are not supported"));
+  }
   if (experts == 0) {
     if (used != 0) {
       return absl::InvalidArgumentError(

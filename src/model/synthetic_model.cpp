@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <numbers>
 #include <system_error>
 #include <thread>
 
@@ -41,15 +42,61 @@ uint64_t HashName(std::string_view s) {
   return h;
 }
 
-enum class Fill { kOnes, kUniform };
+// kNearOne: 1 + uniform (a norm whose weights matter); kGiven: TensorPlan::values.
+enum class Fill { kOnes, kUniform, kNearOne, kGiven };
 
 struct TensorPlan {
   std::string name;
   GgmlType type;
   std::vector<int64_t> ne;  // [n_in], [n_in, n_out] or [n_in, n_out, n_expert]
   Fill fill;
-  float scale;  // half-width of the uniform distribution
+  float scale;                // half-width of the uniform distribution
+  std::vector<float> values;  // kGiven: the 1-D tensor's contents
 };
+
+// Where a synthetic model of `arch` gets its shape facts (file architecture, head size, RoPE).
+// Mixtral files are "llama" files with experts.
+std::string FileArch(const SyntheticModelSpec& s) {
+  return s.arch == "llama3" || s.arch == "mixtral" ? "llama" : s.arch;
+}
+
+bool IsMoe(const SyntheticModelSpec& s) { return s.arch == "mixtral" || s.arch == "qwen3moe"; }
+bool IsQwen3(const SyntheticModelSpec& s) { return s.arch == "qwen3" || s.arch == "qwen3moe"; }
+int64_t ExpertWidth(const SyntheticModelSpec& s) { return s.n_ff_exp > 0 ? s.n_ff_exp : s.n_ff; }
+
+int64_t HeadDim(const SyntheticModelSpec& s) {
+  if (s.head_dim > 0) return s.head_dim;
+  return IsQwen3(s) ? 2 * (s.n_embd / s.n_head) : s.n_embd / s.n_head;
+}
+
+float RopeBase(const SyntheticModelSpec& s) {
+  if (s.arch == "llama3") return 500000.0f;
+  return s.arch == "llama" ? 10000.0f : 1000000.0f;
+}
+
+// Llama 3.1's frequency factors (its published rope-scaling rule: factor 8, low-frequency factor
+// 1, high-frequency factor 4) for an original context of n_ctx / 8, so that at this synthetic
+// model's short context most low frequencies are slowed down.
+std::vector<float> Llama3RopeFactors(const SyntheticModelSpec& s) {
+  const int64_t d = HeadDim(s);
+  const double factor = 8.0, low = 1.0, high = 4.0;
+  const double original = std::max<double>(16.0, static_cast<double>(s.n_ctx) / 8.0);
+  const double low_wavelen = original / low, high_wavelen = original / high;
+  std::vector<float> f;
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const double freq = std::pow(static_cast<double>(RopeBase(s)), -2.0 * i / d);
+    const double wavelen = 2.0 * std::numbers::pi / freq;
+    if (wavelen < high_wavelen) {
+      f.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      f.push_back(static_cast<float>(factor));
+    } else {
+      const double smooth = (original / wavelen - low) / (high - low);
+      f.push_back(static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth)));
+    }
+  }
+  return f;
+}
 
 bool IsWeightType(GgmlType t) {
   switch (t) {
@@ -95,23 +142,27 @@ GgmlType MatrixType(GgmlType requested, int64_t n_in) {
   return GgmlType::kF16;
 }
 
-bool IsMoe(const SyntheticModelSpec& s) { return s.arch == "mixtral"; }
-
-// general.architecture: Mixtral files are "llama" files with experts.
-std::string GgufArchitecture(const SyntheticModelSpec& s) {
-  return s.arch == "mixtral" ? "llama" : s.arch;
-}
-
 absl::Status Validate(const SyntheticModelSpec& s) {
-  if (s.arch != "llama" && s.arch != "qwen2" && s.arch != "mixtral") {
+  if (s.arch != "llama" && s.arch != "llama3" && s.arch != "qwen2" && s.arch != "qwen3" &&
+      !IsMoe(s)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("architecture '", s.arch, "' is not one of llama, qwen2, mixtral"));
+        absl::StrCat("architecture '", s.arch,
+                     "' is not one of llama, llama3, qwen2, qwen3, mixtral, qwen3moe"));
   }
   if (IsMoe(s) && (s.n_expert < 1 || s.n_expert > 1024 || s.n_expert_used < 1 ||
-                   s.n_expert_used > s.n_expert)) {
-    return absl::InvalidArgumentError(absl::StrCat("experts ", s.n_expert, " (used ",
-                                                   s.n_expert_used, ") expected 1..1024 experts, ",
-                                                   "1..experts used"));
+                   s.n_expert_used > s.n_expert || s.n_ff_exp < 0 || s.n_ff_exp > (1 << 18))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("experts ", s.n_expert, " (used ", s.n_expert_used, ", width ", s.n_ff_exp,
+                     ") expected 1..1024 experts, 1..experts used, width 0..262144"));
+  }
+  if (!s.rope_scaling.empty() && s.rope_scaling != "none" && s.rope_scaling != "linear" &&
+      s.rope_scaling != "yarn") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RoPE scaling '", s.rope_scaling, "' is not one of none, linear, yarn"));
+  }
+  if (!(s.rope_scaling_factor >= 1.0f && s.rope_scaling_factor <= 1024.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RoPE scaling factor ", s.rope_scaling_factor, " is not in [1, 1024]"));
   }
   struct Bound {
     const char* name;
@@ -126,7 +177,11 @@ absl::Status Validate(const SyntheticModelSpec& s) {
           absl::StrCat(b.name, " is ", b.value, ", expected 1..", b.max));
     }
   }
-  if (s.n_embd % s.n_head != 0 || (s.n_embd / s.n_head) % 2 != 0) {
+  if (s.head_dim < 0 || s.head_dim > 1024 || s.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("head_dim ", s.head_dim, " is not an even number in 0..1024"));
+  }
+  if (s.head_dim == 0 && (s.n_embd % s.n_head != 0 || (s.n_embd / s.n_head) % 2 != 0)) {
     return absl::InvalidArgumentError(absl::StrCat("n_embd ", s.n_embd, " must be n_head (",
                                                    s.n_head, ") times an even head dimension"));
   }
@@ -201,7 +256,8 @@ absl::StatusOr<int64_t> WriteVocabulary(const SyntheticModelSpec& s, GgufWriter&
 }
 
 std::vector<TensorPlan> PlanTensors(const SyntheticModelSpec& s, int64_t n_vocab) {
-  const int64_t e = s.n_embd, kv = s.n_embd / s.n_head * s.n_head_kv, ff = s.n_ff;
+  const int64_t e = s.n_embd, hd = HeadDim(s), q = hd * s.n_head, kv = hd * s.n_head_kv;
+  const int64_t ff = s.n_ff;
   // Uniform in [-a, a] has standard deviation a / sqrt(3): a = sqrt(3 / n_in) gives 1/sqrt(n_in),
   // which keeps each matrix product at unit scale, so activations stay finite through any depth.
   auto matrix = [&](std::string name, int64_t n_in, int64_t n_out) {
@@ -209,28 +265,39 @@ std::vector<TensorPlan> PlanTensors(const SyntheticModelSpec& s, int64_t n_vocab
                       MatrixType(s.type, n_in),
                       {n_in, n_out},
                       Fill::kUniform,
-                      std::sqrt(3.0f / static_cast<float>(n_in))};
+                      std::sqrt(3.0f / static_cast<float>(n_in)),
+                      {}};
   };
   auto norm = [](std::string name, int64_t n) {
-    return TensorPlan{std::move(name), GgmlType::kF32, {n}, Fill::kOnes, 0.0f};
+    return TensorPlan{std::move(name), GgmlType::kF32, {n}, Fill::kOnes, 0.0f, {}};
   };
   auto bias = [](std::string name, int64_t n) {
-    return TensorPlan{std::move(name), GgmlType::kF32, {n}, Fill::kUniform, 0.1f};
+    return TensorPlan{std::move(name), GgmlType::kF32, {n}, Fill::kUniform, 0.1f, {}};
   };
   std::vector<TensorPlan> t = {matrix("token_embd.weight", e, n_vocab),
                                norm("output_norm.weight", e), matrix("output.weight", e, n_vocab)};
+  if (s.arch == "llama3") {
+    t.push_back(TensorPlan{
+        "rope_freqs.weight", GgmlType::kF32, {hd / 2}, Fill::kGiven, 0.0f, Llama3RopeFactors(s)});
+  }
   for (int64_t il = 0; il < s.n_layer; ++il) {
     const std::string p = absl::StrCat("blk.", il, ".");
     t.push_back(norm(p + "attn_norm.weight", e));
-    t.push_back(matrix(p + "attn_q.weight", e, e));
+    t.push_back(matrix(p + "attn_q.weight", e, q));
     t.push_back(matrix(p + "attn_k.weight", e, kv));
     t.push_back(matrix(p + "attn_v.weight", e, kv));
     if (s.arch == "qwen2") {
-      t.push_back(bias(p + "attn_q.bias", e));
+      t.push_back(bias(p + "attn_q.bias", q));
       t.push_back(bias(p + "attn_k.bias", kv));
       t.push_back(bias(p + "attn_v.bias", kv));
     }
-    t.push_back(matrix(p + "attn_output.weight", e, e));
+    if (IsQwen3(s)) {
+      t.push_back(
+          TensorPlan{p + "attn_q_norm.weight", GgmlType::kF32, {hd}, Fill::kNearOne, 0.25f, {}});
+      t.push_back(
+          TensorPlan{p + "attn_k_norm.weight", GgmlType::kF32, {hd}, Fill::kNearOne, 0.25f, {}});
+    }
+    t.push_back(matrix(p + "attn_output.weight", q, e));
     t.push_back(norm(p + "ffn_norm.weight", e));
     if (IsMoe(s)) {
       // As llama.cpp writes them: the router stays f32; experts are [n_in, n_out, n_expert].
@@ -243,9 +310,10 @@ std::vector<TensorPlan> PlanTensors(const SyntheticModelSpec& s, int64_t n_vocab
         plan.ne.push_back(ne);
         return plan;
       };
-      t.push_back(experts(p + "ffn_gate_exps.weight", e, ff));
-      t.push_back(experts(p + "ffn_down_exps.weight", ff, e));
-      t.push_back(experts(p + "ffn_up_exps.weight", e, ff));
+      const int64_t fe = ExpertWidth(s);
+      t.push_back(experts(p + "ffn_gate_exps.weight", e, fe));
+      t.push_back(experts(p + "ffn_down_exps.weight", fe, e));
+      t.push_back(experts(p + "ffn_up_exps.weight", e, fe));
       continue;
     }
     t.push_back(matrix(p + "ffn_gate.weight", e, ff));
@@ -262,6 +330,10 @@ void FillRow(const TensorPlan& plan, uint64_t seed, int64_t row, float* out) {
     std::fill(out, out + n, 1.0f);
     return;
   }
+  if (plan.fill == Fill::kGiven) {
+    std::copy(plan.values.begin(), plan.values.end(), out);
+    return;
+  }
   uint64_t state =
       seed ^ HashName(plan.name) ^ (static_cast<uint64_t>(row) * 0xd1342543de82ef95ull);
   SplitMix64(state);
@@ -271,6 +343,9 @@ void FillRow(const TensorPlan& plan, uint64_t seed, int64_t row, float* out) {
     out[i] = (static_cast<float>(r >> 40) * 0x1p-23f - 1.0f) * plan.scale;
     if (i + 1 < n)
       out[i + 1] = (static_cast<float>((r >> 8) & 0xffffff) * 0x1p-23f - 1.0f) * plan.scale;
+  }
+  if (plan.fill == Fill::kNearOne) {
+    for (int64_t i = 0; i < n; ++i) out[i] += 1.0f;
   }
 }
 
@@ -329,7 +404,7 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
                                             const std::string& path) {
   SWARM_RETURN_IF_ERROR(Validate(spec));
   GgufWriter w;
-  const std::string a = GgufArchitecture(spec);
+  const std::string a = FileArch(spec);
   w.SetString("general.architecture", a);
   w.SetString("general.name",
               spec.name.empty()
@@ -346,12 +421,31 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
   w.SetUint32(a + ".feed_forward_length", static_cast<uint32_t>(spec.n_ff));
   w.SetUint32(a + ".attention.head_count", static_cast<uint32_t>(spec.n_head));
   w.SetUint32(a + ".attention.head_count_kv", static_cast<uint32_t>(spec.n_head_kv));
-  w.SetFloat32(a + ".attention.layer_norm_rms_epsilon", a == "qwen2" ? 1e-6f : 1e-5f);
-  w.SetFloat32(a + ".rope.freq_base", a == "qwen2" ? 1000000.0f : 10000.0f);
-  w.SetUint32(a + ".rope.dimension_count", static_cast<uint32_t>(spec.n_embd / spec.n_head));
+  w.SetFloat32(a + ".attention.layer_norm_rms_epsilon", a == "llama" ? 1e-5f : 1e-6f);
+  w.SetFloat32(a + ".rope.freq_base", RopeBase(spec));
+  w.SetUint32(a + ".rope.dimension_count", static_cast<uint32_t>(HeadDim(spec)));
+  if (spec.head_dim > 0 || IsQwen3(spec)) {
+    w.SetUint32(a + ".attention.key_length", static_cast<uint32_t>(HeadDim(spec)));
+    w.SetUint32(a + ".attention.value_length", static_cast<uint32_t>(HeadDim(spec)));
+  }
+  if (!spec.rope_scaling.empty()) {
+    w.SetString(a + ".rope.scaling.type", spec.rope_scaling);
+    if (spec.rope_scaling != "none") {
+      w.SetFloat32(a + ".rope.scaling.factor", spec.rope_scaling_factor);
+    }
+    if (spec.rope_scaling == "yarn") {
+      w.SetUint32(
+          a + ".rope.scaling.original_context_length",
+          static_cast<uint32_t>(std::max<int64_t>(
+              1, static_cast<int64_t>(static_cast<float>(spec.n_ctx) / spec.rope_scaling_factor))));
+    }
+  }
   if (IsMoe(spec)) {
     w.SetUint32(a + ".expert_count", static_cast<uint32_t>(spec.n_expert));
     w.SetUint32(a + ".expert_used_count", static_cast<uint32_t>(spec.n_expert_used));
+    if (spec.arch == "qwen3moe") {
+      w.SetUint32(a + ".expert_feed_forward_length", static_cast<uint32_t>(ExpertWidth(spec)));
+    }
   }
   w.SetUint64("swarm.synthetic_seed", spec.seed);
   SWARM_ASSIGN_OR_RETURN(int64_t n_vocab, WriteVocabulary(spec, w));

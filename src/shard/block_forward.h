@@ -27,10 +27,10 @@ class BlockActivations {
   float* x = nullptr;    // [n_embd] residual stream
   float* xb = nullptr;   // [n_embd] normed input
   float* xb2 = nullptr;  // [n_embd] block output before the residual add
-  float* q = nullptr;    // [n_embd]
+  float* q = nullptr;    // [q_dim]
   float* k = nullptr;    // [kv_dim]
   float* v = nullptr;    // [kv_dim]
-  float* att = nullptr;  // [n_embd]
+  float* att = nullptr;  // [q_dim]
   float* hb = nullptr;   // [max(n_ff, n_ff_exp)]
   float* hb2 = nullptr;  // [max(n_ff, n_ff_exp)]
   MoeBuffers moe;        // mixture-of-experts models only (null otherwise)
@@ -51,21 +51,29 @@ absl::Status RunBlock(kernels::Backend& b, const model::ModelConfig& c,
                       const model::BlockWeights& w, int64_t local_layer, const Steps& steps,
                       CacheOf cache_of, const int32_t* positions, int64_t n_tokens,
                       BlockActivations& a) {
-  const int64_t n_embd = c.n_embd, kv_dim = c.kv_dim();
+  const int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const kernels::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
 
   // Attention: x += wo · attention(rope(wq · norm(x)), rope(wk · norm(x)), wv · norm(x))
+  // (qwen3: rope(qnorm(wq · norm(x))), rope(knorm(wk · norm(x))), heads normed one by one)
   b.RmsNorm(a.x, static_cast<const float*>(w.attn_norm.data), n_embd, n_tokens, c.rms_eps, a.xb);
   b.MatMul(w.wq, a.xb, n_tokens, a.q);
   b.MatMul(w.wk, a.xb, n_tokens, a.k);
   b.MatMul(w.wv, a.xb, n_tokens, a.v);
   if (w.bq.data != nullptr) {
-    b.AddBias(a.q, static_cast<const float*>(w.bq.data), n_embd, n_tokens);
+    b.AddBias(a.q, static_cast<const float*>(w.bq.data), q_dim, n_tokens);
     b.AddBias(a.k, static_cast<const float*>(w.bk.data), kv_dim, n_tokens);
     b.AddBias(a.v, static_cast<const float*>(w.bv.data), kv_dim, n_tokens);
   }
-  b.Rope(a.q, c.head_dim, c.n_head, n_tokens, positions, c.rope_freq_base, c.rope_style);
-  b.Rope(a.k, c.head_dim, c.n_head_kv, n_tokens, positions, c.rope_freq_base, c.rope_style);
+  if (w.q_norm.data != nullptr) {
+    // qwen3: each head of q and k is RMS-normed on its own ([head_dim, n_heads * T] views).
+    b.RmsNorm(a.q, static_cast<const float*>(w.q_norm.data), c.head_dim, c.n_head * n_tokens,
+              c.rms_eps, a.q);
+    b.RmsNorm(a.k, static_cast<const float*>(w.k_norm.data), c.head_dim, c.n_head_kv * n_tokens,
+              c.rms_eps, a.k);
+  }
+  b.Rope(a.q, c.head_dim, c.n_head, n_tokens, positions, c.rope);
+  b.Rope(a.k, c.head_dim, c.n_head_kv, n_tokens, positions, c.rope);
   int64_t offset = 0;
   for (const auto& step : steps) {
     KvCache& cache = cache_of(step);
@@ -74,8 +82,8 @@ absl::Status RunBlock(kernels::Backend& b, const model::ModelConfig& c,
     step_shape.cache = cache.types();
     b.StoreKv(a.k + offset * kv_dim, a.v + offset * kv_dim, kv_dim, step.n_tokens, step_positions,
               cache.types(), cache.keys(local_layer), cache.values(local_layer));
-    b.Attention(a.q + offset * n_embd, cache.keys(local_layer), cache.values(local_layer),
-                step_shape, step.n_tokens, step_positions, a.att + offset * n_embd);
+    b.Attention(a.q + offset * q_dim, cache.keys(local_layer), cache.values(local_layer),
+                step_shape, step.n_tokens, step_positions, a.att + offset * q_dim);
     offset += step.n_tokens;
   }
   b.MatMul(w.wo, a.att, n_tokens, a.xb2);

@@ -37,6 +37,8 @@ absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
     SWARM_ASSIGN_OR_RETURN(w.bq, Prepare(backend, host.bq, storage));
     SWARM_ASSIGN_OR_RETURN(w.bk, Prepare(backend, host.bk, storage));
     SWARM_ASSIGN_OR_RETURN(w.bv, Prepare(backend, host.bv, storage));
+    SWARM_ASSIGN_OR_RETURN(w.q_norm, Prepare(backend, host.q_norm, storage));
+    SWARM_ASSIGN_OR_RETURN(w.k_norm, Prepare(backend, host.k_norm, storage));
     SWARM_ASSIGN_OR_RETURN(w.wo, Prepare(backend, host.wo, storage));
     SWARM_ASSIGN_OR_RETURN(w.ffn_norm, Prepare(backend, host.ffn_norm, storage));
     SWARM_ASSIGN_OR_RETURN(w.w_gate, Prepare(backend, host.w_gate, storage));

@@ -93,6 +93,8 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
       SWARM_ASSIGN_OR_RETURN(w.bq, Prepare(be, host.bq, storage));
       SWARM_ASSIGN_OR_RETURN(w.bk, Prepare(be, host.bk, storage));
       SWARM_ASSIGN_OR_RETURN(w.bv, Prepare(be, host.bv, storage));
+      SWARM_ASSIGN_OR_RETURN(w.q_norm, Prepare(be, host.q_norm, storage));
+      SWARM_ASSIGN_OR_RETURN(w.k_norm, Prepare(be, host.k_norm, storage));
       SWARM_ASSIGN_OR_RETURN(w.wo, Prepare(be, host.wo, storage));
       SWARM_ASSIGN_OR_RETURN(w.ffn_norm, Prepare(be, host.ffn_norm, storage));
       SWARM_ASSIGN_OR_RETURN(w.w_gate, Prepare(be, host.w_gate, storage));

@@ -1,8 +1,8 @@
-// Mixture-of-experts models through a chain of real peer processes: a synthetic Mixtral-style
-// model (4 blocks, every one a MoE block) split over peers in two ways, with the cut inside the
-// expert blocks. A prompt of several tokens (grouped by expert on each peer) and greedy decoding
-// (only the chosen experts read) give the same tokens and text as the in-process engine, and with
-// the f32 codec the same final hidden states bit for bit.
+// Mixture-of-experts models through a chain of real peer processes: synthetic Mixtral and
+// Qwen3-MoE models (4 blocks, every one a MoE block), each split over peers in two ways, with the
+// cut inside the expert blocks. A prompt of several tokens (grouped by expert on each peer) and
+// greedy decoding (only the chosen experts read) give the same tokens and text as the in-process
+// engine, and with the f32 codec the same final hidden states bit for bit.
 #include <set>
 
 #include "chain_test_util.h"
@@ -14,11 +14,12 @@ namespace {
 
 constexpr int kTokens = 24;
 
-class ChainMoeTest : public ::testing::Test {
+class ChainMoeTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     model::SyntheticModelSpec spec;
-    spec.arch = "mixtral";
+    spec.arch = GetParam();  // mixtral, or qwen3moe with experts narrower than n_ff
+    if (spec.arch == "qwen3moe") spec.n_ff_exp = 64;
     spec.n_layer = 4, spec.n_embd = 64, spec.n_ff = 128, spec.n_head = 4, spec.n_head_kv = 2;
     spec.n_vocab = 320, spec.n_expert = 4, spec.n_expert_used = 2;
     spec.type = kernels::GgmlType::kQ8_0;
@@ -70,7 +71,7 @@ class ChainMoeTest : public ::testing::Test {
   std::unique_ptr<shard::LocalModel> local_;
 };
 
-TEST_F(ChainMoeTest, SplitsInsideTheExpertBlocksEqualTheInProcessEngine) {
+TEST_P(ChainMoeTest, SplitsInsideTheExpertBlocksEqualTheInProcessEngine) {
   const int64_t length = static_cast<int64_t>(kPrompt.size()) + kTokens;
   auto in_process = shard::LocalPipeline::Create(*local_->blocks, length);
   ASSERT_TRUE(in_process.ok()) << in_process.status();
@@ -97,6 +98,8 @@ TEST_F(ChainMoeTest, SplitsInsideTheExpertBlocksEqualTheInProcessEngine) {
     EXPECT_EQ(got.nmse, 0.0) << "f32 activations must pass through the chain unchanged";
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Architectures, ChainMoeTest, ::testing::Values("mixtral", "qwen3moe"));
 
 }  // namespace
 }  // namespace swarm::chain_test

@@ -101,6 +101,14 @@ int ConformanceReport::failures() const {
 
 namespace {
 
+// Unscaled RoPE with this base and pairing.
+RopeParams Plain(float freq_base, RopeStyle style) {
+  RopeParams rope;
+  rope.freq_base = freq_base;
+  rope.style = style;
+  return rope;
+}
+
 // ---- running one case on one backend -------------------------------------------------------
 
 // Backend memory for one run of a case: inputs uploaded, outputs downloaded after Synchronize.
@@ -336,26 +344,50 @@ std::vector<Case> RopeCases(Random& rng, bool large) {
                                  {2, {9, 2, 4}, 10000.0f}};  // not contiguous
   if (large) layouts.push_back({8, Positions(4000, 16), 500000.0f});
   std::vector<int64_t> head_dims = {2, 4, 8, 64, 128};
+  // Plain RoPE; Llama 3-style frequency factors with linear scaling; YaRN (with factors).
+  struct Scaling {
+    const char* name;
+    float freq_scale, ext_factor, attn_factor;
+    int64_t n_ctx_orig;
+    bool factors;
+  };
+  const Scaling scalings[] = {{"plain", 1.0f, 0.0f, 1.0f, 0, false},
+                              {"factors+linear/4", 0.25f, 0.0f, 1.0f, 0, true},
+                              {"yarn/8", 0.125f, 1.0f, 1.0f, 256, true}};
   for (int64_t head_dim : head_dims) {
-    for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
-      for (const Layout& layout : layouts) {
-        const int64_t n_tokens = static_cast<int64_t>(layout.positions.size());
-        auto x = std::make_shared<std::vector<float>>(
-            rng.Normal(static_cast<size_t>(head_dim * layout.n_heads * n_tokens)));
-        const int64_t n_heads = layout.n_heads;
-        const std::vector<int32_t> positions = layout.positions;
-        const float base = layout.freq_base;
-        cases.push_back({absl::StrCat(style == RopeStyle::kNeox ? "neox" : "adjacent",
-                                      " head_dim=", head_dim, " heads=", n_heads, " T=", n_tokens,
-                                      " ", PositionsText(positions), " base=", base),
-                         GgmlType::kF32,
-                         [x, head_dim, n_heads, n_tokens, positions, base,
-                          style](Backend& b) -> absl::StatusOr<std::vector<float>> {
-                           DeviceMemory mem(b);
-                           SWARM_ASSIGN_OR_RETURN(float* dx, mem.Upload(*x));
-                           b.Rope(dx, head_dim, n_heads, n_tokens, positions.data(), base, style);
-                           return mem.Download(dx, x->size());
-                         }});
+    for (const Scaling& scaling : scalings) {
+      // The scaled variants on two head sizes suffice: the table is per pair, whatever the size.
+      if (scaling.freq_scale != 1.0f && head_dim != 8 && head_dim != 128) continue;
+      for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
+        for (const Layout& layout : layouts) {
+          const int64_t n_tokens = static_cast<int64_t>(layout.positions.size());
+          auto x = std::make_shared<std::vector<float>>(
+              rng.Normal(static_cast<size_t>(head_dim * layout.n_heads * n_tokens)));
+          const int64_t n_heads = layout.n_heads;
+          const std::vector<int32_t> positions = layout.positions;
+          RopeParams rope = Plain(layout.freq_base, style);
+          rope.freq_scale = scaling.freq_scale;
+          rope.ext_factor = scaling.ext_factor;
+          rope.attn_factor = scaling.attn_factor;
+          rope.n_ctx_orig = scaling.n_ctx_orig;
+          if (scaling.factors) {
+            for (int64_t i = 0; i < head_dim / 2; ++i) {
+              rope.freq_factors.push_back(i < head_dim / 4 ? 1.0f : 1.0f + 0.5f * i);
+            }
+          }
+          cases.push_back(
+              {absl::StrCat(style == RopeStyle::kNeox ? "neox" : "adjacent", " head_dim=", head_dim,
+                            " heads=", n_heads, " T=", n_tokens, " ", PositionsText(positions),
+                            " base=", layout.freq_base, " ", scaling.name),
+               GgmlType::kF32,
+               [x, head_dim, n_heads, n_tokens, positions,
+                rope](Backend& b) -> absl::StatusOr<std::vector<float>> {
+                 DeviceMemory mem(b);
+                 SWARM_ASSIGN_OR_RETURN(float* dx, mem.Upload(*x));
+                 b.Rope(dx, head_dim, n_heads, n_tokens, positions.data(), rope);
+                 return mem.Download(dx, x->size());
+               }});
+        }
       }
     }
   }

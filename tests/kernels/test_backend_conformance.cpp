@@ -55,16 +55,38 @@ class GgmlStyleBackend : public CpuReferenceBackend {
     }
   }
   void Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens, const int32_t* positions,
-            float freq_base, RopeStyle style) override {
-    const float theta_scale = std::pow(freq_base, -2.0f / head_dim);
+            const RopeParams& rope) override {
+    const float theta_scale = std::pow(rope.freq_base, -2.0f / head_dim);
+    // YaRN's ramp between the pair indices that turn beta_fast and beta_slow times over the
+    // original context, in float as ggml computes it.
+    const bool yarn = rope.ext_factor != 0.0f;
+    float low = 0, high = 0;
+    if (yarn) {
+      auto corr_dim = [&](float n_rot) {
+        return head_dim *
+               std::log(static_cast<float>(rope.n_ctx_orig) / (n_rot * 2 * 3.14159265f)) /
+               (2 * std::log(rope.freq_base));
+      };
+      low = std::max(0.0f, std::floor(corr_dim(rope.beta_fast)));
+      high = std::min(static_cast<float>(head_dim - 1), std::ceil(corr_dim(rope.beta_slow)));
+    }
     for (int64_t t = 0; t < n_tokens; ++t) {
       for (int64_t h = 0; h < n_heads; ++h) {
         float* v = x + (t * n_heads + h) * head_dim;
         float theta = static_cast<float>(positions[t]);
         for (int64_t i = 0; i < head_dim / 2; ++i, theta *= theta_scale) {
-          const int64_t a = style == RopeStyle::kNeox ? i : 2 * i;
-          const int64_t b = style == RopeStyle::kNeox ? i + head_dim / 2 : 2 * i + 1;
-          const float c = std::cos(theta), s = std::sin(theta);
+          const float ff = rope.freq_factors.empty() ? 1.0f : rope.freq_factors[i];
+          const float extrap = theta / ff, interp = rope.freq_scale * extrap;
+          float angle = interp, mscale = rope.attn_factor;
+          if (yarn) {
+            const float y = (static_cast<float>(i) - low) / std::max(0.001f, high - low);
+            const float mix = (1 - std::min(1.0f, std::max(0.0f, y))) * rope.ext_factor;
+            angle = interp * (1 - mix) + extrap * mix;
+            mscale *= 1.0f + 0.1f * std::log(1.0f / rope.freq_scale);
+          }
+          const int64_t a = rope.style == RopeStyle::kNeox ? i : 2 * i;
+          const int64_t b = rope.style == RopeStyle::kNeox ? i + head_dim / 2 : 2 * i + 1;
+          const float c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
           const float x0 = v[a], x1 = v[b];
           v[a] = x0 * c - x1 * s;
           v[b] = x0 * s + x1 * c;
@@ -165,12 +187,13 @@ class BrokenBackend : public CpuReferenceBackend {
     CpuReferenceBackend::RmsNorm(x, weight, n, n_tokens, bug_ == Op::kRmsNorm ? 0.0f : eps, y);
   }
   void Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens, const int32_t* positions,
-            float freq_base, RopeStyle style) override {
+            const RopeParams& rope) override {
     // Rotates with the other pairing.
+    RopeParams p = rope;
     if (bug_ == Op::kRope) {
-      style = style == RopeStyle::kNeox ? RopeStyle::kAdjacentPairs : RopeStyle::kNeox;
+      p.style = p.style == RopeStyle::kNeox ? RopeStyle::kAdjacentPairs : RopeStyle::kNeox;
     }
-    CpuReferenceBackend::Rope(x, head_dim, n_heads, n_tokens, positions, freq_base, style);
+    CpuReferenceBackend::Rope(x, head_dim, n_heads, n_tokens, positions, p);
   }
   void SwiGlu(const float* gate, const float* up, int64_t n, float* y) override {
     // The last element is left unwritten.

@@ -22,6 +22,14 @@
 namespace swarm::kernels::cpu {
 namespace {
 
+// Unscaled RoPE with this base and pairing.
+RopeParams Plain(float freq_base, RopeStyle style) {
+  RopeParams rope;
+  rope.freq_base = freq_base;
+  rope.style = style;
+  return rope;
+}
+
 using testing::AvailableIsas;
 using testing::BackendConformanceTest;
 using testing::BackendUnderTest;
@@ -438,8 +446,9 @@ TEST_P(CpuKernelTest, ElementwiseOpsMatchReference) {
     std::vector<float> want = got;
     std::vector<int32_t> positions(n_tokens);
     std::iota(positions.begin(), positions.end(), 1000);
-    cpu->Rope(got.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
-    reference.Rope(want.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
+    cpu->Rope(got.data(), head_dim, n_heads, n_tokens, positions.data(), Plain(10000.0f, style));
+    reference.Rope(want.data(), head_dim, n_heads, n_tokens, positions.data(),
+                   Plain(10000.0f, style));
     EXPECT_TRUE(BitIdentical(got, want));
   }
 }

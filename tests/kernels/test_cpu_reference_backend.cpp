@@ -23,6 +23,14 @@ extern "C" const char* __asan_default_options() { return "allocator_may_return_n
 namespace swarm::kernels {
 namespace {
 
+// Unscaled RoPE with this base and pairing.
+RopeParams Plain(float freq_base, RopeStyle style) {
+  RopeParams rope;
+  rope.freq_base = freq_base;
+  rope.style = style;
+  return rope;
+}
+
 std::vector<float> Normal(size_t n, uint32_t seed, float sigma = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, sigma);
@@ -239,7 +247,7 @@ TEST_F(CpuReferenceBackendTest, RopeByHand) {
   for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kNeox}) {
     std::vector<float> x = {1, 0, 0, 0};
     const int32_t pos = 1;
-    backend_.Rope(x.data(), 4, 1, 1, &pos, 10000.0f, style);
+    backend_.Rope(x.data(), 4, 1, 1, &pos, Plain(10000.0f, style));
     if (style == RopeStyle::kAdjacentPairs) {  // (x0, x1) rotate together
       EXPECT_NEAR(x[0], std::cos(1.0), 1e-7);
       EXPECT_NEAR(x[1], std::sin(1.0), 1e-7);
@@ -253,14 +261,14 @@ TEST_F(CpuReferenceBackendTest, RopeByHand) {
     // The second pair turns by 0.01 rad.
     std::vector<float> y = {0, 0, 0, 0};
     y[style == RopeStyle::kNeox ? 1 : 2] = 1;
-    backend_.Rope(y.data(), 4, 1, 1, &pos, 10000.0f, style);
+    backend_.Rope(y.data(), 4, 1, 1, &pos, Plain(10000.0f, style));
     EXPECT_NEAR(y[style == RopeStyle::kNeox ? 1 : 2], std::cos(0.01), 1e-7);
     EXPECT_NEAR(y[3], std::sin(0.01), 1e-7);
   }
   // Position 0 changes nothing.
   std::vector<float> z = {1, 2, 3, 4};
   const int32_t zero = 0;
-  backend_.Rope(z.data(), 4, 1, 1, &zero, 10000.0f, RopeStyle::kAdjacentPairs);
+  backend_.Rope(z.data(), 4, 1, 1, &zero, Plain(10000.0f, RopeStyle::kAdjacentPairs));
   EXPECT_EQ(z, std::vector<float>({1, 2, 3, 4}));
 }
 
@@ -291,7 +299,7 @@ TEST_F(CpuReferenceBackendTest, RopeMatchesComplexRotation) {
           }
         }
         std::vector<float> x = x0;
-        backend_.Rope(x.data(), head_dim, n_heads, n_tokens, positions.data(), base, style);
+        backend_.Rope(x.data(), head_dim, n_heads, n_tokens, positions.data(), Plain(base, style));
         ExpectNear(x, expected, 1e-6, "head_dim=" + std::to_string(head_dim));
       }
     }

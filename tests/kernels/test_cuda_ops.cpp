@@ -31,6 +31,14 @@ extern "C" const char* __lsan_default_suppressions() {
 namespace swarm::kernels {
 namespace {
 
+// Unscaled RoPE with this base and pairing.
+RopeParams Plain(float freq_base, RopeStyle style) {
+  RopeParams rope;
+  rope.freq_base = freq_base;
+  rope.style = style;
+  return rope;
+}
+
 #if !SWARM_HAVE_CUDA
 
 TEST(CudaOps, Skipped) { GTEST_SKIP() << "this build has no CUDA backend (no toolkit found)"; }
@@ -236,7 +244,7 @@ TEST_F(CudaOpsTest, RopeBothStylesAtLargePositions) {
       for (Backend* b : {static_cast<Backend*>(&reference_), static_cast<Backend*>(cuda_.get())}) {
         Memory mem(*b);
         float* dx = mem.Upload(x);
-        b->Rope(dx, head_dim, n_heads, n_tokens, positions.data(), 10000.0f, style);
+        b->Rope(dx, head_dim, n_heads, n_tokens, positions.data(), Plain(10000.0f, style));
         out.push_back(mem.Download(dx, x.size()));
       }
       EXPECT_LE(Nmse(out[1], out[0]), 1e-12)
@@ -320,8 +328,9 @@ TEST_F(CudaOpsTest, GraphReplayEqualsUncapturedSteps) {
   auto step = [&](float* k_cache, float* v_cache) {
     EXPECT_TRUE(cuda_->CopyToBackend(q, host_q.data(), host_q.size() * sizeof(float)).ok());
     EXPECT_TRUE(cuda_->CopyToBackend(kv, host_kv.data(), host_kv.size() * sizeof(float)).ok());
-    cuda_->Rope(q, shape.head_dim, shape.n_head, 1, &position, 10000.0f, RopeStyle::kNeox);
-    cuda_->Rope(kv, shape.head_dim, shape.n_head_kv, 1, &position, 10000.0f, RopeStyle::kNeox);
+    const RopeParams rope = Plain(10000.0f, RopeStyle::kNeox);
+    cuda_->Rope(q, shape.head_dim, shape.n_head, 1, &position, rope);
+    cuda_->Rope(kv, shape.head_dim, shape.n_head_kv, 1, &position, rope);
     cuda_->StoreKv(kv, kv, kv_dim, 1, &position, KvTypes{}, k_cache, v_cache);
     cuda_->Attention(q, k_cache, v_cache, shape, 1, &position, out);
     EXPECT_TRUE(cuda_->CopyToHost(host_out.data(), out, host_out.size() * sizeof(float)).ok());

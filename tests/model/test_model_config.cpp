@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 
 #include "gguf_test_util.h"
@@ -36,8 +37,8 @@ TEST(ModelConfig, Stories260K) {
   EXPECT_EQ(c.n_vocab, 512);
   EXPECT_EQ(c.n_ctx_train, 2048);  // as the header says (it was trained with 512)
   EXPECT_FLOAT_EQ(c.rms_eps, 1e-5f);
-  EXPECT_EQ(c.rope_freq_base, 10000.0f);
-  EXPECT_EQ(c.rope_style, kernels::RopeStyle::kAdjacentPairs);
+  EXPECT_EQ(c.rope.freq_base, 10000.0f);
+  EXPECT_EQ(c.rope.style, kernels::RopeStyle::kAdjacentPairs);
   EXPECT_FALSE(c.qkv_bias);
   EXPECT_EQ(c.model_id.size(), 16u);
   EXPECT_EQ(c.model_id.find_first_not_of("0123456789abcdef"), std::string::npos);
@@ -106,7 +107,7 @@ TEST_F(ConfigFromMetadata, Defaults) {
   auto c = Read([](GgufWriter& w) { w.RemoveKey("llama.attention.head_count_kv"); });
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->n_head_kv, 8);  // defaults to head_count
-  EXPECT_EQ(c->rope_freq_base, 10000.0f);
+  EXPECT_EQ(c->rope.freq_base, 10000.0f);
   EXPECT_EQ(c->name, "tiny");
   EXPECT_EQ(c->n_vocab, 300);
   EXPECT_FLOAT_EQ(c->rms_eps, 1e-6f);
@@ -115,15 +116,144 @@ TEST_F(ConfigFromMetadata, Defaults) {
     w.SetUint32("llama.rope.dimension_count", 8);
   });
   ASSERT_TRUE(base.ok()) << base.status();
-  EXPECT_EQ(base->rope_freq_base, 500000.0f);
+  EXPECT_EQ(base->rope.freq_base, 500000.0f);
 }
 
 TEST_F(ConfigFromMetadata, Qwen2) {
   auto c = Read([](GgufWriter&) {}, "qwen2");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->architecture, "qwen2");
-  EXPECT_EQ(c->rope_style, kernels::RopeStyle::kNeox);
+  EXPECT_EQ(c->rope.style, kernels::RopeStyle::kNeox);
   EXPECT_TRUE(c->qkv_bias);
+}
+
+TEST_F(ConfigFromMetadata, Qwen3HeadSizeFromKeyLength) {
+  auto c = Read(
+      [](GgufWriter& w) {
+        w.SetUint32("qwen3.attention.key_length", 16);
+        w.SetUint32("qwen3.attention.value_length", 16);
+      },
+      "qwen3");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->head_dim, 16);  // not 64 / 8
+  EXPECT_EQ(c->q_dim(), 128);
+  EXPECT_EQ(c->kv_dim(), 32);
+  EXPECT_TRUE(c->qk_norm);
+  EXPECT_FALSE(c->qkv_bias);
+  EXPECT_EQ(c->rope.style, kernels::RopeStyle::kNeox);
+  ExpectError(
+      [](GgufWriter& w) {
+        w.SetUint32("qwen3.attention.key_length", 16);
+        w.SetUint32("qwen3.attention.value_length", 32);
+      },
+      absl::StatusCode::kUnimplemented, "qwen3.attention.value_length 32 differs");
+}
+
+TEST_F(ConfigFromMetadata, RopeScalingAndFrequencyFactors) {
+  auto none = Read([](GgufWriter&) {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->rope.freq_scale, 1.0f);
+  EXPECT_EQ(none->rope.ext_factor, 0.0f);
+  EXPECT_TRUE(none->rope.freq_factors.empty());
+  auto linear = Read([](GgufWriter& w) {
+    w.SetString("llama.rope.scaling.type", "linear");
+    w.SetFloat32("llama.rope.scaling.factor", 4.0f);
+  });
+  ASSERT_TRUE(linear.ok()) << linear.status();
+  EXPECT_EQ(linear->rope.freq_scale, 0.25f);
+  EXPECT_EQ(linear->rope.ext_factor, 0.0f);
+  // The older key, without a type (llama.cpp's default type is linear).
+  auto old_key = Read([](GgufWriter& w) { w.SetFloat32("llama.rope.scale_linear", 2.0f); });
+  ASSERT_TRUE(old_key.ok()) << old_key.status();
+  EXPECT_EQ(old_key->rope.freq_scale, 0.5f);
+  auto yarn = Read([](GgufWriter& w) {
+    w.SetString("llama.rope.scaling.type", "yarn");
+    w.SetFloat32("llama.rope.scaling.factor", 8.0f);
+    w.SetUint32("llama.rope.scaling.original_context_length", 64);
+    w.SetFloat32("llama.rope.scaling.yarn_beta_fast", 16.0f);
+    w.SetFloat32("llama.rope.scaling.attn_factor", 0.5f);
+  });
+  ASSERT_TRUE(yarn.ok()) << yarn.status();
+  EXPECT_EQ(yarn->rope.freq_scale, 0.125f);
+  EXPECT_EQ(yarn->rope.ext_factor, 1.0f);
+  EXPECT_EQ(yarn->rope.n_ctx_orig, 64);
+  EXPECT_EQ(yarn->rope.beta_fast, 16.0f);
+  EXPECT_EQ(yarn->rope.beta_slow, 1.0f);
+  EXPECT_EQ(yarn->rope.attn_factor, 0.5f);
+  EXPECT_NE(yarn->model_id, none->model_id);
+  ExpectError([](GgufWriter& w) { w.SetString("llama.rope.scaling.type", "longrope"); },
+              absl::StatusCode::kUnimplemented, "rope.scaling.type 'longrope' is not supported");
+  ExpectError(
+      [](GgufWriter& w) {
+        w.SetString("llama.rope.scaling.type", "yarn");
+        w.SetFloat32("llama.rope.scaling.yarn_log_multiplier", 0.1f);
+      },
+      absl::StatusCode::kUnimplemented, "yarn_log_multiplier");
+
+  // rope_freqs.weight: [head_dim / 2] = [4] f32 factors.
+  const float factors[4] = {1.0f, 1.5f, 4.0f, 8.0f};
+  tensor_data_.assign(reinterpret_cast<const uint8_t*>(factors),
+                      reinterpret_cast<const uint8_t*>(factors) + sizeof(factors));
+  auto with = Read([](GgufWriter& w) {
+    ASSERT_TRUE(w.AddTensor("rope_freqs.weight", kernels::GgmlType::kF32, {4}).ok());
+  });
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->rope.freq_factors, std::vector<float>(factors, factors + 4));
+  EXPECT_NE(with->model_id, none->model_id);
+  tensor_data_.assign(32, 0);
+  ExpectError(
+      [](GgufWriter& w) {
+        ASSERT_TRUE(w.AddTensor("rope_freqs.weight", kernels::GgmlType::kF32, {8}).ok());
+      },
+      absl::StatusCode::kInvalidArgument, "rope_freqs.weight must be f32 [4]");
+  tensor_data_.assign(16, 0);  // zero factors
+  ExpectError(
+      [](GgufWriter& w) {
+        ASSERT_TRUE(w.AddTensor("rope_freqs.weight", kernels::GgmlType::kF32, {4}).ok());
+      },
+      absl::StatusCode::kInvalidArgument, "rope_freqs.weight holds 0");
+}
+
+TEST_F(ConfigFromMetadata, WhatTheEngineDoesNotImplementIsRefusedByName) {
+  using C = absl::StatusCode;
+  // Neutral values ask for nothing.
+  auto neutral = Read([](GgufWriter& w) {
+    w.SetFloat32("llama.attn_logit_softcapping", 0.0f);
+    w.SetFloat32("llama.logit_scale", 1.0f);
+    w.SetUint32("llama.attention.sliding_window", 256);  // the whole context
+    w.SetFloat32("llama.attention.scale", 1.0f / std::sqrt(8.0f));
+    w.SetBool("llama.attention.causal", true);
+    w.SetUint32("llama.vocab_size", 300);
+  });
+  EXPECT_TRUE(neutral.ok()) << neutral.status();
+  ExpectError([](GgufWriter& w) { w.SetFloat32("llama.attn_logit_softcapping", 50.0f); },
+              C::kUnimplemented, "llama.attn_logit_softcapping");
+  ExpectError([](GgufWriter& w) { w.SetFloat32("llama.final_logit_softcapping", 30.0f); },
+              C::kUnimplemented, "final logit soft-capping");
+  ExpectError([](GgufWriter& w) { w.SetUint32("llama.attention.sliding_window", 64); },
+              C::kUnimplemented, "sliding-window attention (llama.attention.sliding_window = 64)");
+  ExpectError([](GgufWriter& w) { w.SetFloat32("llama.attention.scale", 0.5f); }, C::kUnimplemented,
+              "llama.attention.scale");
+  ExpectError([](GgufWriter& w) { w.SetFloat32("llama.embedding_scale", 12.0f); },
+              C::kUnimplemented, "embedding scaling");
+  ExpectError([](GgufWriter& w) { w.SetFloat32("llama.residual_scale", 0.2f); }, C::kUnimplemented,
+              "residual scaling");
+  ExpectError([](GgufWriter& w) { w.SetBool("llama.attention.causal", false); }, C::kUnimplemented,
+              "non-causal");
+  ExpectError([](GgufWriter& w) { w.SetUint32("llama.rope.dimension_sections", 3); },
+              C::kUnimplemented, "metadata key 'llama.rope.dimension_sections'");
+  tensor_data_.assign(64 * 4, 0);
+  ExpectError(
+      [](GgufWriter& w) {
+        ASSERT_TRUE(w.AddTensor("blk.0.attn_output.bias", kernels::GgmlType::kF32, {64}).ok());
+      },
+      C::kUnimplemented, "tensor 'blk.0.attn_output.bias'");
+  ExpectError(
+      [](GgufWriter& w) {
+        ASSERT_TRUE(w.AddTensor("blk.1.attn_q_norm.weight", kernels::GgmlType::kF32, {64}).ok());
+      },
+      C::kUnimplemented,
+      "tensor 'blk.1.attn_q_norm.weight' is not supported for architecture llama");
 }
 
 TEST_F(ConfigFromMetadata, MissingKeys) {
@@ -227,6 +357,23 @@ TEST_F(ConfigFromMetadata, MixtureOfExperts) {
   ASSERT_TRUE(dense.ok());
   EXPECT_FALSE(dense->is_moe());
   EXPECT_NE(dense->model_id, c->model_id);
+  // Qwen3-MoE: qwen3's attention, experts of expert_feed_forward_length.
+  auto qwen = Read(
+      [](GgufWriter& w) {
+        w.SetUint32("qwen3moe.expert_count", 128);
+        w.SetUint32("qwen3moe.expert_used_count", 8);
+        w.SetUint32("qwen3moe.expert_feed_forward_length", 32);
+        w.SetUint32("qwen3moe.attention.key_length", 16);
+        w.SetUint32("qwen3moe.attention.value_length", 16);
+      },
+      "qwen3moe");
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  EXPECT_TRUE(qwen->qk_norm);
+  EXPECT_EQ(qwen->head_dim, 16);
+  EXPECT_EQ(qwen->n_expert, 128);
+  EXPECT_EQ(qwen->n_expert_used, 8);
+  EXPECT_EQ(qwen->n_ff_exp, 32);
+  EXPECT_EQ(qwen->rope.style, kernels::RopeStyle::kNeox);
 }
 
 TEST_F(ConfigFromMetadata, VocabularyMustMatchEmbeddings) {

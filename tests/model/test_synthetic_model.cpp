@@ -139,10 +139,51 @@ TEST(SyntheticModel, Qwen2HasBiases) {
   auto l = Load(dir.File("q.gguf"));
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_TRUE(l->config.qkv_bias);
-  EXPECT_EQ(l->config.rope_style, kernels::RopeStyle::kNeox);
-  EXPECT_EQ(l->config.rope_freq_base, 1000000.0f);
+  EXPECT_EQ(l->config.rope.style, kernels::RopeStyle::kNeox);
+  EXPECT_EQ(l->config.rope.freq_base, 1000000.0f);
   ASSERT_NE(l->blocks[0].bk.data, nullptr);
   EXPECT_EQ(l->blocks[0].bk.n_in, 128);
+}
+
+TEST(SyntheticModel, Qwen3HasQkNormsAndWiderHeads) {
+  ScratchDir dir;
+  SyntheticModelSpec spec = Tiny(GgmlType::kF16);
+  spec.arch = "qwen3";
+  ASSERT_TRUE(WriteSyntheticModel(spec, dir.File("q3.gguf")).ok());
+  auto l = Load(dir.File("q3.gguf"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const ModelConfig& c = l->config;
+  EXPECT_EQ(c.architecture, "qwen3");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(c.head_dim, 2 * c.n_embd / c.n_head);
+  EXPECT_EQ(l->blocks[0].wq.n_out, c.q_dim());
+  EXPECT_EQ(l->blocks[0].wo.n_in, c.q_dim());
+  ASSERT_NE(l->blocks[0].q_norm.data, nullptr);
+  EXPECT_EQ(l->blocks[0].k_norm.n_in, c.head_dim);
+  // The norms are not all ones: they change the result.
+  const float* q_norm = static_cast<const float*>(l->blocks[0].q_norm.data);
+  EXPECT_NE(q_norm[0], 1.0f);
+}
+
+TEST(SyntheticModel, Llama3HasRopeFactorsAndScaling) {
+  ScratchDir dir;
+  SyntheticModelSpec spec = Tiny(GgmlType::kF16);
+  spec.arch = "llama3";
+  spec.rope_scaling = "yarn";
+  spec.rope_scaling_factor = 4.0f;
+  ASSERT_TRUE(WriteSyntheticModel(spec, dir.File("l3.gguf")).ok());
+  auto l = Load(dir.File("l3.gguf"));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const ModelConfig& c = l->config;
+  EXPECT_EQ(c.architecture, "llama");
+  EXPECT_EQ(c.rope.freq_base, 500000.0f);
+  ASSERT_EQ(c.rope.freq_factors.size(), static_cast<size_t>(c.head_dim / 2));
+  EXPECT_LT(c.rope.freq_factors.front(), 2.0f);  // the highest frequency is (nearly) kept
+  EXPECT_EQ(c.rope.freq_factors.back(), 8.0f);   // the lowest is slowed 8 times
+  EXPECT_EQ(c.rope.freq_scale, 0.25f);
+  EXPECT_EQ(c.rope.ext_factor, 1.0f);
+  EXPECT_EQ(c.rope.n_ctx_orig, spec.n_ctx / 4);
 }
 
 TEST(SyntheticModel, BlockSizeFallbacks) {

@@ -103,9 +103,11 @@ FFN_VARIANTS = {"dense": dense_ffn, "moe": moe_ffn.moe_ffn}
 
 
 class Model:
-    def __init__(self, path, ignore_rope_freqs=False):
+    def __init__(self, path, ignore_rope_freqs=False, ignore_rope_scaling=False):
         self.gguf = GgufFile(path)
         self.c = Config(self.gguf)
+        if ignore_rope_scaling:
+            self.c.freq_scale, self.c.ext_factor, self.c.attn_factor = 1.0, 0.0, 1.0
         self._cache = {}
         factors = None
         if self.gguf.has_tensor("rope_freqs.weight") and not ignore_rope_freqs:

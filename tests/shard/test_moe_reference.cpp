@@ -1,8 +1,8 @@
-// Mixture-of-experts models against an independent reference: synthetic Mixtral-style models
-// (F32, F16 and Q8_0 weights) run greedily in-process on each CPU backend, and their tokens and
-// logits compared with tests/reference/run_reference.py, a numpy forward that reads the GGUF itself
-// (its mixture-of-experts FFN: tests/reference/moe_ffn.py).
-// Also the router's choice (RouteTokens) on hand-made logits.
+// Mixture-of-experts models against an independent reference: synthetic Mixtral and Qwen3-MoE
+// models (F32, F16 and Q8_0 weights) run greedily in-process on each CPU backend, and their tokens
+// and logits compared with tests/reference/run_reference.py, a numpy forward that reads the GGUF
+// itself (its mixture-of-experts FFN: tests/reference/moe_ffn.py). Also the router's choice
+// (RouteTokens) on hand-made logits.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -38,9 +38,12 @@ struct Run {
 const std::vector<int32_t> kPrompt = {1, 300, 17, 260, 42, 99, 7, 150, 3, 271, 64, 200};
 constexpr int kGenerate = 8;
 
-model::SyntheticModelSpec MixtralSpec(kernels::GgmlType type) {
+// Mixtral (llama attention, experts as wide as n_ff) or Qwen3-MoE (qwen3 attention: per-head q/k
+// norms, NeoX RoPE, head size 2 * n_embd / n_head; experts narrower than n_ff).
+model::SyntheticModelSpec MixtralSpec(kernels::GgmlType type, const std::string& arch = "mixtral") {
   model::SyntheticModelSpec s;
-  s.arch = "mixtral";
+  s.arch = arch;
+  if (arch == "qwen3moe") s.n_ff_exp = 48;
   s.n_layer = 3, s.n_embd = 64, s.n_ff = 96, s.n_head = 4, s.n_head_kv = 2, s.n_vocab = 320;
   s.n_expert = 8, s.n_expert_used = 2;
   s.type = type;
@@ -120,12 +123,17 @@ absl::StatusOr<Run> RunNumpyReference(const std::string& path) {
   return run;
 }
 
-class MoeReferenceTest : public ::testing::TestWithParam<kernels::GgmlType> {};
+struct ReferenceCase {
+  std::string arch;
+  kernels::GgmlType type;
+};
+
+class MoeReferenceTest : public ::testing::TestWithParam<ReferenceCase> {};
 
 TEST_P(MoeReferenceTest, GreedyTokensAndLogitsMatchNumpy) {
   test_support::ScratchDir dir;
   const std::string path = dir.File("mixtral.gguf");
-  ASSERT_TRUE(model::WriteSyntheticModel(MixtralSpec(GetParam()), path).ok());
+  ASSERT_TRUE(model::WriteSyntheticModel(MixtralSpec(GetParam().type, GetParam().arch), path).ok());
   auto reference = RunNumpyReference(path);
   ASSERT_TRUE(reference.ok()) << reference.status();
   ASSERT_EQ(reference->tokens.size(), static_cast<size_t>(kGenerate));
@@ -135,7 +143,7 @@ TEST_P(MoeReferenceTest, GreedyTokensAndLogitsMatchNumpy) {
   // With quantized activations a router's near-tie can go the other way than in the reference
   // (a different expert, a different output: as in llama.cpp), so the optimized backends are
   // held to the reference on quantized weights by the MatMul conformance tests instead.
-  const bool quantized = kernels::GetTypeTraits(GetParam())->block_size > 1;
+  const bool quantized = kernels::GetTypeTraits(GetParam().type)->block_size > 1;
   const double tolerance = 1e-4;
   std::vector<const char*> backends = {"reference"};
   if (!quantized) backends.insert(backends.end(), {"cpu:generic", "cpu:avx2", "cpu"});
@@ -158,14 +166,22 @@ TEST_P(MoeReferenceTest, GreedyTokensAndLogitsMatchNumpy) {
         }
       }
     }
-    std::printf("%s %s: max |logit error| %.3g (logits up to %.3g)\n", backend,
-                std::string(kernels::GgmlTypeName(GetParam())).c_str(), max_error, max_ref);
+    std::printf("%s %s %s: max |logit error| %.3g (logits up to %.3g)\n", GetParam().arch.c_str(),
+                backend, std::string(kernels::GgmlTypeName(GetParam().type)).c_str(), max_error,
+                max_ref);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, MoeReferenceTest,
-                         ::testing::Values(kernels::GgmlType::kF32, kernels::GgmlType::kF16,
-                                           kernels::GgmlType::kQ8_0));
+INSTANTIATE_TEST_SUITE_P(Architectures, MoeReferenceTest,
+                         ::testing::Values(ReferenceCase{"mixtral", kernels::GgmlType::kF32},
+                                           ReferenceCase{"mixtral", kernels::GgmlType::kF16},
+                                           ReferenceCase{"mixtral", kernels::GgmlType::kQ8_0},
+                                           ReferenceCase{"qwen3moe", kernels::GgmlType::kF32},
+                                           ReferenceCase{"qwen3moe", kernels::GgmlType::kQ8_0}),
+                         [](const ::testing::TestParamInfo<ReferenceCase>& info) {
+                           return info.param.arch + "_" +
+                                  std::string(kernels::GgmlTypeName(info.param.type));
+                         });
 
 // A peer batches sessions: two sequences in one step (their tokens grouped by expert together)
 // give each the bits it gets alone, on every CPU backend; and a MultiGpuStack over two backends

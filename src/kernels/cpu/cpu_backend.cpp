@@ -329,17 +329,16 @@ void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t
 }
 
 // x: [head_dim * n_heads, T]. As the reference: the angle of pair i at position p is
-// p * freq_base^(-2i/head_dim) in double, so the rotation is bit-identical to it.
+// p * MakeRopeTable(...).freq[i] in double, so the rotation is bit-identical to it.
 void CpuBackend::Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
-                      const int32_t* positions, float freq_base, RopeStyle style) {
+                      const int32_t* positions, const RopeParams& rope) {
   const auto start =
       profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   const int64_t half = head_dim / 2;
-  if (static_cast<int64_t>(inv_freq_.size()) != half) inv_freq_.resize(half);
-  for (int64_t i = 0; i < half; ++i) {
-    inv_freq_[i] = std::pow(static_cast<double>(freq_base),
-                            -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-  }
+  const RopeStyle style = rope.style;
+  RopeTable table = MakeRopeTable(rope, head_dim);
+  inv_freq_.swap(table.freq);
+  const double mscale = table.mscale;
   const size_t per_thread = static_cast<size_t>(2 * half);
   if (rope_cs_.size() < per_thread * pool_.size()) rope_cs_.resize(per_thread * pool_.size());
   auto run = [&](int thread, int64_t t0, int64_t t1) {
@@ -347,8 +346,8 @@ void CpuBackend::Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tok
     for (int64_t t = t0; t < t1; ++t) {
       for (int64_t i = 0; i < half; ++i) {
         const double theta = positions[t] * inv_freq_[i];
-        cs[2 * i] = std::cos(theta);
-        cs[2 * i + 1] = std::sin(theta);
+        cs[2 * i] = std::cos(theta) * mscale;
+        cs[2 * i + 1] = std::sin(theta) * mscale;
       }
       for (int64_t h = 0; h < n_heads; ++h) {
         float* head = x + t * head_dim * n_heads + h * head_dim;

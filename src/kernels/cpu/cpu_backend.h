@@ -53,7 +53,7 @@ class CpuBackend : public Backend, public OpProfiler {
   void RmsNorm(const float* x, const float* weight, int64_t n, int64_t n_tokens, float eps,
                float* y) override;
   void Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens, const int32_t* positions,
-            float freq_base, RopeStyle style) override;
+            const RopeParams& rope) override;
   void SwiGlu(const float* gate, const float* up, int64_t n, float* y) override;
   void Add(float* y, const float* x, int64_t n) override;
   void AddScaledColumns(float* y, const float* x, int64_t rows, const int32_t* ids,

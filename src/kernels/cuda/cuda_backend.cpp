@@ -644,12 +644,21 @@ void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_
 }
 
 void CudaBackend::Rope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
-                       const int32_t* positions, float freq_base, RopeStyle style) {
+                       const int32_t* positions, const RopeParams& rope) {
   if (n_tokens <= 0 || !s_->Ready()) return;
+  if (head_dim > gpu::kMaxHeadDim) {
+    s_->Fail(absl::InvalidArgumentError(
+        absl::StrCat("rope: head_dim ", head_dim, " exceeds ", gpu::kMaxHeadDim)));
+    return;
+  }
+  const RopeTable table = MakeRopeTable(rope, head_dim);
+  gpu::RopeAngles angles{};
+  std::copy(table.freq.begin(), table.freq.end(), angles.freq);
+  angles.mscale = table.mscale;
   const int32_t* dev_positions = s_->UploadInts(positions, n_tokens);
   if (dev_positions == nullptr) return;
-  s_->Check(gpu::LaunchRope(x, head_dim, n_heads, n_tokens, dev_positions, freq_base,
-                            style == RopeStyle::kNeox, s_->stream),
+  s_->Check(gpu::LaunchRope(x, head_dim, n_heads, n_tokens, dev_positions, angles,
+                            rope.style == RopeStyle::kNeox, s_->stream),
             "rope");
 }
 

@@ -10,7 +10,7 @@ constexpr int kThreads = 128;
 
 // blockIdx.y: token; threads walk the (head, pair) index space of that token.
 __global__ void RopeKernel(float* x, int64_t head_dim, int64_t n_heads,
-                           const int32_t* __restrict__ positions, float freq_base, bool neox) {
+                           const int32_t* __restrict__ positions, RopeAngles angles, bool neox) {
   const int64_t t = blockIdx.y;
   const int64_t half = head_dim / 2;
   const int64_t n_pairs = half * n_heads;
@@ -19,11 +19,11 @@ __global__ void RopeKernel(float* x, int64_t head_dim, int64_t n_heads,
   for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < n_pairs;
        j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t h = j / half, i = j % half;
-    const double theta =
-        position * pow(static_cast<double>(freq_base),
-                       -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    const double theta = position * angles.freq[i];
     double s, c;
     sincos(theta, &s, &c);
+    s = __dmul_rn(s, angles.mscale);
+    c = __dmul_rn(c, angles.mscale);
     float* head = xt + h * head_dim;
     float* pa = neox ? head + i : head + 2 * i;
     float* pb = neox ? head + i + half : head + 2 * i + 1;
@@ -36,16 +36,17 @@ __global__ void RopeKernel(float* x, int64_t head_dim, int64_t n_heads,
 }  // namespace
 
 cudaError_t LaunchRope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
-                       const int32_t* positions, float freq_base, bool neox, cudaStream_t stream) {
+                       const int32_t* positions, const RopeAngles& angles, bool neox,
+                       cudaStream_t stream) {
   if (n_tokens <= 0 || n_heads <= 0 || head_dim < 2) return cudaSuccess;
-  if (head_dim % 2 != 0) return cudaErrorInvalidValue;
+  if (head_dim % 2 != 0 || head_dim > kMaxHeadDim) return cudaErrorInvalidValue;
   const int64_t n_pairs = head_dim / 2 * n_heads;
   constexpr int64_t kMaxTokensPerLaunch = 65535;  // gridDim.y limit
   for (int64_t first = 0; first < n_tokens; first += kMaxTokensPerLaunch) {
     const int64_t count = std::min(n_tokens - first, kMaxTokensPerLaunch);
     const dim3 grid(std::min(CeilDiv(n_pairs, kThreads), 1024u), static_cast<unsigned>(count));
     SWARM_LAUNCH(grid, kThreads, 0, stream, RopeKernel)
-    (x + first * head_dim * n_heads, head_dim, n_heads, positions + first, freq_base, neox);
+    (x + first * head_dim * n_heads, head_dim, n_heads, positions + first, angles, neox);
   }
   return cudaGetLastError();
 }

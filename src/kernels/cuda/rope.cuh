@@ -8,10 +8,21 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/device_types.h"
+
 namespace swarm::kernels::gpu {
 
-// x: [head_dim * n_heads, n_tokens] rotated in place; positions: [n_tokens] device memory.
+// The angle per position of each pair (kernels/rope_params.h's RopeTable), passed by value so that
+// a captured graph carries it.
+struct RopeAngles {
+  double freq[kMaxHeadDim / 2];
+  double mscale;
+};
+
+// x: [head_dim * n_heads, n_tokens] rotated in place; positions: [n_tokens] device memory;
+// head_dim <= kMaxHeadDim.
 cudaError_t LaunchRope(float* x, int64_t head_dim, int64_t n_heads, int64_t n_tokens,
-                       const int32_t* positions, float freq_base, bool neox, cudaStream_t stream);
+                       const int32_t* positions, const RopeAngles& angles, bool neox,
+                       cudaStream_t stream);
 
 }  // namespace swarm::kernels::gpu

@@ -8,6 +8,7 @@
 // partial last tile, and dynamic shared memory above 48 KiB.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -33,6 +34,14 @@
 
 namespace swarm::kernels {
 namespace {
+
+// Unscaled RoPE with this base and pairing.
+RopeParams Plain(float freq_base, RopeStyle style) {
+  RopeParams rope;
+  rope.freq_base = freq_base;
+  rope.style = style;
+  return rope;
+}
 
 using testing::Nmse;
 using testing::NormalVector;
@@ -228,14 +237,27 @@ TEST_F(CudaKernelsOnHostTest, RopeBothStylesAtLargePositions) {
       const int64_t n_heads = 3;
       const std::vector<float> x =
           NormalVector(rng_, static_cast<size_t>(head_dim * n_heads * n_tokens));
-      std::vector<float> expected = x, actual = x;
-      reference_.Rope(expected.data(), head_dim, n_heads, n_tokens, positions.data(), 10000.0f,
-                      style);
-      ASSERT_EQ(gpu::LaunchRope(actual.data(), head_dim, n_heads, n_tokens, positions.data(),
-                                10000.0f, style == RopeStyle::kNeox, nullptr),
-                cudaSuccess);
-      EXPECT_LE(Nmse(actual, expected), 1e-12)
-          << "neox=" << (style == RopeStyle::kNeox) << " head_dim=" << head_dim;
+      // Plain, and YaRN over Llama 3-style frequency factors.
+      RopeParams plain = Plain(10000.0f, style);
+      RopeParams scaled = plain;
+      scaled.freq_scale = 0.125f;
+      scaled.ext_factor = 1.0f;
+      scaled.n_ctx_orig = 512;
+      for (int64_t i = 0; i < head_dim / 2; ++i) scaled.freq_factors.push_back(1.0f + 0.25f * i);
+      for (const RopeParams& rope : {plain, scaled}) {
+        std::vector<float> expected = x, actual = x;
+        reference_.Rope(expected.data(), head_dim, n_heads, n_tokens, positions.data(), rope);
+        const RopeTable table = MakeRopeTable(rope, head_dim);
+        gpu::RopeAngles angles{};
+        std::copy(table.freq.begin(), table.freq.end(), angles.freq);
+        angles.mscale = table.mscale;
+        ASSERT_EQ(gpu::LaunchRope(actual.data(), head_dim, n_heads, n_tokens, positions.data(),
+                                  angles, style == RopeStyle::kNeox, nullptr),
+                  cudaSuccess);
+        EXPECT_LE(Nmse(actual, expected), 1e-12)
+            << "neox=" << (style == RopeStyle::kNeox) << " head_dim=" << head_dim
+            << " scaled=" << (rope.ext_factor != 0.0f);
+      }
     }
   }
 }
