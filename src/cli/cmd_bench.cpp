@@ -163,7 +163,10 @@ json DeviceJson(const DeviceFigures& d) {
 
 // What the model costs: bytes of weights read for one generated token, and multiply-adds.
 struct ModelCost {
-  double block_weight_bytes = 0;      // all blocks, norms included
+  // All blocks, norms included; of a mixture of experts, the router and the experts one token
+  // reads (expert_used_count of expert_count), not every expert.
+  double block_weight_bytes = 0;
+  double expert_bytes = 0;  // every expert of every block (mixture of experts), read or not
   double client_bytes_per_token = 0;  // output norm + LM head + one embedding row
   double block_matmul_params = 0;     // multiply-adds per token in the blocks' matrices
   double head_params = 0;             // LM head multiply-adds
@@ -187,6 +190,27 @@ void AddRegion(const kernels::Weight& w, std::vector<std::span<const uint8_t>>& 
   }
 }
 
+// A mixture-of-experts block: its router is read by every token, and each expert by the tokens
+// that choose it, so a generated token reads n_expert_used experts (of equal size) per block.
+void AddExpertCost(const model::ModelConfig& cfg, const model::BlockWeights& b, ModelCost& c) {
+  if (!cfg.is_moe()) return;
+  const double share = static_cast<double>(cfg.n_expert_used) /
+                       static_cast<double>(std::max<int64_t>(cfg.n_expert, 1));
+  c.block_weight_bytes += WeightBytes(b.ffn_gate_inp);
+  c.block_matmul_params +=
+      static_cast<double>(b.ffn_gate_inp.n_in) * static_cast<double>(b.ffn_gate_inp.n_out);
+  c.bytes_by_type[std::string(kernels::GgmlTypeName(b.ffn_gate_inp.type))] +=
+      WeightBytes(b.ffn_gate_inp);
+  for (const auto* list : {&b.gate_exps, &b.up_exps, &b.down_exps}) {
+    for (const kernels::Weight& w : *list) {
+      c.expert_bytes += WeightBytes(w);
+      c.block_weight_bytes += share * WeightBytes(w);
+      c.block_matmul_params += share * static_cast<double>(w.n_in) * static_cast<double>(w.n_out);
+      c.bytes_by_type[std::string(kernels::GgmlTypeName(w.type))] += share * WeightBytes(w);
+    }
+  }
+}
+
 absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
   ModelCost c;
   auto blocks = model::LoadBlockWeights(*m.file, m.config, 0, m.config.n_layer);
@@ -201,6 +225,7 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
       c.block_matmul_params += static_cast<double>(w->n_in) * static_cast<double>(w->n_out);
       c.bytes_by_type[std::string(kernels::GgmlTypeName(w->type))] += WeightBytes(*w);
     }
+    AddExpertCost(m.config, b, c);
   }
   auto client = model::LoadClientWeights(*m.file, m.config);
   if (!client.ok()) return client.status();
@@ -213,8 +238,15 @@ absl::StatusOr<ModelCost> Cost(const shard::LocalModel& m) {
     for (const model::BlockWeights& b : m.blocks->resident_weights()) {
       for (const kernels::Weight* w :
            {&b.attn_norm, &b.ffn_norm, &b.bq, &b.bk, &b.bv, &b.q_norm, &b.k_norm, &b.wq, &b.wk,
-            &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) {
+            &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down, &b.ffn_gate_inp}) {
         AddRegion(*w, c.weight_regions);
+      }
+      // The paired plain read of a mixture of experts reads as many experts as a token uses.
+      for (size_t e = 0; e < b.gate_exps.size() && e < static_cast<size_t>(m.config.n_expert_used);
+           ++e) {
+        AddRegion(b.gate_exps[e], c.weight_regions);
+        AddRegion(b.up_exps[e], c.weight_regions);
+        AddRegion(b.down_exps[e], c.weight_regions);
       }
     }
   }
@@ -458,6 +490,13 @@ int RunBench(const BenchFlags& flags) {
                   {"n_embd", cfg.n_embd},           {"n_ff", cfg.n_ff},
                   {"n_vocab", cfg.n_vocab},         {"weight_bytes_per_token", bytes_per_token},
                   {"load_seconds", load_seconds}};
+  if (cfg.is_moe()) {
+    // weight_bytes_per_token counts the experts a token reads; this is all of them.
+    out["model"]["n_expert"] = cfg.n_expert;
+    out["model"]["n_expert_used"] = cfg.n_expert_used;
+    out["model"]["n_ff_exp"] = cfg.n_ff_exp;
+    out["model"]["expert_bytes"] = cost->expert_bytes;
+  }
   out["backend"] = {{"name", m.backend->name()}, {"threads", threads}};
   if (device.present) out["device"] = DeviceJson(device);
   // Figures per second of wall time, and per second of process CPU time / threads ("_cpu": what

@@ -131,6 +131,11 @@ int RunInspect(const InspectFlags& flags) {
   std::printf("  blocks         %lld\n", static_cast<long long>(c.n_layer));
   std::printf("  n_embd         %lld\n", static_cast<long long>(c.n_embd));
   std::printf("  n_ff           %lld\n", static_cast<long long>(c.n_ff));
+  if (c.is_moe()) {
+    std::printf("  experts        %lld, %lld used per token, n_ff %lld each\n",
+                static_cast<long long>(c.n_expert), static_cast<long long>(c.n_expert_used),
+                static_cast<long long>(c.n_ff_exp));
+  }
   std::printf("  heads          %lld (KV %lld, head dim %lld)\n", static_cast<long long>(c.n_head),
               static_cast<long long>(c.n_head_kv), static_cast<long long>(c.head_dim));
   std::printf("  n_vocab        %lld\n", static_cast<long long>(c.n_vocab));

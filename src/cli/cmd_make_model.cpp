@@ -27,6 +27,7 @@ struct MakeModelFlags {
   std::string name;
   std::string out_path;
   int threads = 0;
+  int64_t n_expert = 8, n_expert_used = 2, n_ff_exp = 0;  // mixture-of-experts architectures
   // Which shape flags were given (they override the preset's values).
   CLI::Option* n_layer_opt = nullptr;
   CLI::Option* n_embd_opt = nullptr;
@@ -88,6 +89,9 @@ int RunMakeModel(const MakeModelFlags& f) {
   spec.vocab_path = f.vocab_path;
   spec.name = f.name;
   spec.n_threads = f.threads;
+  spec.n_expert = f.n_expert;
+  spec.n_expert_used = f.n_expert_used;
+  spec.n_ff_exp = f.n_ff_exp;
   if (f.context > 0) spec.n_ctx = f.context;
   spec.head_dim = f.head_dim;
   spec.rope_scaling = f.rope_scaling;
@@ -147,10 +151,18 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
   flags->n_vocab_opt = cmd->add_option("--n-vocab", flags->n_vocab,
                                        "Vocabulary size (built-in SPM vocabulary, >= 259)");
   cmd->add_option("--arch", flags->arch,
-                  "llama, llama3 (llama with Llama 3.1 rope_freqs factors), qwen2 or qwen3 "
-                  "(q/k norms, head size 2 * n_embd / n_head unless --head-dim)")
+                  "llama, llama3 (llama with Llama 3.1 rope_freqs factors), qwen2, qwen3 "
+                  "(q/k norms, head size 2 * n_embd / n_head unless --head-dim), mixtral (llama "
+                  "with experts) or qwen3moe (qwen3 with experts)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"llama", "llama3", "qwen2", "qwen3"}));
+      ->check(CLI::IsMember({"llama", "llama3", "qwen2", "qwen3", "mixtral", "qwen3moe"}));
+  cmd->add_option("--n-expert", flags->n_expert, "Experts per block (mixture-of-experts archs)")
+      ->capture_default_str();
+  cmd->add_option("--n-expert-used", flags->n_expert_used, "Experts each token uses")
+      ->capture_default_str();
+  cmd->add_option("--n-ff-exp", flags->n_ff_exp,
+                  "Width of each expert (qwen3moe's expert_feed_forward_length; 0 = --n-ff)")
+      ->capture_default_str();
   cmd->add_option("--head-dim", flags->head_dim,
                   "Head size, written as attention.key_length (0 = architecture's default)")
       ->capture_default_str();

@@ -103,6 +103,11 @@ class Backend {
   virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* y) = 0;
   // y: [n] += x
   virtual void Add(float* y, const float* x, int64_t n) = 0;
+  // y: [rows, *]: column ids[i] += scales[i] * column i of x: [rows, n], for i in [0, n), each
+  // element as one float product then one float sum. ids (distinct, in range) and scales are in
+  // host memory. Adds one expert's outputs, weighted by its gate, to the tokens that chose it.
+  virtual void AddScaledColumns(float* y, const float* x, int64_t rows, const int32_t* ids,
+                                const float* scales, int64_t n) = 0;
   // Writes k, v: [kv_dim, T] into the cache rows positions[t] of k_cache, v_cache: [kv_dim,
   // capacity], rounded to types.k / types.v (kernels/kv_types.h). Row p of a cache starts at byte
   // p * KvRowBytes(type, kv_dim).

@@ -94,6 +94,18 @@ void CpuReferenceBackend::GetRows(const Weight& table, const int32_t* ids, int64
 }
 
 // As ggml_rms_norm followed by ggml_mul: the mean of squares in double, the scale in float.
+void CpuReferenceBackend::AddScaledColumns(float* y, const float* x, int64_t rows,
+                                           const int32_t* ids, const float* scales, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* yc = y + static_cast<int64_t>(ids[i]) * rows;
+    const float* xc = x + i * rows;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float product = scales[i] * xc[r];
+      yc[r] += product;
+    }
+  }
+}
+
 void CpuReferenceBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t n_tokens,
                                   float eps, float* y) {
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -48,6 +48,10 @@ constexpr KnownKey kKnownKeys[] = {
     {"rope.scaling.yarn_log_multiplier", KeyUse::kUsed},
     {"expert_count", KeyUse::kUsed},  // mixtures of experts: checked by ReadModelConfig
     {"expert_used_count", KeyUse::kUsed},
+    {"expert_feed_forward_length", KeyUse::kUsed},  // the rest: checked by ReadMoeConfig
+    {"expert_gating_func", KeyUse::kUsed},
+    {"expert_weights_norm", KeyUse::kUsed},
+    {"expert_weights_scale", KeyUse::kUsed},
     {"vocab_size", KeyUse::kNoEffect},
     {"rope.scaling.finetuned", KeyUse::kNoEffect},
     {"tensor_data_layout", KeyUse::kNoEffect},
@@ -87,9 +91,16 @@ bool IsKnownBlockTensor(std::string_view arch, std::string_view name) {
         "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"}) {
     if (name == known) return true;
   }
+  // Mixtures of experts (ReadMoeConfig checks that they come with expert_count).
+  for (std::string_view expert : {"ffn_gate_inp.weight", "ffn_gate_exps.weight",
+                                  "ffn_up_exps.weight", "ffn_down_exps.weight"}) {
+    if (name == expert) return arch != "qwen2";
+  }
   const bool bias = name == "attn_q.bias" || name == "attn_k.bias" || name == "attn_v.bias";
   if (arch == "llama" || arch == "qwen2") return bias;
-  if (arch == "qwen3") return name == "attn_q_norm.weight" || name == "attn_k_norm.weight";
+  if (arch == "qwen3" || arch == "qwen3moe") {
+    return name == "attn_q_norm.weight" || name == "attn_k_norm.weight";
+  }
   return false;
 }
 

@@ -11,6 +11,7 @@
 #include "base/status_macros.h"
 #include "model/gguf.h"
 #include "model/metadata_audit.h"
+#include "model/moe_config.h"
 #include "model/rope_config.h"
 
 namespace swarm::model {
@@ -79,6 +80,10 @@ std::string ComputeModelId(const GgufFile& file, const ModelConfig& c) {
   for (int64_t v : {c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.n_vocab, c.n_ctx_train}) {
     h.AddInt(static_cast<uint64_t>(v));
   }
+  // Dense models keep the identity they always had.
+  if (c.is_moe()) {
+    for (int64_t v : {c.n_expert, c.n_expert_used, c.n_ff_exp}) h.AddInt(static_cast<uint64_t>(v));
+  }
   uint32_t bits;
   std::memcpy(&bits, &c.rms_eps, 4);
   h.AddInt(bits);
@@ -143,9 +148,11 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
     return arch.status();
   }
   c.architecture = std::string(*arch);
-  if (c.architecture != "llama" && c.architecture != "qwen2" && c.architecture != "qwen3") {
-    return absl::UnimplementedError(absl::StrCat(
-        "architecture '", c.architecture, "' is not supported (supported: llama, qwen2, qwen3)"));
+  if (c.architecture != "llama" && c.architecture != "qwen2" && c.architecture != "qwen3" &&
+      c.architecture != "qwen3moe") {
+    return absl::UnimplementedError(
+        absl::StrCat("architecture '", c.architecture,
+                     "' is not supported (supported: llama, qwen2, qwen3, qwen3moe)"));
   }
   if (auto name = file.GetString("general.name"); name.ok()) c.name = std::string(*name);
 
@@ -199,12 +206,7 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
                        ", head dimension ", c.head_dim, ") are not supported"));
     }
   }
-  if (file.Has(p + "expert_count")) {
-    SWARM_ASSIGN_OR_RETURN(int64_t experts, file.GetInt(p + "expert_count"));
-    if (experts > 0) {
-      return absl::UnimplementedError("mixture-of-experts models are not supported");
-    }
-  }
+  SWARM_RETURN_IF_ERROR(ReadMoeConfig(file, p, c));
   SWARM_RETURN_IF_ERROR(AuditModelFile(file, c.architecture, c.head_dim, c.n_ctx_train));
   {
     const std::string key = p + "attention.layer_norm_rms_epsilon";
@@ -229,7 +231,8 @@ absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) {
       if (name.starts_with("blk.") && name.ends_with(".attn_q.bias")) c.qkv_bias = true;
     }
   }
-  c.qk_norm = c.architecture == "qwen3";
+  // qwen3moe: qwen3's attention, every block a mixture of experts.
+  c.qk_norm = c.architecture == "qwen3" || c.architecture == "qwen3moe";
 
   // The vocabulary size: the tokenizer's token list, or the embedding table (a slice without the
   // client tensors has only the former; a model without a tokenizer only the latter).

@@ -29,12 +29,17 @@ struct ModelConfig {
   kernels::RopeParams rope;  // base, pairing, Llama 3 factors, linear / YaRN scaling
   bool qkv_bias = false;     // qwen2
   bool qk_norm = false;      // qwen3: per-head RMSNorm of queries and keys before RoPE
+  // Mixture of experts (model/moe_config.h): 0 experts means a dense feed-forward.
+  int64_t n_expert = 0;       // expert_count
+  int64_t n_expert_used = 0;  // expert_used_count: experts chosen per token
+  int64_t n_ff_exp = 0;       // rows of each expert's gate and up matrices
   // Stable identity of the model's weights (architecture, shapes and a hash of the tensor table),
   // so peers serving slices of the same model agree on it.
   std::string model_id;
 
   int64_t q_dim() const { return head_dim * n_head; }
   int64_t kv_dim() const { return head_dim * n_head_kv; }
+  bool is_moe() const { return n_expert > 0; }
 };
 
 absl::StatusOr<ModelConfig> ReadModelConfig(const GgufFile& file);

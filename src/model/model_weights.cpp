@@ -93,6 +93,37 @@ class TensorLoader {
     return Use(*t);
   }
 
+  // A 3-D tensor [n_in, n_out, n_expert] of any weight type, as n_expert matrices.
+  absl::StatusOr<std::vector<kernels::Weight>> Experts(const std::string& name, int64_t n_in,
+                                                       int64_t n_out, int64_t n_expert) {
+    SWARM_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
+    if (t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != n_expert || t->ne[3] != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
+                                                     ShapeString(*t), ", expected [", n_in, ", ",
+                                                     n_out, ", ", n_expert, "]"));
+    }
+    if (!IsWeightType(t->type)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' has type ", ToAbsl(kernels::GgmlTypeName(t->type)),
+                       ", which is not a weight type (f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)"));
+    }
+    auto row = kernels::RowBytes(t->type, n_in);
+    if (!row.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "': ", row.status().message()));
+    }
+    // The reader checked that the tensor's bytes lie inside the file; each expert is one
+    // contiguous run of n_out rows of them.
+    const kernels::Weight whole = Use(*t);
+    const size_t expert_bytes = *row * static_cast<size_t>(n_out);
+    std::vector<kernels::Weight> experts(static_cast<size_t>(n_expert), whole);
+    for (int64_t e = 0; e < n_expert; ++e) {
+      experts[static_cast<size_t>(e)].data =
+          static_cast<const uint8_t*>(whole.data) + static_cast<size_t>(e) * expert_bytes;
+    }
+    return experts;
+  }
+
   void PrefetchAll() const {
     for (const GgufTensorInfo* t : used_) file_.Prefetch(*t);
   }
@@ -153,9 +184,24 @@ absl::StatusOr<std::vector<BlockWeights>> LoadBlockWeights(const GgufFile& file,
     }
     SWARM_ASSIGN_OR_RETURN(b.wo, loader.Matrix(p + "attn_output.weight", q, e));
     SWARM_ASSIGN_OR_RETURN(b.ffn_norm, loader.Vector(p + "ffn_norm.weight", e));
-    SWARM_ASSIGN_OR_RETURN(b.w_gate, loader.Matrix(p + "ffn_gate.weight", e, ff));
-    SWARM_ASSIGN_OR_RETURN(b.w_up, loader.Matrix(p + "ffn_up.weight", e, ff));
-    SWARM_ASSIGN_OR_RETURN(b.w_down, loader.Matrix(p + "ffn_down.weight", ff, e));
+    if (config.is_moe()) {
+      const int64_t ne = config.n_expert, fe = config.n_ff_exp;
+      if (file.FindTensor(p + "ffn_gate_exps.weight") == nullptr &&
+          file.FindTensor(p + "ffn_gate.0.weight") != nullptr) {
+        return absl::UnimplementedError(absl::StrCat(
+            "block ", il, " stores its experts as separate tensors (", p,
+            "ffn_gate.0.weight, ...), an old Mixtral layout: convert the model again with a "
+            "current llama.cpp to get ffn_gate_exps"));
+      }
+      SWARM_ASSIGN_OR_RETURN(b.ffn_gate_inp, loader.Matrix(p + "ffn_gate_inp.weight", e, ne));
+      SWARM_ASSIGN_OR_RETURN(b.gate_exps, loader.Experts(p + "ffn_gate_exps.weight", e, fe, ne));
+      SWARM_ASSIGN_OR_RETURN(b.up_exps, loader.Experts(p + "ffn_up_exps.weight", e, fe, ne));
+      SWARM_ASSIGN_OR_RETURN(b.down_exps, loader.Experts(p + "ffn_down_exps.weight", fe, e, ne));
+    } else {
+      SWARM_ASSIGN_OR_RETURN(b.w_gate, loader.Matrix(p + "ffn_gate.weight", e, ff));
+      SWARM_ASSIGN_OR_RETURN(b.w_up, loader.Matrix(p + "ffn_up.weight", e, ff));
+      SWARM_ASSIGN_OR_RETURN(b.w_down, loader.Matrix(p + "ffn_down.weight", ff, e));
+    }
     blocks.push_back(b);
   }
   loader.PrefetchAll();

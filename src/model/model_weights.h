@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,12 @@ struct BlockWeights {
   kernels::Weight ffn_norm;      // [n_embd] f32
   kernels::Weight w_gate, w_up;  // [n_embd] -> [n_ff]
   kernels::Weight w_down;        // [n_ff] -> [n_embd]
+  // Mixture of experts (ModelConfig::is_moe()), in place of w_gate, w_up and w_down: the router,
+  // and one view per expert into the 3-D tensors ffn_{gate,up,down}_exps [n_in, n_out, n_expert],
+  // so that each expert is a plain matrix to every backend.
+  kernels::Weight ffn_gate_inp;                     // [n_embd] -> [n_expert]
+  std::vector<kernels::Weight> gate_exps, up_exps;  // n_expert x ([n_embd] -> [n_ff_exp])
+  std::vector<kernels::Weight> down_exps;           // n_expert x ([n_ff_exp] -> [n_embd])
 };
 
 struct ClientWeights {

@@ -48,18 +48,25 @@ enum class Fill { kOnes, kUniform, kNearOne, kGiven };
 struct TensorPlan {
   std::string name;
   GgmlType type;
-  std::vector<int64_t> ne;  // [n_in] or [n_in, n_out]
+  std::vector<int64_t> ne;  // [n_in], [n_in, n_out] or [n_in, n_out, n_expert]
   Fill fill;
   float scale;                // half-width of the uniform distribution
   std::vector<float> values;  // kGiven: the 1-D tensor's contents
 };
 
 // Where a synthetic model of `arch` gets its shape facts (file architecture, head size, RoPE).
-std::string FileArch(const SyntheticModelSpec& s) { return s.arch == "llama3" ? "llama" : s.arch; }
+// Mixtral files are "llama" files with experts.
+std::string FileArch(const SyntheticModelSpec& s) {
+  return s.arch == "llama3" || s.arch == "mixtral" ? "llama" : s.arch;
+}
+
+bool IsMoe(const SyntheticModelSpec& s) { return s.arch == "mixtral" || s.arch == "qwen3moe"; }
+bool IsQwen3(const SyntheticModelSpec& s) { return s.arch == "qwen3" || s.arch == "qwen3moe"; }
+int64_t ExpertWidth(const SyntheticModelSpec& s) { return s.n_ff_exp > 0 ? s.n_ff_exp : s.n_ff; }
 
 int64_t HeadDim(const SyntheticModelSpec& s) {
   if (s.head_dim > 0) return s.head_dim;
-  return s.arch == "qwen3" ? 2 * (s.n_embd / s.n_head) : s.n_embd / s.n_head;
+  return IsQwen3(s) ? 2 * (s.n_embd / s.n_head) : s.n_embd / s.n_head;
 }
 
 float RopeBase(const SyntheticModelSpec& s) {
@@ -154,9 +161,17 @@ GgmlType MatrixType(GgmlType requested, int64_t n_in) {
 }
 
 absl::Status Validate(const SyntheticModelSpec& s) {
-  if (s.arch != "llama" && s.arch != "llama3" && s.arch != "qwen2" && s.arch != "qwen3") {
+  if (s.arch != "llama" && s.arch != "llama3" && s.arch != "qwen2" && s.arch != "qwen3" &&
+      !IsMoe(s)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("architecture '", s.arch, "' is not one of llama, llama3, qwen2, qwen3"));
+        absl::StrCat("architecture '", s.arch,
+                     "' is not one of llama, llama3, qwen2, qwen3, mixtral, qwen3moe"));
+  }
+  if (IsMoe(s) && (s.n_expert < 1 || s.n_expert > 1024 || s.n_expert_used < 1 ||
+                   s.n_expert_used > s.n_expert || s.n_ff_exp < 0 || s.n_ff_exp > (1 << 18))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("experts ", s.n_expert, " (used ", s.n_expert_used, ", width ", s.n_ff_exp,
+                     ") expected 1..1024 experts, 1..experts used, width 0..262144"));
   }
   if (!s.rope_scaling.empty() && s.rope_scaling != "none" && s.rope_scaling != "linear" &&
       s.rope_scaling != "yarn") {
@@ -294,7 +309,7 @@ std::vector<TensorPlan> PlanTensors(const SyntheticModelSpec& s, int64_t n_vocab
       t.push_back(bias(p + "attn_k.bias", kv));
       t.push_back(bias(p + "attn_v.bias", kv));
     }
-    if (s.arch == "qwen3") {
+    if (IsQwen3(s)) {
       t.push_back(
           TensorPlan{p + "attn_q_norm.weight", GgmlType::kF32, {hd}, Fill::kNearOne, 0.25f, {}});
       t.push_back(
@@ -302,6 +317,23 @@ std::vector<TensorPlan> PlanTensors(const SyntheticModelSpec& s, int64_t n_vocab
     }
     t.push_back(matrix(p + "attn_output.weight", q, e));
     t.push_back(norm(p + "ffn_norm.weight", e));
+    if (IsMoe(s)) {
+      // As llama.cpp writes them: the router stays f32; experts are [n_in, n_out, n_expert].
+      const int64_t ne = s.n_expert;
+      TensorPlan router = matrix(p + "ffn_gate_inp.weight", e, ne);
+      router.type = GgmlType::kF32;
+      t.push_back(router);
+      auto experts = [&](std::string name, int64_t n_in, int64_t n_out) {
+        TensorPlan plan = matrix(std::move(name), n_in, n_out);
+        plan.ne.push_back(ne);
+        return plan;
+      };
+      const int64_t fe = ExpertWidth(s);
+      t.push_back(experts(p + "ffn_gate_exps.weight", e, fe));
+      t.push_back(experts(p + "ffn_down_exps.weight", fe, e));
+      t.push_back(experts(p + "ffn_up_exps.weight", e, fe));
+      continue;
+    }
     t.push_back(matrix(p + "ffn_gate.weight", e, ff));
     t.push_back(matrix(p + "ffn_up.weight", e, ff));
     t.push_back(matrix(p + "ffn_down.weight", ff, e));
@@ -348,7 +380,8 @@ void MakeRows(const TensorPlan& plan, uint64_t seed, int64_t first, int64_t last
 
 absl::Status WriteTensor(const TensorPlan& plan, uint64_t seed, int n_threads, GgufWriter& w) {
   SWARM_ASSIGN_OR_RETURN(size_t row_bytes, kernels::RowBytes(plan.type, plan.ne[0]));
-  const int64_t n_rows = plan.ne.size() > 1 ? plan.ne[1] : 1;
+  int64_t n_rows = 1;
+  for (size_t d = 1; d < plan.ne.size(); ++d) n_rows *= plan.ne[d];
   const int64_t batch_rows =
       std::clamp<int64_t>(static_cast<int64_t>(kBatchBytes / row_bytes), 1, n_rows);
   std::vector<uint8_t> buffer(static_cast<size_t>(batch_rows) * row_bytes);
@@ -409,7 +442,7 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
   w.SetFloat32(a + ".attention.layer_norm_rms_epsilon", a == "llama" ? 1e-5f : 1e-6f);
   w.SetFloat32(a + ".rope.freq_base", RopeBase(spec));
   w.SetUint32(a + ".rope.dimension_count", static_cast<uint32_t>(HeadDim(spec)));
-  if (spec.head_dim > 0 || spec.arch == "qwen3") {
+  if (spec.head_dim > 0 || IsQwen3(spec)) {
     w.SetUint32(a + ".attention.key_length", static_cast<uint32_t>(HeadDim(spec)));
     w.SetUint32(a + ".attention.value_length", static_cast<uint32_t>(HeadDim(spec)));
   }
@@ -425,6 +458,13 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
               1, static_cast<int64_t>(static_cast<float>(spec.n_ctx) / spec.rope_scaling_factor))));
     }
   }
+  if (IsMoe(spec)) {
+    w.SetUint32(a + ".expert_count", static_cast<uint32_t>(spec.n_expert));
+    w.SetUint32(a + ".expert_used_count", static_cast<uint32_t>(spec.n_expert_used));
+    if (spec.arch == "qwen3moe") {
+      w.SetUint32(a + ".expert_feed_forward_length", static_cast<uint32_t>(ExpertWidth(spec)));
+    }
+  }
   w.SetUint64("swarm.synthetic_seed", spec.seed);
   SWARM_ASSIGN_OR_RETURN(int64_t n_vocab, WriteVocabulary(spec, w));
 
@@ -433,7 +473,8 @@ absl::StatusOr<SyntheticModelSummary> Write(const SyntheticModelSpec& spec,
   const std::vector<TensorPlan> plans = PlanTensors(spec, n_vocab);
   for (const TensorPlan& p : plans) {
     SWARM_RETURN_IF_ERROR(w.AddTensor(p.name, p.type, p.ne));
-    if (p.ne.size() > 1 && p.type != spec.type) {
+    const bool router = p.name.ends_with(".ffn_gate_inp.weight");  // f32 by choice, not fallback
+    if (p.ne.size() > 1 && p.type != spec.type && !router) {
       summary.fallbacks.push_back(
           absl::StrCat(p.name, ": ", ToAbsl(kernels::GgmlTypeName(p.type))));
     }

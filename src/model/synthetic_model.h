@@ -17,8 +17,10 @@ namespace swarm::model {
 
 struct SyntheticModelSpec {
   // "llama", "llama3" (a llama file with Llama 3.1's rope_freqs.weight frequency factors and
-  // RoPE base 500000), "qwen2" (adds q/k/v biases, NeoX RoPE) or "qwen3" (per-head q/k norms,
-  // NeoX RoPE, head_dim != n_embd / n_head by default).
+  // RoPE base 500000), "qwen2" (adds q/k/v biases, NeoX RoPE), "qwen3" (per-head q/k norms,
+  // NeoX RoPE, head_dim != n_embd / n_head by default), "mixtral" (a llama-architecture mixture
+  // of experts, as Mixtral files carry it: general.architecture "llama" with expert_count) or
+  // "qwen3moe" (qwen3 attention, every block a mixture of experts).
   std::string arch = "llama";
   std::string name;  // general.name; derived from the shape and seed when empty
   int64_t n_layer = 0;
@@ -28,6 +30,11 @@ struct SyntheticModelSpec {
   int64_t n_head_kv = 0;
   int64_t n_vocab = 0;  // replaced by the vocabulary's size when vocab_path is set
   int64_t n_ctx = 2048;
+  // Mixtures of experts ("mixtral", "qwen3moe"): experts per block, experts used per token, and
+  // each expert's width (0: n_ff; qwen3moe writes it as expert_feed_forward_length).
+  int64_t n_expert = 8;
+  int64_t n_expert_used = 2;
+  int64_t n_ff_exp = 0;
   // Head size: 0 = n_embd / n_head (qwen3: twice that); otherwise attention.key_length and
   // value_length are written, and q/output projections are [n_embd] <-> [n_head * head_dim].
   int64_t head_dim = 0;

@@ -11,6 +11,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "shard/kv_cache.h"
+#include "shard/moe_forward.h"
 
 namespace swarm::shard {
 
@@ -30,8 +31,10 @@ class BlockActivations {
   float* k = nullptr;    // [kv_dim]
   float* v = nullptr;    // [kv_dim]
   float* att = nullptr;  // [q_dim]
-  float* hb = nullptr;   // [n_ff]
-  float* hb2 = nullptr;  // [n_ff]
+  float* hb = nullptr;   // [max(n_ff, n_ff_exp)]
+  float* hb2 = nullptr;  // [max(n_ff, n_ff_exp)]
+  MoeBuffers moe;        // mixture-of-experts models only (null otherwise)
+  MoeRouting routing;    // host scratch of the MoE router
 
  private:
   std::unique_ptr<kernels::Buffer> buffer_;
@@ -40,11 +43,14 @@ class BlockActivations {
 
 // Runs block w over the n_tokens tokens in a.x, in place. The batch is a sequence of steps, each
 // one sequence's consecutive tokens: cache_of(step) is its KvCache (written at local_layer, at the
-// step's positions) and step.n_tokens its token count; positions[t] is token t's position.
+// step's positions) and step.n_tokens its token count; positions[t] is token t's position. A
+// mixture-of-experts block synchronizes the backend once (its router's choice is read on the
+// host), and reports a backend error then.
 template <class Steps, class CacheOf>
-void RunBlock(kernels::Backend& b, const model::ModelConfig& c, const model::BlockWeights& w,
-              int64_t local_layer, const Steps& steps, CacheOf cache_of, const int32_t* positions,
-              int64_t n_tokens, BlockActivations& a) {
+absl::Status RunBlock(kernels::Backend& b, const model::ModelConfig& c,
+                      const model::BlockWeights& w, int64_t local_layer, const Steps& steps,
+                      CacheOf cache_of, const int32_t* positions, int64_t n_tokens,
+                      BlockActivations& a) {
   const int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const kernels::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim};
 
@@ -83,13 +89,18 @@ void RunBlock(kernels::Backend& b, const model::ModelConfig& c, const model::Blo
   b.MatMul(w.wo, a.att, n_tokens, a.xb2);
   b.Add(a.x, a.xb2, n_embd * n_tokens);
 
-  // Feed-forward: x += w_down · (silu(w_gate · norm(x)) * (w_up · norm(x)))
+  // Feed-forward: x += w_down · (silu(w_gate · norm(x)) * (w_up · norm(x))), or the same summed
+  // over each token's chosen experts (moe_forward.h).
   b.RmsNorm(a.x, static_cast<const float*>(w.ffn_norm.data), n_embd, n_tokens, c.rms_eps, a.xb);
+  if (c.is_moe()) {
+    return MoeFeedForward(b, c, w, n_tokens, a.xb, a.x, a.hb, a.hb2, a.xb2, a.moe, a.routing);
+  }
   b.MatMul(w.w_gate, a.xb, n_tokens, a.hb);
   b.MatMul(w.w_up, a.xb, n_tokens, a.hb2);
   b.SwiGlu(a.hb, a.hb2, c.n_ff * n_tokens, a.hb);
   b.MatMul(w.w_down, a.hb, n_tokens, a.xb2);
   b.Add(a.x, a.xb2, n_embd * n_tokens);
+  return absl::OkStatus();
 }
 
 }  // namespace swarm::shard

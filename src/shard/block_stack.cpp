@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<BlockStack>> BlockStack::Create(
     SWARM_ASSIGN_OR_RETURN(w.w_gate, Prepare(backend, host.w_gate, storage));
     SWARM_ASSIGN_OR_RETURN(w.w_up, Prepare(backend, host.w_up, storage));
     SWARM_ASSIGN_OR_RETURN(w.w_down, Prepare(backend, host.w_down, storage));
+    SWARM_RETURN_IF_ERROR(PrepareExperts(backend, host, w, storage));
     stack->blocks_.push_back(w);
   }
   return stack;
@@ -76,8 +77,8 @@ absl::Status BlockStack::Forward(std::span<const SequenceStep> steps, int64_t fi
   // CheckBatch found every cache to be this stack's: one part, for all of its blocks.
   auto cache_of = [](const SequenceStep& step) -> KvCache& { return step.cache->part(0); };
   for (int64_t l = first - first_; l < last - first_; ++l) {
-    RunBlock(backend_, config_, blocks_[l], l, steps, cache_of, positions_.data(), total,
-             activations_);
+    SWARM_RETURN_IF_ERROR(RunBlock(backend_, config_, blocks_[l], l, steps, cache_of,
+                                   positions_.data(), total, activations_));
   }
   SWARM_RETURN_IF_ERROR(backend_.CopyToHost(hidden_out, activations_.x, hidden_bytes));
   SWARM_RETURN_IF_ERROR(backend_.Synchronize());

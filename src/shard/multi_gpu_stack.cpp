@@ -76,7 +76,8 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
     segment->backend = backends[i];
     segment->index = static_cast<size_t>(i);
     segment->capture = backends[i]->graph_capture();
-    graphs_possible = graphs_possible && segment->capture != nullptr;
+    // A mixture-of-experts block reads its router's choice on the host mid-step: not capturable.
+    graphs_possible = graphs_possible && segment->capture != nullptr && !config.is_moe();
     const int64_t count = n_blocks / n_backends + (i < n_blocks % n_backends ? 1 : 0);
     segment->first = stack->first_ + next;
     segment->last = segment->first + count;
@@ -99,6 +100,7 @@ absl::StatusOr<std::unique_ptr<MultiGpuStack>> MultiGpuStack::Create(
       SWARM_ASSIGN_OR_RETURN(w.w_gate, Prepare(be, host.w_gate, storage));
       SWARM_ASSIGN_OR_RETURN(w.w_up, Prepare(be, host.w_up, storage));
       SWARM_ASSIGN_OR_RETURN(w.w_down, Prepare(be, host.w_down, storage));
+      SWARM_RETURN_IF_ERROR(PrepareExperts(be, host, w, storage));
       segment->blocks.push_back(w);
     }
     next += count;
@@ -219,7 +221,7 @@ absl::Status MultiGpuStack::ForwardEager(std::span<const SequenceStep> steps, co
   Segment& first = *segments_[range.begin];
   SWARM_RETURN_IF_ERROR(first.backend->CopyToBackend(first.act.x, hidden_in, bytes));
   for (int i = range.begin; i < range.end; ++i) {
-    RunBlocks(*segments_[i], range, steps, n_tokens);
+    SWARM_RETURN_IF_ERROR(RunBlocks(*segments_[i], range, steps, n_tokens));
     if (i + 1 < range.end) SWARM_RETURN_IF_ERROR(PassOn(i, n_tokens));
   }
   Segment& last = *segments_[range.end - 1];
@@ -278,7 +280,7 @@ absl::StatusOr<bool> MultiGpuStack::ForwardGraphs(std::span<const SequenceStep> 
       }
       absl::Status status = absl::OkStatus();
       if (i == range.begin) status = s.backend->CopyToBackend(s.act.x, host_in_.data(), bytes);
-      RunBlocks(s, range, steps, n_tokens);
+      if (status.ok()) status = RunBlocks(s, range, steps, n_tokens);
       if (status.ok() && i + 1 == range.end) {
         status = s.backend->CopyToHost(host_out_.data(), s.act.x, bytes);
       }
@@ -331,15 +333,16 @@ absl::Status MultiGpuStack::SynchronizeAll() {
 
 // RunBlock (block_forward.h), block after block, as BlockStack runs it; MultiGpuStackTest checks
 // that both give the same bits.
-void MultiGpuStack::RunBlocks(Segment& s, const Range& range, std::span<const SequenceStep> steps,
-                              int64_t n_tokens) {
+absl::Status MultiGpuStack::RunBlocks(Segment& s, const Range& range,
+                                      std::span<const SequenceStep> steps, int64_t n_tokens) {
   const int64_t from = std::max(range.first, s.first) - s.first;
   const int64_t to = std::min(range.last, s.last) - s.first;
   auto cache_of = [&s](const SequenceStep& step) -> KvCache& { return step.cache->part(s.index); };
   for (int64_t local = from; local < to; ++local) {
-    RunBlock(*s.backend, config_, s.blocks[static_cast<size_t>(local)], local, steps, cache_of,
-             positions_.data(), n_tokens, s.act);
+    SWARM_RETURN_IF_ERROR(RunBlock(*s.backend, config_, s.blocks[static_cast<size_t>(local)], local,
+                                   steps, cache_of, positions_.data(), n_tokens, s.act));
   }
+  return absl::OkStatus();
 }
 
 }  // namespace swarm::shard

@@ -89,8 +89,8 @@ class MultiGpuStack final : public ServingStack {
   absl::StatusOr<bool> ForwardGraphs(std::span<const SequenceStep> steps, const Range& range,
                                      int64_t n_tokens, const float* hidden_in, float* hidden_out);
   // The segment's blocks that lie in `range`.
-  void RunBlocks(Segment& segment, const Range& range, std::span<const SequenceStep> steps,
-                 int64_t n_tokens);
+  absl::Status RunBlocks(Segment& segment, const Range& range, std::span<const SequenceStep> steps,
+                         int64_t n_tokens);
   absl::Status PassOn(int from, int64_t n_tokens);
   absl::Status SynchronizeAll();
 

@@ -34,8 +34,10 @@ absl::StatusOr<Throughput> MeasureThroughput(ServingStack& stack, int decode_ste
   SWARM_ASSIGN_OR_RETURN(auto cache, stack.NewCache(prompt_tokens + decode_steps + 1));
   const int64_t first = stack.first_block(), last = stack.last_block();
 
-  // One warm-up token, then the prompt, then single-token steps.
-  SequenceStep warm{cache.get(), 1};
+  // A warm-up, then the prompt, then single-token steps. The warm-up of a mixture-of-experts stack
+  // is the whole prompt, which reaches (nearly) every expert, as the measured prompt then does;
+  // one token would leave most experts' pages unread until the measurement.
+  SequenceStep warm{cache.get(), stack.config().is_moe() ? prompt_tokens : 1};
   SWARM_RETURN_IF_ERROR(stack.Forward({&warm, 1}, first, last, x.data(), y.data()));
   SWARM_RETURN_IF_ERROR(cache->Truncate(0));
   auto start = Clock::now();
@@ -44,8 +46,11 @@ absl::StatusOr<Throughput> MeasureThroughput(ServingStack& stack, int decode_ste
   const double prompt_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   start = Clock::now();
   for (int i = 0; i < decode_steps; ++i) {
+    // Each step its own input, so that a mixture of experts reads the experts real tokens would
+    // choose, not one pair over and over from cache.
     SequenceStep step{cache.get(), 1};
-    SWARM_RETURN_IF_ERROR(stack.Forward({&step, 1}, first, last, x.data(), y.data()));
+    const float* input = x.data() + (i % prompt_tokens) * n_embd;
+    SWARM_RETURN_IF_ERROR(stack.Forward({&step, 1}, first, last, input, y.data()));
   }
   const double decode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double blocks = static_cast<double>(stack.n_blocks());

@@ -37,6 +37,8 @@ std::string_view OpName(Op op) {
       return "StoreKv";
     case Op::kAttention:
       return "Attention";
+    case Op::kAddScaledColumns:
+      return "AddScaledColumns";
   }
   return "unknown";
 }
@@ -58,6 +60,7 @@ double DefaultNmseBound(Op op, GgmlType weight_type) {
       return 1e-12;  // dequantization; allows a fused multiply-add in d * q - m
     case Op::kAddBias:
     case Op::kAdd:
+    case Op::kAddScaledColumns:  // one rounded product, one rounded sum
     case Op::kStoreKv:
       return 0.0;
     case Op::kRmsNorm:
@@ -435,6 +438,38 @@ std::vector<Case> AddCases(Random& rng, bool large) {
   return cases;
 }
 
+// One expert's outputs x: [rows, n] added, scaled, to n of the T columns of y: [rows, T] (the
+// columns in no particular order, as the tokens that chose the expert).
+std::vector<Case> AddScaledColumnsCases(Random& rng, bool large) {
+  std::vector<Case> cases;
+  struct Shape {
+    int64_t rows, n_columns, n;
+  };
+  std::vector<Shape> shapes = {{1, 1, 1}, {64, 5, 2}, {33, 7, 7}, {256, 16, 9}};
+  if (large) shapes.push_back({4096, 64, 40});
+  for (const Shape& s : shapes) {
+    auto y =
+        std::make_shared<std::vector<float>>(rng.Normal(static_cast<size_t>(s.rows * s.n_columns)));
+    auto x = std::make_shared<std::vector<float>>(rng.Normal(static_cast<size_t>(s.rows * s.n)));
+    auto scales = std::make_shared<std::vector<float>>(rng.Normal(static_cast<size_t>(s.n)));
+    // Distinct columns, every other one from the end, so that they are not in order.
+    auto ids = std::make_shared<std::vector<int32_t>>();
+    for (int64_t i = 0; i < s.n; ++i) {
+      ids->push_back(static_cast<int32_t>(i % 2 == 0 ? s.n_columns - 1 - i / 2 : i / 2));
+    }
+    cases.push_back({absl::StrCat("rows=", s.rows, " columns=", s.n_columns, " n=", s.n),
+                     GgmlType::kF32,
+                     [y, x, scales, ids, s](Backend& b) -> absl::StatusOr<std::vector<float>> {
+                       DeviceMemory mem(b);
+                       SWARM_ASSIGN_OR_RETURN(float* dy, mem.Upload(*y));
+                       SWARM_ASSIGN_OR_RETURN(float* dx, mem.Upload(*x));
+                       b.AddScaledColumns(dy, dx, s.rows, ids->data(), scales->data(), s.n);
+                       return mem.Download(dy, y->size());
+                     }});
+  }
+  return cases;
+}
+
 // Host bytes of `rows` cache rows of kv_dim values of `type`, from floats.
 std::vector<uint8_t> ToCacheBytes(GgmlType type, const std::vector<float>& values, int64_t kv_dim) {
   const size_t row = KvRowBytes(type, kv_dim);
@@ -598,6 +633,8 @@ std::vector<Case> CasesFor(Op op, Random& rng, bool large) {
       return SwiGluCases(rng, large);
     case Op::kAdd:
       return AddCases(rng, large);
+    case Op::kAddScaledColumns:
+      return AddScaledColumnsCases(rng, large);
     case Op::kStoreKv:
       return StoreKvCases(rng, large);
     case Op::kAttention:
@@ -762,6 +799,9 @@ TEST_P(BackendConformanceTest, StoreKv) {
 }
 TEST_P(BackendConformanceTest, Attention) {
   EXPECT_TRUE(RunConformance(*backend_, Op::kAttention, GetParam().options).Ok());
+}
+TEST_P(BackendConformanceTest, AddScaledColumns) {
+  EXPECT_TRUE(RunConformance(*backend_, Op::kAddScaledColumns, GetParam().options).Ok());
 }
 
 }  // namespace swarm::kernels::testing

@@ -41,9 +41,11 @@ enum class Op {
   kAdd,
   kStoreKv,
   kAttention,
+  kAddScaledColumns,
 };
-inline constexpr Op kAllOps[] = {Op::kMatMul, Op::kAddBias, Op::kGetRows, Op::kRmsNorm,  Op::kRope,
-                                 Op::kSwiGlu, Op::kAdd,     Op::kStoreKv, Op::kAttention};
+inline constexpr Op kAllOps[] = {Op::kMatMul,    Op::kAddBias,         Op::kGetRows, Op::kRmsNorm,
+                                 Op::kRope,      Op::kSwiGlu,          Op::kAdd,     Op::kStoreKv,
+                                 Op::kAttention, Op::kAddScaledColumns};
 std::string_view OpName(Op op);
 
 // The weight types MatMul and GetRows are checked with.

@@ -219,6 +219,14 @@ class BrokenBackend : public CpuReferenceBackend {
     }
     CpuReferenceBackend::Attention(q, k_cache, v_cache, shape, n_tokens, shifted.data(), out);
   }
+  void AddScaledColumns(float* y, const float* x, int64_t rows, const int32_t* ids,
+                        const float* scales, int64_t n) override {
+    // Adds the last column to the first one's place as well (an off-by-one in the ids).
+    CpuReferenceBackend::AddScaledColumns(y, x, rows, ids, scales, n);
+    if (bug_ == Op::kAddScaledColumns && n > 1) {
+      CpuReferenceBackend::AddScaledColumns(y, x + (n - 1) * rows, rows, ids, scales + n - 1, 1);
+    }
+  }
 
  private:
   Op bug_;

@@ -295,12 +295,86 @@ TEST_F(ConfigFromMetadata, InconsistentOrAbsurdValues) {
               C::kInvalidArgument, "rope.freq_base");
   ExpectError([](GgufWriter& w) { w.SetUint32("llama.rope.dimension_count", 4); },
               C::kUnimplemented, "partial rotary");
-  ExpectError([](GgufWriter& w) { w.SetUint32("llama.expert_count", 8); }, C::kUnimplemented,
-              "mixture-of-experts");
+  // Mixtures of experts: the counts must be consistent; routing this engine lacks is refused.
+  ExpectError([](GgufWriter& w) { w.SetUint32("llama.expert_count", 8); }, C::kInvalidArgument,
+              "expert_used_count is 0");
+  ExpectError(
+      [](GgufWriter& w) {
+        w.SetUint32("llama.expert_count", 8);
+        w.SetUint32("llama.expert_used_count", 9);
+      },
+      C::kInvalidArgument, "expected 1..expert_count (8)");
+  ExpectError([](GgufWriter& w) { w.SetUint32("llama.expert_used_count", 2); }, C::kInvalidArgument,
+              "has no experts");
+  ExpectError([](GgufWriter& w) { w.SetUint32("llama.expert_count", 100000); }, C::kInvalidArgument,
+              "expert_count is 100000");
+  ExpectError(
+      [](GgufWriter& w) {
+        w.SetUint32("llama.expert_count", 8);
+        w.SetUint32("llama.expert_used_count", 2);
+        w.SetUint32("llama.expert_shared_count", 1);
+      },
+      C::kUnimplemented, "shared experts");
+  ExpectError(
+      [](GgufWriter& w) {
+        w.SetUint32("llama.expert_count", 8);
+        w.SetUint32("llama.expert_used_count", 2);
+        w.SetUint32("llama.expert_gating_func", 2);
+      },
+      C::kUnimplemented, "only softmax gating");
+  ExpectError(
+      [](GgufWriter& w) {
+        w.SetUint32("llama.expert_count", 8);
+        w.SetUint32("llama.expert_used_count", 2);
+        w.SetFloat32("llama.expert_weights_scale", 2.5f);
+      },
+      C::kUnimplemented, "expert_weights_scale");
   ExpectError([](GgufWriter& w) { w.SetUint32("llama.attention.head_count", 64); },
               C::kInvalidArgument, "odd");  // head_dim 1
   ExpectError([](GgufWriter& w) { w.SetString("swarm.model_id", "not an id!"); },
               C::kInvalidArgument, "swarm.model_id");
+}
+
+TEST_F(ConfigFromMetadata, MixtureOfExperts) {
+  auto c = Read([](GgufWriter& w) {
+    w.SetUint32("llama.expert_count", 8);
+    w.SetUint32("llama.expert_used_count", 2);
+    w.SetUint32("llama.expert_gating_func", 1);  // softmax, stated
+  });
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->is_moe());
+  EXPECT_EQ(c->n_expert, 8);
+  EXPECT_EQ(c->n_expert_used, 2);
+  EXPECT_EQ(c->n_ff_exp, c->n_ff);  // Mixtral: experts as wide as feed_forward_length
+  auto wide = Read([](GgufWriter& w) {
+    w.SetUint32("llama.expert_count", 8);
+    w.SetUint32("llama.expert_used_count", 2);
+    w.SetUint32("llama.expert_feed_forward_length", 48);
+  });
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(wide->n_ff_exp, 48);
+  EXPECT_NE(wide->model_id, c->model_id);
+  auto dense = Read([](GgufWriter&) {});
+  ASSERT_TRUE(dense.ok());
+  EXPECT_FALSE(dense->is_moe());
+  EXPECT_NE(dense->model_id, c->model_id);
+  // Qwen3-MoE: qwen3's attention, experts of expert_feed_forward_length.
+  auto qwen = Read(
+      [](GgufWriter& w) {
+        w.SetUint32("qwen3moe.expert_count", 128);
+        w.SetUint32("qwen3moe.expert_used_count", 8);
+        w.SetUint32("qwen3moe.expert_feed_forward_length", 32);
+        w.SetUint32("qwen3moe.attention.key_length", 16);
+        w.SetUint32("qwen3moe.attention.value_length", 16);
+      },
+      "qwen3moe");
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  EXPECT_TRUE(qwen->qk_norm);
+  EXPECT_EQ(qwen->head_dim, 16);
+  EXPECT_EQ(qwen->n_expert, 128);
+  EXPECT_EQ(qwen->n_expert_used, 8);
+  EXPECT_EQ(qwen->n_ff_exp, 32);
+  EXPECT_EQ(qwen->rope.style, kernels::RopeStyle::kNeox);
 }
 
 TEST_F(ConfigFromMetadata, VocabularyMustMatchEmbeddings) {

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 import dequantize
+import moe_ffn
 from gguf_reader import GgufFile
 
 
@@ -98,7 +99,7 @@ def dense_ffn(model, layer, xb):
 
 # A block's feed-forward: a function (model, layer, xb: [n_embd]) -> [n_embd], picked per model by
 # Model.ffn_variant(). A mixture of experts registers its own.
-FFN_VARIANTS = {"dense": dense_ffn}
+FFN_VARIANTS = {"dense": dense_ffn, "moe": moe_ffn.moe_ffn}
 
 
 class Model:
@@ -122,7 +123,8 @@ class Model:
         self.reset()
 
     def ffn_variant(self):
-        return "dense"
+        n_expert, _ = moe_ffn.expert_counts(self)
+        return "moe" if n_expert > 0 else "dense"
 
     def tensor(self, name):
         if name not in self._cache:

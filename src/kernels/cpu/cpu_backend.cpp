@@ -296,6 +296,23 @@ void CpuBackend::GetRows(const Weight& table, const int32_t* ids, int64_t n, flo
   }
 }
 
+// Few columns (the tokens that chose one expert) of n_embd each: not worth the thread pool.
+void CpuBackend::AddScaledColumns(float* y, const float* x, int64_t rows, const int32_t* ids,
+                                  const float* scales, int64_t n) {
+  const auto start =
+      profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  for (int64_t i = 0; i < n; ++i) {
+    float* yc = y + static_cast<int64_t>(ids[i]) * rows;
+    const float* xc = x + i * rows;
+    const float s = scales[i];
+    for (int64_t r = 0; r < rows; ++r) {
+      const float product = s * xc[r];
+      yc[r] += product;
+    }
+  }
+  if (profiling_) Record("add_scaled_columns", GgmlType::kF32, 0, 0, 1, start, 0, 0);
+}
+
 void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t n_tokens,
                          float eps, float* y) {
   const auto start =

@@ -691,6 +691,21 @@ void CudaBackend::Add(float* y, const float* x, int64_t n) {
   s_->Check(gpu::LaunchAdd(y, x, n, s_->stream), "add");
 }
 
+void CudaBackend::AddScaledColumns(float* y, const float* x, int64_t rows, const int32_t* ids,
+                                   const float* scales, int64_t n) {
+  if (n <= 0 || rows <= 0 || !s_->Ready()) return;
+  const int32_t* dev_ids = s_->UploadInts(ids, n);
+  if (dev_ids == nullptr) return;
+  // The scales travel as their bits through the same staging as the ids.
+  std::vector<int32_t> scale_bits(static_cast<size_t>(n));
+  std::memcpy(scale_bits.data(), scales, static_cast<size_t>(n) * sizeof(float));
+  const int32_t* dev_scale_bits = s_->UploadInts(scale_bits.data(), n);
+  if (dev_scale_bits == nullptr) return;
+  s_->Check(gpu::LaunchAddScaledColumns(
+                y, x, rows, dev_ids, reinterpret_cast<const float*>(dev_scale_bits), n, s_->stream),
+            "add_scaled_columns");
+}
+
 void CudaBackend::StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
                           const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) {
   if (n_tokens <= 0 || !s_->Ready()) return;

@@ -70,6 +70,8 @@ class CudaBackend : public Backend, public GraphCapture, public DeviceProbe {
             const RopeParams& rope) override;
   void SwiGlu(const float* gate, const float* up, int64_t n, float* y) override;
   void Add(float* y, const float* x, int64_t n) override;
+  void AddScaledColumns(float* y, const float* x, int64_t rows, const int32_t* ids,
+                        const float* scales, int64_t n) override;
   void StoreKv(const float* k, const float* v, int64_t kv_dim, int64_t n_tokens,
                const int32_t* positions, KvTypes types, void* k_cache, void* v_cache) override;
   void Attention(const float* q, const void* k_cache, const void* v_cache,
