@@ -4,14 +4,15 @@
 //
 // Where the rounding happens follows llama.cpp's CPU attention WITHOUT flash attention (`-fa off`),
 // K and V caches f16 by default; ggml's mul_mat converts its second operand to the first's
-// vec_dot_type. Every backend (reference, CPU generic/AVX2/AVX-512) rounds at these points:
+// vec_dot_type. Every backend (reference, CPU generic/AVX2/AVX-512, CUDA) rounds at these points:
 //   - K and V are rounded to the cache type when stored (f16: round to nearest even; q8_0: blocks
 //     of 32 with an f16 scale, as quantize_row_q8_0).
 //   - Q is rounded to K's dot type before Q·K: f16 for an f16 cache, q8_0 for a q8_0 cache.
 //   - The softmax is ggml's soft_max over the whole row of float scores: exp(s - max), their sum
 //     in double, probabilities = e * (float)(1 / sum); rounded to f16 before P·V when V is f16
 //     (mul_mat(V, P) converts P to f16). The optimized kernels do this arithmetic in float as
-//     ggml does; the reference in double, rounding at the same points.
+//     ggml does (the CUDA kernels also sum in float); the reference in double, rounding at the
+//     same points.
 //   - A q8_0 V cache: llama.cpp accepts it only with flash attention (its non-flash V cache is
 //     transposed, and a q8_0 block would span positions), whose CPU kernel dequantizes V to float
 //     and keeps the probabilities in float; so does Swarm: no rounding of P for a q8_0 V.
@@ -23,8 +24,8 @@
 // mode: its rounding is llama.cpp's `-fa off` run (the flash-attention f16 accumulator loses
 // precision with the context: each of n terms of weight ~1/n is rounded to an f16 step). Greedy
 // text equal to llama.cpp's therefore means `llama-cli -fa off` where the two modes differ.
-// The CUDA kernel rounds K, V and Q as above but keeps an online softmax with the probabilities in
-// float (an f16 V cache there differs from the reference by up to 2^-11 relative per weight).
+// The CUDA kernels reach the same probabilities in two passes over the cache: the row's maximum and
+// sum first (per split and merged, in float), then e * (1 / sum) rounded as above, then P·V.
 #pragma once
 
 #include <cstddef>
