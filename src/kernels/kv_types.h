@@ -18,10 +18,13 @@
 //     and keeps the probabilities in float; so does Swarm: no rounding of P for a q8_0 V.
 // llama.cpp's default run: since flash_attn became a tri-state defaulting to "auto" (2025), auto
 // resolves to ON for the CPU backend (ggml-org/llama.cpp#27086 measures `-fa auto` against
-// `-fa off` on CPUs). With flash attention and an f16 V cache llama.cpp accumulates
-// exp(s - max) · V in an f16 accumulator (rounded at every position, rescaled in f16) and divides
-// by the float sum at the end; Q, K and V are rounded as above. Swarm does not implement that
-// mode: its rounding is llama.cpp's `-fa off` run (the flash-attention f16 accumulator loses
+// `-fa off` on CPUs). Its CPU flash attention (ggml-cpu ops.cpp) rounds differently per path:
+// the row-by-row path converts Q to K's vec_dot type and, for an f16 V cache, accumulates
+// exp(s - max) · V in f16 (VKQ16: rounded at every position, rescaled in f16) with the float sum
+// divided at the end; a tiled path for prompt batches (K and V both f32 or both f16) keeps Q in
+// f32, converts K to f32 and accumulates in f32; a split path for single-token decode over 512+
+// cache cells (same types) merges per-thread partial states in f32. Swarm implements none of these
+// (no --flash-attn): its rounding is llama.cpp's `-fa off` run (the f16 accumulator loses
 // precision with the context: each of n terms of weight ~1/n is rounded to an f16 step). Greedy
 // text equal to llama.cpp's therefore means `llama-cli -fa off` where the two modes differ.
 // The CUDA kernels reach the same probabilities in two passes over the cache: the row's maximum and
