@@ -4,6 +4,7 @@
 // implementation must be thread-safe: it is called from many generation threads at once.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -19,9 +20,10 @@ class MetricsSink {
   virtual void AddFailover() = 0;
   // Activation bytes put on the wire, after compression, per codec name ("f16", "int8+zstd", ...).
   virtual void AddBytesSent(std::string_view codec, uint64_t bytes) = 0;
-  // KV-cache tokens in use and the budget, per peer (or "local" for the in-process engine).
-  virtual void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens,
-                             int64_t capacity_tokens) = 0;
+  // KV-cache tokens in use and the budget, per peer (or "local" for the in-process engine), and
+  // the bytes one token takes in that cache (0: unknown).
+  virtual void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens, int64_t capacity_tokens,
+                             size_t bytes_per_token) = 0;
   // A generation's verification of peers' work, per span of blocks ("2..3", inclusive): hop-steps
   // checked against a replica and not, disagreements, outputs refused by the output checks, and
   // peers banned as liars. Default: dropped.
@@ -40,7 +42,7 @@ class NullMetricsSink final : public MetricsSink {
   void ObservePeerStep(std::string_view, double) override {}
   void AddFailover() override {}
   void AddBytesSent(std::string_view, uint64_t) override {}
-  void SetKvCacheUse(std::string_view, int64_t, int64_t) override {}
+  void SetKvCacheUse(std::string_view, int64_t, int64_t, size_t) override {}
 };
 
 }  // namespace swarm

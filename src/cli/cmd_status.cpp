@@ -152,6 +152,16 @@ std::string Bar(const registry::BlockRange& range, int64_t n_blocks) {
   return bar;
 }
 
+// "3.0 MiB / 2048 tok": the free cache in bytes (a version 1 record has none) and in positions of
+// the peer's cache types.
+std::string CacheFreeText(const registry::PeerRecord& p) {
+  const std::string tokens = absl::StrCat(p.free_cache_tokens, " tok");
+  if (p.total_cache_bytes <= 0) return tokens;
+  return absl::StrCat(
+      absl::StrFormat("%.1f MiB", static_cast<double>(p.free_cache_bytes) / (1 << 20)), " / ",
+      tokens);
+}
+
 // "1a2b3c4d 0.4ms, 5e6f7a8b 12ms": the round trips a peer measured to the peers of its next
 // blocks (at most a few shown; --json has them all).
 std::string RttList(const registry::PeerRecord& p) {
@@ -242,6 +252,8 @@ absl::Status ShowStatus(const StatusFlags& flags) {
            {"prompt_tps_per_block", p.prompt_tps_per_block},
            {"free_cache_tokens", p.free_cache_tokens},
            {"total_cache_tokens", p.total_cache_tokens},
+           {"free_cache_bytes", p.free_cache_bytes},
+           {"total_cache_bytes", p.total_cache_bytes},
            {"active_sessions", p.active_sessions},
            {"rtt_ms", rtt},
            {"identity", std::string(identities[k].Name())},
@@ -257,16 +269,16 @@ absl::Status ShowStatus(const StatusFlags& flags) {
                   : absl::StrCat(", private swarm (secret ", secret_name, ")").c_str());
   // Throughput is what each peer claims in its record: routing trusts only what a client
   // measures (router::PeerPerformance).
-  std::printf("%-10s %-26s %-8s %-*s %11s %12s  %-20s %s\n", "peer", "address", "state",
+  std::printf("%-10s %-26s %-8s %-*s %11s %22s  %-20s %s\n", "peer", "address", "state",
               static_cast<int>(std::max<int64_t>(n_blocks, 6)), "blocks", "claimed t/s",
               "cache free", "identity", "RTT to next peers");
   for (size_t k = 0; k < snapshot.size(); ++k) {
     const registry::PeerRecord& p = snapshot[k];
-    std::printf("%-10s %-26s %-8s %-*s %11.4g %12lld  %-20s %s\n", p.peer_id.ShortHex().c_str(),
+    std::printf("%-10s %-26s %-8s %-*s %11.4g %22s  %-20s %s\n", p.peer_id.ShortHex().c_str(),
                 p.address.c_str(), std::string(registry::PeerStateName(p.state)).c_str(),
                 static_cast<int>(std::max<int64_t>(n_blocks, 6)), Bar(p.blocks, n_blocks).c_str(),
-                p.decode_tps_per_block, static_cast<long long>(p.free_cache_tokens),
-                identities[k].Short().c_str(), RttList(p).c_str());
+                p.decode_tps_per_block, CacheFreeText(p).c_str(), identities[k].Short().c_str(),
+                RttList(p).c_str());
   }
   std::printf(
       "\nspans (distinct peers whose identity checked out; a span one peer serves has no other\n"

@@ -258,17 +258,23 @@ class ApiServer::Handler final : public HttpHandler {
     // Swarm gauges come from a fresh snapshot at each scrape.
     const SwarmView view = engine_.Describe();
     std::map<std::string, double> by_state;
-    std::vector<std::pair<std::vector<std::string>, double>> cache;
+    std::vector<std::pair<std::vector<std::string>, double>> cache, bytes_left, bytes_total;
     for (const PeerView& p : view.peers) {
       by_state[p.state] += 1;
       if (p.cache_tokens_left >= 0) {
         cache.push_back({{p.id}, static_cast<double>(p.cache_tokens_left)});
+      }
+      if (p.cache_bytes_left >= 0) {
+        bytes_left.push_back({{p.id}, static_cast<double>(p.cache_bytes_left)});
+        bytes_total.push_back({{p.id}, static_cast<double>(p.cache_bytes_total)});
       }
     }
     std::vector<std::pair<std::vector<std::string>, double>> states_series;
     for (const auto& [state, n] : by_state) states_series.push_back({{state}, n});
     metrics_.ReplaceGauge("swarm_peers", states_series);
     metrics_.ReplaceGauge("swarm_peer_cache_tokens_left", cache);
+    metrics_.ReplaceGauge("swarm_peer_cache_bytes_left", bytes_left);
+    metrics_.ReplaceGauge("swarm_peer_cache_bytes_total", bytes_total);
     std::vector<std::pair<std::vector<std::string>, double>> blocks;
     const std::vector<BlockCoverage> coverage =
         ComputeCoverage(view, view.n_blocks > 0 ? view.n_blocks : engine_.info().n_blocks);

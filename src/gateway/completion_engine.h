@@ -101,7 +101,11 @@ struct PeerView {
   double throughput = 0;            // announced forward steps per second over its whole span
   double measured_throughput = -1;  // the same as this process measured it, -1 when not measured
   int64_t cache_tokens_left = -1;   // free KV-cache tokens, -1 when unknown
-  std::vector<PeerRtt> rtts;        // measured round trips to the peers of the next blocks
+  // The same cache in bytes of memory (tokens of its cache types take 2 to 4 bytes per value),
+  // -1 when unknown.
+  int64_t cache_bytes_left = -1;
+  int64_t cache_bytes_total = -1;
+  std::vector<PeerRtt> rtts;  // measured round trips to the peers of the next blocks
 };
 
 struct SwarmView {

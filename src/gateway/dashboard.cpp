@@ -49,6 +49,8 @@ nlohmann::json SwarmJson(const ModelInfo& info, const SwarmView& view, const Req
                      {"throughput", p.throughput},
                      {"measured_throughput", p.measured_throughput},
                      {"cache_tokens_left", p.cache_tokens_left},
+                     {"cache_bytes_left", p.cache_bytes_left},
+                     {"cache_bytes_total", p.cache_bytes_total},
                      {"rtts", std::move(rtts)}});
   }
   return json{
@@ -249,7 +251,11 @@ function renderPeers(peers, nBlocks) {
          el("span", {class: "rtt"}, ` ${b - a} block${b - a === 1 ? "" : "s"}`),
          el("div", {class: "span"}, el("div", {style: `left:${left}%;width:${width}%`}))),
       el("td", {class: "num"}, fmt(p.throughput, 1) + " steps/s"),
-      el("td", {class: "num"}, p.cache_tokens_left < 0 ? "–" : fmt(p.cache_tokens_left, 0) + " tok"),
+      el("td", {class: "num", title: p.cache_bytes_total > 0 ? `of ${fmt(p.cache_bytes_total / 1048576, 1)} MiB` : ""},
+         p.cache_bytes_left >= 0 ? fmt(p.cache_bytes_left / 1048576, 1) + " MiB" :
+           (p.cache_tokens_left < 0 ? "–" : fmt(p.cache_tokens_left, 0) + " tok"),
+         p.cache_bytes_left >= 0 && p.cache_tokens_left >= 0 ?
+           el("div", {class: "rtt"}, fmt(p.cache_tokens_left, 0) + " tok") : null),
       el("td", {class: "num"}, typeof p.step_ms === "number" ? fmt(p.step_ms, 2) + " ms" : "–",
          rtts ? el("div", {class: "rtt"}, rtts) : null));
   }));

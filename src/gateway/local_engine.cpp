@@ -74,6 +74,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
       shard::LocalPipeline::Create(*model_->blocks, capacity);
   if (!pipeline.ok()) return pipeline.status();
   model::Sampler sampler(request.sampling);
+  const size_t bytes_per_token = model_->blocks->CacheBytesPerToken();
 
   const RouteHop route[] = {{kLocalPeer, "in-process", 0, info_.n_blocks}};
   model::GenerateOptions options;
@@ -92,7 +93,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     ++position;
     if (request.metrics != nullptr) {
       request.metrics->ObservePeerStep(kLocalPeer, step);
-      request.metrics->SetKvCacheUse(kLocalPeer, position, capacity);
+      request.metrics->SetKvCacheUse(kLocalPeer, position, capacity, bytes_per_token);
     }
     {
       absl::MutexLock lock(&stats_mu_);
@@ -114,7 +115,9 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     absl::MutexLock lock(&stats_mu_);
     tokens_in_use_ = 0;
   }
-  if (request.metrics != nullptr) request.metrics->SetKvCacheUse(kLocalPeer, 0, capacity);
+  if (request.metrics != nullptr) {
+    request.metrics->SetKvCacheUse(kLocalPeer, 0, capacity, bytes_per_token);
+  }
   return stats.ok() ? absl::OkStatus() : stats.status();
 }
 
@@ -153,6 +156,11 @@ SwarmView LocalEngine::Describe() const {
   absl::MutexLock lock(&stats_mu_);
   peer.throughput = steps_per_second_;
   peer.cache_tokens_left = info_.n_ctx - tokens_in_use_;
+  if (model_->blocks != nullptr) {
+    const auto per_token = static_cast<int64_t>(model_->blocks->CacheBytesPerToken());
+    peer.cache_bytes_left = peer.cache_tokens_left * per_token;
+    peer.cache_bytes_total = info_.n_ctx * per_token;
+  }
   view.peers.push_back(std::move(peer));
   return view;
 }

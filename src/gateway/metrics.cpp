@@ -87,7 +87,14 @@ MetricsRegistry::MetricsRegistry() {
          {"peer"});
   Define("swarm_active_generations", Type::kGauge, "Generations running now.", {});
   Define("swarm_peers", Type::kGauge, "Peers known to the client, by state.", {"state"});
+  Define("swarm_kv_cache_used_bytes", Type::kGauge, "KV-cache bytes in use, per peer.", {"peer"});
+  Define("swarm_kv_cache_capacity_bytes", Type::kGauge, "KV-cache byte budget, per peer.",
+         {"peer"});
   Define("swarm_peer_cache_tokens_left", Type::kGauge, "Free KV-cache tokens announced per peer.",
+         {"peer"});
+  Define("swarm_peer_cache_bytes_left", Type::kGauge, "Free KV-cache bytes announced per peer.",
+         {"peer"});
+  Define("swarm_peer_cache_bytes_total", Type::kGauge, "KV-cache bytes announced per peer.",
          {"peer"});
   Define("swarm_block_peers", Type::kGauge, "Online peers serving each block.", {"block"});
   Define("swarm_verified_steps_total", Type::kCounter,
@@ -207,10 +214,16 @@ void MetricsRegistry::AddBytesSent(std::string_view codec, uint64_t bytes) {
 }
 
 void MetricsRegistry::SetKvCacheUse(std::string_view peer_id, int64_t used_tokens,
-                                    int64_t capacity_tokens) {
+                                    int64_t capacity_tokens, size_t bytes_per_token) {
   Set("swarm_kv_cache_used_tokens", {std::string(peer_id)}, static_cast<double>(used_tokens));
   Set("swarm_kv_cache_capacity_tokens", {std::string(peer_id)},
       static_cast<double>(capacity_tokens));
+  if (bytes_per_token == 0) return;
+  const auto per_token = static_cast<double>(bytes_per_token);
+  Set("swarm_kv_cache_used_bytes", {std::string(peer_id)},
+      static_cast<double>(used_tokens) * per_token);
+  Set("swarm_kv_cache_capacity_bytes", {std::string(peer_id)},
+      static_cast<double>(capacity_tokens) * per_token);
 }
 
 std::string MetricsRegistry::Render() const {

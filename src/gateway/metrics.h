@@ -43,8 +43,8 @@ class MetricsRegistry final : public MetricsSink {
   void ObservePeerStep(std::string_view peer_id, double seconds) override;
   void AddFailover() override;
   void AddBytesSent(std::string_view codec, uint64_t bytes) override;
-  void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens,
-                     int64_t capacity_tokens) override;
+  void SetKvCacheUse(std::string_view peer_id, int64_t used_tokens, int64_t capacity_tokens,
+                     size_t bytes_per_token) override;
   void AddVerification(std::string_view span, int64_t verified, int64_t unverified,
                        int64_t mismatches) override;
   void AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) override;

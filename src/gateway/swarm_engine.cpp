@@ -81,6 +81,10 @@ void SwarmEngine::RefreshLoop() {
           peer.measured_throughput = *measured / p.blocks.size();
         }
         peer.cache_tokens_left = p.free_cache_tokens;
+        if (p.total_cache_bytes > 0) {  // a version 1 record has no bytes
+          peer.cache_bytes_left = p.free_cache_bytes;
+          peer.cache_bytes_total = p.total_cache_bytes;
+        }
         for (const auto& [id, ms] : p.rtt_ms) peer.rtts.push_back({id.ToHex(), ms});
         view.peers.push_back(std::move(peer));
       }

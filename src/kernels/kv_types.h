@@ -2,19 +2,33 @@
 // imply for a cache row's size and for the attention arithmetic. Value types and pure functions,
 // callable from any thread.
 //
-// Where the rounding happens follows llama.cpp's CPU run without flash attention (its default
-// until flash_attn became "auto", which newer versions resolve to on for the CPU); K and V caches
-// f16 by default; ggml's mul_mat converts its second operand to the first's vec_dot_type:
+// Where the rounding happens follows llama.cpp's CPU attention WITHOUT flash attention (`-fa off`),
+// K and V caches f16 by default; ggml's mul_mat converts its second operand to the first's
+// vec_dot_type. Every backend (reference, CPU generic/AVX2/AVX-512, CUDA) rounds at these points:
 //   - K and V are rounded to the cache type when stored (f16: round to nearest even; q8_0: blocks
 //     of 32 with an f16 scale, as quantize_row_q8_0).
 //   - Q is rounded to K's dot type before Q·K: f16 for an f16 cache, q8_0 for a q8_0 cache.
-//   - The softmax is computed from the (unrounded) float scores; the normalized probabilities are
-//     rounded to f16 before P·V when V is f16 (mul_mat(V, P) converts P to f16).
-//   - A q8_0 V cache needs flash attention in llama.cpp, whose CPU kernel dequantizes V to float
-//     and keeps P in float: no rounding of P there.
-// With flash attention and an f16 V cache, llama.cpp instead accumulates exp(s - max) · V in an f16
-// accumulator (rounded at every position, rescaled in f16) and divides by the float sum at the
-// end; Q, K and V are rounded as above. That mode is not implemented here.
+//   - The softmax is ggml's soft_max over the whole row of float scores: exp(s - max), their sum
+//     in double, probabilities = e * (float)(1 / sum); rounded to f16 before P·V when V is f16
+//     (mul_mat(V, P) converts P to f16). The optimized kernels do this arithmetic in float as
+//     ggml does (the CUDA kernels also sum in float); the reference in double, rounding at the
+//     same points.
+//   - A q8_0 V cache: llama.cpp accepts it only with flash attention (its non-flash V cache is
+//     transposed, and a q8_0 block would span positions), whose CPU kernel dequantizes V to float
+//     and keeps the probabilities in float; so does Swarm: no rounding of P for a q8_0 V.
+// llama.cpp's default run: since flash_attn became a tri-state defaulting to "auto" (2025), auto
+// resolves to ON for the CPU backend (ggml-org/llama.cpp#27086 measures `-fa auto` against
+// `-fa off` on CPUs). Its CPU flash attention (ggml-cpu ops.cpp) rounds differently per path:
+// the row-by-row path converts Q to K's vec_dot type and, for an f16 V cache, accumulates
+// exp(s - max) · V in f16 (VKQ16: rounded at every position, rescaled in f16) with the float sum
+// divided at the end; a tiled path for prompt batches (K and V both f32 or both f16) keeps Q in
+// f32, converts K to f32 and accumulates in f32; a split path for single-token decode over 512+
+// cache cells (same types) merges per-thread partial states in f32. Swarm implements none of these
+// (no --flash-attn): its rounding is llama.cpp's `-fa off` run (the f16 accumulator loses
+// precision with the context: each of n terms of weight ~1/n is rounded to an f16 step). Greedy
+// text equal to llama.cpp's therefore means `llama-cli -fa off` where the two modes differ.
+// The CUDA kernels reach the same probabilities in two passes over the cache: the row's maximum and
+// sum first (per split and merged, in float), then e * (1 / sum) rounded as above, then P·V.
 #pragma once
 
 #include <cstddef>

@@ -48,7 +48,7 @@ std::string PublicAddress(const std::string& endpoint, const std::string& public
 registry::PeerRecord MakeRecord(const std::string& address, const std::string& model_id,
                                 registry::BlockRange blocks, registry::PeerState state,
                                 const shard::Throughput& throughput, int64_t free_tokens,
-                                int64_t total_tokens, int64_t sessions) {
+                                const CacheBudget& budget, int64_t sessions) {
   registry::PeerRecord record;
   record.address = address;
   record.model_id = model_id;
@@ -57,7 +57,11 @@ registry::PeerRecord MakeRecord(const std::string& address, const std::string& m
   record.decode_tps_per_block = throughput.decode_tps_per_block;
   record.prompt_tps_per_block = throughput.prompt_tps_per_block;
   record.free_cache_tokens = free_tokens;
-  record.total_cache_tokens = total_tokens;
+  record.total_cache_tokens = budget.tokens;
+  // Bytes of the positions sessions may reserve (bytes_per_token is 0 without a kv_dim: unknown).
+  const auto per_token = static_cast<int64_t>(budget.bytes_per_token);
+  record.free_cache_bytes = free_tokens * per_token;
+  record.total_cache_bytes = budget.tokens * per_token;
   record.active_sessions = static_cast<int32_t>(sessions);
   return record;
 }
@@ -250,7 +254,7 @@ absl::Status PeerNode::RunUntilLeft() {
           o.cached_throughput ? o.cached_throughput(blocks.size()) : shard::Throughput{};
       (void)registry->Announce(MakeRecord(address, o.model_id, blocks,
                                           registry::PeerState::kJoining, cached, budget.tokens,
-                                          budget.tokens, 0));
+                                          budget, 0));
     }
     if (o.hold_joining) {
       std::fprintf(stderr, "serve: joining blocks [%d, %d), held until SIGUSR2\n", blocks.first,
@@ -322,7 +326,7 @@ absl::Status PeerNode::RunUntilLeft() {
         while (true) {
           registry::PeerRecord record =
               MakeRecord(address, o.model_id, blocks, registry::PeerState::kOnline, throughput,
-                         server->free_cache_tokens(), budget.tokens, server->active_sessions());
+                         server->free_cache_tokens(), budget, server->active_sessions());
           record.rtt_ms = rtts_->Get();
           (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
           const auto now = std::chrono::steady_clock::now();

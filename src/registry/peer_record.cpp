@@ -15,7 +15,8 @@ namespace swarm::registry {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'W', 'P', 'R'};
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;
+constexpr uint8_t kOldestVersion = 1;  // without the cache bytes
 
 // Fixed-size part of an RTT entry: peer id + f64.
 constexpr size_t kRttEntrySize = PeerId::kSize + 8;
@@ -287,6 +288,11 @@ absl::Status ValidatePeerRecord(const PeerRecord& r) {
       (r.total_cache_tokens > 0 && r.free_cache_tokens > r.total_cache_tokens)) {
     return absl::InvalidArgumentError("peer record: bad cache token counts");
   }
+  if (r.free_cache_bytes < 0 || r.free_cache_bytes > kMaxCacheBytes || r.total_cache_bytes < 0 ||
+      r.total_cache_bytes > kMaxCacheBytes ||
+      (r.total_cache_bytes > 0 && r.free_cache_bytes > r.total_cache_bytes)) {
+    return absl::InvalidArgumentError("peer record: bad cache byte counts");
+  }
   if (r.active_sessions < 0 || r.active_sessions > kMaxActiveSessions) {
     return absl::InvalidArgumentError("peer record: bad active session count");
   }
@@ -320,6 +326,8 @@ std::string SerializePeerRecord(const PeerRecord& r) {
   w.F64(r.network_tps);
   w.Int(r.free_cache_tokens);
   w.Int(r.total_cache_tokens);
+  w.Int(r.free_cache_bytes);
+  w.Int(r.total_cache_bytes);
   w.Int(r.active_sessions);
   w.Int(r.dht_port);
   w.Int(static_cast<uint8_t>(r.transport_key.size()));
@@ -347,9 +355,10 @@ absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes) {
   }
   uint8_t version = 0;
   SWARM_RETURN_IF_ERROR(rd.Int(&version, "version"));
-  if (version != kVersion) {
+  if (version < kOldestVersion || version > kVersion) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("unsupported peer record version %d (expected %d)", version, kVersion));
+        absl::StrFormat("unsupported peer record version %d (expected %d to %d)", version,
+                        kOldestVersion, kVersion));
   }
   PeerRecord r;
   std::array<uint8_t, PeerId::kSize> id{};
@@ -370,6 +379,10 @@ absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes) {
   SWARM_RETURN_IF_ERROR(rd.F64(&r.network_tps, "throughput"));
   SWARM_RETURN_IF_ERROR(rd.Int(&r.free_cache_tokens, "cache"));
   SWARM_RETURN_IF_ERROR(rd.Int(&r.total_cache_tokens, "cache"));
+  if (version >= 2) {
+    SWARM_RETURN_IF_ERROR(rd.Int(&r.free_cache_bytes, "cache bytes"));
+    SWARM_RETURN_IF_ERROR(rd.Int(&r.total_cache_bytes, "cache bytes"));
+  }
   SWARM_RETURN_IF_ERROR(rd.Int(&r.active_sessions, "sessions"));
   SWARM_RETURN_IF_ERROR(rd.Int(&r.dht_port, "dht port"));
   uint8_t key_len = 0;

@@ -77,6 +77,7 @@ inline constexpr size_t kTransportKeySize = 32;  // CurveZMQ public key, raw byt
 inline constexpr double kMaxThroughput = 1e12;
 inline constexpr double kMaxRttMs = 1e7;
 inline constexpr int64_t kMaxCacheTokens = int64_t{1} << 40;
+inline constexpr int64_t kMaxCacheBytes = int64_t{1} << 56;
 inline constexpr int32_t kMaxActiveSessions = 1 << 20;
 inline constexpr size_t kMaxSerializedRecordSize = 16 * 1024;
 
@@ -97,9 +98,14 @@ struct PeerRecord {
   // 0 = not measured.
   double network_tps = 0;
 
-  // KV cache, in tokens (summed over its blocks' worth of one session's position).
+  // KV cache, in tokens: positions of one session over all its blocks, of the peer's cache types
+  // (what a route needs: a session of n tokens needs n free). The same memory holds twice the
+  // tokens in f16 as in f32.
   int64_t free_cache_tokens = 0;
   int64_t total_cache_tokens = 0;  // 0 = unknown
+  // The same in bytes of cache memory (0 = unknown: a version 1 record).
+  int64_t free_cache_bytes = 0;
+  int64_t total_cache_bytes = 0;
   int32_t active_sessions = 0;
 
   // Measured round-trip times to peers that serve the blocks following this one's. (A B-tree:
@@ -128,7 +134,8 @@ using RegistrySnapshot = std::vector<PeerRecord>;
 // before announcing.
 absl::Status ValidatePeerRecord(const PeerRecord& record);
 
-// Compact little-endian binary encoding with a magic and a version.
+// Compact little-endian binary encoding with a magic and a version. Version 2 added the cache
+// bytes; a version 1 record still parses (bytes 0 = unknown).
 std::string SerializePeerRecord(const PeerRecord& record);
 absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes);
 

@@ -758,6 +758,22 @@ TEST_F(ApiServerTest, MetricsInPrometheusFormat) {
         "# TYPE swarm_bytes_sent_total counter\n"}) {
     EXPECT_NE(m.find(expected), std::string::npos) << expected << "\n---\n" << m;
   }
+  // The cache in bytes beside the tokens: stories260K's default f16 cache takes 640 bytes a
+  // position over its 5 blocks (32 key and 32 value dims each).
+  auto value = [&](const std::string& series) {
+    const std::string key = "\n" + series + " ";
+    const size_t at = m.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(m.substr(at + key.size()));
+  };
+  const double capacity = value("swarm_kv_cache_capacity_tokens{peer=\"local\"}");
+  EXPECT_GT(capacity, 0) << m;
+  EXPECT_EQ(value("swarm_kv_cache_capacity_bytes{peer=\"local\"}"), capacity * 640) << m;
+  EXPECT_EQ(value("swarm_kv_cache_used_bytes{peer=\"local\"}"),
+            value("swarm_kv_cache_used_tokens{peer=\"local\"}") * 640)
+      << m;
+  EXPECT_EQ(value("swarm_peer_cache_bytes_total{peer=\"local\"}"),
+            value("swarm_peer_cache_tokens_left{peer=\"local\"}") * 640)
+      << m;  // nothing in use between requests
 }
 
 TEST_F(ApiServerTest, SwarmJsonAndDashboard) {

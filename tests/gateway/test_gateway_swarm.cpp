@@ -288,6 +288,15 @@ TEST_F(GatewaySwarmTest, DashboardAndSwarmJsonShowThePeersAndBlocks) {
     EXPECT_EQ(p["state"], "online");
     EXPECT_GT(p["throughput"].get<double>(), 0);
     EXPECT_GT(p["cache_tokens_left"].get<int64_t>(), 0);
+    // Bytes: --cache-tokens is an f32 cache's worth of memory (stories260K: 32 key and 32 value
+    // dims per block and position, 256 bytes in f32); the default f16 cache takes 128 bytes a
+    // position and block.
+    const int64_t n_blocks = p["blocks"][1].get<int64_t>() - p["blocks"][0].get<int64_t>();
+    EXPECT_EQ(p["cache_bytes_total"].get<int64_t>(), int64_t{kCacheTokens / 2} * n_blocks * 256)
+        << p.dump();
+    EXPECT_EQ(p["cache_bytes_left"].get<int64_t>(),
+              p["cache_tokens_left"].get<int64_t>() * n_blocks * 128)
+        << p.dump();
   }
   EXPECT_EQ(seen, PeerIds(*swarm_));
   EXPECT_EQ(s["server"]["chat_template"], "plain");
@@ -339,6 +348,17 @@ TEST_F(GatewaySwarmTest, MetricsCountRequestsTokensAndPeerSteps) {
         << m;
     EXPECT_GT(
         Metric(m, absl::StrCat("swarm_peer_cache_tokens_left{peer=\"", p.ready.peer_id, "\"}")), 0);
+    // The same cache in bytes: f16 positions of 128 bytes per block (test above).
+    const int64_t n_blocks = p.ready.last_block - p.ready.first_block;
+    EXPECT_EQ(
+        Metric(m, absl::StrCat("swarm_peer_cache_bytes_left{peer=\"", p.ready.peer_id, "\"}")),
+        Metric(m, absl::StrCat("swarm_peer_cache_tokens_left{peer=\"", p.ready.peer_id, "\"}")) *
+            static_cast<double>(n_blocks * 128))
+        << m;
+    EXPECT_EQ(
+        Metric(m, absl::StrCat("swarm_peer_cache_bytes_total{peer=\"", p.ready.peer_id, "\"}")),
+        static_cast<double>(int64_t{kCacheTokens / 2} * n_blocks * 256))
+        << m;
     // One peer per span: no replica to check its steps against.
     const std::string span =
         absl::StrCat("{span=\"", p.ready.first_block, "..", p.ready.last_block - 1, "\"}");

@@ -222,7 +222,7 @@ TEST(Metrics, RendersPrometheusText) {
   m.AddBytesSent("int8+zstd", 1000);
   m.AddBytesSent("int8+zstd", 24);
   m.AddFailover();
-  m.SetKvCacheUse("p1", 10, 100);
+  m.SetKvCacheUse("p1", 10, 100, 64);
   const std::string text = m.Render();
   for (const char* expected :
        {"# HELP swarm_http_requests_total HTTP requests by endpoint and status code.\n"
@@ -240,6 +240,8 @@ TEST(Metrics, RendersPrometheusText) {
         "swarm_bytes_sent_total{codec=\"int8+zstd\"} 1024\n", "swarm_failovers_total 1\n",
         "swarm_kv_cache_used_tokens{peer=\"p1\"} 10\n",
         "swarm_kv_cache_capacity_tokens{peer=\"p1\"} 100\n",
+        "swarm_kv_cache_used_bytes{peer=\"p1\"} 640\n",
+        "swarm_kv_cache_capacity_bytes{peer=\"p1\"} 6400\n",
         "# TYPE swarm_token_latency_seconds histogram\n"
         "swarm_token_latency_seconds_bucket{le=\"+Inf\"} 0\n"}) {
     EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n---\n" << text;

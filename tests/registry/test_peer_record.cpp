@@ -21,6 +21,8 @@ PeerRecord FullRecord() {
   r.network_tps = 4321;
   r.free_cache_tokens = 1000;
   r.total_cache_tokens = 4096;
+  r.free_cache_bytes = 1000 * 1536;
+  r.total_cache_bytes = 4096 * 1536;
   r.active_sessions = 3;
   r.rtt_ms[PeerId::FromName("peer-b")] = 12.5;
   r.rtt_ms[PeerId::FromName("peer-c")] = 0.25;
@@ -102,8 +104,34 @@ TEST(PeerRecordTest, RandomBytesAndMutationsNeverCrash) {
 // Offset of the RTT count in FullRecord's encoding: magic+version, id, two strings, the fixed
 // fields, then the transport key.
 size_t RttCountOffset(const PeerRecord& r) {
-  return 5 + 20 + 2 + r.address.size() + 2 + r.model_id.size() + 4 + 4 + 1 + 8 * 3 + 8 + 8 + 4 + 2 +
-         1 + r.transport_key.size();
+  return 5 + 20 + 2 + r.address.size() + 2 + r.model_id.size() + 4 + 4 + 1 + 8 * 3 + 8 + 8 + 8 + 8 +
+         4 + 2 + 1 + r.transport_key.size();
+}
+
+// A version 1 record (before the cache bytes) still parses, its bytes unknown (0); a version
+// beyond the newest does not.
+TEST(PeerRecordTest, VersionOneRecordParsesWithoutBytes) {
+  const PeerRecord r = FullRecord();
+  const std::string v2 = SerializePeerRecord(r);
+  ASSERT_EQ(static_cast<uint8_t>(v2[4]), 2);
+  // The cache bytes follow the two token counts.
+  const size_t bytes_at =
+      5 + 20 + 2 + r.address.size() + 2 + r.model_id.size() + 4 + 4 + 1 + 8 * 3 + 8 + 8;
+  std::string v1 = v2.substr(0, bytes_at) + v2.substr(bytes_at + 16);
+  v1[4] = '\x01';
+  auto parsed = ParsePeerRecord(v1);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  PeerRecord want = r;
+  want.free_cache_bytes = 0;
+  want.total_cache_bytes = 0;
+  EXPECT_EQ(*parsed, want);
+  // The same bytes labelled version 2 are short; version 3 is unknown.
+  std::string relabelled = v1;
+  relabelled[4] = '\x02';
+  EXPECT_FALSE(ParsePeerRecord(relabelled).ok());
+  std::string v3 = v2;
+  v3[4] = '\x03';
+  EXPECT_FALSE(ParsePeerRecord(v3).ok());
 }
 
 TEST(PeerRecordTest, AbsurdSizesRejectedBeforeAllocation) {
@@ -136,6 +164,9 @@ TEST(PeerRecordTest, ValidationRejectsBadFields) {
     EXPECT_FALSE(ParsePeerRecord(SerializePeerRecord(r)).ok()) << what;
   };
   expect_bad([](PeerRecord& r) { r.peer_id = PeerId(); }, "zero id");
+  expect_bad([](PeerRecord& r) { r.free_cache_bytes = r.total_cache_bytes + 1; }, "free > total");
+  expect_bad([](PeerRecord& r) { r.total_cache_bytes = -1; }, "negative bytes");
+  expect_bad([](PeerRecord& r) { r.free_cache_bytes = kMaxCacheBytes + 1; }, "absurd bytes");
   expect_bad([](PeerRecord& r) { r.address = "udp://1.2.3.4:5"; }, "scheme");
   expect_bad([](PeerRecord& r) { r.address = "tcp://host"; }, "no port");
   expect_bad([](PeerRecord& r) { r.address = "tcp://host:0"; }, "port 0");

@@ -350,6 +350,7 @@ TEST(SwarmRouting, RecordAtAnotherPeersAddressIsRefused) {
       << text;
   EXPECT_NE(text.find("blocks 0..1       2 peers: verifiable\n"), std::string::npos) << text;
   EXPECT_NE(text.find("blocks 2..4       1 peer: unverifiable\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(" MiB / "), std::string::npos) << text;  // free cache: bytes and positions
 
   const std::string json_text = run_status({"--json"});
   auto json = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
@@ -362,6 +363,14 @@ TEST(SwarmRouting, RecordAtAnotherPeersAddressIsRefused) {
   EXPECT_EQ(json["spans"][1]["verifiable"], false);
   bool impostor_flagged = false;
   for (const auto& p : json["peers"]) {
+    if (p["peer_id"] == IdOf(**whole).ToHex()) {
+      // The cache in bytes: the default f16 cache over 5 blocks of stories260K (32 key and 32
+      // value dims) takes 640 bytes a position.
+      EXPECT_GT(p["total_cache_bytes"].get<int64_t>(), 0) << p.dump();
+      EXPECT_EQ(p["total_cache_bytes"].get<int64_t>(),
+                p["total_cache_tokens"].get<int64_t>() * 640);
+      EXPECT_EQ(p["free_cache_bytes"].get<int64_t>(), p["free_cache_tokens"].get<int64_t>() * 640);
+    }
     if (p["peer_id"] == impostor_id.ToHex()) {
       impostor_flagged = p["identity"] == "mismatch" && p["answered_as"] == IdOf(**whole).ToHex();
     } else if (p["state"] == "online") {

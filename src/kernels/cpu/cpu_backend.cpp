@@ -423,12 +423,19 @@ void CpuBackend::Attention(const float* q, const void* k_cache, const void* v_ca
   args.positions = positions;
   args.out = out;
   args.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
+  int64_t visible = 0, longest = 0;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    visible += positions[t] + 1;
+    longest = std::max<int64_t>(longest, positions[t] + 1);
+  }
+  // The score table holds the longest row; the scratch grows with the context and stays.
+  args.score_chunks = AttentionScoreChunks(longest);
   const size_t per_thread =
-      AlignUp64(static_cast<size_t>(AttentionScratchFloats(shape)) * sizeof(float)) / sizeof(float);
+      AlignUp64(static_cast<size_t>(AttentionScratchFloats(shape, args.score_chunks)) *
+                sizeof(float)) /
+      sizeof(float);
   float* scratch = ScratchAttention(per_thread);
   const int64_t tasks = n_tokens * shape.n_head_kv;
-  int64_t visible = 0;
-  for (int64_t t = 0; t < n_tokens; ++t) visible += positions[t] + 1;
   const double work = static_cast<double>(visible) * static_cast<double>(shape.n_head) *
                       static_cast<double>(shape.head_dim);
   const int threads = pool_.size();

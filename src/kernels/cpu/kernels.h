@@ -115,7 +115,11 @@ using MatMulFn = void (*)(const MatMulArgs& args, int64_t row_begin, int64_t row
 // Quantizes one token's l.k floats into the layout l at dst.
 using QuantizeX8Fn = void (*)(const float* x, const X8Layout& l, uint8_t* dst);
 
-// ---- attention ---------------------------------------------------------------------------------
+// ---- attention ----------------------------------------------------------------------------------
+// The kernels follow llama.cpp's attention without flash attention (kernels/kv_types.h): the
+// scores of all visible positions first, then the softmax over the whole row in float (exp of
+// s - max, the sum in double, probabilities = e * (float)(1 / sum)), the probabilities rounded
+// to f16 for an f16 V cache, and last P·V. The arithmetic is float throughout.
 struct AttentionArgs {
   const float* q = nullptr;       // [head_dim * n_head, T]
   const void* k_cache = nullptr;  // [head_dim * n_head_kv, capacity] of shape.cache.k
@@ -124,29 +128,43 @@ struct AttentionArgs {
   const int32_t* positions = nullptr;  // [T]
   float* out = nullptr;                // [head_dim * n_head, T]
   float scale = 1.0f;                  // 1 / sqrt(head_dim)
+  // Chunks of kAttentionChunk positions the scratch's score table holds: at least
+  // AttentionScoreChunks of the longest visible context among the tokens.
+  int64_t score_chunks = 0;
 };
 
-// Scratch one attention task needs, in floats, for a given shape (independent of the context).
-int64_t AttentionScratchFloats(const AttentionShape& shape);
+// Positions per chunk: K and V rows are converted to float a chunk at a time, and the score
+// table is kept as [chunk][group][kAttentionChunk] so that a chunk's scores of a group's heads lie
+// together (the kernels' register blocks read them with a fixed stride).
+inline constexpr int64_t kAttentionChunk = 128;
+
+inline int64_t AttentionScoreChunks(int64_t n_visible) {
+  return (n_visible + kAttentionChunk - 1) / kAttentionChunk;
+}
+
+// Scratch one attention task needs, in floats, for a shape and a score table of score_chunks.
+int64_t AttentionScratchFloats(const AttentionShape& shape, int64_t score_chunks);
 // Runs tasks [begin, end): task i is (token i / n_head_kv, KV head i % n_head_kv) and computes the
 // n_head / n_head_kv query heads that share that KV head. scratch: AttentionScratchFloats floats.
 using AttentionFn = void (*)(const AttentionArgs& args, int64_t begin, int64_t end, float* scratch);
 
-// Positions processed per chunk of the online softmax (fixed, so that no scratch grows with the
-// context and results do not depend on anything but the inputs).
-inline constexpr int64_t kAttentionChunk = 128;
-
 // n values of a KV cache type (f16, or q8_0 with n a multiple of 32) as floats.
 using KvToFloatFn = void (*)(GgmlType type, const void* src, float* dst, int64_t n);
 
-// The parts of an attention task's scratch that hold what a kernel reads as floats; the kernel's
-// own part (scores, accumulators, ...) comes first and takes own_floats.
-struct AttentionFloatViews {
-  float* q = nullptr;  // [group, head_dim]: the group's query heads rounded for the K type
-  float* k = nullptr;  // [chunk, head_dim]: a chunk of key rows converted to float
-  float* v = nullptr;  // [chunk, head_dim]
+// The parts of an attention task's scratch.
+struct AttentionParts {
+  float* scores = nullptr;  // [score_chunks, group, kAttentionChunk]: scores, then probabilities
+  float* acc = nullptr;     // [group, head_dim]
+  float* q = nullptr;       // [group, head_dim]: the group's query heads rounded for the K type
+  float* k = nullptr;       // [chunk, head_dim]: a chunk of key rows converted to float
+  float* v = nullptr;       // [chunk, head_dim]
 };
-AttentionFloatViews AttentionViews(const AttentionShape& shape, float* scratch, int64_t own_floats);
+AttentionParts AttentionScratchParts(const AttentionArgs& args, float* scratch);
+
+// Scores of head g of the group in chunk c of the table.
+inline float* ChunkScores(float* table, int64_t group, int64_t c, int64_t g) {
+  return table + (c * group + g) * kAttentionChunk;
+}
 
 // The group's query heads (group * head_dim floats at q0) as the K cache type's dot product sees
 // them: q0 itself for f32 keys, else rounded into buf (kernels/kv_types.h).

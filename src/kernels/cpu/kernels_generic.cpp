@@ -227,65 +227,69 @@ void KvToFloat(GgmlType type, const void* src, float* dst, int64_t n) {
   DequantizeRow(type, src, dst, n);
 }
 
+// Scores of all visible positions, the softmax over the row, then P·V (kernels.h).
 void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t hd = a.shape.head_dim;
   const int64_t group = a.shape.n_head / a.shape.n_head_kv;
   const int64_t q_stride = hd * a.shape.n_head;
-  float* scores = scratch;                        // [group, chunk]
-  float* acc = scores + group * kAttentionChunk;  // [group, hd]
-  float* max_score = acc + group * hd;            // [group]
-  float* denom = max_score + group;               // [group]
-  const AttentionFloatViews views =
-      AttentionViews(a.shape, scratch, group * (kAttentionChunk + hd + 2));
+  const bool round_p = a.shape.cache.v == GgmlType::kF16;
+  const AttentionParts parts = AttentionScratchParts(a, scratch);
   for (int64_t task = begin; task < end; ++task) {
     const int64_t t = task / a.shape.n_head_kv;
     const int64_t kvh = task % a.shape.n_head_kv;
     const int64_t n_visible = int64_t{a.positions[t]} + 1;
+    const int64_t chunks = AttentionScoreChunks(n_visible);
     const float* q0 =
-        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, views.q);
-    for (int64_t g = 0; g < group; ++g) {
-      max_score[g] = -std::numeric_limits<float>::infinity();
-      denom[g] = 0.0f;
-    }
-    std::fill(acc, acc + group * hd, 0.0f);
-    for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
-      const int64_t len = std::min(kAttentionChunk, n_visible - c0);
+        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, parts.q);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t c0 = c * kAttentionChunk, len = std::min(kAttentionChunk, n_visible - c0);
       const KvRows k =
-          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, views.k, KvToFloat);
-      const KvRows v =
-          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, views.v, KvToFloat);
+          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, parts.k, KvToFloat);
       for (int64_t g = 0; g < group; ++g) {
         const float* qg = q0 + g * hd;
-        float* s = scores + g * kAttentionChunk;
-        float chunk_max = -std::numeric_limits<float>::infinity();
+        float* s = ChunkScores(parts.scores, group, c, g);
         for (int64_t p = 0; p < len; ++p) {
           const float* kp = k.data + p * k.stride;
           float dot = 0.0f;
           for (int64_t i = 0; i < hd; ++i) dot += qg[i] * kp[i];
           s[p] = dot * a.scale;
-          chunk_max = std::max(chunk_max, s[p]);
         }
-        const float new_max = std::max(max_score[g], chunk_max);
-        const float rescale = std::exp(max_score[g] - new_max);
-        denom[g] *= rescale;
-        float* ag = acc + g * hd;
-        for (int64_t i = 0; i < hd; ++i) ag[i] *= rescale;
-        for (int64_t p = 0; p < len; ++p) {
-          s[p] = std::exp(s[p] - new_max);
-          denom[g] += s[p];
-        }
+      }
+    }
+    for (int64_t g = 0; g < group; ++g) {
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t p = 0; p < n_visible; ++p) {
+        max_score = std::max(max_score, ChunkScores(parts.scores, group, p / kAttentionChunk,
+                                                    g)[p % kAttentionChunk]);
+      }
+      double sum = 0.0;
+      for (int64_t p = 0; p < n_visible; ++p) {
+        float& s = ChunkScores(parts.scores, group, p / kAttentionChunk, g)[p % kAttentionChunk];
+        s = std::exp(s - max_score);
+        sum += s;
+      }
+      const auto inv = static_cast<float>(1.0 / sum);
+      for (int64_t p = 0; p < n_visible; ++p) {
+        float& s = ChunkScores(parts.scores, group, p / kAttentionChunk, g)[p % kAttentionChunk];
+        s *= inv;
+        if (round_p) s = HalfToFloat(FloatToHalf(s));
+      }
+    }
+    std::fill(parts.acc, parts.acc + group * hd, 0.0f);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t c0 = c * kAttentionChunk, len = std::min(kAttentionChunk, n_visible - c0);
+      const KvRows v =
+          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, parts.v, KvToFloat);
+      for (int64_t g = 0; g < group; ++g) {
+        const float* s = ChunkScores(parts.scores, group, c, g);
+        float* ag = parts.acc + g * hd;
         for (int64_t p = 0; p < len; ++p) {
           const float* vp = v.data + p * v.stride;
           for (int64_t i = 0; i < hd; ++i) ag[i] += s[p] * vp[i];
         }
-        max_score[g] = new_max;
       }
     }
-    for (int64_t g = 0; g < group; ++g) {
-      float* out = a.out + t * q_stride + (kvh * group + g) * hd;
-      const float inv = 1.0f / denom[g];
-      for (int64_t i = 0; i < hd; ++i) out[i] = acc[g * hd + i] * inv;
-    }
+    std::copy(parts.acc, parts.acc + group * hd, a.out + t * q_stride + kvh * group * hd);
   }
 }
 
@@ -334,23 +338,24 @@ KernelTable GenericKernelTable() {
   return t;
 }
 
-int64_t AttentionScratchFloats(const AttentionShape& shape) {
+int64_t AttentionScratchFloats(const AttentionShape& shape, int64_t score_chunks) {
   const int64_t group = shape.n_head / shape.n_head_kv;
-  // The kernel's own part: scores [group, chunk], acc [group, head_dim], running max and
-  // denominator [group] each; then AttentionViews: rounded queries [group, head_dim] and a chunk
-  // of converted K and V rows [chunk, head_dim] each; plus room to align each part to 64 bytes.
-  return group * (kAttentionChunk + shape.head_dim + 2) + group * shape.head_dim +
+  // AttentionScratchParts: the score table, acc and rounded queries [group, head_dim] each, a
+  // chunk of converted K and V rows [chunk, head_dim] each; plus room to align to 64 bytes.
+  return score_chunks * group * kAttentionChunk + 2 * group * shape.head_dim +
          2 * kAttentionChunk * shape.head_dim + 64;
 }
 
-AttentionFloatViews AttentionViews(const AttentionShape& shape, float* scratch,
-                                   int64_t own_floats) {
-  const int64_t group = shape.n_head / shape.n_head_kv;
-  AttentionFloatViews views;
-  views.q = scratch + own_floats;
-  views.k = views.q + group * shape.head_dim;
-  views.v = views.k + kAttentionChunk * shape.head_dim;
-  return views;
+AttentionParts AttentionScratchParts(const AttentionArgs& args, float* scratch) {
+  const int64_t group = args.shape.n_head / args.shape.n_head_kv;
+  const int64_t hd = args.shape.head_dim;
+  AttentionParts parts;
+  parts.scores = scratch;
+  parts.acc = parts.scores + args.score_chunks * group * kAttentionChunk;
+  parts.q = parts.acc + group * hd;
+  parts.k = parts.q + group * hd;
+  parts.v = parts.k + kAttentionChunk * hd;
+  return parts;
 }
 
 const float* RoundedQueries(GgmlType k_type, const float* q0, int64_t group, int64_t head_dim,

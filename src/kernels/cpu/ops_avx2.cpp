@@ -122,75 +122,85 @@ void KvToFloat(GgmlType type, const void* src, float* dst, int64_t n) {
   }
 }
 
-// As the AVX-512 attention: online softmax over chunks of kAttentionChunk positions.
+// Turns head g's scores (n_visible of them in the table) into probabilities as ggml's soft_max:
+// exp(s - max), the sum in double of each vector's sum, times (float)(1 / sum); rounded to f16
+// (nearest even, F16C) when round_p.
+void Probabilities(float* table, int64_t group, int64_t g, int64_t n_visible, bool round_p) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t chunks = AttentionScoreChunks(n_visible);
+  __m256 mv = _mm256_set1_ps(neg_inf);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* s = ChunkScores(table, group, c, g);
+    const int64_t len = std::min(kAttentionChunk, n_visible - c * kAttentionChunk);
+    for (int64_t p = 0; p < len; p += 8) {
+      const __m256i m = TailMask(len - p);
+      mv = _mm256_max_ps(mv, _mm256_blendv_ps(_mm256_set1_ps(neg_inf), _mm256_maskload_ps(s + p, m),
+                                              _mm256_castsi256_ps(m)));
+    }
+  }
+  const __m256 max_score = _mm256_set1_ps(Hmax(mv));
+  double sum = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    float* s = ChunkScores(table, group, c, g);
+    const int64_t len = std::min(kAttentionChunk, n_visible - c * kAttentionChunk);
+    for (int64_t p = 0; p < len; p += 8) {
+      const __m256i m = TailMask(len - p);
+      const __m256 e = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_maskload_ps(s + p, m), max_score)),
+                                     _mm256_castsi256_ps(m));
+      _mm256_maskstore_ps(s + p, m, e);
+      sum += static_cast<double>(Hsum(e));
+    }
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  for (int64_t c = 0; c < chunks; ++c) {
+    float* s = ChunkScores(table, group, c, g);
+    const int64_t len = std::min(kAttentionChunk, n_visible - c * kAttentionChunk);
+    for (int64_t p = 0; p < len; p += 8) {
+      const __m256i m = TailMask(len - p);
+      __m256 x = _mm256_mul_ps(_mm256_maskload_ps(s + p, m), inv);
+      if (round_p) x = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+      _mm256_maskstore_ps(s + p, m, x);
+    }
+  }
+}
+
+// As the generic attention (kernels.h): all scores, the softmax over the row, then P·V.
 void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t hd = a.shape.head_dim;
   const int64_t group = a.shape.n_head / a.shape.n_head_kv;
   const int64_t q_stride = hd * a.shape.n_head;
-  float* scores = scratch;                        // [group, chunk]
-  float* acc = scores + group * kAttentionChunk;  // [group, hd]
-  float* max_score = acc + group * hd;            // [group]
-  float* denom = max_score + group;               // [group]
-  const AttentionFloatViews views =
-      AttentionViews(a.shape, scratch, group * (kAttentionChunk + hd + 2));
-  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const bool round_p = a.shape.cache.v == GgmlType::kF16;
+  const AttentionParts parts = AttentionScratchParts(a, scratch);
+  float* acc = parts.acc;
   for (int64_t task = begin; task < end; ++task) {
     const int64_t t = task / a.shape.n_head_kv;
     const int64_t kvh = task % a.shape.n_head_kv;
     const int64_t n_visible = int64_t{a.positions[t]} + 1;
+    const int64_t chunks = AttentionScoreChunks(n_visible);
     const float* q0 =
-        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, views.q);
-    for (int64_t g = 0; g < group; ++g) {
-      max_score[g] = neg_inf;
-      denom[g] = 0.0f;
-    }
-    std::fill(acc, acc + group * hd, 0.0f);
-    for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
-      const int64_t len = std::min(kAttentionChunk, n_visible - c0);
+        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, parts.q);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t c0 = c * kAttentionChunk, len = std::min(kAttentionChunk, n_visible - c0);
       const KvRows k_rows =
-          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, views.k, KvToFloat);
-      const KvRows v_rows =
-          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, views.v, KvToFloat);
-      const float* k0 = k_rows.data;
-      const float* v0 = v_rows.data;
+          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, parts.k, KvToFloat);
       for (int64_t p = 0; p < len; ++p) {
         for (int64_t g = 0; g < group; ++g) {
-          scores[g * kAttentionChunk + p] = Dot(q0 + g * hd, k0 + p * k_rows.stride, hd) * a.scale;
+          ChunkScores(parts.scores, group, c, g)[p] =
+              Dot(q0 + g * hd, k_rows.data + p * k_rows.stride, hd) * a.scale;
         }
       }
-      for (int64_t g = 0; g < group; ++g) {
-        float* s = scores + g * kAttentionChunk;
-        __m256 mv = _mm256_set1_ps(neg_inf);
-        for (int64_t p = 0; p < len; p += 8) {
-          const __m256i m = TailMask(len - p);
-          mv = _mm256_max_ps(mv,
-                             _mm256_blendv_ps(_mm256_set1_ps(neg_inf), _mm256_maskload_ps(s + p, m),
-                                              _mm256_castsi256_ps(m)));
-        }
-        const float new_max = std::max(max_score[g], Hmax(mv));
-        const __m256 nm = _mm256_set1_ps(new_max);
-        __m256 sum = _mm256_setzero_ps();
-        for (int64_t p = 0; p < len; p += 8) {
-          const __m256i m = TailMask(len - p);
-          const __m256 e = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_maskload_ps(s + p, m), nm)),
-                                         _mm256_castsi256_ps(m));
-          _mm256_maskstore_ps(s + p, m, e);
-          sum = _mm256_add_ps(sum, e);
-        }
-        const float rescale = std::exp(max_score[g] - new_max);
-        denom[g] = denom[g] * rescale + Hsum(sum);
-        max_score[g] = new_max;
-        float* ag = acc + g * hd;
-        const __m256 rv = _mm256_set1_ps(rescale);
-        for (int64_t i = 0; i < hd; i += 8) {
-          const __m256i m = TailMask(hd - i);
-          _mm256_maskstore_ps(ag + i, m, _mm256_mul_ps(_mm256_maskload_ps(ag + i, m), rv));
-        }
-      }
+    }
+    for (int64_t g = 0; g < group; ++g) Probabilities(parts.scores, group, g, n_visible, round_p);
+    std::fill(acc, acc + group * hd, 0.0f);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t c0 = c * kAttentionChunk, len = std::min(kAttentionChunk, n_visible - c0);
+      const KvRows v_rows =
+          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, parts.v, KvToFloat);
+      const float* v0 = v_rows.data;
       for (int64_t i = 0; i < hd; i += 8) {
         const __m256i m = TailMask(hd - i);
         for (int64_t g = 0; g < group; ++g) {
-          const float* s = scores + g * kAttentionChunk;
+          const float* s = ChunkScores(parts.scores, group, c, g);
           __m256 av = _mm256_maskload_ps(acc + g * hd + i, m);
           for (int64_t p = 0; p < len; ++p) {
             av = _mm256_fmadd_ps(_mm256_set1_ps(s[p]),
@@ -200,15 +210,7 @@ void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratc
         }
       }
     }
-    for (int64_t g = 0; g < group; ++g) {
-      float* out = a.out + t * q_stride + (kvh * group + g) * hd;
-      const __m256 inv = _mm256_set1_ps(1.0f / denom[g]);
-      for (int64_t i = 0; i < hd; i += 8) {
-        const __m256i m = TailMask(hd - i);
-        _mm256_maskstore_ps(out + i, m,
-                            _mm256_mul_ps(_mm256_maskload_ps(acc + g * hd + i, m), inv));
-      }
-    }
+    std::copy(acc, acc + group * hd, a.out + t * q_stride + kvh * group * hd);
   }
 }
 

@@ -235,111 +235,112 @@ void KvToFloat(GgmlType type, const void* src, float* dst, int64_t n) {
   }
 }
 
-// Online softmax over chunks of kAttentionChunk positions: scores of a chunk, then the running
-// maximum, the rescaled denominator and accumulator.
+// Turns head g's scores (n_visible of them in the table) into probabilities as ggml's soft_max:
+// exp(s - max), the sum in double of each vector's sum, times (float)(1 / sum); rounded to f16
+// (nearest even) when round_p.
+void Probabilities(float* table, int64_t group, int64_t g, int64_t n_visible, bool round_p) {
+  const int64_t chunks = AttentionScoreChunks(n_visible);
+  __m512 mv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* s = ChunkScores(table, group, c, g);
+    const int64_t len = std::min(kAttentionChunk, n_visible - c * kAttentionChunk);
+    for (int64_t p = 0; p < len; p += 16) {
+      mv = _mm512_mask_max_ps(mv, TailMask(len - p), mv, _mm512_loadu_ps(s + p));
+    }
+  }
+  const __m512 max_score = _mm512_set1_ps(Hmax(mv));
+  double sum = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    float* s = ChunkScores(table, group, c, g);
+    const int64_t len = std::min(kAttentionChunk, n_visible - c * kAttentionChunk);
+    for (int64_t p = 0; p < len; p += 16) {
+      const __mmask16 m = TailMask(len - p);
+      const __m512 e =
+          _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + p), max_score)));
+      _mm512_mask_storeu_ps(s + p, m, e);
+      sum += static_cast<double>(Hsum(e));
+    }
+  }
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+  for (int64_t c = 0; c < chunks; ++c) {
+    float* s = ChunkScores(table, group, c, g);
+    const int64_t len = std::min(kAttentionChunk, n_visible - c * kAttentionChunk);
+    for (int64_t p = 0; p < len; p += 16) {
+      const __mmask16 m = TailMask(len - p);
+      __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + p), inv);
+      if (round_p) {
+        x = _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+      _mm512_mask_storeu_ps(s + p, m, x);
+    }
+  }
+}
+
+// All scores, the softmax over the row, then P·V (kernels.h). The scores and P·V load each key
+// and value row once for up to 4 heads of the group.
 void Attention(const AttentionArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t hd = a.shape.head_dim;
   const int64_t group = a.shape.n_head / a.shape.n_head_kv;
   const int64_t q_stride = hd * a.shape.n_head;
-  float* scores = scratch;                        // [group, chunk]
-  float* acc = scores + group * kAttentionChunk;  // [group, hd]
-  float* max_score = acc + group * hd;            // [group]
-  float* denom = max_score + group;               // [group]
-  const AttentionFloatViews views =
-      AttentionViews(a.shape, scratch, group * (kAttentionChunk + hd + 2));
+  const bool round_p = a.shape.cache.v == GgmlType::kF16;
+  const AttentionParts parts = AttentionScratchParts(a, scratch);
+  float* acc = parts.acc;
   for (int64_t task = begin; task < end; ++task) {
     const int64_t t = task / a.shape.n_head_kv;
     const int64_t kvh = task % a.shape.n_head_kv;
     const int64_t n_visible = int64_t{a.positions[t]} + 1;
+    const int64_t chunks = AttentionScoreChunks(n_visible);
     const float* q0 =
-        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, views.q);
-    for (int64_t g = 0; g < group; ++g) {
-      max_score[g] = -std::numeric_limits<float>::infinity();
-      denom[g] = 0.0f;
-    }
-    std::fill(acc, acc + group * hd, 0.0f);
-    for (int64_t c0 = 0; c0 < n_visible; c0 += kAttentionChunk) {
-      const int64_t len = std::min(kAttentionChunk, n_visible - c0);
+        RoundedQueries(a.shape.cache.k, a.q + t * q_stride + kvh * group * hd, group, hd, parts.q);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t c0 = c * kAttentionChunk, len = std::min(kAttentionChunk, n_visible - c0);
       const KvRows k_rows =
-          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, views.k, KvToFloat);
-      const KvRows v_rows =
-          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, views.v, KvToFloat);
-      const float* k0 = k_rows.data;
-      const float* v0 = v_rows.data;
-      // Scores: each key row is loaded once for up to 4 query heads of the group.
+          KvChunkRows(a.shape.cache.k, a.k_cache, a.shape, kvh, c0, len, parts.k, KvToFloat);
       for (int64_t g = 0; g < group; g += 4) {
         const float* qg = q0 + g * hd;
-        float* sg = scores + g * kAttentionChunk;
+        float* sg = ChunkScores(parts.scores, group, c, g);
         switch (std::min<int64_t>(4, group - g)) {
           case 4:
-            Scores<4>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
+            Scores<4>(qg, k_rows.data, hd, k_rows.stride, len, a.scale, sg);
             break;
           case 3:
-            Scores<3>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
+            Scores<3>(qg, k_rows.data, hd, k_rows.stride, len, a.scale, sg);
             break;
           case 2:
-            Scores<2>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
+            Scores<2>(qg, k_rows.data, hd, k_rows.stride, len, a.scale, sg);
             break;
           default:
-            Scores<1>(qg, k0, hd, k_rows.stride, len, a.scale, sg);
+            Scores<1>(qg, k_rows.data, hd, k_rows.stride, len, a.scale, sg);
             break;
         }
       }
-      for (int64_t g = 0; g < group; ++g) {
-        float* s = scores + g * kAttentionChunk;
-        __m512 mv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-        for (int64_t p = 0; p < len; p += 16) {
-          mv = _mm512_mask_max_ps(mv, TailMask(len - p), mv, _mm512_loadu_ps(s + p));
-        }
-        const float new_max = std::max(max_score[g], Hmax(mv));
-        const __m512 nm = _mm512_set1_ps(new_max);
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t p = 0; p < len; p += 16) {
-          const __mmask16 m = TailMask(len - p);
-          const __m512 e =
-              _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + p), nm)));
-          _mm512_mask_storeu_ps(s + p, m, e);
-          sum = _mm512_add_ps(sum, e);
-        }
-        const float rescale = std::exp(max_score[g] - new_max);
-        denom[g] = denom[g] * rescale + Hsum(sum);
-        max_score[g] = new_max;
-        float* ag = acc + g * hd;
-        const __m512 rv = _mm512_set1_ps(rescale);
-        for (int64_t i = 0; i < hd; i += 16) {
-          const __mmask16 m = TailMask(hd - i);
-          _mm512_mask_storeu_ps(ag + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, ag + i), rv));
-        }
-      }
-      // Weighted values: each value row is loaded once for up to 4 heads of the group.
+    }
+    for (int64_t g = 0; g < group; ++g) Probabilities(parts.scores, group, g, n_visible, round_p);
+    std::fill(acc, acc + group * hd, 0.0f);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t c0 = c * kAttentionChunk, len = std::min(kAttentionChunk, n_visible - c0);
+      const KvRows v_rows =
+          KvChunkRows(a.shape.cache.v, a.v_cache, a.shape, kvh, c0, len, parts.v, KvToFloat);
       for (int64_t g = 0; g < group; g += 4) {
-        const float* sg = scores + g * kAttentionChunk;
+        const float* sg = ChunkScores(parts.scores, group, c, g);
         float* ag = acc + g * hd;
         switch (std::min<int64_t>(4, group - g)) {
           case 4:
-            WeightedValuesHeads<4>(sg, v0, hd, v_rows.stride, len, ag);
+            WeightedValuesHeads<4>(sg, v_rows.data, hd, v_rows.stride, len, ag);
             break;
           case 3:
-            WeightedValuesHeads<3>(sg, v0, hd, v_rows.stride, len, ag);
+            WeightedValuesHeads<3>(sg, v_rows.data, hd, v_rows.stride, len, ag);
             break;
           case 2:
-            WeightedValuesHeads<2>(sg, v0, hd, v_rows.stride, len, ag);
+            WeightedValuesHeads<2>(sg, v_rows.data, hd, v_rows.stride, len, ag);
             break;
           default:
-            WeightedValuesHeads<1>(sg, v0, hd, v_rows.stride, len, ag);
+            WeightedValuesHeads<1>(sg, v_rows.data, hd, v_rows.stride, len, ag);
             break;
         }
       }
     }
-    for (int64_t g = 0; g < group; ++g) {
-      float* out = a.out + t * q_stride + (kvh * group + g) * hd;
-      const __m512 inv = _mm512_set1_ps(1.0f / denom[g]);
-      for (int64_t i = 0; i < hd; i += 16) {
-        const __mmask16 m = TailMask(hd - i);
-        _mm512_mask_storeu_ps(out + i, m,
-                              _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + g * hd + i), inv));
-      }
-    }
+    std::copy(acc, acc + group * hd, a.out + t * q_stride + kvh * group * hd);
   }
 }
 

@@ -14,17 +14,23 @@ constexpr int kDecodeThreads = kDecodeWarps * kWarpSize;
 constexpr int kHeadsPerBlock = 8;  // query heads of one KV head handled by one block
 constexpr int kMaxSplits = 32;
 
-// Each lane holds elements lane + 32e (e < EPL) of a head vector; each warp walks every
-// kDecodeWarps-th cache row of the block's range with an online softmax per query head, then the
-// warps' states are merged in shared memory.
-// grid: x = n_head_kv * head_blocks, y = split, z = token.
+// The row's softmax is computed as ggml_soft_max (kernels/kv_types.h): the scores' maximum and
+// sum of exponentials first (pass kStats), then the probabilities e^(s - max) * (1/sum), rounded
+// to f16 for an f16 V cache, weigh the values (pass kValues). With one split a block runs both
+// passes; with several, a launch of kStats writes each split's (max, sum) to `partials`, a launch
+// of kValues merges them into the row's and writes each split's share of P·V, and the combine
+// kernel adds the shares. Each lane holds elements lane + 32e (e < EPL) of a head vector; each warp
+// walks every kDecodeWarps-th cache row of the block's range, and the warps' results meet in shared
+// memory. grid: x = n_head_kv * head_blocks, y = split, z = token.
+enum class DecodePass { kStats, kValues };
+
 template <int EPL>
 __global__ void __launch_bounds__(kDecodeThreads)
     AttentionDecodeKernel(const float* __restrict__ q, const uint8_t* __restrict__ k_cache,
                           const uint8_t* __restrict__ v_cache, uint32_t k_type, uint32_t v_type,
                           int n_head, int n_head_kv, int head_dim,
                           const int32_t* __restrict__ positions, float* __restrict__ out,
-                          float* __restrict__ partials) {
+                          float* __restrict__ partials, DecodePass pass) {
   const int group = n_head / n_head_kv;
   const int head_blocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const int kv_head = blockIdx.x / head_blocks;
@@ -36,6 +42,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int64_t q_stride = static_cast<int64_t>(head_dim) * n_head;
   const int64_t kv_dim = static_cast<int64_t>(head_dim) * n_head_kv;
   const int64_t k_row_bytes = KvBytes(k_type, kv_dim), v_row_bytes = KvBytes(v_type, kv_dim);
+  const int64_t head0 = static_cast<int64_t>(kv_head) * head_dim;
+  const int64_t part_stride = static_cast<int64_t>(head_dim) + 2;  // P·V share, max, sum
   const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
 
   const int64_t n_visible = static_cast<int64_t>(positions[t]) + 1;
@@ -54,19 +62,95 @@ __global__ void __launch_bounds__(kDecodeThreads)
       qr[h][e] = RoundQueryInWarp(qr[h][e], k_type);
     }
   }
-  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][EPL];
+  // Query head h's score of the key row kr (the same arithmetic in both passes).
+  auto score = [&](int h, const float(&kr)[EPL]) {
+    float s = 0.0f;
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) s += qr[h][e] * kr[e];
+    return WarpSum(s) * scale;
+  };
+  auto part = [&](int h) {
+    return partials + ((t * n_head + h0 + h) * n_splits + split) * part_stride;
+  };
+
+  __shared__ float shared_m[kDecodeWarps][kHeadsPerBlock];
+  __shared__ float shared_l[kDecodeWarps][kHeadsPerBlock];
+  __shared__ float row_max[kHeadsPerBlock], row_inv_sum[kHeadsPerBlock];
+  __shared__ float shared_acc[kDecodeWarps][kHeadsPerBlock][EPL * kWarpSize];
+
+  if (pass == DecodePass::kStats || n_splits == 1) {
+    float m[kHeadsPerBlock], l[kHeadsPerBlock];
+#pragma unroll
+    for (int h = 0; h < kHeadsPerBlock; ++h) {
+      m[h] = -INFINITY;
+      l[h] = 0.0f;
+    }
+    for (int64_t p = begin + warp; p < end; p += kDecodeWarps) {
+      const uint8_t* kp = k_cache + p * k_row_bytes;
+      float kr[EPL];
+#pragma unroll
+      for (int e = 0; e < EPL; ++e) {
+        const int d = lane + kWarpSize * e;
+        kr[e] = d < head_dim ? LoadKvValue(kp, k_type, head0 + d) : 0.0f;
+      }
+#pragma unroll
+      for (int h = 0; h < kHeadsPerBlock; ++h) {
+        if (h < nh) {
+          const float s = score(h, kr);
+          const float m_new = fmaxf(m[h], s);
+          l[h] = l[h] * expf(m[h] - m_new) + expf(s - m_new);  // expf(-inf) = 0 at the start
+          m[h] = m_new;
+        }
+      }
+    }
+    if (lane == 0) {
+#pragma unroll
+      for (int h = 0; h < kHeadsPerBlock; ++h) {
+        shared_m[warp][h] = m[h];
+        shared_l[warp][h] = l[h];
+      }
+    }
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < nh) {
+      const int h = threadIdx.x;
+      float m_max = -INFINITY, sum = 0.0f;
+      for (int w = 0; w < kDecodeWarps; ++w) m_max = fmaxf(m_max, shared_m[w][h]);
+      for (int w = 0; w < kDecodeWarps; ++w) {
+        if (shared_m[w][h] != -INFINITY) sum += shared_l[w][h] * expf(shared_m[w][h] - m_max);
+      }
+      if (pass == DecodePass::kStats) {
+        part(h)[head_dim] = m_max;
+        part(h)[head_dim + 1] = sum;
+      } else {
+        row_max[h] = m_max;
+        row_inv_sum[h] = 1.0f / sum;
+      }
+    }
+    if (pass == DecodePass::kStats) return;
+  } else if (static_cast<int>(threadIdx.x) < nh) {
+    // The row's maximum and sum from every split's (written by the kStats launch).
+    const int h = threadIdx.x;
+    const float* parts = partials + (t * n_head + h0 + h) * n_splits * part_stride;
+    float m_max = -INFINITY, sum = 0.0f;
+    for (int s = 0; s < n_splits; ++s) m_max = fmaxf(m_max, parts[s * part_stride + head_dim]);
+    for (int s = 0; s < n_splits; ++s) {
+      const float m = parts[s * part_stride + head_dim];
+      if (m != -INFINITY) sum += parts[s * part_stride + head_dim + 1] * expf(m - m_max);
+    }
+    row_max[h] = m_max;
+    row_inv_sum[h] = 1.0f / sum;
+  }
+  __syncthreads();
+
+  float acc[kHeadsPerBlock][EPL];
 #pragma unroll
   for (int h = 0; h < kHeadsPerBlock; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0.0f;
 #pragma unroll
     for (int e = 0; e < EPL; ++e) acc[h][e] = 0.0f;
   }
-
   for (int64_t p = begin + warp; p < end; p += kDecodeWarps) {
     const uint8_t* kp = k_cache + p * k_row_bytes;
     const uint8_t* vp = v_cache + p * v_row_bytes;
-    const int64_t head0 = static_cast<int64_t>(kv_head) * head_dim;
     float kr[EPL], vr[EPL];
 #pragma unroll
     for (int e = 0; e < EPL; ++e) {
@@ -77,30 +161,15 @@ __global__ void __launch_bounds__(kDecodeThreads)
 #pragma unroll
     for (int h = 0; h < kHeadsPerBlock; ++h) {
       if (h < nh) {
-        float s = 0.0f;
+        const float weight =
+            RoundProbability(expf(score(h, kr) - row_max[h]) * row_inv_sum[h], v_type);
 #pragma unroll
-        for (int e = 0; e < EPL; ++e) s += qr[h][e] * kr[e];
-        s = WarpSum(s) * scale;
-        const float m_new = fmaxf(m[h], s);
-        const float correction = expf(m[h] - m_new);  // 0 while m[h] is -inf
-        const float weight = expf(s - m_new);
-        l[h] = l[h] * correction + weight;
-#pragma unroll
-        for (int e = 0; e < EPL; ++e) acc[h][e] = acc[h][e] * correction + weight * vr[e];
-        m[h] = m_new;
+        for (int e = 0; e < EPL; ++e) acc[h][e] += weight * vr[e];
       }
     }
   }
-
-  __shared__ float shared_m[kDecodeWarps][kHeadsPerBlock];
-  __shared__ float shared_l[kDecodeWarps][kHeadsPerBlock];
-  __shared__ float shared_acc[kDecodeWarps][kHeadsPerBlock][EPL * kWarpSize];
 #pragma unroll
   for (int h = 0; h < kHeadsPerBlock; ++h) {
-    if (lane == 0) {
-      shared_m[warp][h] = m[h];
-      shared_l[warp][h] = l[h];
-    }
 #pragma unroll
     for (int e = 0; e < EPL; ++e) shared_acc[warp][h][lane + kWarpSize * e] = acc[h][e];
   }
@@ -108,49 +177,28 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
   for (int i = threadIdx.x; i < nh * head_dim; i += kDecodeThreads) {
     const int h = i / head_dim, d = i % head_dim;
-    float m_max = -INFINITY;
-    for (int w = 0; w < kDecodeWarps; ++w) m_max = fmaxf(m_max, shared_m[w][h]);
-    float sum = 0.0f, o = 0.0f;
-    if (m_max != -INFINITY) {
-      for (int w = 0; w < kDecodeWarps; ++w) {
-        const float f = expf(shared_m[w][h] - m_max);
-        sum += shared_l[w][h] * f;
-        o += shared_acc[w][h][d] * f;
-      }
-    }
+    float o = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) o += shared_acc[w][h][d];
     if (n_splits == 1) {
-      out[t * q_stride + static_cast<int64_t>(h0 + h) * head_dim + d] = o / sum;
+      out[t * q_stride + static_cast<int64_t>(h0 + h) * head_dim + d] = o;
     } else {
-      float* part = partials + ((t * n_head + h0 + h) * n_splits + split) *
-                                   (static_cast<int64_t>(head_dim) + 2);
-      part[d] = o;
-      if (d == 0) {
-        part[head_dim] = m_max;
-        part[head_dim + 1] = sum;
-      }
+      part(h)[d] = o;
     }
   }
 }
 
-// Merges the splits of one (head, token): grid x = head, y = token; one thread per dimension.
+// Adds the splits' shares of P·V of one (head, token): grid x = head, y = token; one thread per
+// dimension.
 __global__ void AttentionCombineKernel(const float* __restrict__ partials, int n_head, int head_dim,
                                        int n_splits, float* __restrict__ out) {
   const int h = blockIdx.x;
   const int64_t t = blockIdx.y;
   const int64_t stride = static_cast<int64_t>(head_dim) + 2;
   const float* parts = partials + (t * n_head + h) * n_splits * stride;
-  float m_max = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) m_max = fmaxf(m_max, parts[s * stride + head_dim]);
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float sum = 0.0f, o = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
-      const float m = parts[s * stride + head_dim];
-      if (m == -INFINITY) continue;  // an empty split
-      const float f = expf(m - m_max);
-      sum += parts[s * stride + head_dim + 1] * f;
-      o += parts[s * stride + d] * f;
-    }
-    out[t * head_dim * n_head + static_cast<int64_t>(h) * head_dim + d] = o / sum;
+    float o = 0.0f;
+    for (int s = 0; s < n_splits; ++s) o += parts[s * stride + d];
+    out[t * head_dim * n_head + static_cast<int64_t>(h) * head_dim + d] = o;
   }
 }
 
@@ -222,13 +270,19 @@ __global__ void __launch_bounds__(kPromptThreads)
   }
   const int kv_end = shared_kv_end;
 
-  constexpr int kDimsPerThread = kMaxDim / kThreadsPerQuery;
-  float o[kDimsPerThread];
+  // Query qi's scores of the key tile's columns j + 8c (the same arithmetic in both passes).
+  constexpr int kColsPerThread = kKTile / kThreadsPerQuery;
+  auto tile_scores = [&](int p0, float(&s)[kColsPerThread]) {
 #pragma unroll
-  for (int k = 0; k < kDimsPerThread; ++k) o[k] = 0.0f;
-  float m = -INFINITY, l = 0.0f;
-
-  for (int p0 = 0; p0 < kv_end; p0 += kKTile) {
+    for (int c = 0; c < kColsPerThread; ++c) {
+      const int col = j + kThreadsPerQuery * c;
+      float dot = 0.0f;
+      for (int d = 0; d < head_dim; ++d)
+        dot += q_tile[qi * head_dim + d] * k_tile[col * (head_dim + 1) + d];
+      s[c] = valid && p0 + col <= position ? dot * scale : -INFINITY;
+    }
+  };
+  auto load_tile = [&](int p0, bool values) {
     __syncthreads();  // the previous tile is no longer read
     for (int i = threadIdx.x; i < kKTile * head_dim; i += kPromptThreads) {
       const int r = i / head_dim, d = i % head_dim;
@@ -236,48 +290,65 @@ __global__ void __launch_bounds__(kPromptThreads)
       const int64_t i_head = static_cast<int64_t>(kv_head) * head_dim + d;
       k_tile[r * (head_dim + 1) + d] =
           p < kv_end ? LoadKvValue(k_cache + p * k_row_bytes, k_type, i_head) : 0.0f;
-      v_tile[r * head_dim + d] =
-          p < kv_end ? LoadKvValue(v_cache + p * v_row_bytes, v_type, i_head) : 0.0f;
+      if (values) {
+        v_tile[r * head_dim + d] =
+            p < kv_end ? LoadKvValue(v_cache + p * v_row_bytes, v_type, i_head) : 0.0f;
+      }
     }
     __syncthreads();
+  };
 
-    float s[kKTile / kThreadsPerQuery];
-    float row_max = -INFINITY;
+  // Pass 1: the row's maximum and sum of exponentials (ggml_soft_max, kernels/kv_types.h).
+  float m = -INFINITY, l = 0.0f;
+  for (int p0 = 0; p0 < kv_end; p0 += kKTile) {
+    load_tile(p0, false);
+    float s[kColsPerThread];
+    tile_scores(p0, s);
+    float tile_max = -INFINITY;
 #pragma unroll
-    for (int c = 0; c < kKTile / kThreadsPerQuery; ++c) {
-      const int col = j + kThreadsPerQuery * c;
-      float dot = 0.0f;
-      for (int d = 0; d < head_dim; ++d)
-        dot += q_tile[qi * head_dim + d] * k_tile[col * (head_dim + 1) + d];
-      s[c] = valid && p0 + col <= position ? dot * scale : -INFINITY;
-      row_max = fmaxf(row_max, s[c]);
+    for (int c = 0; c < kColsPerThread; ++c) tile_max = fmaxf(tile_max, s[c]);
+#pragma unroll
+    for (int offset = kThreadsPerQuery / 2; offset > 0; offset >>= 1) {
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullMask, tile_max, offset));
+    }
+    const float m_new = fmaxf(m, tile_max);
+    // Nothing visible yet (rows past n_tokens): weights 0, no NaN. Every lane of the warp takes
+    // part in the shuffles below.
+    float tile_sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kColsPerThread; ++c) {
+      tile_sum += s[c] == -INFINITY ? 0.0f : expf(s[c] - m_new);
     }
 #pragma unroll
     for (int offset = kThreadsPerQuery / 2; offset > 0; offset >>= 1) {
-      row_max = fmaxf(row_max, __shfl_xor_sync(kFullMask, row_max, offset));
+      tile_sum += __shfl_xor_sync(kFullMask, tile_sum, offset);
     }
-    const float m_new = fmaxf(m, row_max);
-    // A row with nothing visible yet (only rows past n_tokens) keeps weights 0 and no NaN.
-    const float correction = m_new == -INFINITY ? 1.0f : expf(m - m_new);
-    float row_sum = 0.0f;
-#pragma unroll
-    for (int c = 0; c < kKTile / kThreadsPerQuery; ++c) {
-      const float w = s[c] == -INFINITY ? 0.0f : expf(s[c] - m_new);
-      p_tile[qi * kKTile + j + kThreadsPerQuery * c] = w;
-      row_sum += w;
-    }
-#pragma unroll
-    for (int offset = kThreadsPerQuery / 2; offset > 0; offset >>= 1) {
-      row_sum += __shfl_xor_sync(kFullMask, row_sum, offset);
-    }
-    l = l * correction + row_sum;
+    // expf(-inf) = 0 at the first visible tile
+    if (m_new != -INFINITY) l = l * expf(m - m_new) + tile_sum;
     m = m_new;
+  }
+  const float inv_sum = 1.0f / l;  // inf for rows past n_tokens, whose weights are all 0
+
+  // Pass 2: P = e^(s - max) * (1/sum), rounded as V's type reads it, then P·V.
+  constexpr int kDimsPerThread = kMaxDim / kThreadsPerQuery;
+  float o[kDimsPerThread];
+#pragma unroll
+  for (int k = 0; k < kDimsPerThread; ++k) o[k] = 0.0f;
+  for (int p0 = 0; p0 < kv_end; p0 += kKTile) {
+    load_tile(p0, true);
+    float s[kColsPerThread];
+    tile_scores(p0, s);
+#pragma unroll
+    for (int c = 0; c < kColsPerThread; ++c) {
+      p_tile[qi * kKTile + j + kThreadsPerQuery * c] =
+          s[c] == -INFINITY ? 0.0f : RoundProbability(expf(s[c] - m) * inv_sum, v_type);
+    }
     __syncwarp();  // p_tile's row qi is written and read by the same 8 lanes
 #pragma unroll
     for (int k = 0; k < kDimsPerThread; ++k) {
       const int d = j + kThreadsPerQuery * k;
       if (d < head_dim) {
-        float acc = o[k] * correction;
+        float acc = o[k];
         for (int col = 0; col < kKTile; ++col) {
           acc += p_tile[qi * kKTile + col] * v_tile[col * head_dim + d];
         }
@@ -290,7 +361,7 @@ __global__ void __launch_bounds__(kPromptThreads)
 #pragma unroll
     for (int k = 0; k < kDimsPerThread; ++k) {
       const int d = j + kThreadsPerQuery * k;
-      if (d < head_dim) out[t * q_stride + static_cast<int64_t>(h) * head_dim + d] = o[k] / l;
+      if (d < head_dim) out[t * q_stride + static_cast<int64_t>(h) * head_dim + d] = o[k];
     }
   }
 }
@@ -326,10 +397,13 @@ cudaError_t LaunchDecode(const AttentionArgs& a, cudaStream_t stream) {
   const int64_t head_blocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const dim3 grid(static_cast<unsigned>(a.n_head_kv * head_blocks),
                   static_cast<unsigned>(a.n_splits), static_cast<unsigned>(a.n_tokens));
-  SWARM_LAUNCH(grid, kDecodeThreads, 0, stream, AttentionDecodeKernel<EPL>)
-  (a.q, static_cast<const uint8_t*>(a.k_cache), static_cast<const uint8_t*>(a.v_cache), a.k_type,
-   a.v_type, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
-   static_cast<int>(a.head_dim), a.positions, a.out, a.partials);
+  for (DecodePass pass : {DecodePass::kStats, DecodePass::kValues}) {
+    if (pass == DecodePass::kStats && a.n_splits == 1) continue;  // one block does both passes
+    SWARM_LAUNCH(grid, kDecodeThreads, 0, stream, AttentionDecodeKernel<EPL>)
+    (a.q, static_cast<const uint8_t*>(a.k_cache), static_cast<const uint8_t*>(a.v_cache), a.k_type,
+     a.v_type, static_cast<int>(a.n_head), static_cast<int>(a.n_head_kv),
+     static_cast<int>(a.head_dim), a.positions, a.out, a.partials, pass);
+  }
   if (a.n_splits > 1) {
     const dim3 combine_grid(static_cast<unsigned>(a.n_head), static_cast<unsigned>(a.n_tokens));
     const unsigned threads = static_cast<unsigned>(

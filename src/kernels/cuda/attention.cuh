@@ -1,11 +1,15 @@
 // Causal attention over a KV cache (f32, f16 or q8_0) in device memory. The CPU twin is
-// CpuReferenceBackend::Attention (scores and softmax in double there, in float here; the reference
-// also rounds the softmax probabilities to f16 for an f16 V cache, which an online softmax cannot).
+// CpuReferenceBackend::Attention (double there, float here); both round where llama.cpp's CPU run
+// without flash attention rounds (kernels/kv_types.h): the row's softmax as ggml_soft_max, its
+// probabilities rounded to f16 for an f16 V cache, then P·V. Each kernel reads K twice: the row's
+// score maximum and sum first, then the probabilities and P·V.
 //  - decode (n_tokens <= kDecodeMaxTokens): one block per (KV head, split, token); the visible
-//    cache is cut into n_splits ranges that run in parallel (long contexts keep every SM busy),
-//    then a second kernel merges the splits' softmax states. The query heads sharing a KV head
-//    (grouped-query attention) are handled together, so each K/V row is read once per group.
-//  - prompt: a tiled kernel (16 queries x 32 cache rows in shared memory, online softmax).
+//    cache is cut into n_splits ranges that run in parallel (long contexts keep every SM busy):
+//    a statistics launch writes each split's maximum and sum, a values launch merges them and
+//    writes each split's share of P·V, and a combine kernel adds the shares (one split: one
+//    launch). The query heads sharing a KV head (grouped-query attention) are handled together,
+//    so each K/V row is read once per group and pass.
+//  - prompt: a tiled kernel (16 queries x 32 cache rows in shared memory, two passes).
 // Positions are read from device memory and the split count does not depend on them, so the
 // same launch (and a captured graph) serves every step of a decode, bit for bit.
 #pragma once

@@ -59,4 +59,10 @@ __device__ __forceinline__ float RoundQueryInWarp(float x, uint32_t k_type) {
   return x;
 }
 
+// A softmax probability as P·V reads it: rounded to f16 for an f16 V cache (llama.cpp converts
+// the float softmax output to V's type for the matrix product), itself otherwise.
+__device__ __forceinline__ float RoundProbability(float p, uint32_t v_type) {
+  return v_type == kKvF16 ? __half2float(__float2half_rn(p)) : p;
+}
+
 }  // namespace swarm::kernels::gpu

@@ -299,6 +299,11 @@ TEST_F(CudaKernelsOnHostTest, StoreKvAndAttentionDecodeAndPrompt) {
       {2, 1, 32, Range(0, 20), 24, 1},
       {2, 2, 128, Range(30, 12), 48, 1},
       {2, 1, 256, Range(0, 17), 17, 1},
+      // rows of a few hundred positions, where a probability not rounded to f16 for an f16 V
+      // cache shows (about 2e-8): decode with one split and with several, and prompt
+      {4, 2, 64, {300}, 320, 1},
+      {4, 2, 64, {299, 300}, 320, 5},
+      {2, 1, 64, Range(290, 20), 320, 1},
   };
   const KvTypes cache_types[] = {{GgmlType::kF32, GgmlType::kF32},
                                  {GgmlType::kF16, GgmlType::kF16},
@@ -359,9 +364,12 @@ TEST_F(CudaKernelsOnHostTest, StoreKvAndAttentionDecodeAndPrompt) {
       args.n_splits = c.n_splits;
       args.partials = partials.empty() ? nullptr : partials.data();
       ASSERT_EQ(gpu::LaunchAttention(args, nullptr), cudaSuccess) << what;
-      // The reference rounds the probabilities to f16 for an f16 V cache; an online softmax
-      // cannot (kernels/kv_types.h).
-      const double bound = types.v == GgmlType::kF16 ? 4e-6 : 1e-9;
+      // The kernels round where the reference rounds (kernels/kv_types.h); with an f16 V cache
+      // a probability may now and then land on the other side of an f16 rounding boundary: one
+      // f16 step on one weight, up to about 1e-7 in a row of a few positions, far less in a row
+      // of hundreds.
+      const bool short_row = *std::min_element(c.positions.begin(), c.positions.end()) < 256;
+      const double bound = types.v == GgmlType::kF16 && short_row ? 2e-7 : 1e-9;
       EXPECT_LE(Nmse(actual, expected), bound) << what;
     }
   }
