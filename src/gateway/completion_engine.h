@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "base/metrics_sink.h"
 #include "model/sampler.h"
+#include "model/token_constraint.h"
 #include "model/tokenizer.h"
 
 namespace swarm::gateway {
@@ -29,8 +30,14 @@ struct ModelInfo {
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // complete prompt, BOS included when the model wants one
-  int32_t max_tokens = 16;      // generate at most this many tokens
+  int32_t max_tokens = 16;      // generate at most this many tokens, per choice
   model::SamplingParams sampling;
+  // Choices: n sequences after the same prompt, stepped together as one batch (in-process) or
+  // as concurrent sessions that the peers batch. Choice i samples with seed sampling.seed + i.
+  int32_t n = 1;
+  // Empty, or one per choice: what choice i may generate (constrained decoding). Borrowed; valid
+  // during Generate.
+  std::vector<model::TokenConstraint*> constraints;
   std::string request_id;  // for logs and the dashboard
   // Where to report peer steps, failovers, codec bytes. Not owned, may be null; valid during
   // Generate only.
@@ -51,6 +58,7 @@ struct RouteHop {
 };
 
 struct GenerationEvent {
+  int32_t index = 0;  // the choice this token belongs to
   int32_t token = -1;
   // The chain of peers that computed this token, in order. Empty when there is no chain to show.
   // Only valid during the callback.
@@ -58,9 +66,10 @@ struct GenerationEvent {
   int32_t failovers = 0;  // failovers so far in this generation
 };
 
-// Called with every sampled token, in order, on the thread that called Generate. Returns false to
-// stop (client gone, stop sequence or end-of-generation seen, server shutting down); the engine
-// must then stop promptly, close its sessions and return OK (or Cancelled).
+// Called with every sampled token, in order within each choice, never twice at once (with n > 1 it
+// may be called from the engine's threads). Returns false to stop that choice (client gone, stop
+// sequence or end-of-generation seen, server shutting down); the engine must then stop it
+// promptly, close its sessions and, once every choice stopped, return OK (or Cancelled).
 using TokenCallback = std::function<bool(const GenerationEvent&)>;
 
 // A snapshot of the swarm for the dashboard and /metrics.

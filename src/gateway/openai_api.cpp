@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/json_constraint.h"
 #include "gateway/text_stream.h"
 
 namespace swarm::gateway {
@@ -34,6 +35,18 @@ ApiError ContextError(int32_t n_ctx, int64_t prompt, int64_t completion, bool ch
                        " in the completion). Please reduce the length of the ",
                        chat ? "messages" : "prompt", " or completion."),
           "invalid_request_error", "max_tokens", "context_length_exceeded"};
+}
+
+// What a seed's output depends on besides the request: the model and its context length (the
+// same seed and request on a server with the same fingerprint give the same text).
+std::string Fingerprint(const ModelInfo& info) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : absl::StrCat(info.id, "/", info.n_blocks, "/", info.n_ctx)) {
+    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  }
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "fp_%012llx", static_cast<unsigned long long>(h >> 16));
+  return buf;
 }
 
 }  // namespace
@@ -68,6 +81,7 @@ OpenAiApi::OpenAiApi(CompletionEngine& engine, ChatTemplateKind chat_template,
       metrics_(metrics),
       log_(log),
       created_(static_cast<int64_t>(std::time(nullptr))),
+      fingerprint_(Fingerprint(engine.info())),
       rng_(std::random_device{}()) {}
 
 std::string OpenAiApi::NewId(const char* prefix) {
@@ -178,9 +192,28 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   if (chat) {
     for (const std::string& s : formatter_.stop_strings()) stops.push_back(s);
   }
-  // Text right after BOS (or another special token) drops SPM's leading space, as Decode() does.
-  TextStream text(tokenizer, std::move(stops), /*at_start=*/tokenizer.IsSpecial(prompt.back()),
-                  /*trim_leading_space=*/chat);
+  // One state per choice. Text right after BOS (or another special token) drops SPM's leading
+  // space, as Decode() does.
+  struct Choice {
+    std::unique_ptr<TextStream> text;
+    std::unique_ptr<JsonConstraint> constraint;
+    std::string full_text;
+    std::string finish_reason;
+    int64_t n_completion = 0;
+  };
+  const int32_t n_choices = params.n;
+  std::vector<Choice> choices(static_cast<size_t>(n_choices));
+  std::vector<model::TokenConstraint*> constraints;
+  for (Choice& c : choices) {
+    c.text = std::make_unique<TextStream>(tokenizer, stops,
+                                          /*at_start=*/tokenizer.IsSpecial(prompt.back()),
+                                          /*trim_leading_space=*/chat);
+    if (params.echo) c.full_text = echo_text;
+    if (params.json_grammar) {
+      c.constraint = std::make_unique<JsonConstraint>(params.json_grammar, tokenizer, max_tokens);
+      constraints.push_back(c.constraint.get());
+    }
+  }
 
   ResponseMeta meta;
   meta.id = NewId(chat ? "chatcmpl-" : "cmpl-");
@@ -191,38 +224,52 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   metrics_.Set("swarm_active_generations", {}, log_.running());
 
   // State of the response as the callback builds it.
-  bool started = false;  // stream headers (and the chat role chunk) sent
+  bool started = false;  // stream headers (and the chat role chunks) sent
   bool gone = false;     // the client is gone or a write failed
-  std::string finish_reason;
-  std::string full_text = params.echo ? echo_text : "";
   int64_t n_completion = 0;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point last = t0;
 
+  // A response object of choice `index`: the single-choice builders' output, renumbered.
+  auto for_choice = [&](json chunk, int32_t index) {
+    for (json& choice : chunk["choices"]) choice["index"] = index;
+    chunk["system_fingerprint"] = fingerprint_;
+    return chunk;
+  };
   auto begin_stream = [&]() -> bool {
     if (started) return true;
     started = true;
     if (!writer.BeginStream(200, "text/event-stream", SseHeaders())) return false;
-    if (chat) return writer.Write(SseEvent(ChatChunkJson(meta, true, std::string(), "")));
-    if (params.echo && !echo_text.empty()) {
-      return writer.Write(SseEvent(CompletionChunkJson(meta, echo_text, "")));
+    for (int32_t i = 0; i < n_choices; ++i) {
+      if (chat) {
+        if (!writer.Write(SseEvent(for_choice(ChatChunkJson(meta, true, std::string(), ""), i)))) {
+          return false;
+        }
+      } else if (params.echo && !echo_text.empty()) {
+        if (!writer.Write(SseEvent(for_choice(CompletionChunkJson(meta, echo_text, ""), i)))) {
+          return false;
+        }
+      }
     }
     return true;
   };
-  auto emit = [&](const std::string& piece) -> bool {
+  auto emit = [&](int32_t index, const std::string& piece) -> bool {
     if (piece.empty()) return true;
     if (!params.stream) {
-      full_text += piece;
+      choices[index].full_text += piece;
       return true;
     }
-    return writer.Write(SseEvent(chat ? ChatChunkJson(meta, false, piece, "")
-                                      : CompletionChunkJson(meta, piece, "")));
+    return writer.Write(SseEvent(for_choice(
+        chat ? ChatChunkJson(meta, false, piece, "") : CompletionChunkJson(meta, piece, ""),
+        index)));
   };
 
   GenerationRequest request;
   request.prompt = std::move(prompt);
   request.max_tokens = max_tokens;
   request.sampling = params.sampling;
+  request.n = n_choices;
+  request.constraints = constraints;
   request.request_id = meta.id;
   request.metrics = &metrics_;
   request.is_cancelled = [&writer] { return writer.client_gone(); };
@@ -234,6 +281,8 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
         gone = true;
         return false;
       }
+      if (event.index < 0 || event.index >= n_choices) return false;
+      Choice& c = choices[event.index];
       const Clock::time_point now = Clock::now();
       if (n_completion == 0) {
         metrics_.ObserveTimeToFirstToken(Seconds(now - t0));
@@ -242,24 +291,30 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
       }
       last = now;
       ++n_completion;
+      ++c.n_completion;
       log_.OnToken(record, event);
       if (params.stream && !begin_stream()) {
         gone = true;
         return false;
       }
       if (tokenizer.IsEndOfGeneration(event.token)) {
-        finish_reason = "stop";
+        c.finish_reason = "stop";
         return false;
       }
-      if (!emit(text.Push(event.token))) {
+      if (!emit(event.index, c.text->Push(event.token))) {
         gone = true;
         return false;
       }
-      if (text.stopped()) {
-        finish_reason = "stop";
+      if (c.text->stopped()) {
+        c.finish_reason = "stop";
         return false;
       }
-      return n_completion < max_tokens;
+      if (c.constraint != nullptr && c.constraint->complete()) {  // the JSON value is whole
+        if (!emit(event.index, c.text->Finish())) gone = true;
+        c.finish_reason = "stop";
+        return false;
+      }
+      return c.n_completion < max_tokens;
     });
   }
   metrics_.AddTokens(n_prompt, n_completion);
@@ -292,26 +347,44 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
     }
     return;
   }
-  if (finish_reason.empty()) {
-    if (!emit(text.Finish())) gone = true;
-    finish_reason = n_completion >= max_tokens ? "length" : "stop";
+  for (int32_t i = 0; i < n_choices; ++i) {
+    Choice& c = choices[i];
+    if (!c.finish_reason.empty()) continue;
+    if (!gone && params.stream && !begin_stream()) gone = true;
+    if (!gone && !emit(i, c.text->Finish())) gone = true;
+    c.finish_reason = c.n_completion >= max_tokens ? "length" : "stop";
   }
   finish_log("done");
   const Usage usage{n_prompt, n_completion};
   metrics_.CountRequest(endpoint, 200);
   if (!params.stream) {
-    writer.Send({200,
-                 "application/json",
-                 Dump(chat ? ChatCompletionJson(meta, full_text, finish_reason, usage)
-                           : CompletionJson(meta, full_text, finish_reason, usage)),
-                 {}});
+    json body;
+    for (int32_t i = 0; i < n_choices; ++i) {
+      const Choice& c = choices[i];
+      json one = for_choice(chat ? ChatCompletionJson(meta, c.full_text, c.finish_reason, usage)
+                                 : CompletionJson(meta, c.full_text, c.finish_reason, usage),
+                            i);
+      if (i == 0) {
+        body = std::move(one);
+      } else {
+        body["choices"].push_back(std::move(one["choices"][0]));
+      }
+    }
+    writer.Send({200, "application/json", Dump(body), {}});
     return;
   }
   if (gone || !begin_stream()) return;
-  const json last_chunk = chat ? ChatChunkJson(meta, false, std::nullopt, finish_reason)
-                               : CompletionChunkJson(meta, "", finish_reason);
-  if (!writer.Write(SseEvent(last_chunk))) return;
-  if (params.include_usage && !writer.Write(SseEvent(UsageChunkJson(meta, chat, usage)))) return;
+  for (int32_t i = 0; i < n_choices; ++i) {
+    const json last_chunk = chat
+                                ? ChatChunkJson(meta, false, std::nullopt, choices[i].finish_reason)
+                                : CompletionChunkJson(meta, "", choices[i].finish_reason);
+    if (!writer.Write(SseEvent(for_choice(last_chunk, i)))) return;
+  }
+  if (params.include_usage) {
+    json usage_chunk = UsageChunkJson(meta, chat, usage);
+    usage_chunk["system_fingerprint"] = fingerprint_;
+    if (!writer.Write(SseEvent(usage_chunk))) return;
+  }
   if (!writer.Write(std::string(kSseDone))) return;
   writer.EndStream();
 }

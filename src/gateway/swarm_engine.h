@@ -58,6 +58,9 @@ class SwarmEngine final : public CompletionEngine {
 
  private:
   SwarmEngine() = default;
+  // One choice of a request through its own route and chain session.
+  absl::Status GenerateChoice(const GenerationRequest& request, int32_t index,
+                              const TokenCallback& on_token);
   void RefreshLoop();
 
   SwarmEngineOptions options_;
