@@ -27,6 +27,17 @@ int64_t SatAdd(int64_t a, int64_t b) {
   return a > std::numeric_limits<int64_t>::max() - b ? std::numeric_limits<int64_t>::max() : a + b;
 }
 
+// Both non-negative.
+int64_t SatMul(int64_t a, int64_t b) {
+  if (a != 0 && b > std::numeric_limits<int64_t>::max() / a) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return a * b;
+}
+
+// Longer than any budget: min_chars is capped here so that sums of a few stay far from overflow.
+constexpr int64_t kMaxMinChars = int64_t{1} << 40;
+
 const std::vector<std::string>& Booleans() {
   static const auto* v = new std::vector<std::string>{"true", "false"};
   return *v;
@@ -204,7 +215,7 @@ class SchemaCompiler {
     if (n.min_items > n.max_items) return Error(where, "minItems exceeds maxItems");
     if (n.min_length > n.max_length) return Error(where, "minLength exceeds maxLength");
     if (n.types == 0) return Error(where, "no type");
-    n.min_chars = MinChars(n);
+    n.min_chars = std::min(MinChars(n), kMaxMinChars);
     grammar_->nodes_.push_back(std::move(n));
     return static_cast<int32_t>(grammar_->nodes_.size() - 1);
   }
@@ -698,12 +709,11 @@ int64_t JsonMatcher::MinRemaining() const {
         const int64_t item = grammar_->node(n.items).min_chars;
         if (f.phase == 0) {
           const int64_t k = n.min_items;
-          need = k == 0 ? 1 : SatAdd(k > (int64_t{1} << 30) ? INT64_MAX : k * (item + 1), 0);
+          need = k == 0 ? 1 : SatMul(k, item + 1);
         } else {
           int64_t k = std::max<int64_t>(0, n.min_items - f.count);
           if (f.phase == 2) k = std::max<int64_t>(1, k);
-          const int64_t per = item + 1;
-          need = k > (int64_t{1} << 30) ? INT64_MAX : SatAdd(k * per, f.phase == 2 ? 0 : 1);
+          need = SatAdd(SatMul(k, item + 1), f.phase == 2 ? 0 : 1);
         }
         break;
       }
