@@ -16,6 +16,7 @@
 #include "base/metrics_sink.h"
 #include "model/sampler.h"
 #include "model/scoring.h"
+#include "model/token_constraint.h"
 #include "model/tokenizer.h"
 
 namespace swarm::gateway {
@@ -31,8 +32,14 @@ struct ModelInfo {
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // complete prompt, BOS included when the model wants one
-  int32_t max_tokens = 16;      // generate at most this many tokens
+  int32_t max_tokens = 16;      // generate at most this many tokens, per choice
   model::SamplingParams sampling;
+  // Choices: n sequences after the same prompt, stepped together as one batch (in-process) or
+  // as concurrent sessions that the peers batch. Choice i samples with seed sampling.seed + i.
+  int32_t n = 1;
+  // Empty, or one per choice: what choice i may generate (constrained decoding). Borrowed; valid
+  // during Generate.
+  std::vector<model::TokenConstraint*> constraints;
   std::string request_id;  // for logs and the dashboard
   // Where to report peer steps, failovers, codec bytes. Not owned, may be null; valid during
   // Generate only.
@@ -42,11 +49,13 @@ struct GenerationRequest {
   // route, a failover) should check it between waits and then return Cancelled; between tokens,
   // on_token returning false says the same.
   std::function<bool()> is_cancelled;
-  // Log-probabilities, the model's own (log-softmax of the logits, before any sampling transform).
-  // logprobs >= 0: every reported token comes with its log-probability and this many most likely
-  // alternatives (GenerationEvent::logprobs). prompt_logprobs: the prompt's tokens too, from the
-  // prompt's own forward step, handed to on_prompt_logprobs once before the first token (the
-  // prompt's first token has none: prompt.size() - 1 entries, with `logprobs` alternatives each).
+  // Log-probabilities, the model's own (log-softmax of the raw logits, before penalties,
+  // logit_bias, constraints and any other sampling transform). With n > 1 each choice's events
+  // carry its own; the prompt's are computed once and handed over once. logprobs >= 0: every
+  // reported token comes with its log-probability and this many most likely alternatives
+  // (GenerationEvent::logprobs). prompt_logprobs: the prompt's tokens too, from the prompt's own
+  // forward step, handed to on_prompt_logprobs once before the first token (the prompt's first
+  // token has none: prompt.size() - 1 entries, with `logprobs` alternatives each).
   int32_t logprobs = -1;
   bool prompt_logprobs = false;
   std::function<void(std::vector<model::TokenLogprob>)> on_prompt_logprobs;
@@ -71,6 +80,7 @@ struct RouteHop {
 };
 
 struct GenerationEvent {
+  int32_t index = 0;  // the choice this token belongs to
   int32_t token = -1;
   // The chain of peers that computed this token, in order. Empty when there is no chain to show.
   // Only valid during the callback.
@@ -81,9 +91,10 @@ struct GenerationEvent {
   const model::TokenLogprob* logprobs = nullptr;
 };
 
-// Called with every sampled token, in order, on the thread that called Generate. Returns false to
-// stop (client gone, stop sequence or end-of-generation seen, server shutting down); the engine
-// must then stop promptly, close its sessions and return OK (or Cancelled).
+// Called with every sampled token, in order within each choice, never twice at once (with n > 1 it
+// may be called from the engine's threads). Returns false to stop that choice (client gone, stop
+// sequence or end-of-generation seen, server shutting down); the engine must then stop it
+// promptly, close its sessions and, once every choice stopped, return OK (or Cancelled).
 using TokenCallback = std::function<bool(const GenerationEvent&)>;
 
 // A snapshot of the swarm for the dashboard and /metrics.

@@ -5,14 +5,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "gateway/logprob_tap.h"
+#include "model/client_head.h"
 #include "model/generator.h"
 #include "model/sampler.h"
+#include "shard/block_stack.h"
 #include "shard/local_pipeline.h"
 
 namespace swarm::gateway {
 namespace {
 
 constexpr const char* kLocalPeer = "local";
+constexpr int32_t kMaxChoices = 64;
 
 }  // namespace
 
@@ -62,6 +65,13 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     }
   }
   if (absl::Status s = request.sampling.Validate(); !s.ok()) return s;
+  if (request.n < 1 || request.n > kMaxChoices) {
+    return absl::InvalidArgumentError(absl::StrCat("n must be in [1, ", kMaxChoices, "]"));
+  }
+  if (!request.constraints.empty() &&
+      request.constraints.size() != static_cast<size_t>(request.n)) {
+    return absl::InvalidArgumentError("one constraint per choice");
+  }
   if (request.max_tokens == 0) return absl::OkStatus();
 
   absl::MutexLock run_lock(&run_mu_);
@@ -70,23 +80,67 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     return absl::CancelledError("cancelled before it started");
   }
   const int64_t capacity = n_prompt + request.max_tokens;
-  absl::StatusOr<std::unique_ptr<shard::LocalPipeline>> pipeline =
-      shard::LocalPipeline::Create(*model_->blocks, capacity);
-  if (!pipeline.ok()) return pipeline.status();
-  model::Sampler sampler(request.sampling);
-  const size_t bytes_per_token = model_->blocks->CacheBytesPerToken();
+  const int32_t n = request.n;
+  shard::ServingStack& stack = *model_->blocks;
+  model::ClientHead& head = *model_->head;
+  const int64_t n_embd = head.config().n_embd;
+  const size_t bytes_per_token = stack.CacheBytesPerToken();
+
+  // One sequence per choice, stepped together: every step is one batch over the live choices.
+  struct Choice {
+    std::unique_ptr<shard::SequenceCache> cache;
+    std::unique_ptr<model::Sampler> sampler;
+    std::vector<int32_t> history;
+    bool live = true;
+    // Log-probabilities: the tap reads the logits each token was sampled from. Only choice 0's
+    // reports the prompt's (the same for every choice).
+    std::unique_ptr<LogprobTap> logprobs;
+    model::GenerateOptions observers;
+  };
+  std::vector<Choice> choices(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    Choice& c = choices[i];
+    absl::StatusOr<std::unique_ptr<shard::SequenceCache>> cache = stack.NewCache(capacity);
+    if (!cache.ok()) return cache.status();
+    c.cache = std::move(*cache);
+    model::SamplingParams params = request.sampling;
+    params.seed += static_cast<uint64_t>(i);
+    c.sampler = std::make_unique<model::Sampler>(params);
+    if (!request.constraints.empty()) c.sampler->set_constraint(request.constraints[i]);
+    c.history = request.prompt;
+    c.logprobs = std::make_unique<LogprobTap>(request, head, /*with_prompt=*/i == 0);
+    c.logprobs->Install(c.observers);
+  }
 
   const RouteHop route[] = {{kLocalPeer, "in-process", 0, info_.n_blocks}};
-  model::GenerateOptions options;
-  options.max_new_tokens = request.max_tokens;
-  options.stop_at_end_of_generation = true;
-  LogprobTap logprobs(request, *model_->head);
-  logprobs.Install(options);
-
   using Clock = std::chrono::steady_clock;
   Clock::time_point last = Clock::now();
   int64_t position = n_prompt;
-  auto on_sampled = [&](int32_t token) {
+
+  // The prompt, once per choice: [n_embd, n * n_prompt].
+  std::vector<float> prompt_hidden(static_cast<size_t>(n_embd * n_prompt));
+  if (absl::Status s = head.Embed(request.prompt, prompt_hidden.data()); !s.ok()) return s;
+  std::vector<float> hidden(static_cast<size_t>(n_embd * n_prompt * n));
+  for (int32_t i = 0; i < n; ++i) {
+    std::copy(prompt_hidden.begin(), prompt_hidden.end(), hidden.begin() + i * n_embd * n_prompt);
+  }
+  std::vector<shard::SequenceStep> steps;
+  std::vector<int32_t> live;  // choice of each step
+  for (int32_t i = 0; i < n; ++i) {
+    steps.push_back({choices[i].cache.get(), n_prompt});
+    live.push_back(i);
+  }
+  std::vector<float> logits(static_cast<size_t>(head.config().n_vocab));
+  std::vector<int32_t> next_tokens;
+  absl::Status status;
+  for (int32_t t = 0; t < request.max_tokens && !steps.empty(); ++t) {
+    status = stack.Forward(steps, hidden.data(), hidden.data());
+    if (!status.ok()) break;
+    // The prompt's log-probabilities, once, from choice 0's copy of the prompt step.
+    if (t == 0 && choices[0].observers.on_prompt_hidden) {
+      status = choices[0].observers.on_prompt_hidden(hidden.data(), n_prompt);
+      if (!status.ok()) break;
+    }
     const Clock::time_point now = Clock::now();
     const double step = std::chrono::duration<double>(now - last).count();
     last = now;
@@ -97,20 +151,47 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
     }
     {
       absl::MutexLock lock(&stats_mu_);
-      tokens_in_use_ = position;
+      tokens_in_use_ = position * n;
       if (step > 0) {
         const double rate = 1.0 / step;
         steps_per_second_ = steps_per_second_ == 0 ? rate : 0.9 * steps_per_second_ + 0.1 * rate;
       }
     }
-    GenerationEvent event;
-    event.token = token;
-    event.route = route;
-    event.logprobs = logprobs.For(token);
-    return on_token(event);
-  };
-  absl::StatusOr<model::GenerationStats> stats = model::Generate(
-      request.prompt, options, *model_->head, **pipeline, sampler, tokenizer(), on_sampled);
+    // Each step's last position gives its choice's next token.
+    int64_t offset = 0;
+    std::vector<int32_t> still_live;
+    next_tokens.clear();
+    for (size_t k = 0; k < steps.size(); ++k) {
+      offset += steps[k].n_tokens;
+      Choice& c = choices[live[k]];
+      status = head.Logits(hidden.data() + (offset - 1) * n_embd, logits.data());
+      if (!status.ok()) break;
+      if (c.observers.on_logits) c.observers.on_logits(logits);
+      const int32_t token = c.sampler->Sample(logits, c.history);
+      c.history.push_back(token);
+      bool go_on = !tokenizer().IsEndOfGeneration(token);
+      if (go_on) {
+        GenerationEvent event;
+        event.index = live[k];
+        event.token = token;
+        event.route = route;
+        event.logprobs = c.logprobs->For(token);
+        go_on = on_token(event);
+      }
+      if (go_on && t + 1 < request.max_tokens) {
+        still_live.push_back(live[k]);
+        next_tokens.push_back(token);
+      }
+    }
+    if (!status.ok()) break;
+    live = std::move(still_live);
+    steps.clear();
+    for (int32_t i : live) steps.push_back({choices[i].cache.get(), 1});
+    if (!steps.empty()) {
+      status = head.Embed(next_tokens, hidden.data());
+      if (!status.ok()) break;
+    }
+  }
   {
     absl::MutexLock lock(&stats_mu_);
     tokens_in_use_ = 0;
@@ -118,7 +199,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   if (request.metrics != nullptr) {
     request.metrics->SetKvCacheUse(kLocalPeer, 0, capacity, bytes_per_token);
   }
-  return stats.ok() ? absl::OkStatus() : stats.status();
+  return status;
 }
 
 absl::StatusOr<std::vector<model::TokenLogprob>> LocalEngine::Score(const ScoreRequest& request) {

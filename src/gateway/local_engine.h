@@ -1,6 +1,6 @@
 // The in-process engine behind the CompletionEngine interface: every block runs in this process
 // (shard::LocalModel), which is what `swarm api` serves without peers and what the gateway's tests
-// run against. The client head and block stack serve one sequence at a time, so generations take
+// run against. A request's choices (n) run as one batch through the block stack; requests take
 // turns on a mutex. Owns the model; thread-safe.
 #pragma once
 

@@ -6,7 +6,7 @@
 namespace swarm::gateway {
 
 void LogprobTap::Install(model::GenerateOptions& options) {
-  if (request_.prompt_logprobs && request_.on_prompt_logprobs) {
+  if (with_prompt_ && request_.prompt_logprobs && request_.on_prompt_logprobs) {
     options.on_prompt_hidden = [this](const float* hidden, int64_t n_tokens) {
       return OnPromptHidden(hidden, n_tokens);
     };

@@ -16,8 +16,10 @@ namespace swarm::gateway {
 
 class LogprobTap {
  public:
-  LogprobTap(const GenerationRequest& request, model::ClientHead& head)
-      : request_(request), head_(head) {}
+  // with_prompt false: this generation leaves the prompt's log-probabilities to another (with
+  // n > 1 choices only one of them reports them).
+  LogprobTap(const GenerationRequest& request, model::ClientHead& head, bool with_prompt = true)
+      : request_(request), head_(head), with_prompt_(with_prompt) {}
 
   // Sets the observers the request needs (none when it wants no log-probabilities).
   void Install(model::GenerateOptions& options);
@@ -30,6 +32,7 @@ class LogprobTap {
 
   const GenerationRequest& request_;
   model::ClientHead& head_;
+  bool with_prompt_;
   std::vector<float> logits_;  // [n_vocab] of the step being sampled
   model::TokenLogprob current_;
 };

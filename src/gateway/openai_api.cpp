@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/json_constraint.h"
 #include "gateway/openai_logprobs.h"
 #include "gateway/text_stream.h"
 
@@ -35,6 +36,18 @@ ApiError ContextError(int32_t n_ctx, int64_t prompt, int64_t completion, bool ch
                        " in the completion). Please reduce the length of the ",
                        chat ? "messages" : "prompt", " or completion."),
           "invalid_request_error", "max_tokens", "context_length_exceeded"};
+}
+
+// What a seed's output depends on besides the request: the model and its context length (the
+// same seed and request on a server with the same fingerprint give the same text).
+std::string Fingerprint(const ModelInfo& info) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : absl::StrCat(info.id, "/", info.n_blocks, "/", info.n_ctx)) {
+    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  }
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "fp_%012llx", static_cast<unsigned long long>(h >> 16));
+  return buf;
 }
 
 }  // namespace
@@ -69,6 +82,7 @@ OpenAiApi::OpenAiApi(CompletionEngine& engine, ChatTemplateKind chat_template,
       metrics_(metrics),
       log_(log),
       created_(static_cast<int64_t>(std::time(nullptr))),
+      fingerprint_(Fingerprint(engine.info())),
       rng_(std::random_device{}()) {}
 
 std::string OpenAiApi::NewId(const char* prefix) {
@@ -179,9 +193,37 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   if (chat) {
     for (const std::string& s : formatter_.stop_strings()) stops.push_back(s);
   }
-  // Text right after BOS (or another special token) drops SPM's leading space, as Decode() does.
-  TextStream text(tokenizer, std::move(stops), /*at_start=*/tokenizer.IsSpecial(prompt.back()),
-                  /*trim_leading_space=*/chat);
+  // One state per choice. Text right after BOS (or another special token) drops SPM's leading
+  // space, as Decode() does.
+  struct Choice {
+    std::unique_ptr<TextStream> text;
+    std::unique_ptr<JsonConstraint> constraint;
+    std::string full_text;
+    std::string finish_reason;
+    int64_t n_completion = 0;
+    std::unique_ptr<LogprobCollector> logprobs;  // this choice's, prompt's included
+  };
+  const int32_t n_choices = params.n;
+  std::vector<Choice> choices(static_cast<size_t>(n_choices));
+  std::vector<model::TokenConstraint*> constraints;
+  // Log-probabilities, when asked for: text offsets count from the start of the prompt's text.
+  const bool with_logprobs = params.logprobs >= 0;
+  int64_t prompt_text_size = 0;
+  if (with_logprobs && !chat && !params.echo) {
+    prompt_text_size = static_cast<int64_t>(params.prompt_text ? params.prompt_text->size()
+                                                               : tokenizer.Decode(prompt).size());
+  }
+  for (Choice& c : choices) {
+    c.logprobs = std::make_unique<LogprobCollector>(tokenizer, chat, prompt_text_size);
+    c.text = std::make_unique<TextStream>(tokenizer, stops,
+                                          /*at_start=*/tokenizer.IsSpecial(prompt.back()),
+                                          /*trim_leading_space=*/chat);
+    if (params.echo) c.full_text = echo_text;
+    if (params.json_grammar) {
+      c.constraint = std::make_unique<JsonConstraint>(params.json_grammar, tokenizer, max_tokens);
+      constraints.push_back(c.constraint.get());
+    }
+  }
 
   ResponseMeta meta;
   meta.id = NewId(chat ? "chatcmpl-" : "cmpl-");
@@ -192,67 +234,78 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
   metrics_.Set("swarm_active_generations", {}, log_.running());
 
   // State of the response as the callback builds it.
-  bool started = false;  // stream headers (and the chat role chunk) sent
+  bool started = false;  // stream headers (and the chat role chunks) sent
   bool gone = false;     // the client is gone or a write failed
-  std::string finish_reason;
-  std::string full_text = params.echo ? echo_text : "";
-  // Log-probabilities, when asked for: text offsets count from the start of the prompt's text.
-  const bool with_logprobs = params.logprobs >= 0;
-  int64_t prompt_text_size = 0;
-  if (with_logprobs && !chat && !params.echo) {
-    prompt_text_size = static_cast<int64_t>(params.prompt_text ? params.prompt_text->size()
-                                                               : tokenizer.Decode(prompt).size());
-  }
-  LogprobCollector logprobs(tokenizer, chat, prompt_text_size);
-  // A chunk's choices[].logprobs (null when not asked for).
-  auto with_chunk_logprobs = [&](json chunk) {
-    if (with_logprobs) chunk["choices"][0]["logprobs"] = logprobs.TakeChunk();
-    return chunk;
-  };
   int64_t n_completion = 0;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point last = t0;
 
+  // A response object of choice `index`: the single-choice builders' output, renumbered.
+  auto for_choice = [&](json chunk, int32_t index) {
+    for (json& choice : chunk["choices"]) choice["index"] = index;
+    chunk["system_fingerprint"] = fingerprint_;
+    return chunk;
+  };
+  // A stream chunk of choice `index`, with its choices[].logprobs when asked for.
+  auto chunk_for_choice = [&](json chunk, int32_t index) {
+    if (with_logprobs) chunk["choices"][0]["logprobs"] = choices[index].logprobs->TakeChunk();
+    return for_choice(std::move(chunk), index);
+  };
   auto begin_stream = [&]() -> bool {
     if (started) return true;
     started = true;
     if (!writer.BeginStream(200, "text/event-stream", SseHeaders())) return false;
-    if (chat) return writer.Write(SseEvent(ChatChunkJson(meta, true, std::string(), "")));
-    if (params.echo && (!echo_text.empty() || with_logprobs)) {
-      return writer.Write(SseEvent(with_chunk_logprobs(CompletionChunkJson(meta, echo_text, ""))));
+    for (int32_t i = 0; i < n_choices; ++i) {
+      if (chat) {
+        if (!writer.Write(SseEvent(for_choice(ChatChunkJson(meta, true, std::string(), ""), i)))) {
+          return false;
+        }
+      } else if (params.echo && (!echo_text.empty() || with_logprobs)) {
+        if (!writer.Write(
+                SseEvent(chunk_for_choice(CompletionChunkJson(meta, echo_text, ""), i)))) {
+          return false;
+        }
+      }
     }
     return true;
   };
   // With log-probabilities every token gets its chunk, even one whose text is held back.
-  auto emit = [&](const std::string& piece) -> bool {
-    if (piece.empty() && !(params.stream && logprobs.has_chunk())) return true;
+  auto emit = [&](int32_t index, const std::string& piece) -> bool {
+    if (piece.empty() && !(params.stream && choices[index].logprobs->has_chunk())) return true;
     if (!params.stream) {
-      full_text += piece;
+      choices[index].full_text += piece;
       return true;
     }
-    return writer.Write(SseEvent(with_chunk_logprobs(chat ? ChatChunkJson(meta, false, piece, "")
-                                                          : CompletionChunkJson(meta, piece, ""))));
+    return writer.Write(SseEvent(chunk_for_choice(
+        chat ? ChatChunkJson(meta, false, piece, "") : CompletionChunkJson(meta, piece, ""),
+        index)));
   };
 
   GenerationRequest request;
   request.prompt = std::move(prompt);
   request.max_tokens = max_tokens;
   request.sampling = params.sampling;
+  request.n = n_choices;
+  request.constraints = constraints;
   request.request_id = meta.id;
   request.metrics = &metrics_;
   request.is_cancelled = [&writer] { return writer.client_gone(); };
   request.logprobs = params.logprobs;
-  // The prompt's log-probabilities come from the prompt's own forward step (echo).
+  // The prompt's log-probabilities come from the prompt's own forward step (echo), once for all
+  // choices.
   request.prompt_logprobs = params.echo && with_logprobs;
+  auto add_prompt_logprobs = [&](std::span<const model::TokenLogprob> scored) {
+    for (Choice& c : choices) c.logprobs->AddPrompt(request.prompt, scored);
+  };
   request.on_prompt_logprobs = [&](std::vector<model::TokenLogprob> scored) {
-    logprobs.AddPrompt(request.prompt, scored);
+    add_prompt_logprobs(scored);
   };
 
   absl::Status status;
   if (max_tokens == 0 && request.prompt_logprobs) {
     // Scoring only (how evaluation harnesses ask): one batched pass over the prompt.
     if (request.prompt.size() < 2) {
-      logprobs.AddPrompt(request.prompt, {});
+      add_prompt_logprobs({});
     } else {
       ScoreRequest score;
       score.tokens = request.prompt;
@@ -262,7 +315,7 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
       score.is_cancelled = request.is_cancelled;
       absl::StatusOr<std::vector<model::TokenLogprob>> scored = engine_.Score(score);
       if (scored.ok()) {
-        logprobs.AddPrompt(request.prompt, *scored);
+        add_prompt_logprobs(*scored);
       } else {
         status = scored.status();
       }
@@ -273,6 +326,8 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
         gone = true;
         return false;
       }
+      if (event.index < 0 || event.index >= n_choices) return false;
+      Choice& c = choices[event.index];
       const Clock::time_point now = Clock::now();
       if (n_completion == 0) {
         metrics_.ObserveTimeToFirstToken(Seconds(now - t0));
@@ -281,25 +336,31 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
       }
       last = now;
       ++n_completion;
+      ++c.n_completion;
       log_.OnToken(record, event);
       if (params.stream && !begin_stream()) {
         gone = true;
         return false;
       }
       if (tokenizer.IsEndOfGeneration(event.token)) {
-        finish_reason = "stop";
+        c.finish_reason = "stop";
         return false;
       }
-      if (event.logprobs != nullptr) logprobs.Add(*event.logprobs);
-      if (!emit(text.Push(event.token))) {
+      if (event.logprobs != nullptr) c.logprobs->Add(*event.logprobs);
+      if (!emit(event.index, c.text->Push(event.token))) {
         gone = true;
         return false;
       }
-      if (text.stopped()) {
-        finish_reason = "stop";
+      if (c.text->stopped()) {
+        c.finish_reason = "stop";
         return false;
       }
-      return n_completion < max_tokens;
+      if (c.constraint != nullptr && c.constraint->complete()) {  // the JSON value is whole
+        if (!emit(event.index, c.text->Finish())) gone = true;
+        c.finish_reason = "stop";
+        return false;
+      }
+      return c.n_completion < max_tokens;
     });
   }
   metrics_.AddTokens(n_prompt, n_completion);
@@ -332,25 +393,45 @@ void OpenAiApi::Complete(const std::string& body, bool chat, const std::string& 
     }
     return;
   }
-  if (finish_reason.empty()) {
-    if (!emit(text.Finish())) gone = true;
-    finish_reason = n_completion >= max_tokens ? "length" : "stop";
+  for (int32_t i = 0; i < n_choices; ++i) {
+    Choice& c = choices[i];
+    if (!c.finish_reason.empty()) continue;
+    if (!gone && params.stream && !begin_stream()) gone = true;
+    if (!gone && !emit(i, c.text->Finish())) gone = true;
+    c.finish_reason = c.n_completion >= max_tokens ? "length" : "stop";
   }
   finish_log("done");
   const Usage usage{n_prompt, n_completion};
   metrics_.CountRequest(endpoint, 200);
   if (!params.stream) {
-    json body = chat ? ChatCompletionJson(meta, full_text, finish_reason, usage)
-                     : CompletionJson(meta, full_text, finish_reason, usage);
-    if (with_logprobs) body["choices"][0]["logprobs"] = logprobs.Json();
+    json body;
+    for (int32_t i = 0; i < n_choices; ++i) {
+      const Choice& c = choices[i];
+      json one = for_choice(chat ? ChatCompletionJson(meta, c.full_text, c.finish_reason, usage)
+                                 : CompletionJson(meta, c.full_text, c.finish_reason, usage),
+                            i);
+      if (with_logprobs) one["choices"][0]["logprobs"] = c.logprobs->Json();
+      if (i == 0) {
+        body = std::move(one);
+      } else {
+        body["choices"].push_back(std::move(one["choices"][0]));
+      }
+    }
     writer.Send({200, "application/json", Dump(body), {}});
     return;
   }
   if (gone || !begin_stream()) return;
-  const json last_chunk = chat ? ChatChunkJson(meta, false, std::nullopt, finish_reason)
-                               : CompletionChunkJson(meta, "", finish_reason);
-  if (!writer.Write(SseEvent(last_chunk))) return;
-  if (params.include_usage && !writer.Write(SseEvent(UsageChunkJson(meta, chat, usage)))) return;
+  for (int32_t i = 0; i < n_choices; ++i) {
+    const json last_chunk = chat
+                                ? ChatChunkJson(meta, false, std::nullopt, choices[i].finish_reason)
+                                : CompletionChunkJson(meta, "", choices[i].finish_reason);
+    if (!writer.Write(SseEvent(for_choice(last_chunk, i)))) return;
+  }
+  if (params.include_usage) {
+    json usage_chunk = UsageChunkJson(meta, chat, usage);
+    usage_chunk["system_fingerprint"] = fingerprint_;
+    if (!writer.Write(SseEvent(usage_chunk))) return;
+  }
   if (!writer.Write(std::string(kSseDone))) return;
   writer.EndStream();
 }

@@ -56,7 +56,8 @@ class OpenAiApi {
   OpenAiOptions options_;
   MetricsRegistry& metrics_;
   RequestLog& log_;
-  const int64_t created_;  // the model's "created": when the server started
+  const int64_t created_;          // the model's "created": when the server started
+  const std::string fingerprint_;  // system_fingerprint
   absl::Mutex rng_mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_);
 };

@@ -1,5 +1,6 @@
 #include "gateway/openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -284,6 +285,109 @@ std::optional<ApiError> ParseLogprobs(const json& j, bool chat, CompletionParams
   return std::nullopt;
 }
 
+// logit_bias: {"token id": bias in [-100, 100]}.
+std::optional<ApiError> ParseLogitBias(const json& body, const RequestLimits& limits,
+                                       CompletionParams* out) {
+  const json* bias = Field(body, "logit_bias");
+  if (bias == nullptr) return std::nullopt;
+  if (!bias->is_object()) return InvalidType("logit_bias", "an object", *bias);
+  if (bias->size() > 1024) {
+    return InvalidValue("logit_bias", "at most 1024 tokens may be biased.");
+  }
+  for (const auto& [key, value] : bias->items()) {
+    int64_t id = -1;
+    if (!key.empty() && key.size() <= 10 &&
+        std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      id = std::stoll(key);
+    }
+    if (id < 0 || id >= limits.n_vocab) {
+      return InvalidValue("logit_bias",
+                          absl::StrCat("'", key, "' is not a token id of this model (0..",
+                                       limits.n_vocab - 1, ")."));
+    }
+    if (!value.is_number()) return InvalidType("logit_bias", "a number", value);
+    const double b = value.get<double>();
+    if (!std::isfinite(b) || b < -100 || b > 100) {
+      return InvalidValue("logit_bias",
+                          absl::StrCat("the bias of token ", key, " is ", Num(b),
+                                       "; biases must be in [-100, 100]."),
+                          b < 0 ? "decimal_below_min_value" : "decimal_above_max_value");
+    }
+    out->sampling.logit_bias.emplace_back(static_cast<int32_t>(id), static_cast<float>(b));
+  }
+  return std::nullopt;
+}
+
+// response_format: {"type": "text" | "json_object" | "json_schema", "json_schema": {...}}.
+std::optional<ApiError> ParseResponseFormat(const json& body, CompletionParams* out) {
+  const json* rf = Field(body, "response_format");
+  if (rf == nullptr) return std::nullopt;
+  if (!rf->is_object()) return InvalidType("response_format", "an object", *rf);
+  const json* type = Field(*rf, "type");
+  if (type == nullptr) {
+    return ApiError{400, "Missing required parameter: 'response_format.type'.",
+                    "invalid_request_error", "response_format.type", "missing_required_parameter"};
+  }
+  if (!type->is_string()) return InvalidType("response_format.type", "a string", *type);
+  const std::string t = type->get<std::string>();
+  if (t == "text") return std::nullopt;
+  if (t == "json_object") {
+    out->json_grammar = JsonGrammar::AnyObject();
+    return std::nullopt;
+  }
+  if (t != "json_schema") {
+    return InvalidValue("response_format.type",
+                        absl::StrCat("'", t,
+                                     "' is not one of 'text', 'json_object', "
+                                     "'json_schema'."));
+  }
+  const json* js = Field(*rf, "json_schema");
+  if (js == nullptr) {
+    return ApiError{400, "Missing required parameter: 'response_format.json_schema'.",
+                    "invalid_request_error", "response_format.json_schema",
+                    "missing_required_parameter"};
+  }
+  if (!js->is_object()) return InvalidType("response_format.json_schema", "an object", *js);
+  const json* name = Field(*js, "name");
+  if (name == nullptr) {
+    return ApiError{400, "Missing required parameter: 'response_format.json_schema.name'.",
+                    "invalid_request_error", "response_format.json_schema.name",
+                    "missing_required_parameter"};
+  }
+  if (!name->is_string()) {
+    return InvalidType("response_format.json_schema.name", "a string", *name);
+  }
+  const std::string n = name->get<std::string>();
+  if (n.empty() || n.size() > 64 || !std::all_of(n.begin(), n.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+      })) {
+    return InvalidValue("response_format.json_schema.name",
+                        "must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes.");
+  }
+  bool strict = false;
+  if (auto e = GetBool(*js, "strict", &strict)) {
+    e->param = "response_format.json_schema.strict";
+    return e;
+  }
+  if (const json* d = Field(*js, "description"); d != nullptr && !d->is_string()) {
+    return InvalidType("response_format.json_schema.description", "a string", *d);
+  }
+  // No schema: any JSON value would do; an object is what clients expect.
+  const json* schema = Field(*js, "schema");
+  if (schema == nullptr) {
+    out->json_grammar = JsonGrammar::AnyObject();
+    return std::nullopt;
+  }
+  absl::StatusOr<std::shared_ptr<const JsonGrammar>> grammar = JsonGrammar::FromSchema(*schema);
+  if (!grammar.ok()) {
+    return InvalidValue("response_format.json_schema.schema",
+                        std::string(grammar.status().message()), "invalid_json_schema");
+  }
+  out->json_grammar = std::move(*grammar);
+  return std::nullopt;
+}
+
 }  // namespace
 
 nlohmann::json ErrorJson(const ApiError& error) {
@@ -347,11 +451,12 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, bool chat,
   d.reset();
   if (auto e = GetNumber(j, "repeat_penalty", 0.01, 10, &d)) return e;
   if (d) out->sampling.repeat_penalty = static_cast<float>(*d);
-  // Accepted for compatibility and not applied: the sampler has no presence/frequency penalty.
-  for (const char* name : {"presence_penalty", "frequency_penalty"}) {
-    d.reset();
-    if (auto e = GetNumber(j, name, -2, 2, &d)) return e;
-  }
+  d.reset();
+  if (auto e = GetNumber(j, "presence_penalty", -2, 2, &d)) return e;
+  if (d) out->sampling.presence_penalty = static_cast<float>(*d);
+  d.reset();
+  if (auto e = GetNumber(j, "frequency_penalty", -2, 2, &d)) return e;
+  if (d) out->sampling.frequency_penalty = static_cast<float>(*d);
   std::optional<int64_t> i;
   if (auto e = GetInteger(j, "top_k", 0, std::numeric_limits<int32_t>::max(), &i)) return e;
   if (i) out->sampling.top_k = static_cast<int32_t>(*i);
@@ -365,11 +470,8 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, bool chat,
     out->seed_given = true;
   }
   i.reset();
-  if (auto e = GetInteger(j, "n", std::numeric_limits<int64_t>::min(),
-                          std::numeric_limits<int64_t>::max(), &i)) {
-    return e;
-  }
-  if (i && *i != 1) return Unsupported("n", absl::StrCat("n=", *i, " (only n=1)"));
+  if (auto e = GetInteger(j, "n", 1, limits.max_n, &i)) return e;
+  if (i) out->n = static_cast<int32_t>(*i);
   i.reset();
   if (auto e = GetInteger(j, "best_of", std::numeric_limits<int64_t>::min(),
                           std::numeric_limits<int64_t>::max(), &i)) {
@@ -394,10 +496,8 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, bool chat,
     }
   }
   if (auto e = ParseLogprobs(j, chat, out)) return e;
-  if (const json* bias = Field(j, "logit_bias")) {
-    if (!bias->is_object()) return InvalidType("logit_bias", "an object", *bias);
-    if (!bias->empty()) return Unsupported("logit_bias", "'logit_bias'");
-  }
+  if (auto e = ParseLogitBias(j, limits, out)) return e;
+  if (auto e = ParseResponseFormat(j, out)) return e;
   if (const json* user = Field(j, "user"); user != nullptr && !user->is_string()) {
     return InvalidType("user", "a string", *user);
   }
@@ -405,17 +505,6 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, bool chat,
     if (const json* tools = Field(j, "tools")) {
       if (!tools->is_array()) return InvalidType("tools", "an array", *tools);
       if (!tools->empty()) return Unsupported("tools", "Tool calling");
-    }
-    if (const json* rf = Field(j, "response_format")) {
-      if (!rf->is_object()) return InvalidType("response_format", "an object", *rf);
-      const json* type = Field(*rf, "type");
-      if (type == nullptr || !type->is_string()) {
-        return InvalidValue("response_format.type", "expected a string.");
-      }
-      if (type->get<std::string>() != "text") {
-        return Unsupported("response_format",
-                           absl::StrCat("response_format '", type->get<std::string>(), "'"));
-      }
     }
   }
   return std::nullopt;

@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "gateway/chat_template.h"
+#include "gateway/json_constraint.h"
 #include "model/sampler.h"
 #include "nlohmann/json.hpp"
 
@@ -32,6 +34,7 @@ struct RequestLimits {
   int32_t n_vocab = 0;           // token ids in a prompt array must be below this
   int32_t max_tokens_limit = 0;  // the largest max_tokens accepted
   size_t max_stop_sequences = 4;
+  int32_t max_n = 8;  // the most choices one request may ask for
 };
 
 struct CompletionParams {
@@ -53,6 +56,9 @@ struct CompletionParams {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  int32_t n = 1;               // choices, generated together
+  // response_format json_object / json_schema: the grammar every choice must follow; null: text.
+  std::shared_ptr<const JsonGrammar> json_grammar;
 };
 
 // Parses a request body; `chat` selects the endpoint's schema. nullopt on success with *out filled.

@@ -160,13 +160,46 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
   if (max_length > info_.n_ctx) {
     return absl::InvalidArgumentError("prompt and max_tokens exceed the context length");
   }
+  if (request.n < 1 || request.n > 64) return absl::InvalidArgumentError("n must be in [1, 64]");
+  if (!request.constraints.empty() &&
+      request.constraints.size() != static_cast<size_t>(request.n)) {
+    return absl::InvalidArgumentError("one constraint per choice");
+  }
+  if (request.n == 1) return GenerateChoice(request, 0, on_token);
+  // One chain session per choice, all at once: their steps reach each peer together and its batch
+  // scheduler runs them as one batch. Callbacks take turns.
+  std::mutex callback_mu;
+  auto serialized = [&](const GenerationEvent& event) {
+    std::lock_guard lock(callback_mu);
+    return on_token(event);
+  };
+  std::vector<absl::Status> results(static_cast<size_t>(request.n));
+  std::vector<std::thread> threads;
+  for (int32_t i = 0; i < request.n; ++i) {
+    threads.emplace_back([&, i] { results[i] = GenerateChoice(request, i, serialized); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& r : results) {
+    if (!r.ok()) return r;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SwarmEngine::GenerateChoice(const GenerationRequest& request, int32_t index,
+                                         const TokenCallback& on_token) {
+  const int64_t max_length = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
   SWARM_ASSIGN_OR_RETURN(Chain chain, OpenChain(max_length));
   router::ChainSession* session = chain.session.get();
 
-  model::Sampler sampler(request.sampling);
+  model::SamplingParams sampling = request.sampling;
+  sampling.seed += static_cast<uint64_t>(index);
+  model::Sampler sampler(sampling);
+  if (!request.constraints.empty()) sampler.set_constraint(request.constraints[index]);
   model::GenerateOptions generate_options;
   generate_options.max_new_tokens = request.max_tokens;
-  LogprobTap logprobs(request, *chain.head);
+  // Every choice reports its own tokens' log-probabilities; the prompt's are the same for all
+  // and come from choice 0 only.
+  LogprobTap logprobs(request, *chain.head, /*with_prompt=*/index == 0);
   logprobs.Install(generate_options);
   std::vector<RouteHop> route;
   int reported_failovers = 0;
@@ -187,6 +220,7 @@ absl::Status SwarmEngine::Generate(const GenerationRequest& request,
           reported_failovers = session->failovers();
         }
         GenerationEvent event;
+        event.index = index;
         event.token = token;
         event.route = route;
         event.failovers = session->failovers();

@@ -62,6 +62,9 @@ class SwarmEngine final : public CompletionEngine {
 
  private:
   SwarmEngine() = default;
+  // One choice of a request through its own route and chain session.
+  absl::Status GenerateChoice(const GenerationRequest& request, int32_t index,
+                              const TokenCallback& on_token);
   void RefreshLoop();
   // What one request runs on: a client head on its own backend (zero-copy views of the mapped
   // weights), a router and a chain session for `max_length` positions. Declared in the order

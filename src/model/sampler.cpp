@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -23,12 +24,63 @@ absl::Status SamplingParams::Validate() const {
         absl::StrCat("repeat_penalty must be > 0, got ", repeat_penalty));
   }
   if (repeat_last_n < 0) return absl::InvalidArgumentError("repeat_last_n must be >= 0");
+  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("presence_penalty must be in [-2, 2], got ", presence_penalty));
+  }
+  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frequency_penalty must be in [-2, 2], got ", frequency_penalty));
+  }
+  for (const auto& [id, bias] : logit_bias) {
+    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("logit_bias: bad token id ", id));
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias must be in [-100, 100], got ", bias));
+    }
+  }
   return absl::OkStatus();
 }
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {
+  const int32_t n_vocab = static_cast<int32_t>(logits.size());
+  constexpr float kBanned = -std::numeric_limits<float>::infinity();
+  adjusted_.assign(logits.begin(), logits.end());
+  for (const auto& [id, n] : counts_) {
+    if (id < n_vocab) {
+      adjusted_[id] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(n);
+    }
+  }
+  bool forced = false;
+  for (const auto& [id, bias] : params_.logit_bias) forced |= bias >= 100.0f && id < n_vocab;
+  if (forced) {  // only the tokens biased by 100 stay
+    std::vector<float> kept(adjusted_.size(), kBanned);
+    for (const auto& [id, bias] : params_.logit_bias) {
+      if (bias >= 100.0f && id < n_vocab) kept[id] = adjusted_[id];
+    }
+    adjusted_ = std::move(kept);
+  }
+  for (const auto& [id, bias] : params_.logit_bias) {
+    if (id >= n_vocab) continue;
+    adjusted_[id] = bias <= -100.0f ? kBanned : adjusted_[id] + bias;
+  }
+  if (constraint_ != nullptr) {
+    constraint_->Mask(adjusted_);
+    // The constraint outranks the bias: when together they leave nothing, the constraint alone.
+    if (std::none_of(adjusted_.begin(), adjusted_.end(), [](float v) { return v > kBanned; })) {
+      adjusted_.assign(logits.begin(), logits.end());
+      constraint_->Mask(adjusted_);
+    }
+  }
+  const int32_t token = Draw(adjusted_, history);
+  ++counts_[token];
+  if (constraint_ != nullptr) constraint_->Accept(token);
+  return token;
+}
+
+int32_t Sampler::Draw(std::span<const float> logits, std::span<const int32_t> history) {
   const int32_t n_vocab = static_cast<int32_t>(logits.size());
   candidates_.resize(logits.size());
   for (int32_t i = 0; i < n_vocab; ++i) candidates_[i] = {i, logits[i]};
@@ -63,6 +115,11 @@ int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> 
     std::sort(candidates_.begin(), candidates_.end(), by_logit);
   }
   candidates_.resize(keep);
+  // Banned tokens (-inf: bias, constraint) never survive the cut-offs below.
+  while (keep > 1 && std::isinf(candidates_[keep - 1].logit) && candidates_[keep - 1].logit < 0) {
+    --keep;
+  }
+  if (std::isinf(candidates_[0].logit)) return candidates_[0].id;
 
   // Probabilities before temperature, as llama.cpp's default chain (top-k, top-p, min-p, temp).
   std::vector<double> probs(keep);

@@ -1,14 +1,18 @@
-// Token sampling from logits: greedy, temperature, top-k, top-p, min-p, repetition penalty.
-// A Sampler owns its seeded random state, so the same seed and logits give the same tokens.
+// Token sampling from logits: greedy, temperature, top-k, top-p, min-p, repetition penalty,
+// OpenAI's presence/frequency penalties and logit bias, and an optional TokenConstraint. A Sampler
+// owns its seeded random state, so the same seed and logits give the same tokens.
 // Not thread-safe: one per generation.
 #pragma once
 
 #include <cstdint>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "model/token_constraint.h"
 
 namespace swarm::model {
 
@@ -20,6 +24,13 @@ struct SamplingParams {
   float repeat_penalty = 1.0f;  // 1: off; applied to the last repeat_last_n tokens
   int32_t repeat_last_n = 64;
   uint64_t seed = 0;
+  // OpenAI's penalties over the tokens this sampler generated (not the prompt): a token's logit
+  // drops by presence_penalty once it appeared and by frequency_penalty per appearance. [-2, 2].
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  // Added to a token's logit: (token id, bias in [-100, 100]). -100 bans the token; 100 forces it
+  // (only tokens biased by 100 remain, unless a constraint forbids them all).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 
   absl::Status Validate() const;  // InvalidArgument naming the bad field
 };
@@ -29,8 +40,13 @@ class Sampler {
   explicit Sampler(const SamplingParams& params);
   // logits: [n_vocab]; `history`: tokens so far (prompt and generated), for the repetition penalty.
   int32_t Sample(std::span<const float> logits, std::span<const int32_t> history);
+  // Not owned; must outlive the sampler's use. Null: unconstrained.
+  void set_constraint(TokenConstraint* constraint) { constraint_ = constraint; }
 
  private:
+  // Draws from logits already adjusted (penalties, bias, mask).
+  int32_t Draw(std::span<const float> logits, std::span<const int32_t> history);
+
   struct Candidate {
     int32_t id;
     float logit;
@@ -38,6 +54,9 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<Candidate> candidates_;
+  std::vector<float> adjusted_;                   // [n_vocab] logits after penalties, bias, mask
+  absl::flat_hash_map<int32_t, int32_t> counts_;  // generated token -> times drawn
+  TokenConstraint* constraint_ = nullptr;
 };
 
 }  // namespace swarm::model

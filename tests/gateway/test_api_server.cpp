@@ -402,7 +402,7 @@ TEST_F(ApiServerTest, BadRequestsGetOpenAiErrors) {
       {"stop wrong type", "/v1/completions", R"({"prompt": "a", "stop": 5})", 400, "stop"},
       {"too many stops", "/v1/completions", R"({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]})",
        400, "stop"},
-      {"n=2", "/v1/completions", R"({"prompt": "a", "n": 2})", 400, "n"},
+      {"n=9", "/v1/completions", R"({"prompt": "a", "n": 9})", 400, "n"},
       {"seed wrong type", "/v1/completions", R"({"prompt": "a", "seed": "1"})", 400, "seed"},
       {"model wrong type", "/v1/completions", R"({"prompt": "a", "model": 7})", 400, "model"},
       {"token outside vocab", "/v1/completions", R"({"prompt": [1, 512]})", 400, "prompt"},
@@ -413,8 +413,8 @@ TEST_F(ApiServerTest, BadRequestsGetOpenAiErrors) {
        400, "messages[0].role"},
       {"content wrong type", "/v1/chat/completions",
        R"({"messages": [{"role": "user", "content": 5}]})", 400, "messages[0].content"},
-      {"chat n=3", "/v1/chat/completions",
-       R"({"messages": [{"role": "user", "content": "hi"}], "n": 3})", 400, "n"},
+      {"chat n=0", "/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "hi"}], "n": 0})", 400, "n"},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.name);
