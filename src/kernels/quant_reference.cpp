@@ -38,9 +38,12 @@ int8_t SaturateToInt8(float v) {
 // ---- K-quant helpers --------------------------------------------------------------------------
 
 // Fits x[i] ~= scale * L[i] - the_min with L in [0, nmax] by weighted least squares over a small
-// sweep of candidate scales (ggml's make_qkx2_quants). Returns scale; *the_min is >= 0.
+// sweep of candidate scales (ggml's make_qkx2_quants), minimizing the weighted squared or absolute
+// error. Returns scale; *the_min is >= 0.
 float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep) {
+                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                     FitError error) {
+  const bool use_mad = error == FitError::kAbsolute;
   float min = x[0];
   float max = x[0];
   float sum_w = weights[0];
@@ -65,7 +68,7 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
     const int l = NearestInt(iscale * (x[i] - min));
     L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
     const float diff = scale * L[i] + min - x[i];
-    best_error += weights[i] * (diff * diff);
+    best_error += weights[i] * (use_mad ? std::fabs(diff) : diff * diff);
   }
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * is + nmax) / (max - min);
@@ -92,7 +95,7 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
       float cur_error = 0;
       for (int i = 0; i < n; ++i) {
         const float diff = this_scale * Laux[i] + this_min - x[i];
-        cur_error += weights[i] * (diff * diff);
+        cur_error += weights[i] * (use_mad ? std::fabs(diff) : diff * diff);
       }
       if (cur_error < best_error) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];
@@ -176,6 +179,7 @@ void GetScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
 
 namespace {
 
+using quant_internal::FitError;
 using quant_internal::GetScaleMinK4;
 using quant_internal::kGroupMaxEps;
 using quant_internal::MakeQkx2Quants;
@@ -259,8 +263,8 @@ void QuantizeQ4_K(const float* x, BlockQ4_K* y, int64_t n_blocks) {
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32);
       for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] =
-          MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
+      scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.0f,
+                                 0.1f, 20, FitError::kSquared);
       max_scale = std::max(max_scale, scales[j]);
       max_min = std::max(max_min, mins[j]);
     }
