@@ -15,8 +15,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "cli/cache_type_flags.h"
+#include "cli/chain_client.h"
 #include "cli/commands.h"
-#include "cli/swarm_secret_flag.h"
 #include "gateway/completion_engine.h"
 #include "gateway/local_engine.h"
 #include "gateway/swarm_engine.h"
@@ -31,24 +31,21 @@ struct PerplexityFlags {
   int64_t batch = 2048;
   int64_t chunks = -1;  // -1: all
   kernels::BackendOptions backend;
-  std::vector<std::string> initial_peers;
-  std::string dht_bind = "0.0.0.0";
-  double route_wait_s = 20;
-  int64_t min_step_timeout_ms = 2000;
-  std::string codec = "f32";
-  double verify_share = 0.1;
+  ChainFlags chain;  // the peer flags of generate and chat
   CacheTypeFlags cache_types;
-  std::string swarm_secret;
 };
 
 absl::StatusOr<std::unique_ptr<gateway::CompletionEngine>> MakeEngine(
     const PerplexityFlags& flags) {
-  if (flags.initial_peers.empty() && !flags.swarm_secret.empty()) {
-    return absl::InvalidArgumentError("--swarm-secret is for a swarm: give --initial-peers");
+  const ChainFlags& chain = flags.chain;
+  if (!chain.peers.empty()) {
+    // Scoring runs on the gateway's swarm engine, which routes through the DHT only.
+    return absl::InvalidArgumentError(
+        "perplexity runs through the swarm's DHT: give --initial-peers instead of --peers");
   }
-  auto swarm_secret = LoadSwarmSecretFlag(flags.swarm_secret);
+  auto swarm_secret = LoadChainSecret(chain);
   if (!swarm_secret.ok()) return swarm_secret.status();
-  if (flags.initial_peers.empty()) {
+  if (chain.in_process()) {
     gateway::LocalEngineOptions options;
     options.backend = flags.backend;
     options.n_ctx = static_cast<int32_t>(flags.context);
@@ -58,15 +55,17 @@ absl::StatusOr<std::unique_ptr<gateway::CompletionEngine>> MakeEngine(
     return std::unique_ptr<gateway::CompletionEngine>(std::move(*engine));
   }
   gateway::SwarmEngineOptions options;
-  options.initial_peers = flags.initial_peers;
-  options.dht_bind = flags.dht_bind;
+  options.initial_peers = chain.initial_peers;
+  options.dht_bind = chain.dht_bind;
   options.backend = flags.backend;
-  options.codec = flags.codec;
+  options.codec = chain.codec;
   options.n_ctx = static_cast<int32_t>(flags.context);
-  options.route_wait_s = flags.route_wait_s;
-  options.min_step_timeout_ms = flags.min_step_timeout_ms;
+  options.route_wait_s = chain.route_wait_s;
+  options.min_step_timeout_ms = chain.min_step_timeout_ms;
+  options.max_step_timeout_ms = chain.max_step_timeout_ms;
   options.swarm_secret = std::move(*swarm_secret);
-  options.verify_share = flags.verify_share;
+  options.verify_share = chain.verify_share;
+  options.verify_tolerance = chain.verify_tolerance;
   auto engine = gateway::SwarmEngine::Create(flags.model_path, options);
   if (!engine.ok()) return engine.status();
   return std::unique_ptr<gateway::CompletionEngine>(std::move(*engine));
@@ -117,7 +116,7 @@ int RunPerplexity(const PerplexityFlags& flags) {
                "batch_size=%lld, %s\n",
                tokens.size(), static_cast<long long>(n_chunk), static_cast<long long>(n_ctx),
                static_cast<long long>(batch),
-               flags.initial_peers.empty() ? "in-process" : "through the swarm");
+               flags.chain.in_process() ? "in-process" : "through the swarm");
 
   double nll = 0;   // sum of -log p over the scored tokens
   double nll2 = 0;  // sum of (log p)^2
@@ -194,28 +193,8 @@ void AddPerplexityCommand(CLI::App& app, ExitCode& exit_code) {
                   "reference, cuda (= cuda:0), cuda:N")
       ->capture_default_str();
   cmd->add_option("-t,--threads", flags->backend.threads, "CPU threads (0 = physical cores)");
-  cmd->add_option("--initial-peers", flags->initial_peers,
-                  "DHT nodes of the swarm (host:port, comma-separated): run through its peers")
-      ->delimiter(',');
-  cmd->add_option("--dht-bind", flags->dht_bind, "Address of this client's DHT node")
-      ->capture_default_str();
-  cmd->add_option("--route-wait", flags->route_wait_s,
-                  "Seconds to wait for peers covering every block")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 3600.0));
-  cmd->add_option("--min-step-timeout-ms", flags->min_step_timeout_ms,
-                  "A peer silent this long (or 20x its usual step time) is replaced")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{10}, int64_t{3600000}));
-  cmd->add_option("--codec", flags->codec,
-                  "Activation codec on the wire: f32, f16, bf16, int8; +zstd to compress")
-      ->capture_default_str();
-  cmd->add_option("--verify-share", flags->verify_share,
-                  "Share of steps also run on a replica and compared (0: off)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+  AddChainFlags(*cmd, flags->chain);
   AddCacheTypeFlags(*cmd, flags->cache_types);
-  AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->callback([flags, &exit_code] { exit_code.value = RunPerplexity(*flags); });
 }
 

@@ -53,7 +53,8 @@ void AddQuantizeCommand(CLI::App& app, ExitCode& exit_code) {
   cmd->footer("TYPE: " + model::QuantSchemeNames() +
               ".\nA scheme gives each matrix llama.cpp's type for it (llama-quantize's rules: "
               "more bits for the output matrix and some attn_v / ffn_down layers); Q3_K, Q4_K "
-              "and Q5_K give every matrix that type. 1-D tensors keep their type.\n"
+              "and Q5_K are aliases of Q3_K_M, Q4_K_M and Q5_K_M, as in llama-quantize. 1-D "
+              "tensors keep their type.\n"
               "Example:\n  swarm quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M");
   cmd->add_option("IN", flags->in_path, "Source GGUF (F32, F16 or BF16 matrices)")->required();
   cmd->add_option("OUT", flags->out_path, "Output GGUF")->required();

@@ -129,8 +129,10 @@ absl::StatusOr<SwarmEngine::Chain> SwarmEngine::OpenChain(int64_t max_length) {
   SWARM_ASSIGN_OR_RETURN(chain_options.codec, transport::ParseCodec(options_.codec));
   chain_options.max_length = max_length;
   chain_options.min_step_timeout = std::chrono::milliseconds(options_.min_step_timeout_ms);
+  chain_options.max_step_timeout = std::chrono::milliseconds(options_.max_step_timeout_ms);
   chain_options.socket = socket_options_;
   chain_options.verify.share = options_.verify_share;
+  chain_options.verify.cross_backend_tolerance = options_.verify_tolerance;
   SWARM_ASSIGN_OR_RETURN(chain.session, router::ChainSession::Open(
                                             context_, std::move(hops), config_.n_layer,
                                             config_.n_embd, chain_options, chain.provider.get()));

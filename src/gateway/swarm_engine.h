@@ -42,10 +42,12 @@ struct SwarmEngineOptions {
   std::string model_id;  // the id clients use; "" derives one from the GGUF
   double route_wait_s = 20;
   int64_t min_step_timeout_ms = 2000;
+  int64_t max_step_timeout_ms = 300000;  // however long the prompt
   double refresh_interval_s = 2;
   // A private swarm: the DHT node is the swarm's own and every peer connection CurveZMQ.
   std::optional<transport::SwarmSecret> swarm_secret;
-  double verify_share = 0.1;  // share of steps spot-checked on a replica (0: off)
+  double verify_share = 0.1;     // share of steps spot-checked on a replica (0: off)
+  double verify_tolerance = -1;  // between backends; < 0: the built-in table
 };
 
 class SwarmEngine final : public CompletionEngine {

@@ -60,18 +60,27 @@ absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n) {
   return static_cast<size_t>(*bytes);
 }
 
+bool IsWeightType(GgmlType type) {
+  for (GgmlType t : kWeightTypes) {
+    if (t == type) return true;
+  }
+  return false;
+}
+
+std::string WeightTypeNames() {
+  std::string names;
+  for (GgmlType t : kWeightTypes)
+    absl::StrAppend(&names, names.empty() ? "" : ", ", ToAbsl(GgmlTypeName(t)));
+  return names;
+}
+
 absl::StatusOr<GgmlType> ParseGgmlType(std::string_view name) {
   const std::string lower = absl::AsciiStrToLower(ToAbsl(name));
-  for (GgmlType t :
-       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
-        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K,
-        GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
+  for (GgmlType t : kWeightTypes) {
     if (absl::AsciiStrToLower(ToAbsl(GgmlTypeName(t))) == lower) return t;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown weight type '", ToAbsl(name),
-                   "' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q2_k, q3_k, q4_k, q5_k, q6_k, "
-                   "iq4_xs)"));
+      absl::StrCat("unknown weight type '", ToAbsl(name), "' (", WeightTypeNames(), ")"));
 }
 
 std::string_view GgmlTypeName(GgmlType type) {

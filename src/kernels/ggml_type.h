@@ -122,6 +122,16 @@ inline absl::StatusOr<TypeTraits> GetTypeTraits(GgmlType type) {
 // overflows.
 absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n);
 
+// The types a weight matrix may have (all supported types but the activation-only Q8_1 and Q8_K),
+// in the order error messages list them.
+inline constexpr GgmlType kWeightTypes[] = {
+    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,  GgmlType::kQ8_0, GgmlType::kQ4_0,
+    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ2_K,  GgmlType::kQ3_K, GgmlType::kQ4_K,
+    GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_XS};
+bool IsWeightType(GgmlType type);
+// "f32, f16, bf16, ..., iq4_xs": kWeightTypes' names, for error messages.
+std::string WeightTypeNames();
+
 // Parses a weight type's name as GgmlTypeName spells it (case-insensitive): "f32", "q5_k",
 // "iq4_xs", ...
 absl::StatusOr<GgmlType> ParseGgmlType(std::string_view name);

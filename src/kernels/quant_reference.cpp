@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "base/half.h"
 #include "kernels/block_lowbit.h"
 #include "kernels/quant_q4_1.h"
@@ -38,9 +41,12 @@ int8_t SaturateToInt8(float v) {
 // ---- K-quant helpers --------------------------------------------------------------------------
 
 // Fits x[i] ~= scale * L[i] - the_min with L in [0, nmax] by weighted least squares over a small
-// sweep of candidate scales (ggml's make_qkx2_quants). Returns scale; *the_min is >= 0.
+// sweep of candidate scales (ggml's make_qkx2_quants), minimizing the weighted squared or absolute
+// error. Returns scale; *the_min is >= 0.
 float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep) {
+                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                     FitError error) {
+  const bool use_mad = error == FitError::kAbsolute;
   float min = x[0];
   float max = x[0];
   float sum_w = weights[0];
@@ -65,7 +71,7 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
     const int l = NearestInt(iscale * (x[i] - min));
     L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
     const float diff = scale * L[i] + min - x[i];
-    best_error += weights[i] * (diff * diff);
+    best_error += weights[i] * (use_mad ? std::fabs(diff) : diff * diff);
   }
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * is + nmax) / (max - min);
@@ -92,7 +98,7 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
       float cur_error = 0;
       for (int i = 0; i < n; ++i) {
         const float diff = this_scale * Laux[i] + this_min - x[i];
-        cur_error += weights[i] * (diff * diff);
+        cur_error += weights[i] * (use_mad ? std::fabs(diff) : diff * diff);
       }
       if (cur_error < best_error) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];
@@ -176,6 +182,7 @@ void GetScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
 
 namespace {
 
+using quant_internal::FitError;
 using quant_internal::GetScaleMinK4;
 using quant_internal::kGroupMaxEps;
 using quant_internal::MakeQkx2Quants;
@@ -259,8 +266,8 @@ void QuantizeQ4_K(const float* x, BlockQ4_K* y, int64_t n_blocks) {
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32);
       for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] =
-          MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
+      scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.0f,
+                                 0.1f, 20, FitError::kSquared);
       max_scale = std::max(max_scale, scales[j]);
       max_min = std::max(max_min, mins[j]);
     }
@@ -566,45 +573,83 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
   std::fill(dst, dst + n, 0.0f);
 }
 
-void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n) {
+namespace {
+
+// QuantizeRow's dispatch: false for a type it has no quantizer for (then nothing is written).
+bool QuantizeRowIfHandled(GgmlType type, const float* src, void* dst, int64_t n) {
   switch (type) {
     case GgmlType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-      return;
+      return true;
     case GgmlType::kF16: {
       auto* h = static_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < n; ++i) h[i] = FloatToHalf(src[i]);
-      return;
+      return true;
     }
     case GgmlType::kBF16: {
       auto* b = static_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < n; ++i) b[i] = FloatToBf16(src[i]);
-      return;
+      return true;
     }
     case GgmlType::kQ8_0:
-      return QuantizeQ8_0(src, static_cast<BlockQ8_0*>(dst), n / kQK8_0);
+      QuantizeQ8_0(src, static_cast<BlockQ8_0*>(dst), n / kQK8_0);
+      return true;
     case GgmlType::kQ4_0:
-      return QuantizeQ4_0(src, static_cast<BlockQ4_0*>(dst), n / kQK4_0);
+      QuantizeQ4_0(src, static_cast<BlockQ4_0*>(dst), n / kQK4_0);
+      return true;
     case GgmlType::kQ4_K:
-      return QuantizeQ4_K(src, static_cast<BlockQ4_K*>(dst), n / kQK_K);
+      QuantizeQ4_K(src, static_cast<BlockQ4_K*>(dst), n / kQK_K);
+      return true;
     case GgmlType::kQ6_K:
-      return QuantizeQ6_K(src, static_cast<BlockQ6_K*>(dst), n / kQK_K);
+      QuantizeQ6_K(src, static_cast<BlockQ6_K*>(dst), n / kQK_K);
+      return true;
     case GgmlType::kQ8_K:
-      return QuantizeQ8_K(src, static_cast<BlockQ8_K*>(dst), n / kQK_K);
+      QuantizeQ8_K(src, static_cast<BlockQ8_K*>(dst), n / kQK_K);
+      return true;
     case GgmlType::kQ2_K:
-      return QuantizeQ2_K(src, static_cast<BlockQ2_K*>(dst), n / kQK_K);
+      QuantizeQ2_K(src, static_cast<BlockQ2_K*>(dst), n / kQK_K);
+      return true;
     case GgmlType::kQ3_K:
-      return QuantizeQ3_K(src, static_cast<BlockQ3_K*>(dst), n / kQK_K);
+      QuantizeQ3_K(src, static_cast<BlockQ3_K*>(dst), n / kQK_K);
+      return true;
     case GgmlType::kIQ4_XS:
-      return QuantizeIQ4_XS(src, static_cast<BlockIQ4_XS*>(dst), n / kQK_K);
+      QuantizeIQ4_XS(src, static_cast<BlockIQ4_XS*>(dst), n / kQK_K);
+      return true;
     case GgmlType::kQ4_1:
-      return quant_internal::QuantizeQ4_1(src, static_cast<BlockQ4_1*>(dst), n / kQK4_1);
+      quant_internal::QuantizeQ4_1(src, static_cast<BlockQ4_1*>(dst), n / kQK4_1);
+      return true;
     case GgmlType::kQ8_1:
-      return quant_internal::QuantizeQ8_1(src, static_cast<BlockQ8_1*>(dst), n / kQK8_1);
+      quant_internal::QuantizeQ8_1(src, static_cast<BlockQ8_1*>(dst), n / kQK8_1);
+      return true;
     case GgmlType::kQ5_0:
-      return quant_internal::QuantizeQ5_0(src, static_cast<BlockQ5_0*>(dst), n / kQK5_0);
+      quant_internal::QuantizeQ5_0(src, static_cast<BlockQ5_0*>(dst), n / kQK5_0);
+      return true;
     case GgmlType::kQ5_K:
-      return quant_internal::QuantizeQ5_K(src, static_cast<BlockQ5_K*>(dst), n / kQK_K);
+      quant_internal::QuantizeQ5_K(src, static_cast<BlockQ5_K*>(dst), n / kQK_K);
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status CheckQuantizeRow(GgmlType type, int64_t n) {
+  // The dispatch itself answers, on an empty row: no second list of types to keep in step.
+  const float none = 0.0f;
+  uint8_t sink[1];
+  if (!QuantizeRowIfHandled(type, &none, sink, 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no quantizer for ", GgmlTypeIdName(static_cast<uint32_t>(type))));
+  }
+  return RowBytes(type, n).status();
+}
+
+void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n) {
+  if (!QuantizeRowIfHandled(type, src, dst, n)) {
+    // A caller skipped CheckQuantizeRow: stop rather than leave the row unwritten.
+    std::fprintf(stderr, "QuantizeRow: no quantizer for %s\n",
+                 GgmlTypeIdName(static_cast<uint32_t>(type)).c_str());
+    std::abort();
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "kernels/ggml_type.h"
 
 namespace swarm::kernels {
@@ -20,7 +21,13 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 
 // dst: one row of `n` elements of `type` (any type GetTypeTraits accepts), rounded as llama.cpp's
 // quantize_row_*_ref (quantize_iq4_xs without importance weights for IQ4_XS).
+// Aborts for a type it has no quantizer for: callers that take the type from input check it with
+// CheckQuantizeRow first.
 void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
+
+// OK when QuantizeRow can write a row of `n` elements of `type`; InvalidArgument naming the type
+// when it has no quantizer for it, or naming the block size when n is not whole blocks.
+absl::Status CheckQuantizeRow(GgmlType type, int64_t n);
 
 // Reference dot product of a weight row with float activations: dequantize, then accumulate in
 // double, so the result does not depend on summation order beyond float rounding of the output.

@@ -17,10 +17,15 @@ int NearestInt(float x);
 // A C cast of an in-range float to int8 (truncation); out-of-range values saturate, NaN gives 0.
 int8_t SaturateToInt8(float v);
 
-// Fits x[i] ~= scale * L[i] - the_min with L in [0, nmax] (ggml's make_qkx2_quants, squared
-// error). Returns scale; *the_min is >= 0.
+// The error make_qkx2_quants minimizes over its candidate scales: ggml passes use_mad = false
+// (squared error) for Q4_K and Q5_K and true (absolute error) for Q2_K.
+enum class FitError { kSquared, kAbsolute };
+
+// Fits x[i] ~= scale * L[i] - the_min with L in [0, nmax] (ggml's make_qkx2_quants). Returns
+// scale; *the_min is >= 0.
 float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep);
+                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                     FitError error);
 
 // Fits x[i] ~= scale * (L[i] - nmax) (ggml's make_qx_quants, rmse_type 1, no quant weights).
 float MakeQxQuants(int n, int nmax, const float* x, int8_t* L);

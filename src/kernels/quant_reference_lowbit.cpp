@@ -8,89 +8,15 @@
 
 #include "base/half.h"
 #include "kernels/block_lowbit.h"
+#include "kernels/quant_reference_internal.h"
 
 namespace swarm::kernels {
 namespace {
 
-constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS
-
-// Round to nearest, ties to even, through the float adder (ggml's nearest_int; exact for |x| <
-// 2^22, some int without undefined behavior otherwise).
-int NearestInt(float x) {
-  const float shifted = x + 12582912.f;
-  int32_t bits;
-  std::memcpy(&bits, &shifted, sizeof bits);
-  return (bits & 0x007fffff) - 0x00400000;
-}
-
-// ggml's make_qkx2_quants with the absolute error as the criterion (use_mad): fits x ~= scale * L -
-// the_min, L in [0, nmax], by a sweep of candidate scales. Returns scale; *the_min >= 0.
-float MakeQkx2QuantsMad(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                        float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep) {
-  float min = x[0];
-  float max = x[0];
-  float sum_w = weights[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    const float w = weights[i];
-    sum_w += w;
-    sum_x += w * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
-    *the_min = -min;
-    return 0.0f;
-  }
-  float iscale = nmax / (max - min);
-  float scale = 1 / iscale;
-  float best_mad = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = NearestInt(iscale * (x[i] - min));
-    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    const float diff = std::fabs(scale * L[i] + min - x[i]);
-    best_mad += weights[i] * diff;
-  }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * is + nmax) / (max - min);
-    float sum_l = 0;
-    float sum_l2 = 0;
-    float sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = NearestInt(iscale * (x[i] - min));
-      l = std::max(0, std::min(nmax, l));
-      Laux[i] = static_cast<uint8_t>(l);
-      const float w = weights[i];
-      sum_l += w * l;
-      sum_l2 += w * l * l;
-      sum_xl += w * l * x[i];
-    }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float mad = 0;
-      for (int i = 0; i < n; ++i) {
-        const float diff = std::fabs(this_scale * Laux[i] + this_min - x[i]);
-        mad += weights[i] * diff;
-      }
-      if (mad < best_mad) {
-        for (int i = 0; i < n; ++i) L[i] = Laux[i];
-        best_mad = mad;
-        scale = this_scale;
-        min = this_min;
-      }
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
+using quant_internal::FitError;
+using quant_internal::kGroupMaxEps;
+using quant_internal::MakeQkx2Quants;
+using quant_internal::NearestInt;
 
 // ggml's make_q3_quants with rmse refinement: x ~= scale * l, l in [-nmax, nmax - 1], improved one
 // element at a time while the weighted (x^2) least-squares fit gets better; L = l + nmax.
@@ -197,8 +123,8 @@ void QuantizeQ2_K(const float* x, BlockQ2_K* y, int64_t n_blocks) {
     float max_min = 0;
     for (int j = 0; j < kQK_K / 16; ++j) {
       for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = MakeQkx2QuantsMad(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
-                                    0.1f, 15);
+      scales[j] = MakeQkx2Quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
+                                 0.1f, 15, FitError::kAbsolute);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }

@@ -14,27 +14,6 @@ namespace {
 
 using kernels::GgmlType;
 
-bool IsWeightType(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32:
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-    case GgmlType::kQ8_0:
-    case GgmlType::kQ4_0:
-    case GgmlType::kQ4_K:
-    case GgmlType::kQ6_K:
-    case GgmlType::kQ2_K:
-    case GgmlType::kQ3_K:
-    case GgmlType::kIQ4_XS:
-    case GgmlType::kQ4_1:
-    case GgmlType::kQ5_0:
-    case GgmlType::kQ5_K:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string ShapeString(const GgufTensorInfo& t) {
   std::string s = "[";
   for (uint32_t d = 0; d < t.n_dims; ++d) absl::StrAppend(&s, d ? ", " : "", t.ne[d]);
@@ -79,11 +58,10 @@ class TensorLoader {
                                                      ShapeString(*t), ", expected [", n_in, ", ",
                                                      n_out, "]"));
     }
-    if (!IsWeightType(t->type)) {
+    if (!kernels::IsWeightType(t->type)) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", name, "' has type ", ToAbsl(kernels::GgmlTypeName(t->type)),
-                       ", which is not a weight type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, "
-                       "q4_K, q5_K, q6_K)"));
+                       ", which is not a weight type (", kernels::WeightTypeNames(), ")"));
     }
     auto row = kernels::RowBytes(t->type, n_in);
     if (!row.ok()) {
@@ -102,10 +80,10 @@ class TensorLoader {
                                                      ShapeString(*t), ", expected [", n_in, ", ",
                                                      n_out, ", ", n_expert, "]"));
     }
-    if (!IsWeightType(t->type)) {
+    if (!kernels::IsWeightType(t->type)) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", name, "' has type ", ToAbsl(kernels::GgmlTypeName(t->type)),
-                       ", which is not a weight type (f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)"));
+                       ", which is not a weight type (", kernels::WeightTypeNames(), ")"));
     }
     auto row = kernels::RowBytes(t->type, n_in);
     if (!row.ok()) {

@@ -45,25 +45,25 @@ enum FileType : uint32_t {
 };
 
 constexpr QuantScheme kSchemes[] = {
-    {"F32", kFtF32, kF32, true},
-    {"F16", kFtF16, kF16, true},
-    {"BF16", kFtBF16, kBF16, true},
-    {"Q4_0", kFtQ4_0, kQ4_0, true},
-    {"Q4_1", kFtQ4_1, kQ4_1, true},
-    {"Q5_0", kFtQ5_0, kQ5_0, true},
-    {"Q8_0", kFtQ8_0, kQ8_0, true},
-    {"Q2_K", kFtQ2_K, kQ2_K, true},
-    {"Q3_K_M", kFtQ3_K_M, kQ3_K, true},
-    {"Q4_K_S", kFtQ4_K_S, kQ4_K, true},
-    {"Q4_K_M", kFtQ4_K_M, kQ4_K, true},
-    {"Q5_K_S", kFtQ5_K_S, kQ5_K, true},
-    {"Q5_K_M", kFtQ5_K_M, kQ5_K, true},
-    {"Q6_K", kFtQ6_K, kQ6_K, true},
-    {"IQ4_XS", kFtIQ4_XS, kIQ4_XS, true},
-    // One type for every matrix (llama-quantize's --pure); the file type is the _S scheme's.
-    {"Q3_K", kFtQ3_K_S, kQ3_K, false},
-    {"Q4_K", kFtQ4_K_S, kQ4_K, false},
-    {"Q5_K", kFtQ5_K_S, kQ5_K, false},
+    {"F32", kFtF32, kF32},
+    {"F16", kFtF16, kF16},
+    {"BF16", kFtBF16, kBF16},
+    {"Q4_0", kFtQ4_0, kQ4_0},
+    {"Q4_1", kFtQ4_1, kQ4_1},
+    {"Q5_0", kFtQ5_0, kQ5_0},
+    {"Q8_0", kFtQ8_0, kQ8_0},
+    {"Q2_K", kFtQ2_K, kQ2_K},
+    {"Q3_K_M", kFtQ3_K_M, kQ3_K},
+    {"Q4_K_S", kFtQ4_K_S, kQ4_K},
+    {"Q4_K_M", kFtQ4_K_M, kQ4_K},
+    {"Q5_K_S", kFtQ5_K_S, kQ5_K},
+    {"Q5_K_M", kFtQ5_K_M, kQ5_K},
+    {"Q6_K", kFtQ6_K, kQ6_K},
+    {"IQ4_XS", kFtIQ4_XS, kIQ4_XS},
+    // llama-quantize's aliases: the plain K-type names are the _M schemes.
+    {"Q3_K", kFtQ3_K_M, kQ3_K},
+    {"Q4_K", kFtQ4_K_M, kQ4_K},
+    {"Q5_K", kFtQ5_K_M, kQ5_K},
 };
 
 int64_t BlockSize(uint32_t type) {
@@ -228,12 +228,9 @@ absl::StatusOr<uint32_t> QuantTypeChooser::RuleType(const QuantTensorInfo& t) {
 absl::StatusOr<uint32_t> QuantTypeChooser::Choose(const QuantTensorInfo& t, std::string* fallback) {
   fallback->clear();
   if (!IsQuantized(scheme_.base_type)) return scheme_.base_type;
-  uint32_t type = scheme_.base_type;
-  if (scheme_.mixture) {
-    absl::StatusOr<uint32_t> rule = RuleType(t);
-    if (!rule.ok()) return rule.status();
-    type = *rule;
-  }
+  absl::StatusOr<uint32_t> rule = RuleType(t);
+  if (!rule.ok()) return rule.status();
+  const uint32_t type = *rule;
   if (t.ne0 % BlockSize(type) == 0) return type;
   // Rows that are not whole blocks of the chosen type: a type of the same size with 32-element
   // blocks, else F16 (llama.cpp's fallbacks).

@@ -95,8 +95,10 @@ absl::StatusOr<QuantizeReport> QuantizeModel(const std::string& in_path,
             "loses precision)"));
       }
       SWARM_ASSIGN_OR_RETURN(q.to_type, chooser.Choose(infos[i], &q.fallback));
-      if (!kernels::GetTypeTraits(q.to_type).ok() ||
-          q.to_type == static_cast<uint32_t>(GgmlType::kQ8_K)) {
+      // Checked before anything is written: QuantizeRow itself stops the process on a type it
+      // has no quantizer for.
+      if (!kernels::IsWeightType(static_cast<GgmlType>(q.to_type)) ||
+          !kernels::CheckQuantizeRow(static_cast<GgmlType>(q.to_type), t.ne[0]).ok()) {
         return absl::UnimplementedError(absl::StrCat(std::string(scheme.name), " puts ", t.name,
                                                      " in ", QuantTypeName(q.to_type),
                                                      ", a type this build cannot write yet"));

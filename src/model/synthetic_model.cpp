@@ -98,27 +98,6 @@ std::vector<float> Llama3RopeFactors(const SyntheticModelSpec& s) {
   return f;
 }
 
-bool IsWeightType(GgmlType t) {
-  switch (t) {
-    case GgmlType::kF32:
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-    case GgmlType::kQ8_0:
-    case GgmlType::kQ4_0:
-    case GgmlType::kQ4_K:
-    case GgmlType::kQ6_K:
-    case GgmlType::kQ2_K:
-    case GgmlType::kQ3_K:
-    case GgmlType::kIQ4_XS:
-    case GgmlType::kQ4_1:
-    case GgmlType::kQ5_0:
-    case GgmlType::kQ5_K:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // llama.cpp's LLAMA_FTYPE for a file whose matrices are all of one type.
 uint32_t FileType(GgmlType t) {
   switch (t) {
@@ -207,9 +186,10 @@ absl::Status Validate(const SyntheticModelSpec& s) {
     return absl::InvalidArgumentError(
         absl::StrCat("n_head ", s.n_head, " is not a multiple of n_head_kv ", s.n_head_kv));
   }
-  if (!IsWeightType(s.type)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("type ", ToAbsl(kernels::GgmlTypeName(s.type)), " is not a weight type"));
+  if (!kernels::IsWeightType(s.type)) {
+    return absl::InvalidArgumentError(absl::StrCat("type ", ToAbsl(kernels::GgmlTypeName(s.type)),
+                                                   " is not a weight type (",
+                                                   kernels::WeightTypeNames(), ")"));
   }
   return absl::OkStatus();
 }

@@ -699,5 +699,28 @@ TEST(GgmlTypeTest, NewTypesParseAndHaveGgmlBlockSizes) {
   EXPECT_EQ(RowBytes(GgmlType::kQ8_1, 64).value(), 2u * 36u);
 }
 
+// Every weight type has a quantizer; a type without one is refused by the check and stops
+// QuantizeRow instead of leaving the row unwritten.
+TEST(QuantizeTest, CheckQuantizeRowNamesTypesWithoutAQuantizer) {
+  for (GgmlType t : kWeightTypes) {
+    EXPECT_TRUE(CheckQuantizeRow(t, 256).ok()) << GgmlTypeName(t);
+  }
+  EXPECT_TRUE(CheckQuantizeRow(GgmlType::kQ8_K, 256).ok());
+  const absl::Status q5_1 = CheckQuantizeRow(static_cast<GgmlType>(7), 256);
+  EXPECT_EQ(q5_1.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(q5_1.message().find("Q5_1"), std::string_view::npos) << q5_1;
+  const absl::Status partial = CheckQuantizeRow(GgmlType::kQ4_K, 32);
+  EXPECT_EQ(partial.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(partial.message().find("block size"), std::string_view::npos) << partial;
+}
+
+TEST(QuantizeDeathTest, QuantizeRowStopsOnATypeWithoutAQuantizer) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<float> x(32, 1.0f);
+  std::vector<uint8_t> out(64);
+  EXPECT_DEATH(QuantizeRow(static_cast<GgmlType>(7), x.data(), out.data(), 32),
+               "no quantizer for Q5_1");
+}
+
 }  // namespace
 }  // namespace swarm::kernels

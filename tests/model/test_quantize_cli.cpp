@@ -98,7 +98,8 @@ class QuantizeCli : public ::testing::Test {
 test_support::ScratchDir* QuantizeCli::dir_ = nullptr;
 
 TEST_F(QuantizeCli, EveryImplementedTypeLoadsAndGenerates) {
-  for (const char* type : {"Q8_0", "Q4_0", "Q4_K", "Q6_K", "Q4_K_M", "F16", "BF16"}) {
+  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+                           "IQ4_XS", "F16", "BF16"}) {
     const std::string out = dir_->File(absl::StrCat("m-", type, ".gguf"));
     Result r = Quantize(type, out);
     ASSERT_EQ(r.status, 0) << type << ": " << r.err;
@@ -157,7 +158,11 @@ bool MoreBits(int i) {
 // llama.cpp's choice for each tensor of the model above (n_gqa 4, 8 blocks), written out.
 std::map<std::string, std::string> ExpectedTypes(const std::string& scheme) {
   std::map<std::string, std::string> t;
-  t["token_embd.weight"] = t["output.weight"] = "q6_k";
+  // The type most matrices get: the scheme's name up to the _S/_M suffix.
+  std::string base = absl::AsciiStrToLower(scheme);
+  if (base.size() > 4 && (base.ends_with("_m") || base.ends_with("_s"))) base.resize(4);
+  t["token_embd.weight"] = base;
+  t["output.weight"] = scheme == "Q8_0" ? "q8_0" : "q6_k";
   t["output_norm.weight"] = "f32";
   for (int i = 0; i < kLayers; ++i) {
     const std::string b = absl::StrCat("blk.", i, ".");
@@ -169,63 +174,44 @@ std::map<std::string, std::string> ExpectedTypes(const std::string& scheme) {
     auto& gate = t[b + "ffn_gate.weight"];
     auto& up = t[b + "ffn_up.weight"];
     auto& down = t[b + "ffn_down.weight"];
-    if (scheme == "Q8_0") {
-      q = k = v = o = gate = up = down = "q8_0";
-    } else if (scheme == "Q4_0") {
-      q = k = v = o = gate = up = down = "q4_0";
-    } else if (scheme == "Q4_K_M" || scheme == "Q5_K_M") {
-      const std::string base = scheme == "Q4_K_M" ? "q4_k" : "q5_k";
-      q = k = o = gate = up = base;
+    q = k = v = o = gate = up = down = base;
+    if (scheme == "Q4_K_M" || scheme == "Q5_K_M") {
       v = down = MoreBits(i) ? "q6_k" : base;
+    } else if (scheme == "Q4_K_S") {
+      if (i < 4) v = "q5_k";               // the first four attn_v
+      if (i < kLayers / 8) down = "q5_k";  // the first eighth of ffn_down
     } else if (scheme == "Q3_K_M") {
-      q = k = gate = up = "q3_k";
       v = i < 2 ? "q5_k" : "q4_k";
       down = i < kLayers / 16 ? "q5_k" : "q4_k";
       o = "q4_k";
     } else if (scheme == "Q2_K") {
-      q = k = gate = up = "q2_k";
       v = "q4_k";  // n_gqa >= 4
       down = o = "q3_k";
+    } else if (scheme == "IQ4_XS") {
+      v = "q5_k";  // n_gqa >= 4
+      if (i < kLayers / 8) down = "q5_k";
     }
   }
-  if (scheme == "Q8_0") t["output.weight"] = "q8_0";
-  t["token_embd.weight"] = scheme == "Q8_0"     ? "q8_0"
-                           : scheme == "Q4_0"   ? "q4_0"
-                           : scheme == "Q4_K_M" ? "q4_k"
-                           : scheme == "Q5_K_M" ? "q5_k"
-                           : scheme == "Q3_K_M" ? "q3_k"
-                                                : "q2_k";
   return t;
 }
 
-// A type this build can write (the K types beyond Q4_K/Q6_K arrive separately).
-bool Writable(const std::string& name) {
-  static const std::map<std::string, uint32_t> ids = {{"f32", 0},   {"q4_0", 2},  {"q8_0", 8},
-                                                      {"q2_k", 10}, {"q3_k", 11}, {"q4_k", 12},
-                                                      {"q5_k", 13}, {"q6_k", 14}};
-  return kernels::GetTypeTraits(ids.at(name)).ok();
-}
-
 TEST_F(QuantizeCli, MixturesGiveEachTensorLlamaCppsType) {
-  for (const std::string scheme : {"Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q3_K_M", "Q2_K"}) {
+  for (const std::string scheme : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q2_K", "Q3_K_M", "Q4_K_S",
+                                   "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_XS"}) {
     SCOPED_TRACE(scheme);
-    const std::map<std::string, std::string> expected = ExpectedTypes(scheme);
-    std::string missing;
-    for (const auto& [name, type] : expected) {
-      if (!Writable(type) && missing.empty()) missing = type;
-    }
     const std::string out = dir_->File("mix-" + scheme + ".gguf");
     Result r = Quantize(scheme, out);
-    if (!missing.empty()) {
-      // Refused before anything is written, naming the type.
-      EXPECT_EQ(r.status, 2);
-      EXPECT_THAT(absl::AsciiStrToLower(r.err), HasSubstr(missing));
-      EXPECT_THAT(r.err, HasSubstr("cannot write yet"));
-      EXPECT_EQ(Slurp(out), "");
-      continue;
-    }
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(InspectTypes(out), expected);
+    EXPECT_EQ(InspectTypes(out), ExpectedTypes(scheme));
+  }
+  // llama-quantize's aliases: the same file as the _M scheme, file type included.
+  for (const std::string alias : {"Q3_K", "Q4_K", "Q5_K"}) {
+    SCOPED_TRACE(alias);
+    const std::string out = dir_->File("alias-" + alias + ".gguf");
+    ASSERT_EQ(Quantize(alias, out).status, 0);
+    const std::string m = Slurp(dir_->File("mix-" + alias + "_M.gguf"));
+    ASSERT_FALSE(m.empty());
+    EXPECT_TRUE(Slurp(out) == m) << "differs from " << alias << "_M";
   }
 }
 
@@ -244,14 +230,18 @@ TEST_F(QuantizeCli, RowsNotWholeBlocksFallBackOrFailNamingTheType) {
     const bool down = name.find("ffn_down") != std::string::npos;
     EXPECT_EQ(type, norm ? "f32" : down ? "f16" : "q8_0") << name;
   }
-  // Q4_K's fallback is Q5_0: refused by name while this build cannot write it.
-  r = Run("quantize '" + narrow + "' '" + dir_->File("narrow-q4k.gguf") + "' Q4_K_M");
-  if (!kernels::GetTypeTraits(6).ok()) {
-    EXPECT_EQ(r.status, 2);
-    EXPECT_THAT(r.err, HasSubstr("Q5_0, a type this build cannot write yet"));
-  } else {
-    EXPECT_EQ(r.status, 0) << r.err;
-  }
+  // Q4_K's fallback is Q5_0.
+  const std::string q4k = dir_->File("narrow-q4k.gguf");
+  r = Run("quantize '" + narrow + "' '" + q4k + "' Q4_K_M");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Q5_0 instead"));
+  // Q5_K's is Q5_1 (llama.cpp's), which this build cannot write: refused by name before anything
+  // is written.
+  const std::string q5k = dir_->File("narrow-q5k.gguf");
+  r = Run("quantize '" + narrow + "' '" + q5k + "' Q5_K_S");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("Q5_1, a type this build cannot write yet"));
+  EXPECT_EQ(Slurp(q5k), "");
 }
 
 TEST_F(QuantizeCli, BadInputGivesAClearError) {

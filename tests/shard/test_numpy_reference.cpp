@@ -87,6 +87,13 @@ std::vector<Case> Cases() {
   cases.push_back(linear);
   cases.push_back({"qwen3_q4_k", Small("qwen3", 256, GgmlType::kQ4_K), 40, 6, {}});
   cases.push_back({"qwen3_f32", Small("qwen3", 64, GgmlType::kF32), 40, 6, {}});
+  // The other weight types, each against its dequantizer in tests/reference/dequantize.py.
+  cases.push_back({"llama_q4_1", Small("llama", 64, GgmlType::kQ4_1), 24, 6, {}});
+  cases.push_back({"llama_q5_0", Small("llama", 64, GgmlType::kQ5_0), 24, 6, {}});
+  cases.push_back({"llama_q2_k", Small("llama", 256, GgmlType::kQ2_K), 24, 6, {}});
+  cases.push_back({"llama_q3_k", Small("llama", 256, GgmlType::kQ3_K), 24, 6, {}});
+  cases.push_back({"qwen3_q5_k", Small("qwen3", 256, GgmlType::kQ5_K), 24, 6, {}});
+  cases.push_back({"qwen3_iq4_xs", Small("qwen3", 256, GgmlType::kIQ4_XS), 24, 6, {}});
   return cases;
 }
 
