@@ -84,7 +84,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   shard::ServingStack& stack = *model_->blocks;
   model::ClientHead& head = *model_->head;
   const int64_t n_embd = head.config().n_embd;
-  const size_t bytes_per_token = stack.CacheBytesPerToken();
+  const size_t bytes_per_token = model_->blocks->CacheBytesPerToken();
 
   // One sequence per choice, stepped together: every step is one batch over the live choices.
   struct Choice {
