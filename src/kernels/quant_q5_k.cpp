@@ -32,38 +32,9 @@ void QuantizeQ5_K(const float* x, BlockQ5_K* y, int64_t n_blocks) {
     }
 
     // Scales and mins packed exactly as Q4_K's.
-    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-    std::memset(y[i].scales, 0, sizeof y[i].scales);
-    for (int j = 0; j < kQK_K / 32; ++j) {
-      uint8_t ls = static_cast<uint8_t>(NearestInt(inv_scale * scales[j]));
-      uint8_t lm = static_cast<uint8_t>(NearestInt(inv_min * mins[j]));
-      ls = std::min<uint8_t>(63, ls);
-      lm = std::min<uint8_t>(63, lm);
-      if (j < 4) {
-        y[i].scales[j] = ls;
-        y[i].scales[j + 4] = lm;
-      } else {
-        y[i].scales[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
-        y[i].scales[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
-        y[i].scales[j] |= static_cast<uint8_t>((lm >> 4) << 6);
-      }
-    }
-    y[i].d = FloatToHalf(max_scale / 63.0f);
-    y[i].dmin = FloatToHalf(max_min / 63.0f);
+    PackScalesMinsK4(scales, mins, max_scale, max_min, y[i].scales, &y[i].d, &y[i].dmin);
 
-    for (int j = 0; j < kQK_K / 32; ++j) {
-      uint8_t sc;
-      uint8_t m;
-      GetScaleMinK4(j, y[i].scales, &sc, &m);
-      const float d = HalfToFloat(y[i].d) * sc;
-      if (d == 0.0f) continue;
-      const float dm = HalfToFloat(y[i].dmin) * m;
-      for (int ii = 0; ii < 32; ++ii) {
-        const int l = NearestInt((x[32 * j + ii] + dm) / d);
-        L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(31, l)));
-      }
-    }
+    RequantizeK4(x, y[i].scales, y[i].d, y[i].dmin, 31, L);
 
     // Sub-block j's low 4 bits go where Q4_K puts them; its fifth bits are bit j of qh[0..31].
     std::memset(y[i].qh, 0, sizeof y[i].qh);

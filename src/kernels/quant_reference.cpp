@@ -178,6 +178,47 @@ void GetScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
   }
 }
 
+void PackScalesMinsK4(const float* scales, const float* mins, float max_scale, float max_min,
+                      uint8_t* packed, uint16_t* d, uint16_t* dmin) {
+  const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+  const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+  std::memset(packed, 0, kKScaleSize);
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    // ggml stores nearest_int into a uint8_t before capping, so a (never expected) negative
+    // value wraps; reproduced for bit-compatibility.
+    uint8_t ls = static_cast<uint8_t>(NearestInt(inv_scale * scales[j]));
+    uint8_t lm = static_cast<uint8_t>(NearestInt(inv_min * mins[j]));
+    ls = std::min<uint8_t>(63, ls);
+    lm = std::min<uint8_t>(63, lm);
+    if (j < 4) {
+      packed[j] = ls;
+      packed[j + 4] = lm;
+    } else {
+      packed[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
+      packed[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+      packed[j] |= static_cast<uint8_t>((lm >> 4) << 6);
+    }
+  }
+  *d = FloatToHalf(max_scale / 63.0f);
+  *dmin = FloatToHalf(max_min / 63.0f);
+}
+
+void RequantizeK4(const float* x, const uint8_t* packed, uint16_t d, uint16_t dmin, int nmax,
+                  uint8_t* L) {
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    uint8_t sc;
+    uint8_t m;
+    GetScaleMinK4(j, packed, &sc, &m);
+    const float dj = HalfToFloat(d) * sc;
+    if (dj == 0.0f) continue;
+    const float dm = HalfToFloat(dmin) * m;
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = NearestInt((x[32 * j + ii] + dm) / dj);
+      L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+    }
+  }
+}
+
 }  // namespace quant_internal
 
 namespace {
@@ -188,6 +229,8 @@ using quant_internal::kGroupMaxEps;
 using quant_internal::MakeQkx2Quants;
 using quant_internal::MakeQxQuants;
 using quant_internal::NearestInt;
+using quant_internal::PackScalesMinsK4;
+using quant_internal::RequantizeK4;
 using quant_internal::SaturateToInt8;
 
 // ---- Q8_0 -------------------------------------------------------------------------------------
@@ -272,41 +315,9 @@ void QuantizeQ4_K(const float* x, BlockQ4_K* y, int64_t n_blocks) {
       max_min = std::max(max_min, mins[j]);
     }
 
-    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-    std::memset(y[i].scales, 0, sizeof y[i].scales);
-    for (int j = 0; j < kQK_K / 32; ++j) {
-      // ggml stores nearest_int into a uint8_t before capping, so a (never expected) negative
-      // value wraps; reproduced for bit-compatibility.
-      uint8_t ls = static_cast<uint8_t>(NearestInt(inv_scale * scales[j]));
-      uint8_t lm = static_cast<uint8_t>(NearestInt(inv_min * mins[j]));
-      ls = std::min<uint8_t>(63, ls);
-      lm = std::min<uint8_t>(63, lm);
-      if (j < 4) {
-        y[i].scales[j] = ls;
-        y[i].scales[j + 4] = lm;
-      } else {
-        y[i].scales[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
-        y[i].scales[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
-        y[i].scales[j] |= static_cast<uint8_t>((lm >> 4) << 6);
-      }
-    }
-    y[i].d = FloatToHalf(max_scale / 63.0f);
-    y[i].dmin = FloatToHalf(max_min / 63.0f);
+    PackScalesMinsK4(scales, mins, max_scale, max_min, y[i].scales, &y[i].d, &y[i].dmin);
 
-    // Requantize against the scales as stored (fp16 super-scales times 6-bit sub-scales).
-    for (int j = 0; j < kQK_K / 32; ++j) {
-      uint8_t sc;
-      uint8_t m;
-      GetScaleMinK4(j, y[i].scales, &sc, &m);
-      const float d = HalfToFloat(y[i].d) * sc;
-      if (d == 0.0f) continue;
-      const float dm = HalfToFloat(y[i].dmin) * m;
-      for (int ii = 0; ii < 32; ++ii) {
-        const int l = NearestInt((x[32 * j + ii] + dm) / d);
-        L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(15, l)));
-      }
-    }
+    RequantizeK4(x, y[i].scales, y[i].d, y[i].dmin, 15, L);
 
     // Each 32 bytes of qs hold two sub-blocks: the low nibbles one, the high nibbles the next.
     uint8_t* q = y[i].qs;

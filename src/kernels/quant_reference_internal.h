@@ -33,4 +33,14 @@ float MakeQxQuants(int n, int nmax, const float* x, int8_t* L);
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block's 12 scale bytes.
 void GetScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min);
 
+// Q4_K's and Q5_K's super-block header: the 8 sub-block scales and mins as 6-bit values against
+// fp16 super-scales (max / 63), packed into the 12 `packed` bytes as GetScaleMinK4 reads them.
+void PackScalesMinsK4(const float* scales, const float* mins, float max_scale, float max_min,
+                      uint8_t* packed, uint16_t* d, uint16_t* dmin);
+
+// Requantizes a super-block of 256 values against its header as stored (fp16 super-scales times
+// 6-bit sub-scales): L[i] in [0, nmax]. Sub-blocks whose scale is zero keep their L.
+void RequantizeK4(const float* x, const uint8_t* packed, uint16_t d, uint16_t dmin, int nmax,
+                  uint8_t* L);
+
 }  // namespace swarm::kernels::quant_internal
