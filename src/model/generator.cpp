@@ -1,5 +1,6 @@
 #include "model/generator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -11,6 +12,33 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 }  // namespace
+
+absl::Status BlockPipeline::Rollback(int64_t /*position*/) {
+  return absl::UnimplementedError("this pipeline cannot roll back");
+}
+
+absl::Status BlockPipeline::Submit(int64_t n_tokens, std::span<const float> hidden_in) {
+  if (n_tokens <= 0 || hidden_in.size() % static_cast<size_t>(n_tokens) != 0) {
+    return absl::InvalidArgumentError("a step's activations must be [n_embd, n_tokens]");
+  }
+  Done done{n_tokens, std::vector<float>(hidden_in.size())};
+  SWARM_RETURN_IF_ERROR(Forward(n_tokens, hidden_in.data(), done.hidden.data()));
+  done_.push_back(std::move(done));
+  return absl::OkStatus();
+}
+
+absl::Status BlockPipeline::Collect(float* hidden_out) {
+  if (done_.empty()) return absl::FailedPreconditionError("no step is in flight");
+  std::copy(done_.front().hidden.begin(), done_.front().hidden.end(), hidden_out);
+  done_.erase(done_.begin());
+  return absl::OkStatus();
+}
+
+int64_t BlockPipeline::in_flight_tokens() const {
+  int64_t n = 0;
+  for (const Done& done : done_) n += done.n_tokens;
+  return n;
+}
 
 absl::StatusOr<GenerationStats> Generate(std::span<const int32_t> prompt,
                                          const GenerateOptions& options, ClientHead& head,

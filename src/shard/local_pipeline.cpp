@@ -37,4 +37,12 @@ absl::Status LocalPipeline::Forward(int64_t n_tokens, const float* hidden_in, fl
   return stack_.Forward({&step, 1}, hidden_in, hidden_out);
 }
 
+absl::Status LocalPipeline::Rollback(int64_t position) {
+  if (position < 0 || position > cache_->length()) {
+    return absl::OutOfRangeError("a rollback must keep between 0 and the computed positions");
+  }
+  DropCollected();
+  return cache_->Truncate(position);
+}
+
 }  // namespace swarm::shard

@@ -22,6 +22,8 @@ class LocalPipeline : public model::BlockPipeline {
                                                                int64_t max_length,
                                                                kernels::KvTypes types);
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
+  // Truncates the cache (and drops uncollected steps): nothing is recomputed.
+  absl::Status Rollback(int64_t position) override;
   SequenceCache& cache() { return *cache_; }
 
  private:
