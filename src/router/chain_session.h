@@ -5,13 +5,17 @@
 // Each hop's session belongs to this client: it alone holds the session's owner capability, and
 // each step's route is sealed layer by layer (transport/route_seal.h), so a hop learns only the
 // next hop's address, session and push capability.
+// Steps can be pipelined (Submit/Collect): several in flight through the chain at once, each kept
+// until collected so that a failover can send it again; Rollback forgets positions on every hop.
 // Owns one DEALER socket per hop. One thread at a time.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -141,11 +145,30 @@ class ChainSession : public model::BlockPipeline {
                                                             HopProvider* provider = nullptr);
   ~ChainSession() override;  // closes the sessions (best effort)
 
+  // Submit then Collect (chain_pipeline.cpp, like the four below).
   absl::Status Forward(int64_t n_tokens, const float* hidden_in, float* hidden_out) override;
   bool waits_on_peers() const override { return true; }
+  // Truncates every hop's history to `position` and drops the uncollected steps; the next step is
+  // sealed as a redo in every hop's layer, so each hop truncates its cache to the step's start.
+  absl::Status Rollback(int64_t position) override;
+  // Sends the step to the first hop at once (the route sealed, starting after every submitted
+  // step) without waiting for it. A failed send surfaces at the step's Collect, which fails over.
+  absl::Status Submit(int64_t n_tokens, std::span<const float> hidden_in) override;
+  // Waits for the oldest uncollected step: every hop's copy, the output checks and spot checks,
+  // failover as Forward does it (a replaced hop's history replayed, then every uncollected step
+  // sent again in order). Appends to the hops' histories and advances position().
+  absl::Status Collect(float* hidden_out) override;
+  int64_t in_flight() const override { return static_cast<int64_t>(in_flight_.size()); }
+  int64_t in_flight_tokens() const override;
 
+  // Positions collected so far (every hop holds them).
   int64_t position() const { return position_; }
-  // After a failed Forward: the hop that failed (-1 if unknown).
+  // Rollbacks that dropped something, the positions they dropped (collected or in flight), and
+  // the most steps that were in flight at once.
+  int64_t rollbacks() const { return rollbacks_; }
+  int64_t rolled_back_positions() const { return rolled_back_positions_; }
+  int64_t max_in_flight() const { return max_in_flight_; }
+  // After a failed Forward or Collect: the hop that failed (-1 if unknown).
   int failed_hop() const { return failed_hop_; }
   // Hops replaced so far, and the time spent replacing them (failure detection excluded).
   int failovers() const { return failovers_; }
@@ -186,11 +209,35 @@ class ChainSession : public model::BlockPipeline {
     std::vector<std::chrono::steady_clock::time_point> arrived;  // per hop: when its output came
     bool lied = false;  // failed_hop's output failed the output checks
   };
+  // A step sent and not yet collected: what sending it again needs, and what came back of it.
+  struct InFlightStep {
+    int64_t start = 0;
+    int64_t n_tokens = 0;
+    std::vector<float> input;  // [n_embd, n_tokens]
+    // Some hops may hold these positions already (after a rollback or failover): each hop is told
+    // it may roll back to `start`.
+    bool redo = false;
+    uint64_t step_id = 0;  // of its latest sending; outputs of earlier sendings are stale
+    std::chrono::steady_clock::time_point sent_at;
+    StepResult result;  // outputs as they arrive; status: the first failure
+    size_t received = 0;
+    // A hop that refused its input (InvalidArgument): judged once the hop before it has answered.
+    std::optional<std::pair<size_t, absl::Status>> refused_input;
+  };
+  // Sends `step` (a new step id) to hops[0]; a failure is recorded in step.result.
+  void SendStep(std::span<const ChainHop> hops, std::span<Link> links, InFlightStep& step);
+  // Waits until steps.front() has every hop's output (then checked) or has failed, keeping what
+  // arrives for the later steps and discarding what no step of `steps` awaits.
+  void AwaitOldest(std::span<const ChainHop> hops, std::span<Link> links,
+                   std::deque<InFlightStep>& steps);
   // Runs positions [start, start + n_tokens) of `input` ([n_embd, n_tokens]) through hops[0..],
-  // collecting every hop's output. `redo`: some hops may already hold these positions (the step
-  // is retried after a failover), so each hop is told it may roll back to `start`.
+  // collecting every hop's output (no other step in flight on `links`).
   StepResult RunStep(std::span<const ChainHop> hops, std::span<Link> links, int64_t start,
                      int64_t n_tokens, const float* input, bool redo = false);
+  // Sends every uncollected step again, in order, the first as a redo (after a replacement).
+  void ResendInFlight();
+  // Forgets the uncollected steps: the next one starts at position_, as a redo.
+  void DropInFlight();
   // Replaces hop i by peers from the provider and replays its history through them; `event`
   // comes with hop, reason and detection filled in.
   absl::Status ReplaceHop(size_t i, FailoverEvent event);
@@ -237,6 +284,13 @@ class ChainSession : public model::BlockPipeline {
   std::vector<FailoverEvent> failover_events_;
   double seconds_per_token_ = -1;  // running average of step time per token; < 0: none yet
   uint64_t next_step_id_ = 1;
+  std::deque<InFlightStep> in_flight_;  // oldest first
+  int64_t submitted_end_ = 0;           // where the next submitted step starts
+  bool redo_next_ = false;              // the next submitted step follows a rollback or failure
+  std::chrono::steady_clock::time_point last_done_;  // when the last collected step completed
+  int64_t rollbacks_ = 0;
+  int64_t rolled_back_positions_ = 0;
+  int64_t max_in_flight_ = 0;
   uint64_t next_request_id_ = 1;
   transport::CodecWorkspace workspace_;
   VerificationPolicy policy_{VerifyOptions{}};
