@@ -71,9 +71,11 @@ void LaneGroupsQ4_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
       if constexpr (C == 1) PrefetchAhead(group, kGroupBytes);
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
-        __m256i s[C];
+        // The 16-bit pair sums of all 4 pieces, each at most 2 * 2 * 15 * 127 in magnitude: their
+        // sum stays within 4 * 7620 < 2^15, so one widening per half gives the exact integers.
+        __m256i p[C];
         SWARM_UNROLL
-        for (int j = 0; j < C; ++j) s[j] = Load256(xl[j] + 9 * 64 + 32 * h);  // -8 * sum(x)
+        for (int j = 0; j < C; ++j) p[j] = _mm256_setzero_si256();
         SWARM_UNROLL
         for (int c = 0; c < 4; ++c) {
           const __m256i q = Load256(group + 32 + 64 * c + 32 * h);
@@ -81,12 +83,17 @@ void LaneGroupsQ4_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
           SWARM_UNROLL
           for (int j = 0; j < C; ++j) {
-            // Two 16-bit pair sums of at most 2 * 15 * 127 each: exact in 16 bits.
-            const __m256i p =
+            p[j] = _mm256_add_epi16(
+                p[j],
                 _mm256_add_epi16(_mm256_maddubs_epi16(lo, Load256(xl[j] + 64 * c + 32 * h)),
-                                 _mm256_maddubs_epi16(hi, Load256(xl[j] + 64 * (c + 4) + 32 * h)));
-            s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(p, ones));
+                                 _mm256_maddubs_epi16(hi, Load256(xl[j] + 64 * (c + 4) + 32 * h))));
           }
+        }
+        __m256i s[C];
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          s[j] = _mm256_add_epi32(Load256(xl[j] + 9 * 64 + 32 * h),  // -8 * sum(x)
+                                  _mm256_madd_epi16(p[j], ones));
         }
         const __m256 dw = _mm256_cvtph_ps(Load128(group + 16 * h));
         SWARM_UNROLL
