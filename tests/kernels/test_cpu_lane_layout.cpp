@@ -77,9 +77,8 @@ TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
 
 // On every level this processor runs: PrepareWeight rewrites Q4_0 and Q8_0 exactly where the
 // kernel table has a lane kernel for the type, and row lookups give the same bits either way.
-// Products agree bit for bit on AVX-512, whose Q4_0 kernel for GGUF blocks shuffles them into the
-// same lanes; on AVX2, whose GGUF kernels sum block by block, within the type's bound of the
-// reference.
+// Products agree bit for bit on AVX-512, whose kernels for GGUF blocks shuffle them into the same
+// lanes; on AVX2, whose GGUF kernels sum block by block, within the type's bound of the reference.
 TEST(LaneLayoutTest, PreparedWeightsComputeTheSameBits) {
   std::mt19937 rng(7);
   const CpuFeatures features = DetectCpuFeatures();

@@ -1,6 +1,6 @@
 // The optimized CPU backend's lane layout of Q4_0 and Q8_0 weights: its AVX-512 and AVX2 Q4_0
-// kernels and its AVX2 Q8_0 kernel keep one 32-value block per 32-bit lane of a vector, 16 blocks
-// (512 values) at a time (AVX2 in two halves of 8). From GGUF's layout they must gather each
+// and Q8_0 kernels keep one 32-value block per 32-bit lane of a vector, 16 blocks (512 values) at
+// a time (AVX2 in two halves of 8). From GGUF's layout they must gather each
 // block's scale and 4-byte pieces with shuffles on every pass over the weights (AVX-512), or do
 // float work per block (AVX2), which held the matrix-vector products below the memory's rate. The
 // backend's PrepareWeight therefore rewrites such a matrix once, at load time, into this layout
