@@ -234,11 +234,13 @@ inline int MatMulSlot(GgmlType type) {
   }
 }
 
-// The optimized backend's own layout of a weight type: the lane layout of Q4_0 (lane_layout.h),
-// the row panels of the float types (row_panels.h); kGguf where it has none.
+// The optimized backend's own layout of a weight type: the lane layout of Q4_0 and Q8_0
+// (lane_layout.h), the row panels of the float types (row_panels.h); kGguf where it has none.
+// PrepareWeight rewrites a type only where the kernel table has a kernel for its layout.
 inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
     case GgmlType::kQ4_0:
+    case GgmlType::kQ8_0:
       return WeightLayout::kCpuLanes;
     case GgmlType::kF32:
     case GgmlType::kF16:

@@ -71,6 +71,7 @@ void MatMulF16Panels(const MatMulArgs& args, int64_t row_begin, int64_t row_end)
 void MatMulBF16Panels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ8_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulQ8_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ6_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
@@ -82,6 +83,7 @@ void MatMulF16(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulBF16(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ8_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulQ8_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ6_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);

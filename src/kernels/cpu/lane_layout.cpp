@@ -1,5 +1,6 @@
 #include "kernels/cpu/lane_layout.h"
 
+#include <cstddef>
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
@@ -11,6 +12,22 @@ constexpr int64_t kGroupBlocks = 16;
 constexpr size_t kScaleBytes = sizeof(uint16_t);
 constexpr size_t kPieceBytes = 4;
 
+// What a type's lane layout moves: blocks of 32 values, an fp16 scale at offset 0 and `pieces`
+// 4-byte pieces of quants at quants_offset, in lane order `order` (kernels.h).
+struct BlockShape {
+  size_t block_bytes;
+  size_t quants_offset;
+  int pieces;
+  int order;
+};
+
+BlockShape ShapeOf(GgmlType type) {
+  if (type == GgmlType::kQ8_0) {
+    return {sizeof(BlockQ8_0), offsetof(BlockQ8_0, qs), kQK8_0 / 4, kX8LanesQ8_0};
+  }
+  return {sizeof(BlockQ4_0), offsetof(BlockQ4_0, qs), kQK4_0 / 8, kX8LanesQ4_0};
+}
+
 // Byte offsets, within a group in the lane layout, of block `lane`'s scale and of its piece c.
 size_t ScaleOffset(int lane) { return kScaleBytes * lane; }
 size_t PieceOffset(int c, int lane) {
@@ -18,16 +35,16 @@ size_t PieceOffset(int c, int lane) {
 }
 
 // Copies each block of a group between the two layouts; to_lanes picks the direction.
-void MoveGroup(const uint8_t* src, uint8_t* dst, bool to_lanes) {
+void MoveGroup(const BlockShape& shape, const uint8_t* src, uint8_t* dst, bool to_lanes) {
   for (int lane = 0; lane < kGroupBlocks; ++lane) {
-    const size_t block = sizeof(BlockQ4_0) * BlockOfLane(kX8LanesQ4_0, lane);
-    const size_t quants = block + offsetof(BlockQ4_0, qs);
+    const size_t block = shape.block_bytes * BlockOfLane(shape.order, lane);
+    const size_t quants = block + shape.quants_offset;
     if (to_lanes) {
-      std::memcpy(dst + ScaleOffset(lane), src + block + offsetof(BlockQ4_0, d), kScaleBytes);
+      std::memcpy(dst + ScaleOffset(lane), src + block, kScaleBytes);
     } else {
-      std::memcpy(dst + block + offsetof(BlockQ4_0, d), src + ScaleOffset(lane), kScaleBytes);
+      std::memcpy(dst + block, src + ScaleOffset(lane), kScaleBytes);
     }
-    for (int c = 0; c < 4; ++c) {
+    for (int c = 0; c < shape.pieces; ++c) {
       if (to_lanes) {
         std::memcpy(dst + PieceOffset(c, lane), src + quants + kPieceBytes * c, kPieceBytes);
       } else {
@@ -37,26 +54,28 @@ void MoveGroup(const uint8_t* src, uint8_t* dst, bool to_lanes) {
   }
 }
 
-void MoveRow(const uint8_t* src, uint8_t* dst, int64_t n_in, bool to_lanes) {
-  constexpr size_t kGroupBytes = sizeof(BlockQ4_0) * kGroupBlocks;
-  static_assert(kGroupBytes == kScaleBytes * kGroupBlocks + kPieceBytes * 4 * kGroupBlocks);
-  const int64_t groups = n_in / (kQK4_0 * kGroupBlocks);
-  for (int64_t g = 0; g < groups; ++g)
-    MoveGroup(src + g * kGroupBytes, dst + g * kGroupBytes, to_lanes);
-  const size_t done = groups * kGroupBytes;
-  std::memcpy(dst + done, src + done, sizeof(BlockQ4_0) * (n_in / kQK4_0) - done);
+void MoveRow(GgmlType type, const uint8_t* src, uint8_t* dst, int64_t n_in, bool to_lanes) {
+  static_assert(offsetof(BlockQ4_0, d) == 0 && offsetof(BlockQ8_0, d) == 0);
+  const BlockShape shape = ShapeOf(type);
+  const size_t group_bytes = shape.block_bytes * kGroupBlocks;
+  const int64_t groups = n_in / (32 * kGroupBlocks);
+  for (int64_t g = 0; g < groups; ++g) {
+    MoveGroup(shape, src + g * group_bytes, dst + g * group_bytes, to_lanes);
+  }
+  const size_t done = groups * group_bytes;
+  std::memcpy(dst + done, src + done, shape.block_bytes * static_cast<size_t>(n_in / 32) - done);
 }
 
 }  // namespace
 
-bool HasLaneLayout(GgmlType type) { return type == GgmlType::kQ4_0; }
+bool HasLaneLayout(GgmlType type) { return type == GgmlType::kQ4_0 || type == GgmlType::kQ8_0; }
 
-void RowToLanes(GgmlType /*type*/, const uint8_t* gguf, uint8_t* lanes, int64_t n_in) {
-  MoveRow(gguf, lanes, n_in, /*to_lanes=*/true);
+void RowToLanes(GgmlType type, const uint8_t* gguf, uint8_t* lanes, int64_t n_in) {
+  MoveRow(type, gguf, lanes, n_in, /*to_lanes=*/true);
 }
 
-void RowFromLanes(GgmlType /*type*/, const uint8_t* lanes, uint8_t* gguf, int64_t n_in) {
-  MoveRow(lanes, gguf, n_in, /*to_lanes=*/false);
+void RowFromLanes(GgmlType type, const uint8_t* lanes, uint8_t* gguf, int64_t n_in) {
+  MoveRow(type, lanes, gguf, n_in, /*to_lanes=*/false);
 }
 
 }  // namespace swarm::kernels::cpu

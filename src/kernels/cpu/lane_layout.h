@@ -1,14 +1,16 @@
-// The optimized CPU backend's lane layout of Q4_0 weights: its AVX-512 and AVX2 kernels keep one
-// 32-value block per 32-bit lane of a vector, 16 blocks (512 values) at a time (AVX2 in two halves
-// of 8). From GGUF's layout they must gather each block's scale and 4-byte pieces with shuffles on
-// every pass over the weights (AVX-512), or do float work per block (AVX2), which held the Q4_0
-// matrix-vector product below the memory's rate on Zen 5. The backend's PrepareWeight therefore
-// rewrites a Q4_0 matrix once, at load time, into this layout (same size).
+// The optimized CPU backend's lane layout of Q4_0 and Q8_0 weights: its AVX-512 and AVX2 Q4_0
+// and Q8_0 kernels keep one 32-value block per 32-bit lane of a vector, 16 blocks (512 values) at
+// a time (AVX2 in two halves of 8). From GGUF's layout they must gather each
+// block's scale and 4-byte pieces with shuffles on every pass over the weights (AVX-512), or do
+// float work per block (AVX2), which held the matrix-vector products below the memory's rate. The
+// backend's PrepareWeight therefore rewrites such a matrix once, at load time, into this layout
+// (same size), where its kernel table has a kernel for it.
 //
-// Per row, each full group of 16 blocks (288 bytes) becomes:
-//   uint16 d[16]        the blocks' fp16 scales, lane L holding block BlockOfLane(kX8LanesQ4_0, L)
-//   uint8  q[4][16][4]  q[c][L] = quant bytes 4c..4c+3 of that block (low nibbles: values 4c..4c+3,
-//                       high nibbles: values 16+4c..16+4c+3)
+// Per row, each full group of 16 blocks (288 bytes of Q4_0, 544 of Q8_0) becomes:
+//   uint16 d[16]        the blocks' fp16 scales, lane L holding block BlockOfLane(order, L)
+//                       (order: kX8LanesQ4_0 or kX8LanesQ8_0, kernels.h)
+//   uint8  q[P][16][4]  q[c][L] = quant bytes 4c..4c+3 of that block; P = 4 for Q4_0 (low
+//                       nibbles: values 4c..4c+3, high nibbles: values 16+4c..16+4c+3), 8 for Q8_0
 // Blocks past the last full group stay GGUF blocks. Plain functions; no state.
 #pragma once
 

@@ -221,6 +221,22 @@ struct Q4_0LanesWeights : Q4_0Weights {
   };
 };
 
+// Q8_0 in the lane layout: as Q4_0LanesWeights, eight pieces per block, the same bytes (and so the
+// same bits) the transpose of Q8_0Weights::LoadLanes gives.
+struct Q8_0LanesWeights : Q8_0Weights {
+  static void LoadLanes(const uint8_t* b, __m512i w[8]) {
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    SWARM_UNROLL
+    for (int c = 0; c < 8; ++c) w[c] = _mm512_xor_si512(Load512(b + 32 + 64 * c), bias);
+  }
+  struct LaneScales {
+    template <class W>
+    __m512 Load(const uint8_t* b) const {
+      return _mm512_cvtph_ps(Load256(b));
+    }
+  };
+};
+
 // Scales of blocks a and b as [da x 8, db x 8].
 __m512 PairScale(uint16_t da, uint16_t db) {
   return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(db)),
@@ -576,6 +592,9 @@ void MatMulQ4_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
 }
 void MatMulQ4_0Lanes(const MatMulArgs& a, int64_t r0, int64_t r1) {
   Drive<Q32Kernel<Q4_0LanesWeights>>(a, r0, r1);
+}
+void MatMulQ8_0Lanes(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  Drive<Q32Kernel<Q8_0LanesWeights>>(a, r0, r1);
 }
 void MatMulQ4_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q4KKernel>(a, r0, r1); }
 void MatMulQ6_K(const MatMulArgs& a, int64_t r0, int64_t r1) { Drive<Q6KKernel>(a, r0, r1); }

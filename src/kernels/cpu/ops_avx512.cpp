@@ -365,6 +365,7 @@ KernelTable MakeTable() {
   t.matmul_packed[MatMulSlot(GgmlType::kF16)] = MatMulF16Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kBF16)] = MatMulBF16Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
+  t.matmul_packed[MatMulSlot(GgmlType::kQ8_0)] = MatMulQ8_0Lanes;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;
