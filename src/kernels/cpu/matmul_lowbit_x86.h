@@ -1,13 +1,21 @@
 // The x86 bodies of the Q2_K, Q3_K and IQ4_XS products (256-bit integer SIMD), included by
 // matmul_lowbit_avx2.cpp and matmul_lowbit_avx512.cpp so that each compiles them with its own
 // flags. Internal linkage only: include from exactly those files.
+//
+// Tiles of R rows x C tokens: a row's unpacked quants and scales serve every token of the tile,
+// a token's activations every row (one token: 4 rows, which also gives 4 independent chains;
+// several tokens: 3 x 3 tiles over panels of 48 tokens). Each output is accumulated by the same
+// instructions whatever its tile (the determinism contract of kernels.h). The 16-bit scales of a
+// super-block are widened once and picked per 32 values by one in-lane byte shuffle.
 #pragma once
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/block_lowbit.h"
+#include "kernels/cpu/kernels_isa.h"
 #include "kernels/cpu/matmul_lowbit.h"
 
 namespace swarm::kernels::cpu {
@@ -19,10 +27,15 @@ struct X8Token {
   const int16_t* bsum16;
 };
 
-inline X8Token ViewToken(const uint8_t* base, const X8Layout& l) {
+inline X8Token ViewToken(const MatMulArgs& a, int64_t t) {
+  const uint8_t* base = a.x + t * a.x_stride;
+  const X8Layout& l = a.x8;
   return {reinterpret_cast<const int8_t*>(base), reinterpret_cast<const float*>(base + l.d_offset),
           reinterpret_cast<const int16_t*>(base + l.bsum16_offset)};
 }
+
+inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
 inline float HorizontalSum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -30,25 +43,25 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-// Shuffle masks that spread the int8 scales of sub-blocks (of 16) 2m and 2m + 1 over 8 bytes each.
-alignas(16) constexpr int8_t kPairMasks[8][16] = {
-    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
-    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
-    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
-    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
-    {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
-    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
-    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
-
-// 16 int16: the scale of sub-block 2m (of the 16 int8 scales in `scales`) in lanes 0-7 and of
-// sub-block 2m + 1 in lanes 8-15 (the 16-element halves of a 32-element maddubs).
-inline __m256i PairScales(__m128i scales, int m) {
-  const __m128i pick = _mm_load_si128(reinterpret_cast<const __m128i*>(kPairMasks[m]));
-  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
-}
-
 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+// Byte shuffles over 8 int16 scales held in both 128-bit lanes: kPick[m] puts scale 2m in every
+// 16-bit lane of the low half and scale 2m + 1 in every lane of the high half (the two 16-value
+// halves of a 32-value maddubs, or the two 32-value sub-blocks IQ4_XS pairs).
+alignas(32) constexpr int8_t kPick[4][32] = {
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+     2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+    {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5,
+     6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+    {8,  9,  8,  9,  8,  9,  8,  9,  8,  9,  8,  9,  8,  9,  8,  9,
+     10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11},
+    {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13,
+     14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15}};
+
+inline __m256i Pick(__m256i scales8x2, int m) {
+  return _mm256_shuffle_epi8(scales8x2,
+                             _mm256_load_si256(reinterpret_cast<const __m256i*>(kPick[m])));
+}
 
 // The 16 signed Q3_K scales (6-bit value - 32) as bytes: low nibbles from bytes 0-7 (sub-blocks
 // 0-7 the low nibble, 8-15 the high one), high bit pairs from bytes 8-11 (sub-block 4k + i: bits
@@ -68,126 +81,339 @@ inline __m128i Q3_KScales(const uint8_t* s) {
   return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
 }
 
-float DotQ2_K(const uint8_t* row, const X8Token& x, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  __m256 acc_min = _mm256_setzero_ps();
-  const __m256i mask2 = _mm256_set1_epi8(3);
-  for (int64_t s = 0; s < n / kQK_K; ++s) {
-    const auto* b = reinterpret_cast<const BlockQ2_K*>(row) + s;
-    const int8_t* xq = x.qs + kQK_K * s;
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-    const __m128i scales = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
-    const __m256i mins =
-        _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
-    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsum16 + 16 * s));
-    const __m256i msum = _mm256_madd_epi16(mins, bsums);
-    __m256i isum = _mm256_setzero_si256();
-    for (int h = 0; h < 2; ++h) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * h));
-      for (int k = 0; k < 4; ++k) {
-        const __m256i w = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), mask2);
-        const __m256i xv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 128 * h + 32 * k));
-        const __m256i p = _mm256_maddubs_epi16(w, xv);
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, PairScales(scales, 4 * h + k)));
-      }
-    }
-    const float xd = x.d[s];
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(Half(b->d) * xd), acc);
-    acc_min =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(Half(b->dmin) * xd), acc_min);
-  }
-  return HorizontalSum(acc) - HorizontalSum(acc_min);
-}
-
-float DotQ3_K(const uint8_t* row, const X8Token& x, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i mask2 = _mm256_set1_epi8(3);
+// Bit `kBit` of every byte of h as the value 4 (bit 2). 16-bit shifts carry bits across the byte
+// boundary only into bits the mask drops.
+template <int kBit>
+inline __m256i HighBitAs4(__m256i h) {
   const __m256i four = _mm256_set1_epi8(4);
-  for (int64_t s = 0; s < n / kQK_K; ++s) {
-    const auto* b = reinterpret_cast<const BlockQ3_K*>(row) + s;
-    const int8_t* xq = x.qs + kQK_K * s;
-    const __m128i scales = Q3_KScales(b->scales);
-    // The -4 of elements without their high bit, as -4 * scale * (sum of the 16 activations).
-    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsum16 + 16 * s));
-    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->hmask));
-    __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums), 2);
-    isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
-    for (int h = 0; h < 2; ++h) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * h));
-      for (int k = 0; k < 4; ++k) {
-        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << (4 * h + k)));
-        const __m256i high =
-            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
-        const __m256i w =
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), mask2), high);
-        const __m256i xv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 128 * h + 32 * k));
-        const __m256i p = _mm256_maddubs_epi16(w, xv);
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, PairScales(scales, 4 * h + k)));
-      }
-    }
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(Half(b->d) * x.d[s]), acc);
-  }
-  return HorizontalSum(acc);
+  if constexpr (kBit < 2) return _mm256_and_si256(_mm256_slli_epi16(h, 2 - kBit), four);
+  if constexpr (kBit == 2) return _mm256_and_si256(h, four);
+  if constexpr (kBit > 2) return _mm256_and_si256(_mm256_srli_epi16(h, kBit - 2), four);
 }
 
-float DotIQ4_XS(const uint8_t* row, const X8Token& x, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  const __m128i values128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kKValuesIq4Nl));
-  const __m256i values = _mm256_set_m128i(values128, values128);
-  const __m128i mask4 = _mm_set1_epi8(0x0f);
-  for (int64_t s = 0; s < n / kQK_K; ++s) {
-    const auto* b = reinterpret_cast<const BlockIQ4_XS*>(row) + s;
-    const int8_t* xq = x.qs + kQK_K * s;
-    __m256i isum = _mm256_setzero_si256();
-    int16_t sc[8];
-    for (int j = 0; j < 8; ++j) {
-      const int ls =
-          ((b->scales_l[j / 2] >> (4 * (j % 2))) & 0x0f) | (((b->scales_h >> (2 * j)) & 3) << 4);
-      sc[j] = static_cast<int16_t>(ls - 32);
-    }
-    for (int j = 0; j < 8; ++j) {
-      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + 16 * j));
-      const __m256i idx =
-          _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask4), _mm_and_si128(q, mask4));
-      const __m256i w = _mm256_shuffle_epi8(values, idx);
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * j));
-      // Signed by signed: |w| (unsigned) times x carrying w's sign.
-      const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
-      const __m256i scale = _mm256_set1_epi16(sc[j]);
-      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale));
-    }
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(Half(b->d) * x.d[s]), acc);
+template <int R>
+inline void PrefetchRows(const MatMulArgs& a, const uint8_t* blk, size_t bytes) {
+  // One token: the rows after this tile are the next stream of weights.
+  if constexpr (R > 1) {
+    const char* next = reinterpret_cast<const char*>(blk) + R * a.row_bytes;
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
   }
-  return HorizontalSum(acc);
 }
 
-// Rows outer, tokens inner: a row's blocks stay in L1 while every token reads them.
-template <float (*kDot)(const uint8_t*, const X8Token&, int64_t)>
-void MatMul(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = a.w + r * a.row_bytes;
-    if (r + 1 < r1) {
-      // The next row is the next stream of weight bytes; start it while this one computes.
-      for (size_t off = 0; off < a.row_bytes; off += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + a.row_bytes + off), _MM_HINT_T0);
+// ---- Q2_K ---------------------------------------------------------------------------------------
+
+template <int R, int C>
+void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, t + j);
+  __m256 acc[R][C];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256i mask2 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const auto* b = reinterpret_cast<const BlockQ2_K*>(rows[i]) + sb;
+      if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
+      const __m128i raw = Load128(b->scales);
+      const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+      const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+      const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+      __m256i isum[C];
+      __m256i msum[C];
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        isum[j] = _mm256_setzero_si256();
+        msum[j] = _mm256_madd_epi16(mins16, Load256(xs[j].bsum16 + 16 * sb));
+      }
+      SWARM_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        const __m256i q = Load256(b->qs + 32 * h);
+        SWARM_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          const __m256i w = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
+          const __m256i s = Pick(sc_half[h], k);
+          SWARM_UNROLL
+          for (int j = 0; j < C; ++j) {
+            const __m256i xv = Load256(xs[j].qs + kQK_K * sb + 128 * h + 32 * k);
+            isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), s));
+          }
+        }
+      }
+      const float d = Half(b->d);
+      const float dmin = Half(b->dmin);
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        const float xd = xs[j].d[sb];
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xd), acc[i][j]);
+        acc[i][j] =
+            _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum[j]), _mm256_set1_ps(dmin * xd), acc[i][j]);
       }
     }
-    for (int64_t t = 0; t < a.n_tokens; ++t) {
-      a.y[t * a.n_out + r] = kDot(row, ViewToken(a.x + t * a.x_stride, a.x8), a.n_in);
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = HorizontalSum(acc[i][j]);
+  }
+}
+
+// ---- Q3_K ---------------------------------------------------------------------------------------
+
+template <int R, int C>
+void TileQ3K(const MatMulArgs& a, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, t + j);
+  __m256 acc[R][C];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256i mask2 = _mm256_set1_epi8(3);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const auto* b = reinterpret_cast<const BlockQ3_K*>(rows[i]) + sb;
+      if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
+      const __m256i sc16 = _mm256_cvtepi8_epi16(Q3_KScales(b->scales));
+      const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+      const __m256i hm = Load256(b->hmask);
+      // The quants are w + 4 where an element's high bit is clear: their dot product starts at
+      // -4 * scale * (sum of each 16 activations).
+      __m256i isum[C];
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        isum[j] = _mm256_sub_epi32(
+            _mm256_setzero_si256(),
+            _mm256_slli_epi32(_mm256_madd_epi16(sc16, Load256(xs[j].bsum16 + 16 * sb)), 2));
+      }
+      auto chunk = [&](auto c_tag, __m256i q) {
+        constexpr int c = decltype(c_tag)::value;  // 32 values: sub-blocks 2c and 2c + 1
+        constexpr int k = c % 4;
+        const __m256i low = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
+        const __m256i w = _mm256_or_si256(low, HighBitAs4<c>(hm));
+        const __m256i s = Pick(sc_half[c / 4], k);
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          const __m256i xv = Load256(xs[j].qs + kQK_K * sb + 32 * c);
+          isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), s));
+        }
+      };
+      const __m256i q0 = Load256(b->qs);
+      chunk(std::integral_constant<int, 0>{}, q0);
+      chunk(std::integral_constant<int, 1>{}, q0);
+      chunk(std::integral_constant<int, 2>{}, q0);
+      chunk(std::integral_constant<int, 3>{}, q0);
+      const __m256i q1 = Load256(b->qs + 32);
+      chunk(std::integral_constant<int, 4>{}, q1);
+      chunk(std::integral_constant<int, 5>{}, q1);
+      chunk(std::integral_constant<int, 6>{}, q1);
+      chunk(std::integral_constant<int, 7>{}, q1);
+      const float d = Half(b->d);
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
+      }
+    }
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = HorizontalSum(acc[i][j]);
+  }
+}
+
+// ---- IQ4_XS -------------------------------------------------------------------------------------
+
+// The 8 signed scales (6-bit value - 32) of an IQ4_XS super-block as int16, in both 128-bit lanes.
+inline __m256i IQ4_XSScales(const BlockIQ4_XS* b) {
+  uint32_t low_bytes;
+  std::memcpy(&low_bytes, b->scales_l, 4);
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const __m128i v = _mm_cvtsi32_si128(static_cast<int>(low_bytes));
+  // Bytes 2j, 2j + 1 of scales_l's nibbles: sub-block j's low 4 bits, in order.
+  const __m128i low = _mm_cvtepu8_epi16(
+      _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+  // Lane j: scales_h shifted left by 14 - 2j (a multiply by 2^(14-2j)), then right by 14.
+  const __m128i high = _mm_srli_epi16(
+      _mm_mullo_epi16(_mm_set1_epi16(static_cast<short>(b->scales_h)),
+                      _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+      14);
+  const __m128i s = _mm_sub_epi16(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi16(32));
+  return _mm256_broadcastsi128_si256(s);
+}
+
+// Tokens' activations of one super-block rearranged for 256-bit loads of the weights: for each
+// pair of sub-blocks (2p, 2p + 1), 32 bytes holding values 0-15 of both, then 32 holding values
+// 16-31 of both (the low and high nibbles of the pair's 32 weight bytes).
+template <int C>
+inline void PairActivations(const X8Token (&xs)[C], int64_t sb, int8_t (*xp)[kQK_K]) {
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) {
+    SWARM_UNROLL
+    for (int p = 0; p < 4; ++p) {
+      const __m256i x0 = Load256(xs[j].qs + kQK_K * sb + 64 * p);
+      const __m256i x1 = Load256(xs[j].qs + kQK_K * sb + 64 * p + 32);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(xp[j] + 64 * p),
+                         _mm256_permute2x128_si256(x0, x1, 0x20));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(xp[j] + 64 * p + 32),
+                         _mm256_permute2x128_si256(x0, x1, 0x31));
     }
   }
 }
+
+template <int R, int C>
+void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
+  const uint8_t* rows[R];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
+  X8Token xs[C];
+  SWARM_UNROLL
+  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, t + j);
+  __m256 acc[R][C];
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const __m256i values = _mm256_broadcastsi128_si256(Load128(kKValuesIq4Nl));
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  alignas(32) int8_t xp[C][kQK_K];
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    PairActivations<C>(xs, sb, xp);
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const auto* b = reinterpret_cast<const BlockIQ4_XS*>(rows[i]) + sb;
+      if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
+      const __m256i sc = IQ4_XSScales(b);
+      __m256i isum[C];
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) isum[j] = _mm256_setzero_si256();
+      SWARM_UNROLL
+      for (int p = 0; p < 4; ++p) {
+        const __m256i v = Load256(b->qs + 32 * p);
+        const __m256i lo = _mm256_shuffle_epi8(values, _mm256_and_si256(v, m4));
+        const __m256i hi =
+            _mm256_shuffle_epi8(values, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        const __m256i alo = _mm256_sign_epi8(lo, lo);
+        const __m256i ahi = _mm256_sign_epi8(hi, hi);
+        const __m256i s = Pick(sc, p);
+        SWARM_UNROLL
+        for (int j = 0; j < C; ++j) {
+          // Signed by signed: |w| (unsigned) times x carrying w's sign.
+          const __m256i x_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xp[j] + 64 * p));
+          const __m256i x_hi =
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(xp[j] + 64 * p + 32));
+          const __m256i p_lo =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(x_lo, lo)), s);
+          const __m256i p_hi =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(x_hi, hi)), s);
+          isum[j] = _mm256_add_epi32(isum[j], _mm256_add_epi32(p_lo, p_hi));
+        }
+      }
+      const float d = Half(b->d);
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xs[j].d[sb]),
+                                    acc[i][j]);
+      }
+    }
+  }
+  SWARM_UNROLL
+  for (int i = 0; i < R; ++i) {
+    SWARM_UNROLL
+    for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = HorizontalSum(acc[i][j]);
+  }
+}
+
+// ---- driver -------------------------------------------------------------------------------------
+
+constexpr int kVecRows = 4;
+constexpr int kRows = 3;
+constexpr int kCols = 3;
+constexpr int64_t kPanel = 48;
+
+template <template <int, int> class K, int R>
+void TileCols(const MatMulArgs& a, int64_t r, int64_t t, int64_t cols) {
+  switch (cols) {
+    case 1:
+      return K<R, 1>::Run(a, r, t);
+    case 2:
+      return K<R, 2>::Run(a, r, t);
+    default:
+      return K<R, 3>::Run(a, r, t);
+  }
+}
+
+template <template <int, int> class K>
+void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  if (a.n_tokens == 1) {
+    int64_t r = r0;
+    for (; r + kVecRows <= r1; r += kVecRows) K<kVecRows, 1>::Run(a, r, 0);
+    for (; r < r1; ++r) K<1, 1>::Run(a, r, 0);
+    return;
+  }
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+      SpreadPrefetch next(
+          a.w + (r + kRows) * a.row_bytes,
+          static_cast<int64_t>(a.row_bytes) * std::min<int64_t>(kRows, r1 - r - kRows),
+          (tp_end - tp + kCols - 1) / kCols);
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        next.Next();
+        TileCols<K, kRows>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+    for (; r < r1; ++r) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<K, 1>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+  }
+}
+
+template <int R, int C>
+struct Q2KKernel {
+  static void Run(const MatMulArgs& a, int64_t r, int64_t t) { TileQ2K<R, C>(a, r, t); }
+};
+template <int R, int C>
+struct Q3KKernel {
+  static void Run(const MatMulArgs& a, int64_t r, int64_t t) { TileQ3K<R, C>(a, r, t); }
+};
+template <int R, int C>
+struct IQ4XSKernel {
+  static void Run(const MatMulArgs& a, int64_t r, int64_t t) { TileIQ4XS<R, C>(a, r, t); }
+};
 
 inline MatMulFn LowBitMatMulX86(GgmlType type) {
   switch (type) {
     case GgmlType::kQ2_K:
-      return MatMul<DotQ2_K>;
+      return Drive<Q2KKernel>;
     case GgmlType::kQ3_K:
-      return MatMul<DotQ3_K>;
+      return Drive<Q3KKernel>;
     case GgmlType::kIQ4_XS:
-      return MatMul<DotIQ4_XS>;
+      return Drive<IQ4XSKernel>;
     default:
       return nullptr;
   }
