@@ -261,6 +261,10 @@ inline __m256i IQ4_XSScales(const BlockIQ4_XS* b) {
   return _mm256_broadcastsi128_si256(s);
 }
 
+// |kKValuesIq4Nl| as unsigned bytes, for vpmaddubsw.
+alignas(16) constexpr uint8_t kIq4Magnitudes[16] = {127, 104, 83, 65, 49, 35, 22, 10,
+                                                    1,   13,  25, 38, 53, 69, 89, 113};
+
 // Tokens' activations of one super-block rearranged for 256-bit loads of the weights: for each
 // pair of sub-blocks (2p, 2p + 1), 32 bytes holding values 0-15 of both, then 32 holding values
 // 16-31 of both (the low and high nibbles of the pair's 32 weight bytes).
@@ -295,6 +299,7 @@ void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
     for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   const __m256i values = _mm256_broadcastsi128_si256(Load128(kKValuesIq4Nl));
+  const __m256i magnitudes = _mm256_broadcastsi128_si256(Load128(kIq4Magnitudes));
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   alignas(32) int8_t xp[C][kQK_K];
   const int64_t n_super = a.n_in / kQK_K;
@@ -311,11 +316,14 @@ void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
       SWARM_UNROLL
       for (int p = 0; p < 4; ++p) {
         const __m256i v = Load256(b->qs + 32 * p);
-        const __m256i lo = _mm256_shuffle_epi8(values, _mm256_and_si256(v, m4));
-        const __m256i hi =
-            _mm256_shuffle_epi8(values, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-        const __m256i alo = _mm256_sign_epi8(lo, lo);
-        const __m256i ahi = _mm256_sign_epi8(hi, hi);
+        const __m256i idx_lo = _mm256_and_si256(v, m4);
+        const __m256i idx_hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        // The values carry the signs; their magnitudes come from a second lookup rather than
+        // vpsignb, which competes with the multiplies for the same ports.
+        const __m256i lo = _mm256_shuffle_epi8(values, idx_lo);
+        const __m256i hi = _mm256_shuffle_epi8(values, idx_hi);
+        const __m256i alo = _mm256_shuffle_epi8(magnitudes, idx_lo);
+        const __m256i ahi = _mm256_shuffle_epi8(magnitudes, idx_hi);
         const __m256i s = Pick(sc, p);
         SWARM_UNROLL
         for (int j = 0; j < C; ++j) {

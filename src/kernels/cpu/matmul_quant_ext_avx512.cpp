@@ -20,6 +20,7 @@ using ext::Half;
 using ext::Load256;
 using ext::LoadU32;
 using ext::MinsQ4_1;
+using ext::MinsQ4_1Row;
 using ext::Nibbles32;
 using ext::Token;
 using ext::UnpackScalesK4;
@@ -111,13 +112,24 @@ void TileQ32(const MatMulArgs& a, int64_t r, int64_t t) {
   int64_t b = 0;
   for (; b + 2 <= n_blocks; b += 2) step(b, true);
   if (b < n_blocks) step(b, false);
-  SWARM_UNROLL
-  for (int i = 0; i < R; ++i) {
+  if constexpr (W::kQ4_1 && C > 1) {
+    float mins[R][C];
+    MinsQ4_1<R, C>(rows, xs, n_blocks, mins);
     SWARM_UNROLL
-    for (int j = 0; j < C; ++j) {
-      float y = Hsum(acc[i][j]);
-      if constexpr (W::kQ4_1) y += MinsQ4_1(rows[i], xs[j], n_blocks);
-      a.y[(t + j) * a.n_out + r + i] = y;
+    for (int i = 0; i < R; ++i) {
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) a.y[(t + j) * a.n_out + r + i] = Hsum(acc[i][j]) + mins[i][j];
+    }
+  } else {
+    // One token: each row's min term alone (measured faster than the tile's pass).
+    SWARM_UNROLL
+    for (int i = 0; i < R; ++i) {
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        float y = Hsum(acc[i][j]);
+        if constexpr (W::kQ4_1) y += MinsQ4_1Row(rows[i], xs[j], n_blocks);
+        a.y[(t + j) * a.n_out + r + i] = y;
+      }
     }
   }
 }
