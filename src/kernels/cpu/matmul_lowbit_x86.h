@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "kernels/block_lowbit.h"
@@ -150,14 +151,21 @@ void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
           }
         }
       }
-      const float d = Half(b->d);
-      const float dmin = Half(b->dmin);
+      // d and dmin (adjacent fp16) converted together: lanes 0 and 1.
+      uint32_t d_dmin;
+      std::memcpy(&d_dmin, &b->d, sizeof d_dmin);
+      static_assert(offsetof(BlockQ2_K, dmin) == offsetof(BlockQ2_K, d) + 2);
+      const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d_dmin)));
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
-        const float xd = xs[j].d[sb];
-        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xd), acc[i][j]);
+        const __m128 scaled = _mm_mul_ps(dd, _mm_broadcast_ss(xs[j].d + sb));
+        const __m256 both = _mm256_castps128_ps256(scaled);
         acc[i][j] =
-            _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum[j]), _mm256_set1_ps(dmin * xd), acc[i][j]);
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]),
+                            _mm256_permutevar8x32_ps(both, _mm256_set1_epi32(0)), acc[i][j]);
+        acc[i][j] =
+            _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum[j]),
+                             _mm256_permutevar8x32_ps(both, _mm256_set1_epi32(1)), acc[i][j]);
       }
     }
   }
