@@ -292,8 +292,72 @@ inline void PairActivations(const X8Token (&xs)[C], int64_t sb, int8_t (*xp)[kQK
   }
 }
 
-template <int R, int C>
-void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
+// An IQ4_XS super-block's values as the tile multiplies them: for each pair p of sub-blocks, the
+// signed values and magnitudes of their low-nibble elements (values 0-15 of both) and of their
+// high-nibble ones (16-31), and the pair's picked scales.
+struct IQ4Unpacked {
+  __m256i lo[4], hi[4], alo[4], ahi[4], s[4];
+};
+
+// Pair p of a super-block (its scales sc from IQ4_XSScales).
+struct IQ4Pair {
+  __m256i lo, hi, alo, ahi, s;
+};
+
+inline IQ4Pair UnpackIQ4Pair(const BlockIQ4_XS* b, __m256i sc, int p) {
+  const __m256i values = _mm256_broadcastsi128_si256(Load128(kKValuesIq4Nl));
+  const __m256i magnitudes = _mm256_broadcastsi128_si256(Load128(kIq4Magnitudes));
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i v = Load256(b->qs + 32 * p);
+  const __m256i idx_lo = _mm256_and_si256(v, m4);
+  const __m256i idx_hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  // The values carry the signs; their magnitudes come from a second lookup rather than
+  // vpsignb, which competes with the multiplies for the same ports.
+  return {_mm256_shuffle_epi8(values, idx_lo), _mm256_shuffle_epi8(values, idx_hi),
+          _mm256_shuffle_epi8(magnitudes, idx_lo), _mm256_shuffle_epi8(magnitudes, idx_hi),
+          Pick(sc, p)};
+}
+
+inline void UnpackIQ4XS(const BlockIQ4_XS* b, IQ4Unpacked* u) {
+  const __m256i sc = IQ4_XSScales(b);
+  SWARM_UNROLL
+  for (int p = 0; p < 4; ++p) {
+    const IQ4Pair q = UnpackIQ4Pair(b, sc, p);
+    u->lo[p] = q.lo;
+    u->hi[p] = q.hi;
+    u->alo[p] = q.alo;
+    u->ahi[p] = q.ahi;
+    u->s[p] = q.s;
+  }
+}
+
+// Prompts: the rows of a tile unpacked once per token panel (rows up to kMaxUnpackedIn values;
+// longer ones unpack per tile). The products are the same instructions on the same values
+// either way.
+constexpr int64_t kMaxUnpackedIn = 8192;
+
+template <int R>
+struct UnpackedRowsIQ4 {
+  IQ4Unpacked blocks[R][kMaxUnpackedIn / kQK_K];
+  float d[R][kMaxUnpackedIn / kQK_K];
+};
+
+template <int R>
+void UnpackRowsIQ4(const MatMulArgs& a, int64_t r, UnpackedRowsIQ4<R>* u) {
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int i = 0; i < R; ++i) {
+    const auto* row = reinterpret_cast<const BlockIQ4_XS*>(a.w + (r + i) * a.row_bytes);
+    for (int64_t sb = 0; sb < n_super; ++sb) {
+      UnpackIQ4XS(row + sb, &u->blocks[i][sb]);
+      u->d[i][sb] = Half(row[sb].d);
+    }
+  }
+}
+
+// kUnpacked: the rows come from u (UnpackRowsIQ4) rather than the weights.
+template <int R, int C, bool kUnpacked = false>
+void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t,
+               const UnpackedRowsIQ4<R>* rows_u = nullptr) {
   const uint8_t* rows[R];
   SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
@@ -306,9 +370,6 @@ void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
   }
-  const __m256i values = _mm256_broadcastsi128_si256(Load128(kKValuesIq4Nl));
-  const __m256i magnitudes = _mm256_broadcastsi128_si256(Load128(kIq4Magnitudes));
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
   alignas(32) int8_t xp[C][kQK_K];
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
@@ -316,23 +377,27 @@ void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* b = reinterpret_cast<const BlockIQ4_XS*>(rows[i]) + sb;
-      if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
-      const __m256i sc = IQ4_XSScales(b);
+      __m256i sc = _mm256_setzero_si256();
+      float d;
+      if constexpr (kUnpacked) {
+        d = rows_u->d[i][sb];
+      } else {
+        if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
+        sc = IQ4_XSScales(b);
+        d = Half(b->d);
+      }
       __m256i isum[C];
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) isum[j] = _mm256_setzero_si256();
       SWARM_UNROLL
       for (int p = 0; p < 4; ++p) {
-        const __m256i v = Load256(b->qs + 32 * p);
-        const __m256i idx_lo = _mm256_and_si256(v, m4);
-        const __m256i idx_hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        // The values carry the signs; their magnitudes come from a second lookup rather than
-        // vpsignb, which competes with the multiplies for the same ports.
-        const __m256i lo = _mm256_shuffle_epi8(values, idx_lo);
-        const __m256i hi = _mm256_shuffle_epi8(values, idx_hi);
-        const __m256i alo = _mm256_shuffle_epi8(magnitudes, idx_lo);
-        const __m256i ahi = _mm256_shuffle_epi8(magnitudes, idx_hi);
-        const __m256i s = Pick(sc, p);
+        IQ4Pair q;
+        if constexpr (kUnpacked) {
+          const IQ4Unpacked& u = rows_u->blocks[i][sb];
+          q = {u.lo[p], u.hi[p], u.alo[p], u.ahi[p], u.s[p]};
+        } else {
+          q = UnpackIQ4Pair(b, sc, p);
+        }
         SWARM_UNROLL
         for (int j = 0; j < C; ++j) {
           // Signed by signed: |w| (unsigned) times x carrying w's sign.
@@ -340,13 +405,12 @@ void TileIQ4XS(const MatMulArgs& a, int64_t r, int64_t t) {
           const __m256i x_hi =
               _mm256_load_si256(reinterpret_cast<const __m256i*>(xp[j] + 64 * p + 32));
           const __m256i p_lo =
-              _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(x_lo, lo)), s);
+              _mm256_madd_epi16(_mm256_maddubs_epi16(q.alo, _mm256_sign_epi8(x_lo, q.lo)), q.s);
           const __m256i p_hi =
-              _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(x_hi, hi)), s);
+              _mm256_madd_epi16(_mm256_maddubs_epi16(q.ahi, _mm256_sign_epi8(x_hi, q.hi)), q.s);
           isum[j] = _mm256_add_epi32(isum[j], _mm256_add_epi32(p_lo, p_hi));
         }
       }
-      const float d = Half(b->d);
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xs[j].d[sb]),
@@ -409,6 +473,44 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// IQ4_XS prompts of rows up to kMaxUnpackedIn values: each row tile unpacked once per token
+// panel (Drive's order otherwise); the rest is Drive.
+template <template <int, int> class K>
+void DriveIQ4XS(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  if (a.n_tokens == 1 || a.n_in > kMaxUnpackedIn) return Drive<K>(a, r0, r1);
+  UnpackedRowsIQ4<kRows> u;
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+      SpreadPrefetch next(
+          a.w + (r + kRows) * a.row_bytes,
+          static_cast<int64_t>(a.row_bytes) * std::min<int64_t>(kRows, r1 - r - kRows),
+          (tp_end - tp + kCols - 1) / kCols);
+      UnpackRowsIQ4<kRows>(a, r, &u);
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        next.Next();
+        static_assert(kCols == 3);
+        switch (std::min<int64_t>(kCols, tp_end - t)) {
+          case 1:
+            TileIQ4XS<kRows, 1, true>(a, r, t, &u);
+            break;
+          case 2:
+            TileIQ4XS<kRows, 2, true>(a, r, t, &u);
+            break;
+          default:
+            TileIQ4XS<kRows, 3, true>(a, r, t, &u);
+        }
+      }
+    }
+    for (; r < r1; ++r) {
+      for (int64_t t = tp; t < tp_end; t += kCols) {
+        TileCols<K, 1>(a, r, t, std::min<int64_t>(kCols, tp_end - t));
+      }
+    }
+  }
+}
+
 template <int R, int C>
 struct Q2KKernel {
   static void Run(const MatMulArgs& a, int64_t r, int64_t t) { TileQ2K<R, C>(a, r, t); }
@@ -429,7 +531,7 @@ inline MatMulFn LowBitMatMulX86(GgmlType type) {
     case GgmlType::kQ3_K:
       return Drive<Q3KKernel>;
     case GgmlType::kIQ4_XS:
-      return Drive<IQ4XSKernel>;
+      return DriveIQ4XS<IQ4XSKernel>;
     default:
       return nullptr;
   }
