@@ -101,6 +101,11 @@ inline void PrefetchRows(const MatMulArgs& a, const uint8_t* blk, size_t bytes) 
   }
 }
 
+// Prompts: the rows of a tile unpacked once per token panel (rows up to kMaxUnpackedIn values;
+// longer ones unpack per tile), Q3_K's and IQ4_XS's. The products are the same instructions on
+// the same values either way.
+constexpr int64_t kMaxUnpackedIn = 8192;
+
 // ---- Q2_K ---------------------------------------------------------------------------------------
 
 template <int R, int C>
@@ -178,8 +183,63 @@ void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
 
 // ---- Q3_K ---------------------------------------------------------------------------------------
 
-template <int R, int C>
-void TileQ3K(const MatMulArgs& a, int64_t r, int64_t t) {
+// Chunk c (32 values: sub-blocks 2c and 2c + 1) of a Q3_K super-block: its quants (w + 4, the
+// high bit or-ed in as 4) from q (the 32 quant bytes of its half) and hm, and its picked scales.
+struct Q3KChunk {
+  __m256i w, s;
+};
+
+template <int kC>
+inline Q3KChunk Q3KChunkOf(__m256i q, __m256i hm, const __m256i (&sc_half)[2]) {
+  constexpr int k = kC % 4;
+  const __m256i mask2 = _mm256_set1_epi8(3);
+  const __m256i low = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
+  return {_mm256_or_si256(low, HighBitAs4<kC>(hm)), Pick(sc_half[kC / 4], k)};
+}
+
+// A Q3_K super-block unpacked for prompts: its 8 chunks, its scales as int16 and its d.
+struct Q3KUnpacked {
+  __m256i w[8], s[8];
+  __m256i sc16;
+  float d;
+};
+
+template <int R>
+struct UnpackedRowsQ3K {
+  Q3KUnpacked blocks[R][kMaxUnpackedIn / kQK_K];
+};
+
+template <int R>
+void UnpackRowsQ3K(const MatMulArgs& a, int64_t r, UnpackedRowsQ3K<R>* u) {
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int i = 0; i < R; ++i) {
+    const auto* row = reinterpret_cast<const BlockQ3_K*>(a.w + (r + i) * a.row_bytes);
+    for (int64_t sb = 0; sb < n_super; ++sb) {
+      const BlockQ3_K* b = row + sb;
+      Q3KUnpacked& o = u->blocks[i][sb];
+      o.sc16 = _mm256_cvtepi8_epi16(Q3_KScales(b->scales));
+      const __m256i sc_half[2] = {_mm256_permute2x128_si256(o.sc16, o.sc16, 0x00),
+                                  _mm256_permute2x128_si256(o.sc16, o.sc16, 0x11)};
+      const __m256i hm = Load256(b->hmask);
+      const __m256i q0 = Load256(b->qs);
+      const __m256i q1 = Load256(b->qs + 32);
+      const Q3KChunk c[8] = {Q3KChunkOf<0>(q0, hm, sc_half), Q3KChunkOf<1>(q0, hm, sc_half),
+                             Q3KChunkOf<2>(q0, hm, sc_half), Q3KChunkOf<3>(q0, hm, sc_half),
+                             Q3KChunkOf<4>(q1, hm, sc_half), Q3KChunkOf<5>(q1, hm, sc_half),
+                             Q3KChunkOf<6>(q1, hm, sc_half), Q3KChunkOf<7>(q1, hm, sc_half)};
+      for (int k = 0; k < 8; ++k) {
+        o.w[k] = c[k].w;
+        o.s[k] = c[k].s;
+      }
+      o.d = Half(b->d);
+    }
+  }
+}
+
+// kUnpacked: the rows come from u (UnpackRowsQ3K) rather than the weights.
+template <int R, int C, bool kUnpacked = false>
+void TileQ3K(const MatMulArgs& a, int64_t r, int64_t t,
+             const UnpackedRowsQ3K<R>* rows_u = nullptr) {
   const uint8_t* rows[R];
   SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
@@ -192,17 +252,26 @@ void TileQ3K(const MatMulArgs& a, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int j = 0; j < C; ++j) acc[i][j] = _mm256_setzero_ps();
   }
-  const __m256i mask2 = _mm256_set1_epi8(3);
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* b = reinterpret_cast<const BlockQ3_K*>(rows[i]) + sb;
-      if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
-      const __m256i sc16 = _mm256_cvtepi8_epi16(Q3_KScales(b->scales));
-      const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
-                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
-      const __m256i hm = Load256(b->hmask);
+      __m256i sc16;
+      __m256i sc_half[2] = {};
+      __m256i hm = _mm256_setzero_si256();
+      float d;
+      if constexpr (kUnpacked) {
+        sc16 = rows_u->blocks[i][sb].sc16;
+        d = rows_u->blocks[i][sb].d;
+      } else {
+        if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
+        sc16 = _mm256_cvtepi8_epi16(Q3_KScales(b->scales));
+        sc_half[0] = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        sc_half[1] = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+        hm = Load256(b->hmask);
+        d = Half(b->d);
+      }
       // The quants are w + 4 where an element's high bit is clear: their dot product starts at
       // -4 * scale * (sum of each 16 activations).
       __m256i isum[C];
@@ -213,28 +282,30 @@ void TileQ3K(const MatMulArgs& a, int64_t r, int64_t t) {
             _mm256_slli_epi32(_mm256_madd_epi16(sc16, Load256(xs[j].bsum16 + 16 * sb)), 2));
       }
       auto chunk = [&](auto c_tag, __m256i q) {
-        constexpr int c = decltype(c_tag)::value;  // 32 values: sub-blocks 2c and 2c + 1
-        constexpr int k = c % 4;
-        const __m256i low = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
-        const __m256i w = _mm256_or_si256(low, HighBitAs4<c>(hm));
-        const __m256i s = Pick(sc_half[c / 4], k);
+        constexpr int c = decltype(c_tag)::value;
+        Q3KChunk ch;
+        if constexpr (kUnpacked) {
+          ch = {rows_u->blocks[i][sb].w[c], rows_u->blocks[i][sb].s[c]};
+        } else {
+          ch = Q3KChunkOf<c>(q, hm, sc_half);
+        }
         SWARM_UNROLL
         for (int j = 0; j < C; ++j) {
           const __m256i xv = Load256(xs[j].qs + kQK_K * sb + 32 * c);
-          isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), s));
+          isum[j] =
+              _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(ch.w, xv), ch.s));
         }
       };
-      const __m256i q0 = Load256(b->qs);
+      const __m256i q0 = kUnpacked ? _mm256_setzero_si256() : Load256(b->qs);
       chunk(std::integral_constant<int, 0>{}, q0);
       chunk(std::integral_constant<int, 1>{}, q0);
       chunk(std::integral_constant<int, 2>{}, q0);
       chunk(std::integral_constant<int, 3>{}, q0);
-      const __m256i q1 = Load256(b->qs + 32);
+      const __m256i q1 = kUnpacked ? _mm256_setzero_si256() : Load256(b->qs + 32);
       chunk(std::integral_constant<int, 4>{}, q1);
       chunk(std::integral_constant<int, 5>{}, q1);
       chunk(std::integral_constant<int, 6>{}, q1);
       chunk(std::integral_constant<int, 7>{}, q1);
-      const float d = Half(b->d);
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * xs[j].d[sb]),
@@ -330,11 +401,6 @@ inline void UnpackIQ4XS(const BlockIQ4_XS* b, IQ4Unpacked* u) {
     u->s[p] = q.s;
   }
 }
-
-// Prompts: the rows of a tile unpacked once per token panel (rows up to kMaxUnpackedIn values;
-// longer ones unpack per tile). The products are the same instructions on the same values
-// either way.
-constexpr int64_t kMaxUnpackedIn = 8192;
 
 template <int R>
 struct UnpackedRowsIQ4 {
@@ -473,12 +539,12 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-// IQ4_XS prompts of rows up to kMaxUnpackedIn values: each row tile unpacked once per token
-// panel (Drive's order otherwise); the rest is Drive.
-template <template <int, int> class K>
-void DriveIQ4XS(const MatMulArgs& a, int64_t r0, int64_t r1) {
+// Prompts of rows up to kMaxUnpackedIn values (Q3_K, IQ4_XS): each row tile unpacked once per
+// token panel by U::Unpack, then U::Tile<C> over it (Drive's order otherwise); the rest is Drive.
+template <template <int, int> class K, class U>
+void DriveUnpacked(const MatMulArgs& a, int64_t r0, int64_t r1) {
   if (a.n_tokens == 1 || a.n_in > kMaxUnpackedIn) return Drive<K>(a, r0, r1);
-  UnpackedRowsIQ4<kRows> u;
+  typename U::Rows u;
   for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
     const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
     int64_t r = r0;
@@ -487,19 +553,19 @@ void DriveIQ4XS(const MatMulArgs& a, int64_t r0, int64_t r1) {
           a.w + (r + kRows) * a.row_bytes,
           static_cast<int64_t>(a.row_bytes) * std::min<int64_t>(kRows, r1 - r - kRows),
           (tp_end - tp + kCols - 1) / kCols);
-      UnpackRowsIQ4<kRows>(a, r, &u);
+      U::Unpack(a, r, &u);
       for (int64_t t = tp; t < tp_end; t += kCols) {
         next.Next();
         static_assert(kCols == 3);
         switch (std::min<int64_t>(kCols, tp_end - t)) {
           case 1:
-            TileIQ4XS<kRows, 1, true>(a, r, t, &u);
+            U::template Tile<1>(a, r, t, &u);
             break;
           case 2:
-            TileIQ4XS<kRows, 2, true>(a, r, t, &u);
+            U::template Tile<2>(a, r, t, &u);
             break;
           default:
-            TileIQ4XS<kRows, 3, true>(a, r, t, &u);
+            U::template Tile<3>(a, r, t, &u);
         }
       }
     }
@@ -510,6 +576,23 @@ void DriveIQ4XS(const MatMulArgs& a, int64_t r0, int64_t r1) {
     }
   }
 }
+
+struct Q3KUnpack {
+  using Rows = UnpackedRowsQ3K<kRows>;
+  static void Unpack(const MatMulArgs& a, int64_t r, Rows* u) { UnpackRowsQ3K<kRows>(a, r, u); }
+  template <int C>
+  static void Tile(const MatMulArgs& a, int64_t r, int64_t t, const Rows* u) {
+    TileQ3K<kRows, C, true>(a, r, t, u);
+  }
+};
+struct IQ4XSUnpack {
+  using Rows = UnpackedRowsIQ4<kRows>;
+  static void Unpack(const MatMulArgs& a, int64_t r, Rows* u) { UnpackRowsIQ4<kRows>(a, r, u); }
+  template <int C>
+  static void Tile(const MatMulArgs& a, int64_t r, int64_t t, const Rows* u) {
+    TileIQ4XS<kRows, C, true>(a, r, t, u);
+  }
+};
 
 template <int R, int C>
 struct Q2KKernel {
@@ -529,9 +612,9 @@ inline MatMulFn LowBitMatMulX86(GgmlType type) {
     case GgmlType::kQ2_K:
       return Drive<Q2KKernel>;
     case GgmlType::kQ3_K:
-      return Drive<Q3KKernel>;
+      return DriveUnpacked<Q3KKernel, Q3KUnpack>;
     case GgmlType::kIQ4_XS:
-      return DriveIQ4XS<IQ4XSKernel>;
+      return DriveUnpacked<IQ4XSKernel, IQ4XSUnpack>;
     default:
       return nullptr;
   }
