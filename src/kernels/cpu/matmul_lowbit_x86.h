@@ -102,14 +102,66 @@ inline void PrefetchRows(const MatMulArgs& a, const uint8_t* blk, size_t bytes) 
 }
 
 // Prompts: the rows of a tile unpacked once per token panel (rows up to kMaxUnpackedIn values;
-// longer ones unpack per tile), Q3_K's and IQ4_XS's. The products are the same instructions on
+// longer ones unpack per tile). The products are the same instructions on
 // the same values either way.
 constexpr int64_t kMaxUnpackedIn = 8192;
 
 // ---- Q2_K ---------------------------------------------------------------------------------------
 
-template <int R, int C>
-void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
+// A Q2_K super-block unpacked for prompts: its 8 chunks of 32 quants with their picked scales,
+// its mins as int16 and its d, dmin as floats (lanes 0 and 1).
+struct Q2KUnpacked {
+  __m256i w[8], s[8];
+  __m256i mins16;
+  __m128 dd;
+};
+
+template <int R>
+struct UnpackedRowsQ2K {
+  Q2KUnpacked blocks[R][kMaxUnpackedIn / kQK_K];
+};
+
+inline __m128 Q2KScales(const BlockQ2_K* b) {
+  // d and dmin (adjacent fp16) converted together: lanes 0 and 1.
+  uint32_t d_dmin;
+  std::memcpy(&d_dmin, &b->d, sizeof d_dmin);
+  static_assert(offsetof(BlockQ2_K, dmin) == offsetof(BlockQ2_K, d) + 2);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d_dmin)));
+}
+
+template <int R>
+void UnpackRowsQ2K(const MatMulArgs& a, int64_t r, UnpackedRowsQ2K<R>* u) {
+  const __m256i mask2 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int i = 0; i < R; ++i) {
+    const auto* row = reinterpret_cast<const BlockQ2_K*>(a.w + (r + i) * a.row_bytes);
+    for (int64_t sb = 0; sb < n_super; ++sb) {
+      const BlockQ2_K* b = row + sb;
+      Q2KUnpacked& o = u->blocks[i][sb];
+      const __m128i raw = Load128(b->scales);
+      const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+      o.mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+      const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+      SWARM_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        const __m256i q = Load256(b->qs + 32 * h);
+        SWARM_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          o.w[4 * h + k] = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
+          o.s[4 * h + k] = Pick(sc_half[h], k);
+        }
+      }
+      o.dd = Q2KScales(b);
+    }
+  }
+}
+
+// kUnpacked: the rows come from u (UnpackRowsQ2K) rather than the weights.
+template <int R, int C, bool kUnpacked = false>
+void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t,
+             const UnpackedRowsQ2K<R>* rows_u = nullptr) {
   const uint8_t* rows[R];
   SWARM_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
@@ -129,12 +181,18 @@ void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const auto* b = reinterpret_cast<const BlockQ2_K*>(rows[i]) + sb;
-      if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
-      const __m128i raw = Load128(b->scales);
-      const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
-      const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-      const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
-                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+      __m256i mins16;
+      __m256i sc_half[2] = {};
+      if constexpr (kUnpacked) {
+        mins16 = rows_u->blocks[i][sb].mins16;
+      } else {
+        if constexpr (C == 1) PrefetchRows<R>(a, reinterpret_cast<const uint8_t*>(b), sizeof(*b));
+        const __m128i raw = Load128(b->scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+        mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        sc_half[0] = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        sc_half[1] = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+      }
       __m256i isum[C];
       __m256i msum[C];
       SWARM_UNROLL
@@ -144,11 +202,17 @@ void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
       }
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
-        const __m256i q = Load256(b->qs + 32 * h);
+        const __m256i q = kUnpacked ? _mm256_setzero_si256() : Load256(b->qs + 32 * h);
         SWARM_UNROLL
         for (int k = 0; k < 4; ++k) {
-          const __m256i w = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
-          const __m256i s = Pick(sc_half[h], k);
+          __m256i w, s;
+          if constexpr (kUnpacked) {
+            w = rows_u->blocks[i][sb].w[4 * h + k];
+            s = rows_u->blocks[i][sb].s[4 * h + k];
+          } else {
+            w = _mm256_and_si256(k == 0 ? q : _mm256_srli_epi16(q, 2 * k), mask2);
+            s = Pick(sc_half[h], k);
+          }
           SWARM_UNROLL
           for (int j = 0; j < C; ++j) {
             const __m256i xv = Load256(xs[j].qs + kQK_K * sb + 128 * h + 32 * k);
@@ -156,11 +220,7 @@ void TileQ2K(const MatMulArgs& a, int64_t r, int64_t t) {
           }
         }
       }
-      // d and dmin (adjacent fp16) converted together: lanes 0 and 1.
-      uint32_t d_dmin;
-      std::memcpy(&d_dmin, &b->d, sizeof d_dmin);
-      static_assert(offsetof(BlockQ2_K, dmin) == offsetof(BlockQ2_K, d) + 2);
-      const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d_dmin)));
+      const __m128 dd = kUnpacked ? rows_u->blocks[i][sb].dd : Q2KScales(b);
       SWARM_UNROLL
       for (int j = 0; j < C; ++j) {
         const __m128 scaled = _mm_mul_ps(dd, _mm_broadcast_ss(xs[j].d + sb));
@@ -539,7 +599,7 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-// Prompts of rows up to kMaxUnpackedIn values (Q3_K, IQ4_XS): each row tile unpacked once per
+// Prompts of rows up to kMaxUnpackedIn values: each row tile unpacked once per
 // token panel by U::Unpack, then U::Tile<C> over it (Drive's order otherwise); the rest is Drive.
 template <template <int, int> class K, class U>
 void DriveUnpacked(const MatMulArgs& a, int64_t r0, int64_t r1) {
@@ -577,6 +637,14 @@ void DriveUnpacked(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+struct Q2KUnpack {
+  using Rows = UnpackedRowsQ2K<kRows>;
+  static void Unpack(const MatMulArgs& a, int64_t r, Rows* u) { UnpackRowsQ2K<kRows>(a, r, u); }
+  template <int C>
+  static void Tile(const MatMulArgs& a, int64_t r, int64_t t, const Rows* u) {
+    TileQ2K<kRows, C, true>(a, r, t, u);
+  }
+};
 struct Q3KUnpack {
   using Rows = UnpackedRowsQ3K<kRows>;
   static void Unpack(const MatMulArgs& a, int64_t r, Rows* u) { UnpackRowsQ3K<kRows>(a, r, u); }
@@ -610,7 +678,7 @@ struct IQ4XSKernel {
 inline MatMulFn LowBitMatMulX86(GgmlType type) {
   switch (type) {
     case GgmlType::kQ2_K:
-      return Drive<Q2KKernel>;
+      return DriveUnpacked<Q2KKernel, Q2KUnpack>;
     case GgmlType::kQ3_K:
       return DriveUnpacked<Q3KKernel, Q3KUnpack>;
     case GgmlType::kIQ4_XS:
