@@ -2,7 +2,7 @@
 // processor runs, against the reference backend (NMSE within the conformance bound of quantized
 // types), and the determinism contract: bit-identical outputs for any thread count and batching,
 // also for rows at and past the length up to which prompts unpack a row tile once per token panel
-// (8192 values; Q4_1 and Q5_0 too).
+// (8192 values; Q4_1, Q5_0 and Q5_K too).
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -117,7 +117,7 @@ TEST_P(CpuLowBitTest, LongRowsAgreeAcrossPromptPaths) {
   for (const Case c :
        {Case{GgmlType::kQ2_K, 8192}, Case{GgmlType::kQ2_K, 8448}, Case{GgmlType::kQ3_K, 8448},
         Case{GgmlType::kIQ4_XS, 8448}, Case{GgmlType::kQ4_1, 8192}, Case{GgmlType::kQ4_1, 8288},
-        Case{GgmlType::kQ5_0, 8288}}) {
+        Case{GgmlType::kQ5_0, 8288}, Case{GgmlType::kQ5_K, 8448}}) {
     constexpr int64_t kOut = 7, kTokens = 5;
     const std::vector<uint8_t> bytes = testing::RandomRows(rng, c.type, c.n_in, kOut);
     const Weight w{c.type, c.n_in, kOut, bytes.data()};
