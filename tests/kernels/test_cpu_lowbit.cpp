@@ -1,6 +1,8 @@
 // The optimized CPU backend's Q2_K, Q3_K and IQ4_XS products, at every instruction-set level this
 // processor runs, against the reference backend (NMSE within the conformance bound of quantized
-// types), and the determinism contract: bit-identical outputs for any thread count and batching.
+// types), and the determinism contract: bit-identical outputs for any thread count and batching,
+// also for rows at and past the length up to which prompts unpack a row tile once per token panel
+// (8192 values; Q4_1, Q5_0 and Q5_K too).
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -97,6 +99,37 @@ TEST_P(CpuLowBitTest, MatMulIsIndependentOfBatchingAndThreads) {
     }
     const std::vector<float> portable = RunMatMul(*generic, w, x, kTokens);
     EXPECT_LE(test_support::Nmse(batch, portable), 1e-10) << GgmlTypeName(type);
+  }
+}
+
+// Prompts unpack each row tile once per token panel for rows up to 8192 values and take the
+// per-tile path past that: both agree bit for bit with one token at a time (the decode path) and
+// with the reference.
+TEST_P(CpuLowBitTest, LongRowsAgreeAcrossPromptPaths) {
+  std::mt19937 rng(23);
+  auto cpu = MakeCpu(GetParam(), 2);
+  CpuReferenceBackend reference;
+  struct Case {
+    GgmlType type;
+    int64_t n_in;
+  };
+  // 8192 + 96: an odd number of 32-value blocks.
+  for (const Case c :
+       {Case{GgmlType::kQ2_K, 8192}, Case{GgmlType::kQ2_K, 8448}, Case{GgmlType::kQ3_K, 8448},
+        Case{GgmlType::kIQ4_XS, 8448}, Case{GgmlType::kQ4_1, 8192}, Case{GgmlType::kQ4_1, 8288},
+        Case{GgmlType::kQ5_0, 8288}, Case{GgmlType::kQ5_K, 8448}}) {
+    constexpr int64_t kOut = 7, kTokens = 5;
+    const std::vector<uint8_t> bytes = testing::RandomRows(rng, c.type, c.n_in, kOut);
+    const Weight w{c.type, c.n_in, kOut, bytes.data()};
+    const std::vector<float> x = RandomVector(rng, static_cast<size_t>(c.n_in * kTokens));
+    const std::vector<float> batch = RunMatMul(*cpu, w, x, kTokens);
+    const std::string what = std::string(GgmlTypeName(c.type)) + " n_in=" + std::to_string(c.n_in);
+    for (int64_t t : {int64_t{0}, kTokens - 1}) {
+      const std::vector<float> xt(x.begin() + t * c.n_in, x.begin() + (t + 1) * c.n_in);
+      const std::vector<float> want(batch.begin() + t * kOut, batch.begin() + (t + 1) * kOut);
+      EXPECT_TRUE(BitIdentical(RunMatMul(*cpu, w, xt, 1), want)) << what << " token " << t;
+    }
+    EXPECT_LE(test_support::Nmse(batch, RunMatMul(reference, w, x, kTokens)), 5e-4) << what;
   }
 }
 

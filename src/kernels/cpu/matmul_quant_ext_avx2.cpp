@@ -14,13 +14,13 @@ namespace {
 }  // namespace
 
 void MatMulQ4_1(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  ext::Drive<ext::Q4_1Kernel>(a, r0, r1);
+  ext::DriveUnpacked<ext::Q4_1Kernel, ext::Q32Unpack<GgmlType::kQ4_1>>(a, r0, r1);
 }
 void MatMulQ5_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  ext::Drive<ext::Q5_0Kernel>(a, r0, r1);
+  ext::DriveUnpacked<ext::Q5_0Kernel, ext::Q32Unpack<GgmlType::kQ5_0>>(a, r0, r1);
 }
 void MatMulQ5_K(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  ext::Drive<ext::Q5KKernel>(a, r0, r1);
+  ext::DriveUnpacked<ext::Q5KKernel, ext::Q5KUnpack>(a, r0, r1);
 }
 
 }  // namespace swarm::kernels::cpu::avx2

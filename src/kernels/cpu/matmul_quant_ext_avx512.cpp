@@ -1,9 +1,10 @@
-// AVX-512 VNNI matrix products of Q4_1, Q5_0 and Q5_K weights against X8 activations. The 32-value
-// types take two blocks per step: their unsigned quants (at most 31) meet the activations in one
-// vpdpbusd, the Q5_0 offset removed by starting lanes 0 and 8 at -16 * sum(x). Q5_K is the Q4_K
-// kernel of matmul_quant_avx512.cpp with the fifth bits or-ed into the nibbles. The 256-bit
-// helpers and the tile driver come from matmul_quant_ext_x86.inc. As every kernel here, each
-// output is accumulated by a fixed instruction sequence whatever its tile.
+// AVX-512 VNNI matrix products of Q4_1, Q5_0 and Q5_K weights against X8 activations. Q5_K is the
+// Q4_K kernel of matmul_quant_avx512.cpp with the fifth bits or-ed into the nibbles. Q4_1 and
+// Q5_0 are the 256-bit kernels of matmul_quant_ext_x86.inc compiled with this level's flags: with
+// two blocks per register and prompts' rows unpacked once per token panel they measured faster,
+// decode and prompts, than the 512-bit vpdpbusd kernels they replaced. The tile driver comes from
+// there too. As every kernel here, each output is accumulated by a fixed instruction sequence
+// whatever its tile.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -18,9 +19,6 @@ namespace {
 using ext::FifthBitsK;
 using ext::Half;
 using ext::Load256;
-using ext::LoadU32;
-using ext::MinsQ4_1;
-using ext::Nibbles32;
 using ext::Token;
 using ext::UnpackScalesK4;
 using ext::ViewToken;
@@ -28,98 +26,6 @@ using ext::ViewToken;
 template <int C>
 inline void PrefetchIfStreaming(const void* p, int64_t bytes) {
   if constexpr (C == 1) PrefetchAhead(p, bytes);
-}
-
-uint16_t LoadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// ---- Q4_1 and Q5_0: two 32-blocks per step ------------------------------------------------------
-
-template <GgmlType kType>
-struct Q32 {
-  static constexpr bool kQ4_1 = kType == GgmlType::kQ4_1;
-  static constexpr int64_t kBlockBytes =
-      kQ4_1 ? int64_t{sizeof(BlockQ4_1)} : int64_t{sizeof(BlockQ5_0)};
-};
-
-template <GgmlType kType, int R, int C>
-void TileQ32(const MatMulArgs& a, int64_t r, int64_t t) {
-  using W = Q32<kType>;
-  const uint8_t* rows[R];
-  SWARM_UNROLL
-  for (int i = 0; i < R; ++i) rows[i] = a.w + (r + i) * a.row_bytes;
-  Token xs[C];
-  SWARM_UNROLL
-  for (int j = 0; j < C; ++j) xs[j] = ViewToken(a, t + j);
-  __m512 acc[R][C];
-  SWARM_UNROLL
-  for (int i = 0; i < R; ++i) {
-    SWARM_UNROLL
-    for (int j = 0; j < C; ++j) acc[i][j] = _mm512_setzero_ps();
-  }
-  const int64_t n_blocks = a.n_in / 32;
-  auto step = [&](int64_t b, bool pair) {
-    __m512i xv[C];
-    __m512i corr[C];
-    __m512 dx[C];
-    SWARM_UNROLL
-    for (int j = 0; j < C; ++j) {
-      // 64 values: past the row's end the X8 quants are zero (qs is padded to a multiple of 64),
-      // and so are the scales and sums of the groups there.
-      xv[j] = _mm512_loadu_si512(xs[j].qs + 32 * b);
-      if constexpr (W::kQ4_1) {
-        corr[j] = _mm512_setzero_si512();
-      } else {
-        const __m512i sums = _mm512_maskz_expand_epi32(
-            0x0101, _mm512_castsi128_si512(
-                        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(xs[j].bsum32 + b))));
-        corr[j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 4));
-      }
-      dx[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(xs[j].d[b])),
-                                 _mm256_set1_ps(xs[j].d[b + 1]), 1);
-    }
-    SWARM_UNROLL
-    for (int i = 0; i < R; ++i) {
-      const uint8_t* blk = rows[i] + b * W::kBlockBytes;
-      PrefetchIfStreaming<C>(blk, (pair ? 2 : 1) * W::kBlockBytes);
-      __m512i wv;
-      if constexpr (W::kQ4_1) {
-        const __m256i q1 = pair ? Nibbles32(blk + W::kBlockBytes + 4) : _mm256_setzero_si256();
-        wv = _mm512_inserti64x4(_mm512_castsi256_si512(Nibbles32(blk + 4)), q1, 1);
-      } else {
-        // The two blocks' 64 fifth bits are a byte mask: 16 where set.
-        const __m256i q1 = pair ? Nibbles32(blk + W::kBlockBytes + 6) : _mm256_setzero_si256();
-        const uint64_t bits =
-            LoadU32(blk + 2) | (pair ? uint64_t{LoadU32(blk + W::kBlockBytes + 2)} << 32 : 0);
-        wv = _mm512_or_si512(_mm512_inserti64x4(_mm512_castsi256_si512(Nibbles32(blk + 6)), q1, 1),
-                             _mm512_maskz_mov_epi8(_cvtu64_mask64(bits), _mm512_set1_epi8(16)));
-      }
-      const uint16_t d1 = pair ? LoadU16(blk + W::kBlockBytes) : uint16_t{0};
-      const __m512 dw =
-          _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
-                                           _mm_set1_epi16(static_cast<short>(LoadU16(blk)))));
-      SWARM_UNROLL
-      for (int j = 0; j < C; ++j) {
-        const __m512i s = _mm512_dpbusd_epi32(corr[j], wv, xv[j]);
-        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx[j]), acc[i][j]);
-      }
-    }
-  };
-  int64_t b = 0;
-  for (; b + 2 <= n_blocks; b += 2) step(b, true);
-  if (b < n_blocks) step(b, false);
-  SWARM_UNROLL
-  for (int i = 0; i < R; ++i) {
-    SWARM_UNROLL
-    for (int j = 0; j < C; ++j) {
-      float y = Hsum(acc[i][j]);
-      if constexpr (W::kQ4_1) y += MinsQ4_1(rows[i], xs[j], n_blocks);
-      a.y[(t + j) * a.n_out + r + i] = y;
-    }
-  }
 }
 
 // ---- Q5_K ---------------------------------------------------------------------------------------
@@ -213,26 +119,18 @@ void TileQ5K(const MatMulArgs& a, int64_t r, int64_t t) {
 }
 
 template <int R, int C>
-struct Q4_1Kernel {
-  static void Run(const MatMulArgs& a, int64_t r, int64_t t) {
-    TileQ32<GgmlType::kQ4_1, R, C>(a, r, t);
-  }
-};
-template <int R, int C>
-struct Q5_0Kernel {
-  static void Run(const MatMulArgs& a, int64_t r, int64_t t) {
-    TileQ32<GgmlType::kQ5_0, R, C>(a, r, t);
-  }
-};
-template <int R, int C>
 struct Q5KKernel {
   static void Run(const MatMulArgs& a, int64_t r, int64_t t) { TileQ5K<R, C>(a, r, t); }
 };
 
 }  // namespace
 
-void MatMulQ4_1(const MatMulArgs& a, int64_t r0, int64_t r1) { ext::Drive<Q4_1Kernel>(a, r0, r1); }
-void MatMulQ5_0(const MatMulArgs& a, int64_t r0, int64_t r1) { ext::Drive<Q5_0Kernel>(a, r0, r1); }
+void MatMulQ4_1(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  ext::DriveUnpacked<ext::Q4_1Kernel, ext::Q32Unpack<GgmlType::kQ4_1>>(a, r0, r1);
+}
+void MatMulQ5_0(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  ext::DriveUnpacked<ext::Q5_0Kernel, ext::Q32Unpack<GgmlType::kQ5_0>>(a, r0, r1);
+}
 void MatMulQ5_K(const MatMulArgs& a, int64_t r0, int64_t r1) { ext::Drive<Q5KKernel>(a, r0, r1); }
 
 }  // namespace swarm::kernels::cpu::avx512
