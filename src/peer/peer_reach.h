@@ -29,7 +29,7 @@ struct PeerReachOptions {
   std::string local_endpoint;  // its ROUTER as this process connects to it
   uint64_t dial_back_nonce = 0;
   transport::ClientOptions client;  // dial-back requests and the relay tunnel
-  std::chrono::milliseconds dial_back_timeout{5000};
+  std::chrono::milliseconds dial_back_timeout{6000};
 };
 
 class PeerReach {
