@@ -12,6 +12,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "registry/dht_registry.h"
 #include "registry/peer_record.h"
@@ -65,6 +66,7 @@ class PeerReach {
   std::unique_ptr<RelayTunnel> tunnel_;
   registry::PeerId relay_peer_;
   absl::flat_hash_set<registry::PeerId> failed_relays_;
+  absl::flat_hash_map<registry::PeerId, registry::PeerRecord> relays_seen_;
 };
 
 }  // namespace swarm::peer
