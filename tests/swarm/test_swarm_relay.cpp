@@ -5,8 +5,10 @@
 // latency through the relayed peer against a direct one.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/subprocess.h"
 #include "model/generator.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
@@ -259,6 +262,67 @@ TEST_F(RelaySwarm, KillingTheRelayFailsOverAndThePeerFindsAnotherRelay) {
   ASSERT_TRUE(again.status.ok()) << again.status;
   EXPECT_EQ(again.failovers, 0);
   EXPECT_EQ(again.text, ReferenceText());
+}
+
+// One `swarm ...` run to its end: exit code, stdout and stderr.
+struct SwarmRun {
+  int code = -1;
+  std::string out, err;
+};
+SwarmRun RunSwarm(std::vector<std::string> args) {
+  SwarmRun run;
+  const std::string err_path = absl::StrCat(::testing::TempDir(), "relay-run-", getpid(), ".err");
+  args.insert(args.begin(), SWARM_BINARY);
+  Subprocess::Options options;
+  options.argv = std::move(args);
+  options.stderr_path = err_path;
+  auto process = Subprocess::Start(options);
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) return run;
+  auto out = (*process)->ReadAll(std::chrono::seconds(120));
+  run.out = out.ok() ? *out : "";
+  auto code = (*process)->Wait(std::chrono::seconds(30));
+  run.code = code.ok() ? *code : -1;
+  run.err = test_support::ReadFile(err_path);
+  std::filesystem::remove(err_path);
+  return run;
+}
+
+// A private swarm: the relay's endpoint for the relayed peer and its tunnel are CurveZMQ links of
+// the swarm, so members generate the reference through it and a client without the secret is
+// refused there.
+TEST(PrivateRelayTest, RelayedPeerOfAPrivateSwarm) {
+  const std::string secret = absl::StrCat(::testing::TempDir(), "relay-", getpid(), ".secret");
+  SwarmRun made = RunSwarm({"secret", "-o", secret, "--force"});
+  ASSERT_EQ(made.code, 0) << made.err;
+  peer::LocalSwarmOptions options = SwarmOptions();
+  options.serve_args.push_back("--swarm-secret");
+  options.serve_args.push_back(secret);
+  options.log_name = "swarm-private-relay-peer";
+  peer::LocalSwarm swarm(options);
+  auto head = swarm.Start({"--blocks", "0:2"});
+  ASSERT_TRUE(head.ok()) << head.status();
+  const std::string bootstrap = Bootstrap(**head);
+  auto tail =
+      swarm.Start({"--blocks", "2:5", "--initial-peers", bootstrap, "--reachability", "relayed"});
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  EXPECT_EQ((*tail)->ready.reach, "relayed");
+  EXPECT_EQ((*tail)->ready.via, (*head)->ready.peer_id);
+  const std::string peers = absl::StrCat((*head)->ready.address, ",", (*tail)->ready.address);
+  const std::vector<std::string> generate = {
+      "generate", "-m", kModel, "--backend", "reference", "--dht-bind",   "127.0.0.1", "-p",
+      "",         "-n", "200",  "--temp",    "0",         "--route-wait", "10"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = generate;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  SwarmRun member = RunSwarm(with({"--peers", peers, "--swarm-secret", secret}));
+  EXPECT_EQ(member.code, 0) << member.err;
+  EXPECT_EQ(member.out, ReferenceText() + "\n") << member.err;
+  SwarmRun outsider = RunSwarm(with({"--peers", peers}));
+  EXPECT_NE(outsider.code, 0) << outsider.out;
+  std::filesystem::remove(secret);
 }
 
 }  // namespace
