@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -217,18 +218,26 @@ TEST_F(RelaySwarm, ReachablePeersRelayAndTheUnreachableOneIsRelayed) {
 }
 
 TEST_F(RelaySwarm, GenerationThroughTheRelayedPeerIsTheReferenceText) {
-  // Through h (pushed into through its relay, answering through it), then through d directly.
-  Generation relayed = Generate(Through(a(), h()));
-  ASSERT_TRUE(relayed.status.ok()) << relayed.status;
-  EXPECT_EQ(relayed.failovers, 0);
-  EXPECT_EQ(relayed.text, ReferenceText());
-  Generation direct = Generate(Through(a(), d()));
-  ASSERT_TRUE(direct.status.ok()) << direct.status;
-  EXPECT_EQ(direct.text, ReferenceText());
+  // Through h (pushed into through its relay, answering through it), then through d directly,
+  // three times each, alternating: the figure is each one's median.
+  std::vector<double> relayed_ms, direct_ms;
+  for (int round = 0; round < 3; ++round) {
+    Generation relayed = Generate(Through(a(), h()));
+    ASSERT_TRUE(relayed.status.ok()) << relayed.status;
+    EXPECT_EQ(relayed.failovers, 0);
+    EXPECT_EQ(relayed.text, ReferenceText());
+    Generation direct = Generate(Through(a(), d()));
+    ASSERT_TRUE(direct.status.ok()) << direct.status;
+    EXPECT_EQ(direct.text, ReferenceText());
+    relayed_ms.push_back(relayed.ms_per_token);
+    direct_ms.push_back(direct.ms_per_token);
+  }
+  std::sort(relayed_ms.begin(), relayed_ms.end());
+  std::sort(direct_ms.begin(), direct_ms.end());
   std::printf(
-      "relay cost on loopback: %.3f ms/token through a relayed last hop, %.3f ms/token "
-      "direct (%d tokens, reference backend)\n",
-      relayed.ms_per_token, direct.ms_per_token, kTokens);
+      "relay cost on loopback: %.3f ms/token through a relayed last hop, %.3f ms/token direct "
+      "(median of 3 x %d tokens, reference backend)\n",
+      relayed_ms[1], direct_ms[1], kTokens);
 }
 
 TEST_F(RelaySwarm, KillingTheRelayFailsOverAndThePeerFindsAnotherRelay) {
