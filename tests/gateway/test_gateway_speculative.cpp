@@ -4,6 +4,7 @@
 // stderr) with the same answer.
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -60,7 +61,12 @@ class InProcessApi {
 };
 
 json Completion(uint16_t port, const json& extra = json::object()) {
-  json body = {{"prompt", "Once upon a time"}, {"max_tokens", 80}, {"temperature", 0}};
+  // A story that repeats its phrases, as lookup needs.
+  json body = {{"prompt",
+                "Once upon a time, there was a little girl named Lily. She loved to play outside "
+                "in the park. One day, Lily saw a big ball in the park."},
+               {"max_tokens", 150},
+               {"temperature", 0}};
   body.update(extra);
   Client client(port);
   auto response = client.Post("/v1/completions", body);
@@ -73,10 +79,9 @@ std::string TextOf(const json& answer) {
 }
 
 double MetricValue(const std::string& metrics, const std::string& name) {
-  for (const std::string_view line : absl::StrSplit(metrics, '\n')) {
-    if (absl::StartsWith(line, name + " ")) {
-      return std::stod(std::string(line.substr(name.size() + 1)));
-    }
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
   }
   return -1;
 }
@@ -138,7 +143,9 @@ TEST(GatewaySpeculativeTest, ConstrainedRequestsAreDecodedPlainlyAndSaySo) {
 TEST(GatewaySpeculativeTest, SwarmGatewayAnswersAsThePlainOne) {
   swarm_test::LocalSwarm plain, speculative;
   ASSERT_TRUE(plain.Start().ok());
-  ASSERT_TRUE(speculative.Start({.api_args = {"--draft", "lookup"}}).ok());
+  swarm_test::LocalSwarmOptions options;
+  options.api_args = {"--draft", "lookup"};
+  ASSERT_TRUE(speculative.Start(options).ok());
   const std::string expected = TextOf(Completion(plain.api_port()));
   ASSERT_GT(expected.size(), 50u);
   EXPECT_EQ(TextOf(Completion(speculative.api_port())), expected) << speculative.Logs();

@@ -158,7 +158,9 @@ TEST_F(SpeculativeTest, LookupGreedyIsPlainGreedy) {
       EXPECT_GT(run.spec.accepted, 0);
       EXPECT_LT(run.spec.accepted, run.spec.drafted);  // stories do not repeat word for word
       EXPECT_EQ(run.spec.tokens, static_cast<int64_t>(run.tokens.size()) - 1);
-      if (draft_max > 0) EXPECT_LE(run.spec.tokens, run.spec.traversals * (draft_max + 1));
+      if (draft_max > 0) {
+        EXPECT_LE(run.spec.tokens, run.spec.traversals * (draft_max + 1));
+      }
     }
   }
 }
@@ -176,15 +178,19 @@ TEST_F(SpeculativeTest, SelfDraftAcceptsEverythingAndPipelines) {
     EXPECT_EQ(run.spec.accepted, run.spec.drafted);  // acceptance 1
     EXPECT_GT(run.spec.tokens_per_traversal(), 4.0);
     // Steps computed later than submitted: with everything accepted, the loop goes deep.
-    if (deferred) EXPECT_GE(run.spec.max_in_flight, 2);
+    if (deferred) {
+      EXPECT_GE(run.spec.max_in_flight, 2);
+    }
   }
 }
 
 TEST_F(SpeculativeTest, QuantizedDraftIsExact) {
-  const std::string q8 = ::testing::TempDir() + "/stories260K-q8.gguf";
-  auto report = model::QuantizeModel(kSharedModel, q8, {.scheme = "Q8_0"});
+  const std::string quantized = ::testing::TempDir() + "/stories260K-q4km.gguf";
+  model::QuantizeOptions options;
+  options.scheme = "Q4_K_M";
+  auto report = model::QuantizeModel(kSharedModel, quantized, options);
   ASSERT_TRUE(report.ok()) << report.status();
-  auto draft = Load(q8);
+  auto draft = Load(quantized);
   ASSERT_NE(draft, nullptr);
   for (bool deferred : {false, true}) {
     std::unique_ptr<shard::LocalPipeline> pipeline;
@@ -195,7 +201,7 @@ TEST_F(SpeculativeTest, QuantizedDraftIsExact) {
     EXPECT_EQ(run.text, reference_);
     EXPECT_GT(run.spec.acceptance(), 0.5);
   }
-  std::filesystem::remove(q8);
+  std::filesystem::remove(quantized);
 }
 
 // Proposes the same token every time, as a point mass (the shape of a lookup draft).
