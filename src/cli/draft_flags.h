@@ -16,8 +16,8 @@ inline void AddDraftFlags(CLI::App& cmd, shard::SpeculationFlags& f) {
                  "Speculative decoding with this small GGUF as the drafter (the target's "
                  "vocabulary), run in this process");
   cmd.add_option("--draft-max", f.draft_max,
-                 "Drafted tokens per verification chunk at most; 0 = adaptive (follows the "
-                 "measured acceptance)")
+                 "Drafted tokens per verification chunk at most (0 = 16); below it the length "
+                 "follows the measured acceptance")
       ->capture_default_str();
 }
 

@@ -164,12 +164,12 @@ absl::StatusOr<GenerationStats> GenerateSpeculative(
   Average round_trip;   // Submit to Collect, seconds
   Average client_work;  // drafting, embedding and verifying one chunk here, seconds
   auto draft_length = [&]() -> int64_t {
-    if (speculative.draft_max > 0) return speculative.draft_max;
     const double a = acceptance.empty ? 0.5 : std::min(acceptance.value, 0.999);
     // The expected run of accepted tokens (geometric), and one more.
     const double run = a / (1.0 - a);
-    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(run)) + 1, 1,
-                               SpeculativeOptions::kAdaptiveDraftMax);
+    const int64_t most =
+        speculative.draft_max > 0 ? speculative.draft_max : SpeculativeOptions::kAdaptiveDraftMax;
+    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(run)) + 1, 1, most);
   };
   auto depth = [&](int64_t k) -> int64_t {
     if (round_trip.empty || client_work.empty) return 1;

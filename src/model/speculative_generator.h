@@ -20,8 +20,8 @@
 namespace swarm::model {
 
 struct SpeculativeOptions {
-  // Drafted tokens per verification chunk: > 0 fixes the maximum; 0 adapts it to the measured
-  // acceptance (up to kAdaptiveDraftMax).
+  // Drafted tokens per verification chunk at most (> 0), else kAdaptiveDraftMax; below it the
+  // length follows the measured acceptance (the expected run of accepted tokens, and one more).
   int64_t draft_max = 0;
   // Verification chunks in flight at most; the loop picks the depth below it from the measured
   // round trip and acceptance.

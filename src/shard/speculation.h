@@ -22,7 +22,7 @@ namespace swarm::shard {
 struct SpeculationFlags {
   std::string draft = "none";  // "none" or "lookup"; a draft model overrides it
   std::string draft_model;     // GGUF of a small model with the target's vocabulary
-  int64_t draft_max = 0;       // drafted tokens per chunk at most; 0: adaptive
+  int64_t draft_max = 0;       // drafted tokens per chunk at most; 0: the loop's default
 
   bool enabled() const { return draft != "none" || !draft_model.empty(); }
 };
