@@ -34,6 +34,14 @@ class MetricsSink {
   virtual void AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) {
     (void)outputs_refused, (void)peers_banned;
   }
+  // Speculative decoding: drafted tokens the target verified, those it accepted, verification
+  // chunks sent through the blocks and the tokens they gave; and a change in the chunks in flight
+  // now (summed over generations). Default: dropped.
+  virtual void AddSpeculation(int64_t drafted, int64_t accepted, int64_t traversals,
+                              int64_t tokens) {
+    (void)drafted, (void)accepted, (void)traversals, (void)tokens;
+  }
+  virtual void AddChunksInFlight(int64_t delta) { (void)delta; }
 };
 
 // Discards everything: for callers that were given no sink.

@@ -11,11 +11,15 @@
 #include "base/status_macros.h"
 #include "cli/cache_type_flags.h"
 #include "cli/commands.h"
+#include "cli/draft_flags.h"
 #include "cli/swarm_secret_flag.h"
 #include "gateway/api_ready_line.h"
 #include "gateway/api_server.h"
 #include "gateway/local_engine.h"
 #include "gateway/swarm_engine.h"
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+#include "shard/speculation.h"
 
 namespace swarm::cli {
 namespace {
@@ -43,6 +47,7 @@ struct ApiFlags {
   int max_connections_per_client = 16;
   int max_queued_per_client = 4;
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
+  shard::SpeculationFlags draft;
   std::string swarm_secret;
 };
 
@@ -89,17 +94,29 @@ absl::Status RunApi(const ApiFlags& flags) {
                  options.http.host.c_str());
   }
 
-  std::unique_ptr<gateway::CompletionEngine> engine;
   if (flags.initial_peers.empty() && !flags.swarm_secret.empty()) {
     return absl::InvalidArgumentError("--swarm-secret is for a swarm: give --initial-peers");
   }
   SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
+  // The drafter is checked against the target's vocabulary before either engine loads.
+  std::unique_ptr<model::GgufFile> target_file;
+  std::unique_ptr<model::Tokenizer> target_vocab;
+  std::unique_ptr<shard::Speculation> speculation;
+  if (flags.draft.enabled()) {
+    SWARM_ASSIGN_OR_RETURN(target_file, model::GgufFile::Open(flags.model_path));
+    SWARM_ASSIGN_OR_RETURN(target_vocab, model::Tokenizer::FromGguf(*target_file));
+    SWARM_ASSIGN_OR_RETURN(speculation,
+                           shard::Speculation::Create(flags.draft, *target_vocab, flags.backend));
+    std::fprintf(stderr, "speculative decoding: %s\n", speculation->description().c_str());
+  }
+  std::unique_ptr<gateway::CompletionEngine> engine;  // borrows speculation
   if (flags.initial_peers.empty()) {
     gateway::LocalEngineOptions options;
     options.backend = flags.backend;
     options.n_ctx = flags.n_ctx;
     options.kv_types = flags.cache_types.Types();
     options.model_id = flags.model_id;
+    options.speculation = speculation.get();
     SWARM_ASSIGN_OR_RETURN(engine, gateway::LocalEngine::Load(flags.model_path, options));
   } else {
     gateway::SwarmEngineOptions options;
@@ -112,6 +129,7 @@ absl::Status RunApi(const ApiFlags& flags) {
     options.route_wait_s = flags.route_wait_s;
     options.swarm_secret = std::move(swarm_secret);
     options.verify_share = flags.verify_share;
+    options.speculation = speculation.get();
     SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(flags.model_path, options));
   }
   options.max_concurrent_generations = flags.concurrency;
@@ -210,6 +228,7 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
   AddCacheTypeFlags(*cmd, flags->cache_types);
+  AddDraftFlags(*cmd, flags->draft);
   AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("--backend,--device", flags->backend.name,
                   "Backend of the client head (and in-process), alias --device: auto (GPU 0 if "

@@ -32,12 +32,15 @@
 #include "base/subprocess.h"
 #include "cli/block_range_flag.h"
 #include "cli/commands.h"
+#include "cli/draft_flags.h"
 #include "cli/swarm_secret_flag.h"
 #include "model/generator.h"
+#include "model/speculative_generator.h"
 #include "nlohmann/json.hpp"
 #include "peer/local_swarm.h"
 #include "router/chain_session.h"
 #include "shard/local_model.h"
+#include "shard/speculation.h"
 #include "transport/codec.h"
 #include "transport/swarm_secret.h"
 
@@ -88,6 +91,7 @@ struct DemoFlags {
   // A private swarm: --swarm-secret FILE, or --private (a new secret in the scratch folder).
   bool private_swarm = false;
   std::string swarm_secret;
+  shard::SpeculationFlags draft;  // speculative decoding on the client
 };
 
 // The demo's private swarm: the secret file every peer gets and the client's CURVE keys.
@@ -708,6 +712,25 @@ int RunDemo(const DemoFlags& flags) {
     StopPeers(swarm, peers);
     return fail(chain.status());
   }
+  std::unique_ptr<model::Drafter> drafter;
+  absl::StatusOr<std::unique_ptr<shard::Speculation>> speculation =
+      shard::Speculation::Create(flags.draft, *m.tokenizer, backend);
+  if (speculation.ok() && *speculation != nullptr) {
+    if ((*chain)->Rollback(0).ok()) {
+      auto made = (*speculation)->NewDrafter(config.sampling, max_length);
+      if (made.ok())
+        drafter = std::move(*made);
+      else
+        speculation = made.status();
+    } else {
+      std::fprintf(stderr, "demo: the chain cannot roll back: decoding plainly\n");
+    }
+  }
+  if (!speculation.ok()) {
+    chain->reset();
+    StopPeers(swarm, peers);
+    return fail(speculation.status());
+  }
 
   std::fprintf(stderr, "demo: %lld tokens, codec %s, temperature %g, seed %llu\n\n",
                static_cast<long long>(config.n_predict), transport::CodecName(*codec).c_str(),
@@ -718,13 +741,19 @@ int RunDemo(const DemoFlags& flags) {
   model::StreamingDecoder decoder(*m.tokenizer, /*at_start=*/config.prompt.empty());
   model::GenerateOptions generate;
   generate.max_new_tokens = config.n_predict;
-  auto stats = model::Generate(prompt, generate, *m.head, **chain, sampler, *m.tokenizer,
-                               [&](int32_t token) {
-                                 const std::string piece = decoder.Push(token);
-                                 std::fwrite(piece.data(), 1, piece.size(), stdout);
-                                 std::fflush(stdout);
-                                 return !cancel.cancelled();
-                               });
+  auto print = [&](int32_t token) {
+    const std::string piece = decoder.Push(token);
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    return !cancel.cancelled();
+  };
+  model::SpeculativeStats speculative;
+  auto stats =
+      drafter != nullptr
+          ? model::GenerateSpeculative(prompt, generate, (*speculation)->options(), *m.head,
+                                       **chain, sampler, *m.tokenizer, *drafter, print,
+                                       &speculative)
+          : model::Generate(prompt, generate, *m.head, **chain, sampler, *m.tokenizer, print);
   const std::string tail = decoder.Finish() + "\n";
   std::fwrite(tail.data(), 1, tail.size(), stdout);
   std::fflush(stdout);
@@ -735,6 +764,9 @@ int RunDemo(const DemoFlags& flags) {
   StopPeers(swarm, peers);
   if (!stats.ok()) return fail(stats.status());
   PrintReport(peers, timings, *stats, transport::CodecName(*codec), secret->client.has_value());
+  if (drafter != nullptr) {
+    std::fprintf(stderr, "%s\n", model::SpeculativeSummary(speculative).c_str());
+  }
   if (stats->finish_reason == "cancelled") {
     std::fprintf(stderr, "demo: cancelled\n");
     return 130;
@@ -789,6 +821,7 @@ void AddDemoCommand(CLI::App& app, ExitCode& exit_code) {
   AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("serve_args", flags->serve_args,
                   "With --serve-only, after --: more `swarm serve` flags for every peer");
+  AddDraftFlags(*cmd, flags->draft);
   cmd->callback([flags, &exit_code] {
     const bool serve_only_flags = flags->replicas != 1 || flags->blocks_per_peer != 0 ||
                                   !flags->log_dir.empty() || !flags->ready_file.empty() ||

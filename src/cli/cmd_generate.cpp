@@ -13,9 +13,12 @@
 #include "cli/cache_type_flags.h"
 #include "cli/chain_client.h"
 #include "cli/commands.h"
+#include "cli/draft_flags.h"
 #include "cli/sampling_flags.h"
 #include "model/generator.h"
+#include "model/speculative_generator.h"
 #include "shard/local_model.h"
+#include "shard/speculation.h"
 
 namespace swarm::cli {
 namespace {
@@ -30,6 +33,7 @@ struct GenerateFlags {
   bool ignore_eos = false;
   ChainFlags chain;            // where the blocks run
   CacheTypeFlags cache_types;  // in-process blocks' KV caches
+  shard::SpeculationFlags draft;
 };
 
 int RunGenerate(const GenerateFlags& flags) {
@@ -52,6 +56,11 @@ int RunGenerate(const GenerateFlags& flags) {
     return 1;
   }
   shard::LocalModel& m = **local;
+  auto speculation = shard::Speculation::Create(flags.draft, *m.tokenizer, flags.backend);
+  if (!speculation.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(speculation.status().message()).c_str());
+    return speculation.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
@@ -85,13 +94,35 @@ int RunGenerate(const GenerateFlags& flags) {
   model::GenerateOptions options;
   options.max_new_tokens = flags.n_predict;
   options.stop_at_end_of_generation = !flags.ignore_eos;
-  auto stats = model::Generate(prompt, options, *m.head, pipeline, sampler, *m.tokenizer,
-                               [&](int32_t token) {
-                                 const std::string text = decoder.Push(token);
-                                 std::fwrite(text.data(), 1, text.size(), stdout);
-                                 std::fflush(stdout);
-                                 return true;
-                               });
+  auto print = [&](int32_t token) {
+    const std::string text = decoder.Push(token);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  absl::StatusOr<model::GenerationStats> stats;
+  model::SpeculativeStats speculative;
+  std::unique_ptr<model::Drafter> drafter;
+  if (*speculation != nullptr) {
+    auto made = (*speculation)->NewDrafter(flags.sampling, context);
+    if (!made.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(made.status().message()).c_str());
+      return 1;
+    }
+    drafter = std::move(*made);
+    // Verification rolls back the blocks after a rejection: a chain without it decodes plainly.
+    if (!pipeline.Rollback(0).ok()) {
+      std::fprintf(stderr, "speculative: these blocks cannot roll back: decoding plainly\n");
+      drafter.reset();
+    }
+  }
+  if (drafter != nullptr) {
+    stats =
+        model::GenerateSpeculative(prompt, options, (*speculation)->options(), *m.head, pipeline,
+                                   sampler, *m.tokenizer, *drafter, print, &speculative);
+  } else {
+    stats = model::Generate(prompt, options, *m.head, pipeline, sampler, *m.tokenizer, print);
+  }
   // The text ends with a newline, as llama2.c's and llama.cpp's command-line tools end theirs.
   const std::string tail = decoder.Finish() + "\n";
   std::fwrite(tail.data(), 1, tail.size(), stdout);
@@ -110,6 +141,9 @@ int RunGenerate(const GenerateFlags& flags) {
                    ? (stats->generated_tokens - 1) / stats->generation_seconds
                    : 0.0,
                m.backend->name().c_str());
+  if (drafter != nullptr) {
+    std::fprintf(stderr, "%s\n", model::SpeculativeSummary(speculative).c_str());
+  }
   if (opened->chain != nullptr) PrintChainReport(*opened->chain);
   return 0;
 }
@@ -124,7 +158,8 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm generate -m stories260K.gguf -p \"Once upon a time\" -n 64\n"
       "  swarm generate -m stories260K.gguf -p \"\" -n 200 --temp 0   # BOS only, greedy\n"
       "  swarm generate -m stories260K.gguf --peers tcp://127.0.0.1:5001,tcp://127.0.0.1:5002 "
-      "-p \"Once\"");
+      "-p \"Once\"\n"
+      "  swarm generate -m stories260K.gguf -p \"Once\" --draft lookup   # speculative decoding");
   cmd->add_option("-m,--model", flags->model_path, "Model GGUF file")->required();
   cmd->add_option("-p,--prompt", flags->prompt, "Prompt text (\"\" = BOS alone)");
   cmd->add_option("-n,--n-predict", flags->n_predict, "Tokens to generate")
@@ -140,6 +175,7 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
   AddChainFlags(*cmd, flags->chain);
   AddSamplingFlags(*cmd, flags->sampling);
   AddCacheTypeFlags(*cmd, flags->cache_types);
+  AddDraftFlags(*cmd, flags->draft);
   cmd->callback([flags, &exit_code] { exit_code.value = RunGenerate(*flags); });
 }
 

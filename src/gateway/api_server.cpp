@@ -193,6 +193,13 @@ class ApiServer::Handler final : public HttpHandler {
         {"mismatches", metrics_.Total("swarm_verification_mismatches_total")},
         {"outputs_refused", metrics_.Total("swarm_outputs_refused_total")},
         {"peers_banned", metrics_.Total("swarm_peers_banned_total")}};
+    // Speculative decoding over the generations so far, and the chunks in flight now.
+    snapshot["speculative"] = {
+        {"drafted", metrics_.Total("swarm_speculative_drafted_tokens_total")},
+        {"accepted", metrics_.Total("swarm_speculative_accepted_tokens_total")},
+        {"traversals", metrics_.Total("swarm_speculative_traversals_total")},
+        {"tokens", metrics_.Total("swarm_speculative_tokens_total")},
+        {"chunks_in_flight", metrics_.Total("swarm_speculative_chunks_in_flight")}};
     return snapshot;
   }
 

@@ -151,6 +151,7 @@ std::string_view DashboardHtml() {
     <div class="stat"><div class="label">Requests served</div><div class="value" id="s-total">–</div></div>
     <div class="stat" title="Steps also run on a replica peer and found equal, of all steps (spans one peer serves cannot be checked)"><div class="label">Steps verified</div><div class="value" id="s-verified">–</div></div>
     <div class="stat" title="Peers caught returning wrong outputs (disagreeing with replicas, or NaN, zeros, absurd norms)"><div class="label">Liars banned</div><div class="value" id="s-banned">–</div></div>
+    <div class="stat" title="Speculative decoding: drafted tokens the model accepted, tokens per traversal of the blocks, and verification chunks in flight now"><div class="label">Draft acceptance</div><div class="value" id="s-spec">–</div></div>
   </div>
   <section>
     <h2>Blocks</h2>
@@ -329,6 +330,12 @@ async function refresh() {
           all > 0 ? `${fmt(100 * v.verified_steps / all, 0)}%` : "–";
       document.getElementById("s-banned").textContent =
           `${fmt(v.peers_banned, 0)}` + (v.mismatches > 0 ? ` (${fmt(v.mismatches, 0)} mismatches)` : "");
+    }
+    if (d.speculative && d.speculative.traversals > 0) {
+      const s = d.speculative;
+      document.getElementById("s-spec").textContent =
+          `${s.drafted > 0 ? fmt(100 * s.accepted / s.drafted, 0) : 0}% · ` +
+          `${fmt(s.tokens / s.traversals, 2)} tok/trav · ${fmt(s.chunks_in_flight, 0)} in flight`;
     }
     setStatus(true, "updated " + new Date().toLocaleTimeString());
   } catch (e) {

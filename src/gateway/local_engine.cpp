@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gateway/logprob_tap.h"
+#include "gateway/speculative_choice.h"
 #include "model/client_head.h"
 #include "model/generator.h"
 #include "model/sampler.h"
@@ -43,11 +44,59 @@ absl::StatusOr<std::unique_ptr<LocalEngine>> LocalEngine::Load(const std::string
   if (absl::StatusOr<std::string_view> t = m->file->GetString("tokenizer.chat_template"); t.ok()) {
     info.chat_template = std::string(*t);
   }
-  return std::unique_ptr<LocalEngine>(new LocalEngine(std::move(m), std::move(info)));
+  return std::unique_ptr<LocalEngine>(
+      new LocalEngine(std::move(m), std::move(info), options.speculation));
 }
 
-LocalEngine::LocalEngine(std::unique_ptr<shard::LocalModel> model, ModelInfo info)
-    : model_(std::move(model)), info_(std::move(info)) {}
+LocalEngine::LocalEngine(std::unique_ptr<shard::LocalModel> model, ModelInfo info,
+                         shard::Speculation* speculation)
+    : model_(std::move(model)), info_(std::move(info)), speculation_(speculation) {}
+
+std::optional<absl::Status> LocalEngine::GenerateSpeculatively(const GenerationRequest& request,
+                                                               const TokenCallback& on_token) {
+  if (speculation_ == nullptr) return std::nullopt;
+  if (request.n > 1) {  // the choices run as one batch, which has no speculative form
+    NoteSpeculationOff(request, "several choices batched");
+    return std::nullopt;
+  }
+  const int64_t capacity = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  absl::StatusOr<std::unique_ptr<shard::LocalPipeline>> pipeline =
+      shard::LocalPipeline::Create(*model_->blocks, capacity);
+  if (!pipeline.ok()) return pipeline.status();
+  if (const std::string blocker = SpeculationBlockerFor(request, **pipeline); !blocker.empty()) {
+    NoteSpeculationOff(request, blocker);
+    return std::nullopt;
+  }
+  model::Sampler sampler(request.sampling);
+  model::GenerateOptions options;
+  options.max_new_tokens = request.max_tokens;
+  LogprobTap logprobs(request, *model_->head, /*with_prompt=*/true);
+  logprobs.Install(options);
+  const RouteHop route[] = {{kLocalPeer, "in-process", 0, info_.n_blocks}};
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  int64_t tokens = 0;
+  absl::StatusOr<model::GenerationStats> stats =
+      GenerateChoiceSpeculatively(*speculation_, request, options, *model_->head, **pipeline,
+                                  sampler, tokenizer(), [&](int32_t token) {
+                                    ++tokens;
+                                    GenerationEvent event;
+                                    event.token = token;
+                                    event.route = route;
+                                    event.logprobs = logprobs.For(token);
+                                    return on_token(event);
+                                  });
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (request.metrics != nullptr && tokens > 0) {
+    request.metrics->ObservePeerStep(kLocalPeer, seconds / static_cast<double>(tokens));
+  }
+  if (tokens > 0 && seconds > 0) {
+    absl::MutexLock lock(&stats_mu_);
+    const double rate = static_cast<double>(tokens) / seconds;
+    steps_per_second_ = steps_per_second_ == 0 ? rate : 0.9 * steps_per_second_ + 0.1 * rate;
+  }
+  return stats.ok() ? absl::OkStatus() : stats.status();
+}
 
 absl::Status LocalEngine::Generate(const GenerationRequest& request,
                                    const TokenCallback& on_token) {
@@ -79,6 +128,7 @@ absl::Status LocalEngine::Generate(const GenerationRequest& request,
   if (request.is_cancelled && request.is_cancelled()) {
     return absl::CancelledError("cancelled before it started");
   }
+  if (std::optional<absl::Status> done = GenerateSpeculatively(request, on_token)) return *done;
   const int64_t capacity = n_prompt + request.max_tokens;
   const int32_t n = request.n;
   shard::ServingStack& stack = *model_->blocks;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "gateway/completion_engine.h"
 #include "kernels/backend_factory.h"
 #include "shard/local_model.h"
+#include "shard/speculation.h"
 
 namespace swarm::gateway {
 
@@ -23,6 +25,9 @@ struct LocalEngineOptions {
   int32_t n_ctx = 0;     // context length; 0: the model's training context
   std::string model_id;  // the id clients use; "" derives one from the GGUF (general.name or file)
   kernels::KvTypes kv_types = kernels::kDefaultKvTypes;  // element types of the KV caches
+  // Speculative decoding for the requests it can serve exactly (one choice, unconstrained); null:
+  // plain. Borrowed, outlives the engine.
+  shard::Speculation* speculation = nullptr;
 };
 
 class LocalEngine final : public CompletionEngine {
@@ -37,10 +42,15 @@ class LocalEngine final : public CompletionEngine {
   SwarmView Describe() const override;
 
  private:
-  LocalEngine(std::unique_ptr<shard::LocalModel> model, ModelInfo info);
+  LocalEngine(std::unique_ptr<shard::LocalModel> model, ModelInfo info,
+              shard::Speculation* speculation);
+  // One choice, speculatively; nullopt when it must run plainly. Under run_mu_.
+  std::optional<absl::Status> GenerateSpeculatively(const GenerationRequest& request,
+                                                    const TokenCallback& on_token);
 
   std::unique_ptr<shard::LocalModel> model_;
   const ModelInfo info_;
+  shard::Speculation* const speculation_;
   absl::Mutex run_mu_;  // one generation at a time
   mutable absl::Mutex stats_mu_;
   double steps_per_second_ ABSL_GUARDED_BY(stats_mu_) = 0;  // moving average of decode speed

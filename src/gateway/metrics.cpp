@@ -106,6 +106,16 @@ MetricsRegistry::MetricsRegistry() {
   Define("swarm_outputs_refused_total", Type::kCounter,
          "Peer outputs refused by the output checks (NaN, infinity, norm out of bounds).", {});
   Define("swarm_peers_banned_total", Type::kCounter, "Peers banned as liars.", {});
+  Define("swarm_speculative_drafted_tokens_total", Type::kCounter,
+         "Drafted tokens the target verified (speculative decoding).", {});
+  Define("swarm_speculative_accepted_tokens_total", Type::kCounter,
+         "Drafted tokens the target accepted (speculative decoding).", {});
+  Define("swarm_speculative_traversals_total", Type::kCounter,
+         "Verification chunks sent through the blocks (speculative decoding).", {});
+  Define("swarm_speculative_tokens_total", Type::kCounter,
+         "Tokens the verification chunks gave (speculative decoding).", {});
+  Define("swarm_speculative_chunks_in_flight", Type::kGauge,
+         "Verification chunks in flight now, over every generation (speculative decoding).", {});
 }
 
 void MetricsRegistry::Define(std::string name, Type type, std::string help,
@@ -202,6 +212,21 @@ void MetricsRegistry::AddVerification(std::string_view span, int64_t verified, i
   Add("swarm_verified_steps_total", labels, static_cast<double>(verified));
   Add("swarm_unverified_steps_total", labels, static_cast<double>(unverified));
   Add("swarm_verification_mismatches_total", labels, static_cast<double>(mismatches));
+}
+
+void MetricsRegistry::AddSpeculation(int64_t drafted, int64_t accepted, int64_t traversals,
+                                     int64_t tokens) {
+  Add("swarm_speculative_tokens_total", {}, static_cast<double>(tokens));
+  Add("swarm_speculative_drafted_tokens_total", {}, static_cast<double>(drafted));
+  Add("swarm_speculative_accepted_tokens_total", {}, static_cast<double>(accepted));
+  Add("swarm_speculative_traversals_total", {}, static_cast<double>(traversals));
+}
+
+void MetricsRegistry::AddChunksInFlight(int64_t delta) {
+  absl::MutexLock lock(&mu_);
+  if (Series* s = FindOrCreate("swarm_speculative_chunks_in_flight", {}, Type::kGauge)) {
+    s->value += static_cast<double>(delta);
+  }
 }
 
 void MetricsRegistry::AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) {

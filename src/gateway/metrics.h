@@ -48,6 +48,9 @@ class MetricsRegistry final : public MetricsSink {
   void AddVerification(std::string_view span, int64_t verified, int64_t unverified,
                        int64_t mismatches) override;
   void AddLiesCaught(int64_t outputs_refused, int64_t peers_banned) override;
+  void AddSpeculation(int64_t drafted, int64_t accepted, int64_t traversals,
+                      int64_t tokens) override;
+  void AddChunksInFlight(int64_t delta) override;
 
   // The whole registry in Prometheus text format.
   std::string Render() const;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "gateway/logprob_tap.h"
+#include "gateway/speculative_choice.h"
 #include "model/client_head.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
@@ -205,30 +206,39 @@ absl::Status SwarmEngine::GenerateChoice(const GenerationRequest& request, int32
   logprobs.Install(generate_options);
   std::vector<RouteHop> route;
   int reported_failovers = 0;
-  auto stats = model::Generate(
-      request.prompt, generate_options, *chain.head, *session, sampler, *tokenizer_,
-      [&](int32_t token) {
-        if (route.empty() || session->failovers() != reported_failovers) {
-          route.clear();
-          for (const router::ChainHop& hop : session->hops()) {
-            route.push_back({hop.peer_id, hop.address, static_cast<int32_t>(hop.first_block),
-                             static_cast<int32_t>(hop.last_block)});
-          }
-          if (request.metrics != nullptr) {
-            for (int i = reported_failovers; i < session->failovers(); ++i) {
-              request.metrics->AddFailover();
-            }
-          }
-          reported_failovers = session->failovers();
+  auto report = [&](int32_t token) {
+    if (route.empty() || session->failovers() != reported_failovers) {
+      route.clear();
+      for (const router::ChainHop& hop : session->hops()) {
+        route.push_back({hop.peer_id, hop.address, static_cast<int32_t>(hop.first_block),
+                         static_cast<int32_t>(hop.last_block)});
+      }
+      if (request.metrics != nullptr) {
+        for (int i = reported_failovers; i < session->failovers(); ++i) {
+          request.metrics->AddFailover();
         }
-        GenerationEvent event;
-        event.index = index;
-        event.token = token;
-        event.route = route;
-        event.failovers = session->failovers();
-        event.logprobs = logprobs.For(token);
-        return on_token(event);
-      });
+      }
+      reported_failovers = session->failovers();
+    }
+    GenerationEvent event;
+    event.index = index;
+    event.token = token;
+    event.route = route;
+    event.failovers = session->failovers();
+    event.logprobs = logprobs.For(token);
+    return on_token(event);
+  };
+  absl::StatusOr<model::GenerationStats> stats;
+  const std::string blocker =
+      options_.speculation != nullptr ? SpeculationBlockerFor(request, *session) : "";
+  if (!blocker.empty()) NoteSpeculationOff(request, blocker);
+  if (options_.speculation != nullptr && blocker.empty()) {
+    stats = GenerateChoiceSpeculatively(*options_.speculation, request, generate_options,
+                                        *chain.head, *session, sampler, *tokenizer_, report);
+  } else {
+    stats = model::Generate(request.prompt, generate_options, *chain.head, *session, sampler,
+                            *tokenizer_, report);
+  }
   ReportChainMetrics(*session, request.metrics);
   return stats.ok() ? absl::OkStatus() : stats.status();
 }

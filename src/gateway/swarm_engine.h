@@ -28,6 +28,7 @@
 #include "router/chain_session.h"
 #include "router/peer_performance.h"
 #include "router/swarm_hop_provider.h"
+#include "shard/speculation.h"
 #include "transport/swarm_secret.h"
 #include "transport/zmq_socket.h"
 
@@ -48,6 +49,9 @@ struct SwarmEngineOptions {
   std::optional<transport::SwarmSecret> swarm_secret;
   double verify_share = 0.1;     // share of steps spot-checked on a replica (0: off)
   double verify_tolerance = -1;  // between backends; < 0: the built-in table
+  // Speculative decoding for the requests it can serve exactly; null: plain. Borrowed, outlives
+  // the engine.
+  shard::Speculation* speculation = nullptr;
 };
 
 class SwarmEngine final : public CompletionEngine {

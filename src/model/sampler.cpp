@@ -44,7 +44,7 @@ absl::Status SamplingParams::Validate() const {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
-int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {
+void Sampler::Adjust(std::span<const float> logits, bool mask) {
   const int32_t n_vocab = static_cast<int32_t>(logits.size());
   constexpr float kBanned = -std::numeric_limits<float>::infinity();
   adjusted_.assign(logits.begin(), logits.end());
@@ -66,7 +66,7 @@ int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> 
     if (id >= n_vocab) continue;
     adjusted_[id] = bias <= -100.0f ? kBanned : adjusted_[id] + bias;
   }
-  if (constraint_ != nullptr) {
+  if (mask && constraint_ != nullptr) {
     constraint_->Mask(adjusted_);
     // The constraint outranks the bias: when together they leave nothing, the constraint alone.
     if (std::none_of(adjusted_.begin(), adjusted_.end(), [](float v) { return v > kBanned; })) {
@@ -74,13 +74,46 @@ int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> 
       constraint_->Mask(adjusted_);
     }
   }
+}
+
+int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {
+  Adjust(logits, true);
   const int32_t token = Draw(adjusted_, history);
   ++counts_[token];
   if (constraint_ != nullptr) constraint_->Accept(token);
   return token;
 }
 
-int32_t Sampler::Draw(std::span<const float> logits, std::span<const int32_t> history) {
+void Sampler::Distribution(std::span<const float> logits, std::span<const int32_t> history,
+                           std::vector<TokenProb>& out) {
+  Adjust(logits, false);
+  bool certain = false;
+  const size_t keep = Prepare(adjusted_, history, certain);
+  out.clear();
+  if (certain) {
+    out.push_back({candidates_[0].id, 1.0});
+    return;
+  }
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += probs_[i];
+  for (size_t i = 0; i < keep; ++i) out.push_back({candidates_[i].id, probs_[i] / total});
+}
+
+int32_t Sampler::DrawFrom(std::span<const TokenProb> dist) {
+  double total = 0;
+  for (const TokenProb& t : dist) total += t.p;
+  const double u = Uniform() * total;
+  double cumulative = 0;
+  for (const TokenProb& t : dist) {
+    cumulative += t.p;
+    if (u < cumulative) return t.id;
+  }
+  return dist.empty() ? 0 : dist.back().id;
+}
+
+size_t Sampler::Prepare(std::span<const float> logits, std::span<const int32_t> history,
+                        bool& certain) {
+  certain = false;
   const int32_t n_vocab = static_cast<int32_t>(logits.size());
   candidates_.resize(logits.size());
   for (int32_t i = 0; i < n_vocab; ++i) candidates_[i] = {i, logits[i]};
@@ -100,7 +133,9 @@ int32_t Sampler::Draw(std::span<const float> logits, std::span<const int32_t> hi
     for (int32_t i = 1; i < n_vocab; ++i) {
       if (candidates_[i].logit > candidates_[best].logit) best = i;
     }
-    return candidates_[best].id;
+    candidates_[0] = candidates_[best];
+    certain = true;
+    return 1;
   }
 
   // Sort descending by logit (ties by id, so the order is fully determined).
@@ -119,10 +154,14 @@ int32_t Sampler::Draw(std::span<const float> logits, std::span<const int32_t> hi
   while (keep > 1 && std::isinf(candidates_[keep - 1].logit) && candidates_[keep - 1].logit < 0) {
     --keep;
   }
-  if (std::isinf(candidates_[0].logit)) return candidates_[0].id;
+  if (std::isinf(candidates_[0].logit)) {
+    certain = true;
+    return 1;
+  }
 
   // Probabilities before temperature, as llama.cpp's default chain (top-k, top-p, min-p, temp).
-  std::vector<double> probs(keep);
+  probs_.resize(keep);
+  std::vector<double>& probs = probs_;
   const double max_logit = candidates_[0].logit;
   double sum = 0;
   for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(candidates_[i].logit - max_logit);
@@ -143,10 +182,19 @@ int32_t Sampler::Draw(std::span<const float> logits, std::span<const int32_t> hi
     keep = n;
   }
 
-  double total = 0;
   for (size_t i = 0; i < keep; ++i) {
-    total += probs[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);
+    probs[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);
   }
+  return keep;
+}
+
+int32_t Sampler::Draw(std::span<const float> logits, std::span<const int32_t> history) {
+  bool certain = false;
+  const size_t keep = Prepare(logits, history, certain);
+  if (certain) return candidates_[0].id;
+  const std::vector<double>& probs = probs_;
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += probs[i];
   // A uniform double in [0, 1) from 53 random bits: identical on every platform.
   const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * total;
   double cumulative = 0;
