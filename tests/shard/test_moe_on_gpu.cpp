@@ -36,6 +36,8 @@ namespace {
 #if SWARM_HAVE_CUDA
 
 struct Run {
+  std::string backend;  // the backend's name, e.g. "cuda:0"
+  bool moe = false;     // the loaded configuration is a mixture of experts
   std::vector<int32_t> tokens;
   std::vector<std::vector<float>> logits;  // [step][n_vocab]
 };
@@ -69,6 +71,8 @@ absl::StatusOr<Run> Greedy(const std::string& path, const std::string& backend,
       LocalPipeline::Create(*m->blocks, static_cast<int64_t>(prompt.size()) + n_decode));
   const int64_t n_embd = m->config.n_embd;
   Run run;
+  run.backend = m->backend->name();
+  run.moe = m->config.is_moe();
   std::vector<int32_t> step = prompt;
   for (int i = 0; i <= n_decode; ++i) {
     std::vector<float> in(static_cast<size_t>(n_embd) * step.size()), out(in.size());
@@ -109,6 +113,8 @@ TEST_P(MoeOnGpuTest, GreedyTokensAndLogitsEqualTheCpuReference) {
   ASSERT_TRUE(reference.ok()) << reference.status();
   auto gpu = Greedy(path, "cuda", GetParam().prompt, kDecode);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_EQ(gpu->backend.rfind("cuda", 0), 0u) << gpu->backend;
+  EXPECT_TRUE(gpu->moe);
   EXPECT_EQ(gpu->tokens, reference->tokens);
   // Float sums in another order than the CPU's: last-bit differences, grown through 3 blocks.
   ASSERT_EQ(gpu->logits.size(), reference->logits.size());
