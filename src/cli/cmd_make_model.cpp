@@ -173,8 +173,8 @@ void AddMakeModelCommand(CLI::App& app, ExitCode& exit_code) {
                   "rope.scaling.factor; yarn's original_context_length is the context / factor")
       ->capture_default_str();
   cmd->add_option("--type", flags->type,
-                  "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q2_k, q3_k, q4_k, q5_k, "
-                  "q6_k, iq4_xs")
+                  "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, "
+                  "q5_k, q6_k, iq4_nl, iq4_xs")
       ->capture_default_str();
   cmd->add_option("--seed", flags->seed, "Random seed")->capture_default_str();
   cmd->add_option("--vocab", flags->vocab_path,

@@ -23,6 +23,10 @@ absl::StatusOr<TypeTraits> GetTypeTraits(uint32_t type_id) {
       return TypeTraits{"q4_1", kQK4_1, sizeof(BlockQ4_1)};
     case GgmlType::kQ5_0:
       return TypeTraits{"q5_0", kQK5_0, sizeof(BlockQ5_0)};
+    case GgmlType::kQ5_1:
+      return TypeTraits{"q5_1", kQK5_1, sizeof(BlockQ5_1)};
+    case GgmlType::kIQ4_NL:
+      return TypeTraits{"iq4_nl", kQK4_NL, sizeof(BlockIQ4_NL)};
     case GgmlType::kQ8_0:
       return TypeTraits{"q8_0", kQK8_0, sizeof(BlockQ8_0)};
     case GgmlType::kQ8_1:

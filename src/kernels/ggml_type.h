@@ -19,6 +19,7 @@ enum class GgmlType : uint32_t {
   kQ4_0 = 2,
   kQ4_1 = 3,
   kQ5_0 = 6,
+  kQ5_1 = 7,
   kQ8_0 = 8,
   kQ8_1 = 9,   // activations only (Q4_1 dot products)
   kQ2_K = 10,  // blocks in block_lowbit.h
@@ -27,6 +28,7 @@ enum class GgmlType : uint32_t {
   kQ5_K = 13,
   kQ6_K = 14,
   kQ8_K = 15,  // activations only (K-quant dot products)
+  kIQ4_NL = 20,
   kIQ4_XS = 23,
   kBF16 = 30,
 };
@@ -35,6 +37,8 @@ inline constexpr int kQK8_0 = 32;
 inline constexpr int kQK4_0 = 32;
 inline constexpr int kQK4_1 = 32;
 inline constexpr int kQK5_0 = 32;
+inline constexpr int kQK5_1 = 32;
+inline constexpr int kQK4_NL = 32;
 inline constexpr int kQK8_1 = 32;
 inline constexpr int kQK_K = 256;
 inline constexpr int kKScaleSize = 12;
@@ -65,6 +69,20 @@ struct BlockQ5_0 {
   uint8_t qs[kQK5_0 / 2];  // low 4 bits as Q4_0's nibbles
 };
 static_assert(sizeof(BlockQ5_0) == 22);
+
+struct BlockQ5_1 {
+  uint16_t d;  // x = d * q + m, q in [0, 31]
+  uint16_t m;
+  uint8_t qh[4];           // as Q5_0's
+  uint8_t qs[kQK5_1 / 2];  // as Q5_0's
+};
+static_assert(sizeof(BlockQ5_1) == 24);
+
+struct BlockIQ4_NL {
+  uint16_t d;               // x = d * kKValuesIq4Nl[q] (block_lowbit.h), q in [0, 15]
+  uint8_t qs[kQK4_NL / 2];  // low nibbles: elements 0..15, high nibbles: 16..31
+};
+static_assert(sizeof(BlockIQ4_NL) == 18);
 
 struct BlockQ8_1 {
   uint16_t d;
@@ -125,9 +143,9 @@ absl::StatusOr<size_t> RowBytes(GgmlType type, int64_t n);
 // The types a weight matrix may have (all supported types but the activation-only Q8_1 and Q8_K),
 // in the order error messages list them.
 inline constexpr GgmlType kWeightTypes[] = {
-    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,  GgmlType::kQ8_0, GgmlType::kQ4_0,
-    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ2_K,  GgmlType::kQ3_K, GgmlType::kQ4_K,
-    GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_XS};
+    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,   GgmlType::kQ4_0,
+    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ2_K,   GgmlType::kQ3_K,
+    GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
 bool IsWeightType(GgmlType type);
 // "f32, f16, bf16, ..., iq4_xs": kWeightTypes' names, for error messages.
 std::string WeightTypeNames();

@@ -13,8 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "base/half.h"
 #include "kernels/block_lowbit.h"
+#include "kernels/quant_iq4_nl.h"
 #include "kernels/quant_q4_1.h"
 #include "kernels/quant_q5_0.h"
+#include "kernels/quant_q5_1.h"
 #include "kernels/quant_q5_k.h"
 #include "kernels/quant_reference_internal.h"
 
@@ -577,6 +579,11 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
       return quant_internal::DequantizeQ8_1(static_cast<const BlockQ8_1*>(src), dst, n / kQK8_1);
     case GgmlType::kQ5_0:
       return quant_internal::DequantizeQ5_0(static_cast<const BlockQ5_0*>(src), dst, n / kQK5_0);
+    case GgmlType::kQ5_1:
+      return quant_internal::DequantizeQ5_1(static_cast<const BlockQ5_1*>(src), dst, n / kQK5_1);
+    case GgmlType::kIQ4_NL:
+      return quant_internal::DequantizeIQ4_NL(static_cast<const BlockIQ4_NL*>(src), dst,
+                                              n / kQK4_NL);
     case GgmlType::kQ5_K:
       return quant_internal::DequantizeQ5_K(static_cast<const BlockQ5_K*>(src), dst, n / kQK_K);
   }
@@ -635,6 +642,12 @@ bool QuantizeRowIfHandled(GgmlType type, const float* src, void* dst, int64_t n)
     case GgmlType::kQ5_0:
       quant_internal::QuantizeQ5_0(src, static_cast<BlockQ5_0*>(dst), n / kQK5_0);
       return true;
+    case GgmlType::kQ5_1:
+      quant_internal::QuantizeQ5_1(src, static_cast<BlockQ5_1*>(dst), n / kQK5_1);
+      return true;
+    case GgmlType::kIQ4_NL:
+      quant_internal::QuantizeIQ4_NL(src, static_cast<BlockIQ4_NL*>(dst), n / kQK4_NL);
+      return true;
     case GgmlType::kQ5_K:
       quant_internal::QuantizeQ5_K(src, static_cast<BlockQ5_K*>(dst), n / kQK_K);
       return true;
@@ -687,8 +700,10 @@ GgmlType VecDotType(GgmlType weight_type) {
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_0:
     case GgmlType::kQ5_0:
+    case GgmlType::kIQ4_NL:
       return GgmlType::kQ8_0;
     case GgmlType::kQ4_1:
+    case GgmlType::kQ5_1:
       return GgmlType::kQ8_1;
     case GgmlType::kQ4_K:
     case GgmlType::kQ5_K:
@@ -731,6 +746,12 @@ float VecDotQuantizedReference(GgmlType type, const void* row, const void* x_qua
     case GgmlType::kQ5_0:
       return quant_internal::VecDotQ5_0Q8_0(static_cast<const BlockQ5_0*>(row),
                                             static_cast<const BlockQ8_0*>(x_quant), n / kQK5_0);
+    case GgmlType::kQ5_1:
+      return quant_internal::VecDotQ5_1Q8_1(static_cast<const BlockQ5_1*>(row),
+                                            static_cast<const BlockQ8_1*>(x_quant), n / kQK5_1);
+    case GgmlType::kIQ4_NL:
+      return quant_internal::VecDotIQ4_NLQ8_0(static_cast<const BlockIQ4_NL*>(row),
+                                              static_cast<const BlockQ8_0*>(x_quant), n / kQK4_NL);
     case GgmlType::kQ5_K:
       return quant_internal::VecDotQ5_KQ8_K(static_cast<const BlockQ5_K*>(row),
                                             static_cast<const BlockQ8_K*>(x_quant), n / kQK_K);

@@ -20,7 +20,8 @@ namespace swarm::kernels {
 void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 
 // dst: one row of `n` elements of `type` (any type GetTypeTraits accepts), rounded as llama.cpp's
-// quantize_row_*_ref (quantize_iq4_xs without importance weights for IQ4_XS).
+// quantize_row_*_ref (quantize_iq4_xs / quantize_iq4_nl without importance weights for IQ4_XS /
+// IQ4_NL, as llama-quantize writes them; quantize_row_iq4_nl_ref skips the scale search).
 // Aborts for a type it has no quantizer for: callers that take the type from input check it with
 // CheckQuantizeRow first.
 void QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
@@ -34,7 +35,8 @@ absl::Status CheckQuantizeRow(GgmlType type, int64_t n);
 float DotRowReference(GgmlType type, const void* row, const float* x, int64_t n);
 
 // The activation type a weight type's integer dot product uses (as ggml's vec_dot_type):
-// Q8_0 for Q8_0/Q4_0/Q5_0, Q8_1 for Q4_1, Q8_K for the K-quants and IQ4_XS; F32 for float types.
+// Q8_0 for Q8_0/Q4_0/Q5_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants and IQ4_XS; F32 for
+// float types.
 GgmlType VecDotType(GgmlType weight_type);
 
 // Integer dot product as llama.cpp computes it: `row` of `type`, `x_quant` already quantized to

@@ -32,6 +32,7 @@ enum FileType : uint32_t {
   kFtQ4_1 = 3,
   kFtQ8_0 = 7,
   kFtQ5_0 = 8,
+  kFtQ5_1 = 9,
   kFtQ2_K = 10,
   kFtQ3_K_S = 11,
   kFtQ3_K_M = 12,
@@ -40,6 +41,7 @@ enum FileType : uint32_t {
   kFtQ5_K_S = 16,
   kFtQ5_K_M = 17,
   kFtQ6_K = 18,
+  kFtIQ4_NL = 25,
   kFtIQ4_XS = 30,
   kFtBF16 = 32,
 };
@@ -51,6 +53,7 @@ constexpr QuantScheme kSchemes[] = {
     {"Q4_0", kFtQ4_0, kQ4_0},
     {"Q4_1", kFtQ4_1, kQ4_1},
     {"Q5_0", kFtQ5_0, kQ5_0},
+    {"Q5_1", kFtQ5_1, kQ5_1},
     {"Q8_0", kFtQ8_0, kQ8_0},
     {"Q2_K", kFtQ2_K, kQ2_K},
     {"Q3_K_M", kFtQ3_K_M, kQ3_K},
@@ -59,6 +62,7 @@ constexpr QuantScheme kSchemes[] = {
     {"Q5_K_S", kFtQ5_K_S, kQ5_K},
     {"Q5_K_M", kFtQ5_K_M, kQ5_K},
     {"Q6_K", kFtQ6_K, kQ6_K},
+    {"IQ4_NL", kFtIQ4_NL, kIQ4_NL},
     {"IQ4_XS", kFtIQ4_XS, kIQ4_XS},
     // llama-quantize's aliases: the plain K-type names are the _M schemes.
     {"Q3_K", kFtQ3_K_M, kQ3_K},
@@ -162,7 +166,7 @@ absl::StatusOr<uint32_t> QuantTypeChooser::RuleType(const QuantTensorInfo& t) {
       type = gqa >= 4 ? kQ4_K : kQ3_K;
     } else if (ft == kFtQ3_K_M) {
       type = i_attention_wv_ < 2 ? kQ5_K : kQ4_K;
-    } else if (ft == kFtIQ4_XS && gqa >= 4) {
+    } else if ((ft == kFtIQ4_NL || ft == kFtIQ4_XS) && gqa >= 4) {
       type = kQ5_K;
     } else if ((ft == kFtQ4_K_M || ft == kFtQ5_K_M) &&
                UseMoreBits(i_attention_wv_, n_attention_wv_)) {
@@ -194,7 +198,7 @@ absl::StatusOr<uint32_t> QuantTypeChooser::RuleType(const QuantTensorInfo& t) {
       type = i_layer < n_layer / 16 ? kQ5_K : kQ4_K;
     } else if (ft == kFtQ4_K_M) {
       if (UseMoreBits(i_layer, n_layer)) type = kQ6_K;
-    } else if (i_layer < n_layer / 8 && ft == kFtIQ4_XS) {
+    } else if (i_layer < n_layer / 8 && (ft == kFtIQ4_NL || ft == kFtIQ4_XS)) {
       type = kQ5_K;
     } else if (ft == kFtQ5_K_M && UseMoreBits(i_layer, n_layer)) {
       type = kQ6_K;
@@ -205,7 +209,7 @@ absl::StatusOr<uint32_t> QuantTypeChooser::RuleType(const QuantTensorInfo& t) {
   } else if (absl::StrContains(name, "attn_output.weight")) {
     if (model_.n_expert == 8) {
       if (ft == kFtQ2_K || ft == kFtQ3_K_S || ft == kFtQ3_K_M || ft == kFtQ4_K_S ||
-          ft == kFtQ4_K_M || ft == kFtIQ4_XS) {
+          ft == kFtQ4_K_M || ft == kFtIQ4_NL || ft == kFtIQ4_XS) {
         type = kQ5_K;
       }
     } else if (ft == kFtQ2_K) {

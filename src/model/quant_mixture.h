@@ -31,9 +31,9 @@ struct QuantScheme {
   uint32_t base_type;     // the type most matrices get
 };
 
-// Accepts llama.cpp's scheme names (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q2_K, Q3_K_M, Q4_K_S,
-// Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_XS) and llama-quantize's aliases Q3_K, Q4_K, Q5_K (for Q3_K_M,
-// Q4_K_M, Q5_K_M), case-insensitive. InvalidArgument listing them otherwise.
+// Accepts llama.cpp's scheme names (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_M,
+// Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS) and llama-quantize's aliases Q3_K, Q4_K,
+// Q5_K (for Q3_K_M, Q4_K_M, Q5_K_M), case-insensitive. InvalidArgument listing them otherwise.
 absl::StatusOr<QuantScheme> ParseQuantScheme(std::string_view name);
 std::string QuantSchemeNames();  // for help texts and errors
 

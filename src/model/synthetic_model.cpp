@@ -113,6 +113,10 @@ uint32_t FileType(GgmlType t) {
       return 3;
     case GgmlType::kQ5_0:
       return 8;
+    case GgmlType::kQ5_1:
+      return 9;
+    case GgmlType::kIQ4_NL:
+      return 25;
     case GgmlType::kQ4_K:
       return 14;  // Q4_K_S
     case GgmlType::kQ5_K:

@@ -1,6 +1,7 @@
-// Models whose matrices are Q4_1, Q5_0 or Q5_K (synthetic, written by `swarm make-model --type`)
-// load and generate, and greedy text in-process equals the text through a chain of two real peers
-// (blocks 0:1 and 1:2), which run the same kernels on the same inputs.
+// Models whose matrices are Q4_1, Q5_0, Q5_1, Q5_K or IQ4_NL (synthetic, written by `swarm
+// make-model
+// --type`) load and generate, and greedy text in-process equals the text through a chain of two
+// real peers (blocks 0:1 and 1:2), which run the same kernels on the same inputs.
 #include <unistd.h>
 
 #include <filesystem>
@@ -62,7 +63,8 @@ TEST_P(ChainWeightTypesTest, InProcessEqualsTwoPeerChain) {
   for (Peer& peer : peers) EXPECT_EQ(StopPeer(peer), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, ChainWeightTypesTest, ::testing::Values("q4_1", "q5_0", "q5_k"));
+INSTANTIATE_TEST_SUITE_P(Types, ChainWeightTypesTest,
+                         ::testing::Values("q4_1", "q5_0", "q5_1", "q5_k", "iq4_nl"));
 
 }  // namespace
 }  // namespace swarm::chain_test

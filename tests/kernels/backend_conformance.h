@@ -50,9 +50,9 @@ std::string_view OpName(Op op);
 
 // The weight types MatMul and GetRows are checked with.
 inline constexpr GgmlType kConformanceWeightTypes[] = {
-    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,  GgmlType::kQ8_0, GgmlType::kQ4_0,
-    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,  GgmlType::kQ5_0, GgmlType::kQ5_K,
-    GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS};
+    GgmlType::kF32,    GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
+    GgmlType::kQ4_K,   GgmlType::kQ6_K, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
+    GgmlType::kIQ4_NL, GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS};
 
 // Default NMSE bounds. Copies and single float additions must be exact (bound 0). MatMul allows
 // for activations quantized to VecDotType (measured ~2e-5 to 5e-5 NMSE for Q8_0/Q8_K on these

@@ -77,10 +77,10 @@ INSTANTIATE_TEST_SUITE_P(Cpu, BackendConformanceTest, ::testing::ValuesIn(Confor
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-constexpr GgmlType kTypes[] = {GgmlType::kF32,   GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                               GgmlType::kQ4_0,  GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
-                               GgmlType::kQ5_0,  GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K,
-                               GgmlType::kIQ4_XS};
+constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,   GgmlType::kQ8_0,
+                               GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K,   GgmlType::kQ4_1,
+                               GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ5_K,
+                               GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS};
 
 struct HostMatrix {
   std::vector<uint8_t> bytes;

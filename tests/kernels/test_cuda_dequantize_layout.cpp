@@ -23,7 +23,7 @@ TEST(CudaDequantizeLayout, MatchesTheReferenceBitForBit) {
   const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,    GgmlType::kBF16, GgmlType::kQ8_0,
                             GgmlType::kQ4_0, GgmlType::kQ4_K,   GgmlType::kQ6_K, GgmlType::kQ2_K,
                             GgmlType::kQ3_K, GgmlType::kIQ4_XS, GgmlType::kQ4_1, GgmlType::kQ5_0,
-                            GgmlType::kQ5_K};
+                            GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ5_K};
   for (GgmlType type : types) {
     const bool k_quant = GetTypeTraits(type).value().block_size == kQK_K;
     std::vector<int64_t> lengths = {k_quant ? 256 : 32, k_quant ? 1024 : 96};

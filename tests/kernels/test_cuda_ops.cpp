@@ -138,9 +138,9 @@ double MatMulBound(GgmlType type, int64_t n_tokens) {
 }
 
 TEST_F(CudaOpsTest, MatMulEveryTypeEveryPath) {
-  const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
-                            GgmlType::kQ5_0, GgmlType::kQ5_K};
+  const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,   GgmlType::kQ8_0,
+                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K,   GgmlType::kQ4_1,
+                            GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ5_K};
   for (GgmlType type : types) {
     const int64_t block = GetTypeTraits(type).value().block_size;
     const bool k_quant = block == kQK_K;
@@ -184,9 +184,9 @@ TEST_F(CudaOpsTest, MatVecResultsDoNotDependOnTheBatch) {
 }
 
 TEST_F(CudaOpsTest, GetRowsIsBitIdentical) {
-  const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
-                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1,
-                            GgmlType::kQ5_0, GgmlType::kQ5_K};
+  const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,   GgmlType::kQ8_0,
+                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K,   GgmlType::kQ4_1,
+                            GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ5_K};
   const std::vector<int32_t> ids = {3, 0, 7, 3, 1};
   for (GgmlType type : types) {
     const int64_t n_in = GetTypeTraits(type).value().block_size == kQK_K ? 512 : 96;

@@ -1,4 +1,5 @@
-// Bit-compatibility with llama.cpp: hashes of llama.cpp's own quantize_row_*_ref output and the
+// Bit-compatibility with llama.cpp: hashes of llama.cpp's own quantize_row_*_ref output (IQ4_NL:
+// quantize_iq4_nl without importance weights, as llama-quantize writes it) and the
 // bits of its scalar ggml_vec_dot_*_generic result, recorded by tools/llama_cpp_golden.cpp from the
 // libggml of llama.cpp as shipped prebuilt (linux-x64) in npm's
 // @node-llama-cpp/linux-x64 3.22.1, on the portable inputs of portable_inputs.h.
@@ -70,6 +71,14 @@ constexpr Golden kGolden[] = {
     {GgmlType::kQ8_1, 1, 0x431c0fc21d26c5a5ull, 0x00000000u},
     {GgmlType::kQ8_1, 2, 0x26b0a87e1be7c5b5ull, 0x00000000u},
     {GgmlType::kQ8_1, 3, 0x0d903c196ebb969eull, 0x00000000u},
+    {GgmlType::kQ5_1, 0, 0x225e6a0de40b1f71ull, 0xbfeacaf0u},
+    {GgmlType::kQ5_1, 1, 0x9c3a5a246937e579ull, 0xbe95ea8cu},
+    {GgmlType::kQ5_1, 2, 0x605ec9e35a82ee6cull, 0x420fa5a0u},
+    {GgmlType::kQ5_1, 3, 0x932401922739ec01ull, 0xc1e49beau},
+    {GgmlType::kIQ4_NL, 0, 0x7790fb11412c3512ull, 0xc091b54eu},
+    {GgmlType::kIQ4_NL, 1, 0x615ff4899654eeedull, 0xbe4cfc25u},
+    {GgmlType::kIQ4_NL, 2, 0x9627dfebae87cb1eull, 0x4207a6f1u},
+    {GgmlType::kIQ4_NL, 3, 0x3f63cad5871cb32bull, 0xc2a5206du},
     // clang-format on
 };
 

@@ -16,9 +16,10 @@
 namespace swarm::kernels {
 namespace {
 
-constexpr GgmlType kWeightTypes[] = {
-    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
-    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K};
+constexpr GgmlType kWeightTypes[] = {GgmlType::kF32,  GgmlType::kF16,    GgmlType::kBF16,
+                                     GgmlType::kQ8_0, GgmlType::kQ4_0,   GgmlType::kQ4_K,
+                                     GgmlType::kQ6_K, GgmlType::kQ4_1,   GgmlType::kQ5_0,
+                                     GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ5_K};
 
 std::vector<uint8_t> Quantize(GgmlType type, const std::vector<float>& x) {
   std::vector<uint8_t> out(RowBytes(type, static_cast<int64_t>(x.size())).value());
@@ -144,6 +145,40 @@ TEST(DequantizeTest, Q5_0HandBuiltBlock) {
   EXPECT_EQ(y[16], 15 * 0.25f);  // 15 | 16 -> 31 -> +15
   EXPECT_EQ(y[17], -2 * 0.25f);  // 14 -> -2
   EXPECT_EQ(y[31], 0.0f);        // 0 | 16 -> 0
+}
+
+TEST(DequantizeTest, Q5_1HandBuiltBlock) {
+  BlockQ5_1 b;
+  b.d = 0x3400;  // 0.25
+  b.m = 0xbc00;  // -1
+  // Quants as Q5_0's (fifth bits of elements 0, 9, 16 and 31 set); x = d * q + m.
+  for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  const uint8_t qh[4] = {0x01, 0x02, 0x01, 0x80};
+  std::memcpy(b.qh, qh, 4);
+  const std::vector<float> y = Dequantize(GgmlType::kQ5_1, &b, kQK5_1);
+  EXPECT_EQ(y[0], 3.0f);    // 0 | 16 -> 16 * 0.25 - 1
+  EXPECT_EQ(y[1], -0.75f);  // 1
+  EXPECT_EQ(y[9], 5.25f);   // 9 | 16 -> 25
+  EXPECT_EQ(y[16], 6.75f);  // 15 | 16 -> 31
+  EXPECT_EQ(y[17], 2.5f);   // 14
+  EXPECT_EQ(y[31], 3.0f);   // 0 | 16
+}
+
+TEST(DequantizeTest, IQ4_NLHandBuiltBlock) {
+  BlockIQ4_NL b;
+  b.d = 0x3800;  // 0.5
+  // Nibbles as Q4_0's, each an index into the 16 levels -127 ... 113.
+  for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  const std::vector<float> y = Dequantize(GgmlType::kIQ4_NL, &b, kQK4_NL);
+  EXPECT_EQ(y[0], -63.5f);  // level 0: -127
+  EXPECT_EQ(y[7], -5.0f);   // level 7: -10
+  EXPECT_EQ(y[8], 0.5f);    // level 8: 1
+  EXPECT_EQ(y[16], 56.5f);  // level 15: 113
+  EXPECT_EQ(y[31], -63.5f);
+  // A block of zeros quantizes to scale 0 (every element dequantizes to 0).
+  const std::vector<float> zeros(kQK4_NL, 0.0f);
+  for (float v : Dequantize(GgmlType::kIQ4_NL, Quantize(GgmlType::kIQ4_NL, zeros).data(), kQK4_NL))
+    EXPECT_EQ(v, 0.0f);
 }
 
 TEST(DequantizeTest, Q5_KHandBuiltBlock) {
@@ -611,6 +646,8 @@ TEST(DotTest, VecDotHandBuiltQ4_1UsesPrecomputedSum) {
 TEST(DotTest, VecDotTypes) {
   EXPECT_EQ(VecDotType(GgmlType::kQ4_1), GgmlType::kQ8_1);
   EXPECT_EQ(VecDotType(GgmlType::kQ5_0), GgmlType::kQ8_0);
+  EXPECT_EQ(VecDotType(GgmlType::kQ5_1), GgmlType::kQ8_1);
+  EXPECT_EQ(VecDotType(GgmlType::kIQ4_NL), GgmlType::kQ8_0);
   EXPECT_EQ(VecDotType(GgmlType::kQ5_K), GgmlType::kQ8_K);
   EXPECT_EQ(VecDotType(GgmlType::kQ8_0), GgmlType::kQ8_0);
   EXPECT_EQ(VecDotType(GgmlType::kQ4_0), GgmlType::kQ8_0);
@@ -646,14 +683,16 @@ TEST(DotTest, VecDotQuantizedMatchesDotRow) {
         const float vec_dot = VecDotQuantizedReference(type, wq.data(), xq.data(), n);
         const float dot = DotRowReference(type, wq.data(), x.data(), n);
         SCOPED_TRACE(::testing::Message() << GgmlTypeName(type) << " n=" << n << " seed=" << seed);
-        // Q8_1 carries d * sum(qs) rounded to fp16, which Q4_1's dot product uses for its min
-        // term: allow that rounding (2^-11 relative) on each block's m * s.
+        // Q8_1 carries d * sum(qs) rounded to fp16, which Q4_1's and Q5_1's dot products use for
+        // their min term: allow that rounding (2^-11 relative) on each block's m * s.
         double s_rounding = 0;
-        if (type == GgmlType::kQ4_1) {
-          const auto* wb = reinterpret_cast<const BlockQ4_1*>(wq.data());
+        if (act_type == GgmlType::kQ8_1) {
+          const size_t block_bytes = GetTypeTraits(type).value().type_size;
           const auto* xb = reinterpret_cast<const BlockQ8_1*>(xq.data());
-          for (int64_t b = 0; b < n / kQK4_1; ++b) {
-            s_rounding += std::fabs(HalfToFloat(wb[b].m)) * std::fabs(HalfToFloat(xb[b].s)) / 2048;
+          for (int64_t b = 0; b < n / kQK8_1; ++b) {
+            uint16_t m;  // both types keep m in bytes 2-3 of a block
+            std::memcpy(&m, wq.data() + b * block_bytes + 2, sizeof m);
+            s_rounding += std::fabs(HalfToFloat(m)) * std::fabs(HalfToFloat(xb[b].s)) / 2048;
           }
         }
         EXPECT_NEAR(vec_dot, exact, 1e-5 * magnitude + s_rounding);
@@ -684,9 +723,9 @@ TEST(GgmlTypeTest, UnsupportedTypesAreNamed) {
   EXPECT_EQ(GgmlTypeIdName(35), "TQ2_0");
   EXPECT_EQ(GgmlTypeIdName(4), "type id 4");  // retired
   EXPECT_EQ(GgmlTypeIdName(1000), "type id 1000");
-  const absl::Status st = GetTypeTraits(7u).status();
+  const absl::Status st = GetTypeTraits(16u).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(st.message()).find("Q5_1"), std::string::npos) << st;
+  EXPECT_NE(std::string(st.message()).find("IQ2_XXS"), std::string::npos) << st;
 }
 
 TEST(GgmlTypeTest, NewTypesParseAndHaveGgmlBlockSizes) {
@@ -696,6 +735,10 @@ TEST(GgmlTypeTest, NewTypesParseAndHaveGgmlBlockSizes) {
   EXPECT_EQ(RowBytes(GgmlType::kQ5_K, 512).value(), 2u * 176u);
   EXPECT_EQ(RowBytes(GgmlType::kQ4_1, 64).value(), 2u * 20u);
   EXPECT_EQ(RowBytes(GgmlType::kQ5_0, 64).value(), 2u * 22u);
+  EXPECT_EQ(ParseGgmlType("Q5_1").value(), GgmlType::kQ5_1);
+  EXPECT_EQ(ParseGgmlType("iq4_nl").value(), GgmlType::kIQ4_NL);
+  EXPECT_EQ(RowBytes(GgmlType::kQ5_1, 64).value(), 2u * 24u);
+  EXPECT_EQ(RowBytes(GgmlType::kIQ4_NL, 64).value(), 2u * 18u);
   EXPECT_EQ(RowBytes(GgmlType::kQ8_1, 64).value(), 2u * 36u);
 }
 
@@ -706,9 +749,9 @@ TEST(QuantizeTest, CheckQuantizeRowNamesTypesWithoutAQuantizer) {
     EXPECT_TRUE(CheckQuantizeRow(t, 256).ok()) << GgmlTypeName(t);
   }
   EXPECT_TRUE(CheckQuantizeRow(GgmlType::kQ8_K, 256).ok());
-  const absl::Status q5_1 = CheckQuantizeRow(static_cast<GgmlType>(7), 256);
-  EXPECT_EQ(q5_1.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(q5_1.message().find("Q5_1"), std::string_view::npos) << q5_1;
+  const absl::Status iq2 = CheckQuantizeRow(static_cast<GgmlType>(16), 256);
+  EXPECT_EQ(iq2.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(iq2.message().find("IQ2_XXS"), std::string_view::npos) << iq2;
   const absl::Status partial = CheckQuantizeRow(GgmlType::kQ4_K, 32);
   EXPECT_EQ(partial.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(partial.message().find("block size"), std::string_view::npos) << partial;
@@ -718,8 +761,8 @@ TEST(QuantizeDeathTest, QuantizeRowStopsOnATypeWithoutAQuantizer) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   std::vector<float> x(32, 1.0f);
   std::vector<uint8_t> out(64);
-  EXPECT_DEATH(QuantizeRow(static_cast<GgmlType>(7), x.data(), out.data(), 32),
-               "no quantizer for Q5_1");
+  EXPECT_DEATH(QuantizeRow(static_cast<GgmlType>(16), x.data(), out.data(), 32),
+               "no quantizer for IQ2_XXS");
 }
 
 }  // namespace

@@ -271,8 +271,8 @@ TEST_F(GgufMalformed, BadTensorInfos) {
                       b.TensorInfo("t", {1ull << 31, 1ull << 31}, kF32, 0);
                     }),
                     kInvalidArgument, "byte size overflows");
-  EXPECT_OPEN_FAILS(OneTensor([](Bytes& b) { b.TensorInfo("t", {32}, 7, 0); }), kInvalidArgument,
-                    "tensor 't': unsupported tensor type Q5_1");
+  EXPECT_OPEN_FAILS(OneTensor([](Bytes& b) { b.TensorInfo("t", {256}, 16, 0); }), kInvalidArgument,
+                    "tensor 't': unsupported tensor type IQ2_XXS");
   EXPECT_OPEN_FAILS(OneTensor([](Bytes& b) { b.TensorInfo("t", {4}, 1000, 0); }), kInvalidArgument,
                     "unsupported tensor type id 1000");
   EXPECT_OPEN_FAILS(OneTensor([](Bytes& b) { b.TensorInfo("t", {33}, kQ8_0, 0); }),

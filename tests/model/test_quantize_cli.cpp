@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -98,8 +99,8 @@ class QuantizeCli : public ::testing::Test {
 test_support::ScratchDir* QuantizeCli::dir_ = nullptr;
 
 TEST_F(QuantizeCli, EveryImplementedTypeLoadsAndGenerates) {
-  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-                           "IQ4_XS", "F16", "BF16"}) {
+  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+                           "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16"}) {
     const std::string out = dir_->File(absl::StrCat("m-", type, ".gguf"));
     Result r = Quantize(type, out);
     ASSERT_EQ(r.status, 0) << type << ": " << r.err;
@@ -187,7 +188,7 @@ std::map<std::string, std::string> ExpectedTypes(const std::string& scheme) {
     } else if (scheme == "Q2_K") {
       v = "q4_k";  // n_gqa >= 4
       down = o = "q3_k";
-    } else if (scheme == "IQ4_XS") {
+    } else if (scheme == "IQ4_XS" || scheme == "IQ4_NL") {
       v = "q5_k";  // n_gqa >= 4
       if (i < kLayers / 8) down = "q5_k";
     }
@@ -196,8 +197,9 @@ std::map<std::string, std::string> ExpectedTypes(const std::string& scheme) {
 }
 
 TEST_F(QuantizeCli, MixturesGiveEachTensorLlamaCppsType) {
-  for (const std::string scheme : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q2_K", "Q3_K_M", "Q4_K_S",
-                                   "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_XS"}) {
+  for (const std::string scheme :
+       {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_S",
+        "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"}) {
     SCOPED_TRACE(scheme);
     const std::string out = dir_->File("mix-" + scheme + ".gguf");
     Result r = Quantize(scheme, out);
@@ -235,13 +237,21 @@ TEST_F(QuantizeCli, RowsNotWholeBlocksFallBackOrFailNamingTheType) {
   r = Run("quantize '" + narrow + "' '" + q4k + "' Q4_K_M");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("Q5_0 instead"));
-  // Q5_K's is Q5_1 (llama.cpp's), which this build cannot write: refused by name before anything
-  // is written.
-  const std::string q5k = dir_->File("narrow-q5k.gguf");
-  r = Run("quantize '" + narrow + "' '" + q5k + "' Q5_K_S");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_THAT(r.err, HasSubstr("Q5_1, a type this build cannot write yet"));
-  EXPECT_EQ(Slurp(q5k), "");
+  // Q5_K's is Q5_1, Q3_K's and Q2_K's IQ4_NL (llama.cpp's): the model loads and generates.
+  for (const auto& [scheme, fallback] : {std::pair<std::string, std::string>{"Q5_K_S", "q5_1"},
+                                         {"Q3_K_M", "iq4_nl"},
+                                         {"Q2_K", "iq4_nl"}}) {
+    SCOPED_TRACE(scheme);
+    const std::string path = dir_->File("narrow-" + scheme + ".gguf");
+    r = Run("quantize '" + narrow + "' '" + path + "' " + scheme);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(absl::AsciiStrToUpper(fallback) + " instead"));
+    int with_fallback = 0;
+    for (const auto& [name, type] : InspectTypes(path)) with_fallback += type == fallback;
+    EXPECT_GT(with_fallback, 0);
+    r = Run("generate -m '" + path + "' -p '' -n 4 --temp 0");
+    EXPECT_EQ(r.status, 0) << r.err;
+  }
 }
 
 TEST_F(QuantizeCli, BadInputGivesAClearError) {

@@ -69,8 +69,8 @@ TEST(SyntheticModel, EveryTypeLoadsAndIsDeterministic) {
   ScratchDir dir;
   for (GgmlType type :
        {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
-        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K,
-        GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
+        GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
+        GgmlType::kIQ4_NL, GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     SCOPED_TRACE(std::string(kernels::GgmlTypeName(type)));
     SyntheticModelSpec spec = Tiny(type);
     const std::string a = dir.File("a.gguf"), b = dir.File("b.gguf");

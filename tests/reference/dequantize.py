@@ -1,6 +1,6 @@
 """Dequantizers for GGML weight types, written from the published block layouts (ggml-common.h's
-block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q2_K, block_q3_K, block_q4_K, block_q5_K,
-block_q6_K, block_iq4_xs): bytes -> float64 rows. Register a new type by adding a function to
+block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q2_K, block_q3_K, block_q4_K,
+block_q5_K, block_q6_K, block_iq4_nl, block_iq4_xs): bytes -> float64 rows. Register a new type by adding a function to
 DEQUANTIZERS."""
 
 import numpy as np
@@ -125,6 +125,29 @@ def q5_0(raw, n):
     return (d[:, None] * q).reshape(-1)
 
 
+def q5_1(raw, n):
+    # block: f16 d, f16 m, u8 qh[4] (bit j: fifth bit of value j), u8 qs[16]; x = d * 5-bit q + m
+    b = _blocks(raw, n, 32, 24)
+    d = _f16(b[:, 0:2].tobytes())
+    m = _f16(b[:, 2:4].tobytes())
+    qh = b[:, 4:8].copy().view("<u4").astype(np.int64)  # [n_blocks, 1]
+    qs = b[:, 8:].astype(np.int64)
+    low = np.concatenate([qs & 0xF, qs >> 4], axis=1)
+    high = (qh >> np.arange(32)[None, :]) & 1
+    q = (low | (high << 4)).astype(np.float64)
+    return (d[:, None] * q + m[:, None]).reshape(-1)
+
+
+def iq4_nl(raw, n):
+    # block: f16 d, u8 qs[16] (low nibbles values 0-15, high nibbles 16-31), each nibble an index
+    # into the 16 IQ4_NL levels; x = d * level
+    b = _blocks(raw, n, 32, 18)
+    d = _f16(b[:, 0:2].tobytes())
+    qs = b[:, 2:].astype(np.int64)
+    idx = np.concatenate([qs & 0xF, qs >> 4], axis=1)
+    return (d[:, None] * IQ4_NL_VALUES[idx]).reshape(-1)
+
+
 def q2_k(raw, n):
     # block: u8 scales[16] (low nibble scale, high nibble min, one per 16 values), u8 qs[64],
     # f16 d, f16 dmin; x = d * scale * q - dmin * min, q 2 bits. Each 128-value half reads 32 qs
@@ -230,12 +253,14 @@ DEQUANTIZERS = {
     2: (q4_0, 32, 18),
     3: (q4_1, 32, 20),
     6: (q5_0, 32, 22),
+    7: (q5_1, 32, 24),
     8: (q8_0, 32, 34),
     10: (q2_k, QK_K, 84),
     11: (q3_k, QK_K, 110),
     12: (q4_k, QK_K, 144),
     13: (q5_k, QK_K, 176),
     14: (q6_k, QK_K, 210),
+    20: (iq4_nl, 32, 18),
     23: (iq4_xs, QK_K, 136),
     30: (bf16, 1, 2),
 }

@@ -90,6 +90,8 @@ std::vector<Case> Cases() {
   // The other weight types, each against its dequantizer in tests/reference/dequantize.py.
   cases.push_back({"llama_q4_1", Small("llama", 64, GgmlType::kQ4_1), 24, 6, {}});
   cases.push_back({"llama_q5_0", Small("llama", 64, GgmlType::kQ5_0), 24, 6, {}});
+  cases.push_back({"llama_q5_1", Small("llama", 64, GgmlType::kQ5_1), 24, 6, {}});
+  cases.push_back({"qwen3_iq4_nl", Small("qwen3", 64, GgmlType::kIQ4_NL), 24, 6, {}});
   cases.push_back({"llama_q2_k", Small("llama", 256, GgmlType::kQ2_K), 24, 6, {}});
   cases.push_back({"llama_q3_k", Small("llama", 256, GgmlType::kQ3_K), 24, 6, {}});
   cases.push_back({"qwen3_q5_k", Small("qwen3", 256, GgmlType::kQ5_K), 24, 6, {}});

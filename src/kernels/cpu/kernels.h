@@ -185,11 +185,11 @@ struct KernelTable {
   // Whether the Q8_0/Q4_0 kernels read the X8 lane section (the quantizer must then fill it).
   bool x8_lanes = false;
   // Indexed by MatMulSlot(type); null for types the table lacks.
-  MatMulFn matmul[13] = {};
+  MatMulFn matmul[15] = {};
   // Products over weights in the backend's own layout of their type (CpuLayoutOf), by
   // MatMulSlot(type). Where a type has one, the backend's PrepareWeight rewrites that type's
   // weights into that layout.
-  MatMulFn matmul_packed[13] = {};
+  MatMulFn matmul_packed[15] = {};
   QuantizeX8Fn quantize_x8 = nullptr;
   // One token: y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (y may alias x).
   void (*rms_norm)(const float* x, const float* w, int64_t n, float eps, float* y) = nullptr;
@@ -229,6 +229,10 @@ inline int MatMulSlot(GgmlType type) {
       return 8;
     case GgmlType::kQ5_K:
       return 9;
+    case GgmlType::kQ5_1:
+      return 13;
+    case GgmlType::kIQ4_NL:
+      return 14;
     default:
       return -1;
   }
@@ -255,7 +259,7 @@ inline bool UsesX8(GgmlType type) {
   return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K ||
          type == GgmlType::kQ6_K || type == GgmlType::kQ4_1 || type == GgmlType::kQ5_0 ||
          type == GgmlType::kQ5_K || type == GgmlType::kQ2_K || type == GgmlType::kQ3_K ||
-         type == GgmlType::kIQ4_XS;
+         type == GgmlType::kIQ4_XS || type == GgmlType::kQ5_1 || type == GgmlType::kIQ4_NL;
 }
 
 const KernelTable& GenericKernels();

@@ -329,6 +329,8 @@ KernelTable GenericKernelTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_1)] = generic::MatMulQ4_1;
   t.matmul[MatMulSlot(GgmlType::kQ5_0)] = generic::MatMulQ5_0;
   t.matmul[MatMulSlot(GgmlType::kQ5_K)] = generic::MatMulQ5_K;
+  t.matmul[MatMulSlot(GgmlType::kQ5_1)] = generic::MatMulQ5_1;
+  t.matmul[MatMulSlot(GgmlType::kIQ4_NL)] = generic::MatMulIQ4_NL;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

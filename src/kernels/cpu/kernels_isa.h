@@ -47,16 +47,22 @@ void FillX8Lanes(const X8Layout& l, uint8_t* dst);
 // The Q4_1, Q5_0 and Q5_K products (matmul_quant_ext_*.cpp), per ISA.
 namespace generic {
 void MatMulQ4_1(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulQ5_1(const MatMulArgs& args, int64_t row_begin, int64_t row_end);  // matmul_nl_*
+void MatMulIQ4_NL(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace generic
 namespace avx2 {
 void MatMulQ4_1(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulQ5_1(const MatMulArgs& args, int64_t row_begin, int64_t row_end);  // matmul_nl_*
+void MatMulIQ4_NL(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 namespace avx512 {
 void MatMulQ4_1(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulQ5_1(const MatMulArgs& args, int64_t row_begin, int64_t row_end);  // matmul_nl_*
+void MatMulIQ4_NL(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_0(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx512

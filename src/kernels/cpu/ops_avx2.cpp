@@ -230,6 +230,8 @@ KernelTable MakeTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_1)] = MatMulQ4_1;
   t.matmul[MatMulSlot(GgmlType::kQ5_0)] = MatMulQ5_0;
   t.matmul[MatMulSlot(GgmlType::kQ5_K)] = MatMulQ5_K;
+  t.matmul[MatMulSlot(GgmlType::kQ5_1)] = MatMulQ5_1;
+  t.matmul[MatMulSlot(GgmlType::kIQ4_NL)] = MatMulIQ4_NL;
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
   t.matmul_packed[MatMulSlot(GgmlType::kQ8_0)] = MatMulQ8_0Lanes;
   t.quantize_x8 = QuantizeX8;

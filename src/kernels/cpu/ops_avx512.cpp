@@ -361,6 +361,8 @@ KernelTable MakeTable() {
   t.matmul[MatMulSlot(GgmlType::kQ4_1)] = MatMulQ4_1;
   t.matmul[MatMulSlot(GgmlType::kQ5_0)] = MatMulQ5_0;
   t.matmul[MatMulSlot(GgmlType::kQ5_K)] = MatMulQ5_K;
+  t.matmul[MatMulSlot(GgmlType::kQ5_1)] = MatMulQ5_1;
+  t.matmul[MatMulSlot(GgmlType::kIQ4_NL)] = MatMulIQ4_NL;
   t.matmul_packed[MatMulSlot(GgmlType::kF32)] = MatMulF32Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kF16)] = MatMulF16Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kBF16)] = MatMulBF16Panels;

@@ -47,6 +47,8 @@ static_assert(static_cast<uint32_t>(WType::kIQ4_XS) == static_cast<uint32_t>(Ggm
 static_assert(static_cast<uint32_t>(WType::kQ4_1) == static_cast<uint32_t>(GgmlType::kQ4_1));
 static_assert(static_cast<uint32_t>(WType::kQ5_0) == static_cast<uint32_t>(GgmlType::kQ5_0));
 static_assert(static_cast<uint32_t>(WType::kQ5_K) == static_cast<uint32_t>(GgmlType::kQ5_K));
+static_assert(static_cast<uint32_t>(WType::kQ5_1) == static_cast<uint32_t>(GgmlType::kQ5_1));
+static_assert(static_cast<uint32_t>(WType::kIQ4_NL) == static_cast<uint32_t>(GgmlType::kIQ4_NL));
 
 namespace {
 
@@ -84,6 +86,10 @@ bool WeightLayout(GgmlType type, int64_t* block, int64_t* bytes) {
       return *block = 32, *bytes = 22, true;
     case GgmlType::kQ5_K:
       return *block = 256, *bytes = 176, true;
+    case GgmlType::kQ5_1:
+      return *block = 32, *bytes = 24, true;
+    case GgmlType::kIQ4_NL:
+      return *block = 32, *bytes = 18, true;
     case GgmlType::kQ8_1:
     case GgmlType::kQ8_K:
       break;

@@ -180,3 +180,4 @@ inline bool FloatRunOf4(int64_t n_in) { return n_in % 4 == 0; }
 }  // namespace swarm::kernels::gpu
 
 #include "kernels/cuda/dequantize_lowbit.cuh"  // Q2_K, Q3_K, IQ4_XS
+#include "kernels/cuda/dequantize_nl.cuh"      // Q5_1, IQ4_NL

@@ -43,6 +43,10 @@ cudaError_t DispatchWeightType(WType type, int64_t n_in, F&& f) {
       return f(QuantTag<Quant<WType::kQ5_0>>{});
     case WType::kQ5_K:
       return f(QuantTag<Quant<WType::kQ5_K>>{});
+    case WType::kQ5_1:
+      return f(QuantTag<Quant<WType::kQ5_1>>{});
+    case WType::kIQ4_NL:
+      return f(QuantTag<Quant<WType::kIQ4_NL>>{});
   }
   return cudaErrorInvalidValue;
 }

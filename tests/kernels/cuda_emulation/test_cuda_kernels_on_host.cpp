@@ -68,9 +68,9 @@ HostWeight MakeWeight(PortableRandom& rng, GgmlType type, int64_t n_in, int64_t 
 }
 
 constexpr GgmlType kAllTypes[] = {
-    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
-    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS,
-    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K};
+    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,   GgmlType::kQ4_0,
+    GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K,   GgmlType::kIQ4_XS,
+    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ5_K};
 
 bool IsKQuant(GgmlType type) { return GetTypeTraits(type).value().block_size == kQK_K; }
 

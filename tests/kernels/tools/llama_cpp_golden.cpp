@@ -13,6 +13,7 @@
 #include "portable_inputs.h"
 
 using QuantizeFn = void (*)(const float*, void*, int64_t);
+using ChunkQuantizeFn = size_t (*)(const float*, void*, int64_t, int64_t, const float*);
 using DotFn = void (*)(int, float*, size_t, const void*, size_t, const void*, size_t, int);
 
 int main(int argc, char** argv) {
@@ -59,13 +60,29 @@ int main(int argc, char** argv) {
       {"kQ5_K", "quantize_row_q5_K_ref", "ggml_vec_dot_q5_K_q8_K_generic", "quantize_row_q8_K_ref",
        176, 256, 292, 256},
       {"kQ8_1", "quantize_row_q8_1_ref", nullptr, nullptr, 36, 32, 0, 0},
+      {"kQ5_1", "quantize_row_q5_1_ref", "ggml_vec_dot_q5_1_q8_1_generic", "quantize_row_q8_1_ref",
+       24, 32, 36, 32},
+      // quantize_iq4_nl (llama-quantize's path, searching the scale) rather than
+      // quantize_row_iq4_nl_ref, which skips the search: see Quantize below.
+      {"kIQ4_NL", "quantize_iq4_nl", "ggml_vec_dot_iq4_nl_q8_0_generic", "quantize_row_q8_0_ref",
+       18, 32, 34, 32},
   };
   using swarm::kernels::testing::Fnv1a64;
   using swarm::kernels::testing::InputKind;
   using swarm::kernels::testing::MakeInput;
   constexpr int64_t kN = 4096;
   for (const Type& t : types) {
-    auto quantize = reinterpret_cast<QuantizeFn>(dlsym(base, t.quantize));
+    void* quantize_symbol = dlsym(base, t.quantize);
+    // quantize_row_*_ref(x, y, k), or a quantize_*(src, dst, nrow, n_per_row, imatrix) chunk
+    // quantizer called for one row without importance weights.
+    const bool chunk = std::strncmp(t.quantize, "quantize_row_", 13) != 0;
+    auto quantize = [&](const float* x, void* y, int64_t k) {
+      if (chunk) {
+        reinterpret_cast<ChunkQuantizeFn>(quantize_symbol)(x, y, 1, k, nullptr);
+      } else {
+        reinterpret_cast<QuantizeFn>(quantize_symbol)(x, y, k);
+      }
+    };
     for (int kind = 0; kind < static_cast<int>(InputKind::kCount); ++kind) {
       const std::vector<float> x = MakeInput(static_cast<InputKind>(kind), kN, 1000 + kind);
       std::vector<uint8_t> q(kN / t.block_size * t.block_bytes, 0);
