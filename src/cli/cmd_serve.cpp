@@ -66,6 +66,8 @@ struct ServeFlags {
   bool hold_joining = false;
   CacheTypeFlags cache_types;
   std::string swarm_secret;
+  double relay_mbit = 100;
+  std::string reachability = "auto";
 };
 
 sigset_t StopSignals() {
@@ -238,6 +240,10 @@ absl::Status Serve(const ServeFlags& flags) {
   options.dht_bind = flags.dht_bind;
   options.dht_port = static_cast<uint16_t>(flags.dht_port);
   options.identity_path = flags.identity;
+  options.relay_mbit = flags.relay_mbit;
+  options.reachability = flags.reachability == "public"    ? peer::ReachabilityMode::kPublic
+                         : flags.reachability == "relayed" ? peer::ReachabilityMode::kRelayed
+                                                           : peer::ReachabilityMode::kAuto;
   options.announce_interval = Millis(flags.announce_interval_s);
   options.record_ttl = Millis(flags.record_ttl_s);
   options.rebalance_interval = Millis(flags.rebalance_interval_s);
@@ -269,7 +275,10 @@ absl::Status Serve(const ServeFlags& flags) {
                                .first_block = static_cast<uint32_t>(ready.blocks.first),
                                .last_block = static_cast<uint32_t>(ready.blocks.last),
                                .peer_id = ready.peer_id,
-                               .dht_port = static_cast<uint16_t>(ready.dht_port)};
+                               .dht_port = static_cast<uint16_t>(ready.dht_port),
+                               .reach = ready.reach,
+                               .relay_service = ready.relay_service,
+                               .via = ready.relay_peer};
     std::printf("%s\n", line.Format().c_str());
     std::fflush(stdout);
   };
@@ -406,6 +415,15 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
   AddSwarmSecretFlag(*cmd, flags->swarm_secret);
   cmd->add_option("--throughput-cache", flags->throughput_cache,
                   "Folder caching measured throughput (default: ~/.cache/swarm)");
+  cmd->add_option("--relay-mbit", flags->relay_mbit,
+                  "Bandwidth this peer relays for peers that cannot be reached, when it can be "
+                  "(Mbit/s; 0: it does not relay)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--reachability", flags->reachability,
+                  "auto: ask other peers to dial back; public / relayed: assume it (for tests)")
+      ->check(CLI::IsMember({"auto", "public", "relayed"}))
+      ->group("");
   cmd->add_flag("--hold-joining", flags->hold_joining,
                 "Announce state joining, then wait for SIGUSR2 before loading (for tests)")
       ->group("");

@@ -14,7 +14,10 @@
 #include "base/status_macros.h"
 #include "peer/block_placement.h"
 #include "peer/cache_budget.h"
+#include "peer/peer_reach.h"
 #include "peer/peer_server.h"
+#include "peer/reachability.h"
+#include "peer/relay_service.h"
 #include "peer/rtt_probe.h"
 #include "transport/zmq_curve.h"
 
@@ -231,6 +234,19 @@ absl::Status PeerNode::RunUntilLeft() {
     client_curve = transport::SwarmCurveClient(keys);
   }
   StopReason& stop = *stop_;
+  // Reachability: this peer's socket echoes the nonce to helpers that dial it back; a peer that may
+  // be reachable runs a relay service (dial-backs for others, relaying when it is reachable).
+  const uint64_t dial_back_nonce = RandomDialBackNonce();
+  std::unique_ptr<RelayService> relay_service;
+  if (registry && o.reachability != ReachabilityMode::kRelayed) {
+    RelayServiceOptions relay;
+    relay.listen_host = HostOf(o.listen);
+    relay.public_host = o.public_host;
+    relay.relay_mbit = o.relay_mbit;
+    relay.server = server_options;
+    relay.client.curve = client_curve;
+    SWARM_ASSIGN_OR_RETURN(relay_service, RelayService::Start(context, relay));
+  }
   while (true) {
     const registry::BlockRange blocks = range;
     // Bound first, so the joining record has the address the peer will serve at (a move rebinds
@@ -276,6 +292,7 @@ absl::Status PeerNode::RunUntilLeft() {
     options.inference_steps_per_sec = throughput.decode_tps_per_block / stack.n_blocks();
     options.server = server_options;
     options.downstream.curve = client_curve;
+    options.dial_back_nonce = dial_back_nonce;
     std::unique_ptr<PeerServer> server =
         PeerServer::Create(context, stack, options, std::move(router));
     {
@@ -297,8 +314,8 @@ absl::Status PeerNode::RunUntilLeft() {
                  kernels::KvTypesText(o.cache_types).c_str(),
                  static_cast<double>(budget.bytes) / (1 << 20), throughput.decode_tps_per_block,
                  throughput.prompt_tps_per_block);
-    if (o.on_ready) {
-      o.on_ready(PeerReady{server->endpoint(), blocks, peer_id, registry ? registry->port() : 0});
+    if (o.on_ready && !registry) {
+      o.on_ready(PeerReady{server->endpoint(), blocks, peer_id, 0});
     }
 
     // Measure round trips to the peers a chain would push to next (none after the last block).
@@ -322,11 +339,30 @@ absl::Status PeerNode::RunUntilLeft() {
     std::jthread announcer;
     if (registry) {
       announcer = std::jthread([&] {
+        // Reachable at `address`, or through a relay: decided while the socket serves (it answers
+        // the dial-back probes), before the ready line and the first online record.
+        PeerReachOptions reach_options;
+        reach_options.model_id = o.model_id;
+        reach_options.address = address;
+        reach_options.local_endpoint = PublicAddress(server->endpoint(), "");
+        reach_options.dial_back_nonce = dial_back_nonce;
+        reach_options.client.curve = client_curve;
+        PeerReach reach(context, *registry, relay_service.get(), reach_options);
+        const auto wait = [&](std::chrono::milliseconds t) { return !stop.WaitFor(t); };
+        if (!reach.Establish(o.reachability, wait)) return;
+        if (o.on_ready) {
+          o.on_ready(PeerReady{reach.address(), blocks, peer_id, registry->port(),
+                               reach.relayed() ? "relayed" : "public",
+                               reach.relay_service_address(),
+                               reach.relayed() ? reach.relay_peer().ToHex() : ""});
+        }
         auto last_rebalance = std::chrono::steady_clock::now();
         while (true) {
+          if (reach.relay_failed() && !reach.Repair(wait)) return;
           registry::PeerRecord record =
               MakeRecord(address, o.model_id, blocks, registry::PeerState::kOnline, throughput,
                          server->free_cache_tokens(), budget, server->active_sessions());
+          reach.Fill(record);
           record.rtt_ms = rtts_->Get();
           (void)registry->Announce(record);  // Unavailable for a lone node: retried next time
           const auto now = std::chrono::steady_clock::now();
@@ -343,7 +379,14 @@ absl::Status PeerNode::RunUntilLeft() {
               }
             }
           }
-          if (stop.WaitFor(o.announce_interval)) return;
+          // Until the next announcement; a relay's death is repaired at once.
+          const auto next = std::chrono::steady_clock::now() + o.announce_interval;
+          while (!reach.relay_failed()) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                next - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            if (stop.WaitFor(std::min(left, std::chrono::milliseconds(200)))) return;
+          }
         }
       });
     }

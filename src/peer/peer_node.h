@@ -46,6 +46,18 @@ struct PeerReady {
   registry::BlockRange blocks;
   std::string peer_id;
   int dht_port = 0;  // 0 without a DHT node
+  // With a DHT node: "public" (others reach `endpoint`) or "relayed" (`endpoint` is the public
+  // endpoint a relay opened for this peer; peer/relay_tunnel.h). Empty without one.
+  std::string reach;
+  std::string relay_service;  // this peer's relay service, when it offers one
+  std::string relay_peer;     // relayed: the relay's peer id
+};
+
+// How a peer with a DHT node decides whether others can reach it.
+enum class ReachabilityMode {
+  kAuto,     // asks other peers to dial it back (peer/reachability.h)
+  kPublic,   // takes itself for reachable without asking (tests)
+  kRelayed,  // takes itself for unreachable: serves through a relay (tests)
 };
 
 struct PeerNodeOptions {
@@ -76,6 +88,11 @@ struct PeerNodeOptions {
   // (registry::DhtRegistryOptions::swarm_secret).
   std::optional<transport::SwarmSecret> swarm_secret;
 
+  // Relaying: a reachable peer relays for unreachable ones up to relay_mbit Mbit/s (0: it does
+  // not; it still answers dial-backs). An unreachable one serves through such a relay.
+  double relay_mbit = 100;
+  ReachabilityMode reachability = ReachabilityMode::kAuto;
+
   // Discovery: without a DHT node the peer neither announces nor moves (static swarms, tests).
   bool dht = true;
   std::vector<std::string> initial_peers;
@@ -95,7 +112,8 @@ struct PeerNodeOptions {
   // What an earlier run measured for a span of n blocks (zero when unknown), announced while
   // joining. May be empty.
   std::function<shard::Throughput(int64_t n_blocks)> cached_throughput;
-  // Called on Run()'s thread once the peer serves (its socket answers). May be empty.
+  // Called once the peer serves (its socket answers) and, with a DHT node, knows whether it is
+  // reachable (from the announcer's thread then, else on Run()'s thread). May be empty.
   std::function<void(const PeerReady&)> on_ready;
 };
 

@@ -170,6 +170,10 @@ void PeerServer::Handle(const std::string& routing_id, const std::string& identi
     Reply(routing_id, request_id, info);
   } else if (auto* ping = std::get_if<Ping>(&decoded->body)) {
     Reply(routing_id, request_id, Pong{ping->nonce, ping->send_time_ns});
+  } else if (std::holds_alternative<transport::DialBackProbe>(decoded->body)) {
+    // A helper checking that this peer is reachable at its address, for the peer itself
+    // (peer/reachability.h): only this process knows the nonce.
+    Reply(routing_id, request_id, transport::DialBackProbeReply{options_.dial_back_nonce});
   } else if (auto* open = std::get_if<OpenSession>(&decoded->body)) {
     if (open->first_block < stack.first_block() || open->last_block > stack.last_block() ||
         open->first_block >= open->last_block) {

@@ -44,6 +44,8 @@ struct PeerServerOptions {
   // Measured throughput, reported by Info (filled in by whoever measured it).
   double forward_tokens_per_sec = 0;
   double inference_steps_per_sec = 0;
+  // Echoed to a DialBackProbe: the secret the peer's reachability check waits for (0: none).
+  uint64_t dial_back_nonce = 0;
 };
 
 struct PeerServerStats {

@@ -22,7 +22,12 @@ absl::Status Malformed(absl::string_view line, absl::string_view why) {
 }  // namespace
 
 std::string ReadyLine::Format() const {
-  return absl::StrCat(kPrefix, address, " blocks ", Blocks(), " peer ", peer_id, " dht ", dht_port);
+  std::string line =
+      absl::StrCat(kPrefix, address, " blocks ", Blocks(), " peer ", peer_id, " dht ", dht_port);
+  if (!reach.empty()) absl::StrAppend(&line, " reach ", reach);
+  if (!relay_service.empty()) absl::StrAppend(&line, " service ", relay_service);
+  if (!via.empty()) absl::StrAppend(&line, " via ", via);
+  return line;
 }
 
 std::string ReadyLine::Blocks() const { return absl::StrCat(first_block, ":", last_block); }
@@ -59,6 +64,12 @@ absl::StatusOr<ReadyLine> ReadyLine::Parse(absl::string_view line) {
         return Malformed(line, absl::StrCat("dht port \"", value, "\" is not in [0, 65535]"));
       }
       out.dht_port = static_cast<uint16_t>(port);
+    } else if (key == "reach") {
+      out.reach = std::string(value);
+    } else if (key == "service") {
+      out.relay_service = std::string(value);
+    } else if (key == "via") {
+      out.via = std::string(value);
     }
     // Other keys belong to later versions: skipped.
   }

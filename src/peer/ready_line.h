@@ -1,6 +1,7 @@
 // The ready line: the first line `swarm serve` prints on stdout once it serves, and the one place
 // that writes and reads it (the demo, the launcher of local swarms, tests, benchmarks):
-//   listening on ADDRESS blocks A:B peer ID dht PORT
+//   listening on ADDRESS blocks A:B peer ID dht PORT [reach public|relayed] [service ADDRESS]
+//   [via ID]
 // After "listening on ADDRESS" the words come in key/value pairs; Parse reads the keys it knows
 // wherever they stand and skips the others, so a field added later breaks no reader. A value type.
 #pragma once
@@ -19,6 +20,11 @@ struct ReadyLine {
   uint32_t last_block = 0;  // served blocks are [first_block, last_block)
   std::string peer_id;      // 40 hex digits (the key's id), or the --peer-id name with --no-dht
   uint16_t dht_port = 0;    // UDP port of the peer's DHT node; 0: none (--no-dht)
+  // With a DHT node: "public", or "relayed" when `address` is the endpoint a relay opened for
+  // the peer (peer/relay_tunnel.h). Empty without one.
+  std::string reach;
+  std::string relay_service;  // the peer's relay service (dial-backs, relaying), if it runs one
+  std::string via;            // relayed: the relay's peer id
 
   // The line without its '\n'.
   std::string Format() const;

@@ -15,7 +15,7 @@ namespace swarm::registry {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'W', 'P', 'R'};
-constexpr uint8_t kVersion = 2;
+constexpr uint8_t kVersion = 3;
 constexpr uint8_t kOldestVersion = 1;  // without the cache bytes
 
 // Fixed-size part of an RTT entry: peer id + f64.
@@ -308,6 +308,19 @@ absl::Status ValidatePeerRecord(const PeerRecord& r) {
     return absl::InvalidArgumentError("peer record: transport key must be 32 bytes");
   }
   if (r.expiry_unix_ms < 0) return absl::InvalidArgumentError("peer record: negative expiry");
+  if (!r.relay_address.empty()) {
+    if (r.relay_address.size() > kMaxAddressLength || !IsPrintable(r.relay_address) ||
+        !ParseTcpAddress(r.relay_address).ok()) {
+      return absl::InvalidArgumentError("peer record: relay address is not tcp://host:port");
+    }
+  }
+  if (r.relay_mbit < 0 || r.relay_mbit > kMaxRelayMbit || r.relayed_peers < 0 ||
+      r.relayed_peers > kMaxRelayedPeers) {
+    return absl::InvalidArgumentError("peer record: bad relay capacity");
+  }
+  if (r.relayed && r.relay_peer.IsZero()) {
+    return absl::InvalidArgumentError("peer record: relayed without naming its relay");
+  }
   return absl::OkStatus();
 }
 
@@ -339,6 +352,11 @@ std::string SerializePeerRecord(const PeerRecord& r) {
   }
   w.Int(r.expiry_unix_ms);
   w.Int(r.seq);
+  w.Str16(r.relay_address);
+  w.Int(r.relay_mbit);
+  w.Int(r.relayed_peers);
+  w.Int(static_cast<uint8_t>(r.relayed ? 1 : 0));
+  w.Bytes(r.relay_peer.bytes().data(), PeerId::kSize);
   return w.Take();
 }
 
@@ -414,6 +432,18 @@ absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes) {
   }
   SWARM_RETURN_IF_ERROR(rd.Int(&r.expiry_unix_ms, "expiry"));
   SWARM_RETURN_IF_ERROR(rd.Int(&r.seq, "sequence number"));
+  if (version >= 3) {
+    SWARM_RETURN_IF_ERROR(rd.Str16(&r.relay_address, kMaxAddressLength, "relay address"));
+    SWARM_RETURN_IF_ERROR(rd.Int(&r.relay_mbit, "relay capacity"));
+    SWARM_RETURN_IF_ERROR(rd.Int(&r.relayed_peers, "relay capacity"));
+    uint8_t relayed = 0;
+    SWARM_RETURN_IF_ERROR(rd.Int(&relayed, "relayed"));
+    if (relayed > 1) return absl::InvalidArgumentError("peer record: bad relayed flag");
+    r.relayed = relayed == 1;
+    std::array<uint8_t, PeerId::kSize> relay{};
+    SWARM_RETURN_IF_ERROR(rd.Bytes(relay.data(), relay.size(), "relay peer"));
+    r.relay_peer = PeerId(relay);
+  }
   if (rd.remaining() != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("peer record: %d trailing bytes", rd.remaining()));

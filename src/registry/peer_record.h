@@ -119,6 +119,17 @@ struct PeerRecord {
   // CurveZMQ public key of the transport (kTransportKeySize bytes) or empty for a plain swarm.
   std::string transport_key;
 
+  // Relaying (peer/relay_service.h). A reachable peer's relay service: where others ask it to dial
+  // them back or to relay them, "tcp://host:port"; empty: it offers neither (unreachable, or a
+  // version 2 record).
+  std::string relay_address;
+  int32_t relay_mbit = 0;     // the bandwidth it relays at most, Mbit/s; 0: does not relay
+  int32_t relayed_peers = 0;  // peers it relays now
+  // This peer cannot be reached directly: `address` is an endpoint its relay `relay_peer` opened
+  // for it, one hop more away than the address suggests.
+  bool relayed = false;
+  PeerId relay_peer;
+
   // Wall-clock expiry (Unix epoch, milliseconds) and a number that grows with every publication
   // by the same peer, so the newest of several stored copies wins.
   int64_t expiry_unix_ms = 0;
@@ -134,8 +145,11 @@ using RegistrySnapshot = std::vector<PeerRecord>;
 // before announcing.
 absl::Status ValidatePeerRecord(const PeerRecord& record);
 
+inline constexpr int32_t kMaxRelayMbit = 1 << 20;
+inline constexpr int32_t kMaxRelayedPeers = 1 << 16;
+
 // Compact little-endian binary encoding with a magic and a version. Version 2 added the cache
-// bytes; a version 1 record still parses (bytes 0 = unknown).
+// bytes, version 3 the relay fields; older records still parse (bytes 0 = unknown, no relaying).
 std::string SerializePeerRecord(const PeerRecord& record);
 absl::StatusOr<PeerRecord> ParsePeerRecord(std::string_view bytes);
 

@@ -123,7 +123,8 @@ absl::Status ValidateOptions(int64_t n_blocks, const RouteOptions& o, int32_t* s
   }
   auto finite_nonneg = [](double v) { return std::isfinite(v) && v >= 0; };
   if (!finite_nonneg(o.default_rtt_ms) || !finite_nonneg(o.load_weight) ||
-      !finite_nonneg(o.cache_shortage_penalty_s) || !finite_nonneg(o.nearly_full_penalty_s) ||
+      !finite_nonneg(o.relayed_hop_ms) || !finite_nonneg(o.cache_shortage_penalty_s) ||
+      !finite_nonneg(o.nearly_full_penalty_s) ||
       !(o.default_tps_per_block > 0 && std::isfinite(o.default_tps_per_block)) ||
       !(o.nearly_full_fraction >= 0 && o.nearly_full_fraction < 1) || o.cache_tokens_needed < 0) {
     return absl::InvalidArgumentError("route: option out of range");
@@ -242,6 +243,8 @@ absl::StatusOr<Route> BuildRoute(const registry::RegistrySnapshot& peers, int64_
     if (auto it = options.load.find(id); it != options.load.end()) load += it->second;
     c.load_factor = 1.0 + options.load_weight * load;
     c.enter_penalty_s = CachePenalty(r, options);
+    // The relay's leg: forwarding there and back, which no RTT to the relay's endpoint shows.
+    if (r.relayed) c.enter_penalty_s += options.relayed_hop_ms / 1000.0;
     c.est_latency_s = ClientRttMs(options, id) / 2000.0;
     cands.push_back(std::move(c));
   }

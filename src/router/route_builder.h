@@ -69,6 +69,10 @@ struct RouteOptions {
   double nearly_full_fraction = 0.9;
   double nearly_full_penalty_s = 1.0;
 
+  // A relayed peer (registry::PeerRecord::relayed) is one hop further than its address suggests:
+  // every message to it and back crosses its relay too. Added to its cost per step.
+  double relayed_hop_ms = 10;
+
   // Throughput assumed for peers that have not measured theirs yet.
   double default_tps_per_block = 100;
 };

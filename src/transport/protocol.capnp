@@ -144,6 +144,34 @@ struct Pong {
   sendTimeNs @1 :UInt64;      # echoed from the Ping
 }
 
+# Reachability: a peer asks a helper (another peer's relay service) to dial `address` back on a
+# fresh connection. The helper sends a DialBackProbe there; whoever answers must echo `nonce`,
+# which only the asker knows (the helper never sends it to the address), so a reply proves the
+# asker itself is reachable at that address.
+struct DialBackRequest {
+  address @0 :Text;     # tcp://HOST:PORT only
+  nonce @1 :UInt64;
+}
+
+struct DialBackReply {
+  reachable @0 :Bool;
+  detail @1 :Text;      # why not, when not
+}
+
+struct DialBackProbe {}
+
+struct DialBackProbeReply {
+  nonce @0 :UInt64;     # the answering peer's own dial-back nonce
+}
+
+# A peer that cannot be reached asks a relay to open a public endpoint for it; the relay forwards
+# every message between that endpoint and this connection (the tunnel, see peer/relay_frames.h).
+struct RelayRegister {}
+
+struct RelayRegistered {
+  endpoint @0 :Text;    # the public endpoint the relay opened for the asker
+}
+
 struct Envelope {
   version @0 :UInt16;
   requestId @1 :UInt64;       # chosen by the requester, echoed by the reply
@@ -159,5 +187,11 @@ struct Envelope {
     error @10 :Error;
     ping @11 :Ping;
     pong @12 :Pong;
+    dialBackRequest @13 :DialBackRequest;
+    dialBackReply @14 :DialBackReply;
+    dialBackProbe @15 :DialBackProbe;
+    dialBackProbeReply @16 :DialBackProbeReply;
+    relayRegister @17 :RelayRegister;
+    relayRegistered @18 :RelayRegistered;
   }
 }

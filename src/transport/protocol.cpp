@@ -209,6 +209,21 @@ struct Validator {
   }
   absl::Status operator()(const Ping&) const { return CheckNoTensor(tensor); }
   absl::Status operator()(const Pong&) const { return CheckNoTensor(tensor); }
+  absl::Status operator()(const DialBackRequest& m) const {
+    SWARM_RETURN_IF_ERROR(CheckText(m.address, kMaxShortTextBytes, "dial-back address"));
+    return CheckNoTensor(tensor);
+  }
+  absl::Status operator()(const DialBackReply& m) const {
+    SWARM_RETURN_IF_ERROR(CheckText(m.detail, kMaxErrorMessageBytes, "dial-back detail"));
+    return CheckNoTensor(tensor);
+  }
+  absl::Status operator()(const DialBackProbe&) const { return CheckNoTensor(tensor); }
+  absl::Status operator()(const DialBackProbeReply&) const { return CheckNoTensor(tensor); }
+  absl::Status operator()(const RelayRegister&) const { return CheckNoTensor(tensor); }
+  absl::Status operator()(const RelayRegistered& m) const {
+    SWARM_RETURN_IF_ERROR(CheckText(m.endpoint, kMaxShortTextBytes, "relay endpoint"));
+    return CheckNoTensor(tensor);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -337,6 +352,22 @@ struct Writer {
     auto b = body.initPong();
     b.setNonce(m.nonce);
     b.setSendTimeNs(m.send_time_ns);
+  }
+  void operator()(const DialBackRequest& m) {
+    auto b = body.initDialBackRequest();
+    b.setAddress(AsText(m.address));
+    b.setNonce(m.nonce);
+  }
+  void operator()(const DialBackReply& m) {
+    auto b = body.initDialBackReply();
+    b.setReachable(m.reachable);
+    b.setDetail(AsText(m.detail));
+  }
+  void operator()(const DialBackProbe&) { body.initDialBackProbe(); }
+  void operator()(const DialBackProbeReply& m) { body.initDialBackProbeReply().setNonce(m.nonce); }
+  void operator()(const RelayRegister&) { body.initRelayRegister(); }
+  void operator()(const RelayRegistered& m) {
+    body.initRelayRegistered().setEndpoint(AsText(m.endpoint));
   }
 };
 
@@ -515,6 +546,35 @@ absl::StatusOr<Message> ReadBody(wire::Envelope::Body::Reader body,
       return Ping{body.getPing().getNonce(), body.getPing().getSendTimeNs()};
     case wire::Envelope::Body::PONG:
       return Pong{body.getPong().getNonce(), body.getPong().getSendTimeNs()};
+    case wire::Envelope::Body::DIAL_BACK_REQUEST: {
+      auto r = body.getDialBackRequest();
+      DialBackRequest m;
+      SWARM_ASSIGN_OR_RETURN(m.address, ReadText(r.hasAddress(), r.getAddress(), kMaxShortTextBytes,
+                                                 "dial-back address"));
+      m.nonce = r.getNonce();
+      return m;
+    }
+    case wire::Envelope::Body::DIAL_BACK_REPLY: {
+      auto r = body.getDialBackReply();
+      DialBackReply m;
+      m.reachable = r.getReachable();
+      SWARM_ASSIGN_OR_RETURN(m.detail, ReadText(r.hasDetail(), r.getDetail(), kMaxErrorMessageBytes,
+                                                "dial-back detail"));
+      return m;
+    }
+    case wire::Envelope::Body::DIAL_BACK_PROBE:
+      return DialBackProbe{};
+    case wire::Envelope::Body::DIAL_BACK_PROBE_REPLY:
+      return DialBackProbeReply{body.getDialBackProbeReply().getNonce()};
+    case wire::Envelope::Body::RELAY_REGISTER:
+      return RelayRegister{};
+    case wire::Envelope::Body::RELAY_REGISTERED: {
+      auto r = body.getRelayRegistered();
+      RelayRegistered m;
+      SWARM_ASSIGN_OR_RETURN(m.endpoint, ReadText(r.hasEndpoint(), r.getEndpoint(),
+                                                  kMaxShortTextBytes, "relay endpoint"));
+      return m;
+    }
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown message type ", static_cast<int>(body.which())));
@@ -600,10 +660,23 @@ absl::Status ErrorReply::ToStatus() const {
 }
 
 std::string_view MessageName(const Message& message) {
-  static constexpr std::string_view kNames[] = {
-      "InfoRequest", "InfoReply",  "OpenSession",  "OpenSessionReply",
-      "Step",        "StepOutput", "CloseSession", "CloseSessionReply",
-      "Error",       "Ping",       "Pong"};
+  static constexpr std::string_view kNames[] = {"InfoRequest",
+                                                "InfoReply",
+                                                "OpenSession",
+                                                "OpenSessionReply",
+                                                "Step",
+                                                "StepOutput",
+                                                "CloseSession",
+                                                "CloseSessionReply",
+                                                "Error",
+                                                "Ping",
+                                                "Pong",
+                                                "DialBackRequest",
+                                                "DialBackReply",
+                                                "DialBackProbe",
+                                                "DialBackProbeReply",
+                                                "RelayRegister",
+                                                "RelayRegistered"};
   static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[message.index()];
 }

@@ -186,8 +186,45 @@ struct Pong {
   friend bool operator==(const Pong&, const Pong&) = default;
 };
 
-using Message = std::variant<InfoRequest, InfoReply, OpenSession, OpenSessionReply, Step,
-                             StepOutput, CloseSession, CloseSessionReply, ErrorReply, Ping, Pong>;
+// Reachability (peer/reachability.h): a peer asks a helper to dial `address` back; the helper
+// sends a DialBackProbe there on a fresh connection and the answer must carry `nonce`, which only
+// the asker knows.
+struct DialBackRequest {
+  std::string address;  // tcp://HOST:PORT (a helper dials nothing else)
+  uint64_t nonce = 0;
+  friend bool operator==(const DialBackRequest&, const DialBackRequest&) = default;
+};
+
+struct DialBackReply {
+  bool reachable = false;
+  std::string detail;  // why not
+  friend bool operator==(const DialBackReply&, const DialBackReply&) = default;
+};
+
+struct DialBackProbe {
+  friend bool operator==(const DialBackProbe&, const DialBackProbe&) = default;
+};
+
+struct DialBackProbeReply {
+  uint64_t nonce = 0;  // the answering peer's dial-back nonce
+  friend bool operator==(const DialBackProbeReply&, const DialBackProbeReply&) = default;
+};
+
+// A peer that cannot be reached registers with a relay (peer/relay_service.h), which answers with
+// the public endpoint it opened for it.
+struct RelayRegister {
+  friend bool operator==(const RelayRegister&, const RelayRegister&) = default;
+};
+
+struct RelayRegistered {
+  std::string endpoint;
+  friend bool operator==(const RelayRegistered&, const RelayRegistered&) = default;
+};
+
+using Message =
+    std::variant<InfoRequest, InfoReply, OpenSession, OpenSessionReply, Step, StepOutput,
+                 CloseSession, CloseSessionReply, ErrorReply, Ping, Pong, DialBackRequest,
+                 DialBackReply, DialBackProbe, DialBackProbeReply, RelayRegister, RelayRegistered>;
 
 std::string_view MessageName(const Message& message);
 // The tensor a message carries, or null for messages without a tensor frame.

@@ -108,12 +108,33 @@ size_t RttCountOffset(const PeerRecord& r) {
          4 + 2 + 1 + r.transport_key.size();
 }
 
-// A version 1 record (before the cache bytes) still parses, its bytes unknown (0); a version
-// beyond the newest does not.
-TEST(PeerRecordTest, VersionOneRecordParsesWithoutBytes) {
-  const PeerRecord r = FullRecord();
-  const std::string v2 = SerializePeerRecord(r);
-  ASSERT_EQ(static_cast<uint8_t>(v2[4]), 2);
+// Older records still parse: version 2 (before the relay fields) without relaying, version 1
+// (before the cache bytes) with its bytes unknown (0); a version beyond the newest does not.
+TEST(PeerRecordTest, OlderVersionsParse) {
+  PeerRecord r = FullRecord();
+  r.relay_address = "tcp://10.0.0.9:4100";
+  r.relay_mbit = 100;
+  r.relayed_peers = 3;
+  const std::string v3 = SerializePeerRecord(r);
+  ASSERT_EQ(static_cast<uint8_t>(v3[4]), 3);
+  {
+    auto parsed = ParsePeerRecord(v3);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, r);
+  }
+  // The relay fields end the record.
+  const size_t relay_bytes = 2 + r.relay_address.size() + 4 + 4 + 1 + 20;
+  std::string v2 = v3.substr(0, v3.size() - relay_bytes);
+  v2[4] = '\x02';
+  PeerRecord want = r;
+  want.relay_address.clear();
+  want.relay_mbit = 0;
+  want.relayed_peers = 0;
+  {
+    auto parsed = ParsePeerRecord(v2);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, want);
+  }
   // The cache bytes follow the two token counts.
   const size_t bytes_at =
       5 + 20 + 2 + r.address.size() + 2 + r.model_id.size() + 4 + 4 + 1 + 8 * 3 + 8 + 8;
@@ -121,17 +142,34 @@ TEST(PeerRecordTest, VersionOneRecordParsesWithoutBytes) {
   v1[4] = '\x01';
   auto parsed = ParsePeerRecord(v1);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  PeerRecord want = r;
   want.free_cache_bytes = 0;
   want.total_cache_bytes = 0;
   EXPECT_EQ(*parsed, want);
-  // The same bytes labelled version 2 are short; version 3 is unknown.
+  // The same bytes labelled version 2 are short; version 4 is unknown.
   std::string relabelled = v1;
   relabelled[4] = '\x02';
   EXPECT_FALSE(ParsePeerRecord(relabelled).ok());
-  std::string v3 = v2;
-  v3[4] = '\x03';
-  EXPECT_FALSE(ParsePeerRecord(v3).ok());
+  std::string v4 = v3;
+  v4[4] = '\x04';
+  EXPECT_FALSE(ParsePeerRecord(v4).ok());
+}
+
+// A relayed record names its relay; relay fields out of range are refused.
+TEST(PeerRecordTest, RelayFieldsValidated) {
+  PeerRecord r = FullRecord();
+  r.relayed = true;
+  EXPECT_FALSE(ValidatePeerRecord(r).ok());
+  r.relay_peer = PeerId::FromName("relay");
+  EXPECT_TRUE(ValidatePeerRecord(r).ok());
+  auto parsed = ParsePeerRecord(SerializePeerRecord(r));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, r);
+  PeerRecord bad = r;
+  bad.relay_address = "ipc:///tmp/x";
+  EXPECT_FALSE(ValidatePeerRecord(bad).ok());
+  bad = r;
+  bad.relay_mbit = -1;
+  EXPECT_FALSE(ValidatePeerRecord(bad).ok());
 }
 
 TEST(PeerRecordTest, AbsurdSizesRejectedBeforeAllocation) {

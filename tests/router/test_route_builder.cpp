@@ -78,6 +78,25 @@ TEST(RouteBuilderTest, HopsCostLatency) {
   EXPECT_NEAR(r2->cost_s, 0.019, 1e-12);
 }
 
+// A relayed peer costs its relay's leg: a direct replica wins at equal speed, and the relayed one
+// costs exactly relayed_hop_ms more when it is the only one.
+TEST(RouteBuilderTest, RelayedPeerCountsTheExtraHop) {
+  registry::RegistrySnapshot peers = {Peer("direct", 0, 4), Peer("relayed", 0, 4)};
+  peers[1].relayed = true;
+  peers[1].relay_peer = Id("relay");
+  RouteOptions o;
+  o.claim_cap_factor = 0;
+  o.relayed_hop_ms = 20;
+  auto route = BuildRoute(peers, 4, o);
+  ASSERT_TRUE(route.ok()) << route.status();
+  EXPECT_EQ(route->hops, Hops({{"direct", 0, 4}}, peers));
+  EXPECT_NEAR(route->cost_s, 0.025 + 0.004 + 0.025, 1e-12);
+  registry::RegistrySnapshot only = {peers[1]};
+  auto relayed = BuildRoute(only, 4, o);
+  ASSERT_TRUE(relayed.ok()) << relayed.status();
+  EXPECT_NEAR(relayed->cost_s, 0.025 + 0.020 + 0.004 + 0.025, 1e-12);
+}
+
 TEST(RouteBuilderTest, ClientRttPicksNearReplica) {
   registry::RegistrySnapshot peers = {Peer("far", 0, 4), Peer("near", 0, 4)};
   RouteOptions o;

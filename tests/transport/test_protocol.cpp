@@ -70,6 +70,12 @@ std::vector<Envelope> SampleMessages() {
                  std::nullopt});
   out.push_back({14, Ping{99, 123456789}, std::nullopt});
   out.push_back({15, Pong{99, 123456789}, std::nullopt});
+  out.push_back({16, DialBackRequest{"tcp://10.0.0.5:4000", 0x1234567890abcdefULL}, std::nullopt});
+  out.push_back({17, DialBackReply{false, "no answer"}, std::nullopt});
+  out.push_back({18, DialBackProbe{}, std::nullopt});
+  out.push_back({19, DialBackProbeReply{0x1234567890abcdefULL}, std::nullopt});
+  out.push_back({20, RelayRegister{}, std::nullopt});
+  out.push_back({21, RelayRegistered{"tcp://10.0.0.1:5000"}, std::nullopt});
   return out;
 }
 
