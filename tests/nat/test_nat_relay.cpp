@@ -327,6 +327,9 @@ TEST_F(RelayTest, KillingTheRelayFailsOver) {
   auto code = (*client)->Finish(std::chrono::seconds(120));
   std::printf("%.2f s: generation ended\n", Since(t0));
   const std::string err = ReadFile(scratch_.File("client.err"));
+  if (size_t at = err.find("failovers: "); at != std::string::npos) {
+    std::printf("client: %s\n", err.substr(at, err.find('\n', at) - at).c_str());
+  }
   ASSERT_TRUE(code.ok()) << code.status() << "\n" << err;
   EXPECT_EQ(*code, 0) << err << "\n" << Logs();
   EXPECT_EQ((*client)->output(), expected) << err;
