@@ -256,6 +256,11 @@ absl::Status ShowStatus(const StatusFlags& flags) {
            {"total_cache_bytes", p.total_cache_bytes},
            {"active_sessions", p.active_sessions},
            {"rtt_ms", rtt},
+           {"relayed", p.relayed},
+           {"relay_peer", p.relayed ? p.relay_peer.ToHex() : ""},
+           {"relay_address", p.relay_address},
+           {"relay_mbit", p.relay_mbit},
+           {"relayed_peers", p.relayed_peers},
            {"identity", std::string(identities[k].Name())},
            {"answered_as", identities[k].kind == Identity::kMismatch ? identities[k].detail : ""}});
     }
@@ -279,6 +284,13 @@ absl::Status ShowStatus(const StatusFlags& flags) {
                 static_cast<int>(std::max<int64_t>(n_blocks, 6)), Bar(p.blocks, n_blocks).c_str(),
                 p.decode_tps_per_block, CacheFreeText(p).c_str(), identities[k].Short().c_str(),
                 RttList(p).c_str());
+  }
+  // Peers behind NAT: reached through the relay that opened their address.
+  for (const registry::PeerRecord& p : snapshot) {
+    if (p.relayed) {
+      std::printf("%s is relayed by %s\n", p.peer_id.ShortHex().c_str(),
+                  p.relay_peer.ShortHex().c_str());
+    }
   }
   std::printf(
       "\nspans (distinct peers whose identity checked out; a span one peer serves has no other\n"

@@ -336,6 +336,9 @@ absl::Status PeerNode::RunUntilLeft() {
       });
     }
     // Announce while serving; rebalance when placement is automatic.
+    // Made by the announcer; outlives the serving loop, so that the goodbyes the loop sends its
+    // relayed clients as it stops still go through the relay.
+    std::unique_ptr<PeerReach> reach_holder;
     std::jthread announcer;
     if (registry) {
       announcer = std::jthread([&] {
@@ -347,7 +350,9 @@ absl::Status PeerNode::RunUntilLeft() {
         reach_options.local_endpoint = PublicAddress(server->endpoint(), "");
         reach_options.dial_back_nonce = dial_back_nonce;
         reach_options.client.curve = client_curve;
-        PeerReach reach(context, *registry, relay_service.get(), reach_options);
+        reach_holder =
+            std::make_unique<PeerReach>(context, *registry, relay_service.get(), reach_options);
+        PeerReach& reach = *reach_holder;
         const auto wait = [&](std::chrono::milliseconds t) { return !stop.WaitFor(t); };
         if (!reach.Establish(o.reachability, wait)) return;
         if (o.on_ready) {
@@ -402,6 +407,7 @@ absl::Status PeerNode::RunUntilLeft() {
     }
     if (announcer.joinable()) announcer.join();
     if (measurer.joinable()) measurer.join();
+    reach_holder.reset();
     const PeerServerStats& s = server->stats();
     std::fprintf(stderr,
                  "serve: stopped after %lld steps (%lld tokens) in %lld batches, %.6f s "

@@ -48,9 +48,9 @@ struct PeerReady {
   int dht_port = 0;  // 0 without a DHT node
   // With a DHT node: "public" (others reach `endpoint`) or "relayed" (`endpoint` is the public
   // endpoint a relay opened for this peer; peer/relay_tunnel.h). Empty without one.
-  std::string reach;
-  std::string relay_service;  // this peer's relay service, when it offers one
-  std::string relay_peer;     // relayed: the relay's peer id
+  std::string reach = {};
+  std::string relay_service = {};  // this peer's relay service, when it offers one
+  std::string relay_peer = {};     // relayed: the relay's peer id
 };
 
 // How a peer with a DHT node decides whether others can reach it.

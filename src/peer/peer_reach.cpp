@@ -89,15 +89,18 @@ bool PeerReach::Repair(const std::function<bool(std::chrono::milliseconds)>& wai
 bool PeerReach::FindRelay(const std::function<bool(std::chrono::milliseconds)>& wait) {
   const registry::PeerId me = registry_.peer_id();
   while (true) {
-    std::vector<registry::PeerRecord> candidates;
+    // The relays of this snapshot and of earlier ones: right after a relay dies, the DHT may
+    // answer slowly or in part, and the others seen before are the best bet.
     if (auto snapshot = registry_.Snapshot(options_.model_id); snapshot.ok()) {
       for (registry::PeerRecord& r : *snapshot) {
         if (r.peer_id != me && r.state == registry::PeerState::kOnline &&
             !r.relay_address.empty() && r.relay_mbit > 0 && !r.relayed) {
-          candidates.push_back(std::move(r));
+          relays_seen_.insert_or_assign(r.peer_id, std::move(r));
         }
       }
     }
+    std::vector<registry::PeerRecord> candidates;
+    for (const auto& [id, r] : relays_seen_) candidates.push_back(r);
     // Relays that failed us are tried last: they may be back.
     std::shuffle(candidates.begin(), candidates.end(), std::mt19937(std::random_device{}()));
     std::stable_sort(candidates.begin(), candidates.end(),
@@ -116,6 +119,7 @@ bool PeerReach::FindRelay(const std::function<bool(std::chrono::milliseconds)>& 
       if (!opened.ok()) {
         std::fprintf(stderr, "serve: relay %s refused: %s\n", relay.peer_id.ShortHex().c_str(),
                      std::string(opened.status().message()).c_str());
+        relays_seen_.erase(relay.peer_id);  // until a snapshot shows it again
         continue;
       }
       tunnel_ = std::move(*opened);

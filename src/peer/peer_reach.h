@@ -12,6 +12,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "registry/dht_registry.h"
 #include "registry/peer_record.h"
@@ -29,7 +30,7 @@ struct PeerReachOptions {
   std::string local_endpoint;  // its ROUTER as this process connects to it
   uint64_t dial_back_nonce = 0;
   transport::ClientOptions client;  // dial-back requests and the relay tunnel
-  std::chrono::milliseconds dial_back_timeout{5000};
+  std::chrono::milliseconds dial_back_timeout{6000};
 };
 
 class PeerReach {
@@ -65,6 +66,7 @@ class PeerReach {
   std::unique_ptr<RelayTunnel> tunnel_;
   registry::PeerId relay_peer_;
   absl::flat_hash_set<registry::PeerId> failed_relays_;
+  absl::flat_hash_map<registry::PeerId, registry::PeerRecord> relays_seen_;
 };
 
 }  // namespace swarm::peer

@@ -22,9 +22,10 @@ struct ReadyLine {
   uint16_t dht_port = 0;    // UDP port of the peer's DHT node; 0: none (--no-dht)
   // With a DHT node: "public", or "relayed" when `address` is the endpoint a relay opened for
   // the peer (peer/relay_tunnel.h). Empty without one.
-  std::string reach;
-  std::string relay_service;  // the peer's relay service (dial-backs, relaying), if it runs one
-  std::string via;            // relayed: the relay's peer id
+  // (Default member initializers: designated initializers may leave them out.)
+  std::string reach = {};
+  std::string relay_service = {};  // the peer's relay service (dial-backs, relaying), if any
+  std::string via = {};            // relayed: the relay's peer id
 
   // The line without its '\n'.
   std::string Format() const;

@@ -1,5 +1,6 @@
 #include "peer/relay_frames.h"
 
+#include <cerrno>
 #include <cstring>
 #include <utility>
 
@@ -68,6 +69,7 @@ absl::Status SendFrames(zmq::socket_ref socket, std::vector<zmq::message_t> pref
     }
   } catch (const zmq::error_t& e) {
     // EHOSTUNREACH: the routing id is gone (the ROUTERs are mandatory).
+    if (e.num() == EHOSTUNREACH) return absl::NotFoundError("the connection is gone");
     return absl::UnavailableError(absl::StrCat("send: ", e.what()));
   }
   return absl::OkStatus();

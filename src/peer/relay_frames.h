@@ -32,7 +32,8 @@ std::optional<uint64_t> ParseTunnelTag(const zmq::message_t& frame);
 // when nothing was there.
 absl::StatusOr<std::vector<zmq::message_t>> ReadFrames(zmq::socket_ref socket, size_t keep);
 // Sends frames[first...] as one message, prefixed by `prefix` frames when given (a routing id,
-// a tag), never waiting. Unavailable: the queue is full or the routing id is gone.
+// a tag), never waiting. NotFound: the routing id is gone (a ROUTER's peer disconnected);
+// Unavailable: the queue is full.
 absl::Status SendFrames(zmq::socket_ref socket, std::vector<zmq::message_t> prefix,
                         std::vector<zmq::message_t>& frames, size_t first);
 // A protocol message as one frame (control messages carry no tensor).

@@ -95,6 +95,10 @@ class RelayService::Loop {
       const auto now = Clock::now();
       FinishDials();
       ExpireSilent(now);
+      if (now - last_liveness_ > std::chrono::milliseconds(250)) {
+        last_liveness_ = now;
+        DropDisconnected();
+      }
       if (auto debt = bandwidth_.Debt(now); debt.count() > 0) {
         // Over the cap: read nothing (senders queue, then wait) until it is paid.
         std::this_thread::sleep_for(std::min(debt, std::chrono::milliseconds(50)));
@@ -114,7 +118,8 @@ class RelayService::Loop {
       }
       for (size_t index : *readable) {
         // A few messages per socket per round, so one busy client does not starve the others.
-        for (int i = 0; i < 64; ++i) {
+        // Over the cap, the rest waits in the sockets.
+        for (int i = 0; i < 64 && bandwidth_.Debt(Clock::now()).count() == 0; ++i) {
           const bool got = index == 0 ? ServiceMessage() : PublicMessage(*order[index - 1]);
           if (!got) break;
         }
@@ -302,6 +307,24 @@ class RelayService::Loop {
     stats_.relayed_peers.store(static_cast<int64_t>(relayed_.size()));
   }
 
+  // A relayed peer whose tunnel connection is gone (its process died): its endpoint closes at
+  // once, so the clients connected there see the drop and fail over without waiting for a
+  // timeout. The service ROUTER is mandatory: a send to a gone routing id fails.
+  void DropDisconnected() {
+    for (auto it = relayed_.begin(); it != relayed_.end();) {
+      const absl::Status sent = SendControl(service_->socket(), it->second->tunnel_id, 0,
+                                            transport::RelayRegistered{it->second->endpoint});
+      if (absl::IsNotFound(sent)) {
+        std::fprintf(stderr, "relay: the peer at %s disconnected; endpoint closed\n",
+                     it->second->endpoint.c_str());
+        relayed_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    stats_.relayed_peers.store(static_cast<int64_t>(relayed_.size()));
+  }
+
   void DialBack(const std::string& routing_id, uint64_t request_id,
                 const transport::DialBackRequest& request) {
     if (auto valid = transport::ValidatePushEndpoint(request.address); !valid.ok()) {
@@ -384,6 +407,7 @@ class RelayService::Loop {
   TokenBucket bandwidth_;
   TokenBucket dial_backs_;
   std::list<std::unique_ptr<DialThread>> dials_;
+  Clock::time_point last_liveness_ = Clock::now();
   std::mutex dial_mu_;
   std::vector<DialResult> finished_;
 };

@@ -34,7 +34,7 @@ struct RelayServiceOptions {
   double dial_backs_per_second = 4;
   double dial_back_burst = 16;
   int max_dials = 4;
-  std::chrono::milliseconds dial_timeout{2000};
+  std::chrono::milliseconds dial_timeout{3000};
   // A relayed peer that has not re-registered for this long is dropped with its endpoint.
   std::chrono::milliseconds relayed_silence{8000};
   // The service socket and the public endpoints (CurveZMQ of a private swarm, size limits).

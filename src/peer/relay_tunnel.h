@@ -26,7 +26,7 @@ struct RelayTunnelOptions {
   std::string local_endpoint;  // this peer's ROUTER as this process connects to it
   // Both legs (CurveZMQ of a private swarm).
   transport::ClientOptions client;
-  std::chrono::milliseconds register_timeout{3000};
+  std::chrono::milliseconds register_timeout{2000};
   std::chrono::milliseconds keepalive{1000};
   // Unanswered keepalives for this long: the relay is taken for dead.
   std::chrono::milliseconds relay_silence{4000};

@@ -51,6 +51,26 @@ TEST(ReadyLine, RoundTrip) {
   EXPECT_EQ(*parsed, anonymous);
 }
 
+// Reachability: a public peer names its relay service, a relayed one its relay.
+TEST(ReadyLine, ReachabilityFieldsRoundTrip) {
+  ReadyLine public_peer = Example();
+  public_peer.reach = "public";
+  public_peer.relay_service = "tcp://127.0.0.1:40200";
+  EXPECT_EQ(public_peer.Format(),
+            "listening on tcp://127.0.0.1:40123 blocks 2:5 peer "
+            "0123456789abcdef0123456789abcdef01234567 dht 4222 reach public service "
+            "tcp://127.0.0.1:40200");
+  auto parsed = ReadyLine::Parse(public_peer.Format());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, public_peer);
+  ReadyLine relayed = Example();
+  relayed.reach = "relayed";
+  relayed.via = "fedcba9876543210fedcba9876543210fedcba98";
+  parsed = ReadyLine::Parse(relayed.Format());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, relayed);
+}
+
 TEST(ReadyLine, FieldsAddedLaterOrReorderedAreTolerated) {
   const ReadyLine expected = Example();
   for (const std::string line : {

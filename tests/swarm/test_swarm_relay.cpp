@@ -155,8 +155,9 @@ class RelaySwarm : public ::testing::Test {
     generate_options.max_new_tokens = kTokens;
     int step = 0;
     auto first = std::chrono::steady_clock::now();
-    auto stats = model::Generate({tokenizer.bos_id()}, generate_options, *model_->head, **session,
-                                 sampler, tokenizer, [&](int32_t token) {
+    const std::vector<int32_t> prompt = {tokenizer.bos_id()};
+    auto stats = model::Generate(prompt, generate_options, *model_->head, **session, sampler,
+                                 tokenizer, [&](int32_t token) {
                                    if (step == 0) first = std::chrono::steady_clock::now();
                                    result.text += decoder.Push(token);
                                    on_token(++step);
@@ -234,7 +235,9 @@ TEST_F(RelaySwarm, KillingTheRelayFailsOverAndThePeerFindsAnotherRelay) {
   // The chain enters through the surviving 0:2 peer and leaves through h; the relay dies at
   // step 20.
   Generation result = Generate(Through(other, h()), [&](int step) {
-    if (step == 20) ASSERT_TRUE(relay.process->Signal(SIGKILL).ok());
+    if (step == 20) {
+      ASSERT_TRUE(relay.process->Signal(SIGKILL).ok());
+    }
   });
   ASSERT_TRUE(result.status.ok()) << result.status;
   EXPECT_GE(result.failovers, 1);
