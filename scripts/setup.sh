@@ -23,6 +23,7 @@ PACKAGES=(
   libclang-rt-14-dev          # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   chromium                    # headless browser: the dashboard test renders the page
   tmux                        # the `swarm chat` tests type into a terminal and read it back
+  iproute2 nftables           # the NAT tests: network namespaces behind a masquerading router
   python3 python3-numpy       # the independent numpy reference forward (tests/reference)
 )
 
