@@ -35,9 +35,11 @@ using testing::RandomRows;
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-TEST(RowPanelsTest, OnlyTheFloatTypesHaveThem) {
+// Q4_K has one too, of 8 interleaved rows (q4k_panels.h; test_cpu_lane_layout tests it).
+TEST(RowPanelsTest, TheFloatTypesAndQ4_KHaveThem) {
   for (GgmlType type : kFloatTypes) EXPECT_TRUE(HasRowPanels(type)) << GgmlTypeName(type);
-  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+  EXPECT_TRUE(HasRowPanels(GgmlType::kQ4_K));
+  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ6_K}) {
     EXPECT_FALSE(HasRowPanels(type)) << GgmlTypeName(type);
   }
 }
