@@ -246,7 +246,8 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kF32:
     case GgmlType::kF16:
     case GgmlType::kBF16:
-    case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h)
+    case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h)
+    case GgmlType::kQ6_K:
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;
