@@ -235,8 +235,8 @@ inline int MatMulSlot(GgmlType type) {
 }
 
 // The optimized backend's own layout of a weight type: the lane layout of Q4_0 and Q8_0
-// (lane_layout.h), the row panels of the float types and Q4_K (row_panels.h, q4k_panels.h); kGguf
-// where it has none.
+// (lane_layout.h), the row panels of the float types, Q4_K and Q6_K (row_panels.h, q4k_panels.h,
+// q6k_panels.h); kGguf where it has none.
 // PrepareWeight rewrites a type only where the kernel table has a kernel for its layout.
 inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
