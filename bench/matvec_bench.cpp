@@ -106,7 +106,7 @@ struct Figures {
 };
 
 // lanes: the weights rewritten into the backend's own layout of the type (the lane layout of Q4_0,
-// the row panels of the float types), read by its kernel for that layout.
+// the row panels of the float types, Q4_K and Q6_K), read by its kernel for that layout.
 Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   const cpu::KernelTable& table = cpu::KernelsFor(isa);
   constexpr int64_t kIn = 2048;  // TinyLlama's width

@@ -93,6 +93,10 @@ void MatMulQ8_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end)
 void MatMulQ4_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ6_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q4_K weights in the row-panel layout (q4k_panels.h).
+void MatMulQ4_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q6_K weights in the row-panel layout (q6k_panels.h).
+void MatMulQ6_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

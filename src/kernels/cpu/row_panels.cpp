@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu/q4k_panels.h"
+#include "kernels/cpu/q6k_panels.h"
+
 namespace swarm::kernels::cpu {
 namespace {
 
@@ -30,11 +33,29 @@ void Transpose(const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out
 }  // namespace
 
 bool HasRowPanels(GgmlType type) {
-  return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16;
+  return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 ||
+         type == GgmlType::kQ4_K || type == GgmlType::kQ6_K;
 }
 
 void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out,
                   int64_t panel_begin, int64_t panel_end) {
+  if (type == GgmlType::kQ4_K || type == GgmlType::kQ6_K) {
+    // Groups of 8 rows (q4k_panels.h, q6k_panels.h); a panel of 64 rows holds whole groups, the
+    // last panel's rows past its last full group are copied as they are.
+    static_assert(kQ4KPanelRows == kQ6KPanelRows);
+    const int64_t row_begin = panel_begin * kPanelRows;
+    const int64_t row_end = std::min(n_out, panel_end * kPanelRows);
+    const int64_t full_end = std::min(row_end, n_out / kQ4KPanelRows * kQ4KPanelRows);
+    if (full_end > row_begin) {
+      const auto to_panels = type == GgmlType::kQ4_K ? Q4KRowsToPanels : Q6KRowsToPanels;
+      to_panels(rows, panels, n_in, row_begin / kQ4KPanelRows, full_end / kQ4KPanelRows);
+    }
+    const size_t row_bytes = RowBytes(type, n_in).value();
+    const int64_t tail_begin = std::max(row_begin, full_end);
+    std::memcpy(panels + tail_begin * row_bytes, rows + tail_begin * row_bytes,
+                static_cast<size_t>(row_end - tail_begin) * row_bytes);
+    return;
+  }
   if (ElementBytes(type) == 4) {
     Transpose<uint32_t>(rows, panels, n_in, n_out, panel_begin, panel_end);
   } else {
@@ -44,6 +65,8 @@ void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n
 
 void RowFromPanels(GgmlType type, const uint8_t* panels, int64_t n_in, int64_t n_out, int64_t r,
                    uint8_t* row) {
+  if (type == GgmlType::kQ4_K) return Q4KRowFromPanels(panels, n_in, n_out, r, row);
+  if (type == GgmlType::kQ6_K) return Q6KRowFromPanels(panels, n_in, n_out, r, row);
   const size_t e = ElementBytes(type);
   const int64_t p = r / kPanelRows;
   const int64_t width = PanelWidth(n_out, p);
