@@ -301,27 +301,41 @@ absl::Status RemoteModel::FetchHeader() {
     want = std::min({size_, want * 4, options_.max_header_bytes});
   }
   const uint64_t h = header_->data_offset();
-  if (options_.manifest) {
-    const TensorManifest& m = *options_.manifest;
-    const std::string hash = HashHex({prefix.data(), std::min<uint64_t>(h, prefix.size())});
-    if (m.header_size != h || m.header_hash != hash) {
-      SWARM_RETURN_IF_ERROR(Erase(0, size_));
-      return absl::DataLossError(
-          absl::StrCat(where, ": the GGUF header does not match the manifest (", h,
-                       " bytes, blake2b ", hash, "; expected ", m.header_size, " bytes, ",
-                       m.header_hash, "): a different file or a bad mirror; discarded"));
-    }
-    for (const model::GgufTensorInfo& t : header_->tensors()) {
-      if (m.tensors.find(t.name) == m.tensors.end()) {
-        return absl::DataLossError(
-            absl::StrCat(where, ": tensor '", t.name, "' is not in the manifest"));
-      }
-    }
-  }
+  SWARM_RETURN_IF_ERROR(CheckHeader({prefix.data(), std::min<uint64_t>(h, prefix.size())}));
   if (header_size_ != h) {
     header_size_ = h;
     SWARM_RETURN_IF_ERROR(Append(absl::StrCat("header ", h)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status RemoteModel::CheckHeader(std::span<const uint8_t> header) {
+  if (!options_.manifest) return absl::OkStatus();
+  const TensorManifest& m = *options_.manifest;
+  const std::string hash = HashHex(header);
+  if (m.file_size != size_ || m.header_size != header.size() || m.header_hash != hash) {
+    SWARM_RETURN_IF_ERROR(Erase(0, size_));
+    return absl::DataLossError(
+        absl::StrCat(options_.url, ": the file does not match the manifest (", size_,
+                     " bytes, header of ", header.size(), " bytes, blake2b ", hash, "; expected ",
+                     m.file_size, " bytes, header of ", m.header_size, " bytes, ", m.header_hash,
+                     "): a different file or a bad mirror; discarded"));
+  }
+  for (const model::GgufTensorInfo& t : header_->tensors()) {
+    if (m.tensors.find(t.name) == m.tensors.end()) {
+      return absl::DataLossError(
+          absl::StrCat(options_.url, ": tensor '", t.name, "' is not in the manifest"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RemoteModel::SetManifest(TensorManifest manifest) {
+  options_.manifest = std::move(manifest);
+  std::vector<uint8_t> header(header_->data_offset());
+  SWARM_RETURN_IF_ERROR(ReadAt(0, header));
+  SWARM_RETURN_IF_ERROR(CheckHeader(header));
+  checked_.clear();  // what was taken unchecked is checked now, as it is loaded
   return absl::OkStatus();
 }
 
@@ -359,7 +373,8 @@ absl::Status RemoteModel::Verify(const model::GgufTensorInfo& t) {
     }
   }
   checked_.insert(t.name);
-  return Append(absl::StrCat("ok ", t.name));
+  // Only a check against a manifest is remembered across runs.
+  return options_.manifest ? Append(absl::StrCat("ok ", t.name)) : absl::OkStatus();
 }
 
 uint64_t RemoteModel::TensorBytes(

@@ -63,6 +63,11 @@ class RemoteModel {
   // Bytes the server sent this process (header probes included).
   uint64_t bytes_downloaded() const { return client_->bytes_received(); }
 
+  bool has_manifest() const { return options_.manifest.has_value(); }
+  // Checks the header fetched against `manifest` and checks every tensor fetched from now on
+  // against it (tensors already checked without one are checked again).
+  absl::Status SetManifest(TensorManifest manifest);
+
   // Brings the tensors `want` selects into the cache (those already there and checked are not
   // fetched again), checking each against the manifest.
   absl::Status Fetch(const std::function<bool(const model::GgufTensorInfo&)>& want,
@@ -79,6 +84,7 @@ class RemoteModel {
   absl::Status LoadJournal();
   absl::Status Append(const std::string& line);
   absl::Status FetchHeader();
+  absl::Status CheckHeader(std::span<const uint8_t> header);
   absl::Status WriteAt(uint64_t offset, std::span<const uint8_t> bytes);
   absl::Status ReadAt(uint64_t offset, std::span<uint8_t> out) const;
   absl::StatusOr<std::string> HashRange(uint64_t offset, uint64_t length) const;
