@@ -48,7 +48,7 @@ fetched=$(python3 -c "import urllib.request as u; print(u.urlopen('$base/__stats
 kill "$peer_pid" "$server_pid" 2>/dev/null || true
 wait 2>/dev/null || true
 whole=$(stat -c %s "$model")
-n_layer=$("$swarm" inspect "$model" 2>/dev/null | sed -n 's/.*block_count[^0-9]*\([0-9]\+\).*/\1/p' | head -1)
+n_layer=$("$swarm" inspect "$model" 2>/dev/null | sed -n 's/^ *[a-z0-9]*\.block_count  *u32  *\([0-9]\+\).*/\1/p' | head -1)
 python3 - "$fetched" "$whole" "$blocks" "$n_layer" "$start" "$end" <<'PY'
 import sys
 fetched, whole, blocks, n_layer, start, end = sys.argv[1:]

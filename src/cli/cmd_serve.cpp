@@ -21,7 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "base/mapped_file.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
 #include "cli/cache_type_flags.h"
@@ -37,8 +36,6 @@
 #include "peer/download_progress.h"
 #include "peer/peer_node.h"
 #include "peer/ready_line.h"
-#include "peer/tensor_manifest.h"
-#include "registry/dht_registry.h"
 #include "registry/peer_record.h"
 #include "shard/block_stack.h"
 #include "shard/multi_gpu_stack.h"
@@ -208,21 +205,6 @@ std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
 }
 
-// A manifest given with a local file must be that file's (its header's hash): else it would be
-// published for others to check their downloads against.
-absl::Status CheckManifestHeader(const peer::TensorManifest& manifest, const std::string& path,
-                                 const model::GgufFile& file) {
-  auto mapped = MappedFile::Open(path);
-  if (!mapped.ok()) return mapped.status();
-  const auto header = (*mapped)->bytes().subspan(0, file.data_offset());
-  if (manifest.file_size != file.file_size() || manifest.header_size != header.size() ||
-      manifest.header_hash != peer::HashHex(header)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--manifest is not the manifest of ", path, " (its header differs)"));
-  }
-  return absl::OkStatus();
-}
-
 // With a URL and neither --blocks nor --num-blocks: as many blocks as half this machine's memory
 // holds (at least one), placed where the swarm is weakest, rather than the whole model.
 int64_t BlocksThatFit(const model::GgufFile& header, int64_t n_layer) {
@@ -251,34 +233,15 @@ absl::Status Serve(const ServeFlags& flags) {
       return absl::InvalidArgumentError("give -m FILE or --model-url URL");
     SWARM_ASSIGN_OR_RETURN(file, model::GgufFile::Open(flags.model_path));
   } else {
-    SWARM_ASSIGN_OR_RETURN(remote, OpenRemoteModel(url, flags.source, /*quiet=*/!flags.no_dht));
+    SWARM_ASSIGN_OR_RETURN(remote, OpenRemoteModel(url, flags.source));
   }
-  const model::GgufFile& source = remote ? remote->header() : *file;
+  // The cache file, not the bare header: the model id reads a few bytes of the embeddings.
+  if (remote) {
+    SWARM_ASSIGN_OR_RETURN(file, model::GgufFile::Open(remote->local_path()));
+  }
+  const model::GgufFile& source = *file;
   SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(source));
-  // The manifest: --manifest, else (downloading) the one the model's peers publish in the DHT.
-  // A peer that has one publishes it in turn, so later volunteers need only the URL.
-  std::optional<peer::TensorManifest> manifest;
-  if (!flags.source.manifest.empty()) {
-    SWARM_ASSIGN_OR_RETURN(manifest, LoadManifest(flags.source.manifest));
-    if (file) SWARM_RETURN_IF_ERROR(CheckManifestHeader(*manifest, flags.model_path, *file));
-  } else if (remote && !flags.no_dht && !flags.initial_peers.empty()) {
-    registry::DhtRegistryOptions dht;
-    dht.bind_address = flags.dht_bind;
-    dht.initial_peers = flags.initial_peers;
-    dht.swarm_secret = swarm_secret;
-    SWARM_ASSIGN_OR_RETURN(manifest, ReadManifestFromDht(std::move(dht), config.model_id));
-    if (manifest) {
-      std::fprintf(stderr, "serve: manifest from the DHT (digest %s)\n",
-                   manifest->Digest().c_str());
-      SWARM_RETURN_IF_ERROR(remote->SetManifest(*manifest));
-    }
-  }
-  if (remote && !remote->has_manifest() && !flags.no_dht) {
-    std::fprintf(stderr,
-                 "warning: no manifest for %s (none given, none in the DHT): downloaded tensors "
-                 "are not checked (pass --manifest FILE|URL)\n",
-                 url.c_str());
-  }
+
   if (remote && num_blocks == 0 && flags.blocks.empty()) {
     num_blocks = BlocksThatFit(source, config.n_layer);
     std::fprintf(stderr,
@@ -328,16 +291,7 @@ absl::Status Serve(const ServeFlags& flags) {
   options.rebalance_interval = Millis(flags.rebalance_interval_s);
   options.rtt_interval = Millis(flags.rtt_interval_s);
   options.hold_joining = flags.hold_joining;
-  if (manifest) {
-    std::string json = manifest->ToJson(/*compact=*/true);
-    if (json.size() <= registry::DhtRegistry::kMaxBlobBytes) {
-      options.dht_values.emplace_back(peer::ManifestDhtName(config.model_id), std::move(json));
-    } else {
-      std::fprintf(stderr,
-                   "serve: the manifest (%zu bytes) is too large for the DHT; not published\n",
-                   json.size());
-    }
-  }
+
   if (swarm_secret) {
     std::fprintf(stderr,
                  "serve: private swarm (secret %s): CurveZMQ on every connection, the swarm's own "
@@ -347,7 +301,7 @@ absl::Status Serve(const ServeFlags& flags) {
   options.swarm_secret = std::move(swarm_secret);
   options.load_blocks = [&](registry::BlockRange blocks) -> absl::StatusOr<peer::LoadedBlocks> {
     const model::GgufFile* weights_file = file.get();
-    if (remote) {
+    if (remote) {  // fetched now: a fresh mapping of the cache file
       SWARM_RETURN_IF_ERROR(remote->FetchBlocks(blocks.first, blocks.last));
       std::fprintf(
           stderr, "serve: blocks [%d, %d) in the cache; %s fetched from %s so far\n", blocks.first,

@@ -28,6 +28,7 @@ constexpr uint64_t kFirstHeaderRead = uint64_t{1} << 20;
 // Tensors closer than this are fetched in one range with the bytes between them (alignment).
 constexpr uint64_t kMergeGap = 4096;
 constexpr int kRetries = 2;
+constexpr uint64_t kIdentityBytes = 64;
 
 absl::Status Errno(std::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(ToAbsl(what), " ", path, ": ", std::strerror(errno)));
@@ -151,6 +152,14 @@ absl::StatusOr<std::unique_ptr<RemoteModel>> RemoteModel::Open(RemoteModelOption
     return Errno("cannot size", m->file_path_);
   }
   SWARM_RETURN_IF_ERROR(m->FetchHeader());
+  // The model's id hashes the first bytes of the embedding table (model::ReadModelConfig): they
+  // are fetched with the header, so that the cache file yields the id the whole file does.
+  if (const model::GgufTensorInfo* embd = m->header_->FindTensor("token_embd.weight")) {
+    const uint64_t start = m->header_->data_offset() + embd->offset;
+    DownloadProgress silent("", 0, /*enabled=*/false);
+    SWARM_RETURN_IF_ERROR(
+        m->Download(start, start + std::min<uint64_t>(embd->size, kIdentityBytes), silent));
+  }
   return m;
 }
 

@@ -58,7 +58,8 @@ class RemoteModel {
 
   const model::GgufFile& header() const { return *header_; }
   uint64_t file_size() const { return size_; }
-  // The cache file, a GGUF the loader opens; only fetched tensors hold the model's bytes.
+  // The cache file, a GGUF the loader opens; only fetched tensors hold the model's bytes. Its
+  // model id (model::ReadModelConfig) is the whole file's: the bytes the id reads come first.
   const std::string& local_path() const { return file_path_; }
   // Bytes the server sent this process (header probes included).
   uint64_t bytes_downloaded() const { return client_->bytes_received(); }

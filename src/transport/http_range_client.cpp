@@ -1,6 +1,7 @@
 #include "transport/http_range_client.h"
 
 #include <charconv>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -209,7 +210,9 @@ absl::StatusOr<Answer> Exchange(HttpRangeClient::Connection& c, const HttpUrl& u
     beast::error_code ec =
         Run(c.io, [&](auto handler) { http::async_write(c.stream, request, handler); });
     http::response_parser<http::vector_body<uint8_t>> parser;
-    parser.body_limit(body_limit);
+    // The body's limit is set once the status is known: an answer we will not read (the whole
+    // file, to a range request) may announce any length.
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     parser.header_limit(64 * 1024);
     if (!ec) {
       c.stream.expires_after(timeout);
@@ -237,6 +240,14 @@ absl::StatusOr<Answer> Exchange(HttpRangeClient::Connection& c, const HttpUrl& u
       c.open = false;
       return answer;
     }
+    if (const auto length = parser.content_length(); length && *length > body_limit) {
+      beast::error_code ignored;
+      c.stream.socket().close(ignored);
+      c.open = false;
+      return absl::DataLossError(absl::StrCat(where, ": the server announced a body of ", *length,
+                                              " bytes; ", body_limit, " were asked for"));
+    }
+    parser.body_limit(body_limit);
     c.stream.expires_after(timeout);
     ec = Run(c.io, [&](auto handler) { http::async_read(c.stream, c.buffer, parser, handler); });
     if (ec) {

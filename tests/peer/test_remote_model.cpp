@@ -39,16 +39,16 @@ TEST(GgufHeaderPrefixTest, ShortPrefixAsksForMoreAndTheWholeHeaderParses) {
   auto full = model::GgufFile::FromBytes(bytes);
   ASSERT_TRUE(full.ok()) << full.status();
   const uint64_t header = (*full)->data_offset();
-  auto short_prefix = model::GgufFile::FromHeader({bytes.data(), 64}, bytes.size());
+  auto short_prefix = model::GgufFile::FromHeader({bytes.data(), 64}, bytes.size(), "prefix");
   ASSERT_FALSE(short_prefix.ok());
   EXPECT_TRUE(model::GgufFile::IsNeedMoreBytes(short_prefix.status())) << short_prefix.status();
-  auto parsed = model::GgufFile::FromHeader({bytes.data(), header}, bytes.size());
+  auto parsed = model::GgufFile::FromHeader({bytes.data(), header}, bytes.size(), "prefix");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ((*parsed)->tensors().size(), (*full)->tensors().size());
   EXPECT_EQ((*parsed)->data_offset(), header);
   EXPECT_TRUE((*parsed)->TensorData((*parsed)->tensors().front()).empty());
   // Tensors placed past the claimed size are an error, not a request for more bytes.
-  auto small = model::GgufFile::FromHeader({bytes.data(), header}, header + 16);
+  auto small = model::GgufFile::FromHeader({bytes.data(), header}, header + 16, "prefix");
   ASSERT_FALSE(small.ok());
   EXPECT_FALSE(model::GgufFile::IsNeedMoreBytes(small.status())) << small.status();
 }

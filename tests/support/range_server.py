@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP/1.1 file server with byte-range support, for the download tests (no internet).
 
-Serves the files of --root on 127.0.0.1 (port chosen by the OS, printed as "port N" on stdout),
+Serves the files of --root on 127.0.0.1 (--port, else one the OS chooses; printed as "port N"),
 answering "Range: bytes=A-B" with 206 and Content-Range. GET /__stats answers the body bytes
 served so far and the number of requests. Faults for the tests:
   --no-ranges         ignore Range headers (200 with the whole file)
@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--no-ranges", action="store_true")
     parser.add_argument("--die-after", type=int, default=-1)
     parser.add_argument("--lie", action="store_true")
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     lock = threading.Lock()
     stats = {"bytes": 0, "requests": 0}
@@ -86,7 +87,7 @@ def main():
             self.end_headers()
             self.send_body(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("port %d" % server.server_address[1], flush=True)
     server.serve_forever()
 
