@@ -12,6 +12,7 @@
 #include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/draft_flags.h"
+#include "cli/model_source.h"
 #include "cli/swarm_secret_flag.h"
 #include "gateway/api_ready_line.h"
 #include "gateway/api_server.h"
@@ -26,6 +27,7 @@ namespace {
 
 struct ApiFlags {
   std::string model_path;
+  ModelSourceFlags source;  // -m URL / --model-url: the client part is fetched
   std::vector<std::string> initial_peers;
   std::string listen = "127.0.0.1:8080";
   std::string dht_bind = "0.0.0.0";
@@ -98,12 +100,15 @@ absl::Status RunApi(const ApiFlags& flags) {
     return absl::InvalidArgumentError("--swarm-secret is for a swarm: give --initial-peers");
   }
   SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
+  SWARM_ASSIGN_OR_RETURN(
+      const std::string model_path,
+      ResolveClientModel(flags.source, flags.model_path, flags.initial_peers.empty()));
   // The drafter is checked against the target's vocabulary before either engine loads.
   std::unique_ptr<model::GgufFile> target_file;
   std::unique_ptr<model::Tokenizer> target_vocab;
   std::unique_ptr<shard::Speculation> speculation;
   if (flags.draft.enabled()) {
-    SWARM_ASSIGN_OR_RETURN(target_file, model::GgufFile::Open(flags.model_path));
+    SWARM_ASSIGN_OR_RETURN(target_file, model::GgufFile::Open(model_path));
     SWARM_ASSIGN_OR_RETURN(target_vocab, model::Tokenizer::FromGguf(*target_file));
     SWARM_ASSIGN_OR_RETURN(speculation,
                            shard::Speculation::Create(flags.draft, *target_vocab, flags.backend));
@@ -117,7 +122,7 @@ absl::Status RunApi(const ApiFlags& flags) {
     options.kv_types = flags.cache_types.Types();
     options.model_id = flags.model_id;
     options.speculation = speculation.get();
-    SWARM_ASSIGN_OR_RETURN(engine, gateway::LocalEngine::Load(flags.model_path, options));
+    SWARM_ASSIGN_OR_RETURN(engine, gateway::LocalEngine::Load(model_path, options));
   } else {
     gateway::SwarmEngineOptions options;
     options.initial_peers = flags.initial_peers;
@@ -130,7 +135,7 @@ absl::Status RunApi(const ApiFlags& flags) {
     options.swarm_secret = std::move(swarm_secret);
     options.verify_share = flags.verify_share;
     options.speculation = speculation.get();
-    SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(flags.model_path, options));
+    SWARM_ASSIGN_OR_RETURN(engine, gateway::SwarmEngine::Create(model_path, options));
   }
   options.max_concurrent_generations = flags.concurrency;
   options.max_queued_per_client = flags.max_queued_per_client;
@@ -168,8 +173,9 @@ void AddApiCommand(CLI::App& app, ExitCode& exit_code) {
       "  curl http://127.0.0.1:8080/v1/models -H \"Authorization: Bearer $KEY\"   # with keys\n"
       "With keys, every route but GET /health and the dashboard page (GET /) needs one; keys\n"
       "travel in clear over plain HTTP: put the gateway behind TLS to use it across a network.");
-  cmd->add_option("-m,--model", flags->model_path, "Model GGUF (its client part is used)")
-      ->required();
+  cmd->add_option("-m,--model", flags->model_path,
+                  "Model GGUF (its client part is used), or an http:// URL (as --model-url)");
+  AddModelSourceFlags(*cmd, flags->source);
   cmd->add_option("--initial-peers", flags->initial_peers,
                   "DHT nodes of the swarm (host:port, comma-separated); none: in-process")
       ->delimiter(',');

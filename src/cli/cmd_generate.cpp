@@ -14,6 +14,7 @@
 #include "cli/chain_client.h"
 #include "cli/commands.h"
 #include "cli/draft_flags.h"
+#include "cli/model_source.h"
 #include "cli/sampling_flags.h"
 #include "model/generator.h"
 #include "model/speculative_generator.h"
@@ -25,6 +26,7 @@ namespace {
 
 struct GenerateFlags {
   std::string model_path;
+  ModelSourceFlags source;  // -m URL / --model-url: the client part (all of it in process)
   std::string prompt;
   int64_t n_predict = 128;
   model::SamplingParams sampling;
@@ -49,8 +51,13 @@ int RunGenerate(const GenerateFlags& flags) {
     std::fprintf(stderr, "error: %s\n", std::string(swarm_secret.status().message()).c_str());
     return flags.chain.in_process() ? 2 : 1;  // 2: a secret without peers; 1: an unusable file
   }
-  auto local = shard::LocalModel::Load(flags.model_path, flags.backend, in_process,
-                                       flags.cache_types.Types());
+  auto model_path = ResolveClientModel(flags.source, flags.model_path, in_process);
+  if (!model_path.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(model_path.status().message()).c_str());
+    return 1;
+  }
+  auto local =
+      shard::LocalModel::Load(*model_path, flags.backend, in_process, flags.cache_types.Types());
   if (!local.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(local.status().message()).c_str());
     return 1;
@@ -160,7 +167,9 @@ void AddGenerateCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm generate -m stories260K.gguf --peers tcp://127.0.0.1:5001,tcp://127.0.0.1:5002 "
       "-p \"Once\"\n"
       "  swarm generate -m stories260K.gguf -p \"Once\" --draft lookup   # speculative decoding");
-  cmd->add_option("-m,--model", flags->model_path, "Model GGUF file")->required();
+  cmd->add_option("-m,--model", flags->model_path,
+                  "Model GGUF file, or an http:// URL (as --model-url)");
+  AddModelSourceFlags(*cmd, flags->source);
   cmd->add_option("-p,--prompt", flags->prompt, "Prompt text (\"\" = BOS alone)");
   cmd->add_option("-n,--n-predict", flags->n_predict, "Tokens to generate")
       ->capture_default_str()

@@ -4,14 +4,19 @@
 // the loading of blocks onto the devices (with several, --device cuda:0,cuda:1, the range is
 // spread over them: MultiGpuStack) and their measured throughput, cached between runs.
 // SIGTERM/SIGINT make the node leave; they are taken by a thread of their own, not a handler.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,11 +26,14 @@
 #include "cli/cache_type_flags.h"
 #include "cli/commands.h"
 #include "cli/device_list_flag.h"
+#include "cli/model_source.h"
 #include "cli/swarm_secret_flag.h"
 #include "kernels/backend_factory.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "model/slice.h"
+#include "peer/download_progress.h"
 #include "peer/peer_node.h"
 #include "peer/ready_line.h"
 #include "registry/peer_record.h"
@@ -39,6 +47,7 @@ namespace {
 
 struct ServeFlags {
   std::string model_path;
+  ModelSourceFlags source;  // --model-url: fetch only the blocks served
   std::string blocks;
   int64_t num_blocks = 0;
   std::string listen = "tcp://127.0.0.1:0";
@@ -198,11 +207,50 @@ std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
 }
 
+// With a URL and neither --blocks nor --num-blocks: as many blocks as half this machine's memory
+// holds (at least one), placed where the swarm is weakest, rather than the whole model.
+int64_t BlocksThatFit(const model::GgufFile& header, int64_t n_layer) {
+  uint64_t block_bytes = 0;
+  for (const model::GgufTensorInfo& t : header.tensors()) {
+    if (model::TensorBlock(t.name) >= 0) block_bytes += t.size;
+  }
+  const uint64_t per_block = std::max<uint64_t>(1, block_bytes / std::max<int64_t>(1, n_layer));
+  const uint64_t memory =
+      static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const int64_t fit = static_cast<int64_t>(memory / 2 / per_block);
+  return std::clamp<int64_t>(fit, 1, n_layer);
+}
+
 absl::Status Serve(const ServeFlags& flags) {
   BlockStopSignals();
   SWARM_ASSIGN_OR_RETURN(auto swarm_secret, LoadSwarmSecretFlag(flags.swarm_secret));
-  SWARM_ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(flags.model_path));
-  SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(*file));
+  // A URL: the header now, each block range's tensors when the node has chosen it (load_blocks).
+  const std::string url = ModelUrl(flags.source, flags.model_path);
+  std::unique_ptr<peer::RemoteModel> remote;
+  std::unique_ptr<model::GgufFile> file;
+  std::vector<std::unique_ptr<model::GgufFile>> fetched;  // one per load; the stacks read them
+  int64_t num_blocks = flags.num_blocks;
+  if (url.empty()) {
+    if (flags.model_path.empty())
+      return absl::InvalidArgumentError("give -m FILE or --model-url URL");
+    SWARM_ASSIGN_OR_RETURN(file, model::GgufFile::Open(flags.model_path));
+  } else {
+    SWARM_ASSIGN_OR_RETURN(remote, OpenRemoteModel(url, flags.source));
+  }
+  // The cache file, not the bare header: the model id reads a few bytes of the embeddings.
+  if (remote) {
+    SWARM_ASSIGN_OR_RETURN(file, model::GgufFile::Open(remote->local_path()));
+  }
+  const model::GgufFile& source = *file;
+  SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(source));
+
+  if (remote && num_blocks == 0 && flags.blocks.empty()) {
+    num_blocks = BlocksThatFit(source, config.n_layer);
+    std::fprintf(stderr,
+                 "serve: %lld of %lld blocks fit in half of this machine's memory "
+                 "(--num-blocks to choose)\n",
+                 static_cast<long long>(num_blocks), static_cast<long long>(config.n_layer));
+  }
   SWARM_ASSIGN_OR_RETURN(auto backends, MakeBackends(flags));
   std::vector<std::string> names;
   for (const auto& backend : backends) names.push_back(backend->name());
@@ -216,7 +264,7 @@ absl::Status Serve(const ServeFlags& flags) {
     options.blocks =
         registry::BlockRange{static_cast<int32_t>(range.first), static_cast<int32_t>(range.second)};
   }
-  options.num_blocks = flags.num_blocks;
+  options.num_blocks = num_blocks;
   options.n_devices = static_cast<int64_t>(backends.size());
   options.listen = flags.listen;
   options.public_host = flags.public_host;
@@ -249,6 +297,7 @@ absl::Status Serve(const ServeFlags& flags) {
   options.rebalance_interval = Millis(flags.rebalance_interval_s);
   options.rtt_interval = Millis(flags.rtt_interval_s);
   options.hold_joining = flags.hold_joining;
+
   if (swarm_secret) {
     std::fprintf(stderr,
                  "serve: private swarm (secret %s): CurveZMQ on every connection, the swarm's own "
@@ -257,8 +306,20 @@ absl::Status Serve(const ServeFlags& flags) {
   }
   options.swarm_secret = std::move(swarm_secret);
   options.load_blocks = [&](registry::BlockRange blocks) -> absl::StatusOr<peer::LoadedBlocks> {
-    SWARM_ASSIGN_OR_RETURN(auto weights,
-                           model::LoadBlockWeights(*file, config, blocks.first, blocks.last));
+    const model::GgufFile* weights_file = file.get();
+    if (remote) {  // fetched now: a fresh mapping of the cache file
+      SWARM_RETURN_IF_ERROR(remote->FetchBlocks(blocks.first, blocks.last));
+      std::fprintf(
+          stderr, "serve: blocks [%d, %d) in the cache; %s fetched from %s so far\n", blocks.first,
+          blocks.last,
+          peer::DownloadProgress::Bytes(static_cast<double>(remote->bytes_downloaded())).c_str(),
+          url.c_str());
+      SWARM_ASSIGN_OR_RETURN(auto opened, model::GgufFile::Open(remote->local_path()));
+      fetched.push_back(std::move(opened));
+      weights_file = fetched.back().get();
+    }
+    SWARM_ASSIGN_OR_RETURN(
+        auto weights, model::LoadBlockWeights(*weights_file, config, blocks.first, blocks.last));
     peer::LoadedBlocks loaded;
     SWARM_ASSIGN_OR_RETURN(loaded.stack,
                            MakeStack(backends, config, weights, flags.cache_types.Types()));
@@ -352,9 +413,12 @@ void AddServeCommand(CLI::App& app, ExitCode& exit_code) {
       "  swarm serve -m stories260K.gguf --num-blocks 2 --initial-peers 127.0.0.1:4000\n"
       "  swarm serve -m part.gguf --blocks 3:5 --listen tcp://0.0.0.0:31337 --no-dht\n"
       "  swarm serve -m model.gguf --blocks 0:32 --device cuda:0,cuda:1   # 16 blocks per GPU\n"
-      "  swarm serve -m stories260K.gguf --num-blocks 2 --swarm-secret swarm.secret  # private");
-  cmd->add_option("-m,--model", flags->model_path, "Model GGUF file (whole model or a slice)")
-      ->required();
+      "  swarm serve -m stories260K.gguf --num-blocks 2 --swarm-secret swarm.secret  # private\n"
+      "  swarm serve --model-url http://host/model.gguf --initial-peers HOST:PORT  # fetch only "
+      "the blocks served");
+  cmd->add_option("-m,--model", flags->model_path,
+                  "Model GGUF file (whole model or a slice), or an http:// URL (as --model-url)");
+  AddModelSourceFlags(*cmd, flags->source);
   auto* blocks =
       cmd->add_option("--blocks", flags->blocks, "Blocks to serve, A:B (A inclusive, B exclusive)");
   cmd->add_option("--num-blocks", flags->num_blocks,

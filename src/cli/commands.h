@@ -29,5 +29,6 @@ void AddSecretCommand(CLI::App& app, ExitCode& exit_code);
 void AddPerplexityCommand(CLI::App& app, ExitCode& exit_code);
 void AddChatCommand(CLI::App& app, ExitCode& exit_code);
 void AddQuantizeCommand(CLI::App& app, ExitCode& exit_code);
+void AddManifestCommand(CLI::App& app, ExitCode& exit_code);
 
 }  // namespace swarm::cli

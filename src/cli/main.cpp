@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   swarm::cli::AddPerplexityCommand(app, exit_code);
   swarm::cli::AddChatCommand(app, exit_code);
   swarm::cli::AddQuantizeCommand(app, exit_code);
+  swarm::cli::AddManifestCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

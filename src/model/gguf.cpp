@@ -161,7 +161,10 @@ std::string_view GgufValueTypeName(GgufValueType type) {
 // Reads the header, metadata and tensor infos from the mapping with a bounds-checked cursor.
 class GgufParser {
  public:
-  GgufParser(GgufFile& file, std::span<const uint8_t> bytes) : file_(file), bytes_(bytes) {}
+  // `bytes` may be a prefix of a file of `size` bytes (a header fetched from afar): reading past
+  // the prefix but inside the file is NeedMoreBytes, past the file an error as usual.
+  GgufParser(GgufFile& file, std::span<const uint8_t> bytes, uint64_t size)
+      : file_(file), bytes_(bytes), size_(size) {}
 
   absl::Status Parse() {
     SWARM_RETURN_IF_ERROR(ParseHeader());
@@ -172,16 +175,23 @@ class GgufParser {
   }
 
  private:
-  uint64_t remaining() const { return bytes_.size() - pos_; }
+  uint64_t remaining() const { return size_ - pos_; }
 
   absl::Status Truncated(uint64_t need, std::string_view what) const {
     return absl::DataLossError(absl::StrCat("truncated file: ", ToAbsl(what), " needs ", need,
-                                            " bytes at offset ", pos_, " but the file has ",
-                                            bytes_.size(), " bytes"));
+                                            " bytes at offset ", pos_, " but the file has ", size_,
+                                            " bytes"));
+  }
+
+  // Inside the file but past the bytes held: the caller fetches more and parses again.
+  absl::Status NeedMore(uint64_t n) const {
+    return absl::OutOfRangeError(absl::StrCat("the header continues past the ", bytes_.size(),
+                                              " bytes held (", pos_ + n, " needed)"));
   }
 
   absl::Status ReadBytes(void* dst, uint64_t n, std::string_view what) {
     if (n > remaining()) return Truncated(n, what);
+    if (pos_ + n > bytes_.size()) return NeedMore(n);
     std::memcpy(dst, bytes_.data() + pos_, n);
     pos_ += n;
     return absl::OkStatus();
@@ -206,6 +216,7 @@ class GgufParser {
                                                      " has length ", length, " (maximum ",
                                                      max_length, ")"));
     }
+    if (pos_ + length > bytes_.size()) return NeedMore(length);
     std::string_view s(reinterpret_cast<const char*>(bytes_.data() + pos_), length);
     pos_ += length;
     return s;
@@ -456,7 +467,7 @@ class GgufParser {
   }
 
   absl::Status PlaceTensors() {
-    const uint64_t file_size = bytes_.size();
+    const uint64_t file_size = size_;
     auto data_offset = CheckedAlignUp(pos_, file_.alignment_);
     if (!data_offset) return absl::InvalidArgumentError("data section offset overflows");
     // A file without tensors (e.g. a vocabulary-only GGUF) may end right after its header.
@@ -505,6 +516,7 @@ class GgufParser {
 
   GgufFile& file_;
   std::span<const uint8_t> bytes_;
+  uint64_t size_;
   uint64_t pos_ = 0;
   uint64_t n_tensors_ = 0;
   uint64_t n_kv_ = 0;
@@ -529,8 +541,24 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromBytes(std::span<const ui
   return Parse(std::move(file));
 }
 
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromHeader(std::span<const uint8_t> prefix,
+                                                               uint64_t file_size,
+                                                               std::string name) {
+  if (prefix.size() > file_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": ", prefix.size(), " header bytes for a file of ", file_size));
+  }
+  std::unique_ptr<GgufFile> file(new GgufFile());
+  file->name_ = std::move(name);
+  file->copy_.assign(prefix.begin(), prefix.end());
+  file->bytes_ = file->copy_;
+  file->size_ = file_size;
+  return Parse(std::move(file));
+}
+
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::unique_ptr<GgufFile> file) {
-  GgufParser parser(*file, file->bytes_);
+  if (file->size_ == 0) file->size_ = file->bytes_.size();
+  GgufParser parser(*file, file->bytes_, file->size_);
   absl::Status status;
   try {
     status = parser.Parse();
@@ -661,6 +689,7 @@ const GgufTensorInfo* GgufFile::FindTensor(std::string_view name) const {
 }
 
 std::span<const uint8_t> GgufFile::TensorData(const GgufTensorInfo& info) const {
+  if (data_offset_ + info.offset + info.size > bytes_.size()) return {};  // FromHeader
   return bytes_.subspan(data_offset_ + info.offset, info.size);
 }
 

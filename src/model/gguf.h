@@ -66,6 +66,15 @@ class GgufFile {
   static absl::StatusOr<std::unique_ptr<GgufFile>> FromBytes(std::span<const uint8_t> bytes,
                                                              std::string name = "<memory>");
 
+  // Parses the header, metadata and tensor infos from the first bytes of a file of `file_size`
+  // bytes (tensor placement is checked against file_size). OutOfRange (IsNeedMoreBytes) when the
+  // header runs past `prefix`: fetch more and call again. TensorData() of such a file is empty.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> FromHeader(std::span<const uint8_t> prefix,
+                                                              uint64_t file_size, std::string name);
+  static bool IsNeedMoreBytes(const absl::Status& status) {
+    return status.code() == absl::StatusCode::kOutOfRange;
+  }
+
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   const std::string& path() const { return name_; }
@@ -88,12 +97,13 @@ class GgufFile {
   // Tensors, in file order.
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(std::string_view name) const;
-  // The tensor's bytes inside the mapping (validated to lie within the file at Open()).
+  // The tensor's bytes inside the mapping (validated to lie within the file at Open()); empty for
+  // a file parsed FromHeader.
   std::span<const uint8_t> TensorData(const GgufTensorInfo& info) const;
   // Hints the OS to read these tensors' pages ahead (and only these).
   void Prefetch(const GgufTensorInfo& info) const;
   uint64_t data_offset() const { return data_offset_; }
-  uint64_t file_size() const { return bytes_.size(); }
+  uint64_t file_size() const { return size_; }
 
  private:
   GgufFile() = default;
@@ -105,6 +115,7 @@ class GgufFile {
   std::unique_ptr<MappedFile> file_;  // null for FromBytes
   std::vector<uint8_t> copy_;         // FromBytes' bytes
   std::span<const uint8_t> bytes_;
+  uint64_t size_ = 0;  // the file's size: bytes_.size() but for FromHeader
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;

@@ -23,8 +23,9 @@ bool ParseNonNegative(std::string_view s, int64_t& out) {
   return ec == std::errc() && ptr == s.data() + s.size() && out >= 0;
 }
 
-// The block index of a tensor named blk.N.*, or -1.
-int64_t BlockOf(std::string_view name) {
+}  // namespace
+
+int64_t TensorBlock(std::string_view name) {
   constexpr std::string_view kPrefix = "blk.";
   if (name.substr(0, kPrefix.size()) != kPrefix) return -1;
   name.remove_prefix(kPrefix.size());
@@ -37,8 +38,6 @@ int64_t BlockOf(std::string_view name) {
 bool IsClientTensor(std::string_view name) {
   return name == "token_embd.weight" || name == "output_norm.weight" || name == "output.weight";
 }
-
-}  // namespace
 
 absl::StatusOr<BlockRange> ParseBlockRange(std::string_view text) {
   const size_t colon = text.find(':');
@@ -104,7 +103,7 @@ absl::StatusOr<SliceSummary> WriteSlice(const GgufFile& source, const SliceOptio
 
   std::vector<const GgufTensorInfo*> selected;
   for (const GgufTensorInfo& t : source.tensors()) {
-    const int64_t block = BlockOf(t.name);
+    const int64_t block = TensorBlock(t.name);
     const bool take = block >= 0 ? (block >= r.first && block < r.last)
                                  : (!IsClientTensor(t.name) || options.with_client);
     if (!take) continue;

@@ -28,6 +28,11 @@ struct BlockRange {
   bool operator==(const BlockRange&) const = default;
 };
 
+// The block index of a tensor named blk.N.*, or -1 for any other tensor.
+int64_t TensorBlock(std::string_view name);
+// token_embd, output_norm and output: what a client holds.
+bool IsClientTensor(std::string_view name);
+
 // Parses "A:B" (A < B, both non-negative decimal integers) into [A, B).
 absl::StatusOr<BlockRange> ParseBlockRange(std::string_view text);
 
