@@ -11,7 +11,10 @@
 # Usage: scripts/bench-spec.sh [BUILD_DIR]   (default: build; needs the target swarm)
 # Environment: MODEL (default ../shared/models/stories260K.gguf), PEERS (4), LATENCIES ("50 10"),
 #   BANDWIDTH (100, Mbit/s), TOKENS (200), PROMPT ("", BOS alone), QTYPE (q8_0: the draft copy),
-#   MODES ("plain lookup self quantized"), EXTRA (more flags for every `swarm generate`).
+#   MODES ("plain lookup self quantized"), EXTRA (more flags for every `swarm generate`),
+#   QUANTIZED (a ready draft file for the quantized mode instead of MODEL quantized to QTYPE:
+#   `swarm quantize` needs F32/F16 matrices; for a synthetic model, `swarm make-model` with the
+#   same shape and seed and another --type is the same weights quantized).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,8 +56,8 @@ n_layer="$("$swarm" inspect "$model" 2>/dev/null | awk '$1 == "blocks" { print $
 [[ -n "$n_layer" ]] || { echo "bench-spec: cannot read the block count of $model" >&2; exit 1; }
 (( n_peers >= 1 && n_peers <= n_layer )) || { echo "bench-spec: PEERS must be in 1..$n_layer" >&2; exit 2; }
 
-quantized="${work}/draft-${qtype}.gguf"
-if [[ " ${modes[*]} " == *" quantized "* ]]; then
+quantized="${QUANTIZED:-${work}/draft-${qtype}.gguf}"
+if [[ -z "${QUANTIZED:-}" && " ${modes[*]} " == *" quantized "* ]]; then
   "$swarm" quantize -q "$model" "$quantized" "$qtype" >/dev/null
 fi
 

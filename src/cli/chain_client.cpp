@@ -158,6 +158,11 @@ absl::StatusOr<OpenedBlocks> OpenBlocks(zmq::context_t& context, const ChainFlag
   return opened;
 }
 
+std::string ChainSpeculationSummary(const router::ChainSession& chain) {
+  return absl::StrCat(", chain: ", chain.rollbacks(), " rollbacks (", chain.rolled_back_positions(),
+                      " positions dropped), up to ", chain.max_in_flight(), " steps in flight");
+}
+
 void PrintChainReport(const router::ChainSession& chain) {
   if (chain.failovers() > 0) {
     std::fprintf(stderr, "failovers: %d, %.3f s replacing peers and replaying history\n",

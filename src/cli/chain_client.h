@@ -68,6 +68,9 @@ absl::StatusOr<OpenedBlocks> OpenBlocks(zmq::context_t& context, const ChainFlag
                                         SwarmClient& client);
 
 // Failovers, verification and per-hop timings of a chain, on stderr.
+// What the chain did for speculative decoding, appended to the `speculative:` line: ", chain: R
+// rollbacks (P positions dropped), up to S steps in flight".
+std::string ChainSpeculationSummary(const router::ChainSession& chain);
 void PrintChainReport(const router::ChainSession& chain);
 
 }  // namespace swarm::cli

@@ -31,6 +31,7 @@
 #include "base/status_macros.h"
 #include "base/subprocess.h"
 #include "cli/block_range_flag.h"
+#include "cli/chain_client.h"
 #include "cli/commands.h"
 #include "cli/draft_flags.h"
 #include "cli/swarm_secret_flag.h"
@@ -760,12 +761,14 @@ int RunDemo(const DemoFlags& flags) {
 
   // Close the sessions before the peers stop.
   const std::vector<router::HopTiming> timings = (*chain)->timings();
+  const std::string chain_speculation = ChainSpeculationSummary(**chain);
   chain->reset();
   StopPeers(swarm, peers);
   if (!stats.ok()) return fail(stats.status());
   PrintReport(peers, timings, *stats, transport::CodecName(*codec), secret->client.has_value());
   if (drafter != nullptr) {
-    std::fprintf(stderr, "%s\n", model::SpeculativeSummary(speculative).c_str());
+    std::fprintf(stderr, "%s%s\n", model::SpeculativeSummary(speculative).c_str(),
+                 chain_speculation.c_str());
   }
   if (stats->finish_reason == "cancelled") {
     std::fprintf(stderr, "demo: cancelled\n");

@@ -149,7 +149,8 @@ int RunGenerate(const GenerateFlags& flags) {
                    : 0.0,
                m.backend->name().c_str());
   if (drafter != nullptr) {
-    std::fprintf(stderr, "%s\n", model::SpeculativeSummary(speculative).c_str());
+    std::fprintf(stderr, "%s%s\n", model::SpeculativeSummary(speculative).c_str(),
+                 opened->chain != nullptr ? ChainSpeculationSummary(*opened->chain).c_str() : "");
   }
   if (opened->chain != nullptr) PrintChainReport(*opened->chain);
   return 0;

@@ -160,16 +160,36 @@ absl::StatusOr<GenerationStats> GenerateSpeculative(
   start = Clock::now();
 
   // What the loop measures to choose the draft length and the depth.
-  Average acceptance;   // per drafted token
-  Average round_trip;   // Submit to Collect, seconds
-  Average client_work;  // drafting, embedding and verifying one chunk here, seconds
+  Average acceptance;     // per drafted token
+  Average round_trip;     // Submit to Collect, seconds
+  Average client_work;    // drafting, embedding and verifying one chunk here, seconds
+  Average position_work;  // client_work per verified position, seconds
   auto draft_length = [&]() -> int64_t {
     const double a = acceptance.empty ? 0.5 : std::min(acceptance.value, 0.999);
-    // The expected run of accepted tokens (geometric), and one more.
-    const double run = a / (1.0 - a);
     const int64_t most =
         speculative.draft_max > 0 ? speculative.draft_max : SpeculativeOptions::kAdaptiveDraftMax;
-    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(run)) + 1, 1, most);
+    // The expected run of accepted tokens (geometric), and one more.
+    const double run = a / (1.0 - a);
+    const int64_t by_run = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(run)) + 1, 1, most);
+    if (!blocks.waits_on_peers() || round_trip.empty || position_work.empty) return by_run;
+    // Over peers, the length that yields the most tokens per second if longer: a chunk of k
+    // drafts yields (1 - a^(k+1)) / (1 - a) tokens and costs a round trip plus k + 1 positions'
+    // work here (drafting, embedding, verifying). Where a round trip dwarfs that work (slow
+    // links, a cheap drafter) the longest draft wins even at a modest acceptance: a wrong draft
+    // costs the peers a few positions, a short one a whole round trip. Lookup drafts also come in
+    // runs (a repeated passage is right to its end), which the geometric model undercounts.
+    int64_t best = 1;
+    double best_rate = 0;
+    for (int64_t k = 1; k <= most; ++k) {
+      const double yield = (1.0 - std::pow(a, static_cast<double>(k + 1))) / (1.0 - a);
+      const double rate =
+          yield / (round_trip.value + static_cast<double>(k + 1) * position_work.value);
+      if (rate > best_rate) {
+        best = k;
+        best_rate = rate;
+      }
+    }
+    return std::max(by_run, best);
   };
   auto depth = [&](int64_t k) -> int64_t {
     if (round_trip.empty || client_work.empty) return 1;
@@ -263,6 +283,7 @@ absl::StatusOr<GenerationStats> GenerateSpeculative(
     }
     work += SecondsSince(work_start);
     client_work.Add(work);
+    position_work.Add(work / static_cast<double>(chunk.n));
   }
   if (stats.generated_tokens > 0) stats.generation_seconds = SecondsSince(start);
   return stats;

@@ -149,6 +149,12 @@ TEST(GatewaySpeculativeTest, SwarmGatewayAnswersAsThePlainOne) {
   const std::string expected = TextOf(Completion(plain.api_port()));
   ASSERT_GT(expected.size(), 50u);
   EXPECT_EQ(TextOf(Completion(speculative.api_port())), expected) << speculative.Logs();
+  // The chain rolls back: the request was verified through the peers, not decoded plainly.
+  EXPECT_EQ(speculative.Logs().find("decoded plainly"), std::string::npos) << speculative.Logs();
+  Client client(speculative.api_port());
+  const std::string metrics = client.Get("/metrics").body();
+  EXPECT_GT(MetricValue(metrics, "swarm_speculative_drafted_tokens_total"), 0) << metrics;
+  EXPECT_GT(MetricValue(metrics, "swarm_speculative_traversals_total"), 0);
 }
 
 }  // namespace
