@@ -5,12 +5,15 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "peer/peer_node.h"
 #include "peer/reachability.h"
 #include "peer/relay_service.h"
 #include "peer/relay_tunnel.h"
 
 namespace swarm::peer {
+
+using std::chrono_literals::operator""ms;
 
 PeerReach::PeerReach(zmq::context_t& context, registry::DhtRegistry& registry,
                      const RelayService* service, PeerReachOptions options)
@@ -83,6 +86,7 @@ bool PeerReach::Repair(const std::function<bool(std::chrono::milliseconds)>& wai
                relay_peer_.ShortHex().c_str(), tunnel_->failure().c_str());
   failed_relays_.insert(relay_peer_);
   tunnel_.reset();
+  lost_at_ = std::chrono::steady_clock::now();
   return FindRelay(wait);
 }
 
@@ -125,9 +129,15 @@ bool PeerReach::FindRelay(const std::function<bool(std::chrono::milliseconds)>& 
       tunnel_ = std::move(*opened);
       relay_peer_ = relay.peer_id;
       failed_relays_.erase(relay.peer_id);
-      std::fprintf(stderr, "serve: unreachable at %s; relayed by %s at %s\n",
+      std::string since;
+      if (lost_at_) {
+        since = absl::StrCat(" (", (std::chrono::steady_clock::now() - *lost_at_) / 1ms,
+                             " ms after the loss)");
+        lost_at_.reset();
+      }
+      std::fprintf(stderr, "serve: unreachable at %s; relayed by %s at %s%s\n",
                    options_.address.c_str(), relay.peer_id.ShortHex().c_str(),
-                   tunnel_->endpoint().c_str());
+                   tunnel_->endpoint().c_str(), since.c_str());
       return true;
     }
     std::fprintf(stderr, "serve: unreachable and no relay accepts yet; retrying\n");
