@@ -167,6 +167,14 @@ void PrintChainReport(const router::ChainSession& chain) {
   if (chain.failovers() > 0) {
     std::fprintf(stderr, "failovers: %d, %.3f s replacing peers and replaying history\n",
                  chain.failovers(), chain.failover_seconds());
+    // Where each one's time went: noticing the loss, finding a route, opening, replaying.
+    for (const router::FailoverEvent& e : chain.failover_events()) {
+      std::fprintf(stderr,
+                   "  hop %d (%s): detected after %.3f s; route %.3f s, open %.3f s, replay %.3f s "
+                   "(%lld positions), %d attempts\n",
+                   e.hop, e.reason.c_str(), e.detect_seconds, e.route_seconds, e.open_seconds,
+                   e.replay_seconds, static_cast<long long>(e.replayed_positions), e.attempts);
+    }
   }
   std::fprintf(stderr, "%s\n", chain.verification().Summary().c_str());
   for (size_t i = 0; i < chain.hops().size(); ++i) {

@@ -5,12 +5,15 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "peer/peer_node.h"
 #include "peer/reachability.h"
 #include "peer/relay_service.h"
 #include "peer/relay_tunnel.h"
 
 namespace swarm::peer {
+
+using std::chrono_literals::operator""ms;
 
 PeerReach::PeerReach(zmq::context_t& context, registry::DhtRegistry& registry,
                      const RelayService* service, PeerReachOptions options)
@@ -83,15 +86,24 @@ bool PeerReach::Repair(const std::function<bool(std::chrono::milliseconds)>& wai
                relay_peer_.ShortHex().c_str(), tunnel_->failure().c_str());
   failed_relays_.insert(relay_peer_);
   tunnel_.reset();
+  lost_at_ = std::chrono::steady_clock::now();
   return FindRelay(wait);
 }
 
 bool PeerReach::FindRelay(const std::function<bool(std::chrono::milliseconds)>& wait) {
   const registry::PeerId me = registry_.peer_id();
-  while (true) {
+  for (int pass = 0;; ++pass) {
     // The relays of this snapshot and of earlier ones: right after a relay dies, the DHT may
-    // answer slowly or in part, and the others seen before are the best bet.
-    if (auto snapshot = registry_.Snapshot(options_.model_id); snapshot.ok()) {
+    // answer slowly or in part (a search waits out the dead node), and the others seen before are
+    // the best bet. So a repair tries those first, before reading the DHT: the sooner a relay
+    // takes over, the sooner the peer's new endpoint is announced and its clients come back.
+    const bool known_first =
+        pass == 0 && std::any_of(relays_seen_.begin(), relays_seen_.end(), [&](const auto& seen) {
+          return !failed_relays_.contains(seen.first);
+        });
+    if (known_first) {
+      // Read below, on the next pass, if none of them accepts.
+    } else if (auto snapshot = registry_.Snapshot(options_.model_id); snapshot.ok()) {
       for (registry::PeerRecord& r : *snapshot) {
         if (r.peer_id != me && r.state == registry::PeerState::kOnline &&
             !r.relay_address.empty() && r.relay_mbit > 0 && !r.relayed) {
@@ -100,7 +112,9 @@ bool PeerReach::FindRelay(const std::function<bool(std::chrono::milliseconds)>& 
       }
     }
     std::vector<registry::PeerRecord> candidates;
-    for (const auto& [id, r] : relays_seen_) candidates.push_back(r);
+    for (const auto& [id, r] : relays_seen_) {
+      if (!known_first || !failed_relays_.contains(id)) candidates.push_back(r);
+    }
     // Relays that failed us are tried last: they may be back.
     std::shuffle(candidates.begin(), candidates.end(), std::mt19937(std::random_device{}()));
     std::stable_sort(candidates.begin(), candidates.end(),
@@ -125,11 +139,18 @@ bool PeerReach::FindRelay(const std::function<bool(std::chrono::milliseconds)>& 
       tunnel_ = std::move(*opened);
       relay_peer_ = relay.peer_id;
       failed_relays_.erase(relay.peer_id);
-      std::fprintf(stderr, "serve: unreachable at %s; relayed by %s at %s\n",
+      std::string since;
+      if (lost_at_) {
+        since = absl::StrCat(" (", (std::chrono::steady_clock::now() - *lost_at_) / 1ms,
+                             " ms after the loss)");
+        lost_at_.reset();
+      }
+      std::fprintf(stderr, "serve: unreachable at %s; relayed by %s at %s%s\n",
                    options_.address.c_str(), relay.peer_id.ShortHex().c_str(),
-                   tunnel_->endpoint().c_str());
+                   tunnel_->endpoint().c_str(), since.c_str());
       return true;
     }
+    if (known_first) continue;  // now with a snapshot, at once
     std::fprintf(stderr, "serve: unreachable and no relay accepts yet; retrying\n");
     if (!wait(std::chrono::milliseconds(1000))) return false;
   }

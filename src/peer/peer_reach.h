@@ -67,6 +67,8 @@ class PeerReach {
   registry::PeerId relay_peer_;
   absl::flat_hash_set<registry::PeerId> failed_relays_;
   absl::flat_hash_map<registry::PeerId, registry::PeerRecord> relays_seen_;
+  // When the last relay was lost, until another one took over (for the log).
+  std::optional<std::chrono::steady_clock::time_point> lost_at_;
 };
 
 }  // namespace swarm::peer

@@ -28,12 +28,13 @@ std::string AddressKey(std::string_view address) {
 BanList::BanList(BanOptions options, Clock clock) : options_(options), clock_(std::move(clock)) {}
 
 template <typename Key>
-absl::Time BanList::Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now) {
+absl::Time BanList::Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now,
+                        absl::Duration at_least) {
   auto [it, inserted] = entries.try_emplace(key, Entry{options_.initial, absl::InfinitePast()});
   Entry& e = it->second;
   // A peer that stayed quiet for a long while after its ban starts over.
   if (!inserted && now - e.until > options_.max) e.next_ban = options_.initial;
-  const absl::Duration ban = std::min(e.next_ban, options_.max);
+  const absl::Duration ban = std::max(std::min(e.next_ban, options_.max), at_least);
   // A failure reported while already banned (e.g. several in-flight requests failing at once)
   // extends from now; it still counts as one more failure for the backoff.
   e.until = std::max(e.until, now + ban);
@@ -46,6 +47,12 @@ absl::Time BanList::ReportFailure(const registry::PeerId& peer, std::string_view
   absl::MutexLock lock(&mu_);
   if (!address.empty()) Ban(addresses_, AddressKey(address), now);
   return Ban(entries_, peer, now);
+}
+
+absl::Time BanList::ReportAddressFailure(std::string_view address) {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  return Ban(addresses_, AddressKey(address), now, options_.relay_endpoint);
 }
 
 void BanList::ReportSuccess(const registry::PeerId& peer, std::string_view address) {

@@ -27,6 +27,10 @@ struct BanOptions {
   absl::Duration max = absl::Minutes(5);
   double multiplier = 2.0;
   absl::Duration lie = absl::Hours(24);
+  // The shortest ban of a relay's endpoint for a relayed peer that failed (ReportAddressFailure):
+  // such an endpoint dies with its relay, and the peer announces another within seconds; retrying
+  // the dead one before would cost an open timeout.
+  absl::Duration relay_endpoint = absl::Seconds(10);
 };
 
 // The key an address is banned under: "host:port" of a tcp:// address with a numeric host in its
@@ -44,6 +48,11 @@ class BanList {
   // Bans `peer` from now for its current backoff, then grows the backoff. With an address, the
   // address is banned the same way (its own backoff). Returns the end of the peer's ban.
   absl::Time ReportFailure(const registry::PeerId& peer, std::string_view address = {});
+  // Bans `address` alone, for its backoff but at least options.relay_endpoint, and not the peer
+  // answering there: for an address that is not the peer's own, a relay's endpoint for it, which
+  // dies with the relay while the peer moves to another relay and announces a new endpoint.
+  // Returns the end of the address's ban.
+  absl::Time ReportAddressFailure(std::string_view address);
   // The peer answered correctly: lift any ban and reset its backoff (and its address's), unless
   // it is a lie ban.
   void ReportSuccess(const registry::PeerId& peer, std::string_view address = {});
@@ -67,8 +76,8 @@ class BanList {
     bool liar = false;  // a lie ban: not lifted by a success
   };
   template <typename Key>
-  absl::Time Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time Ban(absl::flat_hash_map<Key, Entry>& entries, const Key& key, absl::Time now,
+                 absl::Duration at_least = absl::ZeroDuration()) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BanOptions options_;
   const Clock clock_;

@@ -12,12 +12,29 @@ namespace swarm::router {
 
 // A hop whose identity was checked is the peer at that address: its failure bans the address
 // too (ids are free to make). Unchecked, the record may have named someone else's address.
+// A checked relayed peer's address is its relay's endpoint for it: when the relay dies, that
+// endpoint goes while the peer lives on and announces another relay's endpoint within seconds.
+// Only the endpoint is banned then, so that the new record is routed to as soon as it is read
+// (a peer id ban, growing with each retry of the dead record, outlasted the re-announcement);
+// a relayed peer that is dead itself announces no new endpoint, and its old one stays banned.
 void SwarmHopProvider::ReportFailure(const ChainHop& hop) {
   auto id = registry::PeerId::FromHex(hop.peer_id);
   if (!id.ok()) return;
   auto owner = owner_.find(hop.address);
   const bool checked = owner != owner_.end() && owner->second == *id;
+  if (checked && RelayedAt(*id, hop.address)) {
+    bans_.ReportAddressFailure(hop.address);
+    return;
+  }
   bans_.ReportFailure(*id, checked ? std::string_view(hop.address) : std::string_view());
+}
+
+bool SwarmHopProvider::RelayedAt(const registry::PeerId& id, const std::string& address) const {
+  const std::string key = AddressKey(address);
+  for (const registry::PeerRecord& r : snapshot_) {
+    if (r.peer_id == id && r.relayed && AddressKey(r.address) == key) return true;
+  }
+  return false;
 }
 
 void SwarmHopProvider::ReportSuccess(const ChainHop& hop) {
@@ -126,12 +143,18 @@ absl::StatusOr<std::vector<ChainHop>> SwarmHopProvider::RouteThrough(
                 ? absl::StatusOr<transport::InfoReply>(absl::UnknownError("known"))
                 : QueryInfo(*options_.context, hop.address,
                             absl::ToChronoMilliseconds(options_.identity_timeout), options_.socket);
-        if (VerifyIdentity(hop.peer_id, hop.address, std::move(answer)).ok()) continue;
-        // Only the record's id is banned, never the address: on a mismatch the address is the
-        // answering peer's; without an answer nothing says whose it is.
+        const absl::Status identity = VerifyIdentity(hop.peer_id, hop.address, std::move(answer));
+        if (identity.ok()) continue;
         verified = false;
         failed.insert(hop.peer_id);
-        bans_.ReportFailure(hop.peer_id);
+        // Only the record's id is banned, never the address: on a mismatch the address is the
+        // answering peer's; without an answer nothing says whose it is. Except a relayed peer's
+        // silent endpoint (its relay died): that endpoint alone, as in ReportFailure.
+        if (!absl::IsFailedPrecondition(identity) && RelayedAt(hop.peer_id, hop.address)) {
+          bans_.ReportAddressFailure(hop.address);
+        } else {
+          bans_.ReportFailure(hop.peer_id);
+        }
       }
     }
     if (!verified && round + 1 < kMaxRounds) continue;

@@ -97,6 +97,9 @@ class SwarmHopProvider : public HopProvider {
   // it reported otherwise (remembered in owner_); the query's error when it did not answer.
   // `answer`: what the peer at `address` answered to an Info query (unused when the address's
   // owner is already known).
+  // Whether the last snapshot has `id` relayed at `address` (a relay's endpoint for it).
+  bool RelayedAt(const registry::PeerId& id, const std::string& address) const;
+
   absl::Status VerifyIdentity(const registry::PeerId& id, const std::string& address,
                               absl::StatusOr<transport::InfoReply> answer);
 

@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/subprocess.h"
 #include "nlohmann/json.hpp"
 #include "peer/local_swarm.h"
@@ -329,6 +330,10 @@ TEST_F(RelayTest, KillingTheRelayFailsOver) {
   const std::string err = ReadFile(scratch_.File("client.err"));
   if (size_t at = err.find("failovers: "); at != std::string::npos) {
     std::printf("client: %s\n", err.substr(at, err.find('\n', at) - at).c_str());
+  }
+  // And where each failover's time went.
+  for (absl::string_view line : absl::StrSplit(err, '\n')) {
+    if (absl::StartsWith(line, "  hop ")) std::printf("client:%s\n", std::string(line).c_str());
   }
   ASSERT_TRUE(code.ok()) << code.status() << "\n" << err;
   EXPECT_EQ(*code, 0) << err << "\n" << Logs();

@@ -96,6 +96,27 @@ TEST(BanListTest, AddressIsBannedWithItsPeer) {
   EXPECT_TRUE(bans.BannedAddresses().empty());
 }
 
+// A relay's endpoint for a relayed peer: the endpoint alone is banned (at least relay_endpoint,
+// then its own backoff), never the peer, which may announce another relay's endpoint at once.
+TEST(BanListTest, ARelayEndpointIsBannedWithoutItsPeer) {
+  FakeClock clock;
+  BanOptions options{absl::Seconds(1), absl::Seconds(60), 2.0};
+  options.relay_endpoint = absl::Seconds(10);
+  BanList bans(options, clock.AsClock());
+  const registry::PeerId home = registry::PeerId::FromName("home");
+  EXPECT_EQ(bans.ReportAddressFailure("tcp://10.0.0.1:4000"), clock.now + absl::Seconds(10));
+  EXPECT_TRUE(bans.IsAddressBanned("tcp://10.0.0.1:4000"));
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://10.0.0.2:4000"));  // its next relay's endpoint
+  EXPECT_FALSE(bans.IsBanned(home));
+  EXPECT_TRUE(bans.Banned().empty());
+  clock.now += absl::Seconds(10);
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://10.0.0.1:4000"));
+  // Failing again there: the backoff goes on from the first ban's length.
+  EXPECT_EQ(bans.ReportAddressFailure("tcp://10.0.0.1:4000"), clock.now + absl::Seconds(20));
+  bans.ReportSuccess(home, "tcp://10.0.0.1:4000");
+  EXPECT_FALSE(bans.IsAddressBanned("tcp://10.0.0.1:4000"));
+}
+
 TEST(BanListTest, ALiarIsBannedLongByIdAndAddressAndSuccessDoesNotLiftIt) {
   FakeClock clock;
   BanList bans(BanOptions{absl::Seconds(1), absl::Seconds(8), 2.0, absl::Hours(1)},

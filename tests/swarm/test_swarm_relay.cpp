@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -60,6 +61,7 @@ struct Generation {
   absl::Status status;
   std::string text;
   int failovers = 0;
+  std::vector<router::FailoverEvent> failover_events;
   double ms_per_token = 0;  // mean over the decode steps
 };
 
@@ -171,6 +173,7 @@ class RelaySwarm : public ::testing::Test {
     result.text += decoder.Finish();
     result.status = stats.status();
     result.failovers = (*session)->failovers();
+    result.failover_events = (*session)->failover_events();
     if (step > 1) {
       result.ms_per_token =
           std::chrono::duration<double, std::milli>(last - first).count() / (step - 1);
@@ -253,6 +256,13 @@ TEST_F(RelaySwarm, KillingTheRelayFailsOverAndThePeerFindsAnotherRelay) {
   });
   ASSERT_TRUE(result.status.ok()) << result.status;
   EXPECT_GE(result.failovers, 1);
+  for (const router::FailoverEvent& e : result.failover_events) {
+    std::printf(
+        "failover of hop %d (%s): detected after %.3f s; route %.3f s, open %.3f s, "
+        "replay %.3f s, %d attempts\n",
+        e.hop, e.reason.c_str(), e.detect_seconds, e.route_seconds, e.open_seconds,
+        e.replay_seconds, e.attempts);
+  }
   EXPECT_EQ(result.text, ReferenceText());
   // h re-announced through the other relay.
   auto record = RecordOf(
