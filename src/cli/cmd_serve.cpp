@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/mapped_file.h"
 #include "base/status_macros.h"
 #include "cli/block_range_flag.h"
 #include "cli/cache_type_flags.h"
@@ -36,6 +37,8 @@
 #include "peer/download_progress.h"
 #include "peer/peer_node.h"
 #include "peer/ready_line.h"
+#include "peer/tensor_manifest.h"
+#include "registry/dht_registry.h"
 #include "registry/peer_record.h"
 #include "shard/block_stack.h"
 #include "shard/multi_gpu_stack.h"
@@ -207,6 +210,21 @@ std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1e3));
 }
 
+// A manifest given with a local file must be that file's (its header's hash): else it would be
+// published for others to check their downloads against.
+absl::Status CheckManifestHeader(const peer::TensorManifest& manifest, const std::string& path,
+                                 const model::GgufFile& file) {
+  auto mapped = MappedFile::Open(path);
+  if (!mapped.ok()) return mapped.status();
+  const auto header = (*mapped)->bytes().subspan(0, file.data_offset());
+  if (manifest.file_size != file.file_size() || manifest.header_size != header.size() ||
+      manifest.header_hash != peer::HashHex(header)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--manifest is not the manifest of ", path, " (its header differs)"));
+  }
+  return absl::OkStatus();
+}
+
 // With a URL and neither --blocks nor --num-blocks: as many blocks as half this machine's memory
 // holds (at least one), placed where the swarm is weakest, rather than the whole model.
 int64_t BlocksThatFit(const model::GgufFile& header, int64_t n_layer) {
@@ -235,7 +253,7 @@ absl::Status Serve(const ServeFlags& flags) {
       return absl::InvalidArgumentError("give -m FILE or --model-url URL");
     SWARM_ASSIGN_OR_RETURN(file, model::GgufFile::Open(flags.model_path));
   } else {
-    SWARM_ASSIGN_OR_RETURN(remote, OpenRemoteModel(url, flags.source));
+    SWARM_ASSIGN_OR_RETURN(remote, OpenRemoteModel(url, flags.source, /*quiet=*/!flags.no_dht));
   }
   // The cache file, not the bare header: the model id reads a few bytes of the embeddings.
   if (remote) {
@@ -243,6 +261,41 @@ absl::Status Serve(const ServeFlags& flags) {
   }
   const model::GgufFile& source = *file;
   SWARM_ASSIGN_OR_RETURN(auto config, model::ReadModelConfig(source));
+  // The manifest: --manifest; else, downloading, the one the model's peers publish in the DHT;
+  // else, serving a whole local file, computed from it. A peer that has one publishes it, so that
+  // later volunteers need only the URL and a bootstrap address.
+  std::optional<peer::TensorManifest> manifest;
+  if (remote) {
+    manifest = remote->manifest();
+    if (!manifest && !flags.no_dht && !flags.initial_peers.empty()) {
+      registry::DhtRegistryOptions dht;
+      dht.bind_address = flags.dht_bind;
+      dht.initial_peers = flags.initial_peers;
+      dht.swarm_secret = swarm_secret;
+      SWARM_ASSIGN_OR_RETURN(manifest, ReadManifestFromDht(std::move(dht), config.model_id));
+      if (manifest) {
+        std::fprintf(stderr, "serve: manifest from the DHT (digest %s)\n",
+                     manifest->Digest().c_str());
+        SWARM_RETURN_IF_ERROR(remote->SetManifest(*manifest));
+      }
+    }
+    if (!remote->has_manifest() && !flags.no_dht) {
+      std::fprintf(stderr,
+                   "warning: no manifest for %s (none given, none in the DHT): downloaded tensors "
+                   "are not checked (pass --manifest FILE|URL)\n",
+                   url.c_str());
+    }
+  } else if (!flags.source.manifest.empty()) {
+    SWARM_ASSIGN_OR_RETURN(manifest, LoadManifest(flags.source.manifest));
+    SWARM_RETURN_IF_ERROR(CheckManifestHeader(*manifest, flags.model_path, *file));
+  } else if (!flags.no_dht) {
+    const auto start = std::chrono::steady_clock::now();
+    SWARM_ASSIGN_OR_RETURN(manifest, peer::TensorManifest::Compute(flags.model_path));
+    std::fprintf(stderr, "serve: manifest of %s computed in %.1f s (digest %s)\n",
+                 flags.model_path.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                 manifest->Digest().c_str());
+  }
 
   if (remote && num_blocks == 0 && flags.blocks.empty()) {
     num_blocks = BlocksThatFit(source, config.n_layer);
@@ -297,7 +350,16 @@ absl::Status Serve(const ServeFlags& flags) {
   options.rebalance_interval = Millis(flags.rebalance_interval_s);
   options.rtt_interval = Millis(flags.rtt_interval_s);
   options.hold_joining = flags.hold_joining;
-
+  if (manifest && !flags.no_dht) {
+    std::string json = manifest->ToJson(/*compact=*/true);
+    if (json.size() <= registry::DhtRegistry::kMaxBlobBytes) {
+      options.dht_values.emplace_back(peer::ManifestDhtName(config.model_id), std::move(json));
+    } else {
+      std::fprintf(stderr,
+                   "serve: the manifest (%zu bytes) is too large for the DHT; not published\n",
+                   json.size());
+    }
+  }
   if (swarm_secret) {
     std::fprintf(stderr,
                  "serve: private swarm (secret %s): CurveZMQ on every connection, the swarm's own "

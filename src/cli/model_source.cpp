@@ -58,14 +58,15 @@ absl::StatusOr<peer::TensorManifest> LoadManifest(const std::string& file_or_url
 }
 
 absl::StatusOr<std::unique_ptr<peer::RemoteModel>> OpenRemoteModel(const std::string& url,
-                                                                   const ModelSourceFlags& flags) {
+                                                                   const ModelSourceFlags& flags,
+                                                                   bool quiet) {
   peer::RemoteModelOptions options;
   options.url = url;
   options.cache_dir = flags.cache_dir;
   options.chunk_bytes = static_cast<uint64_t>(flags.chunk_kib) * 1024;
   if (!flags.manifest.empty()) {
     SWARM_ASSIGN_OR_RETURN(options.manifest, LoadManifest(flags.manifest));
-  } else {
+  } else if (!quiet) {
     std::fprintf(stderr,
                  "warning: no manifest for %s: downloaded tensors are not checked (pass "
                  "--manifest FILE|URL)\n",
@@ -76,6 +77,31 @@ absl::StatusOr<std::unique_ptr<peer::RemoteModel>> OpenRemoteModel(const std::st
                peer::DownloadProgress::Bytes(static_cast<double>(remote->file_size())).c_str(),
                remote->header().tensors().size(), remote->local_path().c_str());
   return remote;
+}
+
+absl::StatusOr<std::optional<peer::TensorManifest>> ReadManifestFromDht(
+    registry::DhtRegistryOptions dht, const std::string& model_id) {
+  dht.client_only = true;
+  dht.port = 0;
+  SWARM_ASSIGN_OR_RETURN(auto registry, registry::DhtRegistry::Create(std::move(dht)));
+  // Anyone on the DHT may publish under the name: a value that does not parse, or two that
+  // disagree, stop the download (choosing one would trust whoever answered first).
+  std::optional<peer::TensorManifest> found;
+  for (const std::string& value : registry->ReadBlobs(peer::ManifestDhtName(model_id))) {
+    auto manifest = peer::TensorManifest::FromJson(value);
+    if (!manifest.ok()) {
+      return absl::DataLossError(absl::StrCat("the DHT holds a manifest for model ", model_id,
+                                              " that does not parse (", manifest.status().message(),
+                                              "): pass the right one with --manifest FILE|URL"));
+    }
+    if (found && found->Digest() != manifest->Digest()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the DHT holds different manifests for model ", model_id, " (", found->Digest(), " and ",
+          manifest->Digest(), "): pass the right one with --manifest FILE|URL"));
+    }
+    found = std::move(*manifest);
+  }
+  return found;
 }
 
 absl::StatusOr<std::string> ResolveClientModel(const ModelSourceFlags& flags,

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "peer/remote_model.h"
+#include "registry/dht_registry.h"
 
 namespace swarm::cli {
 
@@ -29,9 +30,18 @@ std::string ModelUrl(const ModelSourceFlags& flags, const std::string& model_fla
 absl::StatusOr<peer::TensorManifest> LoadManifest(const std::string& file_or_url);
 
 // Opens the remote model (its header; nothing else is fetched yet), with the manifest of
-// --manifest if given (else it warns that the tensors fetched go unchecked).
+// --manifest if given. Without one it warns that tensors go unchecked, unless `quiet` (a caller
+// that looks for the manifest elsewhere first).
 absl::StatusOr<std::unique_ptr<peer::RemoteModel>> OpenRemoteModel(const std::string& url,
-                                                                   const ModelSourceFlags& flags);
+                                                                   const ModelSourceFlags& flags,
+                                                                   bool quiet = false);
+
+// The manifest the model's peers publish in the DHT (a short-lived client node with `dht`'s
+// bootstrap and secret): nullopt when none is there. The values are untrusted: one that does not
+// parse (DataLoss) or several that disagree (FailedPrecondition) stop the caller, who must give
+// the manifest with --manifest.
+absl::StatusOr<std::optional<peer::TensorManifest>> ReadManifestFromDht(
+    registry::DhtRegistryOptions dht, const std::string& model_id);
 
 // For a client (generate, api): fetches what it needs (`all_blocks` too when the blocks run in
 // process) and returns the cache file's path; a local file's path is returned as is.

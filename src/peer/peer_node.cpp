@@ -194,6 +194,12 @@ absl::Status PeerNode::RunUntilLeft() {
     dht.shutdown_timeout = kDhtShutdownWait;
     dht.swarm_secret = o.swarm_secret;
     SWARM_ASSIGN_OR_RETURN(registry_, registry::DhtRegistry::Create(dht));
+    for (const auto& [name, value] : o.dht_values) {
+      if (absl::Status published = registry_->PublishBlob(name, value); !published.ok()) {
+        std::fprintf(stderr, "serve: publishing %s in the DHT: %s\n", name.c_str(),
+                     std::string(published.message()).c_str());
+      }
+    }
   }
   registry::DhtRegistry* const registry = registry_.get();
   const std::string peer_id = registry ? registry->peer_id().ToHex() : o.peer_id;

@@ -105,6 +105,9 @@ struct PeerNodeOptions {
   std::chrono::milliseconds rtt_interval{10000};
   // Announce "joining", then wait for ReleaseJoining() before loading (for tests).
   bool hold_joining = false;
+  // Named values kept in the DHT while the node runs (the model's manifest, under
+  // ManifestDhtName(model_id)); a failure to publish is logged, not fatal.
+  std::vector<std::pair<std::string, std::string>> dht_values;
 
   // Required: loads blocks [first, last) onto the devices and measures them; its error ends
   // Run().

@@ -310,7 +310,8 @@ absl::Status RemoteModel::FetchHeader() {
     want = std::min({size_, want * 4, options_.max_header_bytes});
   }
   const uint64_t h = header_->data_offset();
-  SWARM_RETURN_IF_ERROR(CheckHeader({prefix.data(), std::min<uint64_t>(h, prefix.size())}));
+  SWARM_RETURN_IF_ERROR(
+      CheckHeader({prefix.data(), std::min<uint64_t>(h, prefix.size())}, /*erase=*/true));
   if (header_size_ != h) {
     header_size_ = h;
     SWARM_RETURN_IF_ERROR(Append(absl::StrCat("header ", h)));
@@ -318,17 +319,17 @@ absl::Status RemoteModel::FetchHeader() {
   return absl::OkStatus();
 }
 
-absl::Status RemoteModel::CheckHeader(std::span<const uint8_t> header) {
+absl::Status RemoteModel::CheckHeader(std::span<const uint8_t> header, bool erase) {
   if (!options_.manifest) return absl::OkStatus();
   const TensorManifest& m = *options_.manifest;
   const std::string hash = HashHex(header);
   if (m.file_size != size_ || m.header_size != header.size() || m.header_hash != hash) {
-    SWARM_RETURN_IF_ERROR(Erase(0, size_));
+    if (erase) SWARM_RETURN_IF_ERROR(Erase(0, size_));
     return absl::DataLossError(
         absl::StrCat(options_.url, ": the file does not match the manifest (", size_,
                      " bytes, header of ", header.size(), " bytes, blake2b ", hash, "; expected ",
                      m.file_size, " bytes, header of ", m.header_size, " bytes, ", m.header_hash,
-                     "): a different file or a bad mirror; discarded"));
+                     "): a different file or a bad mirror", erase ? "; discarded" : ""));
   }
   for (const model::GgufTensorInfo& t : header_->tensors()) {
     if (m.tensors.find(t.name) == m.tensors.end()) {
@@ -340,10 +341,15 @@ absl::Status RemoteModel::CheckHeader(std::span<const uint8_t> header) {
 }
 
 absl::Status RemoteModel::SetManifest(TensorManifest manifest) {
-  options_.manifest = std::move(manifest);
   std::vector<uint8_t> header(header_->data_offset());
   SWARM_RETURN_IF_ERROR(ReadAt(0, header));
-  SWARM_RETURN_IF_ERROR(CheckHeader(header));
+  std::optional<TensorManifest> before = std::move(options_.manifest);
+  options_.manifest = std::move(manifest);
+  // A manifest from elsewhere (the DHT) that does not fit is refused; the cache stays.
+  if (absl::Status fits = CheckHeader(header, /*erase=*/false); !fits.ok()) {
+    options_.manifest = std::move(before);
+    return fits;
+  }
   checked_.clear();  // what was taken unchecked is checked now, as it is loaded
   return absl::OkStatus();
 }

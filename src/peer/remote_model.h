@@ -65,8 +65,10 @@ class RemoteModel {
   uint64_t bytes_downloaded() const { return client_->bytes_received(); }
 
   bool has_manifest() const { return options_.manifest.has_value(); }
+  const std::optional<TensorManifest>& manifest() const { return options_.manifest; }
   // Checks the header fetched against `manifest` and checks every tensor fetched from now on
-  // against it (tensors already checked without one are checked again).
+  // against it (tensors already checked without one are checked again). A manifest that does not
+  // fit the header is refused (DataLoss) and the one before is kept.
   absl::Status SetManifest(TensorManifest manifest);
 
   // Brings the tensors `want` selects into the cache (those already there and checked are not
@@ -85,7 +87,8 @@ class RemoteModel {
   absl::Status LoadJournal();
   absl::Status Append(const std::string& line);
   absl::Status FetchHeader();
-  absl::Status CheckHeader(std::span<const uint8_t> header);
+  // The header against the manifest (if any); on a mismatch the cache is discarded if `erase`.
+  absl::Status CheckHeader(std::span<const uint8_t> header, bool erase);
   absl::Status WriteAt(uint64_t offset, std::span<const uint8_t> bytes);
   absl::Status ReadAt(uint64_t offset, std::span<uint8_t> out) const;
   absl::StatusOr<std::string> HashRange(uint64_t offset, uint64_t length) const;

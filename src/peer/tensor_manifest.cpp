@@ -68,7 +68,11 @@ absl::StatusOr<TensorManifest> TensorManifest::Compute(const std::string& gguf_p
   return m;
 }
 
-std::string TensorManifest::ToJson() const {
+std::string ManifestDhtName(std::string_view model_id) {
+  return absl::StrCat("swarm-manifest-v1:", ToAbsl(model_id));
+}
+
+std::string TensorManifest::ToJson(bool compact) const {
   nlohmann::ordered_json j;
   j["format"] = kFormat;
   j["hash"] = "blake2b-256";
@@ -78,7 +82,7 @@ std::string TensorManifest::ToJson() const {
   nlohmann::ordered_json t = nlohmann::ordered_json::object();
   for (const auto& [name, hash] : tensors) t[name] = hash;
   j["tensors"] = std::move(t);
-  return j.dump(1) + "\n";
+  return compact ? j.dump() : j.dump(1) + "\n";
 }
 
 absl::StatusOr<TensorManifest> TensorManifest::FromJson(std::string_view json) {

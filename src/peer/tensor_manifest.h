@@ -15,6 +15,9 @@
 
 namespace swarm::peer {
 
+// The DHT name under which a model's peers publish its manifest (compact JSON).
+std::string ManifestDhtName(std::string_view model_id);
+
 // Incremental BLAKE2b-256 (libsodium), hex digest.
 class ContentHash {
  public:
@@ -38,7 +41,7 @@ struct TensorManifest {
   // From a whole local GGUF file.
   static absl::StatusOr<TensorManifest> Compute(const std::string& gguf_path);
   // JSON ({"format": "swarm-manifest-v1", ...}); FromJson checks shape and hash syntax.
-  std::string ToJson() const;
+  std::string ToJson(bool compact = false) const;
   static absl::StatusOr<TensorManifest> FromJson(std::string_view json);
   // The hash of ToJson(): what a peer announces so that others can fetch and check the manifest.
   std::string Digest() const;

@@ -471,6 +471,89 @@ class DhtRegistry::Impl {
     return shared_->connected;
   }
 
+ public:
+  // Small values under a name of their own (a model's manifest): signed by this node, sealed in
+  // a private swarm, kept published (OpenDHT refreshes them) while the node runs.
+  dht::InfoHash BlobKey(std::string_view name) const {
+    if (!seal_) return dht::InfoHash::get(std::string(name));
+    const auto key = seal_->RecordKey(name);
+    return dht::InfoHash(key.data(), key.size());
+  }
+
+  absl::Status PublishBlob(std::string_view name, std::string_view data) {
+    if (options_.client_only) {
+      return absl::FailedPreconditionError("a client-only DHT node publishes nothing");
+    }
+    if (data.size() > DhtRegistry::kMaxBlobBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a DHT value of ", data.size(), " bytes (at most ", DhtRegistry::kMaxBlobBytes, ")"));
+    }
+    const dht::InfoHash key = BlobKey(name);
+    std::string bytes(data);
+    if (seal_) bytes = seal_->Seal(bytes, SealContext(key));
+    auto value = std::make_shared<dht::Value>(dht::ValueType::USER_DATA.id,
+                                              dht::Blob(bytes.begin(), bytes.end()), NewValueId());
+    value->user_type = std::string(kBlobUserType);
+    auto op = std::make_shared<PendingOp>(shared_);
+    try {
+      runner_.putSigned(
+          key, value, [op](bool ok) { op->Finish(ok); }, /*permanent=*/true);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("DHT put failed: ", e.what()));
+    }
+    auto [done, ok] = op->Wait(absl::Now() + options_.op_timeout);
+    if (!done || (!ok && KnownNodes() > 0)) {
+      return absl::UnavailableError("the value reached no DHT node yet (OpenDHT keeps trying)");
+    }
+    return absl::OkStatus();
+  }
+
+  std::vector<std::string> ReadBlobs(std::string_view name) {
+    absl::Time deadline = absl::Now() + options_.op_timeout;
+    if (KnownNodes() == 0) deadline = std::min(deadline, absl::Now() + kLocalGetWait);
+    const dht::InfoHash key = BlobKey(name);
+    auto op = std::make_shared<PendingOp>(shared_);
+    try {
+      runner_.get(
+          key,
+          [op](const std::vector<std::shared_ptr<dht::Value>>& vals) {
+            absl::MutexLock lock(&op->shared->mu);
+            op->values.insert(op->values.end(), vals.begin(), vals.end());
+            return true;
+          },
+          [op](bool ok) { op->Finish(ok); },
+          [](const dht::Value& v) { return v.user_type == kBlobUserType; });
+    } catch (const std::exception& e) {
+      Log(absl::StrCat("DHT get failed: ", e.what()));
+      return {};
+    }
+    op->Wait(deadline);
+    std::vector<std::shared_ptr<dht::Value>> values;
+    {
+      absl::MutexLock lock(&op->shared->mu);
+      values = op->values;
+    }
+    std::vector<std::string> out;
+    for (const auto& v : values) {
+      // Untrusted: unsigned or oversized values are dropped, and at most kMaxBlobValues kept.
+      if (!v || !v->isSigned() ||
+          v->data.size() > DhtRegistry::kMaxBlobBytes + RecordSeal::kOverhead) {
+        continue;
+      }
+      if (out.size() >= DhtRegistry::kMaxBlobValues) break;
+      std::string data(v->data.begin(), v->data.end());
+      if (seal_) {
+        auto opened = seal_->Open(data, SealContext(key));
+        if (!opened.ok()) continue;
+        data = std::move(*opened);
+      }
+      if (data.size() > DhtRegistry::kMaxBlobBytes) continue;
+      if (std::find(out.begin(), out.end(), data) == out.end()) out.push_back(std::move(data));
+    }
+    return out;
+  }
+
+ private:
   // Raw values under the model's key, as many as arrived before the deadline.
   std::vector<std::shared_ptr<dht::Value>> Get(const std::string& model_id, absl::Time deadline) {
     // A node that knows no other node (the first of a new swarm, before it has heard back from
@@ -735,6 +818,12 @@ absl::Status DhtRegistry::Withdraw(absl::Duration timeout) { return impl_->Withd
 void DhtRegistry::Interrupt() { impl_->Interrupt(); }
 absl::StatusOr<RegistrySnapshot> DhtRegistry::Snapshot(const std::string& model_id) {
   return impl_->Snapshot(model_id);
+}
+absl::Status DhtRegistry::PublishBlob(std::string_view name, std::string_view data) {
+  return impl_->PublishBlob(name, data);
+}
+std::vector<std::string> DhtRegistry::ReadBlobs(std::string_view name) {
+  return impl_->ReadBlobs(name);
 }
 
 }  // namespace swarm::registry

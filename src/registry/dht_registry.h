@@ -37,6 +37,8 @@ inline constexpr uint32_t kSwarmNetworkId = 0x5357524d;  // "SWRM"
 // records.
 inline constexpr std::string_view kPeerRecordUserType = "swarm.peer.v1";
 inline constexpr std::string_view kSealedPeerRecordUserType = "swarm.sealed.v1";
+// user_type of small named values other than records (a model's tensor manifest).
+inline constexpr std::string_view kBlobUserType = "swarm.blob.v1";
 
 // Name hashed (SHA-1) into the DHT key under which a model's peer records live.
 std::string DhtKeyName(std::string_view model_id);
@@ -121,6 +123,17 @@ class DhtRegistry {
   // `model_id`, one per peer, sorted by first block then peer id. Waits up to op_timeout for the
   // DHT; Unavailable when no initial peer could be reached.
   absl::StatusOr<RegistrySnapshot> Snapshot(const std::string& model_id);
+
+  // A small value (at most kMaxBlobBytes) published under `name`, signed by this node (sealed in a
+  // private swarm) and kept in the DHT while the node runs: the first peers of a model publish
+  // its manifest so that others can take it. FailedPrecondition on a client-only registry.
+  static constexpr size_t kMaxBlobBytes = 56 * 1024;
+  absl::Status PublishBlob(std::string_view name, std::string_view data);
+  // The distinct signed values under `name` that arrived within op_timeout (none on failure);
+  // values over kMaxBlobBytes are dropped and at most kMaxBlobValues are returned. Anyone on the
+  // DHT may publish under a name: the caller treats the values as untrusted.
+  static constexpr size_t kMaxBlobValues = 16;
+  std::vector<std::string> ReadBlobs(std::string_view name);
 
  private:
   class Impl;

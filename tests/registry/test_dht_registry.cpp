@@ -8,12 +8,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "registry/dht_registry.h"
@@ -195,6 +199,32 @@ class Rogue {
   dht::DhtRunner runner_;
   dht::Value::Id next_id_ = 1000;
 };
+
+// Named values (a model's manifest): two publishers' distinct values both reach a client, each
+// once; oversized values and publishing from a client-only node are refused; a name no one
+// published under reads as nothing.
+TEST(DhtRegistryTest, BlobsArePublishedSignedAndReadBackDistinct) {
+  auto n1 = Start(NodeOptions());
+  ASSERT_TRUE(n1);
+  auto n2 = Start(NodeOptions({Endpoint(*n1)}));
+  auto client_options = NodeOptions({Endpoint(*n1)});
+  client_options.client_only = true;
+  auto client = Start(client_options);
+  ASSERT_TRUE(n2 && client);
+  ASSERT_TRUE(n1->PublishBlob("blob-test", "value one").ok());
+  ASSERT_TRUE(n2->PublishBlob("blob-test", "value two").ok());
+  ASSERT_TRUE(n2->PublishBlob("blob-test", "value one").ok());
+  std::vector<std::string> values;
+  for (int i = 0; i < 50 && values.size() < 2; ++i) {
+    values = client->ReadBlobs("blob-test");
+    if (values.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, (std::vector<std::string>{"value one", "value two"}));
+  EXPECT_TRUE(client->ReadBlobs("no-such-blob").empty());
+  EXPECT_FALSE(n1->PublishBlob("blob-test", std::string(DhtRegistry::kMaxBlobBytes + 1, 'x')).ok());
+  EXPECT_FALSE(client->PublishBlob("blob-test", "from a client").ok());
+}
 
 TEST(DhtRegistryTest, ForgedUnsignedExpiredAndForeignRecordsAreIgnored) {
   auto n1 = Start(NodeOptions());

@@ -25,6 +25,7 @@
 #include "model/gguf.h"
 #include "model/model_config.h"
 #include "peer/ready_line.h"
+#include "peer/tensor_manifest.h"
 #include "registry/dht_registry.h"
 #include "support/files.h"
 #include "support/shared_model.h"
@@ -135,30 +136,33 @@ uint64_t BlockBytes(const model::GgufFile& file, int first, int last) {
   return sum;
 }
 
-// The volunteer's command: a URL (and the manifest's) and a bootstrap address. It fetches only the
-// blocks it serves, and the swarm's greedy text equals the in-process reference, with the client
-// also fetching only its part from the URL.
+// The volunteer's one command: a URL and a bootstrap address. The first peer serves a whole local
+// file, computes its manifest and publishes it in the DHT; the volunteer takes it from there,
+// fetches only the blocks it serves, and the swarm's greedy text equals the in-process reference,
+// with the client also fetching only its part from the URL. A volunteer on a bad mirror refuses
+// the bad tensor against the DHT's manifest, and one that finds two manifests there stops.
 TEST(ModelUrlTest, VolunteerJoinsWithAUrlFetchesOnlyItsBlocksAndTheTextMatches) {
   SKIP_WITHOUT_PYTHON();
   ScratchDir dir;
-  const std::string www = dir.File("www");
-  ASSERT_EQ(std::system(("mkdir -p " + www).c_str()), 0);
+  const std::string www = dir.File("www"), bad = dir.File("bad");
+  ASSERT_EQ(std::system(("mkdir -p " + www + " " + bad).c_str()), 0);
   ASSERT_TRUE(CopyFile(test_support::kSharedModel, www + "/model.gguf"));
   WriteManifest(www + "/model.gguf", www + "/model.gguf.manifest.json");
   RangeServer server(www);
   auto full = model::GgufFile::Open(www + "/model.gguf");
   ASSERT_TRUE(full.ok());
-  const uint64_t manifest_bytes = test_support::ReadBytes(www + "/model.gguf.manifest.json").size();
+  auto config = model::ReadModelConfig(**full);
+  ASSERT_TRUE(config.ok());
 
   std::vector<std::string> a_args = {"-m", test_support::kSharedModel, "--blocks", "0:2"};
   for (const auto& s : DhtArgs()) a_args.push_back(s);
   ServeProcess a = StartServe(a_args, dir.File("a.log"));
   ASSERT_NE(a.ready.dht_port, 0);
+  EXPECT_NE(test_support::ReadFile(a.stderr_path).find("serve: manifest of"), std::string::npos)
+      << test_support::ReadFile(a.stderr_path);
   const std::string bootstrap = absl::StrCat("127.0.0.1:", a.ready.dht_port);
-  // The volunteer comes once the first peer's record is in the DHT.
+  // The volunteer comes once the first peer's record and manifest are in the DHT.
   {
-    auto config = model::ReadModelConfig(**full);
-    ASSERT_TRUE(config.ok());
     registry::DhtRegistryOptions options;
     options.bind_address = "127.0.0.1";
     options.initial_peers = {bootstrap};
@@ -169,16 +173,15 @@ TEST(ModelUrlTest, VolunteerJoinsWithAUrlFetchesOnlyItsBlocksAndTheTextMatches) 
     for (int i = 0; i < 100 && !online; ++i) {
       auto snapshot = (*client)->Snapshot(config->model_id);
       online = snapshot.ok() && !snapshot->empty() &&
-               snapshot->front().state == registry::PeerState::kOnline;
+               snapshot->front().state == registry::PeerState::kOnline &&
+               !(*client)->ReadBlobs(peer::ManifestDhtName(config->model_id)).empty();
       if (!online) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    ASSERT_TRUE(online) << "the first peer's record never showed in the DHT";
+    ASSERT_TRUE(online) << "the first peer's record or manifest never showed in the DHT";
   }
 
   std::vector<std::string> b_args = {"--model-url",
                                      server.Url("model.gguf"),
-                                     "--manifest",
-                                     server.Url("model.gguf.manifest.json"),
                                      "--blocks",
                                      "2:5",
                                      "--initial-peers",
@@ -190,7 +193,11 @@ TEST(ModelUrlTest, VolunteerJoinsWithAUrlFetchesOnlyItsBlocksAndTheTextMatches) 
   for (const auto& s : DhtArgs()) b_args.push_back(s);
   ServeProcess b = StartServe(b_args, dir.File("b.log"));
   EXPECT_EQ(b.ready.Blocks(), "2:5") << test_support::ReadFile(b.stderr_path);
-  const uint64_t served = server.BytesServed() - manifest_bytes;
+  EXPECT_NE(test_support::ReadFile(b.stderr_path).find("manifest from the DHT"), std::string::npos)
+      << test_support::ReadFile(b.stderr_path);
+  EXPECT_EQ(test_support::ReadFile(b.stderr_path).find("not checked"), std::string::npos)
+      << test_support::ReadFile(b.stderr_path);
+  const uint64_t served = server.BytesServed();
   const uint64_t blocks = BlockBytes(**full, 2, 5);
   std::printf(
       "peer fetched %llu bytes for blocks 2:5 (%llu bytes of tensors) of a %llu-byte file\n",
@@ -199,6 +206,52 @@ TEST(ModelUrlTest, VolunteerJoinsWithAUrlFetchesOnlyItsBlocksAndTheTextMatches) 
   EXPECT_GE(served, blocks);
   EXPECT_LT(served, blocks + (*full)->data_offset() + 128 * 1024);
   EXPECT_LT(served, (*full)->file_size() - BlockBytes(**full, 0, 2));
+
+  // A volunteer on a mirror with one wrong byte, and no --manifest: the DHT's manifest refuses
+  // the tensor by name.
+  {
+    const model::GgufTensorInfo* target = (*full)->FindTensor("blk.3.ffn_down.weight");
+    ASSERT_NE(target, nullptr);
+    std::vector<uint8_t> bytes = test_support::ReadBytes(www + "/model.gguf");
+    bytes[(*full)->data_offset() + target->offset + target->size / 2] ^= 0x40;
+    ASSERT_TRUE(test_support::WriteFile(bad + "/model.gguf", bytes));
+    RangeServer mirror(bad);
+    cli_test::Result r = cli_test::RunSwarm(
+        {"serve", "--listen", "tcp://127.0.0.1:0", "--model-url", mirror.Url("model.gguf"),
+         "--blocks", "2:5", "--initial-peers", bootstrap, "--dht-bind", "127.0.0.1",
+         "--model-cache", dir.File("cache-c"), "--download-chunk-kib", "16"});
+    EXPECT_EQ(r.exit_code, 1) << r.stderr_text;
+    EXPECT_NE(r.stderr_text.find("manifest from the DHT"), std::string::npos) << r.stderr_text;
+    EXPECT_NE(r.stderr_text.find("tensor 'blk.3.ffn_down.weight' does not match the manifest"),
+              std::string::npos)
+        << r.stderr_text;
+  }
+
+  // Someone publishes a different manifest under the model's name: a volunteer without
+  // --manifest stops, naming both, rather than trusting either.
+  {
+    auto manifest =
+        peer::TensorManifest::FromJson(test_support::ReadFile(www + "/model.gguf.manifest.json"));
+    ASSERT_TRUE(manifest.ok()) << manifest.status();
+    manifest->tensors["blk.3.ffn_down.weight"] = std::string(64, '0');
+    registry::DhtRegistryOptions options;
+    options.bind_address = "127.0.0.1";
+    options.initial_peers = {bootstrap};
+    options.key_bits = 1024;
+    auto liar = registry::DhtRegistry::Create(options);
+    ASSERT_TRUE(liar.ok()) << liar.status();
+    ASSERT_TRUE((*liar)
+                    ->PublishBlob(peer::ManifestDhtName(config->model_id),
+                                  manifest->ToJson(/*compact=*/true))
+                    .ok());
+    cli_test::Result r = cli_test::RunSwarm(
+        {"serve", "--listen", "tcp://127.0.0.1:0", "--model-url", server.Url("model.gguf"),
+         "--blocks", "2:5", "--initial-peers", bootstrap, "--dht-bind", "127.0.0.1",
+         "--model-cache", dir.File("cache-d"), "--download-chunk-kib", "16"});
+    EXPECT_EQ(r.exit_code, 1) << r.stderr_text;
+    EXPECT_NE(r.stderr_text.find("the DHT holds different manifests"), std::string::npos)
+        << r.stderr_text;
+  }
 
   // The client: embeddings, norm and head from the URL, the blocks from the two peers (a fixed
   // chain: whether a peer that has just joined is found in the DHT is the routing tests' subject).
