@@ -154,7 +154,7 @@ TEST_F(GgufCommands, MakeModel) {
   r = Run("make-model --preset nope -o '" + dir_.File("x.gguf") + "'");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("unknown preset"));
-  r = Run("make-model --preset stories260k-shape --type q5_1 -o '" + dir_.File("x.gguf") + "'");
+  r = Run("make-model --preset stories260k-shape --type iq2_xxs -o '" + dir_.File("x.gguf") + "'");
   EXPECT_EQ(r.status, 2);
   r = Run("make-model --preset stories260k-shape --n-head 7 -o '" + dir_.File("x.gguf") + "'");
   EXPECT_EQ(r.status, 1);
