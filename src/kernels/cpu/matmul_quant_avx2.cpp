@@ -68,7 +68,7 @@ void LaneGroupsQ4_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes;
-      if constexpr (C == 1) PrefetchAhead(group, kGroupBytes);
+      if constexpr (C == 1) PrefetchLines(group + R * a.row_bytes, kGroupBytes);
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         // The 16-bit pair sums of all 4 pieces, each at most 2 * 2 * 15 * 127 in magnitude: their
@@ -122,7 +122,7 @@ void LaneGroupsQ8_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes;
-      if constexpr (C == 1) PrefetchAhead(group, kGroupBytes);
+      if constexpr (C == 1) PrefetchLines(group + R * a.row_bytes, kGroupBytes);
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         __m256i s[C];
@@ -394,7 +394,9 @@ void TileQ6K(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
 // ---- drivers ----------------------------------------------------------------------------------
 
 // Rows per matrix-vector tile: several interleaved rows give the per-block kernels independent
-// chains; a lane kernel has enough within one row, and streams it best alone.
+// chains. A lane kernel has enough chains within one row, but streams from memory best over 8
+// rows at once with the next tile prefetched (one thread, 512 MiB of Q8_0 lanes: 0.73-0.78 of a
+// plain read with one row and lines 4 KiB ahead, 0.89-0.92 with 8; Q4_0 lanes 0.73 -> 0.86-0.89).
 constexpr int kVecRowsBlocks = 4;
 constexpr int kRows = 3;
 constexpr int kCols = 3;
@@ -445,7 +447,7 @@ void Drive(const MatMulArgs& a, int64_t r0, int64_t r1) {
 
 template <GgmlType kType, bool kLanes = false>
 struct Q32Kernel {
-  static constexpr int kVecRows = kLanes ? 1 : kVecRowsBlocks;
+  static constexpr int kVecRows = kLanes ? 8 : kVecRowsBlocks;
   template <int R, int C>
   static void Run(const MatMulArgs& a, const X8Layout& l, int64_t r, int64_t t) {
     TileQ32<kType, kLanes, R, C>(a, l, r, t);

@@ -9,13 +9,12 @@
 namespace swarm::kernels::cpu::avx2 {
 namespace {
 
-// As in simd_avx512.h: a matrix-vector product that streams one row at a time also asks for the
-// lines this far ahead of the bytes it reads.
-inline constexpr int64_t kStreamPrefetchBytes = 4096;
-
-inline void PrefetchAhead(const void* p, int64_t bytes) {
-  const char* q = static_cast<const char*>(p) + kStreamPrefetchBytes;
-  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
+// Fetches every cache line of [p, p + bytes) into L2 (p need not be aligned).
+inline void PrefetchLines(const void* p, int64_t bytes) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  for (uintptr_t line = begin & ~uintptr_t{63}; line < begin + bytes; line += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+  }
 }
 
 // Sum of the 8 lanes in a fixed order.
