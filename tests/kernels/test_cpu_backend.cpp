@@ -209,6 +209,41 @@ TEST_P(CpuKernelTest, MatMulIsIndependentOfBatchingAndThreads) {
   }
 }
 
+// Q5_1 and IQ4_NL prompts take a path of their own (row tiles unpacked once per token panel):
+// each token of a batch gets the bits it gets alone and with 3 threads, and stays near the
+// reference, over row counts that leave partial row tiles, token counts that leave partial
+// token tiles and panels, and rows of 1 to 288 blocks (block counts not multiples of 8).
+TEST_P(CpuKernelTest, NlPromptsMatchTokensAlone) {
+  std::mt19937 rng(19);
+  auto one = MakeCpu(GetParam(), 1);
+  auto three = MakeCpu(GetParam(), 3);
+  CpuReferenceBackend reference;
+  for (GgmlType type : {GgmlType::kQ5_1, GgmlType::kIQ4_NL}) {
+    for (int64_t n_in : {32, 416, 2080, 9216}) {
+      for (auto [n_out, n_tokens] :
+           {std::pair<int64_t, int64_t>{3, 2}, {7, 3}, {11, 50}, {4, 97}, {53, 49}}) {
+        const std::string what = absl::StrCat(std::string(GgmlTypeName(type)), " n_in=", n_in,
+                                              " n_out=", n_out, " T=", n_tokens);
+        const HostMatrix w = RandomMatrix(rng, type, n_in, n_out);
+        const std::vector<float> x = RandomVector(rng, static_cast<size_t>(n_in * n_tokens));
+        const std::vector<float> batch = RunMatMul(*one, w.weight, x, n_tokens);
+        EXPECT_TRUE(BitIdentical(RunMatMul(*three, w.weight, x, n_tokens), batch)) << what;
+        const std::vector<float> want = RunMatMul(reference, w.weight, x, n_tokens);
+        EXPECT_LE(Nmse(batch.data(), want.data(), batch.size()),
+                  testing::DefaultNmseBound(Op::kMatMul, type))
+            << what;
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          const std::vector<float> xt(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
+          const std::vector<float> alone(batch.begin() + t * n_out,
+                                         batch.begin() + (t + 1) * n_out);
+          EXPECT_TRUE(BitIdentical(RunMatMul(*one, w.weight, xt, 1), alone))
+              << what << " token " << t;
+        }
+      }
+    }
+  }
+}
+
 // The SIMD activation quantizers write the same bytes as the portable one.
 TEST_P(CpuKernelTest, QuantizeX8MatchesGeneric) {
   std::mt19937 rng(3);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "kernels/block_lowbit.h"
 #include "kernels/cpu/kernels_isa.h"
