@@ -16,7 +16,7 @@ fi
 seconds="${1:-60}"
 dir=build-fuzz
 all_targets=(fuzz_wire_message fuzz_activations fuzz_gguf fuzz_tokenizer fuzz_peer_record
-  fuzz_openai_request fuzz_chat_template fuzz_http_request)
+  fuzz_openai_request fuzz_chat_template fuzz_http_request fuzz_manifest)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 
 if ((build)); then
