@@ -29,13 +29,12 @@ using testing::RandomRows;
 
 std::unique_ptr<CpuBackend> MakeCpu(Isa isa) { return testing::MakeCpu(isa, 2); }
 
-constexpr GgmlType kLaneTypes[] = {GgmlType::kQ4_0, GgmlType::kQ8_0};
+constexpr GgmlType kLaneTypes[] = {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kQ4_1,
+                                   GgmlType::kQ5_1};
 
-size_t BlockBytes(GgmlType type) {
-  return type == GgmlType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-}
+size_t BlockBytes(GgmlType type) { return RowBytes(type, 32).value(); }
 
-TEST(LaneLayoutTest, OnlyQ4_0AndQ8_0HaveOne) {
+TEST(LaneLayoutTest, OnlyTheLaneTypesHaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
   for (GgmlType type :
        {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
@@ -63,7 +62,7 @@ TEST(LaneLayoutTest, RoundTripsAndLeavesTailBlocksAsTheyWere) {
 // Lane L of a group holds block BlockOfLane(order, L): its scale first, then its pieces.
 TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
   std::mt19937 rng(6);
-  for (GgmlType type : kLaneTypes) {
+  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0}) {
     const std::vector<uint8_t> gguf = RandomRows(rng, type, 512, 1);
     std::vector<uint8_t> lanes(gguf.size());
     RowToLanes(type, gguf.data(), lanes.data(), 512);
@@ -75,6 +74,36 @@ TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
       for (int c = 0; c < pieces; ++c) {
         EXPECT_EQ(0, std::memcmp(lanes.data() + 32 + 64 * c + 4 * lane, block + 2 + 4 * c, 4))
             << GgmlTypeName(type) << " " << lane << " " << c;
+      }
+    }
+  }
+}
+
+// Q4_1 and Q5_1 (lane_layout_min.h): lane L holds block BlockOfLane(kX8LanesQ4_0, L): d, m,
+// Q5_1's fifth bits reordered so that byte k's bit j is the bit of value 4j + k, the pieces.
+TEST(LaneLayoutTest, PutsEachMinBlockInItsLane) {
+  std::mt19937 rng(8);
+  for (GgmlType type : {GgmlType::kQ4_1, GgmlType::kQ5_1}) {
+    const bool q5 = type == GgmlType::kQ5_1;
+    const std::vector<uint8_t> gguf = RandomRows(rng, type, 512, 1);
+    std::vector<uint8_t> lanes(gguf.size());
+    RowToLanes(type, gguf.data(), lanes.data(), 512);
+    EXPECT_EQ(X8LaneOrder(type), kX8LanesQ4_0);
+    const size_t qs = q5 ? 8 : 4, pieces = q5 ? 128 : 64;
+    for (int lane = 0; lane < 16; ++lane) {
+      const uint8_t* block = gguf.data() + BlockBytes(type) * BlockOfLane(kX8LanesQ4_0, lane);
+      EXPECT_EQ(0, std::memcmp(lanes.data() + 2 * lane, block, 2)) << lane;           // d
+      EXPECT_EQ(0, std::memcmp(lanes.data() + 32 + 2 * lane, block + 2, 2)) << lane;  // m
+      for (int c = 0; c < 4; ++c) {
+        EXPECT_EQ(0, std::memcmp(lanes.data() + pieces + 64 * c + 4 * lane, block + qs + 4 * c, 4))
+            << GgmlTypeName(type) << " " << lane << " " << c;
+      }
+      if (!q5) continue;
+      uint32_t qh, spread;
+      std::memcpy(&qh, block + 4, 4);
+      std::memcpy(&spread, lanes.data() + 64 + 4 * lane, 4);
+      for (int v = 0; v < 32; ++v) {
+        EXPECT_EQ((qh >> v) & 1, (spread >> (8 * (v % 4) + v / 4)) & 1) << lane << " " << v;
       }
     }
   }

@@ -91,6 +91,8 @@ inline int64_t X8Group(GgmlType type) {
 }
 
 inline int X8LaneOrder(GgmlType type) {
+  // Q4_1 and Q5_1 lanes (lane_layout_min.h) are in Q4_0's order and read corr as -8 * sum(x).
+  if (type == GgmlType::kQ4_1 || type == GgmlType::kQ5_1) return kX8LanesQ4_0;
   return type == GgmlType::kQ8_0 ? kX8LanesQ8_0 : type == GgmlType::kQ4_0 ? kX8LanesQ4_0 : 0;
 }
 
@@ -246,6 +248,8 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
     case GgmlType::kQ4_0:
     case GgmlType::kQ8_0:
+    case GgmlType::kQ4_1:  // lane_layout_min.h
+    case GgmlType::kQ5_1:
       return WeightLayout::kCpuLanes;
     case GgmlType::kF32:
     case GgmlType::kF16:

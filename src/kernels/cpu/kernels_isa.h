@@ -97,6 +97,9 @@ void MatMulQ6_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 // Over Q6_K weights in the row-panel layout (q6k_panels.h).
 void MatMulQ6_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q4_1 / Q5_1 weights in their lane layout (lane_layout_min.h).
+void MatMulQ4_1Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulQ5_1Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

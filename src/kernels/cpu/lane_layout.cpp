@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/lane_layout_min.h"
 
 namespace swarm::kernels::cpu {
 namespace {
@@ -68,13 +69,17 @@ void MoveRow(GgmlType type, const uint8_t* src, uint8_t* dst, int64_t n_in, bool
 
 }  // namespace
 
-bool HasLaneLayout(GgmlType type) { return type == GgmlType::kQ4_0 || type == GgmlType::kQ8_0; }
+bool HasLaneLayout(GgmlType type) {
+  return type == GgmlType::kQ4_0 || type == GgmlType::kQ8_0 || HasMinLaneLayout(type);
+}
 
 void RowToLanes(GgmlType type, const uint8_t* gguf, uint8_t* lanes, int64_t n_in) {
+  if (HasMinLaneLayout(type)) return RowToMinLanes(type, gguf, lanes, n_in);
   MoveRow(type, gguf, lanes, n_in, /*to_lanes=*/true);
 }
 
 void RowFromLanes(GgmlType type, const uint8_t* lanes, uint8_t* gguf, int64_t n_in) {
+  if (HasMinLaneLayout(type)) return RowFromMinLanes(type, lanes, gguf, n_in);
   MoveRow(type, lanes, gguf, n_in, /*to_lanes=*/false);
 }
 
