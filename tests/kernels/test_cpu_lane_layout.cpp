@@ -1,9 +1,9 @@
-// The CPU backend's lane layout of Q4_0 and Q8_0 weights (lane_layout.h) and its interleaved rows
-// of Q4_K and Q6_K (q4k_panels.h, q6k_panels.h): the rewrite is lossless, keeps the blocks (rows)
-// past the last full group as they were, and a backend that rewrites its weights at PrepareWeight
-// computes what it computes on the weights as stored (exactly, or within the type's bound where the
-// kernels sum in another order), with every output's bits independent of the rows and tokens beside
-// it.
+// The CPU backend's lane layout of Q4_0, Q8_0, Q5_0 and IQ4_NL weights (lane_layout.h) and its
+// interleaved rows of Q4_K and Q6_K (q4k_panels.h, q6k_panels.h): the rewrite is lossless, keeps
+// the blocks (rows) past the last full group as they were, and a backend that rewrites its weights
+// at PrepareWeight computes what it computes on the weights as stored (exactly, or within the
+// type's bound where the kernels sum in another order), with every output's bits independent of the
+// rows and tokens beside it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -16,6 +16,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lane_layout.h"
+#include "kernels/cpu/lane_layout_q5_0.h"
 #include "kernels/cpu/q4k_panels.h"
 #include "kernels/cpu/q6k_panels.h"
 #include "kernels/cpu/row_panels.h"
@@ -29,13 +30,16 @@ using testing::RandomRows;
 
 std::unique_ptr<CpuBackend> MakeCpu(Isa isa) { return testing::MakeCpu(isa, 2); }
 
-constexpr GgmlType kLaneTypes[] = {GgmlType::kQ4_0, GgmlType::kQ8_0};
+constexpr GgmlType kLaneTypes[] = {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kQ5_0,
+                                   GgmlType::kIQ4_NL};
 
 size_t BlockBytes(GgmlType type) {
-  return type == GgmlType::kQ8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  return type == GgmlType::kQ8_0   ? sizeof(BlockQ8_0)
+         : type == GgmlType::kQ5_0 ? sizeof(BlockQ5_0)
+                                   : sizeof(BlockQ4_0);
 }
 
-TEST(LaneLayoutTest, OnlyQ4_0AndQ8_0HaveOne) {
+TEST(LaneLayoutTest, OnlyTheLaneTypesHaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
   for (GgmlType type :
        {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
@@ -63,7 +67,7 @@ TEST(LaneLayoutTest, RoundTripsAndLeavesTailBlocksAsTheyWere) {
 // Lane L of a group holds block BlockOfLane(order, L): its scale first, then its pieces.
 TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
   std::mt19937 rng(6);
-  for (GgmlType type : kLaneTypes) {
+  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kIQ4_NL}) {
     const std::vector<uint8_t> gguf = RandomRows(rng, type, 512, 1);
     std::vector<uint8_t> lanes(gguf.size());
     RowToLanes(type, gguf.data(), lanes.data(), 512);
@@ -80,7 +84,34 @@ TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
   }
 }
 
-// On every level this processor runs: PrepareWeight rewrites Q4_0 and Q8_0 exactly where the
+// Q5_0: the scales and quants as Q4_0's lanes, each block's fifth bits regrouped so that piece
+// c's fifth bits are (h << (4 - c)) & 0x10 for its low nibbles and (h >> c) & 0x10 for its high.
+TEST(LaneLayoutTest, PutsQ5_0BlocksAndTheirFifthBitsInTheirLanes) {
+  std::mt19937 rng(8);
+  const std::vector<uint8_t> gguf = RandomRows(rng, GgmlType::kQ5_0, 512, 1);
+  std::vector<uint8_t> lanes(gguf.size());
+  RowToLanes(GgmlType::kQ5_0, gguf.data(), lanes.data(), 512);
+  for (int lane = 0; lane < 16; ++lane) {
+    const uint8_t* block = gguf.data() + sizeof(BlockQ5_0) * BlockOfLane(kX8LanesQ4_0, lane);
+    EXPECT_EQ(0, std::memcmp(lanes.data() + 2 * lane, block, 2)) << lane;  // d
+    uint32_t qh, h;
+    std::memcpy(&qh, block + 2, 4);
+    std::memcpy(&h, lanes.data() + kQ5_0LaneBitsOffset + 4 * lane, 4);
+    for (int c = 0; c < 4; ++c) {
+      const uint8_t* q = lanes.data() + kQ5_0LaneQuantsOffset + 64 * c + 4 * lane;
+      EXPECT_EQ(0, std::memcmp(q, block + 6 + 4 * c, 4)) << lane << " " << c;
+      for (int k = 0; k < 4; ++k) {
+        const uint32_t low_bit = ((h << (4 - c)) >> (8 * k)) & 0x10;
+        const uint32_t high_bit = ((h >> c) >> (8 * k)) & 0x10;
+        EXPECT_EQ(low_bit != 0, ((qh >> (4 * c + k)) & 1) != 0) << lane << " " << c << " " << k;
+        EXPECT_EQ(high_bit != 0, ((qh >> (16 + 4 * c + k)) & 1) != 0)
+            << lane << " " << c << " " << k;
+      }
+    }
+  }
+}
+
+// On every level this processor runs: PrepareWeight rewrites each lane type exactly where the
 // kernel table has a lane kernel for the type, and row lookups give the same bits either way.
 // Products agree bit for bit on AVX-512, whose kernels for GGUF blocks shuffle them into the same
 // lanes; on AVX2, whose GGUF kernels sum block by block, within the type's bound of the reference.

@@ -11,6 +11,7 @@
 //                       (order: kX8LanesQ4_0 or kX8LanesQ8_0, kernels.h)
 //   uint8  q[P][16][4]  q[c][L] = quant bytes 4c..4c+3 of that block; P = 4 for Q4_0 (low
 //                       nibbles: values 4c..4c+3, high nibbles: values 16+4c..16+4c+3), 8 for Q8_0
+// IQ4_NL (same block shape as Q4_0) has Q4_0's lane layout; Q5_0's is in lane_layout_q5_0.h.
 // Blocks past the last full group stay GGUF blocks. Plain functions; no state.
 #pragma once
 
