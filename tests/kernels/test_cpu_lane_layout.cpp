@@ -84,9 +84,9 @@ TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
   }
 }
 
-// Q5_0: the scales and quants as Q4_0's lanes, each block's fifth bits regrouped so that piece
-// c's fifth bits are (h << (4 - c)) & 0x10 for its low nibbles and (h >> c) & 0x10 for its high.
-TEST(LaneLayoutTest, PutsQ5_0BlocksAndTheirFifthBitsInTheirLanes) {
+// Q5_0: the scales in Q4_0's lanes; piece c's byte k of lane L gives the quants of values 4c + k
+// and 16 + 4c + k of that lane's block as lane_layout_q5_0.h says.
+TEST(LaneLayoutTest, PutsQ5_0BlocksAndTheirQuantsInTheirLanes) {
   std::mt19937 rng(8);
   const std::vector<uint8_t> gguf = RandomRows(rng, GgmlType::kQ5_0, 512, 1);
   std::vector<uint8_t> lanes(gguf.size());
@@ -94,18 +94,18 @@ TEST(LaneLayoutTest, PutsQ5_0BlocksAndTheirFifthBitsInTheirLanes) {
   for (int lane = 0; lane < 16; ++lane) {
     const uint8_t* block = gguf.data() + sizeof(BlockQ5_0) * BlockOfLane(kX8LanesQ4_0, lane);
     EXPECT_EQ(0, std::memcmp(lanes.data() + 2 * lane, block, 2)) << lane;  // d
-    uint32_t qh, h;
+    uint32_t qh;
     std::memcpy(&qh, block + 2, 4);
-    std::memcpy(&h, lanes.data() + kQ5_0LaneBitsOffset + 4 * lane, 4);
+    const uint8_t* qs = block + 6;
+    const uint8_t* h = lanes.data() + kQ5_0LaneBitsOffset + 4 * lane;
     for (int c = 0; c < 4; ++c) {
-      const uint8_t* q = lanes.data() + kQ5_0LaneQuantsOffset + 64 * c + 4 * lane;
-      EXPECT_EQ(0, std::memcmp(q, block + 6 + 4 * c, 4)) << lane << " " << c;
+      const uint8_t* v = lanes.data() + kQ5_0LaneQuantsOffset + 64 * c + 4 * lane;
       for (int k = 0; k < 4; ++k) {
-        const uint32_t low_bit = ((h << (4 - c)) >> (8 * k)) & 0x10;
-        const uint32_t high_bit = ((h >> c) >> (8 * k)) & 0x10;
-        EXPECT_EQ(low_bit != 0, ((qh >> (4 * c + k)) & 1) != 0) << lane << " " << c << " " << k;
-        EXPECT_EQ(high_bit != 0, ((qh >> (16 + 4 * c + k)) & 1) != 0)
-            << lane << " " << c << " " << k;
+        const int e = 4 * c + k;
+        const int low = (qs[e] & 0x0f) | ((qh >> e) & 1) << 4;
+        const int high = (qs[e] >> 4) | ((qh >> (e + 16)) & 1) << 4;
+        EXPECT_EQ(v[k] & 0x1f, low) << lane << " " << e;
+        EXPECT_EQ((v[k] & 0xe0) >> 3 | ((h[k] >> (2 * c)) & 3), high) << lane << " " << e;
       }
     }
   }

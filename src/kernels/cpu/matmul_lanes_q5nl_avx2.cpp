@@ -2,10 +2,11 @@
 // lane_layout_q5_0.h) against X8 activations with the Q4_0 lane section (kernels.h), for one token
 // and for prompts alike. As LaneGroupsQ4_0 (matmul_quant_avx2.cpp): one 32-value block per 32-bit
 // lane, 8 blocks per half group, integer sums per block, then one float conversion and FMA per
-// half. Q5_0 merges each nibble's fifth bit with one shift and one mask (the bits are regrouped
-// at load time); IQ4_NL looks its nibbles up with one vpshufb into the signed levels and meets
-// them as |level| against sign(x, level). Every output is accumulated by the same instruction
-// sequence whatever its tile, row range or token count (the determinism contract of kernels.h).
+// half. Q5_0's 5-bit quants come out of its lane layout with a mask for half the values and a few
+// shifts and masks for the other half (lane_layout_q5_0.h); IQ4_NL looks its nibbles up with one
+// vpshufb into the signed levels and meets them as |level| against sign(x, level). Every output is
+// accumulated by the same instruction sequence whatever its tile, row range or token count (the
+// determinism contract of kernels.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -51,7 +52,9 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
                 __m256 (&acc)[R][C]) {
   constexpr bool kQ5 = kType == GgmlType::kQ5_0;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
-  const __m256i bit4 = _mm256_set1_epi8(0x10);
+  const __m256i low5 = _mm256_set1_epi8(0x1f);
+  const __m256i top3 = _mm256_set1_epi8(static_cast<char>(0xe0));
+  const __m256i low2 = _mm256_set1_epi8(0x03);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i levels = LevelTable();
   for (int64_t g = 0; g < l.lane_groups; ++g) {
@@ -76,11 +79,11 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
           for (int j = 0; j < C; ++j) p[j][0] = p[j][1] = _mm256_setzero_si256();
           SWARM_UNROLL
           for (int c = 0; c < 4; ++c) {
-            const __m256i q = Load256(group + kQ5_0LaneQuantsOffset + 64 * c + 32 * h);
-            const __m256i lo = _mm256_or_si256(
-                _mm256_and_si256(q, low4), _mm256_and_si256(_mm256_slli_epi32(hb, 4 - c), bit4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4),
-                                               _mm256_and_si256(_mm256_srli_epi32(hb, c), bit4));
+            const __m256i v = Load256(group + kQ5_0LaneQuantsOffset + 64 * c + 32 * h);
+            const __m256i lo = _mm256_and_si256(v, low5);
+            const __m256i hi =
+                _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(v, top3), 3),
+                                _mm256_and_si256(c == 0 ? hb : _mm256_srli_epi16(hb, 2 * c), low2));
             SWARM_UNROLL
             for (int j = 0; j < C; ++j) {
               p[j][c / 2] = _mm256_add_epi16(
