@@ -63,6 +63,20 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
     for (int j = 0; j < C; ++j) {
       xl[j] = a.x + (t + j) * a.x_stride + l.lanes_offset + g * kX8LaneGroupBytes;
     }
+    // IQ4_NL, one token: its |x| once per group for all R rows, the levels taking x's sign
+    // (saves a vpsignb per weight vector; in prompts |level| once per row serves C tokens).
+    constexpr bool kAbsX = !kQ5 && C == 1;
+    alignas(32) uint8_t ax[C][kAbsX ? 512 : 32];
+    if constexpr (kAbsX) {
+      SWARM_UNROLL
+      for (int j = 0; j < C; ++j) {
+        SWARM_UNROLL
+        for (int v = 0; v < 16; ++v) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(ax[j] + 32 * v),
+                             _mm256_abs_epi8(Load256(xl[j] + 32 * v)));
+        }
+      }
+    }
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes<kType>;
@@ -113,11 +127,20 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
             const __m256i ahi = _mm256_sign_epi8(hi, hi);
             SWARM_UNROLL
             for (int j = 0; j < C; ++j) {
-              // Pair sums of at most 2 * 127 * 127: exact in 16 bits, one at a time.
-              const __m256i plo =
-                  _mm256_maddubs_epi16(alo, _mm256_sign_epi8(Load256(xl[j] + 64 * c + 32 * h), lo));
-              const __m256i phi = _mm256_maddubs_epi16(
-                  ahi, _mm256_sign_epi8(Load256(xl[j] + 64 * (c + 4) + 32 * h), hi));
+              // |x| against the level with x's sign, or |level| against x with the level's: pair
+              // sums of at most 2 * 127 * 127, exact in 16 bits one at a time.
+              const __m256i xlo = Load256(xl[j] + 64 * c + 32 * h);
+              const __m256i xhi = Load256(xl[j] + 64 * (c + 4) + 32 * h);
+              __m256i plo, phi;
+              if constexpr (kAbsX) {
+                plo = _mm256_maddubs_epi16(Load256(ax[j] + 64 * c + 32 * h),
+                                           _mm256_sign_epi8(lo, xlo));
+                phi = _mm256_maddubs_epi16(Load256(ax[j] + 64 * (c + 4) + 32 * h),
+                                           _mm256_sign_epi8(hi, xhi));
+              } else {
+                plo = _mm256_maddubs_epi16(alo, _mm256_sign_epi8(xlo, lo));
+                phi = _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(xhi, hi));
+              }
               s[j] = _mm256_add_epi32(s[j], _mm256_add_epi32(_mm256_madd_epi16(plo, ones),
                                                              _mm256_madd_epi16(phi, ones)));
             }
