@@ -4,9 +4,10 @@
 // lane, 8 blocks per half group, integer sums per block, then one float conversion and FMA per
 // half. Q5_0's 5-bit quants come out of its lane layout with a mask for half the values and a few
 // shifts and masks for the other half (lane_layout_q5_0.h); IQ4_NL looks its nibbles up with one
-// vpshufb into the signed levels and meets them as |level| against sign(x, level). Every output is
-// accumulated by the same instruction sequence whatever its tile, row range or token count (the
-// determinism contract of kernels.h).
+// vpshufb into the signed levels and meets them as |level| against sign(x, level) (prompts) or |x|
+// against sign(level, x) (one token), the same integers. Every output is accumulated by the same
+// instruction sequence whatever its tile, row range or token count (the determinism contract of
+// kernels.h).
 #include <immintrin.h>
 
 #include <algorithm>
