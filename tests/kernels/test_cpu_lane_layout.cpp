@@ -1,9 +1,9 @@
-// The CPU backend's lane layout of Q4_0 and Q8_0 weights (lane_layout.h) and its interleaved rows
-// of Q4_K and Q6_K (q4k_panels.h, q6k_panels.h): the rewrite is lossless, keeps the blocks (rows)
-// past the last full group as they were, and a backend that rewrites its weights at PrepareWeight
-// computes what it computes on the weights as stored (exactly, or within the type's bound where the
-// kernels sum in another order), with every output's bits independent of the rows and tokens beside
-// it.
+// The CPU backend's lane layout of Q4_0, Q8_0, Q4_1, Q5_1, Q5_0 and IQ4_NL weights (lane_layout.h)
+// and its interleaved rows of Q4_K and Q6_K (q4k_panels.h, q6k_panels.h): the rewrite is lossless,
+// keeps the blocks (rows) past the last full group as they were, and a backend that rewrites its
+// weights at PrepareWeight computes what it computes on the weights as stored (exactly, or within
+// the type's bound where the kernels sum in another order), with every output's bits independent of
+// the rows and tokens beside it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -16,6 +16,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lane_layout.h"
+#include "kernels/cpu/lane_layout_q5_0.h"
 #include "kernels/cpu/q4k_panels.h"
 #include "kernels/cpu/q6k_panels.h"
 #include "kernels/cpu/row_panels.h"
@@ -30,7 +31,7 @@ using testing::RandomRows;
 std::unique_ptr<CpuBackend> MakeCpu(Isa isa) { return testing::MakeCpu(isa, 2); }
 
 constexpr GgmlType kLaneTypes[] = {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kQ4_1,
-                                   GgmlType::kQ5_1};
+                                   GgmlType::kQ5_1, GgmlType::kQ5_0, GgmlType::kIQ4_NL};
 
 size_t BlockBytes(GgmlType type) { return RowBytes(type, 32).value(); }
 
@@ -62,7 +63,7 @@ TEST(LaneLayoutTest, RoundTripsAndLeavesTailBlocksAsTheyWere) {
 // Lane L of a group holds block BlockOfLane(order, L): its scale first, then its pieces.
 TEST(LaneLayoutTest, PutsEachBlockInItsLane) {
   std::mt19937 rng(6);
-  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0}) {
+  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kIQ4_NL}) {
     const std::vector<uint8_t> gguf = RandomRows(rng, type, 512, 1);
     std::vector<uint8_t> lanes(gguf.size());
     RowToLanes(type, gguf.data(), lanes.data(), 512);
@@ -109,7 +110,34 @@ TEST(LaneLayoutTest, PutsEachMinBlockInItsLane) {
   }
 }
 
-// On every level this processor runs: PrepareWeight rewrites Q4_0 and Q8_0 exactly where the
+// Q5_0: the scales in Q4_0's lanes; piece c's byte k of lane L gives the quants of values 4c + k
+// and 16 + 4c + k of that lane's block as lane_layout_q5_0.h says.
+TEST(LaneLayoutTest, PutsQ5_0BlocksAndTheirQuantsInTheirLanes) {
+  std::mt19937 rng(8);
+  const std::vector<uint8_t> gguf = RandomRows(rng, GgmlType::kQ5_0, 512, 1);
+  std::vector<uint8_t> lanes(gguf.size());
+  RowToLanes(GgmlType::kQ5_0, gguf.data(), lanes.data(), 512);
+  for (int lane = 0; lane < 16; ++lane) {
+    const uint8_t* block = gguf.data() + sizeof(BlockQ5_0) * BlockOfLane(kX8LanesQ4_0, lane);
+    EXPECT_EQ(0, std::memcmp(lanes.data() + 2 * lane, block, 2)) << lane;  // d
+    uint32_t qh;
+    std::memcpy(&qh, block + 2, 4);
+    const uint8_t* qs = block + 6;
+    const uint8_t* h = lanes.data() + kQ5_0LaneBitsOffset + 4 * lane;
+    for (int c = 0; c < 4; ++c) {
+      const uint8_t* v = lanes.data() + kQ5_0LaneQuantsOffset + 64 * c + 4 * lane;
+      for (int k = 0; k < 4; ++k) {
+        const int e = 4 * c + k;
+        const int low = (qs[e] & 0x0f) | ((qh >> e) & 1) << 4;
+        const int high = (qs[e] >> 4) | ((qh >> (e + 16)) & 1) << 4;
+        EXPECT_EQ(v[k] & 0x1f, low) << lane << " " << e;
+        EXPECT_EQ((v[k] & 0xe0) >> 3 | ((h[k] >> (2 * c)) & 3), high) << lane << " " << e;
+      }
+    }
+  }
+}
+
+// On every level this processor runs: PrepareWeight rewrites each lane type exactly where the
 // kernel table has a lane kernel for the type, and row lookups give the same bits either way.
 // Products agree bit for bit on AVX-512, whose kernels for GGUF blocks shuffle them into the same
 // lanes; on AVX2, whose GGUF kernels sum block by block, within the type's bound of the reference.

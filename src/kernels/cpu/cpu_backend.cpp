@@ -213,7 +213,9 @@ void CpuBackend::MatMul(const Weight& w, const float* x, int64_t n_tokens, float
   if (UsesX8(w.type)) {
     // The lane section is filled for kernel tables that read it for every Q8_0/Q4_0 weight, and
     // for weights in the lane layout.
-    const bool lanes = kernels_.x8_lanes || w.layout == WeightLayout::kCpuLanes;
+    const bool lanes =
+        (kernels_.x8_lanes && (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0)) ||
+        w.layout == WeightLayout::kCpuLanes;
     const X8Layout layout = MakeX8Layout(w.n_in, X8Group(w.type), lanes ? X8LaneOrder(w.type) : 0);
     uint8_t* x8 = ScratchX8(layout.bytes * static_cast<size_t>(n_tokens));
     const int64_t n_in = w.n_in;

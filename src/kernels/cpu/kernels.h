@@ -93,6 +93,7 @@ inline int64_t X8Group(GgmlType type) {
 inline int X8LaneOrder(GgmlType type) {
   // Q4_1 and Q5_1 lanes (lane_layout_min.h) are in Q4_0's order and read corr as -8 * sum(x).
   if (type == GgmlType::kQ4_1 || type == GgmlType::kQ5_1) return kX8LanesQ4_0;
+  if (type == GgmlType::kQ5_0 || type == GgmlType::kIQ4_NL) return kX8LanesQ4_0;  // Q4_0's blocks
   return type == GgmlType::kQ8_0 ? kX8LanesQ8_0 : type == GgmlType::kQ4_0 ? kX8LanesQ4_0 : 0;
 }
 
@@ -240,16 +241,18 @@ inline int MatMulSlot(GgmlType type) {
   }
 }
 
-// The optimized backend's own layout of a weight type: the lane layout of Q4_0 and Q8_0
-// (lane_layout.h), the row panels of the float types, Q4_K and Q6_K (row_panels.h, q4k_panels.h,
-// q6k_panels.h); kGguf where it has none.
-// PrepareWeight rewrites a type only where the kernel table has a kernel for its layout.
+// The optimized backend's own layout of a weight type: the lane layout of Q4_0, Q8_0, Q5_0 and
+// IQ4_NL (lane_layout.h), the row panels of the float types, Q4_K and Q6_K (row_panels.h,
+// q4k_panels.h, q6k_panels.h); kGguf where it has none. PrepareWeight rewrites a type only where
+// the kernel table has a kernel for its layout.
 inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
     case GgmlType::kQ4_0:
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_1:  // lane_layout_min.h
     case GgmlType::kQ5_1:
+    case GgmlType::kQ5_0:  // lane_layout_q5_0.h
+    case GgmlType::kIQ4_NL:
       return WeightLayout::kCpuLanes;
     case GgmlType::kF32:
     case GgmlType::kF16:

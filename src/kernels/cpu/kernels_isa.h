@@ -100,6 +100,9 @@ void MatMulQ6_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end
 // Over Q4_1 / Q5_1 weights in their lane layout (lane_layout_min.h).
 void MatMulQ4_1Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ5_1Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q5_0 and IQ4_NL weights in the lane layout (matmul_lanes_q5nl_avx2.cpp).
+void MatMulQ5_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+void MatMulIQ4_NLLanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

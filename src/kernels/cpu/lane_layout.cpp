@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lane_layout_min.h"
+#include "kernels/cpu/lane_layout_q5_0.h"
 
 namespace swarm::kernels::cpu {
 namespace {
@@ -26,6 +27,9 @@ BlockShape ShapeOf(GgmlType type) {
   if (type == GgmlType::kQ8_0) {
     return {sizeof(BlockQ8_0), offsetof(BlockQ8_0, qs), kQK8_0 / 4, kX8LanesQ8_0};
   }
+  if (type == GgmlType::kQ5_0) return {sizeof(BlockQ5_0), 0, 0, kX8LanesQ4_0};  // own mover
+  // IQ4_NL blocks have Q4_0's shape: an fp16 scale, then 16 bytes of nibbles.
+  static_assert(sizeof(BlockIQ4_NL) == sizeof(BlockQ4_0) && offsetof(BlockIQ4_NL, qs) == 2);
   return {sizeof(BlockQ4_0), offsetof(BlockQ4_0, qs), kQK4_0 / 8, kX8LanesQ4_0};
 }
 
@@ -61,7 +65,15 @@ void MoveRow(GgmlType type, const uint8_t* src, uint8_t* dst, int64_t n_in, bool
   const size_t group_bytes = shape.block_bytes * kGroupBlocks;
   const int64_t groups = n_in / (32 * kGroupBlocks);
   for (int64_t g = 0; g < groups; ++g) {
-    MoveGroup(shape, src + g * group_bytes, dst + g * group_bytes, to_lanes);
+    const uint8_t* from = src + g * group_bytes;
+    uint8_t* to = dst + g * group_bytes;
+    if (type != GgmlType::kQ5_0) {
+      MoveGroup(shape, from, to, to_lanes);
+    } else if (to_lanes) {
+      GroupToLanesQ5_0(from, to);
+    } else {
+      GroupFromLanesQ5_0(from, to);
+    }
   }
   const size_t done = groups * group_bytes;
   std::memcpy(dst + done, src + done, shape.block_bytes * static_cast<size_t>(n_in / 32) - done);
@@ -70,7 +82,8 @@ void MoveRow(GgmlType type, const uint8_t* src, uint8_t* dst, int64_t n_in, bool
 }  // namespace
 
 bool HasLaneLayout(GgmlType type) {
-  return type == GgmlType::kQ4_0 || type == GgmlType::kQ8_0 || HasMinLaneLayout(type);
+  return type == GgmlType::kQ4_0 || type == GgmlType::kQ8_0 || type == GgmlType::kQ5_0 ||
+         type == GgmlType::kIQ4_NL || HasMinLaneLayout(type);
 }
 
 void RowToLanes(GgmlType type, const uint8_t* gguf, uint8_t* lanes, int64_t n_in) {

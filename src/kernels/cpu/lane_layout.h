@@ -11,8 +11,9 @@
 //                       (order: kX8LanesQ4_0 or kX8LanesQ8_0, kernels.h)
 //   uint8  q[P][16][4]  q[c][L] = quant bytes 4c..4c+3 of that block; P = 4 for Q4_0 (low
 //                       nibbles: values 4c..4c+3, high nibbles: values 16+4c..16+4c+3), 8 for Q8_0
-// Blocks past the last full group stay GGUF blocks. Q4_1 and Q5_1 have their own lane layout
-// (lane_layout_min.h), which these functions also handle. Plain functions; no state.
+// IQ4_NL (same block shape as Q4_0) has Q4_0's lane layout; Q5_0's is in lane_layout_q5_0.h, and
+// Q4_1's and Q5_1's in lane_layout_min.h, which these functions also handle. Blocks past the last
+// full group stay GGUF blocks. Plain functions; no state.
 #pragma once
 
 #include <cstdint>

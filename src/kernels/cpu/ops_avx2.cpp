@@ -238,6 +238,8 @@ KernelTable MakeTable() {
   t.matmul_packed[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_KPanels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_1)] = MatMulQ4_1Lanes;
   t.matmul_packed[MatMulSlot(GgmlType::kQ5_1)] = MatMulQ5_1Lanes;
+  t.matmul_packed[MatMulSlot(GgmlType::kQ5_0)] = MatMulQ5_0Lanes;
+  t.matmul_packed[MatMulSlot(GgmlType::kIQ4_NL)] = MatMulIQ4_NLLanes;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;
