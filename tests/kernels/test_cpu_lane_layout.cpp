@@ -1,9 +1,9 @@
 // The CPU backend's lane layout of Q4_0 and Q8_0 weights (lane_layout.h) and its interleaved rows
-// of Q4_K and Q6_K (q4k_panels.h, q6k_panels.h): the rewrite is lossless, keeps the blocks (rows)
-// past the last full group as they were, and a backend that rewrites its weights at PrepareWeight
-// computes what it computes on the weights as stored (exactly, or within the type's bound where the
-// kernels sum in another order), with every output's bits independent of the rows and tokens beside
-// it.
+// of Q4_K, Q5_K and Q6_K (q4k_panels.h, q5k_panels.h, q6k_panels.h): the rewrite is lossless, keeps
+// the blocks (rows) past the last full group as they were, and a backend that rewrites its weights
+// at PrepareWeight computes what it computes on the weights as stored (exactly, or within the
+// type's bound where the kernels sum in another order), with every output's bits independent of the
+// rows and tokens beside it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -37,8 +37,8 @@ size_t BlockBytes(GgmlType type) {
 
 TEST(LaneLayoutTest, OnlyQ4_0AndQ8_0HaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
-  for (GgmlType type :
-       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K,
+                        GgmlType::kQ5_K, GgmlType::kQ6_K}) {
     EXPECT_FALSE(HasLaneLayout(type)) << GgmlTypeName(type);
   }
 }
@@ -144,11 +144,11 @@ TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
   }
 }
 
-// ---- Q4_K and Q6_K: rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h) ----------------
+// ---- Q4_K, Q5_K and Q6_K: rows interleaved 8 at a time (q4k_panels.h, q5k_panels.h, ...) ------
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ6_K};
+constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K};
 
 TEST(Q4KPanelsTest, RoundTripsEveryRowAndLeavesTailRowsAsTheyWere) {
   std::mt19937 rng(15);
@@ -198,10 +198,10 @@ TEST(Q4KPanelsTest, PutsSuperScalesAndQuantsInTheirLanes) {
   }
 }
 
-// PrepareWeight rewrites Q4_K and Q6_K where the table has a kernel for the layout (AVX2); the
-// products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's offset
-// are summed in integers there),
-// a token alone gives the bits it has in a batch, and row lookups are exact.
+// PrepareWeight rewrites Q4_K, Q5_K and Q6_K where the table has a kernel for the layout (AVX2);
+// the products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's
+// offset are summed in integers there), a token alone gives the bits it has in a batch, and row
+// lookups are exact.
 TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
   std::mt19937 rng(17);
   const CpuFeatures features = DetectCpuFeatures();

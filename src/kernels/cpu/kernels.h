@@ -239,8 +239,8 @@ inline int MatMulSlot(GgmlType type) {
 }
 
 // The optimized backend's own layout of a weight type: the lane layout of Q4_0 and Q8_0
-// (lane_layout.h), the row panels of the float types, Q4_K and Q6_K (row_panels.h, q4k_panels.h,
-// q6k_panels.h); kGguf where it has none.
+// (lane_layout.h), the row panels of the float types, Q4_K, Q5_K and Q6_K (row_panels.h,
+// q4k_panels.h, q5k_panels.h, q6k_panels.h); kGguf where it has none.
 // PrepareWeight rewrites a type only where the kernel table has a kernel for its layout.
 inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
@@ -252,6 +252,7 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kBF16:
     case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h)
     case GgmlType::kQ6_K:
+    case GgmlType::kQ5_K:  // q5k_panels.h
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;
