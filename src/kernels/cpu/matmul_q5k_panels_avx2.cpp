@@ -5,9 +5,10 @@
 // sums of 4 steps add up exactly in 16 bits (at most 4 * 2 * 31 * 127 = 31496), so one vpmaddwd per
 // half sub-block applies 8 rows' scales. The 6-bit scales and mins are unpacked, and the fp16
 // super-scales converted, once per super-block for 8 rows; the mins term is an integer sum against
-// the activations' 16-value sums. Every output is one float lane whose instruction sequence does
-// not depend on the tile or the token count (the integer sums are exact, so their order does not
-// matter).
+// the activations' 16-value sums. Prompts decode a group's values once per panel of tokens
+// (DecodeGroup) and run their tiles over them. Every output is one float lane whose instruction
+// sequence does not depend on the tile or the token count (the integer sums are exact, so their
+// order does not matter).
 #include <algorithm>
 #include <cstring>
 
@@ -38,6 +39,47 @@ __m256i SpreadSubBlock(int s) {
   return _mm256_setr_epi32(lane(0), lane(1), lane(2), lane(3), lane(0), lane(1), lane(2), lane(3));
 }
 
+// The 5-bit values of step k of a half (q5k_panels.h): lo and hi, from the step's vector v and the
+// half's q shifted for that step.
+inline void StepValues(__m256i v, __m256i q_step, __m256i low5, __m256i* lo, __m256i* hi) {
+  *lo = _mm256_and_si256(v, low5);
+  *hi = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi16(v, 5), q_step), low5);
+}
+
+// q of a half shifted for each of its 4 steps.
+inline void QSteps(const uint8_t* half, __m256i q_steps[4]) {
+  const __m256i q = Load256(half);
+  q_steps[0] = _mm256_slli_epi16(q, 3);
+  q_steps[1] = _mm256_slli_epi16(q, 1);
+  q_steps[2] = _mm256_srli_epi16(q, 1);
+  q_steps[3] = _mm256_srli_epi16(q, 3);
+}
+
+// Prompts: a group's values decoded once per token panel into lo, hi vectors of each step (64
+// bytes per step, 2 KiB per super-block), for rows up to kMaxDecodedIn values; longer ones decode
+// per tile. The products are the same instructions on the same values either way.
+constexpr int64_t kMaxDecodedIn = 8192;
+constexpr int64_t kDecodedBytes = 32 * 64;  // per super-block
+
+void DecodeGroup(const MatMulArgs& a, int64_t g0, uint8_t* out) {
+  const __m256i low5 = _mm256_set1_epi8(0x1f);
+  const int64_t n_super = a.n_in / kQK_K;
+  for (int64_t sb = 0; sb < n_super; ++sb) {
+    const uint8_t* q = a.w + g0 * a.row_bytes + sb * kGroupBytes + 128;
+    for (int half = 0; half < 8; ++half) {
+      __m256i q_steps[4];
+      QSteps(q + 160 * half, q_steps);
+      for (int k = 0; k < 4; ++k) {
+        __m256i lo, hi;
+        StepValues(Load256(q + 160 * half + 32 * (1 + k)), q_steps[k], low5, &lo, &hi);
+        uint8_t* o = out + sb * kDecodedBytes + 64 * (4 * half + k);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32), hi);
+      }
+    }
+  }
+}
+
 struct Token {
   const int8_t* qs;
   const float* d;
@@ -47,9 +89,11 @@ struct Token {
 // The 8 rows from g0 (a full group) for tokens t .. t + C - 1, and with P > 1 (one token only)
 // those of the P - 1 panels after it, their super-blocks interleaved: several streams from memory
 // at once keep more lines in flight than one (see the vector-product note in
-// matmul_quant_avx2.cpp). Writes the rows in [r0, r1).
-template <int C, int P = 1>
-void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1) {
+// matmul_quant_avx2.cpp). Writes the rows in [r0, r1). With `decoded` (DecodeGroup of g0), the
+// values come from there rather than the weights.
+template <int C, int P = 1, bool kDecoded = false>
+void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1,
+              const uint8_t* decoded = nullptr) {
   static_assert(P == 1 || C == 1);
   const uint8_t* bases[P];
   SWARM_UNROLL
@@ -104,18 +148,21 @@ void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
         SWARM_UNROLL
         for (int h = 0; h < 2; ++h) {
           const uint8_t* half = q + 160 * (2 * j + h);
-          const __m256i qh = Load256(half);
-          const __m256i qh_steps[4] = {_mm256_slli_epi16(qh, 3), _mm256_slli_epi16(qh, 1),
-                                       _mm256_srli_epi16(qh, 1), _mm256_srli_epi16(qh, 3)};
+          __m256i q_steps[4];
+          if constexpr (!kDecoded) QSteps(half, q_steps);
           __m256i sum_lo[C], sum_hi[C];
           SWARM_UNROLL
           for (int c = 0; c < C; ++c) sum_lo[c] = sum_hi[c] = _mm256_setzero_si256();
           SWARM_UNROLL
           for (int k = 0; k < 4; ++k) {
-            const __m256i v = Load256(half + 32 * (1 + k));
-            const __m256i lo = _mm256_and_si256(v, low5);
-            const __m256i hi =
-                _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi16(v, 5), qh_steps[k]), low5);
+            __m256i lo, hi;
+            if constexpr (kDecoded) {
+              const uint8_t* dec = decoded + sb * kDecodedBytes + 64 * (4 * (2 * j + h) + k);
+              lo = Load256(dec);
+              hi = Load256(dec + 32);
+            } else {
+              StepValues(Load256(half + 32 * (1 + k)), q_steps[k], low5, &lo, &hi);
+            }
             SWARM_UNROLL
             for (int c = 0; c < C; ++c) {
               const int8_t* xq = xs[c].qs + kQK_K * sb + 64 * j + 4 * (4 * h + k);
@@ -172,8 +219,9 @@ void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
 // Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched, as
 // Q4_K's (matmul_q4k_panels_avx2.cpp says why).
 constexpr int kVecPanels = 4;
-// Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
-constexpr int kCols = 2;
+// Tokens per tile of a prompt (over decoded values 2 and 4 measured the same, within noise), and
+// tokens per panel that a group's weights stay in L1 for.
+constexpr int kCols = 3;
 constexpr int64_t kPanel = 48;
 
 }  // namespace
@@ -189,6 +237,7 @@ void MatMulQ5_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
     }
     for (; g < g_end; g += kQ5KPanelRows) GroupQ5K<1>(a, g, 0, r0, r1);
   } else {
+    alignas(32) uint8_t decoded[kMaxDecodedIn / kQK_K * kDecodedBytes];
     for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
       const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
       for (int64_t g = g_begin; g < g_end; g += kQ5KPanelRows) {
@@ -196,12 +245,24 @@ void MatMulQ5_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
         SpreadPrefetch next(a.w + (g + kQ5KPanelRows) * a.row_bytes,
                             static_cast<int64_t>(a.row_bytes) * next_rows,
                             (tp_end - tp + kCols - 1) / kCols);
+        const bool decode = a.n_in <= kMaxDecodedIn;
+        if (decode) DecodeGroup(a, g, decoded);
         int64_t t = tp;
         for (; t + kCols <= tp_end; t += kCols) {
           next.Next();
-          GroupQ5K<kCols>(a, g, t, r0, r1);
+          if (decode) {
+            GroupQ5K<kCols, 1, true>(a, g, t, r0, r1, decoded);
+          } else {
+            GroupQ5K<kCols>(a, g, t, r0, r1);
+          }
         }
-        for (; t < tp_end; ++t) GroupQ5K<1>(a, g, t, r0, r1);
+        for (; t < tp_end; ++t) {
+          if (decode) {
+            GroupQ5K<1, 1, true>(a, g, t, r0, r1, decoded);
+          } else {
+            GroupQ5K<1>(a, g, t, r0, r1);
+          }
+        }
       }
     }
   }
