@@ -224,6 +224,40 @@ constexpr int kVecPanels = 4;
 constexpr int kCols = 3;
 constexpr int64_t kPanel = 48;
 
+// Prompts over the full groups in [g_begin, g_end). Its own function, not inlined: with its
+// decoded values (64 KiB of stack) in its frame, the vector product ran at 28 GB/s, not 36.7.
+__attribute__((noinline)) void PromptQ5K(const MatMulArgs& a, int64_t g_begin, int64_t g_end,
+                                         int64_t r0, int64_t r1) {
+  alignas(32) uint8_t decoded[kMaxDecodedIn / kQK_K * kDecodedBytes];
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    for (int64_t g = g_begin; g < g_end; g += kQ5KPanelRows) {
+      const int64_t next_rows = std::min(kQ5KPanelRows, g_end - g - kQ5KPanelRows);
+      SpreadPrefetch next(a.w + (g + kQ5KPanelRows) * a.row_bytes,
+                          static_cast<int64_t>(a.row_bytes) * next_rows,
+                          (tp_end - tp + kCols - 1) / kCols);
+      const bool decode = a.n_in <= kMaxDecodedIn;
+      if (decode) DecodeGroup(a, g, decoded);
+      int64_t t = tp;
+      for (; t + kCols <= tp_end; t += kCols) {
+        next.Next();
+        if (decode) {
+          GroupQ5K<kCols, 1, true>(a, g, t, r0, r1, decoded);
+        } else {
+          GroupQ5K<kCols>(a, g, t, r0, r1);
+        }
+      }
+      for (; t < tp_end; ++t) {
+        if (decode) {
+          GroupQ5K<1, 1, true>(a, g, t, r0, r1, decoded);
+        } else {
+          GroupQ5K<1>(a, g, t, r0, r1);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void MatMulQ5_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
@@ -237,34 +271,7 @@ void MatMulQ5_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
     }
     for (; g < g_end; g += kQ5KPanelRows) GroupQ5K<1>(a, g, 0, r0, r1);
   } else {
-    alignas(32) uint8_t decoded[kMaxDecodedIn / kQK_K * kDecodedBytes];
-    for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
-      const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
-      for (int64_t g = g_begin; g < g_end; g += kQ5KPanelRows) {
-        const int64_t next_rows = std::min(kQ5KPanelRows, g_end - g - kQ5KPanelRows);
-        SpreadPrefetch next(a.w + (g + kQ5KPanelRows) * a.row_bytes,
-                            static_cast<int64_t>(a.row_bytes) * next_rows,
-                            (tp_end - tp + kCols - 1) / kCols);
-        const bool decode = a.n_in <= kMaxDecodedIn;
-        if (decode) DecodeGroup(a, g, decoded);
-        int64_t t = tp;
-        for (; t + kCols <= tp_end; t += kCols) {
-          next.Next();
-          if (decode) {
-            GroupQ5K<kCols, 1, true>(a, g, t, r0, r1, decoded);
-          } else {
-            GroupQ5K<kCols>(a, g, t, r0, r1);
-          }
-        }
-        for (; t < tp_end; ++t) {
-          if (decode) {
-            GroupQ5K<1, 1, true>(a, g, t, r0, r1, decoded);
-          } else {
-            GroupQ5K<1>(a, g, t, r0, r1);
-          }
-        }
-      }
-    }
+    PromptQ5K(a, g_begin, g_end, r0, r1);
   }
   // Rows past the last full group are GGUF rows.
   if (r1 > full) MatMulQ5_K(a, std::max(r0, full), r1);
