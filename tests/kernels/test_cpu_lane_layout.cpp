@@ -255,6 +255,39 @@ TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
   }
 }
 
+// Q5_K prompts decode a group's values once per panel of tokens for rows up to 8192 values and
+// read the layout directly past that: both agree with the GGUF kernels and with one token alone.
+TEST(Q4KPanelsTest, Q5_KPromptsOverLongRowsMatchTheGgufKernels) {
+  std::mt19937 rng(19);
+  const CpuFeatures features = DetectCpuFeatures();
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa, features)) continue;
+    auto cpu = MakeCpu(isa);
+    ASSERT_NE(cpu, nullptr);
+    for (int64_t n_in : {8192, 8448}) {
+      const int64_t n_out = 19, n_tokens = 7;
+      const std::vector<uint8_t> bytes = RandomRows(rng, GgmlType::kQ5_K, n_in, n_out);
+      const Weight raw{GgmlType::kQ5_K, n_in, n_out, bytes.data()};
+      std::vector<std::unique_ptr<Buffer>> storage;
+      auto prepared = cpu->PrepareWeight(raw, storage);
+      ASSERT_TRUE(prepared.ok()) << prepared.status();
+      EXPECT_EQ(prepared->layout, WeightLayout::kCpuRowPanels) << IsaName(isa);
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      std::vector<float> x(static_cast<size_t>(n_in * n_tokens));
+      for (float& v : x) v = normal(rng);
+      std::vector<float> want(static_cast<size_t>(n_out * n_tokens)), got(want.size());
+      cpu->MatMul(raw, x.data(), n_tokens, want.data());
+      cpu->MatMul(*prepared, x.data(), n_tokens, got.data());
+      EXPECT_LE(testing::Nmse(got.data(), want.data(), got.size()), 1e-10)
+          << IsaName(isa) << " n_in=" << n_in;
+      std::vector<float> alone(static_cast<size_t>(n_out));
+      cpu->MatMul(*prepared, x.data() + 6 * n_in, 1, alone.data());
+      EXPECT_TRUE(BitIdentical(alone, std::vector<float>(got.begin() + 6 * n_out, got.end())))
+          << IsaName(isa) << " n_in=" << n_in;
+    }
+  }
+}
+
 // A call over any row range [r0, r1) gives the bits of the whole product: ranges that start and
 // end inside a group of 8, single rows, the GGUF rows past the last group.
 TEST(Q4KPanelsTest, AnyRowRangeGivesTheSameBits) {
