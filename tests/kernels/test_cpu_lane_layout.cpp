@@ -1,9 +1,9 @@
 // The CPU backend's lane layout of Q4_0, Q8_0, Q4_1, Q5_1, Q5_0 and IQ4_NL weights (lane_layout.h)
-// and its interleaved rows of Q4_K and Q6_K (q4k_panels.h, q6k_panels.h): the rewrite is lossless,
-// keeps the blocks (rows) past the last full group as they were, and a backend that rewrites its
-// weights at PrepareWeight computes what it computes on the weights as stored (exactly, or within
-// the type's bound where the kernels sum in another order), with every output's bits independent of
-// the rows and tokens beside it.
+// and its interleaved rows of K-quants (q4k_panels.h, q5k_panels.h, q6k_panels.h, ...): the rewrite
+// is lossless, keeps the blocks (rows) past the last full group as they were, and a backend that
+// rewrites its weights at PrepareWeight computes what it computes on the weights as stored (exactly,
+// or within the type's bound where the kernels sum in another order), with every output's bits
+// independent of the rows and tokens beside it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -37,8 +37,8 @@ size_t BlockBytes(GgmlType type) { return RowBytes(type, 32).value(); }
 
 TEST(LaneLayoutTest, OnlyTheLaneTypesHaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
-  for (GgmlType type :
-       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K,
+                        GgmlType::kQ5_K, GgmlType::kQ6_K}) {
     EXPECT_FALSE(HasLaneLayout(type)) << GgmlTypeName(type);
   }
 }
@@ -201,11 +201,11 @@ TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
   }
 }
 
-// ---- Q4_K and Q6_K: rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h) ----------------
+// ---- Q4_K, Q5_K and Q6_K: rows interleaved 8 at a time (q4k_panels.h, q5k_panels.h, ...) ------
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ6_K};
+constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K};
 
 TEST(Q4KPanelsTest, RoundTripsEveryRowAndLeavesTailRowsAsTheyWere) {
   std::mt19937 rng(15);
@@ -255,10 +255,10 @@ TEST(Q4KPanelsTest, PutsSuperScalesAndQuantsInTheirLanes) {
   }
 }
 
-// PrepareWeight rewrites Q4_K and Q6_K where the table has a kernel for the layout (AVX2); the
-// products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's offset
-// are summed in integers there),
-// a token alone gives the bits it has in a batch, and row lookups are exact.
+// PrepareWeight rewrites Q4_K, Q5_K and Q6_K where the table has a kernel for the layout (AVX2);
+// the products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's
+// offset are summed in integers there), a token alone gives the bits it has in a batch, and row
+// lookups are exact.
 TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
   std::mt19937 rng(17);
   const CpuFeatures features = DetectCpuFeatures();
@@ -308,6 +308,39 @@ TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
           EXPECT_TRUE(BitIdentical(got, want)) << IsaName(isa) << " n_in=" << n_in;
         }
       }
+    }
+  }
+}
+
+// Q5_K prompts decode a group's values once per panel of tokens for rows up to 8192 values and
+// read the layout directly past that: both agree with the GGUF kernels and with one token alone.
+TEST(Q4KPanelsTest, Q5_KPromptsOverLongRowsMatchTheGgufKernels) {
+  std::mt19937 rng(19);
+  const CpuFeatures features = DetectCpuFeatures();
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa, features)) continue;
+    auto cpu = MakeCpu(isa);
+    ASSERT_NE(cpu, nullptr);
+    for (int64_t n_in : {8192, 8448}) {
+      const int64_t n_out = 19, n_tokens = 7;
+      const std::vector<uint8_t> bytes = RandomRows(rng, GgmlType::kQ5_K, n_in, n_out);
+      const Weight raw{GgmlType::kQ5_K, n_in, n_out, bytes.data()};
+      std::vector<std::unique_ptr<Buffer>> storage;
+      auto prepared = cpu->PrepareWeight(raw, storage);
+      ASSERT_TRUE(prepared.ok()) << prepared.status();
+      EXPECT_EQ(prepared->layout, WeightLayout::kCpuRowPanels) << IsaName(isa);
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      std::vector<float> x(static_cast<size_t>(n_in * n_tokens));
+      for (float& v : x) v = normal(rng);
+      std::vector<float> want(static_cast<size_t>(n_out * n_tokens)), got(want.size());
+      cpu->MatMul(raw, x.data(), n_tokens, want.data());
+      cpu->MatMul(*prepared, x.data(), n_tokens, got.data());
+      EXPECT_LE(testing::Nmse(got.data(), want.data(), got.size()), 1e-10)
+          << IsaName(isa) << " n_in=" << n_in;
+      std::vector<float> alone(static_cast<size_t>(n_out));
+      cpu->MatMul(*prepared, x.data() + 6 * n_in, 1, alone.data());
+      EXPECT_TRUE(BitIdentical(alone, std::vector<float>(got.begin() + 6 * n_out, got.end())))
+          << IsaName(isa) << " n_in=" << n_in;
     }
   }
 }

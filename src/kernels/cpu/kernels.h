@@ -241,10 +241,10 @@ inline int MatMulSlot(GgmlType type) {
   }
 }
 
-// The optimized backend's own layout of a weight type: the lane layout of Q4_0, Q8_0, Q5_0 and
-// IQ4_NL (lane_layout.h), the row panels of the float types, Q4_K and Q6_K (row_panels.h,
-// q4k_panels.h, q6k_panels.h); kGguf where it has none. PrepareWeight rewrites a type only where
-// the kernel table has a kernel for its layout.
+// The optimized backend's own layout of a weight type: the lane layout of Q4_0, Q8_0, Q4_1, Q5_1,
+// Q5_0 and IQ4_NL (lane_layout.h), the row panels of the float types and the K-quants that have
+// them (row_panels.h, q4k_panels.h, q5k_panels.h, q6k_panels.h); kGguf where it has none.
+// PrepareWeight rewrites a type only where the kernel table has a kernel for its layout.
 inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
     case GgmlType::kQ4_0:
@@ -259,6 +259,7 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kBF16:
     case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h)
     case GgmlType::kQ6_K:
+    case GgmlType::kQ5_K:  // q5k_panels.h
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;

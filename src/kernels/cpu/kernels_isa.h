@@ -103,6 +103,8 @@ void MatMulQ5_1Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end)
 // Over Q5_0 and IQ4_NL weights in the lane layout (matmul_lanes_q5nl_avx2.cpp).
 void MatMulQ5_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulIQ4_NLLanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q5_K weights in the row-panel layout (q5k_panels.h).
+void MatMulQ5_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

@@ -368,6 +368,9 @@ KernelTable MakeTable() {
   t.matmul_packed[MatMulSlot(GgmlType::kBF16)] = MatMulBF16Panels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_0)] = MatMulQ4_0Lanes;
   t.matmul_packed[MatMulSlot(GgmlType::kQ8_0)] = MatMulQ8_0Lanes;
+  // Q5_K's AVX2 panel kernel is faster than the 512-bit GGUF one, for one token (36.7 against
+  // 20.1 GB/s in cache) and for prompts (156 against 121 GFLOP/s).
+  t.matmul_packed[MatMulSlot(GgmlType::kQ5_K)] = avx2::MatMulQ5_KPanels;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;
