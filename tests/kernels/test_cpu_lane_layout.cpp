@@ -1,9 +1,9 @@
 // The CPU backend's lane layout of Q4_0, Q8_0, Q4_1, Q5_1, Q5_0 and IQ4_NL weights (lane_layout.h)
-// and its interleaved rows of K-quants (q4k_panels.h, q5k_panels.h, q6k_panels.h, ...): the rewrite
-// is lossless, keeps the blocks (rows) past the last full group as they were, and a backend that
-// rewrites its weights at PrepareWeight computes what it computes on the weights as stored (exactly,
-// or within the type's bound where the kernels sum in another order), with every output's bits
-// independent of the rows and tokens beside it.
+// and its interleaved rows of K-quants (q4k_panels.h, q5k_panels.h, q6k_panels.h, q2k_panels.h):
+// the rewrite is lossless, keeps the blocks (rows) past the last full group as they were, and a
+// backend that rewrites its weights at PrepareWeight computes what it computes on the weights as
+// stored (exactly, or within the type's bound where the kernels sum in another order), with every
+// output's bits independent of the rows and tokens beside it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -13,10 +13,12 @@
 
 #include "backend_conformance.h"
 #include "cpu_test_util.h"
+#include "kernels/block_lowbit.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lane_layout.h"
 #include "kernels/cpu/lane_layout_q5_0.h"
+#include "kernels/cpu/q2k_panels.h"
 #include "kernels/cpu/q4k_panels.h"
 #include "kernels/cpu/q6k_panels.h"
 #include "kernels/cpu/row_panels.h"
@@ -38,7 +40,7 @@ size_t BlockBytes(GgmlType type) { return RowBytes(type, 32).value(); }
 TEST(LaneLayoutTest, OnlyTheLaneTypesHaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
   for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K,
-                        GgmlType::kQ5_K, GgmlType::kQ6_K}) {
+                        GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ2_K}) {
     EXPECT_FALSE(HasLaneLayout(type)) << GgmlTypeName(type);
   }
 }
@@ -205,7 +207,8 @@ TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K};
+constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K,
+                                     GgmlType::kQ2_K};
 
 TEST(Q4KPanelsTest, RoundTripsEveryRowAndLeavesTailRowsAsTheyWere) {
   std::mt19937 rng(15);
@@ -255,10 +258,37 @@ TEST(Q4KPanelsTest, PutsSuperScalesAndQuantsInTheirLanes) {
   }
 }
 
-// PrepareWeight rewrites Q4_K, Q5_K and Q6_K where the table has a kernel for the layout (AVX2);
-// the products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's
-// offset are summed in integers there), a token alone gives the bits it has in a batch, and row
-// lookups are exact.
+// Super-block b of rows 8g..8g+7 in Q2_K's panels: the 8 fp16 d, the 8 dmin, 4 scale bytes of each
+// row per vector, then 4 quant bytes of each row in turn.
+TEST(Q2KPanelsTest, PutsSuperScalesScalesAndQuantsInTheirLanes) {
+  std::mt19937 rng(18);
+  const int64_t n_in = 512, n_out = 16;
+  const std::vector<uint8_t> rows = RandomRows(rng, GgmlType::kQ2_K, n_in, n_out);
+  std::vector<uint8_t> panels(rows.size());
+  RowsToPanels(GgmlType::kQ2_K, rows.data(), panels.data(), n_in, n_out, 0, 1);
+  const size_t row_bytes = 2 * sizeof(BlockQ2_K);
+  for (int64_t g = 0; g < 2; ++g) {
+    for (int b = 0; b < 2; ++b) {
+      const uint8_t* group = panels.data() + g * 8 * row_bytes + b * 8 * sizeof(BlockQ2_K);
+      for (int i = 0; i < 8; ++i) {
+        const auto* blk =
+            reinterpret_cast<const BlockQ2_K*>(rows.data() + (8 * g + i) * row_bytes) + b;
+        EXPECT_EQ(0, std::memcmp(group + 2 * i, &blk->d, 2));
+        EXPECT_EQ(0, std::memcmp(group + 16 + 2 * i, &blk->dmin, 2));
+        EXPECT_EQ(0, std::memcmp(group + 32 + 4 * i, blk->scales, 4));
+        EXPECT_EQ(0, std::memcmp(group + 32 + 3 * 32 + 4 * i, blk->scales + 12, 4));
+        EXPECT_EQ(0, std::memcmp(group + 160 + 4 * i, blk->qs, 4));
+        EXPECT_EQ(0, std::memcmp(group + 160 + 32 + 4 * i, blk->qs + 4, 4));
+        EXPECT_EQ(0, std::memcmp(group + 160 + 15 * 32 + 4 * i, blk->qs + 60, 4));
+      }
+    }
+  }
+}
+
+// PrepareWeight rewrites Q4_K, Q5_K, Q6_K and Q2_K where the table has a kernel for the layout
+// (AVX2); the products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and
+// Q6_K's offset are summed in integers there), a token alone gives the bits it has in a batch, and
+// row lookups are exact.
 TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
   std::mt19937 rng(17);
   const CpuFeatures features = DetectCpuFeatures();

@@ -260,6 +260,7 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h)
     case GgmlType::kQ6_K:
     case GgmlType::kQ5_K:  // q5k_panels.h
+    case GgmlType::kQ2_K:  // q2k_panels.h
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;

@@ -105,6 +105,8 @@ void MatMulQ5_0Lanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end)
 void MatMulIQ4_NLLanes(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 // Over Q5_K weights in the row-panel layout (q5k_panels.h).
 void MatMulQ5_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q2_K weights in the row-panel layout (q2k_panels.h).
+void MatMulQ2_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu
