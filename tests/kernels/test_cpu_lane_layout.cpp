@@ -37,8 +37,8 @@ size_t BlockBytes(GgmlType type) {
 
 TEST(LaneLayoutTest, OnlyQ4_0AndQ8_0HaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
-  for (GgmlType type :
-       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K,
+                        GgmlType::kQ6_K, GgmlType::kQ3_K}) {
     EXPECT_FALSE(HasLaneLayout(type)) << GgmlTypeName(type);
   }
 }
@@ -145,10 +145,11 @@ TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
 }
 
 // ---- Q4_K and Q6_K: rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h) ----------------
+// (Q3_K likewise, q3k_panels.h.)
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ6_K};
+constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ3_K};
 
 TEST(Q4KPanelsTest, RoundTripsEveryRowAndLeavesTailRowsAsTheyWere) {
   std::mt19937 rng(15);
@@ -198,9 +199,9 @@ TEST(Q4KPanelsTest, PutsSuperScalesAndQuantsInTheirLanes) {
   }
 }
 
-// PrepareWeight rewrites Q4_K and Q6_K where the table has a kernel for the layout (AVX2); the
-// products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's offset
-// are summed in integers there),
+// PrepareWeight rewrites Q3_K, Q4_K and Q6_K where the table has a kernel for the layout (AVX2);
+// the products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and Q6_K's and
+// Q3_K's offsets are summed in integers there),
 // a token alone gives the bits it has in a batch, and row lookups are exact.
 TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
   std::mt19937 rng(17);

@@ -35,12 +35,13 @@ using testing::RandomRows;
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-// Q4_K and Q6_K have their own, of 8 interleaved rows (q4k_panels.h, q6k_panels.h;
-// test_cpu_lane_layout tests them).
+// Q3_K, Q4_K and Q6_K have their own, of 8 interleaved rows (q3k_panels.h, q4k_panels.h,
+// q6k_panels.h; test_cpu_lane_layout tests them).
 TEST(RowPanelsTest, TheFloatTypesQ4_KAndQ6_KHaveThem) {
   for (GgmlType type : kFloatTypes) EXPECT_TRUE(HasRowPanels(type)) << GgmlTypeName(type);
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ4_K));
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ6_K));
+  EXPECT_TRUE(HasRowPanels(GgmlType::kQ3_K));
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ5_K}) {
     EXPECT_FALSE(HasRowPanels(type)) << GgmlTypeName(type);
   }

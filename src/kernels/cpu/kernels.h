@@ -252,6 +252,7 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kBF16:
     case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h)
     case GgmlType::kQ6_K:
+    case GgmlType::kQ3_K:  // q3k_panels.h
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;

@@ -97,6 +97,8 @@ void MatMulQ6_K(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 void MatMulQ4_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 // Over Q6_K weights in the row-panel layout (q6k_panels.h).
 void MatMulQ6_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q3_K weights in the row-panel layout (q3k_panels.h).
+void MatMulQ3_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

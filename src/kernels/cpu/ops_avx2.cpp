@@ -236,6 +236,7 @@ KernelTable MakeTable() {
   t.matmul_packed[MatMulSlot(GgmlType::kQ8_0)] = MatMulQ8_0Lanes;
   t.matmul_packed[MatMulSlot(GgmlType::kQ4_K)] = MatMulQ4_KPanels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ6_K)] = MatMulQ6_KPanels;
+  t.matmul_packed[MatMulSlot(GgmlType::kQ3_K)] = MatMulQ3_KPanels;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;
