@@ -63,18 +63,34 @@ Token Rearrange(const MatMulArgs& a, int64_t t, uint8_t* dst) {
   return {xp, b4, reinterpret_cast<const float*>(x + a.x8.d_offset)};
 }
 
-// Pair j's scales of 8 rows, (scale 2j, scale 2j + 1) in each 32-bit lane, from the scale words.
-__m256i PairScales(const __m256i (&s)[3], int j) {
+// Pair j's scales of 8 rows, (scale 2j, scale 2j + 1) in each 32-bit lane, from the 3 vectors of
+// scale words at s. Always inlined, so that j is a constant once the caller's loop is unrolled.
+__attribute__((always_inline)) inline __m256i PairScales(const uint8_t* s, int j) {
   const __m256i low4 = _mm256_set1_epi16(0x3c00);
   if (j < 6) {
-    const __m256i v = j % 2 == 0 ? s[j / 2] : _mm256_slli_epi16(s[j / 2], 6);
-    return _mm256_srai_epi16(v, 10);
+    const __m256i v = Load256(s + 32 * (j / 2));
+    return _mm256_srai_epi16(j % 2 == 0 ? v : _mm256_slli_epi16(v, 6), 10);
   }
-  const __m256i high2 = j == 6 ? _mm256_slli_epi16(s[2], 14)
-                               : _mm256_and_si256(_mm256_slli_epi16(s[2], 12),
+  const __m256i v2 = Load256(s + 64);
+  const __m256i high2 = j == 6 ? _mm256_slli_epi16(v2, 14)
+                               : _mm256_and_si256(_mm256_slli_epi16(v2, 12),
                                                   _mm256_set1_epi16(static_cast<int16_t>(0xc000)));
   return _mm256_srai_epi16(
-      _mm256_or_si256(high2, _mm256_and_si256(_mm256_slli_epi16(s[j - 6], 10), low4)), 10);
+      _mm256_or_si256(high2,
+                      _mm256_and_si256(_mm256_slli_epi16(Load256(s + 32 * (j - 6)), 10), low4)),
+      10);
+}
+
+// Quant group e (0..7) of a pair of 8 rows, as bytes 0..7, from the pair's 3 vectors at q.
+__attribute__((always_inline)) inline __m256i Quants(const uint8_t* q, int e, __m256i m7,
+                                                     __m256i m3, __m256i m4) {
+  if (e < 6) {
+    const __m256i v = Load256(q + 32 * (e / 2));
+    return _mm256_and_si256(e % 2 == 0 ? v : _mm256_srli_epi16(v, 3), m7);
+  }
+  const __m256i low2 = _mm256_and_si256(_mm256_srli_epi16(Load256(q + 32 * (e - 6)), 6), m3);
+  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(Load256(q + 64), e == 6 ? 4 : 5), m4);
+  return _mm256_or_si256(low2, high);
 }
 
 // The 8 rows from g0 (a full group) for tokens xs[0 .. C - 1] (outputs at token t ..), and with
@@ -99,55 +115,58 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
   const __m256i m4 = _mm256_set1_epi8(4);
   const int64_t n_super = a.n_in / kQK_K;
   for (int64_t sb = 0; sb < n_super; ++sb) {
+    const uint8_t* groups[P];
     SWARM_UNROLL
     for (int panel = 0; panel < P; ++panel) {
-      const uint8_t* group = bases[panel] + sb * kGroupBytes;
+      groups[panel] = bases[panel] + sb * kGroupBytes;
       if constexpr (C == 1) {
-        PrefetchLines(group + P * panel_bytes, kGroupBytes);
+        PrefetchLines(groups[panel] + P * panel_bytes, kGroupBytes);
       }
-      const __m256 d = _mm256_cvtph_ps(Load128(group));
-      const __m256i s[3] = {Load256(group + kScalesOffset), Load256(group + kScalesOffset + 32),
-                            Load256(group + kScalesOffset + 64)};
-      __m256i isum[C];
+    }
+    __m256i isum[P][C];
+    SWARM_UNROLL
+    for (int j = 0; j < 8; ++j) {
+      // The panels innermost: each broadcast activation serves P panels (and C tokens) at once.
+      __m256i p[P][C];
       SWARM_UNROLL
-      for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-      SWARM_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        const uint8_t* q = group + kQuantsOffset + 96 * j;
-        const __m256i va = Load256(q);
-        const __m256i vb = Load256(q + 32);
-        const __m256i vc = Load256(q + 64);
-        __m256i p[C];
-        auto mul = [&](int e, __m256i w) {
+      for (int e = 0; e < 8; ++e) {
+        __m256i xb[C];
+        SWARM_UNROLL
+        for (int c = 0; c < C; ++c) {
+          xb[c] = Broadcast32(xs[c].xp + kQK_K * sb + 32 * j + 4 * e);
+        }
+        SWARM_UNROLL
+        for (int panel = 0; panel < P; ++panel) {
+          const uint8_t* q = groups[panel] + kQuantsOffset + 96 * j;
+          const __m256i w = Quants(q, e, m7, m3, m4);
           SWARM_UNROLL
           for (int c = 0; c < C; ++c) {
-            const __m256i prod =
-                _mm256_maddubs_epi16(w, Broadcast32(xs[c].xp + kQK_K * sb + 32 * j + 4 * e));
-            p[c] = e == 0 ? prod : _mm256_add_epi16(p[c], prod);
+            const __m256i prod = _mm256_maddubs_epi16(w, xb[c]);
+            p[panel][c] = e == 0 ? prod : _mm256_add_epi16(p[panel][c], prod);
           }
-        };
-        mul(0, _mm256_and_si256(va, m7));
-        mul(1, _mm256_and_si256(_mm256_srli_epi16(va, 3), m7));
-        mul(2, _mm256_and_si256(vb, m7));
-        mul(3, _mm256_and_si256(_mm256_srli_epi16(vb, 3), m7));
-        mul(4, _mm256_and_si256(vc, m7));
-        mul(5, _mm256_and_si256(_mm256_srli_epi16(vc, 3), m7));
-        mul(6, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(va, 6), m3),
-                               _mm256_and_si256(_mm256_srli_epi16(vc, 4), m4)));
-        mul(7, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(vb, 6), m3),
-                               _mm256_and_si256(_mm256_srli_epi16(vc, 5), m4)));
-        const __m256i sc = PairScales(s, j);
+        }
+      }
+      __m256i b4[C];
+      SWARM_UNROLL
+      for (int c = 0; c < C; ++c) b4[c] = Broadcast32(xs[c].b4 + 16 * sb + 2 * j);
+      SWARM_UNROLL
+      for (int panel = 0; panel < P; ++panel) {
+        const __m256i sc = PairScales(groups[panel] + kScalesOffset, j);
         SWARM_UNROLL
         for (int c = 0; c < C; ++c) {
           // The quants are w - 4: less 4 times each sub-block's activation sum.
-          const __m256i pc = _mm256_sub_epi16(p[c], Broadcast32(xs[c].b4 + 16 * sb + 2 * j));
-          isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(pc, sc));
+          const __m256i prod = _mm256_madd_epi16(_mm256_sub_epi16(p[panel][c], b4[c]), sc);
+          isum[panel][c] = j == 0 ? prod : _mm256_add_epi32(isum[panel][c], prod);
         }
       }
+    }
+    SWARM_UNROLL
+    for (int panel = 0; panel < P; ++panel) {
+      const __m256 d = _mm256_cvtph_ps(Load128(groups[panel]));
       SWARM_UNROLL
       for (int c = 0; c < C; ++c) {
         acc[panel][c] =
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]),
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[panel][c]),
                             _mm256_mul_ps(d, _mm256_set1_ps(xs[c].d[sb])), acc[panel][c]);
       }
     }
