@@ -99,6 +99,8 @@ __attribute__((always_inline)) inline __m256i Quants(const uint8_t* q, int e, __
 template <int C, int P = 1>
 void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64_t r0, int64_t r1) {
   static_assert(P == 1 || C == 1);
+  constexpr int kBlock = P < 2 ? P : 2;
+  static_assert(P % kBlock == 0);
   const uint8_t* bases[P];
   SWARM_UNROLL
   for (int panel = 0; panel < P; ++panel)
@@ -123,51 +125,63 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
         PrefetchLines(groups[panel] + P * panel_bytes, kGroupBytes);
       }
     }
-    __m256i isum[P][C];
+    // Panels in blocks of kBlock, each block's panels innermost: each broadcast activation serves
+    // kBlock panels (and C tokens) at once, and a block's sums stay in registers.
     SWARM_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      // The panels innermost: each broadcast activation serves P panels (and C tokens) at once.
-      __m256i p[P][C];
+    for (int p0 = 0; p0 < P; p0 += kBlock) {
+      // Hidden from the optimizer, so that it loads a block's broadcasts again rather than keeping
+      // (spilling) the previous block's.
+      const int8_t* xp[C];
       SWARM_UNROLL
-      for (int e = 0; e < 8; ++e) {
-        __m256i xb[C];
+      for (int c = 0; c < C; ++c) {
+        xp[c] = xs[c].xp;
+        asm("" : "+r"(xp[c]));
+      }
+      __m256i isum[kBlock][C];
+      SWARM_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        __m256i p[kBlock][C];
         SWARM_UNROLL
-        for (int c = 0; c < C; ++c) {
-          xb[c] = Broadcast32(xs[c].xp + kQK_K * sb + 32 * j + 4 * e);
-        }
-        SWARM_UNROLL
-        for (int panel = 0; panel < P; ++panel) {
-          const uint8_t* q = groups[panel] + kQuantsOffset + 96 * j;
-          const __m256i w = Quants(q, e, m7, m3, m4);
+        for (int e = 0; e < 8; ++e) {
+          __m256i xb[C];
           SWARM_UNROLL
           for (int c = 0; c < C; ++c) {
-            const __m256i prod = _mm256_maddubs_epi16(w, xb[c]);
-            p[panel][c] = e == 0 ? prod : _mm256_add_epi16(p[panel][c], prod);
+            xb[c] = Broadcast32(xp[c] + kQK_K * sb + 32 * j + 4 * e);
+          }
+          SWARM_UNROLL
+          for (int k = 0; k < kBlock; ++k) {
+            const uint8_t* q = groups[p0 + k] + kQuantsOffset + 96 * j;
+            const __m256i w = Quants(q, e, m7, m3, m4);
+            SWARM_UNROLL
+            for (int c = 0; c < C; ++c) {
+              const __m256i prod = _mm256_maddubs_epi16(w, xb[c]);
+              p[k][c] = e == 0 ? prod : _mm256_add_epi16(p[k][c], prod);
+            }
+          }
+        }
+        __m256i b4[C];
+        SWARM_UNROLL
+        for (int c = 0; c < C; ++c) b4[c] = Broadcast32(xs[c].b4 + 16 * sb + 2 * j);
+        SWARM_UNROLL
+        for (int k = 0; k < kBlock; ++k) {
+          const __m256i sc = PairScales(groups[p0 + k] + kScalesOffset, j);
+          SWARM_UNROLL
+          for (int c = 0; c < C; ++c) {
+            // The quants are w - 4: less 4 times each sub-block's activation sum.
+            const __m256i prod = _mm256_madd_epi16(_mm256_sub_epi16(p[k][c], b4[c]), sc);
+            isum[k][c] = j == 0 ? prod : _mm256_add_epi32(isum[k][c], prod);
           }
         }
       }
-      __m256i b4[C];
       SWARM_UNROLL
-      for (int c = 0; c < C; ++c) b4[c] = Broadcast32(xs[c].b4 + 16 * sb + 2 * j);
-      SWARM_UNROLL
-      for (int panel = 0; panel < P; ++panel) {
-        const __m256i sc = PairScales(groups[panel] + kScalesOffset, j);
+      for (int k = 0; k < kBlock; ++k) {
+        const __m256 d = _mm256_cvtph_ps(Load128(groups[p0 + k]));
         SWARM_UNROLL
         for (int c = 0; c < C; ++c) {
-          // The quants are w - 4: less 4 times each sub-block's activation sum.
-          const __m256i prod = _mm256_madd_epi16(_mm256_sub_epi16(p[panel][c], b4[c]), sc);
-          isum[panel][c] = j == 0 ? prod : _mm256_add_epi32(isum[panel][c], prod);
+          acc[p0 + k][c] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k][c]),
+                              _mm256_mul_ps(d, _mm256_set1_ps(xs[c].d[sb])), acc[p0 + k][c]);
         }
-      }
-    }
-    SWARM_UNROLL
-    for (int panel = 0; panel < P; ++panel) {
-      const __m256 d = _mm256_cvtph_ps(Load128(groups[panel]));
-      SWARM_UNROLL
-      for (int c = 0; c < C; ++c) {
-        acc[panel][c] =
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[panel][c]),
-                            _mm256_mul_ps(d, _mm256_set1_ps(xs[c].d[sb])), acc[panel][c]);
       }
     }
   }
