@@ -11,6 +11,7 @@
 // The backend's PrepareWeight rewrites float matrices into this layout once, at load time.
 // Q4_K's and Q6_K's row panels are their own (q4k_panels.h, q6k_panels.h): rows interleaved 8 at a
 // time, super-block by super-block, which the same functions below make and read.
+// Q3_K's likewise (q3k_panels.h).
 #pragma once
 
 #include <cstdint>
