@@ -208,7 +208,7 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
 // the Q4_K and Q6_K panel kernels).
 constexpr int kVecPanels = 4;
 // Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
-constexpr int kCols = 2;
+constexpr int kCols = 3;
 constexpr int64_t kPanel = 48;
 
 }  // namespace
