@@ -205,7 +205,9 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
 }
 
 // Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched (as
-// the Q4_K and Q6_K panel kernels).
+// the Q4_K and Q6_K panel kernels), computed as 2 blocks of 2 (matvec_bench --isa avx2, in L2:
+// 4 panels at once spill, 25-26 GB/s; blocks of 2, 26.6-27.3; 2 streams, 27-28 in L2 but 0.84-0.94
+// of a plain read from memory against 0.93-0.97).
 constexpr int kVecPanels = 4;
 // Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
 constexpr int kCols = 3;
@@ -233,7 +235,7 @@ void MatMulQ3_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
           GroupQ3K<1, kVecPanels>(a, xs, g, 0, r0, r1);
         }
         for (; g < g_end; g += kQ3KPanelRows) GroupQ3K<1>(a, xs, g, 0, r0, r1);
-        break;
+        break;  // the only token panel
       }
       for (int64_t g = g_begin; g < g_end; g += kQ3KPanelRows) {
         const int64_t next_rows = std::min(kQ3KPanelRows, g_end - g - kQ3KPanelRows);
