@@ -40,7 +40,7 @@ size_t BlockBytes(GgmlType type) { return RowBytes(type, 32).value(); }
 TEST(LaneLayoutTest, OnlyTheLaneTypesHaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
   for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K,
-                        GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ2_K}) {
+                        GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K}) {
     EXPECT_FALSE(HasLaneLayout(type)) << GgmlTypeName(type);
   }
 }
@@ -203,12 +203,13 @@ TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
   }
 }
 
-// ---- Q4_K, Q5_K and Q6_K: rows interleaved 8 at a time (q4k_panels.h, q5k_panels.h, ...) ------
+// ---- K-quants: rows interleaved 8 at a time (q2k_panels.h ... q6k_panels.h)
+// -----------------------
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
 constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K,
-                                     GgmlType::kQ2_K};
+                                     GgmlType::kQ2_K, GgmlType::kQ3_K};
 
 TEST(Q4KPanelsTest, RoundTripsEveryRowAndLeavesTailRowsAsTheyWere) {
   std::mt19937 rng(15);
@@ -285,10 +286,10 @@ TEST(Q2KPanelsTest, PutsSuperScalesScalesAndQuantsInTheirLanes) {
   }
 }
 
-// PrepareWeight rewrites Q4_K, Q5_K, Q6_K and Q2_K where the table has a kernel for the layout
+// PrepareWeight rewrites the K-quants that have panels where the table has a kernel for the layout
 // (AVX2); the products agree with the GGUF kernels' up to float rounding (Q4_K's mins term and
-// Q6_K's offset are summed in integers there), a token alone gives the bits it has in a batch, and
-// row lookups are exact.
+// Q6_K's and Q3_K's offsets are summed in integers there), a token alone gives the bits it has in a
+// batch, and row lookups are exact.
 TEST(Q4KPanelsTest, PreparedWeightsMatchTheGgufKernels) {
   std::mt19937 rng(17);
   const CpuFeatures features = DetectCpuFeatures();

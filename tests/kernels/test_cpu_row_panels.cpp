@@ -35,14 +35,15 @@ using testing::RandomRows;
 
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
-// Q4_K, Q5_K, Q6_K and Q2_K have their own, of 8 interleaved rows (q4k_panels.h, q5k_panels.h,
-// q6k_panels.h, q2k_panels.h; test_cpu_lane_layout tests them).
+// The K-quants with panels have their own, of 8 interleaved rows (q2k_panels.h ... q6k_panels.h;
+// test_cpu_lane_layout tests them).
 TEST(RowPanelsTest, TheFloatTypesAndTheKQuantPanelTypesHaveThem) {
   for (GgmlType type : kFloatTypes) EXPECT_TRUE(HasRowPanels(type)) << GgmlTypeName(type);
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ4_K));
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ5_K));
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ6_K));
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ2_K));
+  EXPECT_TRUE(HasRowPanels(GgmlType::kQ3_K));
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0}) {
     EXPECT_FALSE(HasRowPanels(type)) << GgmlTypeName(type);
   }

@@ -261,6 +261,7 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kQ6_K:
     case GgmlType::kQ5_K:  // q5k_panels.h
     case GgmlType::kQ2_K:  // q2k_panels.h
+    case GgmlType::kQ3_K:  // q3k_panels.h
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;

@@ -107,6 +107,8 @@ void MatMulIQ4_NLLanes(const MatMulArgs& args, int64_t row_begin, int64_t row_en
 void MatMulQ5_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 // Over Q2_K weights in the row-panel layout (q2k_panels.h).
 void MatMulQ2_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over Q3_K weights in the row-panel layout (q3k_panels.h).
+void MatMulQ3_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

@@ -242,6 +242,7 @@ KernelTable MakeTable() {
   t.matmul_packed[MatMulSlot(GgmlType::kIQ4_NL)] = MatMulIQ4_NLLanes;
   t.matmul_packed[MatMulSlot(GgmlType::kQ5_K)] = MatMulQ5_KPanels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ2_K)] = MatMulQ2_KPanels;
+  t.matmul_packed[MatMulSlot(GgmlType::kQ3_K)] = MatMulQ3_KPanels;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

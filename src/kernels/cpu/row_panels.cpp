@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/cpu/q2k_panels.h"
+#include "kernels/cpu/q3k_panels.h"
 #include "kernels/cpu/q4k_panels.h"
 #include "kernels/cpu/q5k_panels.h"
 #include "kernels/cpu/q6k_panels.h"
@@ -37,17 +38,18 @@ void Transpose(const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out
 bool HasRowPanels(GgmlType type) {
   return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 ||
          type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K ||
-         type == GgmlType::kQ2_K;
+         type == GgmlType::kQ2_K || type == GgmlType::kQ3_K;
 }
 
 void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out,
                   int64_t panel_begin, int64_t panel_end) {
   if (type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K ||
-      type == GgmlType::kQ2_K) {
-    // Groups of 8 rows (q4k_panels.h, q5k_panels.h, q6k_panels.h, q2k_panels.h); a panel of 64 rows
-    // holds whole groups, the last panel's rows past its last full group are copied as they are.
+      type == GgmlType::kQ2_K || type == GgmlType::kQ3_K) {
+    // Groups of 8 rows (q4k_panels.h, q5k_panels.h, q6k_panels.h, q2k_panels.h, q3k_panels.h); a
+    // panel of 64 rows holds whole groups, the last panel's rows past its last full group are
+    // copied as they are.
     static_assert(kQ4KPanelRows == kQ6KPanelRows && kQ4KPanelRows == kQ5KPanelRows &&
-                  kQ4KPanelRows == kQ2KPanelRows);
+                  kQ4KPanelRows == kQ2KPanelRows && kQ4KPanelRows == kQ3KPanelRows);
     const int64_t row_begin = panel_begin * kPanelRows;
     const int64_t row_end = std::min(n_out, panel_end * kPanelRows);
     const int64_t full_end = std::min(row_end, n_out / kQ4KPanelRows * kQ4KPanelRows);
@@ -55,7 +57,8 @@ void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n
       const auto to_panels = type == GgmlType::kQ4_K   ? Q4KRowsToPanels
                              : type == GgmlType::kQ5_K ? Q5KRowsToPanels
                              : type == GgmlType::kQ6_K ? Q6KRowsToPanels
-                                                       : Q2KRowsToPanels;
+                             : type == GgmlType::kQ2_K ? Q2KRowsToPanels
+                                                       : Q3KRowsToPanels;
       to_panels(rows, panels, n_in, row_begin / kQ4KPanelRows, full_end / kQ4KPanelRows);
     }
     const size_t row_bytes = RowBytes(type, n_in).value();
@@ -77,6 +80,7 @@ void RowFromPanels(GgmlType type, const uint8_t* panels, int64_t n_in, int64_t n
   if (type == GgmlType::kQ6_K) return Q6KRowFromPanels(panels, n_in, n_out, r, row);
   if (type == GgmlType::kQ5_K) return Q5KRowFromPanels(panels, n_in, n_out, r, row);
   if (type == GgmlType::kQ2_K) return Q2KRowFromPanels(panels, n_in, n_out, r, row);
+  if (type == GgmlType::kQ3_K) return Q3KRowFromPanels(panels, n_in, n_out, r, row);
   const size_t e = ElementBytes(type);
   const int64_t p = r / kPanelRows;
   const int64_t width = PanelWidth(n_out, p);
