@@ -105,8 +105,8 @@ struct Figures {
   double read_memory = 0;
 };
 
-// lanes: the weights rewritten into the backend's own layout of the type (the lane layout of Q4_0,
-// the row panels of the float types, Q4_K and Q6_K), read by its kernel for that layout.
+// lanes: the weights rewritten into the backend's own layout of the type (a lane layout of the
+// 32-value block types, the row panels of the float types and K-quants), read by its kernel for it.
 Figures Measure(cpu::Isa isa, GgmlType type, bool lanes, double seconds) {
   const cpu::KernelTable& table = cpu::KernelsFor(isa);
   constexpr int64_t kIn = 2048;  // TinyLlama's width

@@ -22,8 +22,8 @@
 namespace swarm::kernels {
 
 // How a weight's rows are laid out in memory. kGguf: GGUF's blocks, as stored in the file.
-// kCpuLanes and kCpuRowPanels: the optimized CPU backend's own layouts of Q4_0, Q8_0, Q5_0 and
-// IQ4_NL (kernels/cpu/lane_layout.h) and of the float types, Q4_K and Q6_K
+// kCpuLanes and kCpuRowPanels: the optimized CPU backend's own layouts of Q4_0, Q8_0, Q4_1, Q5_1,
+// Q5_0 and IQ4_NL (kernels/cpu/lane_layout.h) and of the float types and Q2_K..Q6_K
 // (kernels/cpu/row_panels.h), made by its PrepareWeight and read only by its ops.
 enum class WeightLayout : uint8_t { kGguf, kCpuLanes, kCpuRowPanels };
 

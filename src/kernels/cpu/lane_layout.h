@@ -1,4 +1,5 @@
-// The optimized CPU backend's lane layout of Q4_0 and Q8_0 weights: its AVX-512 and AVX2 Q4_0
+// The optimized CPU backend's lane layout of Q4_0 and Q8_0 weights (and, in the files named below,
+// of Q4_1, Q5_1, Q5_0 and IQ4_NL): its AVX-512 and AVX2 Q4_0
 // and Q8_0 kernels keep one 32-value block per 32-bit lane of a vector, 16 blocks (512 values) at
 // a time (AVX2 in two halves of 8). From GGUF's layout they must gather each
 // block's scale and 4-byte pieces with shuffles on every pass over the weights (AVX-512), or do
