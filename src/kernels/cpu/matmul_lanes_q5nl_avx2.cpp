@@ -81,7 +81,8 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes<kType>;
-      if constexpr (C == 1) PrefetchLines(group + R * a.row_bytes, kGroupBytes<kType>);
+      // The next tile's group of this row, one of its 5-7 lines per step (see PrefetchLineOf).
+      const uint8_t* next = group + R * a.row_bytes;
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         __m256i s[C];
@@ -95,6 +96,7 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
           SWARM_UNROLL
           for (int c = 0; c < 4; ++c) {
             const __m256i v = Load256(group + kQ5_0LaneQuantsOffset + 64 * c + 32 * h);
+            if constexpr (C == 1) PrefetchLineOf(next, kGroupBytes<kType>, 4 * h + c);
             const __m256i lo = _mm256_and_si256(v, low5);
             const __m256i hi =
                 _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(v, top3), 3),
@@ -121,6 +123,7 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
           SWARM_UNROLL
           for (int c = 0; c < 4; ++c) {
             const __m256i q = Load256(group + 32 + 64 * c + 32 * h);
+            if constexpr (C == 1) PrefetchLineOf(next, kGroupBytes<kType>, 4 * h + c);
             const __m256i lo = _mm256_shuffle_epi8(levels, _mm256_and_si256(q, low4));
             const __m256i hi =
                 _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));

@@ -77,7 +77,6 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes;
-      if constexpr (C == 1) PrefetchLines(group + R * a.row_bytes, kGroupBytes);
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         __m256i s[C];
@@ -97,6 +96,11 @@ void LaneGroups(const MatMulArgs& a, const X8Layout& l, const uint8_t* const* ro
           SWARM_UNROLL
           for (int c = c0; c < c0 + kPiecesPerWiden; ++c) {
             const __m256i q = Load256(group + kQs + 64 * c + 32 * h);
+            if constexpr (C == 1) {
+              // The next tile's group of this row, one of its 5-7 lines per step (see
+              // PrefetchLineOf).
+              PrefetchLineOf(group + R * a.row_bytes, kGroupBytes, 4 * h + c);
+            }
             __m256i lo = _mm256_and_si256(q, low4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
             if constexpr (kQ5) {

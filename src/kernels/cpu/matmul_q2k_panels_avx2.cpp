@@ -86,9 +86,6 @@ void GroupQ2K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
 #pragma GCC unroll 1
     for (int p = 0; p < P; ++p) {
       const uint8_t* group = bases[p] + sb * kGroupBytes;
-      if constexpr (C == 1) {
-        PrefetchLines(group + P * panel_bytes, kGroupBytes);
-      }
       const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(Load128(group)), quarter);
       const __m256 dmin = _mm256_cvtph_ps(Load128(group + 16));
       // isum1: sub-blocks of bit pairs 0 and 2 (taken as q); isum4: pairs 1 and 3 (as 4 q).
@@ -115,6 +112,10 @@ void GroupQ2K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
           for (int step = 0; step < 4; ++step) {
             const int ql = 4 * half + step;
             const __m256i v = Load256(group + kQsOffset + 32 * (8 * h + ql));
+            if constexpr (C == 1) {
+              // The next tile's group, one of its 11-12 lines per step (see PrefetchLineOf).
+              PrefetchLineOf(group + P * panel_bytes, kGroupBytes, 8 * h + ql);
+            }
             const __m256i v4 = _mm256_srli_epi16(v, 4);
             const __m256i f[4] = {_mm256_and_si256(v, m03), _mm256_and_si256(v, m0c),
                                   _mm256_and_si256(v4, m03), _mm256_and_si256(v4, m0c)};

@@ -121,9 +121,6 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
     SWARM_UNROLL
     for (int panel = 0; panel < P; ++panel) {
       groups[panel] = bases[panel] + sb * kGroupBytes;
-      if constexpr (C == 1) {
-        PrefetchLines(groups[panel] + P * panel_bytes, kGroupBytes);
-      }
     }
     // Panels in blocks of kBlock, each block's panels innermost: each broadcast activation serves
     // kBlock panels (and C tokens) at once, and a block's sums stay in registers.
@@ -151,6 +148,10 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
           SWARM_UNROLL
           for (int k = 0; k < kBlock; ++k) {
             const uint8_t* q = groups[p0 + k] + kQuantsOffset + 96 * j;
+            if constexpr (C == 1) {
+              // The next tile's group, 2 of its 14-15 lines per pair (see PrefetchLineOf).
+              if (e < 2) PrefetchLineOf(groups[p0 + k] + P * panel_bytes, kGroupBytes, 2 * j + e);
+            }
             const __m256i w = Quants(q, e, m7, m3, m4);
             SWARM_UNROLL
             for (int c = 0; c < C; ++c) {

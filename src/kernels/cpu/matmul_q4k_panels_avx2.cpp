@@ -73,69 +73,106 @@ void GroupQ4K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
   SWARM_UNROLL
   for (int s = 0; s < 4; ++s) spread[s] = SpreadSubBlock(s);
   const int64_t n_super = a.n_in / kQK_K;
+  // Panels in blocks of kBlock, each block's panels innermost: each broadcast activation serves
+  // kBlock panels (in L2: 30-32 GB/s one panel at a time, 36.5-40 in blocks of 2).
+  constexpr int kBlock = P < 2 ? P : 2;
+  static_assert(P % kBlock == 0);
   for (int64_t sb = 0; sb < n_super; ++sb) {
+    const uint8_t* groups[P];
     SWARM_UNROLL
     for (int p = 0; p < P; ++p) {
-      const uint8_t* group = bases[p] + sb * kGroupBytes;
-      if constexpr (C == 1) {
-        PrefetchLines(group + P * panel_bytes, kGroupBytes);
-      }
-      const __m256 d = _mm256_cvtph_ps(Load128(group));
-      const __m256 dmin = _mm256_cvtph_ps(Load128(group + 16));
-      const __m256i nib_sc = Load256(group + 32);
-      const __m256i nib_m = Load256(group + 64);
-      const __m256i high = Load256(group + 96);
-      const __m256i scales[2] = {
-          _mm256_or_si256(_mm256_and_si256(nib_sc, low4),
-                          _mm256_and_si256(_mm256_slli_epi16(high, 4), bits45)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib_sc, 4), low4),
-                          _mm256_and_si256(_mm256_slli_epi16(high, 2), bits45))};
-      const uint8_t* q = group + 128;
-      __m256i isum[C];
+      groups[p] = bases[p] + sb * kGroupBytes;
+    }
+    SWARM_UNROLL
+    for (int p0 = 0; p0 < P; p0 += kBlock) {
+      __m256i scales[kBlock][2];
       SWARM_UNROLL
-      for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
-      for (int j = 0; j < 4; ++j) {
-        __m256i sum_lo[C], sum_hi[C];
+      for (int k = 0; k < kBlock; ++k) {
+        const uint8_t* group = groups[p0 + k];
+        const __m256i nib_sc = Load256(group + 32);
+        const __m256i high = Load256(group + 96);
+        scales[k][0] = _mm256_or_si256(_mm256_and_si256(nib_sc, low4),
+                                       _mm256_and_si256(_mm256_slli_epi16(high, 4), bits45));
+        scales[k][1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib_sc, 4), low4),
+                                       _mm256_and_si256(_mm256_slli_epi16(high, 2), bits45));
+      }
+      __m256i isum[kBlock][C];
+      SWARM_UNROLL
+      for (int k = 0; k < kBlock; ++k) {
         SWARM_UNROLL
-        for (int c = 0; c < C; ++c) sum_lo[c] = sum_hi[c] = _mm256_setzero_si256();
+        for (int c = 0; c < C; ++c) isum[k][c] = _mm256_setzero_si256();
+      }
+      for (int j = 0; j < 4; ++j) {
+        __m256i sum_lo[kBlock][C], sum_hi[kBlock][C];
+        SWARM_UNROLL
+        for (int k = 0; k < kBlock; ++k) {
+          SWARM_UNROLL
+          for (int c = 0; c < C; ++c) sum_lo[k][c] = sum_hi[k][c] = _mm256_setzero_si256();
+        }
         SWARM_UNROLL
         for (int step = 0; step < 8; ++step) {
-          const __m256i v = Load256(q + 32 * (8 * j + step));
-          const __m256i lo = _mm256_and_si256(v, low4);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+          __m256i xlo[C], xhi[C];
           SWARM_UNROLL
           for (int c = 0; c < C; ++c) {
             const int8_t* xq = xs[c].qs + kQK_K * sb + 64 * j + 4 * step;
-            sum_lo[c] = _mm256_add_epi16(sum_lo[c], _mm256_maddubs_epi16(lo, Broadcast32(xq)));
-            sum_hi[c] = _mm256_add_epi16(sum_hi[c], _mm256_maddubs_epi16(hi, Broadcast32(xq + 32)));
+            xlo[c] = Broadcast32(xq);
+            xhi[c] = Broadcast32(xq + 32);
+          }
+          SWARM_UNROLL
+          for (int k = 0; k < kBlock; ++k) {
+            const __m256i v = Load256(groups[p0 + k] + 128 + 32 * (8 * j + step));
+            if constexpr (C == 1) {
+              PrefetchLineOf(groups[p0 + k] + P * panel_bytes, kGroupBytes, 8 * j + step);
+            }
+            const __m256i lo = _mm256_and_si256(v, low4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            SWARM_UNROLL
+            for (int c = 0; c < C; ++c) {
+              sum_lo[k][c] = _mm256_add_epi16(sum_lo[k][c], _mm256_maddubs_epi16(lo, xlo[c]));
+              sum_hi[k][c] = _mm256_add_epi16(sum_hi[k][c], _mm256_maddubs_epi16(hi, xhi[c]));
+            }
           }
         }
         const int s_lo = 2 * j, s_hi = 2 * j + 1;
-        const __m256i sc_lo = _mm256_shuffle_epi8(scales[s_lo / 4], spread[s_lo % 4]);
-        const __m256i sc_hi = _mm256_shuffle_epi8(scales[s_hi / 4], spread[s_hi % 4]);
         SWARM_UNROLL
-        for (int c = 0; c < C; ++c) {
-          isum[c] =
-              _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(sum_lo[c], sc_lo),
-                                                         _mm256_madd_epi16(sum_hi[c], sc_hi)));
+        for (int k = 0; k < kBlock; ++k) {
+          const __m256i sc_lo = _mm256_shuffle_epi8(scales[k][s_lo / 4], spread[s_lo % 4]);
+          const __m256i sc_hi = _mm256_shuffle_epi8(scales[k][s_hi / 4], spread[s_hi % 4]);
+          SWARM_UNROLL
+          for (int c = 0; c < C; ++c) {
+            isum[k][c] = _mm256_add_epi32(isum[k][c],
+                                          _mm256_add_epi32(_mm256_madd_epi16(sum_lo[k][c], sc_lo),
+                                                           _mm256_madd_epi16(sum_hi[k][c], sc_hi)));
+          }
         }
       }
-      const __m256i mins[2] = {
-          _mm256_or_si256(_mm256_and_si256(nib_m, low4), _mm256_and_si256(high, bits45)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib_m, 4), low4),
-                          _mm256_and_si256(_mm256_srli_epi16(high, 2), bits45))};
       SWARM_UNROLL
-      for (int c = 0; c < C; ++c) {
-        __m256i imin = _mm256_setzero_si256();
+      for (int k = 0; k < kBlock; ++k) {
+        const uint8_t* group = groups[p0 + k];
+        const int p = p0 + k;
+        const __m256 d = _mm256_cvtph_ps(Load128(group));
+        const __m256 dmin = _mm256_cvtph_ps(Load128(group + 16));
+        const __m256i nib_m = Load256(group + 64);
+        const __m256i high = Load256(group + 96);
+        const __m256i mins[2] = {
+            _mm256_or_si256(_mm256_and_si256(nib_m, low4), _mm256_and_si256(high, bits45)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib_m, 4), low4),
+                            _mm256_and_si256(_mm256_srli_epi16(high, 2), bits45))};
         SWARM_UNROLL
-        for (int s = 0; s < 8; ++s) {
-          const __m256i m = _mm256_shuffle_epi8(mins[s / 4], spread[s % 4]);
-          imin = _mm256_add_epi32(
-              imin, _mm256_madd_epi16(m, Broadcast32(xs[c].bsum16 + (kQK_K / 16) * sb + 2 * s)));
+        for (int c = 0; c < C; ++c) {
+          __m256i imin = _mm256_setzero_si256();
+          SWARM_UNROLL
+          for (int s = 0; s < 8; ++s) {
+            const __m256i m = _mm256_shuffle_epi8(mins[s / 4], spread[s % 4]);
+            imin = _mm256_add_epi32(
+                imin, _mm256_madd_epi16(m, Broadcast32(xs[c].bsum16 + (kQK_K / 16) * sb + 2 * s)));
+          }
+          const __m256 dx = _mm256_set1_ps(xs[c].d[sb]);
+          acc[p][c] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k][c]), _mm256_mul_ps(d, dx), acc[p][c]);
+          acc[p][c] =
+              _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(dmin, dx), acc[p][c]);
         }
-        const __m256 dx = _mm256_set1_ps(xs[c].d[sb]);
-        acc[p][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx), acc[p][c]);
-        acc[p][c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(dmin, dx), acc[p][c]);
       }
     }
   }
@@ -157,9 +194,10 @@ void GroupQ4K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
   }
 }
 
-// Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched, keep
-// more lines in flight than one (one thread, 512 MiB: Q4_K 0.70-0.77 of a plain read with one
-// panel, 0.83-0.87 with 4; Q6_K 0.62-0.73 -> 0.79).
+// Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched line
+// by line as the steps go (PrefetchLineOf), keep more lines in flight than one (one thread, 512
+// MiB: Q4_K 0.70-0.77 of a plain read with one panel, 0.83-0.87 with 4, 0.96-1.04 with the
+// prefetches spread; Q6_K 0.62-0.73 -> 0.79 -> 0.93-0.98).
 constexpr int kVecPanels = 4;
 // Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
 constexpr int kCols = 2;

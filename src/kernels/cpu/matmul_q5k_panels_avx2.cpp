@@ -124,9 +124,6 @@ void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
     SWARM_UNROLL
     for (int p = 0; p < P; ++p) {
       const uint8_t* group = bases[p] + sb * kGroupBytes;
-      if constexpr (C == 1) {
-        PrefetchLines(group + P * panel_bytes, kGroupBytes);
-      }
       const __m256 d = _mm256_cvtph_ps(Load128(group));
       const __m256 dmin = _mm256_cvtph_ps(Load128(group + 16));
       const __m256i nib_sc = Load256(group + 32);
@@ -155,6 +152,10 @@ void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
           for (int c = 0; c < C; ++c) sum_lo[c] = sum_hi[c] = _mm256_setzero_si256();
           SWARM_UNROLL
           for (int k = 0; k < 4; ++k) {
+            if constexpr (C == 1) {
+              // The next tile's group, one of its 22-23 lines per step (see PrefetchLineOf).
+              PrefetchLineOf(group + P * panel_bytes, kGroupBytes, 4 * (2 * j + h) + k);
+            }
             __m256i lo, hi;
             if constexpr (kDecoded) {
               const uint8_t* dec = decoded + sb * kDecodedBytes + 64 * (4 * (2 * j + h) + k);

@@ -79,9 +79,6 @@ void GroupQ6K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
     SWARM_UNROLL
     for (int panel = 0; panel < P; ++panel) {
       const uint8_t* group = bases[panel] + sb * kGroupBytes;
-      if constexpr (C == 1) {
-        PrefetchLines(group + P * panel_bytes, kGroupBytes);
-      }
       const __m256 d = _mm256_cvtph_ps(Load128(group));
       __m256i scales[4];
       SWARM_UNROLL
@@ -103,6 +100,11 @@ void GroupQ6K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
           for (int half = 0; half < 2; ++half) {
             const int step = 2 * pair + half;
             const uint8_t* s = steps + 96 * (8 * n + step);
+            if constexpr (C == 1) {
+              // The next tile's group, 2 of its 27-28 lines per step (see PrefetchLineOf).
+              PrefetchLineOf(group + P * panel_bytes, kGroupBytes, 2 * (8 * n + step));
+              PrefetchLineOf(group + P * panel_bytes, kGroupBytes, 2 * (8 * n + step) + 1);
+            }
             const __m256i qa = Load256(s);
             const __m256i qb = Load256(s + 32);
             const __m256i qh = Load256(s + 64);

@@ -68,7 +68,6 @@ void LaneGroupsQ4_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes;
-      if constexpr (C == 1) PrefetchLines(group + R * a.row_bytes, kGroupBytes);
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         // The 16-bit pair sums of all 4 pieces, each at most 2 * 2 * 15 * 127 in magnitude: their
@@ -79,6 +78,11 @@ void LaneGroupsQ4_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
         SWARM_UNROLL
         for (int c = 0; c < 4; ++c) {
           const __m256i q = Load256(group + 32 + 64 * c + 32 * h);
+          if constexpr (C == 1) {
+            // The next tile's group of this row, one of its 5-6 lines per step (see
+            // PrefetchLineOf).
+            PrefetchLineOf(group + R * a.row_bytes, kGroupBytes, 4 * h + c);
+          }
           const __m256i lo = _mm256_and_si256(q, low4);
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
           SWARM_UNROLL
@@ -122,7 +126,6 @@ void LaneGroupsQ8_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
     SWARM_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* group = rows[i] + g * kGroupBytes;
-      if constexpr (C == 1) PrefetchLines(group + R * a.row_bytes, kGroupBytes);
       SWARM_UNROLL
       for (int h = 0; h < 2; ++h) {
         __m256i s[C];
@@ -131,6 +134,11 @@ void LaneGroupsQ8_0(const MatMulArgs& a, const X8Layout& l, const uint8_t* const
         SWARM_UNROLL
         for (int c = 0; c < 8; ++c) {
           const __m256i w = Load256(group + 32 + 64 * c + 32 * h);
+          if constexpr (C == 1) {
+            // The next tile's group of this row, one of its 9-10 lines per step (see
+            // PrefetchLineOf).
+            PrefetchLineOf(group + R * a.row_bytes, kGroupBytes, 8 * h + c);
+          }
           const __m256i aw = _mm256_sign_epi8(w, w);
           SWARM_UNROLL
           for (int j = 0; j < C; ++j) {
