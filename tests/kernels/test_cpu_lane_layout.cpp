@@ -1,5 +1,5 @@
 // The CPU backend's lane layout of Q4_0, Q8_0, Q4_1, Q5_1, Q5_0 and IQ4_NL weights (lane_layout.h)
-// and its interleaved rows of K-quants (q4k_panels.h, q5k_panels.h, q6k_panels.h, q2k_panels.h):
+// and its interleaved rows of K-quants and IQ4_XS (q4k_panels.h ... q2k_panels.h, iq4xs_panels.h):
 // the rewrite is lossless, keeps the blocks (rows) past the last full group as they were, and a
 // backend that rewrites its weights at PrepareWeight computes what it computes on the weights as
 // stored (exactly, or within the type's bound where the kernels sum in another order), with every
@@ -39,8 +39,9 @@ size_t BlockBytes(GgmlType type) { return RowBytes(type, 32).value(); }
 
 TEST(LaneLayoutTest, OnlyTheLaneTypesHaveOne) {
   for (GgmlType type : kLaneTypes) EXPECT_TRUE(HasLaneLayout(type)) << GgmlTypeName(type);
-  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K,
-                        GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K}) {
+  for (GgmlType type :
+       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_K, GgmlType::kQ5_K,
+        GgmlType::kQ6_K, GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS}) {
     EXPECT_FALSE(HasLaneLayout(type)) << GgmlTypeName(type);
   }
 }
@@ -209,7 +210,7 @@ TEST(LaneLayoutTest, BackendsWithoutLaneKernelsRefuseLaneWeights) {
 int64_t Panels(int64_t n_out) { return (n_out + kPanelRows - 1) / kPanelRows; }
 
 constexpr GgmlType kKPanelTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K,
-                                     GgmlType::kQ2_K, GgmlType::kQ3_K};
+                                     GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS};
 
 TEST(Q4KPanelsTest, RoundTripsEveryRowAndLeavesTailRowsAsTheyWere) {
   std::mt19937 rng(15);
@@ -281,6 +282,44 @@ TEST(Q2KPanelsTest, PutsSuperScalesScalesAndQuantsInTheirLanes) {
         EXPECT_EQ(0, std::memcmp(group + 160 + 4 * i, blk->qs, 4));
         EXPECT_EQ(0, std::memcmp(group + 160 + 32 + 4 * i, blk->qs + 4, 4));
         EXPECT_EQ(0, std::memcmp(group + 160 + 15 * 32 + 4 * i, blk->qs + 60, 4));
+      }
+    }
+  }
+}
+
+// Super-block b of rows 8g..8g+7 in IQ4_XS's panels (iq4xs_panels.h): the 8 fp16 d, the scales'
+// top 2 bits (16 bytes) and low 4 bits (32 bytes) in the places the header gives, then 4 quant
+// bytes of each row in turn.
+TEST(IQ4XSPanelsTest, PutsSuperScalesScalesAndQuantsInTheirLanes) {
+  std::mt19937 rng(21);
+  const int64_t n_in = 512, n_out = 16;
+  const std::vector<uint8_t> rows = RandomRows(rng, GgmlType::kIQ4_XS, n_in, n_out);
+  std::vector<uint8_t> panels(rows.size());
+  RowsToPanels(GgmlType::kIQ4_XS, rows.data(), panels.data(), n_in, n_out, 0, 1);
+  const size_t row_bytes = 2 * sizeof(BlockIQ4_XS);
+  for (int64_t g = 0; g < 2; ++g) {
+    for (int b = 0; b < 2; ++b) {
+      const uint8_t* group = panels.data() + g * 8 * row_bytes + b * 8 * sizeof(BlockIQ4_XS);
+      auto block = [&](int i) {
+        return reinterpret_cast<const BlockIQ4_XS*>(rows.data() + (8 * g + i) * row_bytes) + b;
+      };
+      for (int i = 0; i < 8; ++i) {
+        EXPECT_EQ(0, std::memcmp(group + 2 * i, &block(i)->d, 2));
+        EXPECT_EQ(0, std::memcmp(group + 64 + 4 * i, block(i)->qs, 4));
+        EXPECT_EQ(0, std::memcmp(group + 64 + 32 + 4 * i, block(i)->qs + 4, 4));
+        EXPECT_EQ(0, std::memcmp(group + 64 + 31 * 32 + 4 * i, block(i)->qs + 124, 4));
+      }
+      for (int k = 0; k < 32; ++k) {
+        const int i = 4 * (k / 16) + (k % 16) / 4, s = k % 4;
+        EXPECT_EQ(group[32 + k] & 0x0f, IQ4_XSScale(*block(i), s) & 0x0f) << k;
+        EXPECT_EQ(group[32 + k] >> 4, IQ4_XSScale(*block(i), 4 + s) & 0x0f) << k;
+      }
+      for (int m = 0; m < 16; ++m) {
+        const int r = m / 4, s = m % 4;
+        EXPECT_EQ(group[16 + m] & 3, IQ4_XSScale(*block(r), s) >> 4) << m;
+        EXPECT_EQ((group[16 + m] >> 2) & 3, IQ4_XSScale(*block(r), 4 + s) >> 4) << m;
+        EXPECT_EQ((group[16 + m] >> 4) & 3, IQ4_XSScale(*block(4 + r), s) >> 4) << m;
+        EXPECT_EQ(group[16 + m] >> 6, IQ4_XSScale(*block(4 + r), 4 + s) >> 4) << m;
       }
     }
   }

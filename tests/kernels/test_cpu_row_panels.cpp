@@ -44,6 +44,7 @@ TEST(RowPanelsTest, TheFloatTypesAndTheKQuantPanelTypesHaveThem) {
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ6_K));
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ2_K));
   EXPECT_TRUE(HasRowPanels(GgmlType::kQ3_K));
+  EXPECT_TRUE(HasRowPanels(GgmlType::kIQ4_XS));
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0}) {
     EXPECT_FALSE(HasRowPanels(type)) << GgmlTypeName(type);
   }

@@ -243,7 +243,7 @@ inline int MatMulSlot(GgmlType type) {
 
 // The optimized backend's own layout of a weight type: the lane layout of Q4_0, Q8_0, Q4_1, Q5_1,
 // Q5_0 and IQ4_NL (lane_layout.h), the row panels of the float types and the K-quants that have
-// them (row_panels.h, q4k_panels.h, q5k_panels.h, q6k_panels.h); kGguf where it has none.
+// them and of IQ4_XS (row_panels.h, q4k_panels.h ... iq4xs_panels.h); kGguf where it has none.
 // PrepareWeight rewrites a type only where the kernel table has a kernel for its layout.
 inline WeightLayout CpuLayoutOf(GgmlType type) {
   switch (type) {
@@ -259,9 +259,10 @@ inline WeightLayout CpuLayoutOf(GgmlType type) {
     case GgmlType::kBF16:
     case GgmlType::kQ4_K:  // rows interleaved 8 at a time (q4k_panels.h, q6k_panels.h)
     case GgmlType::kQ6_K:
-    case GgmlType::kQ5_K:  // q5k_panels.h
-    case GgmlType::kQ2_K:  // q2k_panels.h
-    case GgmlType::kQ3_K:  // q3k_panels.h
+    case GgmlType::kQ5_K:    // q5k_panels.h
+    case GgmlType::kQ2_K:    // q2k_panels.h
+    case GgmlType::kQ3_K:    // q3k_panels.h
+    case GgmlType::kIQ4_XS:  // iq4xs_panels.h
       return WeightLayout::kCpuRowPanels;
     default:
       return WeightLayout::kGguf;

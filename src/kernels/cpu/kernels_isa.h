@@ -109,6 +109,8 @@ void MatMulQ5_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end
 void MatMulQ2_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 // Over Q3_K weights in the row-panel layout (q3k_panels.h).
 void MatMulQ3_KPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
+// Over IQ4_XS weights in the row-panel layout (iq4xs_panels.h).
+void MatMulIQ4_XSPanels(const MatMulArgs& args, int64_t row_begin, int64_t row_end);
 }  // namespace avx2
 
 }  // namespace swarm::kernels::cpu

@@ -243,6 +243,7 @@ KernelTable MakeTable() {
   t.matmul_packed[MatMulSlot(GgmlType::kQ5_K)] = MatMulQ5_KPanels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ2_K)] = MatMulQ2_KPanels;
   t.matmul_packed[MatMulSlot(GgmlType::kQ3_K)] = MatMulQ3_KPanels;
+  t.matmul_packed[MatMulSlot(GgmlType::kIQ4_XS)] = MatMulIQ4_XSPanels;
   t.quantize_x8 = QuantizeX8;
   t.rms_norm = RmsNorm;
   t.swiglu = SwiGlu;

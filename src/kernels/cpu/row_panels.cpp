@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu/iq4xs_panels.h"
 #include "kernels/cpu/q2k_panels.h"
 #include "kernels/cpu/q3k_panels.h"
 #include "kernels/cpu/q4k_panels.h"
@@ -38,18 +39,20 @@ void Transpose(const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out
 bool HasRowPanels(GgmlType type) {
   return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 ||
          type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K ||
-         type == GgmlType::kQ2_K || type == GgmlType::kQ3_K;
+         type == GgmlType::kQ2_K || type == GgmlType::kQ3_K || type == GgmlType::kIQ4_XS;
 }
 
 void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n_in, int64_t n_out,
                   int64_t panel_begin, int64_t panel_end) {
   if (type == GgmlType::kQ4_K || type == GgmlType::kQ6_K || type == GgmlType::kQ5_K ||
-      type == GgmlType::kQ2_K || type == GgmlType::kQ3_K) {
-    // Groups of 8 rows (q4k_panels.h, q5k_panels.h, q6k_panels.h, q2k_panels.h, q3k_panels.h); a
+      type == GgmlType::kQ2_K || type == GgmlType::kQ3_K || type == GgmlType::kIQ4_XS) {
+    // Groups of 8 rows (q4k_panels.h, q5k_panels.h, q6k_panels.h, q2k_panels.h, q3k_panels.h,
+    // iq4xs_panels.h); a
     // panel of 64 rows holds whole groups, the last panel's rows past its last full group are
     // copied as they are.
     static_assert(kQ4KPanelRows == kQ6KPanelRows && kQ4KPanelRows == kQ5KPanelRows &&
-                  kQ4KPanelRows == kQ2KPanelRows && kQ4KPanelRows == kQ3KPanelRows);
+                  kQ4KPanelRows == kQ2KPanelRows && kQ4KPanelRows == kQ3KPanelRows &&
+                  kQ4KPanelRows == kIQ4XSPanelRows);
     const int64_t row_begin = panel_begin * kPanelRows;
     const int64_t row_end = std::min(n_out, panel_end * kPanelRows);
     const int64_t full_end = std::min(row_end, n_out / kQ4KPanelRows * kQ4KPanelRows);
@@ -58,7 +61,8 @@ void RowsToPanels(GgmlType type, const uint8_t* rows, uint8_t* panels, int64_t n
                              : type == GgmlType::kQ5_K ? Q5KRowsToPanels
                              : type == GgmlType::kQ6_K ? Q6KRowsToPanels
                              : type == GgmlType::kQ2_K ? Q2KRowsToPanels
-                                                       : Q3KRowsToPanels;
+                             : type == GgmlType::kQ3_K ? Q3KRowsToPanels
+                                                       : IQ4XSRowsToPanels;
       to_panels(rows, panels, n_in, row_begin / kQ4KPanelRows, full_end / kQ4KPanelRows);
     }
     const size_t row_bytes = RowBytes(type, n_in).value();
@@ -81,6 +85,7 @@ void RowFromPanels(GgmlType type, const uint8_t* panels, int64_t n_in, int64_t n
   if (type == GgmlType::kQ5_K) return Q5KRowFromPanels(panels, n_in, n_out, r, row);
   if (type == GgmlType::kQ2_K) return Q2KRowFromPanels(panels, n_in, n_out, r, row);
   if (type == GgmlType::kQ3_K) return Q3KRowFromPanels(panels, n_in, n_out, r, row);
+  if (type == GgmlType::kIQ4_XS) return IQ4XSRowFromPanels(panels, n_in, n_out, r, row);
   const size_t e = ElementBytes(type);
   const int64_t p = r / kPanelRows;
   const int64_t width = PanelWidth(n_out, p);

@@ -9,9 +9,9 @@
 // tile multiplies each loaded weight vector by several tokens with every output keeping the FMA
 // chain it has alone, so a token's result never depends on its batch or on the thread count.
 // The backend's PrepareWeight rewrites float matrices into this layout once, at load time.
-// The K-quants' row panels are their own (q2k_panels.h, q3k_panels.h, q4k_panels.h,
-// q5k_panels.h, q6k_panels.h): rows interleaved 8 at a time, super-block by super-block, which the
-// same functions below make and read.
+// The K-quants' and IQ4_XS's row panels are their own (q2k_panels.h, q3k_panels.h, q4k_panels.h,
+// q5k_panels.h, q6k_panels.h, iq4xs_panels.h): rows interleaved 8 at a time, super-block by
+// super-block, which the same functions below make and read.
 #pragma once
 
 #include <cstdint>
