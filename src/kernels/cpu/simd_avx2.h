@@ -13,7 +13,7 @@ namespace {
 // calls it once per step of its inner loop, so that the prefetches of the next tile are spread
 // over the arithmetic: a whole group's lines prefetched in one burst at the start of its step
 // left the stream short of the plain read's rate (matvec_bench --isa avx2, one thread, 512 MiB,
-// fraction of a plain read: Q4_K panels 0.82-0.90 in bursts, 0.95-1.0 spread; Q2_K 0.84-0.92 ->
+// fraction of a plain read: Q4_K panels 0.78-0.90 in bursts, 0.94-1.03 spread; Q2_K 0.84-0.92 ->
 // 0.97-1.05; Q5_K 0.84-0.89 -> 0.92-0.99; IQ4_NL lanes 0.84-0.88 -> 0.93-1.01).
 inline void PrefetchLineOf(const void* p, int64_t bytes, int64_t i) {
   const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
