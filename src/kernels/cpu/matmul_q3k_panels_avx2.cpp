@@ -15,11 +15,14 @@
 #include "kernels/block_lowbit.h"
 #include "kernels/cpu/kernels_isa.h"
 #include "kernels/cpu/matmul_lowbit.h"
+#include "kernels/cpu/panel_driver_avx2.h"
 #include "kernels/cpu/q3k_panels.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace swarm::kernels::cpu::avx2 {
 namespace {
+
+static_assert(kQ3KPanelRows == kGroupRows);
 
 constexpr int64_t kGroupBytes = kQ3KPanelRows * int64_t{sizeof(BlockQ3_K)};
 constexpr int64_t kScalesOffset = 2 * kQ3KPanelRows;
@@ -99,6 +102,9 @@ __attribute__((always_inline)) inline __m256i Quants(const uint8_t* q, int e, __
 template <int C, int P = 1>
 void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64_t r0, int64_t r1) {
   static_assert(P == 1 || C == 1);
+  // Computed as blocks of 2 panels (matvec_bench --isa avx2, in L2: 4 panels at once spill,
+  // 25-26 GB/s; blocks of 2, 26.6-27.3; 2 streams only, 27-28 in L2 but 0.84-0.94 of a plain
+  // read from memory against 0.93-0.97).
   constexpr int kBlock = P < 2 ? P : 2;
   static_assert(P % kBlock == 0);
   const uint8_t* bases[P];
@@ -187,68 +193,49 @@ void GroupQ3K(const MatMulArgs& a, const Token* xs, int64_t g0, int64_t t, int64
     }
   }
   SWARM_UNROLL
-  for (int panel = 0; panel < P; ++panel) {
-    const int64_t gp = g0 + panel * kQ3KPanelRows;
+  for (int p = 0; p < P; ++p) {
     SWARM_UNROLL
-    for (int c = 0; c < C; ++c) {
-      float* y = a.y + (t + c) * a.n_out + gp;
-      if (gp >= r0 && gp + kQ3KPanelRows <= r1) {
-        _mm256_storeu_ps(y, acc[panel][c]);
-      } else {
-        alignas(32) float v[kQ3KPanelRows];
-        _mm256_store_ps(v, acc[panel][c]);
-        for (int64_t i = std::max(r0, gp); i < std::min(r1, gp + kQ3KPanelRows); ++i) {
-          y[i - gp] = v[i - gp];
-        }
-      }
-    }
+    for (int c = 0; c < C; ++c) StoreGroupRows(a, acc[p][c], t + c, g0 + p * kGroupRows, r0, r1);
   }
 }
 
-// Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched (as
-// the Q4_K and Q6_K panel kernels), computed as 2 blocks of 2 (matvec_bench --isa avx2, in L2:
-// 4 panels at once spill, 25-26 GB/s; blocks of 2, 26.6-27.3; 2 streams, 27-28 in L2 but 0.84-0.94
-// of a plain read from memory against 0.93-0.97).
-constexpr int kVecPanels = 4;
-// Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
+// Tokens per tile of a prompt.
 constexpr int kCols = 3;
-constexpr int64_t kPanel = 48;
+
+// The kernel over the rows in [r0, r1) for the tokens from tp, rearranged in xs, as the drivers
+// call it (panel_driver_avx2.h).
+struct Q3KGroups {
+  const MatMulArgs& a;
+  const Token* xs;
+  int64_t tp, r0, r1;
+  template <int C, int P = 1>
+  void Run(int64_t g, int64_t t) const {
+    GroupQ3K<C, P>(a, xs + (t - tp), g, t, r0, r1);
+  }
+};
 
 }  // namespace
 
 void MatMulQ3_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t full = a.n_out / kQ3KPanelRows * kQ3KPanelRows;
-  const int64_t g_begin = r0 / kQ3KPanelRows * kQ3KPanelRows;
+  const int64_t full = a.n_out / kGroupRows * kGroupRows;
+  const int64_t g_begin = r0 / kGroupRows * kGroupRows;
   const int64_t g_end = std::min(r1, full);
   if (g_begin < g_end) {
+    // The tokens of one token panel, rearranged once for all the groups.
     const int64_t token_bytes = TokenBytes(a.n_in);
-    const int64_t panel_tokens = std::min(a.n_tokens, kPanel);
+    const int64_t panel_tokens = std::min(a.n_tokens, kTokenPanel);
     const std::unique_ptr<uint8_t[]> buffer(new uint8_t[panel_tokens * token_bytes]);
-    Token xs[kPanel];
-    for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
-      const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+    Token xs[kTokenPanel];
+    for (int64_t tp = 0; tp < a.n_tokens; tp += kTokenPanel) {
+      const int64_t tp_end = std::min(a.n_tokens, tp + kTokenPanel);
       for (int64_t t = tp; t < tp_end; ++t) {
         xs[t - tp] = Rearrange(a, t, buffer.get() + (t - tp) * token_bytes);
       }
+      const Q3KGroups groups{a, xs, tp, r0, r1};
       if (a.n_tokens == 1) {
-        int64_t g = g_begin;
-        for (; g + kVecPanels * kQ3KPanelRows <= g_end; g += kVecPanels * kQ3KPanelRows) {
-          GroupQ3K<1, kVecPanels>(a, xs, g, 0, r0, r1);
-        }
-        for (; g < g_end; g += kQ3KPanelRows) GroupQ3K<1>(a, xs, g, 0, r0, r1);
-        break;  // the only token panel
-      }
-      for (int64_t g = g_begin; g < g_end; g += kQ3KPanelRows) {
-        const int64_t next_rows = std::min(kQ3KPanelRows, g_end - g - kQ3KPanelRows);
-        SpreadPrefetch next(a.w + (g + kQ3KPanelRows) * a.row_bytes,
-                            static_cast<int64_t>(a.row_bytes) * next_rows,
-                            (tp_end - tp + kCols - 1) / kCols);
-        int64_t t = tp;
-        for (; t + kCols <= tp_end; t += kCols) {
-          next.Next();
-          GroupQ3K<kCols>(a, xs + (t - tp), g, t, r0, r1);
-        }
-        for (; t < tp_end; ++t) GroupQ3K<1>(a, xs + (t - tp), g, t, r0, r1);
+        DriveOneToken(groups, g_begin, g_end);
+      } else {
+        DriveTokenPanel<kCols>(a, groups, g_begin, g_end, tp, tp_end);
       }
     }
   }

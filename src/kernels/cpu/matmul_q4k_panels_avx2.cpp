@@ -10,11 +10,14 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/panel_driver_avx2.h"
 #include "kernels/cpu/q4k_panels.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace swarm::kernels::cpu::avx2 {
 namespace {
+
+static_assert(kQ4KPanelRows == kGroupRows);
 
 constexpr int64_t kGroupBytes = kQ4KPanelRows * int64_t{sizeof(BlockQ4_K)};
 
@@ -178,62 +181,28 @@ void GroupQ4K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
   }
   SWARM_UNROLL
   for (int p = 0; p < P; ++p) {
-    const int64_t gp = g0 + p * kQ4KPanelRows;
     SWARM_UNROLL
-    for (int c = 0; c < C; ++c) {
-      float* y = a.y + (t + c) * a.n_out + gp;
-      if (gp >= r0 && gp + kQ4KPanelRows <= r1) {
-        _mm256_storeu_ps(y, acc[p][c]);
-      } else {
-        alignas(32) float v[kQ4KPanelRows];
-        _mm256_store_ps(v, acc[p][c]);
-        for (int64_t i = std::max(r0, gp); i < std::min(r1, gp + kQ4KPanelRows); ++i)
-          y[i - gp] = v[i - gp];
-      }
-    }
+    for (int c = 0; c < C; ++c) StoreGroupRows(a, acc[p][c], t + c, g0 + p * kGroupRows, r0, r1);
   }
 }
 
-// Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched line
-// by line as the steps go (PrefetchLineOf), keep more lines in flight than one (one thread, 512
-// MiB: Q4_K 0.70-0.77 of a plain read with one panel, 0.83-0.87 with 4, 0.96-1.04 with the
-// prefetches spread; Q6_K 0.62-0.73 -> 0.79 -> 0.93-0.98).
-constexpr int kVecPanels = 4;
-// Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
+// Tokens per tile of a prompt.
 constexpr int kCols = 2;
-constexpr int64_t kPanel = 48;
+
+// The kernel over the rows in [r0, r1), as DrivePanels calls it (panel_driver_avx2.h).
+struct Q4KGroups {
+  const MatMulArgs& a;
+  int64_t r0, r1;
+  template <int C, int P = 1>
+  void Run(int64_t g, int64_t t) const {
+    GroupQ4K<C, P>(a, g, t, r0, r1);
+  }
+};
 
 }  // namespace
 
 void MatMulQ4_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t full = a.n_out / kQ4KPanelRows * kQ4KPanelRows;
-  const int64_t g_begin = r0 / kQ4KPanelRows * kQ4KPanelRows;
-  const int64_t g_end = std::min(r1, full);
-  if (a.n_tokens == 1) {
-    int64_t g = g_begin;
-    for (; g + kVecPanels * kQ4KPanelRows <= g_end; g += kVecPanels * kQ4KPanelRows) {
-      GroupQ4K<1, kVecPanels>(a, g, 0, r0, r1);
-    }
-    for (; g < g_end; g += kQ4KPanelRows) GroupQ4K<1>(a, g, 0, r0, r1);
-  } else {
-    for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
-      const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
-      for (int64_t g = g_begin; g < g_end; g += kQ4KPanelRows) {
-        const int64_t next_rows = std::min(kQ4KPanelRows, g_end - g - kQ4KPanelRows);
-        SpreadPrefetch next(a.w + (g + kQ4KPanelRows) * a.row_bytes,
-                            static_cast<int64_t>(a.row_bytes) * next_rows,
-                            (tp_end - tp + kCols - 1) / kCols);
-        int64_t t = tp;
-        for (; t + kCols <= tp_end; t += kCols) {
-          next.Next();
-          GroupQ4K<kCols>(a, g, t, r0, r1);
-        }
-        for (; t < tp_end; ++t) GroupQ4K<1>(a, g, t, r0, r1);
-      }
-    }
-  }
-  // Rows past the last full group are GGUF rows.
-  if (r1 > full) MatMulQ4_K(a, std::max(r0, full), r1);
+  DrivePanels<kCols>(a, Q4KGroups{a, r0, r1}, r0, r1, MatMulQ4_K);
 }
 
 }  // namespace swarm::kernels::cpu::avx2

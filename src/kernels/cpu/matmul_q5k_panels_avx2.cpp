@@ -13,11 +13,14 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/panel_driver_avx2.h"
 #include "kernels/cpu/q5k_panels.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace swarm::kernels::cpu::avx2 {
 namespace {
+
+static_assert(kQ5KPanelRows == kGroupRows);
 
 constexpr int64_t kGroupBytes = kQ5KPanelRows * int64_t{sizeof(BlockQ5_K)};
 
@@ -201,37 +204,31 @@ void GroupQ5K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
   }
   SWARM_UNROLL
   for (int p = 0; p < P; ++p) {
-    const int64_t gp = g0 + p * kQ5KPanelRows;
     SWARM_UNROLL
-    for (int c = 0; c < C; ++c) {
-      float* y = a.y + (t + c) * a.n_out + gp;
-      if (gp >= r0 && gp + kQ5KPanelRows <= r1) {
-        _mm256_storeu_ps(y, acc[p][c]);
-      } else {
-        alignas(32) float v[kQ5KPanelRows];
-        _mm256_store_ps(v, acc[p][c]);
-        for (int64_t i = std::max(r0, gp); i < std::min(r1, gp + kQ5KPanelRows); ++i)
-          y[i - gp] = v[i - gp];
-      }
-    }
+    for (int c = 0; c < C; ++c) StoreGroupRows(a, acc[p][c], t + c, g0 + p * kGroupRows, r0, r1);
   }
 }
 
-// Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched, as
-// Q4_K's (matmul_q4k_panels_avx2.cpp says why).
-constexpr int kVecPanels = 4;
-// Tokens per tile of a prompt (over decoded values 2 and 4 measured the same, within noise), and
-// tokens per panel that a group's weights stay in L1 for.
+// Tokens per tile of a prompt (over decoded values 2 and 4 measured the same, within noise).
 constexpr int kCols = 3;
-constexpr int64_t kPanel = 48;
+
+// One token over the rows in [r0, r1), as DriveOneToken calls it (panel_driver_avx2.h).
+struct Q5KGroups {
+  const MatMulArgs& a;
+  int64_t r0, r1;
+  template <int C, int P = 1>
+  void Run(int64_t g, int64_t t) const {
+    GroupQ5K<C, P>(a, g, t, r0, r1);
+  }
+};
 
 // Prompts over the full groups in [g_begin, g_end). Its own function, not inlined: with its
 // decoded values (64 KiB of stack) in its frame, the vector product ran at 28 GB/s, not 36.7.
 __attribute__((noinline)) void PromptQ5K(const MatMulArgs& a, int64_t g_begin, int64_t g_end,
                                          int64_t r0, int64_t r1) {
   alignas(32) uint8_t decoded[kMaxDecodedIn / kQK_K * kDecodedBytes];
-  for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
-    const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
+  for (int64_t tp = 0; tp < a.n_tokens; tp += kTokenPanel) {
+    const int64_t tp_end = std::min(a.n_tokens, tp + kTokenPanel);
     for (int64_t g = g_begin; g < g_end; g += kQ5KPanelRows) {
       const int64_t next_rows = std::min(kQ5KPanelRows, g_end - g - kQ5KPanelRows);
       SpreadPrefetch next(a.w + (g + kQ5KPanelRows) * a.row_bytes,
@@ -262,15 +259,11 @@ __attribute__((noinline)) void PromptQ5K(const MatMulArgs& a, int64_t g_begin, i
 }  // namespace
 
 void MatMulQ5_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t full = a.n_out / kQ5KPanelRows * kQ5KPanelRows;
-  const int64_t g_begin = r0 / kQ5KPanelRows * kQ5KPanelRows;
+  const int64_t full = a.n_out / kGroupRows * kGroupRows;
+  const int64_t g_begin = r0 / kGroupRows * kGroupRows;
   const int64_t g_end = std::min(r1, full);
   if (a.n_tokens == 1) {
-    int64_t g = g_begin;
-    for (; g + kVecPanels * kQ5KPanelRows <= g_end; g += kVecPanels * kQ5KPanelRows) {
-      GroupQ5K<1, kVecPanels>(a, g, 0, r0, r1);
-    }
-    for (; g < g_end; g += kQ5KPanelRows) GroupQ5K<1>(a, g, 0, r0, r1);
+    DriveOneToken(Q5KGroups{a, r0, r1}, g_begin, g_end);
   } else {
     PromptQ5K(a, g_begin, g_end, r0, r1);
   }

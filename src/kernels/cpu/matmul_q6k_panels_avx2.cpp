@@ -10,11 +10,14 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels_isa.h"
+#include "kernels/cpu/panel_driver_avx2.h"
 #include "kernels/cpu/q6k_panels.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace swarm::kernels::cpu::avx2 {
 namespace {
+
+static_assert(kQ6KPanelRows == kGroupRows);
 
 constexpr int64_t kGroupBytes = kQ6KPanelRows * int64_t{sizeof(BlockQ6_K)};
 
@@ -157,63 +160,29 @@ void GroupQ6K(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t r1
     }
   }
   SWARM_UNROLL
-  for (int panel = 0; panel < P; ++panel) {
-    const int64_t gp = g0 + panel * kQ6KPanelRows;
+  for (int p = 0; p < P; ++p) {
     SWARM_UNROLL
-    for (int c = 0; c < C; ++c) {
-      float* y = a.y + (t + c) * a.n_out + gp;
-      if (gp >= r0 && gp + kQ6KPanelRows <= r1) {
-        _mm256_storeu_ps(y, acc[panel][c]);
-      } else {
-        alignas(32) float v[kQ6KPanelRows];
-        _mm256_store_ps(v, acc[panel][c]);
-        for (int64_t i = std::max(r0, gp); i < std::min(r1, gp + kQ6KPanelRows); ++i) {
-          y[i - gp] = v[i - gp];
-        }
-      }
-    }
+    for (int c = 0; c < C; ++c) StoreGroupRows(a, acc[p][c], t + c, g0 + p * kGroupRows, r0, r1);
   }
 }
 
-// Panels per matrix-vector step: 4 interleaved streams, each with its next panel prefetched, keep
-// more lines in flight than one (one thread, 512 MiB: Q4_K 0.70-0.77 of a plain read with one
-// panel, 0.83-0.87 with 4; Q6_K 0.62-0.73 -> 0.79).
-constexpr int kVecPanels = 4;
-// Tokens per tile of a prompt, and tokens per panel that a group's weights stay in L1 for.
+// Tokens per tile of a prompt.
 constexpr int kCols = 2;
-constexpr int64_t kPanel = 48;
+
+// The kernel over the rows in [r0, r1), as DrivePanels calls it (panel_driver_avx2.h).
+struct Q6KGroups {
+  const MatMulArgs& a;
+  int64_t r0, r1;
+  template <int C, int P = 1>
+  void Run(int64_t g, int64_t t) const {
+    GroupQ6K<C, P>(a, g, t, r0, r1);
+  }
+};
 
 }  // namespace
 
 void MatMulQ6_KPanels(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t full = a.n_out / kQ6KPanelRows * kQ6KPanelRows;
-  const int64_t g_begin = r0 / kQ6KPanelRows * kQ6KPanelRows;
-  const int64_t g_end = std::min(r1, full);
-  if (a.n_tokens == 1) {
-    int64_t g = g_begin;
-    for (; g + kVecPanels * kQ6KPanelRows <= g_end; g += kVecPanels * kQ6KPanelRows) {
-      GroupQ6K<1, kVecPanels>(a, g, 0, r0, r1);
-    }
-    for (; g < g_end; g += kQ6KPanelRows) GroupQ6K<1>(a, g, 0, r0, r1);
-  } else {
-    for (int64_t tp = 0; tp < a.n_tokens; tp += kPanel) {
-      const int64_t tp_end = std::min(a.n_tokens, tp + kPanel);
-      for (int64_t g = g_begin; g < g_end; g += kQ6KPanelRows) {
-        const int64_t next_rows = std::min(kQ6KPanelRows, g_end - g - kQ6KPanelRows);
-        SpreadPrefetch next(a.w + (g + kQ6KPanelRows) * a.row_bytes,
-                            static_cast<int64_t>(a.row_bytes) * next_rows,
-                            (tp_end - tp + kCols - 1) / kCols);
-        int64_t t = tp;
-        for (; t + kCols <= tp_end; t += kCols) {
-          next.Next();
-          GroupQ6K<kCols>(a, g, t, r0, r1);
-        }
-        for (; t < tp_end; ++t) GroupQ6K<1>(a, g, t, r0, r1);
-      }
-    }
-  }
-  // Rows past the last full group are GGUF rows.
-  if (r1 > full) MatMulQ6_K(a, std::max(r0, full), r1);
+  DrivePanels<kCols>(a, Q6KGroups{a, r0, r1}, r0, r1, MatMulQ6_K);
 }
 
 }  // namespace swarm::kernels::cpu::avx2
