@@ -201,7 +201,7 @@ void GroupIQ4XS(const MatMulArgs& a, int64_t g0, int64_t t, int64_t r0, int64_t 
   }
 }
 
-// Tokens per tile of a prompt (matmat_bench --isa avx2: 99-106 GFLOP/s with 2, 118-119 with 3),
+// Tokens per tile of a prompt (matmat_bench --isa avx2: 99-106 GFLOP/s with 2, 118-119 with 3).
 constexpr int kCols = 3;
 
 // The kernel over the rows in [r0, r1), as DrivePanels calls it (panel_driver_avx2.h).
